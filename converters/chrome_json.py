@@ -1,0 +1,249 @@
+"""Decode Chrome-trace-format JSON (torch.profiler, VizTracer) into columns in one pass.
+
+Every event is decoded into a small typed struct (msgspec) with `args` kept as raw JSON bytes:
+nothing is decoded that not every event needs. The structs are turned into numpy/arrow
+columns right away and dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import msgspec
+import numpy as np
+import pyarrow as pa
+
+from tracekit.errors import TraceError, warn
+from tracekit.table import categorical
+from tracekit.timeconv import us_to_ns
+
+from .loading import RawInput, recover_truncated_json
+
+Num = Union[int, float, str, None]
+
+
+class RawEvent(msgspec.Struct, gc=False):
+    """One chrome trace event as decoded; `args` stays undecoded JSON."""
+
+    ph: str | None = None
+    name: str | int | float | None = None
+    cat: str | None = None
+    pid: int | str | None = None
+    tid: int | str | None = None
+    ts: Num = None
+    dur: Num = None
+    id: int | str | None = None
+    bp: str | None = None
+    s: str | None = None
+    args: msgspec.Raw = msgspec.Raw(b"")
+
+
+class ChromeDoc(msgspec.Struct):
+    """Top level of a chrome trace object: events plus every other key, undecoded."""
+
+    traceEvents: list[RawEvent] = []
+
+
+class ChromeMeta(msgspec.Struct):
+    """Top-level keys other than traceEvents (their values kept as raw JSON)."""
+
+    traceEvents: msgspec.Raw = msgspec.Raw(b"")
+
+
+@dataclass
+class ChromeColumns:
+    """Columns of the events of one chrome JSON file, in file order (`index` = event position)."""
+
+    index: np.ndarray  # int64 position in traceEvents
+    ph: list[str]
+    name: list[str]
+    cat: list[str | None]
+    pid: list[int | str | None]
+    tid: list[int | str | None]
+    ts_ns: np.ndarray  # int64, relative to the file's own time base
+    dur_ns: np.ndarray  # int64, -1 where the event has none
+    flow_id: list[str | None]
+    bp: list[str | None]
+    scope: list[str | None]
+    args: pa.LargeBinaryArray  # raw JSON of args, empty where absent
+    raw_args: list  # the same as msgspec.Raw slices (transient: dropped after the table is built)
+    top: dict[str, Any]  # other top-level keys, decoded
+    skipped: dict[str, int] = field(default_factory=dict)
+    damage: list[str] = field(default_factory=list)
+    input_events: int = 0
+
+
+_doc_decoder = msgspec.json.Decoder(ChromeDoc)
+_list_decoder = msgspec.json.Decoder(list[RawEvent])
+
+
+def _decode_document(raw: RawInput) -> tuple[list[RawEvent], bytes | None, list[str]]:
+    """Decode the event list (object or bare list form), recovering a truncated file."""
+    data, damage = raw.data, list(raw.damage)
+    head = data.lstrip()[:1]
+    if head not in (b"{", b"["):
+        raise TraceError(raw.path, "not JSON (does not start with '{' or '[')")
+    decoder = _doc_decoder if head == b"{" else _list_decoder
+    try:
+        doc = decoder.decode(data)
+        cut = None
+    except msgspec.ValidationError as exc:
+        raise TraceError(raw.path, f"not a chrome trace: {exc}") from None
+    except msgspec.DecodeError as exc:
+        if "truncated" not in str(exc):
+            raise TraceError(raw.path, f"malformed JSON: {exc}") from None
+        doc, note = recover_truncated_json(raw.path, data, decoder.decode)
+        warn(raw.path, note)
+        damage.append(note)
+        cut = True
+    events = doc.traceEvents if head == b"{" else doc
+    top_raw = data if (head == b"{" and cut is None) else None
+    return events, top_raw, damage
+
+
+def _decode_top(data: bytes | None) -> dict[str, Any]:
+    """Decode the top-level keys other than traceEvents (cheap: the events are skipped raw)."""
+    if data is None:
+        return {}
+    import orjson  # local: only used for the small top-level object
+
+    meta = msgspec.json.decode(data, type=dict[str, msgspec.Raw])
+    meta.pop("traceEvents", None)
+    return {k: orjson.loads(bytes(v)) for k, v in meta.items()}
+
+
+def decode_chrome(raw: RawInput, require_events: bool = True) -> ChromeColumns:
+    """Decode a chrome-trace JSON file into columns; timestamps become exact integer ns."""
+    events, top_raw, damage = _decode_document(raw)
+    if require_events and not events:
+        raise TraceError(raw.path, "trace holds no events (traceEvents is empty)")
+    top = _decode_top(top_raw) if top_raw is not None else _decode_top_recovered(raw.data)
+    n = len(events)
+    ph = [e.ph for e in events]
+    ph_cat = categorical(ph)
+    if (ph_cat.codes < 0).any() or "" in ph_cat.categories:
+        bad = np.flatnonzero((ph_cat.codes < 0) | (ph_cat == ""))
+        raise TraceError(raw.path, f"event has no 'ph' (phase); {len(bad)} such events", int(bad[0]))
+    ts_obj = [e.ts for e in events]
+    dur_obj = [e.dur for e in events]
+    ts_ns, ts_ok = us_to_ns(ts_obj, raw.path, "ts")
+    dur_ns, dur_ok = us_to_ns(dur_obj, raw.path, "dur")
+    skipped: dict[str, int] = {}
+    keep = np.ones(n, dtype=bool)
+    # Metadata events may lack ts; every other event needs one.
+    is_meta = np.asarray(ph_cat == "M")
+    ts_ns[~ts_ok & is_meta] = 0
+    no_ts = ~ts_ok & ~is_meta
+    if no_ts.any():
+        first = int(np.flatnonzero(no_ts)[0])
+        note = f"{int(no_ts.sum())} events have no valid 'ts' and were skipped (first at event {first})"
+        warn(raw.path, note)
+        damage.append(note)
+        skipped["missing_ts"] = int(no_ts.sum())
+        keep &= ~no_ts
+    is_x = np.asarray(ph_cat == "X")
+    no_dur = is_x & ~dur_ok & keep
+    if no_dur.any():
+        first = int(np.flatnonzero(no_dur)[0])
+        note = (
+            f"{int(no_dur.sum())} complete ('X') events have no valid 'dur'; kept with dur 0 "
+            f"(first at event {first})"
+        )
+        warn(raw.path, note)
+        damage.append(note)
+    dur_ns[~dur_ok] = -1
+    dur_ns[no_dur] = 0
+    dur_ns[is_x & (dur_ns < 0)] = 0
+    raw_args = [e.args for e in events]
+    args = _raw_column(raw_args)
+    names = [_name(e.name) for e in events]
+    cols = ChromeColumns(
+        index=np.arange(n, dtype=np.int64),
+        ph=ph,
+        name=names,
+        cat=[e.cat for e in events],
+        pid=[e.pid for e in events],
+        tid=[e.tid for e in events],
+        ts_ns=ts_ns,
+        dur_ns=dur_ns,
+        flow_id=[None if e.id is None else str(e.id) for e in events],
+        bp=[e.bp for e in events],
+        scope=[e.s for e in events],
+        args=args,
+        raw_args=raw_args,
+        top=top,
+        skipped=skipped,
+        damage=damage,
+        input_events=n,
+    )
+    del events
+    if not keep.all():
+        cols = _take(cols, np.flatnonzero(keep))
+    return cols
+
+
+def _name(value: object) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+def _decode_top_recovered(data: bytes) -> dict[str, Any]:
+    """For a truncated file, keep the top-level keys written before traceEvents."""
+    start = data.find(b'"traceEvents"')
+    if start <= 0:
+        return {}
+    head = data[:start].rstrip()
+    if head.endswith(b","):
+        head = head[:-1]
+    try:
+        import orjson
+
+        return orjson.loads(head + b"}")
+    except Exception:
+        return {}
+
+
+def _raw_column(raws: list[msgspec.Raw]) -> pa.LargeBinaryArray:
+    """Concatenate raw JSON slices into one arrow binary column without per-row copies."""
+    lengths = np.fromiter(map(len, raws), dtype=np.int64, count=len(raws))
+    offsets = np.zeros(len(raws) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    data = b"".join(raws)
+    return pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), len(raws), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
+
+
+def _take(cols: ChromeColumns, rows: np.ndarray) -> ChromeColumns:
+    """Keep only `rows` of every column."""
+    pick = rows.tolist()
+
+    def sub(values: list) -> list:
+        return [values[i] for i in pick]
+
+    return ChromeColumns(
+        index=cols.index[rows],
+        ph=sub(cols.ph),
+        name=sub(cols.name),
+        cat=sub(cols.cat),
+        pid=sub(cols.pid),
+        tid=sub(cols.tid),
+        ts_ns=cols.ts_ns[rows],
+        dur_ns=cols.dur_ns[rows],
+        flow_id=sub(cols.flow_id),
+        bp=sub(cols.bp),
+        scope=sub(cols.scope),
+        args=cols.args.take(pa.array(rows)),
+        raw_args=sub(cols.raw_args),
+        top=cols.top,
+        skipped=cols.skipped,
+        damage=cols.damage,
+        input_events=cols.input_events,
+    )
+
+
+def path_of(raw: RawInput) -> Path:
+    return raw.path

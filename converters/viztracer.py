@@ -1,0 +1,41 @@
+"""Reader for VizTracer JSON (plain and `log_torch=True` output)."""
+
+from __future__ import annotations
+
+from tracekit.errors import warn
+from tracekit.table import EventTable, SourceInfo
+
+from .chrome_json import ChromeColumns
+from .chrome_table import build_table
+
+
+def looks_like_viztracer(top: dict) -> bool:
+    return "viztracer_metadata" in top
+
+
+def read_viztracer(cols: ChromeColumns, path: str) -> EventTable:
+    """Normalize a decoded VizTracer trace: ts are us of CLOCK_MONOTONIC from the recorded base."""
+    top = cols.top
+    meta = top.get("viztracer_metadata") or {}
+    base = meta.get("baseTimeNanoseconds")
+    if isinstance(base, int):
+        base_ns, base_from = base, "viztracer_metadata.baseTimeNanoseconds"
+    else:
+        base_ns, base_from = 0, "none: no viztracer_metadata.baseTimeNanoseconds"
+        warn(path, "VizTracer file without baseTimeNanoseconds (viztracer < 0.16?): timestamps stay relative")
+    if meta.get("overflow"):
+        warn(path, "VizTracer's buffer overflowed while recording: the earliest events are missing")
+    info = SourceInfo(
+        path=path,
+        format="viztracer",
+        source="viztracer",
+        base_ns=base_ns,
+        base_from=base_from,
+        top={k: v for k, v in top.items() if k != "file_info"},
+        input_events=cols.input_events,
+        skipped=dict(cols.skipped),
+        damage=list(cols.damage),
+    )
+    # file_info (embedded sources) is kept for module resolution, not in the event table.
+    info.top["file_info"] = top.get("file_info") or {}
+    return build_table(cols, info)

@@ -1,0 +1,73 @@
+"""`tracekit info INPUT`: a readable overview of a trace."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from tracekit.info import trace_info
+from tracekit.pipeline import process, read_inputs
+from tracekit.progress import progress_steps
+
+
+def _ms(ns: int) -> str:
+    return f"{ns / 1e6:,.3f} ms"
+
+
+@click.command("info")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--top", default=10, show_default=True, help="How many ops and kernels to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON.")
+def info_cmd(inputs: tuple[Path, ...], top: int, as_json: bool) -> None:
+    """Format, devices, ranks, steps, event counts, time span, top ops and kernels."""
+    with progress_steps(total=len(inputs) + 1) as advance:
+        table = read_inputs(inputs, on_file=lambda p: advance(f"reading {p}"))
+        advance("building call tree and links")
+        facts = trace_info(process(table), top=top)
+    if as_json:
+        click.echo(json.dumps(facts, indent=2))
+        return
+    render(facts, Console())
+
+
+def render(facts: dict, console: Console) -> None:
+    """Print the facts as rich tables."""
+    for s in facts["sources"]:
+        console.print(f"[bold]{s['path']}[/]  format: {s['format']}  events: {s['events']:,}  "
+                      f"time base: {s['base_from']}")
+        for note in s["damage"]:
+            console.print(f"  [yellow]damage:[/] {note}")
+    console.print("devices: " + ", ".join(d["name"] for d in facts["devices"]))
+    ranks = facts["ranks"]
+    console.print(f"ranks: {ranks or 'not distributed'}" + (
+        f" of world size {facts['world_size']}" if facts["world_size"] else ""))
+    console.print(f"steps: {facts['steps'] or 'no ProfilerStep annotations'}")
+    span = facts["time_span_ns"]
+    console.print(f"time span: {_ms(span['duration'])}")
+    if not facts["has_modules"]:
+        console.print("[yellow]no nn.Module events[/] (recorded without with_modules/with_stack)")
+    kinds = Table(title="events by kind")
+    kinds.add_column("kind")
+    kinds.add_column("events", justify="right")
+    for kind, count in sorted(facts["counts_by_kind"].items(), key=lambda kv: -kv[1]):
+        kinds.add_row(kind, f"{count:,}")
+    console.print(kinds)
+    for title, rows in (("top ops by time (outermost ops)", facts["top_ops"]),
+                        ("top kernels by time", facts["top_kernels"])):
+        if not rows:
+            continue
+        tab = Table(title=title)
+        for col, just in (("name", "left"), ("total", "right"), ("calls", "right"), ("share", "right")):
+            tab.add_column(col, justify=just)
+        for r in rows:
+            tab.add_row(r["name"][:80], _ms(r["total_ns"]), f"{r['calls']:,}", f"{r['share']:.1%}")
+        console.print(tab)
+    if facts["unlinked_device_events"]:
+        console.print("device events without a launching op: " + ", ".join(
+            f"{k}: {v:,}" for k, v in facts["unlinked_device_events"].items()))
+    if facts["skipped"]:
+        console.print("skipped while reading: " + ", ".join(f"{k}: {v}" for k, v in facts["skipped"].items()))

@@ -1,0 +1,80 @@
+"""Link device events to the runtime call that launched them and to the cpu op around that call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from tracekit.table import DEVICE_KINDS, NO_ROW
+
+OP_KINDS = ("cpu_op", "collective")
+
+
+@dataclass(frozen=True)
+class Links:
+    """launch: runtime row of each device event; launcher: cpu-op row; unlinked counts by cause."""
+
+    launch: np.ndarray
+    launcher: np.ndarray
+    unlinked: dict[str, int] = field(default_factory=dict)
+
+
+def link_launches(events: pd.DataFrame, parent: np.ndarray) -> Links:
+    """Join device events to launches by (source file, correlation id), then up the call tree to the op."""
+    n = len(events)
+    launch = np.full(n, NO_ROW, dtype=np.int64)
+    launcher = np.full(n, NO_ROW, dtype=np.int64)
+    kind = events["kind"].to_numpy()
+    corr = events["correlation"].to_numpy()
+    src = events["source_index"].to_numpy()
+    device = np.isin(kind, list(DEVICE_KINDS))
+    runtime = kind == "runtime"
+    rt = pd.DataFrame({"src": src[runtime], "corr": corr[runtime], "rt_row": np.flatnonzero(runtime)})
+    rt = rt[rt["corr"] >= 0].drop_duplicates(["src", "corr"])
+    dev_rows = np.flatnonzero(device)
+    dev = pd.DataFrame({"src": src[dev_rows], "corr": corr[dev_rows], "row": dev_rows})
+    joined = dev.merge(rt, on=["src", "corr"], how="left")
+    found = joined["rt_row"].notna().to_numpy()
+    launch[joined["row"].to_numpy()[found]] = joined["rt_row"].to_numpy()[found].astype(np.int64)
+    op_of_row = _enclosing_op(kind, parent)
+    has_launch = launch >= 0
+    launcher[has_launch] = op_of_row[launch[has_launch]]
+    _external_id_fallback(events, kind, src, device, launcher)
+    unlinked = {
+        "no_correlation_id": int((device & (corr < 0)).sum()),
+        "launch_not_in_trace": int((device & (corr >= 0) & (launch < 0)).sum()),
+        "launch_outside_any_op": int((device & (launch >= 0) & (launcher < 0)).sum()),
+    }
+    return Links(launch, launcher, {k: v for k, v in unlinked.items() if v})
+
+
+def _enclosing_op(kind: np.ndarray, parent: np.ndarray) -> np.ndarray:
+    """For every row, the innermost cpu-op ancestor (or -1), walking all rows up in lockstep."""
+    is_op = np.isin(kind, OP_KINDS)
+    result = np.full(len(kind), NO_ROW, dtype=np.int64)
+    current = parent.copy()
+    pending = current >= 0
+    while pending.any():
+        idx = np.flatnonzero(pending)
+        anc = current[idx]
+        hit = is_op[anc]
+        result[idx[hit]] = anc[hit]
+        current[idx] = np.where(hit, NO_ROW, parent[anc])
+        pending = current >= 0
+    return result
+
+
+def _external_id_fallback(events, kind, src, device, launcher) -> None:
+    """Device events whose launch sits outside any op: join the op by External id (legacy schema)."""
+    ext = events["external_id"].to_numpy()
+    need = np.flatnonzero(device & (launcher < 0) & (ext >= 0))
+    if not len(need):
+        return
+    ops = np.flatnonzero(np.isin(kind, OP_KINDS) & (ext >= 0))
+    table = pd.DataFrame({"src": src[ops], "ext": ext[ops], "op": ops}).drop_duplicates(["src", "ext"])
+    want = pd.DataFrame({"src": src[need], "ext": ext[need], "row": need})
+    joined = want.merge(table, on=["src", "ext"], how="left")
+    ok = joined["op"].notna().to_numpy()
+    launcher[joined["row"].to_numpy()[ok]] = joined["op"].to_numpy()[ok].astype(np.int64)

@@ -1,0 +1,48 @@
+"""Read inputs and run the stages that every command needs (tree, launch links, steps)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tracekit.converters import read_trace
+from tracekit.link import Links, link_launches
+from tracekit.steps import assign_steps
+from tracekit.table import EventTable, concat
+from tracekit.tree import build_call_tree
+
+
+@dataclass
+class Processed:
+    """The event table with its derived columns, plus what the stages found."""
+
+    table: EventTable
+    unlinked: dict[str, int]
+    overlapped: int
+
+
+def read_inputs(paths: Sequence[str | Path], on_file: Callable[[str], None] | None = None) -> EventTable:
+    """Read every input file into one table (a `source_index` column tells the files apart)."""
+    tables = []
+    for index, path in enumerate(paths):
+        if on_file:
+            on_file(str(path))
+        table = read_trace(path)
+        table.events["source_index"] = np.int32(index)
+        tables.append(table)
+    return concat(tables)
+
+
+def process(table: EventTable) -> Processed:
+    """Add parent, depth, lane, launch, launcher and step columns."""
+    tree = build_call_tree(table.events)
+    links: Links = link_launches(table.events, tree.parent)
+    step = assign_steps(table.events, links.launch)
+    out = table.with_columns(
+        parent=tree.parent, depth=tree.depth, lane=tree.lane,
+        launch=links.launch, launcher=links.launcher, step=step,
+    )
+    return Processed(out, links.unlinked, tree.overlapped)

@@ -1,0 +1,116 @@
+"""The normalized event table: one row per input event, columnar, absolute integer ns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+KINDS = (
+    "python", "module", "cpu_op", "runtime", "kernel", "memcpy", "memset", "collective",
+    "annotation", "step", "memory", "counter", "instant", "flow", "metadata", "other",
+)
+DEVICE_KINDS = frozenset({"kernel", "memcpy", "memset"})
+NO_ROW = -1
+
+
+@dataclass
+class SourceInfo:
+    """What one input file is: format, time base, devices, rank, and its own metadata."""
+
+    path: str
+    format: str  # "torch" | "viztracer"
+    source: str  # value of the `source` column
+    base_ns: int  # absolute ns = base_ns + relative ns
+    base_from: str  # where base_ns came from
+    rank: int = -1
+    rank_from: str = ""
+    devices: list[dict[str, Any]] = field(default_factory=list)
+    distributed: dict[str, Any] = field(default_factory=dict)
+    top: dict[str, Any] = field(default_factory=dict)  # other top-level keys
+    process_names: dict[int, str] = field(default_factory=dict)
+    process_labels: dict[int, str] = field(default_factory=dict)
+    process_sort: dict[int, int] = field(default_factory=dict)
+    thread_names: dict[tuple[int, int], str] = field(default_factory=dict)
+    thread_sort: dict[tuple[int, int], int] = field(default_factory=dict)
+    input_events: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    damage: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EventTable:
+    """Events of one or more sources.
+
+    `events` holds one row per kept input event (pandas, categorical strings, int64 ns);
+    `args` holds each row's original args as raw JSON bytes (same row order).
+    """
+
+    events: pd.DataFrame
+    args: pa.LargeBinaryArray
+    sources: list[SourceInfo]
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    @property
+    def skipped(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for src in self.sources:
+            for reason, count in src.skipped.items():
+                total[reason] = total.get(reason, 0) + count
+        return total
+
+    @property
+    def input_events(self) -> int:
+        return sum(s.input_events for s in self.sources)
+
+    def with_columns(self, **columns: Any) -> EventTable:
+        """A copy of the table with columns added or replaced (the table itself is unchanged)."""
+        events = self.events.assign(**columns)
+        return EventTable(events, self.args, self.sources)
+
+
+def concat(tables: list[EventTable]) -> EventTable:
+    """Stack the tables of several sources; row references (parent, launcher...) are shifted."""
+    if len(tables) == 1:
+        return tables[0]
+    frames, offset = [], 0
+    for table in tables:
+        frame = table.events.copy()
+        for col in ROW_COLUMNS:
+            if col in frame:
+                values = frame[col].to_numpy()
+                frame[col] = np.where(values >= 0, values + offset, values)
+        frames.append(frame)
+        offset += len(frame)
+    events = pd.concat(frames, ignore_index=True)
+    for col in CATEGORICAL_COLUMNS:
+        if col in events and events[col].dtype != "category":
+            events[col] = events[col].astype("category")
+    args = pa.concat_arrays([t.args for t in tables])
+    return EventTable(events, args, [s for t in tables for s in t.sources])
+
+
+ROW_COLUMNS = ("parent", "launcher", "launch", "flow_peer")
+CATEGORICAL_COLUMNS = ("source", "ph", "name", "cat", "kind", "track", "flow_id", "bp", "scope")
+
+
+def categorical(values: list) -> pd.Categorical:
+    """Dictionary-encode a list of strings (None stays missing), in C via arrow."""
+    encoded = pa.array(values, type=pa.string()).dictionary_encode()
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
+    return pd.Categorical.from_codes(codes, categories=pd.Index(encoded.dictionary.to_pylist(), dtype=object))
+
+
+def int_column(values: list) -> np.ndarray:
+    """int64 array from a list of ints and None (None becomes -1), in C via arrow."""
+    return pa.array(values, type=pa.int64()).fill_null(-1).to_numpy(zero_copy_only=False)
+
+
+def source_label(path: str | Path) -> str:
+    return Path(path).name

@@ -1,0 +1,79 @@
+"""Exact conversion of chrome-trace microsecond timestamps to integer nanoseconds."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+import numpy as np
+
+from tracekit.errors import warn
+
+# Below 2**43 us a float64 has a spacing under 1 ns, so the 3-decimal value written by the
+# profiler is recovered exactly by rounding the fraction (see us_to_ns).
+EXACT_FLOAT_US = float(2**43)
+
+
+def us_to_ns(values: list, path: str | Path, field: str) -> tuple[np.ndarray, np.ndarray]:
+    """Convert a list of us values (int, float, numeric string or None) to int64 ns.
+
+    Returns (ns, ok): ok is False where the value is missing or not a number. Floats are split
+    into integer and fractional microseconds so that `4485561333650.786` gives exactly
+    `4485561333650786` ns; strings are parsed as decimals, never through float.
+    """
+    n = len(values)
+    ns = np.zeros(n, dtype=np.int64)
+    ok = np.ones(n, dtype=bool)
+    floats = np.empty(n, dtype=np.float64)
+    kinds = np.zeros(n, dtype=np.int8)  # 0 float/int, 1 missing, 2 string, 3 big int
+    for i, v in enumerate(values):
+        t = type(v)
+        if t is float or t is int:
+            if t is int and abs(v) >= 2**53:
+                kinds[i] = 3
+            else:
+                floats[i] = v
+        elif v is None or t is bool:
+            kinds[i] = 1
+        else:
+            kinds[i] = 2
+    regular = kinds == 0
+    finite = np.isfinite(floats) & regular
+    whole = np.floor(floats, where=finite, out=np.zeros(n))
+    frac_ns = np.rint((floats - whole) * 1000.0, where=finite, out=np.zeros(n))
+    ns[finite] = whole[finite].astype(np.int64) * 1000 + frac_ns[finite].astype(np.int64)
+    ok[~finite] = False
+    lossy = finite & (np.abs(floats) >= EXACT_FLOAT_US) & (whole != floats)
+    if lossy.any():
+        warn(path, f"{int(lossy.sum())} '{field}' values are beyond float precision; ns digits may be off")
+    for i in np.flatnonzero(kinds >= 2):
+        v = values[i]
+        parsed = _parse_decimal_us(v) if isinstance(v, str) else int(v) * 1000
+        if parsed is None:
+            ok[i] = False
+        else:
+            ns[i] = parsed
+            ok[i] = True
+    return ns, ok
+
+
+def _parse_decimal_us(text: str) -> int | None:
+    """Parse a decimal string of microseconds exactly into integer ns (None if not a number)."""
+    try:
+        value = Decimal(text.strip())
+    except (InvalidOperation, ValueError):
+        return None
+    if not value.is_finite():
+        return None
+    return int((value * 1000).to_integral_value())
+
+
+def parse_us_strings(texts: list[str]) -> np.ndarray:
+    """Exact ns from decimal strings of us (Ascend `ts`): integer arithmetic on the digits."""
+    out = np.empty(len(texts), dtype=np.int64)
+    for i, text in enumerate(texts):
+        whole, _, frac = text.strip().partition(".")
+        frac = (frac + "000")[:3]
+        sign = -1 if whole.startswith("-") else 1
+        out[i] = int(whole) * 1000 + sign * int(frac or 0)
+    return out

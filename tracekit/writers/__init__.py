@@ -1,0 +1,1 @@
+"""Output writers: chrome trace, Parquet tables, summary; all written atomically."""

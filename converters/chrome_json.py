@@ -159,6 +159,9 @@ def decode_chrome(raw: RawInput, require_events: bool = True) -> ChromeColumns:
     raw_args = [e.args for e in events]
     args = _raw_column(raw_args)
     names = [_name(e.name) for e in events]
+    if ("B" in ph_cat.categories) or ("E" in ph_cat.categories):
+        keep &= _pair_begin_end(raw.path, ph, [e.pid for e in events], [e.tid for e in events], ts_ns, dur_ns,
+                                keep, skipped, damage)
     cols = ChromeColumns(
         index=np.arange(n, dtype=np.int64),
         ph=ph,
@@ -182,6 +185,54 @@ def decode_chrome(raw: RawInput, require_events: bool = True) -> ChromeColumns:
     if not keep.all():
         cols = _take(cols, np.flatnonzero(keep))
     return cols
+
+
+def _pair_begin_end(path, ph: list, pid: list, tid: list, ts_ns: np.ndarray, dur_ns: np.ndarray,
+                    keep: np.ndarray, skipped: dict[str, int], damage: list[str]) -> np.ndarray:
+    """Turn matched B/E pairs into X events (the E is folded into its B); recover unmatched ones.
+
+    An unmatched B is closed at the last timestamp of its track; an unmatched E is skipped.
+    Returns the mask of rows that stay.
+    """
+    rows = [i for i, p in enumerate(ph) if p in ("B", "E") and keep[i]]
+    rows.sort(key=lambda i: (str(pid[i]), str(tid[i]), ts_ns[i], ph[i] == "B"))
+    stay = np.ones(len(ph), dtype=bool)
+    open_: dict[tuple, list[int]] = {}
+    unmatched_end = 0
+    for i in rows:
+        track = (pid[i], tid[i])
+        if ph[i] == "B":
+            open_.setdefault(track, []).append(i)
+        elif open_.get(track):
+            b = open_[track].pop()
+            ph[b] = "X"
+            dur_ns[b] = ts_ns[i] - ts_ns[b]
+            stay[i] = False
+        else:
+            stay[i] = False
+            unmatched_end += 1
+    folded = int((~stay).sum()) - unmatched_end
+    if folded:
+        skipped["end_folded_into_begin"] = folded
+    last_ts: dict[tuple, int] = {}
+    for i in range(len(ph)):
+        if keep[i] and ph[i] != "M":
+            track = (pid[i], tid[i])
+            last_ts[track] = max(last_ts.get(track, ts_ns[i]), int(ts_ns[i] + max(dur_ns[i], 0)))
+    unclosed = [b for track in open_.values() for b in track]
+    for b in unclosed:
+        ph[b] = "X"
+        dur_ns[b] = last_ts[(pid[b], tid[b])] - ts_ns[b]
+    if unclosed:
+        note = f"{len(unclosed)} 'B' events have no matching 'E'; closed at their track's last timestamp"
+        warn(path, note)
+        damage.append(note)
+    if unmatched_end:
+        note = f"{unmatched_end} 'E' events have no matching 'B' and were skipped"
+        warn(path, note)
+        damage.append(note)
+        skipped["unmatched_end"] = unmatched_end
+    return stay
 
 
 def _name(value: object) -> str:

@@ -163,7 +163,6 @@ def build(model_name: str):
 
 def record_prof(model_name: str, out_dir: str) -> list[str]:
     """a. torch.profiler with stacks/modules/memory over a 4-step schedule."""
-    import torch
     from torch.profiler import ProfilerActivity, profile, schedule
 
     _, _, train_step = build(model_name)
@@ -205,7 +204,6 @@ def record_viz(model_name: str, out_dir: str) -> list[str]:
 
 def record_both(model_name: str, out_dir: str) -> list[str]:
     """c. VizTracer session with a (stack-less) torch.profiler nested inside it."""
-    import torch
     from torch.profiler import ProfilerActivity, profile, record_function
     from viztracer import VizTracer
 

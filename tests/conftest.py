@@ -1,0 +1,37 @@
+"""Shared fixtures: paths to the real traces and a cache of conversions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "traces"
+SAMPLES = ROOT / "sample_traces"
+
+
+def shared(rel: str) -> Path:
+    path = SHARED / rel
+    if not path.exists():
+        pytest.fail(f"shared trace missing: {path} (tests need ../shared/traces beside the repo)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def converted(tmp_path_factory):
+    """convert(path) -> (outdir, summary), each input converted once per session."""
+    from tracekit.convert import convert
+
+    cache: dict[str, tuple[Path, dict]] = {}
+
+    def run(path: Path, **kwargs) -> tuple[Path, dict]:
+        key = str(path) + json.dumps(kwargs, sort_keys=True)
+        if key not in cache:
+            out = tmp_path_factory.mktemp(path.name.split(".")[0])
+            summary = convert([path], out, **kwargs)
+            cache[key] = (out, summary)
+        return cache[key]
+
+    return run

@@ -12,7 +12,6 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from conftest import SAMPLES, shared
-
 from tracekit.converters import read_trace
 
 GPU_TRACES = [
@@ -115,7 +114,7 @@ def test_legacy_schema_links_through_async_flows_and_correlation(converted):
 def test_timestamps_are_exact_integer_ns():
     """ts_ns = baseTimeNanoseconds + the ts digits as written, with no float rounding."""
     path = shared("cpu/gpt/prof_stack_modules.json.gz")
-    text = gzip.open(path).read().decode()
+    text = gzip.decompress(path.read_bytes()).decode()
     base = int(re.search(r'"baseTimeNanoseconds":\s*(\d+)', text).group(1))
     written = [m.group(1) for m in re.finditer(r'"ts":\s*([0-9.]+)', text)][:2000]
     expected = set()
@@ -132,7 +131,7 @@ def test_viztracer_base_time_and_kinds(converted):
     table = read_trace(path)
     src = table.sources[0]
     assert src.format == "viztracer"
-    meta = json.loads(gzip.open(path).read())["viztracer_metadata"]
+    meta = json.loads(gzip.decompress(path.read_bytes()))["viztracer_metadata"]
     assert src.base_ns == meta["baseTimeNanoseconds"]
     kinds = table.events["kind"].value_counts()
     assert kinds["python"] > 4000

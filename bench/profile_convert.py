@@ -7,6 +7,10 @@ Usage::
 TRACE defaults to ../shared/traces/gpu/hta/mtia_rank_0_large.json.gz (relative to the repo root).
 Prints the top functions by cumulative time and by total (own) time. Save the raw stats with
 --save and browse them with e.g. ``python -m pstats OUT.prof`` or snakeviz.
+
+With --stages it instead runs convert once WITHOUT the profiler and prints, for each progress step
+of convert (reading, call tree/links, chrome trace, parquet), the wall time and the process
+VmRSS / VmHWM (peak so far) when the step began: a cheap view of which stage sets the peak RSS.
 """
 
 from __future__ import annotations
@@ -24,12 +28,50 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_TRACE = REPO / "../shared/traces/gpu/hta/mtia_rank_0_large.json.gz"
 
 
+def _mem_mb() -> tuple[float, float]:
+    """(VmRSS, VmHWM) of this process in MB (10^6 bytes); zeros where /proc is unavailable."""
+    vals = {"VmRSS:": 0.0, "VmHWM:": 0.0}
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                key = line.split(":", 1)[0] + ":"
+                if key in vals:
+                    vals[key] = int(line.split()[1]) * 1024 / 1e6
+    except OSError:
+        pass
+    return vals["VmRSS:"], vals["VmHWM:"]
+
+
+def stages(convert, trace: Path, parquet: bool) -> int:
+    marks: list[tuple[str, float, float, float]] = []
+
+    def mark(msg: str) -> None:
+        marks.append((msg, time.perf_counter(), *_mem_mb()))
+
+    tmp = tempfile.mkdtemp(prefix="tracekit-prof-")
+    try:
+        mark("start")
+        convert([trace], Path(tmp) / "out", parquet=parquet, progress=mark)
+        mark("done")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"trace: {trace}  (parquet={parquet})")
+    print(f"{'stage (from this mark to the next)':<48} {'seconds':>8} {'RSS MB at start':>16} {'peak MB so far':>15}")
+    for (msg, t, rss, hwm), nxt in zip(marks, [*marks[1:], None]):
+        secs = f"{nxt[1] - t:8.3f}" if nxt else f"{'':8}"
+        label = "final" if nxt is None else msg[-48:]
+        print(f"{label:<48} {secs} {rss:16.0f} {hwm:15.0f}")
+    print(f"total {marks[-1][1] - marks[0][1]:.3f} s; peak RSS {marks[-1][3]:.0f} MB")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Profile tracekit convert with cProfile.")
     ap.add_argument("trace", nargs="?", default=str(DEFAULT_TRACE), help="trace file to convert")
     ap.add_argument("--top", type=int, default=25, help="how many functions to list per ordering")
     ap.add_argument("--no-parquet", action="store_true", help="convert with parquet=False")
     ap.add_argument("--save", default=None, help="also dump the raw pstats to this file")
+    ap.add_argument("--stages", action="store_true", help="per-stage wall time and RSS instead of cProfile")
     args = ap.parse_args(argv)
 
     trace = Path(args.trace).resolve()
@@ -37,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"trace not found: {trace}")
 
     from tracekit.convert import convert  # imported outside the profile
+
+    if args.stages:
+        return stages(convert, trace, parquet=not args.no_parquet)
 
     tmp = tempfile.mkdtemp(prefix="tracekit-prof-")
     prof = cProfile.Profile()

@@ -20,7 +20,7 @@ def read_trace(path: str | Path) -> EventTable:
     raw = read_bytes(path)
     cols = decode_chrome(raw)
     label = str(raw.path)
-    if looks_like_viztracer(cols.top):
+    if looks_like_viztracer(cols.top, cols.cat):
         return read_viztracer(cols, label)
     if looks_like_torch(cols.top, cols):
         return read_torch(cols, label)

@@ -7,6 +7,7 @@ columns right away and dropped.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -43,7 +44,7 @@ class RawEvent(msgspec.Struct, gc=False):
 class ChromeDoc(msgspec.Struct):
     """Top level of a chrome trace object: events plus every other key, undecoded."""
 
-    traceEvents: list[RawEvent] = []
+    traceEvents: Union[list[RawEvent], None] = None
 
 
 class ChromeMeta(msgspec.Struct):
@@ -82,7 +83,8 @@ _list_decoder = msgspec.json.Decoder(list[RawEvent])
 def _decode_document(raw: RawInput) -> tuple[list[RawEvent], bytes | None, list[str]]:
     """Decode the event list (object or bare list form), recovering a truncated file."""
     data, damage = raw.data, list(raw.damage)
-    head = data.lstrip()[:1]
+    first = re.search(rb"\S", data[:4096])
+    head = data[first.start() : first.start() + 1] if first else b""
     if head not in (b"{", b"["):
         raise TraceError(raw.path, "not JSON (does not start with '{' or '[')")
     decoder = _doc_decoder if head == b"{" else _list_decoder
@@ -90,7 +92,10 @@ def _decode_document(raw: RawInput) -> tuple[list[RawEvent], bytes | None, list[
         doc = decoder.decode(data)
         cut = None
     except msgspec.ValidationError as exc:
-        raise TraceError(raw.path, f"not a chrome trace: {exc}") from None
+        found = re.search(r"traceEvents\[(\d+)\]|^.*\$\[(\d+)\]", str(exc))
+        index = int(next(g for g in found.groups() if g is not None)) if found else None
+        raise TraceError(raw.path, f"malformed event: {exc}" if index is not None
+                         else f"not a chrome trace: {exc}", index) from None
     except msgspec.DecodeError as exc:
         if "truncated" not in str(exc):
             raise TraceError(raw.path, f"malformed JSON: {exc}") from None
@@ -98,6 +103,8 @@ def _decode_document(raw: RawInput) -> tuple[list[RawEvent], bytes | None, list[
         warn(raw.path, note)
         damage.append(note)
         cut = True
+    if head == b"{" and doc.traceEvents is None:
+        raise TraceError(raw.path, "not a chrome trace: the JSON object has no 'traceEvents' list")
     events = doc.traceEvents if head == b"{" else doc
     top_raw = data if (head == b"{" and cut is None) else None
     return events, top_raw, damage

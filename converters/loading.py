@@ -44,8 +44,10 @@ def read_bytes(path: str | Path) -> RawInput:
 
 def _gunzip(path: Path, blob: bytes) -> tuple[bytes, list[str]]:
     """Decompress gzip; a cut-off stream keeps what was decompressed and reports the damage."""
+    # The gzip trailer holds the size mod 2**32: one output allocation instead of repeated growth.
+    size_hint = int.from_bytes(blob[-4:], "little") + 1 if len(blob) > 18 else 1 << 16
     try:
-        return zlib.decompress(blob, wbits=47), []
+        return zlib.decompress(blob, wbits=47, bufsize=max(size_hint, 1 << 16)), []
     except zlib.error:
         pass
     inflater = zlib.decompressobj(wbits=47)
@@ -73,6 +75,10 @@ def recover_truncated_json(path: Path, data: bytes, decode, max_tries: int = 200
     ends = [m.start() for m in _EVENT_END.finditer(data, tail_start)]
     if not ends and tail_start:
         ends = [m.start() for m in _EVENT_END.finditer(data)]
+    # A cut right after a complete event ("...}" or "...},") keeps that event too.
+    last = re.search(rb"\}\s*,?\s*$", data[-64:])
+    if last:
+        ends.append(len(data) - 64 + last.start() if len(data) > 64 else last.start())
     for tries, end in enumerate(reversed(ends)):
         if tries >= max_tries:
             break

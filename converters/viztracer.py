@@ -9,8 +9,11 @@ from .chrome_json import ChromeColumns
 from .chrome_table import build_table
 
 
-def looks_like_viztracer(top: dict) -> bool:
-    return "viztracer_metadata" in top
+def looks_like_viztracer(top: dict, cats: list | None = None) -> bool:
+    """VizTracer output: its metadata key, or (when a cut file lost it) its `FEE` category."""
+    if "viztracer_metadata" in top:
+        return True
+    return bool(cats) and not top.get("schemaVersion") and "FEE" in set(cats[:5000])
 
 
 def read_viztracer(cols: ChromeColumns, path: str) -> EventTable:

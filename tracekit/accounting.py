@@ -71,8 +71,7 @@ def _bind_to_slices(events: pd.DataFrame, flows: pd.DataFrame) -> np.ndarray:
 
 def summarize_status(status: np.ndarray, skipped_before: dict[str, int]) -> dict[str, object]:
     """Counts per status plus events skipped while reading; conservation holds by construction."""
-    values, counts = np.unique(status.astype(str), return_counts=True)
-    by = dict(zip(values.tolist(), counts.tolist()))
+    by = pd.Series(status).value_counts().to_dict()
     skipped = dict(skipped_before)
     for key in (UNMATCHED_FLOW, UNBOUND_FLOW):
         if by.get(key):

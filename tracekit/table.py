@@ -107,6 +107,16 @@ def categorical(values: list) -> pd.Categorical:
     return pd.Categorical.from_codes(codes, categories=pd.Index(encoded.dictionary.to_pylist(), dtype=object))
 
 
+def strings(column: pd.Series) -> np.ndarray:
+    """Object array of the values of a categorical (or plain) string column; missing -> None."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        cats = np.asarray(column.cat.categories, dtype=object)
+        codes = column.cat.codes.to_numpy()
+        out = np.append(cats, None)[codes] if len(cats) else np.full(len(codes), None, dtype=object)
+        return out
+    return column.astype(object).to_numpy()
+
+
 def int_column(values: list) -> np.ndarray:
     """int64 array from a list of ints and None (None becomes -1), in C via arrow."""
     return pa.array(values, type=pa.int64()).fill_null(-1).to_numpy(zero_copy_only=False)

@@ -10,10 +10,13 @@ from typing import Any
 import msgspec
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from tracekit.accounting import METADATA, WRITTEN, flow_status
 from tracekit.opargs import op_inputs
-from tracekit.table import DEVICE_KINDS, EventTable, SourceInfo
+from tracekit.table import DEVICE_KINDS, EventTable, SourceInfo, strings
+from tracekit.writers.json_rows import event_rows, joined_bytes
 
 CHUNK = 50_000
 
@@ -48,7 +51,7 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False)
     """Write `table` (with tree and link columns) as a chrome trace at `path`."""
     ev = table.events
     kind = ev["kind"].to_numpy()
-    ph = ev["ph"].astype(str).to_numpy()
+    ph = strings(ev["ph"])
     launch = ev["launch"].to_numpy()
     status, flow_pairs = flow_status(ev, launch)
     is_meta = ph == "M"
@@ -65,45 +68,41 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False)
     doc_meta = _top_meta(table.sources, base_ns)
     encoder = msgspec.json.Encoder()
     written = 0
+    names, cats, scope = strings(ev["name"]), strings(ev["cat"]), strings(ev["scope"])
+    ts_ns, dur_ns = ev["ts_ns"].to_numpy(), ev["dur_ns"].to_numpy()
     with _open_out(path, gzip_output) as fh:
         fh.write(b'{"traceEvents":[')
         first = True
         for chunk in _chunks(layout.metadata_events()):
             fh.write((b"" if first else b",") + encoder.encode(chunk)[1:-1])
             first = False
-        names = ev["name"].astype(str).to_numpy()
-        cats = ev["cat"].astype(object).to_numpy()
-        scope = ev["scope"].astype(object).to_numpy()
-        ts_us = ((ev["ts_ns"].to_numpy() - base_ns) / 1000.0).tolist()
-        dur_us = (np.maximum(ev["dur_ns"].to_numpy(), 0) / 1000.0).tolist()
-        args = table.args
-        for start in range(0, len(rows), CHUNK):
-            part = rows[start : start + CHUNK]
-            raw_args = args.take(part).to_pylist()
-            batch = []
-            for j, row in enumerate(part.tolist()):
-                p = ph[row]
-                a = extra.get(row) or raw_args[j]
-                event = OutEvent(
-                    ph=p if p != "I" else "i", pid=out_pid[row], tid=out_tid[row], name=names[row],
-                    cat=cats[row] if isinstance(cats[row], str) else None,
-                    ts=ts_us[row],
-                    args=msgspec.Raw(a) if a else None,
-                )
-                if p == "X":
-                    event.dur = dur_us[row]
-                elif p in ("i", "I"):
-                    event.s = scope[row] if isinstance(scope[row], str) else "t"
-                batch.append(event)
-            written += len(batch)
-            if batch:
-                fh.write((b"" if first else b",") + encoder.encode(batch)[1:-1])
-                first = False
+        args = _with_extra_args(table.args, extra)
+        for begin in range(0, len(rows), CHUNK):
+            part = rows[begin : begin + CHUNK]
+            text = event_rows(
+                ph[part], out_pid_arr[part], out_tid_arr[part], names[part], cats[part],
+                ts_ns[part] - base_ns, dur_ns[part], scope[part], args.take(pa.array(part)),
+            )
+            fh.write((b"" if first else b",") + joined_bytes(text))
+            first = False
+            written += len(part)
         flows = _flow_events(ev, launch, flow_pairs, out_pid, out_tid, base_ns)
         if flows:
             fh.write((b"" if first else b",") + encoder.encode(flows)[1:-1])
         fh.write(b"]," + encoder.encode(doc_meta)[1:] )
     return ChromeResult(status, written, len(flows) // 2, base_ns)
+
+
+def _with_extra_args(args: pa.LargeBinaryArray, extra: dict[int, bytes]) -> pa.Array:
+    """args with the rows in `extra` replaced."""
+    if not extra:
+        return args
+    mask = np.zeros(len(args), dtype=bool)
+    rows = np.fromiter(extra.keys(), dtype=np.int64, count=len(extra))
+    mask[rows] = True
+    order = np.sort(rows)
+    replacements = pa.array([extra[r] for r in order.tolist()], pa.large_binary())
+    return pc.replace_with_mask(args, pa.array(mask), replacements)
 
 
 def _open_out(path: Path, gzip_output: bool):
@@ -165,7 +164,7 @@ def _kernel_args(table: EventTable) -> dict[int, bytes]:
         return {}
     ops = np.unique(launcher[dev])
     inputs = op_inputs(table.args, ops).lookup()
-    names = ev["name"].astype(str).to_numpy()
+    names = strings(ev["name"])
     originals = table.args.take(dev).to_pylist()
     out: dict[int, bytes] = {}
     for row, raw in zip(dev.tolist(), originals):
@@ -204,8 +203,8 @@ class _Layout:
         out_pid = np.zeros(len(ev), dtype=np.int64)
         out_tid = np.zeros(len(ev), dtype=np.int64)
         tracks = pd.DataFrame({"src": src[rows], "pid": pid[rows], "tid": tid[rows], "lane": lane[rows],
-                               "device": np.isin(kind[rows], list(DEVICE_KINDS)) | (ev["cat"].to_numpy()[rows]
-                                                                                  == "gpu_user_annotation")})
+                               "device": np.isin(kind[rows], list(DEVICE_KINDS))
+                               | (strings(ev["cat"])[rows] == "gpu_user_annotation")})
         procs = tracks.groupby(["src", "pid"], sort=True)["device"].any().reset_index()
         multi = len(self.sources) > 1
         used: set[int] = set()
@@ -255,8 +254,7 @@ class _Layout:
                                           args=msgspec.Raw(msgspec.json.encode({"name": name}))))
                 self.meta.append(OutEvent(ph="M", pid=newp, tid=new, name="thread_sort_index",
                                           args=msgspec.Raw(msgspec.json.encode({"sort_index": sort_index}))))
-        keys = pd.MultiIndex.from_arrays([src[rows], pid[rows]])
-        out_pid[rows] = [pid_map[k] for k in keys]
+        out_pid[rows] = [pid_map[k] for k in zip(src[rows].tolist(), pid[rows].tolist())]
         tkeys = zip(src[rows].tolist(), pid[rows].tolist(), tid[rows].tolist(), lane[rows].tolist())
         out_tid[rows] = [tid_map[k] for k in tkeys]
         # Flow endpoints that are not rows of their own use the placement of their slice.

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 
 from tracekit.opargs import op_inputs
 from tracekit.steps import step_table
-from tracekit.table import DEVICE_KINDS, EventTable
+from tracekit.table import DEVICE_KINDS, EventTable, strings
 
 EVENT_COLUMNS = (
     "source", "rank", "pid", "tid", "ts_ns", "dur_ns", "name", "cat", "kind", "ph", "parent", "depth",
@@ -34,15 +34,15 @@ def kernels_frame(table: EventTable) -> pd.DataFrame:
     rows = np.flatnonzero(ev["kind"].isin(DEVICE_KINDS).to_numpy())
     launch = ev["launch"].to_numpy()[rows]
     launcher = ev["launcher"].to_numpy()[rows]
-    names = ev["name"].astype(str).to_numpy()
+    names = strings(ev["name"])
     inputs = op_inputs(table.args, np.unique(launcher[launcher >= 0])).lookup()
     return pd.DataFrame({
         "row": rows,
-        "source": ev["source"].astype(str).to_numpy()[rows],
+        "source": strings(ev["source"])[rows],
         "rank": ev["rank"].to_numpy()[rows],
         "device": ev["pid"].to_numpy()[rows],
         "stream": ev["tid"].to_numpy()[rows],
-        "kind": ev["kind"].astype(str).to_numpy()[rows],
+        "kind": strings(ev["kind"])[rows],
         "name": names[rows],
         "ts_ns": ev["ts_ns"].to_numpy()[rows],
         "dur_ns": ev["dur_ns"].to_numpy()[rows],
@@ -66,12 +66,12 @@ def ops_frame(table: EventTable) -> pd.DataFrame:
     kernel_count = np.bincount(launcher[launcher >= 0], minlength=len(ev))[rows] if len(ev) else []
     return pd.DataFrame({
         "row": rows,
-        "source": ev["source"].astype(str).to_numpy()[rows],
+        "source": strings(ev["source"])[rows],
         "rank": ev["rank"].to_numpy()[rows],
         "pid": ev["pid"].to_numpy()[rows],
         "tid": ev["tid"].to_numpy()[rows],
-        "name": ev["name"].astype(str).to_numpy()[rows],
-        "kind": ev["kind"].astype(str).to_numpy()[rows],
+        "name": strings(ev["name"])[rows],
+        "kind": strings(ev["kind"])[rows],
         "ts_ns": ev["ts_ns"].to_numpy()[rows],
         "dur_ns": ev["dur_ns"].to_numpy()[rows],
         "parent": ev["parent"].to_numpy()[rows],

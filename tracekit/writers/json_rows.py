@@ -1,0 +1,75 @@
+"""Build one JSON object per event with arrow compute kernels (no Python object per event)."""
+
+from __future__ import annotations
+
+import msgspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+LS = pa.large_string()
+
+
+def _lit(text: str) -> pa.Scalar:
+    return pa.scalar(text, LS)
+
+
+def exact_us(ns: np.ndarray) -> pa.Array:
+    """Non-negative integer ns as exact decimal microseconds text ("1234.567")."""
+    arr = pa.array(ns, pa.int64())
+    whole = pc.divide(arr, 1000)
+    frac = pc.subtract(arr, pc.multiply(whole, 1000))
+    text = pc.binary_join_element_wise(pc.cast(whole, LS), pc.utf8_lpad(pc.cast(frac, LS), 3, "0"), _lit("."))
+    return text
+
+
+def json_strings(values: np.ndarray) -> pa.Array:
+    """JSON-encoded strings of an object array with many repeats (encoded once per distinct value)."""
+    encoded = pa.array(values, pa.large_string()).dictionary_encode()
+    uniques = encoded.dictionary.to_pylist()
+    table = pa.array([msgspec.json.encode(u).decode() for u in uniques], LS)
+    return table.take(encoded.indices)
+
+
+def event_rows(ph: np.ndarray, pid: np.ndarray, tid: np.ndarray, name: np.ndarray, cat: np.ndarray,
+               ts_rel_ns: np.ndarray, dur_ns: np.ndarray, scope: np.ndarray, args: pa.Array) -> pa.Array:
+    """`{"ph":..,"pid":..,"tid":..,"name":..,"cat":..,"ts":..,"dur":..,"s":..,"args":..}` per event.
+
+    `cat`/`scope` entries that are None, `dur` of non-X events and empty `args` are left out.
+    """
+    empty = _lit("")
+    is_x = pa.array(ph == "X")
+    is_instant = pa.array((ph == "i") | (ph == "I"))
+    ph_out = np.where(ph == "I", "i", ph)
+    has_cat = pa.array(np.array([c is not None for c in cat], dtype=bool)) if len(cat) else pa.array([], pa.bool_())
+    cat_text = json_strings(np.where(np.equal(cat, None), "", cat).astype(object))
+    cat_part = pc.if_else(has_cat, pc.binary_join_element_wise(_lit(',"cat":'), cat_text, empty), empty)
+    dur_part = pc.if_else(is_x, pc.binary_join_element_wise(_lit(',"dur":'), exact_us(np.maximum(dur_ns, 0)),
+                                                            empty), empty)
+    scope_text = json_strings(np.where(np.equal(scope, None), "t", scope).astype(object))
+    s_part = pc.if_else(is_instant, pc.binary_join_element_wise(_lit(',"s":'), scope_text, empty), empty)
+    args_text = pc.cast(args, LS)
+    has_args = pc.greater(pc.binary_length(args), 0)
+    args_part = pc.if_else(has_args, pc.binary_join_element_wise(_lit(',"args":'), args_text, empty), empty)
+    return pc.binary_join_element_wise(
+        _lit('{"ph":'), json_strings(ph_out.astype(object)),
+        _lit(',"pid":'), pc.cast(pa.array(pid, pa.int64()), LS),
+        _lit(',"tid":'), pc.cast(pa.array(tid, pa.int64()), LS),
+        _lit(',"name":'), json_strings(name),
+        cat_part,
+        _lit(',"ts":'), exact_us(ts_rel_ns),
+        dur_part, s_part, args_part,
+        _lit("}"),
+        empty,
+    )
+
+
+def joined_bytes(rows: pa.Array, separator: bytes = b",") -> bytes:
+    """The rows joined by `separator`, as one bytes object."""
+    if len(rows) == 0:
+        return b""
+    with_sep = pc.binary_join_element_wise(rows, _lit(separator.decode()), _lit(""))
+    combined = with_sep.combine_chunks() if isinstance(with_sep, pa.ChunkedArray) else with_sep
+    offsets = np.frombuffer(combined.buffers()[1], dtype=np.int64, count=len(combined) + 1, offset=combined.offset * 8)
+    data = combined.buffers()[2]
+    return data.to_pybytes()[offsets[0] : offsets[-1] - len(separator)]

@@ -20,6 +20,7 @@ from tracekit.errors import TraceError, warn
 from tracekit.table import categorical
 from tracekit.timeconv import us_to_ns
 
+from .link_args import link_columns
 from .loading import RawInput, recover_truncated_json
 
 Num = Union[int, float, str, None]
@@ -69,7 +70,8 @@ class ChromeColumns:
     bp: list[str | None]
     scope: list[str | None]
     args: pa.LargeBinaryArray  # raw JSON of args, empty where absent
-    raw_args: list  # the same as msgspec.Raw slices (transient: dropped after the table is built)
+    link: dict[str, np.ndarray]  # ids the pipeline joins on (correlation, External id...), -1 if absent
+    meta: list[tuple]  # distinct (name, pid, tid, args bytes) of the M events
     top: dict[str, Any]  # other top-level keys, decoded
     skipped: dict[str, int] = field(default_factory=dict)
     damage: list[str] = field(default_factory=list)
@@ -166,9 +168,12 @@ def decode_chrome(raw: RawInput, require_events: bool = True) -> ChromeColumns:
     raw_args = [e.args for e in events]
     args = _raw_column(raw_args)
     names = [_name(e.name) for e in events]
+    meta = list({(names[i], events[i].pid, events[i].tid, bytes(raw_args[i]))
+                 for i in np.flatnonzero(is_meta).tolist()})
     if ("B" in ph_cat.categories) or ("E" in ph_cat.categories):
         keep &= _pair_begin_end(raw.path, ph, [e.pid for e in events], [e.tid for e in events], ts_ns, dur_ns,
                                 keep, skipped, damage)
+    span_rows = np.flatnonzero(np.array([p == "X" for p in ph], dtype=bool) & keep)
     cols = ChromeColumns(
         index=np.arange(n, dtype=np.int64),
         ph=ph,
@@ -182,13 +187,14 @@ def decode_chrome(raw: RawInput, require_events: bool = True) -> ChromeColumns:
         bp=[e.bp for e in events],
         scope=[e.s for e in events],
         args=args,
-        raw_args=raw_args,
+        link=link_columns([raw_args[i] for i in span_rows.tolist()], span_rows, n),
+        meta=meta,
         top=top,
         skipped=skipped,
         damage=damage,
         input_events=n,
     )
-    del events
+    del events, raw_args
     if not keep.all():
         cols = _take(cols, np.flatnonzero(keep))
     return cols
@@ -295,7 +301,8 @@ def _take(cols: ChromeColumns, rows: np.ndarray) -> ChromeColumns:
         bp=sub(cols.bp),
         scope=sub(cols.scope),
         args=cols.args.take(pa.array(rows)),
-        raw_args=sub(cols.raw_args),
+        link={k: v[rows] for k, v in cols.link.items()},
+        meta=cols.meta,
         top=cols.top,
         skipped=cols.skipped,
         damage=cols.damage,

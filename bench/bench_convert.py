@@ -351,6 +351,13 @@ def main(argv: list[str] | None = None) -> int:
     for trace in traces:
         results.append(bench_trace(trace, args.repeat, log))
     log(f"total bench time {time.perf_counter() - t0:.1f} s\n")
+    end_env = environment()
+    env["git_rev_end"], env["git_dirty_end"] = end_env.get("git_rev"), end_env.get("git_dirty")
+    if (env["git_rev_end"], env["git_dirty_end"]) != (env.get("git_rev"), env.get("git_dirty")):
+        log(
+            f"WARNING: the working tree changed during the run ({env.get('git_rev')} -> {env['git_rev_end']}); "
+            "measurements may mix code versions"
+        )
     for res in results:
         render(res)
     if args.json_out:

@@ -59,7 +59,10 @@ def stages(convert, trace: Path, parquet: bool) -> int:
     print(f"{'stage (from this mark to the next)':<48} {'seconds':>8} {'RSS MB at start':>16} {'peak MB so far':>15}")
     for (msg, t, rss, hwm), nxt in zip(marks, [*marks[1:], None]):
         secs = f"{nxt[1] - t:8.3f}" if nxt else f"{'':8}"
-        label = "final" if nxt is None else msg[-48:]
+        label = "final" if nxt is None else msg
+        if label.startswith("reading "):
+            label = "reading " + Path(label[len("reading ") :]).name
+        label = label[:48]
         print(f"{label:<48} {secs} {rss:16.0f} {hwm:15.0f}")
     print(f"total {marks[-1][1] - marks[0][1]:.3f} s; peak RSS {marks[-1][3]:.0f} MB")
     return 0

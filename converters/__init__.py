@@ -31,9 +31,4 @@ def read_trace(path: str | Path) -> EventTable:
     )
 
 
-def detect_format(path: str | Path) -> str:
-    """The format name of a file, read from its content."""
-    return read_trace(path).sources[0].format
-
-
-__all__ = ["FORMATS", "detect_format", "read_trace"]
+__all__ = ["FORMATS", "read_trace"]

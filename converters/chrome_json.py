@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Union
 
 import msgspec
@@ -46,12 +45,6 @@ class ChromeDoc(msgspec.Struct):
     """Top level of a chrome trace object: events plus every other key, undecoded."""
 
     traceEvents: Union[list[RawEvent], None] = None
-
-
-class ChromeMeta(msgspec.Struct):
-    """Top-level keys other than traceEvents (their values kept as raw JSON)."""
-
-    traceEvents: msgspec.Raw = msgspec.Raw(b"")
 
 
 @dataclass
@@ -309,6 +302,3 @@ def _take(cols: ChromeColumns, rows: np.ndarray) -> ChromeColumns:
         input_events=cols.input_events,
     )
 
-
-def path_of(raw: RawInput) -> Path:
-    return raw.path

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -121,6 +120,3 @@ def int_column(values: list) -> np.ndarray:
     """int64 array from a list of ints and None (None becomes -1), in C via arrow."""
     return pa.array(values, type=pa.int64()).fill_null(-1).to_numpy(zero_copy_only=False)
 
-
-def source_label(path: str | Path) -> str:
-    return Path(path).name

@@ -6,6 +6,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from tracekit.errors import warn
 
@@ -22,8 +23,14 @@ def us_to_ns(values: list, path: str | Path, field: str) -> tuple[np.ndarray, np
     `4485561333650786` ns; strings are parsed as decimals, never through float.
     """
     n = len(values)
-    ns = np.zeros(n, dtype=np.int64)
-    ok = np.ones(n, dtype=bool)
+    try:
+        # Fast path: all numbers or None. Arrow refuses ints that float64 cannot hold exactly.
+        arr = pa.array(values, type=pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        arr = None
+    if arr is not None:
+        missing = arr.is_null().to_numpy(zero_copy_only=False)
+        return _floats_to_ns(arr.fill_null(0.0).to_numpy(), ~missing, path, field)
     floats = np.empty(n, dtype=np.float64)
     kinds = np.zeros(n, dtype=np.int8)  # 0 float/int, 1 missing, 2 string, 3 big int
     for i, v in enumerate(values):
@@ -37,15 +44,7 @@ def us_to_ns(values: list, path: str | Path, field: str) -> tuple[np.ndarray, np
             kinds[i] = 1
         else:
             kinds[i] = 2
-    regular = kinds == 0
-    finite = np.isfinite(floats) & regular
-    whole = np.floor(floats, where=finite, out=np.zeros(n))
-    frac_ns = np.rint((floats - whole) * 1000.0, where=finite, out=np.zeros(n))
-    ns[finite] = whole[finite].astype(np.int64) * 1000 + frac_ns[finite].astype(np.int64)
-    ok[~finite] = False
-    lossy = finite & (np.abs(floats) >= EXACT_FLOAT_US) & (whole != floats)
-    if lossy.any():
-        warn(path, f"{int(lossy.sum())} '{field}' values are beyond float precision; ns digits may be off")
+    ns, ok = _floats_to_ns(floats, kinds == 0, path, field)
     for i in np.flatnonzero(kinds >= 2):
         v = values[i]
         parsed = _parse_decimal_us(v) if isinstance(v, str) else int(v) * 1000
@@ -55,6 +54,20 @@ def us_to_ns(values: list, path: str | Path, field: str) -> tuple[np.ndarray, np
             ns[i] = parsed
             ok[i] = True
     return ns, ok
+
+
+def _floats_to_ns(floats: np.ndarray, regular: np.ndarray, path: str | Path, field: str):
+    """Exact ns of float us values (see us_to_ns); ok is False where not regular or not finite."""
+    n = len(floats)
+    finite = np.isfinite(floats) & regular
+    whole = np.floor(floats, where=finite, out=np.zeros(n))
+    frac_ns = np.rint((floats - whole) * 1000.0, where=finite, out=np.zeros(n))
+    ns = np.zeros(n, dtype=np.int64)
+    ns[finite] = whole[finite].astype(np.int64) * 1000 + frac_ns[finite].astype(np.int64)
+    lossy = finite & (np.abs(floats) >= EXACT_FLOAT_US) & (whole != floats)
+    if lossy.any():
+        warn(path, f"{int(lossy.sum())} '{field}' values are beyond float precision; ns digits may be off")
+    return ns, finite.copy()
 
 
 def _parse_decimal_us(text: str) -> int | None:
@@ -67,13 +80,3 @@ def _parse_decimal_us(text: str) -> int | None:
         return None
     return int((value * 1000).to_integral_value())
 
-
-def parse_us_strings(texts: list[str]) -> np.ndarray:
-    """Exact ns from decimal strings of us (Ascend `ts`): integer arithmetic on the digits."""
-    out = np.empty(len(texts), dtype=np.int64)
-    for i, text in enumerate(texts):
-        whole, _, frac = text.strip().partition(".")
-        frac = (frac + "000")[:3]
-        sign = -1 if whole.startswith("-") else 1
-        out[i] = int(whole) * 1000 + sign * int(frac or 0)
-    return out

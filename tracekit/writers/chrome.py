@@ -257,7 +257,6 @@ class _Layout:
         out_pid[rows] = [pid_map[k] for k in zip(src[rows].tolist(), pid[rows].tolist())]
         tkeys = zip(src[rows].tolist(), pid[rows].tolist(), tid[rows].tolist(), lane[rows].tolist())
         out_tid[rows] = [tid_map[k] for k in tkeys]
-        # Flow endpoints that are not rows of their own use the placement of their slice.
         return out_pid, out_tid
 
     def metadata_events(self) -> list[OutEvent]:

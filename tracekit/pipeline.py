@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from tracekit.converters import read_trace
 from tracekit.link import Links, link_launches
+from tracekit.modules.attribute import ModuleColumns, attribute_modules
 from tracekit.steps import assign_steps
 from tracekit.table import EventTable, concat
 from tracekit.tree import build_call_tree
@@ -22,6 +24,7 @@ class Processed:
     table: EventTable
     unlinked: dict[str, int]
     overlapped: int
+    modules: ModuleColumns | None = None
 
 
 def read_inputs(paths: Sequence[str | Path], on_file: Callable[[str], None] | None = None) -> EventTable:
@@ -37,7 +40,7 @@ def read_inputs(paths: Sequence[str | Path], on_file: Callable[[str], None] | No
 
 
 def process(table: EventTable) -> Processed:
-    """Add parent, depth, lane, launch, launcher and step columns."""
+    """Add parent, depth, lane, launch, launcher, step and module attribution columns."""
     tree = build_call_tree(table.events)
     links: Links = link_launches(table.events, tree.parent)
     step = assign_steps(table.events, links.launch)
@@ -45,4 +48,9 @@ def process(table: EventTable) -> Processed:
         parent=tree.parent, depth=tree.depth, lane=tree.lane,
         launch=links.launch, launcher=links.launcher, step=step,
     )
-    return Processed(out, links.unlinked, tree.overlapped)
+    modules = attribute_modules(out)
+    out = out.with_columns(**{
+        name: (pd.Categorical(values) if values.dtype == object else values)
+        for name, values in modules.as_columns().items()
+    })
+    return Processed(out, links.unlinked, tree.overlapped, modules)

@@ -16,7 +16,8 @@ from tracekit.table import DEVICE_KINDS, EventTable, strings
 EVENT_COLUMNS = (
     "source", "rank", "pid", "tid", "ts_ns", "dur_ns", "name", "cat", "kind", "ph", "parent", "depth",
     "lane", "launch", "launcher", "step", "correlation", "external_id", "sequence", "fwd_thread",
-    "python_id", "python_parent", "flow_id", "input_index", "source_index",
+    "python_id", "python_parent", "flow_id", "input_index", "source_index", "module", "module_path",
+    "module_type", "phase", "recompute", "module_from",
 )
 
 
@@ -54,6 +55,7 @@ def kernels_frame(table: EventTable) -> pd.DataFrame:
         "op_name": [names[r] if r >= 0 else None for r in launcher.tolist()],
         "op_input_dims": [inputs[r][0] if r >= 0 else None for r in launcher.tolist()],
         "op_input_types": [inputs[r][1] if r >= 0 else None for r in launcher.tolist()],
+        **_module_columns(ev, rows),
     })
 
 
@@ -82,7 +84,19 @@ def ops_frame(table: EventTable) -> pd.DataFrame:
         "input_dims": inputs.dims,
         "input_types": inputs.types,
         "kernel_count": kernel_count,
+        **_module_columns(ev, rows),
     })
+
+
+def _module_columns(ev: pd.DataFrame, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """module_path, module_type, phase, recompute and module_from of `rows`, where attributed."""
+    out: dict[str, np.ndarray] = {}
+    for col in ("module_path", "module_type", "phase", "module_from"):
+        if col in ev:
+            out[col] = strings(ev[col])[rows]
+    if "recompute" in ev:
+        out["recompute"] = ev["recompute"].to_numpy()[rows]
+    return out
 
 
 def write_parquet_tables(table: EventTable, outdir: Path) -> dict[str, int]:

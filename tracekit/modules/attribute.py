@@ -1,0 +1,247 @@
+"""Give every event its innermost nn.Module (forward AND backward) and its phase.
+
+- Host events inside a module span take that module (`module_from = "span"`).
+- Autograd nodes (`autograd::engine::evaluate_function: XBackward0`) and everything under them
+  take the module of the forward op with the same `Sequence number` ("sequence"); AccumulateGrad
+  nodes, which have none, take the module of the backward node that ran just before them on the
+  same thread ("previous_node"). Module spans inside backward are recomputation (activation
+  checkpointing): phase backward, `recompute` true.
+- Device events take the module of their launch (or launching op) ("launch"); kernels without a
+  launch in the trace but inside a device-side annotation (`nccl:all_reduce`) take the host event
+  with the same External id ("gpu_annotation").
+- Phases: forward, backward, loss (differentiable ops outside any module), optimizer
+  (`Optimizer.step#`/`Optimizer.zero_grad#` annotations), other.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from tracekit.ancestry import nearest_marked
+from tracekit.modules.infer import infer_from_step_pattern
+from tracekit.modules.spans import ModuleSpans, find_module_spans
+from tracekit.table import DEVICE_KINDS, NO_ROW, EventTable, strings
+from tracekit.tree import track_codes
+
+BACKWARD_PREFIX = "autograd::engine::evaluate_function: "
+_OPTIMIZER = re.compile(r"^Optimizer\.(step|zero_grad)#")
+PHASES = ("forward", "backward", "loss", "optimizer", "other")
+HOST_SPAN_KINDS = ("python", "module", "cpu_op", "runtime", "collective", "annotation", "step", "other")
+
+
+@dataclass(frozen=True)
+class ModuleColumns:
+    """Per-row module attribution, plus the module spans and their canonical paths."""
+
+    module: np.ndarray  # row of the module span (-1: none)
+    module_path: np.ndarray  # object: "GPT_0/Block_2/MLP_0/Linear_1" or None
+    module_type: np.ndarray  # object: "Linear" or None
+    phase: np.ndarray  # object: one of PHASES or None
+    recompute: np.ndarray  # bool: inside a module span that runs inside backward
+    module_from: np.ndarray  # object: span / sequence / previous_node / launch / gpu_annotation / None
+    spans: ModuleSpans
+    span_path: dict[int, str]  # span row -> canonical path of its instance
+
+    def as_columns(self) -> dict[str, object]:
+        return {
+            "module": self.module, "module_path": self.module_path, "module_type": self.module_type,
+            "phase": self.phase, "recompute": self.recompute, "module_from": self.module_from,
+        }
+
+
+def attribute_modules(table: EventTable) -> ModuleColumns:
+    """Module, path, type, phase for every row of a table that has tree and link columns."""
+    ev = table.events
+    n = len(ev)
+    parent = ev["parent"].to_numpy()
+    kind = ev["kind"].to_numpy()
+    names = strings(ev["name"])
+    src = ev["source_index"].to_numpy()
+    spans = find_module_spans(ev, table.sources)
+
+    is_span = np.zeros(n, dtype=bool)
+    is_span[spans.rows] = True
+    mod_of = nearest_marked(parent, is_span)
+    is_bw = (kind == "cpu_op") & _startswith(names, BACKWARD_PREFIX)
+    bw_of = nearest_marked(parent, is_bw)
+    span_path = _canonical_paths(ev, spans, parent, is_span, bw_of)
+
+    module = mod_of.copy()
+    module_from = np.where(mod_of >= 0, "span", None).astype(object)
+    recompute = np.zeros(n, dtype=bool)
+    in_bw = bw_of >= 0
+    span_in_bw = np.zeros(n, dtype=bool)
+    has_mod = mod_of >= 0
+    span_in_bw[has_mod] = bw_of[mod_of[has_mod]] >= 0
+    recompute[in_bw & has_mod & span_in_bw] = True
+
+    node_module, node_from = _backward_node_modules(ev, names, is_bw, mod_of, bw_of, span_in_bw)
+    plain_bw = np.flatnonzero(in_bw & ~recompute)
+    module[plain_bw] = node_module[bw_of[plain_bw]]
+    module_from[plain_bw] = node_from[bw_of[plain_bw]]
+
+    seq = ev["sequence"].to_numpy()
+    bw_seqs = pd.MultiIndex.from_arrays([src[is_bw], seq[is_bw]])
+    is_opt = np.isin(kind, ("annotation", "cpu_op")) & np.array(
+        [bool(_OPTIMIZER.match(str(x))) if x is not None else False for x in names], dtype=bool)
+    opt_of = np.maximum(nearest_marked(parent, is_opt), _within_ranges(ev, np.flatnonzero(is_opt)))
+    loss_mark = ((kind == "cpu_op") & (seq >= 0) & ~in_bw & (mod_of < 0) & (opt_of < 0)
+                 & pd.MultiIndex.from_arrays([src, seq]).isin(bw_seqs))
+    loss_of = nearest_marked(parent, loss_mark)
+
+    phase = np.full(n, None, dtype=object)
+    host = np.isin(kind, HOST_SPAN_KINDS)
+    phase[host] = "other"
+    phase[host & (loss_of >= 0)] = "loss"
+    phase[host & (mod_of >= 0)] = "forward"
+    phase[host & (opt_of >= 0)] = "optimizer"
+    phase[host & in_bw] = "backward"
+
+    _attribute_device(ev, kind, src, names, module, module_from, phase, recompute)
+    infer_from_step_pattern(ev, module, module_from, phase, recompute)
+    path_of_row = np.full(n + 1, None, dtype=object)  # index -1 -> None
+    type_of_row = np.full(n + 1, None, dtype=object)
+    for row, mtype in zip(spans.rows.tolist(), spans.module_type.tolist()):
+        path_of_row[row] = span_path[row]
+        type_of_row[row] = mtype
+    module_path = path_of_row[module]
+    module_type = type_of_row[module]
+    return ModuleColumns(module, module_path, module_type, phase, recompute, module_from, spans, span_path)
+
+
+def _within_ranges(ev: pd.DataFrame, range_rows: np.ndarray) -> np.ndarray:
+    """Per row, a range row on the same track whose [ts, ts+dur) holds the row's start (or -1).
+
+    Annotations opened from Python often start inside the frame that opens them and so only partly
+    overlap their ops in the call tree; time containment on the track finds their ops anyway.
+    """
+    out = np.full(len(ev), NO_ROW, dtype=np.int64)
+    if not len(range_rows):
+        return out
+    track = track_codes(ev)
+    ts = ev["ts_ns"].to_numpy()
+    end = ts + np.maximum(ev["dur_ns"].to_numpy(), 0)
+    for code in np.unique(track[range_rows]).tolist():
+        mine = range_rows[track[range_rows] == code]
+        mine = mine[np.argsort(ts[mine], kind="stable")]
+        rows = np.flatnonzero(track == code)
+        pos = np.searchsorted(ts[mine], ts[rows], side="right") - 1
+        inside = (pos >= 0) & (ts[rows] < end[mine[np.maximum(pos, 0)]])
+        out[rows[inside]] = mine[pos[inside]]
+    return out
+
+
+def _startswith(names: np.ndarray, prefix: str) -> np.ndarray:
+    return pd.Series(names, dtype=object).str.startswith(prefix, na=False).to_numpy(dtype=bool)
+
+
+def _canonical_paths(ev: pd.DataFrame, spans: ModuleSpans, parent: np.ndarray, is_span: np.ndarray,
+                     bw_of: np.ndarray) -> dict[int, str]:
+    """Path of every span row: the chain of enclosing instances at the instance's first forward call."""
+    if not len(spans):
+        return {}
+    enclosing = nearest_marked(parent, is_span, include_self=False)
+    src = ev["source_index"].to_numpy()
+    ts = ev["ts_ns"].to_numpy()
+    rows = spans.rows
+    instance = dict(zip(rows.tolist(), spans.instance.tolist()))
+    # forward calls first, then in time order: an instance's path is fixed by its first forward call
+    order = rows[np.lexsort((ts[rows], bw_of[rows] >= 0))]
+    local: dict[int, str] = {}
+    canonical: dict[tuple[int, str], str] = {}
+    for row in order.tolist():
+        up = int(enclosing[row])
+        if up >= 0 and up not in local:
+            local[up] = canonical.get((int(src[up]), instance[up]), instance[up])
+        path = f"{local[up]}/{instance[row]}" if up >= 0 else instance[row]
+        local[row] = path
+        canonical.setdefault((int(src[row]), instance[row]), path)
+    return {row: canonical[(int(src[row]), instance[row])] for row in rows.tolist()}
+
+
+def _backward_node_modules(ev: pd.DataFrame, names: np.ndarray, is_bw: np.ndarray, mod_of: np.ndarray,
+                           bw_of: np.ndarray, span_in_bw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Module span row (and how it was found) for every autograd node row."""
+    n = len(ev)
+    node_module = np.full(n, NO_ROW, dtype=np.int64)
+    node_from = np.full(n, None, dtype=object)
+    nodes = np.flatnonzero(is_bw)
+    if not len(nodes):
+        return node_module, node_from
+    kind = ev["kind"].to_numpy()
+    src = ev["source_index"].to_numpy()
+    seq = ev["sequence"].to_numpy()
+    forward = (np.isin(kind, ("cpu_op", "collective")) & (seq >= 0) & (mod_of >= 0) & ~is_bw
+               & ((bw_of < 0) | span_in_bw))
+    fwd = pd.DataFrame({"src": src[forward], "seq": seq[forward], "mod": mod_of[forward]})
+    fwd = fwd.drop_duplicates(["src", "seq"])
+    want = pd.DataFrame({"src": src[nodes], "seq": seq[nodes], "row": nodes})
+    joined = want.merge(fwd, on=["src", "seq"], how="left")
+    found = joined["mod"].notna().to_numpy()
+    node_module[joined["row"].to_numpy()[found]] = joined["mod"].to_numpy()[found].astype(np.int64)
+    node_from[joined["row"].to_numpy()[found]] = "sequence"
+    _accumulate_grad_from_previous(ev, names, nodes, node_module, node_from)
+    return node_module, node_from
+
+
+def _accumulate_grad_from_previous(ev: pd.DataFrame, names: np.ndarray, nodes: np.ndarray,
+                                   node_module: np.ndarray, node_from: np.ndarray) -> None:
+    """AccumulateGrad runs right after the node that produced the gradient: take that node's module."""
+    frame = pd.DataFrame({
+        "s": ev["source_index"].to_numpy()[nodes], "p": ev["pid"].to_numpy()[nodes],
+        "t": ev["tid"].to_numpy()[nodes], "ts": ev["ts_ns"].to_numpy()[nodes], "row": nodes,
+    }).sort_values(["s", "p", "t", "ts", "row"], kind="stable")
+    last: dict[tuple, int] = {}
+    for s, p, t, row in zip(frame["s"].tolist(), frame["p"].tolist(), frame["t"].tolist(), frame["row"].tolist()):
+        key = (s, p, t)
+        if node_module[row] >= 0:
+            last[key] = int(node_module[row])
+        elif "AccumulateGrad" in str(names[row]) and key in last:
+            node_module[row] = last[key]
+            node_from[row] = "previous_node"
+
+
+def _attribute_device(ev: pd.DataFrame, kind: np.ndarray, src: np.ndarray, names: np.ndarray,
+                      module: np.ndarray, module_from: np.ndarray, phase: np.ndarray,
+                      recompute: np.ndarray) -> None:
+    """Device rows take module/phase of their launch, launching op, or the host twin of their annotation."""
+    device = np.isin(kind, list(DEVICE_KINDS))
+    launch = ev["launch"].to_numpy()
+    launcher = ev["launcher"].to_numpy()
+    link = np.where(launch >= 0, launch, launcher)
+    link[~device] = NO_ROW
+    _link_by_gpu_annotation(ev, kind, src, device, link)
+    rows = np.flatnonzero(link >= 0)
+    host = link[rows]
+    via_annotation = np.zeros(len(ev), dtype=bool)
+    via_annotation[rows] = (launch[rows] < 0) & (launcher[rows] < 0)
+    module[device] = NO_ROW
+    module_from[device] = None
+    module[rows] = module[host]
+    has = rows[module[rows] >= 0]
+    module_from[has] = np.where(via_annotation[has], "gpu_annotation", "launch")
+    phase[rows] = phase[host]
+    recompute[rows] = recompute[host]
+
+
+def _link_by_gpu_annotation(ev: pd.DataFrame, kind: np.ndarray, src: np.ndarray, device: np.ndarray,
+                            link: np.ndarray) -> None:
+    """Kernels with no launch, inside a `gpu_user_annotation`: the host row with the same External id."""
+    cat = strings(ev["cat"])
+    is_gpu_ann = cat == "gpu_user_annotation"
+    need = np.flatnonzero(device & (link < 0))
+    if not len(need) or not is_gpu_ann.any():
+        return
+    ann_of = _within_ranges(ev, np.flatnonzero(is_gpu_ann))[need]
+    ext = ev["external_id"].to_numpy()
+    host = np.flatnonzero(~is_gpu_ann & (ext >= 0) & np.isin(kind, ("annotation", "collective", "step", "cpu_op")))
+    table = pd.DataFrame({"src": src[host], "ext": ext[host], "host": host}).drop_duplicates(["src", "ext"])
+    ok = ann_of >= 0
+    want = pd.DataFrame({"src": src[need[ok]], "ext": ext[ann_of[ok]], "row": need[ok]})
+    joined = want.merge(table, on=["src", "ext"], how="left")
+    found = joined["host"].notna().to_numpy()
+    link[joined["row"].to_numpy()[found]] = joined["host"].to_numpy()[found].astype(np.int64)

@@ -11,7 +11,7 @@ from tracekit.accounting import summarize_status
 from tracekit.pipeline import process, read_inputs
 from tracekit.writers.atomic import staged_dir
 from tracekit.writers.chrome import write_chrome_trace
-from tracekit.writers.parquet import write_parquet_tables
+from tracekit.writers.parquet import write_module_table, write_parquet_tables
 
 
 def convert(inputs: Sequence[str | Path], outdir: str | Path, gzip_trace: bool = False,
@@ -29,6 +29,7 @@ def convert(inputs: Sequence[str | Path], outdir: str | Path, gzip_trace: bool =
         if parquet:
             step("writing parquet")
             counts = write_parquet_tables(processed.table, stage)
+            counts["modules"] = write_module_table(processed, stage)
         summary = build_summary(processed, chrome, counts, trace_name)
         (stage / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -76,7 +76,7 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False)
         for chunk in _chunks(layout.metadata_events()):
             fh.write((b"" if first else b",") + encoder.encode(chunk)[1:-1])
             first = False
-        args = _with_extra_args(table.args, extra)
+        args = _with_module_args(ev, _with_extra_args(table.args, extra))
         for begin in range(0, len(rows), CHUNK):
             part = rows[begin : begin + CHUNK]
             text = event_rows(
@@ -103,6 +103,31 @@ def _with_extra_args(args: pa.LargeBinaryArray, extra: dict[int, bytes]) -> pa.A
     order = np.sort(rows)
     replacements = pa.array([extra[r] for r in order.tolist()], pa.large_binary())
     return pc.replace_with_mask(args, pa.array(mask), replacements)
+
+
+def _with_module_args(ev: pd.DataFrame, args: pa.Array) -> pa.Array:
+    """args of every attributed event extended with "module_path" and "phase" (vectorized in arrow)."""
+    if "module_path" not in ev or not len(ev):
+        return args
+    path_codes = ev["module_path"].cat.codes.to_numpy()
+    rows = np.flatnonzero((path_codes >= 0) & ~np.isin(ev["kind"].to_numpy(), ("flow", "metadata")))
+    if not len(rows):
+        return args
+    quoted = pa.array([msgspec.json.encode(str(c)).decode() for c in ev["module_path"].cat.categories],
+                      pa.large_string())
+    phase = pa.array(strings(ev["phase"])[rows], pa.large_string()).fill_null("")
+    def lit(text: str) -> pa.Scalar:
+        return pa.scalar(text, pa.large_string())
+
+    added = pc.binary_join_element_wise(
+        lit('"module_path":'), quoted.take(pa.array(path_codes[rows])), lit(',"phase":"'), phase, lit('"'), lit(""))
+    text = args.take(pa.array(rows)).cast(pa.large_string())
+    inner = pc.utf8_trim_whitespace(pc.utf8_slice_codeunits(pc.utf8_trim_whitespace(text), 1, -1))
+    sep = pc.if_else(pc.equal(pc.utf8_length(inner), 0), lit(""), lit(","))
+    merged = pc.binary_join_element_wise(lit("{"), inner, sep, added, lit("}"), lit("")).cast(pa.large_binary())
+    mask = np.zeros(len(args), dtype=bool)
+    mask[rows] = True
+    return pc.replace_with_mask(args.cast(pa.large_binary()), pa.array(mask), merged)
 
 
 def _open_out(path: Path, gzip_output: bool):

@@ -111,3 +111,12 @@ def write_parquet_tables(table: EventTable, outdir: Path) -> dict[str, int]:
                        compression="zstd")
         counts[name] = len(frame)
     return counts
+
+
+def write_module_table(processed, outdir: Path) -> int:
+    """modules.parquet: one row per module instance (empty, with its columns, when the trace has none)."""
+    from tracekit.modules.table import module_table
+
+    frame = module_table(processed.table, processed.modules)
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), outdir / "modules.parquet", compression="zstd")
+    return len(frame)

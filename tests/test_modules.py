@@ -1,0 +1,180 @@
+"""The nn.Module view on real traces: attribution (forward, backward, kernels), module table, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from conftest import SAMPLES, shared
+
+from tracekit.cli import main
+from tracekit.modules.table import module_table
+from tracekit.pipeline import process, read_inputs
+from tracekit.table import DEVICE_KINDS, strings
+
+H100 = ["gaunernst_bert-small-uncased__1016001", "Falconsai_nsfw_image_detection__1016002",
+        "Qwen_Qwen1.5-0.5B-Chat__1016005", "facebook_timesformer-base-finetuned-k400__1016002"]
+
+_cache: dict[str, tuple] = {}
+
+
+def processed(rel: str):
+    """(events with module columns, module table) of a shared trace, computed once per session."""
+    if rel not in _cache:
+        result = process(read_inputs([shared(rel)]))
+        _cache[rel] = (result.table.events, module_table(result.table, result.modules))
+    return _cache[rel]
+
+
+def test_gpt_module_tree_shape():
+    _, modules = processed("cpu/gpt/prof_stack_modules.json.gz")
+    assert (modules["depth"] == 0).sum() == 1
+    assert (modules["module_type"] == "Block").sum() == 4
+    assert (modules["module_type"] == "Linear").sum() == 25
+    paths = set(modules["module_path"])
+    for path in paths:  # every parent of a module is itself a module of the tree
+        parent = path.rpartition("/")[0]
+        assert not parent or parent in paths
+
+
+def test_gpt_linear_4_params_shapes_flops():
+    _, modules = processed("cpu/gpt/prof_stack_modules.json.gz")
+    row = modules[modules["module_path"].str.endswith("/Linear_4")].iloc[0]
+    assert row["module_path"] == "GPT_0/Block_0/MLP_0/Linear_4"
+    assert row["params"] == 256 * 1024 + 1024 == 263_168
+    assert json.loads(row["input_shapes"]) == [[8, 128, 256]]
+    assert json.loads(row["output_shapes"]) == [[8, 128, 1024]]
+    assert row["flops_fwd"] == 2 * 8 * 128 * 256 * 1024
+    assert row["flops_bwd"] == 2 * row["flops_fwd"]  # grad input + grad weight
+    assert row["calls"] == 2 and row["first_call_ns"] > 0 and not math.isnan(row["steady_ns"])
+    block = modules[modules["module_path"] == "GPT_0/Block_0"].iloc[0]
+    children = modules[modules["parent_path"] == "GPT_0/Block_0"]
+    assert block["params"] == children["params"].sum() > 0
+
+
+def test_gpt_every_linear_op_in_a_linear_module_and_backward_attributed():
+    ev, _ = processed("cpu/gpt/prof_stack_modules.json.gz")
+    linear = ev[(ev["name"] == "aten::linear") & (ev["phase"] == "forward")]
+    assert len(linear) == 50
+    assert (linear["module_type"] == "Linear").all()
+    ops = ev[(ev["kind"] == "cpu_op") & (ev["phase"] == "backward")]
+    assert len(ops) > 1000
+    assert ops["dur_ns"][ops["module_path"].notna()].sum() >= 0.95 * ops["dur_ns"].sum()
+    # a backward node takes the module of the forward op with the same Sequence number
+    node = ops[ops["name"].astype(str).str.startswith("autograd::engine::evaluate_function: AddmmBackward0")].iloc[0]
+    fwd = ev[(ev["sequence"] == node["sequence"]) & (ev["phase"] == "forward") & (ev["kind"] == "cpu_op")]
+    assert node["module_path"] in set(fwd["module_path"])
+    phases = set(ev["phase"].dropna())
+    assert {"forward", "backward", "loss", "optimizer"} <= phases
+    opt = ev[(ev["phase"] == "optimizer") & (ev["kind"] == "cpu_op")]
+    assert len(opt) > 100 and opt["module_path"].isna().all()
+
+
+def test_viztracer_and_torch_give_the_same_module_paths():
+    _, torch_modules = processed("cpu/gpt/prof_stack_modules.json.gz")
+    _, viz_modules = processed("cpu/gpt/viz.json.gz")
+    assert len(viz_modules) == len(torch_modules) == 53
+    assert set(zip(viz_modules["module_path"], viz_modules["module_type"])) == set(
+        zip(torch_modules["module_path"], torch_modules["module_type"]))
+    assert (viz_modules["calls"] == 2).all()
+
+
+@pytest.mark.parametrize("model", H100)
+def test_h100_kernel_time_attributed(model):
+    ev, modules = processed(f"gpu/tracelens/h100/{model}.json.gz")
+    kernels = ev[ev["kind"].isin(DEVICE_KINDS)]
+    launched = kernels[kernels["launch"] >= 0]
+    assert launched["dur_ns"][launched["module_path"].notna()].sum() >= 0.95 * launched["dur_ns"].sum()
+    assert (kernels["module_from"].isin(["launch", "gpu_annotation", "step_pattern"]) | kernels["module_path"].isna()
+            ).all()
+    assert modules["device_ns_fwd"].iloc[0] > 0 and modules["kernel_count"].iloc[0] > 0
+
+
+def test_qwen_out_of_window_kernels_inferred_from_the_step_pattern():
+    ev, _ = processed("gpu/tracelens/h100/Qwen_Qwen1.5-0.5B-Chat__1016005.json.gz")
+    kernels = ev[ev["kind"].isin(DEVICE_KINDS)]
+    no_launch = kernels[kernels["launch"] < 0]
+    assert no_launch["dur_ns"].sum() > 0.2 * kernels["dur_ns"].sum()  # the trace's out-of-window share
+    inferred = kernels[kernels["module_from"] == "step_pattern"]
+    assert len(inferred) > 0 and (inferred["launch"] < 0).all()
+    gemms = inferred[inferred["name"].astype(str).str.contains("gemm")]
+    assert len(gemms) > 0 and (gemms["module_type"] == "Linear").all()
+
+
+def test_resnet_backward_kernels_attributed_with_recompute_loss_and_optimizer():
+    ev, modules = processed("gpu/tracelens/mi300/resnet_act_checkpoint.json.gz")
+    phase = strings(ev["phase"])
+    kernels = ev[ev["kind"].isin(DEVICE_KINDS) & (ev["launcher"] >= 0)]
+    by_backward_ops = kernels[phase[kernels["launcher"].to_numpy()] == "backward"]
+    assert len(by_backward_ops) > 100
+    attributed = by_backward_ops[(by_backward_ops["phase"] == "backward") & by_backward_ops["module_path"].notna()]
+    assert attributed["dur_ns"].sum() >= 0.90 * by_backward_ops["dur_ns"].sum()
+    recomputed = ev[ev["recompute"] & ev["kind"].isin(DEVICE_KINDS)]
+    assert len(recomputed) > 0
+    assert recomputed["module_path"].str.contains("CheckpointWrapper").all()
+    assert (recomputed["phase"] == "backward").all()
+    assert {"loss", "optimizer"} <= set(ev.loc[ev["kind"] == "cpu_op", "phase"].dropna())
+    conv = modules[modules["module_type"] == "Conv2d"].iloc[0]
+    assert conv["device_ns_bwd"] > 0 and conv["flops_fwd"] > 0 and conv["achieved_tflops"] > 0
+
+
+def test_first_call_and_steady_state_on_the_tensorboard_trace():
+    path = sorted(shared("cpu/gpt").glob("gpt.*.pt.trace.json.gz"))[0]  # tensorboard_trace_handler output
+    result = process(read_inputs([path]))
+    modules = module_table(result.table, result.modules)
+    assert len(modules) == 53
+    assert modules["first_call_ns"].gt(0).all() and modules["steady_ns"].notna().all()
+    assert (modules["first_call_ns"] != modules["steady_ns"]).mean() > 0.9
+
+
+def test_trace_without_modules_says_so():
+    result = CliRunner().invoke(main, ["modules", str(shared("gpu/hta/trace_diff/a100_control.json.gz"))])
+    assert result.exit_code == 0
+    assert "no nn.Module events" in result.output
+
+
+def test_modules_cli_formats(tmp_path):
+    sample = str(SAMPLES / "cnn" / "prof.json.gz")
+    runner = CliRunner()
+    table = runner.invoke(main, ["modules", sample])
+    assert table.exit_code == 0, table.output
+    assert "Conv2d_0" in table.output and "Sequential_0" in table.output
+    rows = json.loads(runner.invoke(main, ["modules", sample, "--format", "json", "--depth", "0"]).output)
+    assert len(rows) == 1 and rows[0]["depth"] == 0
+    csv = runner.invoke(main, ["modules", sample, "--format", "csv", "--sort", "params"]).output
+    frame = pd.read_csv(pd.io.common.StringIO(csv))
+    kids = frame[frame["depth"] == 1]["params"].to_numpy()
+    assert list(kids) == sorted(kids, reverse=True)
+    out = tmp_path / "modules.html"
+    html = runner.invoke(main, ["modules", sample, "--format", "html", "-o", str(out)])
+    assert html.exit_code == 0, html.output
+    page = out.read_text()
+    assert page.count("<rect") >= 5 and "Conv2d_0" in page and "<details" in page
+    assert runner.invoke(main, ["modules", sample, "--format", "html"]).exit_code != 0
+
+
+def test_convert_writes_modules_parquet_and_module_args(converted):
+    out, summary = converted(SAMPLES / "cnn" / "prof.json.gz")
+    assert summary["conserved"]
+    modules = pd.read_parquet(out / "modules.parquet")
+    assert summary["parquet"]["modules"] == len(modules) > 0
+    ops = pd.read_parquet(out / "ops.parquet")
+    conv = ops[ops["name"] == "aten::conv2d"]
+    assert len(conv) > 0 and (conv["module_type"] == "Conv2d").all()
+    trace = json.loads((out / "trace.json").read_text())
+    events = [e for e in trace["traceEvents"] if e.get("cat") == "cpu_op"]
+    with_path = [e for e in events if "module_path" in e.get("args", {})]
+    assert len(with_path) == int(ops["module_path"].notna().sum())
+    assert all(e["args"]["phase"] in ("forward", "backward") for e in with_path)
+
+
+def test_attribution_columns_are_consistent_on_all_rows():
+    ev, _ = processed("gpu/tracelens/mi300/resnet_act_checkpoint.json.gz")
+    has_module = ev["module"].to_numpy() >= 0
+    assert (ev["module_path"].notna().to_numpy() == has_module).all()
+    spans = ev["module"].to_numpy()[has_module]
+    assert set(np.unique(ev["kind"].to_numpy()[spans])) <= {"module"}

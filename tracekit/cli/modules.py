@@ -1,0 +1,62 @@
+"""`tracekit modules INPUT...`: the nn.Module tree with shapes, params, FLOPs and times."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from tracekit.modules.table import module_table
+from tracekit.modules.view import SORT_KEYS, step_time_ns, tree_view
+from tracekit.pipeline import process, read_inputs
+from tracekit.progress import progress_steps
+from tracekit.writers.atomic import staged_file
+from tracekit.writers.modules_html import render_html
+from tracekit.writers.modules_text import render_table, to_csv, to_json
+
+
+@click.command("modules")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--depth", type=int, default=None, help="Show modules down to this depth (root = 0).")
+@click.option("--sort", type=click.Choice(list(SORT_KEYS)), default="order", show_default=True,
+              help="Order of siblings: call order, or by a column (largest first).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "html"]), default="table",
+              show_default=True)
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
+              help="Write to this file instead of the terminal (required for html).")
+def modules_cmd(inputs: tuple[Path, ...], depth: int | None, sort: str, fmt: str, out: Path | None) -> None:
+    """Print the module tree: type, shapes, params, first/steady time, device time, share of step."""
+    if fmt == "html" and out is None:
+        raise click.UsageError("--format html needs -o FILE.html")
+    with progress_steps(total=len(inputs) + 2) as advance:
+        table = read_inputs(inputs, on_file=lambda p: advance(f"reading {p}"))
+        advance("attributing events to modules")
+        processed = process(table)
+        advance("building the module table")
+        modules = module_table(processed.table, processed.modules)
+    title = "modules of " + ", ".join(p.name for p in inputs)
+    if not len(modules):
+        click.echo(f"{', '.join(map(str, inputs))}: no nn.Module events (record with with_modules=True or "
+                   "with_stack=True, or trace the Python code with VizTracer); no module tree to show", err=True)
+        return
+    view = tree_view(modules, step_time_ns(processed.table), depth=depth, sort=sort)
+    if fmt == "table" and out is None:
+        render_table(view, Console(width=None if sys.stdout.isatty() else 220), title)
+        return
+    text = {"table": lambda: _table_text(view, title), "csv": lambda: to_csv(view), "json": lambda: to_json(view),
+            "html": lambda: render_html(view, title)}[fmt]()
+    if out is None:
+        click.echo(text)
+        return
+    with staged_file(out) as tmp:
+        tmp.write_text(text)
+    click.echo(f"wrote {out} ({len(view)} modules)")
+
+
+def _table_text(view, title: str) -> str:
+    console = Console(record=True, width=240)
+    with console.capture():
+        render_table(view, console, title)
+    return console.export_text()

@@ -1,0 +1,243 @@
+"""What an op's recorded inputs say: parameter count, output shape and FLOPs (from `Input Dims`).
+
+Rules are keyed by aten op name. Parameters are the weight/bias inputs of the ops that own them
+(linear, conv, norms, embedding). FLOPs count a multiply-add as 2 (matmul-like and conv ops, and
+scaled dot-product attention); backward ops (`mm`, `bmm`, `convolution_backward`, attention
+backward) count with the same rules.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import numpy as np
+import pyarrow as pa
+
+
+class _OpArgs(msgspec.Struct, gc=False):
+    dims: list[Any] | None = msgspec.field(default=None, name="Input Dims")
+    types: list[Any] | None = msgspec.field(default=None, name="Input type")
+    concrete: list[Any] | None = msgspec.field(default=None, name="Concrete Inputs")
+
+
+@dataclass(frozen=True)
+class OpArgs:
+    """Decoded inputs of one op."""
+
+    dims: list[Any]
+    types: list[Any]
+    concrete: list[Any]
+
+    def shape(self, i: int) -> list[int] | None:
+        """Shape of input i if it is a tensor (a list of ints), else None."""
+        if i < len(self.dims) and _is_shape(self.dims[i]):
+            return list(self.dims[i])
+        return None
+
+    def tensor_inputs(self, skip: tuple[int, ...] = ()) -> list[tuple[list[int], str]]:
+        """(shape, dtype) of the tensor inputs not in `skip` (scalars and lists left out)."""
+        out = []
+        for i, dims in enumerate(self.dims):
+            if i in skip or not _is_shape(dims) or not dims:
+                continue
+            dtype = self.types[i] if i < len(self.types) else ""
+            out.append((list(dims), str(dtype)))
+        return out
+
+    def ints(self, i: int) -> list[int] | None:
+        """A concrete int-list input such as `[2, 2]` (stride, padding...)."""
+        if i >= len(self.concrete):
+            return None
+        value = self.concrete[i]
+        try:
+            parsed = msgspec.json.decode(value) if isinstance(value, str) and value else value
+        except msgspec.DecodeError:
+            return None
+        if isinstance(parsed, int):
+            return [parsed]
+        if isinstance(parsed, list) and all(isinstance(v, int) for v in parsed):
+            return parsed
+        return None
+
+
+def _is_shape(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, int) for v in value)
+
+
+def decode_op_args(args: pa.LargeBinaryArray, rows: np.ndarray) -> dict[int, OpArgs]:
+    """Decode Input Dims / Input type / Concrete Inputs of `rows`."""
+    out: dict[int, OpArgs] = {}
+    if not len(rows):
+        return out
+    decoder = msgspec.json.Decoder(_OpArgs)
+    for row, raw in zip(rows.tolist(), args.take(pa.array(rows)).to_pylist()):
+        try:
+            parsed = decoder.decode(raw) if raw else _OpArgs()
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            parsed = _OpArgs()
+        out[row] = OpArgs(parsed.dims or [], parsed.types or [], parsed.concrete or [])
+    return out
+
+
+# positions of parameter inputs (weights, biases) per op
+PARAM_INPUTS: dict[str, tuple[int, ...]] = {
+    "aten::linear": (1, 2), "aten::conv1d": (1, 2), "aten::conv2d": (1, 2), "aten::conv3d": (1, 2),
+    "aten::conv_transpose1d": (1, 2), "aten::conv_transpose2d": (1, 2), "aten::conv_transpose3d": (1, 2),
+    "aten::layer_norm": (2, 3), "aten::group_norm": (2, 3), "aten::batch_norm": (1, 2),
+    "aten::instance_norm": (1, 2), "aten::embedding": (0,), "aten::rms_norm": (2,),
+    "aten::embedding_bag": (0,), "aten::prelu": (1,),
+}
+# inputs that are state but not parameters (running stats)
+BUFFER_INPUTS: dict[str, tuple[int, ...]] = {"aten::batch_norm": (3, 4), "aten::instance_norm": (3, 4)}
+_SAME_SHAPE = (
+    "aten::layer_norm", "aten::group_norm", "aten::batch_norm", "aten::rms_norm", "aten::gelu", "aten::relu",
+    "aten::relu_", "aten::silu", "aten::dropout", "aten::softmax", "aten::add", "aten::mul", "aten::tanh",
+    "aten::sigmoid", "aten::hardtanh", "aten::hardtanh_", "aten::instance_norm", "aten::feature_dropout",
+)
+
+
+def param_count(name: str, op: OpArgs) -> int:
+    """Elements of the parameter inputs of one op (0 for ops that own none)."""
+    total = 0
+    for i in PARAM_INPUTS.get(name, ()):
+        shape = op.shape(i)
+        if shape:
+            total += math.prod(shape)
+    return total
+
+
+def input_tensors(name: str, op: OpArgs) -> list[tuple[list[int], str]]:
+    """(shape, dtype) of the data inputs of one op: parameters and buffers left out."""
+    skip = PARAM_INPUTS.get(name, ()) + BUFFER_INPUTS.get(name, ())
+    return op.tensor_inputs(skip)
+
+
+def output_shape(name: str, op: OpArgs) -> list[int] | None:
+    """Output shape of one op where its inputs determine it."""
+    a, b = op.shape(0), op.shape(1)
+    if name == "aten::linear" and a and b:
+        return [*a[:-1], b[0]]
+    if name == "aten::embedding" and a and b is not None:
+        return [*b, a[1]]
+    if name in ("aten::mm", "aten::matmul", "aten::bmm") and a and b:
+        return _matmul_shape(a, b)
+    if name in ("aten::addmm", "aten::baddbmm"):
+        m1, m2 = op.shape(1), op.shape(2)
+        return _matmul_shape(m1, m2) if m1 and m2 else None
+    if name in ("aten::conv1d", "aten::conv2d", "aten::conv3d", "aten::convolution", "aten::_convolution"):
+        return _conv_output(op)
+    if name in ("aten::max_pool2d", "aten::avg_pool2d") and a:
+        return _pool_output(op, a)
+    if name in ("aten::adaptive_avg_pool2d", "aten::adaptive_max_pool2d") and a:
+        size = op.ints(1)
+        return a[:-2] + size if size else None
+    if name in ("aten::view", "aten::reshape") and a:
+        return _reshape(a, op.ints(1))
+    if name in ("aten::flatten",) and a:
+        start, end = (op.ints(1) or [0])[0], (op.ints(2) or [-1])[0]
+        start, end = start % len(a), end % len(a)
+        return [*a[:start], math.prod(a[start:end + 1]), *a[end + 1:]]
+    if name in _SAME_SHAPE and a is not None:
+        return a
+    return None
+
+
+def flops(name: str, op: OpArgs) -> int | None:
+    """Floating-point operations of one op (None: no rule for it)."""
+    if name == "aten::linear":
+        x, w = op.shape(0), op.shape(1)
+        return 2 * math.prod(x[:-1]) * x[-1] * w[0] if x and w and len(w) == 2 else None
+    if name in ("aten::mm", "aten::matmul", "aten::bmm"):
+        return _matmul_flops(op.shape(0), op.shape(1))
+    if name in ("aten::addmm", "aten::baddbmm", "aten::addbmm"):
+        return _matmul_flops(op.shape(1), op.shape(2))
+    if name in ("aten::conv1d", "aten::conv2d", "aten::conv3d", "aten::convolution", "aten::_convolution"):
+        out, w = _conv_output(op), op.shape(1)
+        return 2 * math.prod(out) * math.prod(w[1:]) if out and w else None
+    if name == "aten::convolution_backward":
+        grad, w = op.shape(0), op.shape(2)
+        return 4 * math.prod(grad) * math.prod(w[1:]) if grad and w else None
+    if "scaled_dot_product" in name or name.startswith("aten::_flash_attention") or \
+            name.startswith("aten::_efficient_attention"):
+        q, k, v = op.shape(0), op.shape(1), op.shape(2)
+        if not (q and k and v) or len(q) < 2:
+            return None
+        forward = 2 * math.prod(q[:-1]) * k[-2] * (q[-1] + v[-1])
+        return int(forward * 2.5) if "backward" in name else forward
+    return None
+
+
+def _matmul_shape(a: list[int], b: list[int]) -> list[int] | None:
+    if len(a) == 1 and len(b) == 1:
+        return []
+    a2 = [1, *a] if len(a) == 1 else a
+    b2 = [*b, 1] if len(b) == 1 else b
+    batch = np.broadcast_shapes(tuple(a2[:-2]), tuple(b2[:-2])) if len(a2) > 2 or len(b2) > 2 else ()
+    shape = [*list(batch), a2[-2], b2[-1]]
+    if len(a) == 1:
+        shape.pop(-2)
+    if len(b) == 1:
+        shape.pop(-1)
+    return shape
+
+
+def _matmul_flops(a: list[int] | None, b: list[int] | None) -> int | None:
+    if not a or not b:
+        return None
+    try:
+        out = _matmul_shape(a, b)
+    except ValueError:
+        return None
+    if out is None:
+        return None
+    return 2 * math.prod(out) * a[-1]
+
+
+def _conv_output(op: OpArgs) -> list[int] | None:
+    x, w = op.shape(0), op.shape(1)
+    if not x or not w or len(x) < 3:
+        return None
+    spatial = len(x) - 2
+    stride = _expand(op.ints(3), spatial, 1)
+    padding = _expand(op.ints(4), spatial, 0)
+    dilation = _expand(op.ints(5), spatial, 1)
+    if stride is None or padding is None or dilation is None:
+        return None
+    sizes = [(x[2 + i] + 2 * padding[i] - dilation[i] * (w[2 + i] - 1) - 1) // stride[i] + 1 for i in range(spatial)]
+    return [x[0], w[0], *sizes]
+
+
+def _pool_output(op: OpArgs, x: list[int]) -> list[int] | None:
+    kernel = op.ints(1)
+    if not kernel:
+        return None
+    spatial = len(kernel) if len(kernel) > 1 else 2
+    kernel = _expand(kernel, spatial, 1)
+    stride = _expand(op.ints(2) or kernel, spatial, 1)
+    padding = _expand(op.ints(3), spatial, 0)
+    if stride is None or padding is None or kernel is None:
+        return None
+    sizes = [(x[-spatial + i] + 2 * padding[i] - kernel[i]) // stride[i] + 1 for i in range(spatial)]
+    return x[:-spatial] + sizes
+
+
+def _expand(values: list[int] | None, n: int, default: int) -> list[int] | None:
+    if values is None:
+        return [default] * n
+    if len(values) == 1:
+        return values * n
+    return values if len(values) == n else None
+
+
+def _reshape(shape: list[int], target: list[int] | None) -> list[int] | None:
+    if not target:
+        return None
+    if -1 in target:
+        known = math.prod(v for v in target if v != -1)
+        if known == 0:
+            return None
+        target = [math.prod(shape) // known if v == -1 else v for v in target]
+    return target

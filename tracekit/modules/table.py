@@ -1,0 +1,187 @@
+"""modules table: one row per module instance (path) with its calls, times, shapes, params and FLOPs."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+
+from tracekit.ancestry import nearest_marked
+from tracekit.modules.attribute import ModuleColumns
+from tracekit.modules.opshapes import PARAM_INPUTS, decode_op_args, flops, input_tensors, output_shape, param_count
+from tracekit.table import DEVICE_KINDS, EventTable, strings
+from tracekit.tree import track_codes
+
+_FLOP_OPS = re.compile(
+    r"^aten::(linear|mm|matmul|bmm|addmm|baddbmm|addbmm|conv[123]d|convolution|_convolution|convolution_backward"
+    r"|.*scaled_dot_product.*|_flash_attention.*|_efficient_attention.*)$"
+)
+FIRST_OPS_TRIED = 8
+MODULE_COLUMNS = (
+    "source_index", "rank", "module_path", "module_type", "parent_path", "depth", "calls", "first_call_ns",
+    "steady_ns", "total_ns", "self_ns", "backward_ns", "device_ns_fwd", "device_ns_bwd", "kernel_count",
+    "op_count", "input_shapes", "input_dtypes", "output_shapes", "own_params", "params", "flops_fwd",
+    "flops_bwd", "achieved_tflops",
+)
+
+
+def module_table(table: EventTable, modules: ModuleColumns) -> pd.DataFrame:
+    """One row per (source, module path), in first-call order."""
+    ev = table.events
+    spans = modules.spans
+    if not len(spans):
+        return pd.DataFrame({c: [] for c in MODULE_COLUMNS})
+    names = strings(ev["name"])
+    kind = ev["kind"].to_numpy()
+    src = ev["source_index"].to_numpy()
+    ts = ev["ts_ns"].to_numpy()
+    dur = np.maximum(ev["dur_ns"].to_numpy(), 0)
+    recompute = ev["recompute"].to_numpy()
+    paths = strings(ev["module_path"])
+    phase = strings(ev["phase"])
+
+    fwd_spans = spans.rows[~recompute[spans.rows]]
+    span_frame = pd.DataFrame({
+        "row": fwd_spans, "source_index": src[fwd_spans], "module_path": [modules.span_path[r] for r in fwd_spans],
+        "module_type": spans.module_type[np.searchsorted(spans.rows, fwd_spans)], "ts": ts[fwd_spans],
+        "dur": dur[fwd_spans],
+    }).sort_values(["source_index", "ts", "row"], kind="stable")
+    key = ["source_index", "module_path"]
+    grouped = span_frame.groupby(key, sort=False)
+    out = grouped.agg(module_type=("module_type", "first"), calls=("row", "size"), total_ns=("dur", "sum"),
+                      first_row=("row", "first")).reset_index()
+    out["first_call_ns"] = grouped["dur"].first().to_numpy()
+    out["steady_ns"] = grouped["dur"].apply(lambda d: float(np.median(d.to_numpy()[1:])) if len(d) > 1 else np.nan
+                                            ).to_numpy()
+    out["parent_path"] = [p.rpartition("/")[0] or None for p in out["module_path"]]
+    out["depth"] = [p.count("/") for p in out["module_path"]]
+    rank_of = {i: s.rank for i, s in enumerate(table.sources)}
+    out["rank"] = [rank_of.get(int(s), -1) for s in out["source_index"]]
+
+    is_span = np.zeros(len(ev), dtype=bool)
+    is_span[fwd_spans] = True
+    enclosing = nearest_marked(ev["parent"].to_numpy(), is_span, include_self=False)
+    child_time = pd.DataFrame({"up": enclosing[fwd_spans], "dur": dur[fwd_spans]})
+    child_time = child_time[child_time["up"] >= 0].groupby("up")["dur"].sum()
+    span_frame["child"] = span_frame["row"].map(child_time).fillna(0)
+    self_ns = span_frame.assign(own=span_frame["dur"] - span_frame["child"]).groupby(key)["own"].sum()
+    out["self_ns"] = out.set_index(key).index.map(self_ns).to_numpy()
+
+    device = np.isin(kind, list(DEVICE_KINDS))
+    host_ops = np.isin(kind, ("cpu_op", "collective"))
+    is_node = host_ops & pd.Series(names, dtype=object).str.startswith("autograd::engine::evaluate_function: ",
+                                                                         na=False).to_numpy()
+    top_node = is_node & (nearest_marked(ev["parent"].to_numpy(), is_node, include_self=False) < 0)
+    flop_rows, flop_values = _op_flops(ev, table, names, host_ops)
+    sums = {
+        "device_ns_fwd": _inclusive(out, src, paths, device & (phase == "forward") & ~recompute, dur),
+        "device_ns_bwd": _inclusive(out, src, paths, device & (phase == "backward"), dur),
+        "backward_ns": _inclusive(out, src, paths, top_node, dur),
+        "kernel_count": _inclusive(out, src, paths, device & np.isin(phase, ("forward", "backward")), None),
+        "op_count": _inclusive(out, src, paths, host_ops & np.isin(phase, ("forward", "backward")), None),
+    }
+    for name, values in sums.items():
+        out[name] = values
+    for which in ("forward", "backward"):
+        mask = np.zeros(len(ev), dtype=bool)
+        weight = np.zeros(len(ev), dtype=np.float64)
+        pick = flop_rows[(phase[flop_rows] == which) & ~recompute[flop_rows]]
+        mask[pick] = True
+        weight[flop_rows] = flop_values
+        total = _inclusive(out, src, paths, mask, weight)
+        out[f"flops_{'fwd' if which == 'forward' else 'bwd'}"] = np.round(total / out["calls"].to_numpy())
+    device_ns = out["device_ns_fwd"] + out["device_ns_bwd"]
+    total_flops = (out["flops_fwd"] + out["flops_bwd"]) * out["calls"]
+    out["achieved_tflops"] = np.where(device_ns > 0, total_flops / np.maximum(device_ns, 1) / 1e3, np.nan)
+    _first_call_details(out, ev, table, names, kind, modules)
+    for name in ("self_ns", "backward_ns", "device_ns_fwd", "device_ns_bwd", "kernel_count", "op_count"):
+        out[name] = out[name].astype(np.int64)
+    return out[list(MODULE_COLUMNS)]
+
+
+def _inclusive(out: pd.DataFrame, src: np.ndarray, paths: np.ndarray, mask: np.ndarray,
+               weight: np.ndarray | None) -> np.ndarray:
+    """Per module row: the sum of `weight` (or count) over masked rows in it or any descendant."""
+    rows = np.flatnonzero(mask & (paths != None))  # noqa: E711 (object array)
+    frame = pd.DataFrame({"s": src[rows], "p": paths[rows],
+                          "w": weight[rows] if weight is not None else np.ones(len(rows))})
+    exact = frame.groupby(["s", "p"])["w"].sum().to_dict()
+    totals: dict[tuple[int, str], float] = {}
+    for (s, p), w in exact.items():
+        parts = p.split("/")
+        for i in range(1, len(parts) + 1):
+            k = (s, "/".join(parts[:i]))
+            totals[k] = totals.get(k, 0.0) + w
+    return np.array([totals.get((int(s), p), 0.0) for s, p in zip(out["source_index"], out["module_path"])])
+
+
+def _op_flops(ev: pd.DataFrame, table: EventTable, names: np.ndarray, host_ops: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the outermost FLOP-counted ops and their FLOPs."""
+    has_rule = host_ops & pd.Series(names, dtype=object).str.match(_FLOP_OPS, na=False).to_numpy()
+    outer = has_rule & (nearest_marked(ev["parent"].to_numpy(), has_rule, include_self=False) < 0)
+    rows = np.flatnonzero(outer)
+    decoded = decode_op_args(table.args, rows)
+    values = np.array([flops(str(names[r]), decoded[r]) or 0 for r in rows.tolist()], dtype=np.float64)
+    return rows, values
+
+
+def _first_call_details(out: pd.DataFrame, ev: pd.DataFrame, table: EventTable, names: np.ndarray,
+                        kind: np.ndarray, modules: ModuleColumns) -> None:
+    """input/output shapes and params from the ops of each module's first call."""
+    ops = np.flatnonzero(kind == "cpu_op")
+    module = ev["module"].to_numpy()
+    track = track_codes(ev)
+    ts = ev["ts_ns"].to_numpy()
+    end = ts + np.maximum(ev["dur_ns"].to_numpy(), 0)
+    op_parent = nearest_marked(ev["parent"].to_numpy(), np.isin(kind, ("cpu_op",)), include_self=False)
+    order = ops[np.lexsort((ops, ts[ops], track[ops]))]
+    order_track, order_ts = track[order], ts[order]
+    firsts, lasts = {}, {}
+    for idx, span in zip(out.index, out.get("first_row", [])):
+        lo = np.searchsorted(order_track, track[span], side="left")
+        hi = np.searchsorted(order_track, track[span], side="right")
+        a = lo + np.searchsorted(order_ts[lo:hi], ts[span], side="left")
+        b = lo + np.searchsorted(order_ts[lo:hi], end[span], side="left")
+        inside = order[a:b]
+        top = inside[(op_parent[inside] < 0) | (ts[np.maximum(op_parent[inside], 0)] < ts[span])]
+        if len(top):
+            firsts[idx], lasts[idx] = top[:FIRST_OPS_TRIED], int(top[-1])
+    own = {}
+    param_names = set(PARAM_INPUTS)
+    param_rows = ops[np.isin(names[ops], list(param_names))]
+    first_ops = [int(r) for rows in firsts.values() for r in rows]
+    wanted = np.unique(np.array(first_ops + list(lasts.values()) + param_rows.tolist(), dtype=np.int64))
+    decoded = decode_op_args(table.args, wanted)
+    first_rows = dict(zip(out["first_row"].tolist(), out.index))
+    for row in param_rows.tolist():
+        idx = first_rows.get(int(module[row]))
+        if idx is not None:
+            own[idx] = own.get(idx, 0) + param_count(str(names[row]), decoded[row])
+    shapes, dtypes, outputs = [], [], []
+    for idx in out.index:
+        tensors = []
+        for first in firsts.get(idx, []):  # the first op with tensor inputs (arange, empty... have none)
+            tensors = input_tensors(str(names[first]), decoded[first])
+            if tensors:
+                break
+        shapes.append(json.dumps([t[0] for t in tensors]) if tensors else None)
+        dtypes.append(json.dumps([t[1] for t in tensors]) if tensors else None)
+        last = lasts.get(idx)
+        shape = output_shape(str(names[last]), decoded[last]) if last is not None else None
+        outputs.append(json.dumps([shape]) if shape is not None else None)
+    out["input_shapes"], out["input_dtypes"], out["output_shapes"] = shapes, dtypes, outputs
+    out["own_params"] = [own.get(idx, 0) for idx in out.index]
+    out["params"] = _inclusive_params(out)
+
+
+def _inclusive_params(out: pd.DataFrame) -> list[int]:
+    totals: dict[tuple[int, str], int] = {}
+    for s, p, n in zip(out["source_index"], out["module_path"], out["own_params"]):
+        parts = p.split("/")
+        for i in range(1, len(parts) + 1):
+            k = (int(s), "/".join(parts[:i]))
+            totals[k] = totals.get(k, 0) + int(n)
+    return [totals.get((int(s), p), 0) for s, p in zip(out["source_index"], out["module_path"])]

@@ -1,0 +1,64 @@
+"""The module tree as a terminal table (rich), CSV or JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+DISPLAY_COLUMNS = (
+    "module_path", "module_type", "depth", "calls", "input_shapes", "output_shapes", "params", "first_call_ns",
+    "steady_ns", "total_ns", "self_ns", "backward_ns", "device_ns_fwd", "device_ns_bwd", "kernel_count",
+    "flops_fwd", "flops_bwd", "achieved_tflops", "share",
+)
+
+
+def _ms(ns: float) -> str:
+    return "" if ns is None or (isinstance(ns, float) and math.isnan(ns)) else f"{ns / 1e6:,.3f}"
+
+
+def _count(value: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or not value:
+        return ""
+    for unit, size in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(value) >= size:
+            return f"{value / size:.2f}{unit}"
+    return f"{int(value)}"
+
+
+def render_table(view: pd.DataFrame, console: Console, title: str) -> None:
+    """Indented module tree with type, shapes, params, first/steady time, device time and step share."""
+    table = Table(title=title, show_lines=False)
+    has_device = bool((view["device_ns_fwd"] + view["device_ns_bwd"]).sum())
+    columns = [c for c in (("module", "left"), ("type", "left"), ("input", "left"), ("output", "left"),
+                          ("params", "right"), ("calls", "right"), ("first ms", "right"), ("steady ms", "right"),
+                          ("bwd ms", "right"), ("device fwd ms", "right"), ("device bwd ms", "right"),
+                          ("FLOPs fwd", "right"), ("share", "right")) if has_device or "device" not in c[0]]
+    for name, justify in columns:
+        table.add_column(name, justify=justify, no_wrap=name in ("module", "input", "output"))
+    for row in view.itertuples(index=False):
+        name = "  " * int(row.depth) + str(row.module_path).rsplit("/", 1)[-1]
+        share = "" if pd.isna(row.share) else f"{row.share:.1%}"
+        device = [_ms(row.device_ns_fwd), _ms(row.device_ns_bwd)] if has_device else []
+        table.add_row(name, str(row.module_type), _shape(row.input_shapes), _shape(row.output_shapes),
+                      _count(row.params), str(row.calls), _ms(row.first_call_ns), _ms(row.steady_ns),
+                      _ms(row.backward_ns), *device, _count(row.flops_fwd), share)
+    console.print(table)
+
+
+def _shape(text: str | None) -> str:
+    if not isinstance(text, str):
+        return ""
+    shapes = json.loads(text)
+    return " ".join("[" + ",".join(str(d) for d in s) + "]" for s in shapes)
+
+
+def to_csv(view: pd.DataFrame) -> str:
+    return view[list(DISPLAY_COLUMNS)].to_csv(index=False)
+
+
+def to_json(view: pd.DataFrame) -> str:
+    return view[list(DISPLAY_COLUMNS)].to_json(orient="records", indent=1)

@@ -178,3 +178,26 @@ def test_attribution_columns_are_consistent_on_all_rows():
     assert (ev["module_path"].notna().to_numpy() == has_module).all()
     spans = ev["module"].to_numpy()[has_module]
     assert set(np.unique(ev["kind"].to_numpy()[spans])) <= {"module"}
+
+
+@pytest.mark.parametrize("rel", ["cpu/gpt/prof_stack_modules.json.gz",
+                                 "gpu/tracelens/mi300/resnet_act_checkpoint.json.gz"])
+def test_chrome_trace_has_nested_module_tracks_forward_and_backward(converted, rel):
+    import chrome_checks
+
+    out, summary = converted(shared(rel))
+    doc = chrome_checks.load_trace(out / summary["trace"]["file"])
+    assert chrome_checks.check_trace(doc) == []
+    names = {(e["pid"], e["tid"]): e["args"]["name"] for e in doc["traceEvents"]
+             if e.get("ph") == "M" and e.get("name") == "thread_name"}
+    tracks = {key for key, name in names.items() if name.startswith("modules · ")}
+    assert tracks
+    spans = [e for e in doc["traceEvents"] if (e.get("pid"), e.get("tid")) in tracks and e.get("ph") == "X"]
+    assert summary["trace"]["module_track_events"] == len(spans)
+    forward = [e for e in spans if e["args"]["phase"] == "forward"]
+    backward = [e for e in spans if e["args"]["phase"] == "backward"]
+    ev, _ = processed(rel)
+    assert len(forward) == int(((ev["kind"] == "module") & ~ev["recompute"]).sum())
+    assert backward and all(e["name"].endswith("(backward)") for e in backward)
+    roots = {e["args"]["module_path"] for e in backward if "/" not in e["args"]["module_path"]}
+    assert roots == {p for p in (e["args"]["module_path"] for e in forward) if "/" not in p}

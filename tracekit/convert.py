@@ -54,7 +54,8 @@ def build_summary(processed, chrome, counts: dict[str, int], trace_name: str) ->
         "accounted": accounted,
         "conserved": accounted == table.input_events,
         "trace": {"file": trace_name, "events": chrome.events_written, "flows": chrome.flows_written,
-                  "baseTimeNanoseconds": chrome.base_ns, "overlap_lanes_events": processed.overlapped},
+                  "baseTimeNanoseconds": chrome.base_ns, "overlap_lanes_events": processed.overlapped,
+                  "module_track_events": chrome.module_track_events},
         "parquet": counts,
         "unlinked_device_events": processed.unlinked,
         "sources": [

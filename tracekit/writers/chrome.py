@@ -17,6 +17,7 @@ from tracekit.accounting import METADATA, WRITTEN, flow_status
 from tracekit.opargs import op_inputs
 from tracekit.table import DEVICE_KINDS, EventTable, SourceInfo, strings
 from tracekit.writers.json_rows import event_rows, joined_bytes
+from tracekit.writers.module_track import module_track_events
 
 CHUNK = 50_000
 
@@ -45,6 +46,7 @@ class ChromeResult:
     events_written: int
     flows_written: int
     base_ns: int
+    module_track_events: int = 0  # module spans drawn on the module tracks (not input events)
 
 
 def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False) -> ChromeResult:
@@ -86,11 +88,15 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False)
             fh.write((b"" if first else b",") + joined_bytes(text))
             first = False
             written += len(part)
+        track = module_track_events(ev, out_pid_arr, out_tid_arr, base_ns, layout.out_thread_names)
+        if track:
+            fh.write((b"" if first else b",") + encoder.encode(track)[1:-1])
+            first = False
         flows = _flow_events(ev, launch, flow_pairs, out_pid, out_tid, base_ns)
         if flows:
             fh.write((b"" if first else b",") + encoder.encode(flows)[1:-1])
         fh.write(b"]," + encoder.encode(doc_meta)[1:] )
-    return ChromeResult(status, written, len(flows) // 2, base_ns)
+    return ChromeResult(status, written, len(flows) // 2, base_ns, sum(e.ph == "X" for e in track))
 
 
 def _with_extra_args(args: pa.LargeBinaryArray, extra: dict[int, bytes]) -> pa.Array:
@@ -217,6 +223,7 @@ class _Layout:
         self.processes: dict[tuple[int, int], int] = {}
         self.threads: dict[tuple[int, int, int, int], int] = {}
         self.meta: list[OutEvent] = []
+        self.out_thread_names: dict[tuple[int, int], str] = {}
 
     def place(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ev = self.ev
@@ -275,6 +282,7 @@ class _Layout:
             per_pid_rank.setdefault(newp, []).append(((main, base_sort, t, ln), new, name))
         for newp, entries in per_pid_rank.items():
             for sort_index, (_, new, name) in enumerate(sorted(entries, key=lambda e: e[0])):
+                self.out_thread_names[(newp, new)] = name
                 self.meta.append(OutEvent(ph="M", pid=newp, tid=new, name="thread_name",
                                           args=msgspec.Raw(msgspec.json.encode({"name": name}))))
                 self.meta.append(OutEvent(ph="M", pid=newp, tid=new, name="thread_sort_index",

@@ -1,0 +1,92 @@
+"""A module track per host thread in the chrome trace: forward module spans and backward module spans.
+
+Forward spans are the module calls themselves. Backward spans are drawn from the top-level autograd
+nodes attributed to a module: consecutive nodes of the same module form one span per level of the
+module path (`Block_0 (backward)` around `MLP_0 (backward)` around `Linear_4 (backward)`).
+"""
+
+from __future__ import annotations
+
+import msgspec
+import numpy as np
+import pandas as pd
+
+from tracekit.ancestry import nearest_marked
+from tracekit.table import strings
+
+TRACK_TID_BASE = 1_500_000_000
+BACKWARD_PREFIX = "autograd::engine::evaluate_function: "
+
+
+class TrackEvent(msgspec.Struct, omit_defaults=True, gc=False):
+    """One event of a module track."""
+
+    ph: str
+    pid: int
+    tid: int
+    name: str = ""
+    cat: str | None = None
+    ts: float | None = None
+    dur: float | None = None
+    args: dict | None = None
+
+
+def module_track_events(ev: pd.DataFrame, out_pid: np.ndarray, out_tid: np.ndarray, base_ns: int,
+                        thread_names: dict[tuple[int, int], str]) -> list[TrackEvent]:
+    """Span and metadata events of the module tracks (empty when no event has a module)."""
+    if "module_path" not in ev or not ev["module_path"].notna().any():
+        return []
+    kind = ev["kind"].to_numpy()
+    paths = strings(ev["module_path"])
+    types = strings(ev["module_type"])
+    ts, dur = ev["ts_ns"].to_numpy(), np.maximum(ev["dur_ns"].to_numpy(), 0)
+    recompute = ev["recompute"].to_numpy()
+    module = ev["module"].to_numpy()
+    spans = np.flatnonzero((module == np.arange(len(ev))) & (kind != "flow"))
+    names = strings(ev["name"])
+    is_node = (kind == "cpu_op") & pd.Series(names, dtype=object).str.startswith(BACKWARD_PREFIX, na=False).to_numpy()
+    top_nodes = np.flatnonzero(is_node & (nearest_marked(ev["parent"].to_numpy(), is_node, include_self=False) < 0)
+                               & (paths != None) & ~recompute)  # noqa: E711
+    threads = sorted({(int(out_pid[r]), int(out_tid[r])) for r in np.concatenate([spans, top_nodes]).tolist()})
+    track_of = {key: TRACK_TID_BASE + i for i, key in enumerate(threads)}
+    events: list[TrackEvent] = []
+    for i, (pid, tid) in enumerate(threads):
+        label = thread_names.get((pid, tid), f"thread {tid}")
+        events.append(TrackEvent("M", pid, track_of[(pid, tid)], "thread_name", args={"name": f"modules · {label}"}))
+        events.append(TrackEvent("M", pid, track_of[(pid, tid)], "thread_sort_index", args={"sort_index": -1 - i}))
+
+    def us(ns: int) -> float:
+        return (ns - base_ns) / 1000.0
+
+    for row in spans.tolist():
+        phase = "recompute" if recompute[row] else "forward"
+        events.append(TrackEvent("X", int(out_pid[row]), track_of[(int(out_pid[row]), int(out_tid[row]))],
+                                 paths[row].rsplit("/", 1)[-1], "module", us(int(ts[row])), int(dur[row]) / 1000.0,
+                                 {"module_path": paths[row], "module_type": types[row], "phase": phase}))
+    frame = pd.DataFrame({"row": top_nodes, "pid": out_pid[top_nodes], "tid": out_tid[top_nodes],
+                          "ts": ts[top_nodes]}).sort_values(["pid", "tid", "ts"], kind="stable")
+    for (pid, tid), group in frame.groupby(["pid", "tid"], sort=False):
+        events.extend(_backward_spans(group["row"].to_numpy(), paths, ts, dur, int(pid),
+                                      track_of[(int(pid), int(tid))], us))
+    return events
+
+
+def _backward_spans(rows: np.ndarray, paths: np.ndarray, ts: np.ndarray, dur: np.ndarray, pid: int, tid: int,
+                    us) -> list[TrackEvent]:
+    """Runs of consecutive nodes sharing a path prefix, one span per prefix level."""
+    parts = [str(paths[r]).split("/") for r in rows.tolist()]
+    out: list[TrackEvent] = []
+    depth = max((len(p) for p in parts), default=0)
+    for level in range(depth):
+        start = 0
+        while start < len(rows):
+            key = parts[start][: level + 1] if len(parts[start]) > level else None
+            stop = start + 1
+            while stop < len(rows) and key is not None and parts[stop][: level + 1] == key:
+                stop += 1
+            if key is not None:
+                begin, end = int(ts[rows[start]]), max(int(ts[r] + dur[r]) for r in rows[start:stop].tolist())
+                out.append(TrackEvent("X", pid, tid, f"{key[-1]} (backward)", "module", us(begin),
+                                      (end - begin) / 1000.0, {"module_path": "/".join(key), "phase": "backward"}))
+            start = stop
+    return out

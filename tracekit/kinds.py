@@ -83,7 +83,7 @@ def classify(ph: pd.Categorical, cat: pd.Categorical, name: pd.Categorical) -> p
 # are kind "other" so that kernel time is not counted twice.
 NPU_HARDWARE, NPU_HCCL, NPU_CANN, NPU_OVERLAP = "Ascend Hardware", "HCCL", "CANN", "Overlap Analysis"
 NPU_PROCESSES = frozenset({NPU_HARDWARE, NPU_HCCL, NPU_CANN, NPU_OVERLAP})
-_NPU_COMPUTE = frozenset({
+NPU_COMPUTE_TASKS = frozenset({
     "AI_CORE", "AI_VECTOR_CORE", "AI_CPU", "MIX_AIC", "MIX_AIV", "DSA_SQE", "FFTS_PLUS", "HCCL",
     "KERNEL_AICORE", "KERNEL_AIVEC", "KERNEL_AICPU", "KERNEL_MIX_AIC", "KERNEL_MIX_AIV",
 })
@@ -110,7 +110,7 @@ def classify_npu(base: str, process: str | None, thread: str | None, name: str, 
             return "memcpy"
         if task_type in _NPU_STEPS or name in _NPU_STEPS:
             return "other"
-        if task_type in _NPU_COMPUTE:
+        if task_type in NPU_COMPUTE_TASKS:
             return "kernel"
         # Sync and comm-step tasks are named by their task type (EVENT_RECORD, Notify Wait, SDMA);
         # compute tasks by their op (Conv2D4, aclnnMuls_MulAiCore_Mul), whatever the task type says.

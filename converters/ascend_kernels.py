@@ -17,7 +17,7 @@ import msgspec
 import numpy as np
 import pandas as pd
 
-from tracekit.errors import TraceError
+from tracekit.errors import TraceError, warn
 from tracekit.timeconv import us_to_ns
 
 SHAPE_COLUMNS = ("Input Shapes", "Output Shapes")
@@ -55,9 +55,11 @@ def read_kernel_details(path: Path) -> KernelDetails:
         raise TraceError(path, "not a kernel_details.csv: no 'Name' / 'Start Time(us)' columns")
     col = {h: i for i, h in enumerate(header)}
     rows = [r for r in rows if any(cell.strip() for cell in r)]
-    for line, r in enumerate(rows, start=2):
-        if len(r) != len(header):
-            raise TraceError(path, f"line {line}: {len(r)} fields, header has {len(header)}")
+    bad = [line for line, r in enumerate(rows, start=2) if len(r) != len(header)]
+    if bad:
+        warn(path, f"{len(bad)} rows do not have the header's {len(header)} fields and were skipped "
+                   f"(first at line {bad[0]})")
+        rows = [r for r in rows if len(r) == len(header)]
 
     def cells(name: str) -> list[str]:
         i = col.get(name)

@@ -42,8 +42,10 @@ def read_npu(path: str | Path) -> EventTable:
         from .ascend_csv import read_kernel_details_only
 
         return read_kernel_details_only(files)
+    present = sorted(p.name for p in files.root.rglob("*") if p.is_file())
     raise TraceError(files.root, "torch_npu output without trace_view.json, ascend_pytorch_profiler_*.db "
-                                 "or kernel_details.csv: no events to read")
+                                 "or kernel_details.csv: no events to read (it has: "
+                                 f"{', '.join(present[:12])}{', ...' if len(present) > 12 else ''})")
 
 
 def read_npu_decoded(cols: ChromeColumns, files: AscendFiles | Path) -> EventTable:

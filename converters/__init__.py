@@ -1,4 +1,4 @@
-"""Input readers, one per format; `read_trace` detects the format from the file's content."""
+"""Input readers, one per format; `read_trace` detects the format from the content."""
 
 from __future__ import annotations
 
@@ -7,19 +7,29 @@ from pathlib import Path
 from tracekit.errors import TraceError
 from tracekit.table import EventTable
 
+from .ascend_files import is_sqlite
 from .chrome_json import decode_chrome
 from .loading import read_bytes
+from .torch_npu import looks_like_npu, read_npu, read_npu_decoded
 from .torch_profiler import looks_like_torch, read_torch
 from .viztracer import looks_like_viztracer, read_viztracer
 
-FORMATS = ("torch", "viztracer")
+FORMATS = ("torch", "viztracer", "npu")
 
 
 def read_trace(path: str | Path) -> EventTable:
-    """Read one trace file of any supported format into the normalized event table."""
+    """Read one trace of any supported format into the normalized event table.
+
+    A folder or a SQLite file is torch_npu output (`*_ascend_pt/`, `ASCEND_PROFILER_OUTPUT/`,
+    `ascend_pytorch_profiler_*.db`); a JSON file is told apart by its content.
+    """
+    if Path(path).is_dir() or is_sqlite(Path(path)):
+        return read_npu(path)
     raw = read_bytes(path)
     cols = decode_chrome(raw)
     label = str(raw.path)
+    if looks_like_npu(cols):
+        return read_npu_decoded(cols, raw.path)
     if looks_like_viztracer(cols.top, cols.cat):
         return read_viztracer(cols, label)
     if looks_like_torch(cols.top, cols):
@@ -27,7 +37,8 @@ def read_trace(path: str | Path) -> EventTable:
     raise TraceError(
         raw.path,
         "chrome-trace JSON, but neither torch.profiler (no schemaVersion/baseTimeNanoseconds, no "
-        "cpu_op/kernel events) nor VizTracer (no viztracer_metadata); supported: " + ", ".join(FORMATS),
+        "cpu_op/kernel events) nor VizTracer (no viztracer_metadata) nor torch_npu (no Ascend "
+        "processes); supported: " + ", ".join(FORMATS),
     )
 
 

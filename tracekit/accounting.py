@@ -12,7 +12,7 @@ METADATA = "metadata"  # M events: folded into tracekit's own process/thread nam
 FLOW_REPLACED = "flow_replaced_by_launch_link"  # cpu->device flows re-drawn from correlation ids
 UNMATCHED_FLOW = "flow_unmatched"  # a flow start or end without its other half
 UNBOUND_FLOW = "flow_without_slice"  # a flow end not at the start of any slice on its track
-LAUNCH_FLOW_CATS = frozenset({"ac2g", "async_cpu_to_gpu", "async", "async_npu"})
+LAUNCH_FLOW_CATS = frozenset({"ac2g", "async_cpu_to_gpu", "async", "async_npu", "HostToDevice"})
 
 
 def flow_status(events: pd.DataFrame, launch: np.ndarray) -> tuple[np.ndarray, pd.DataFrame]:

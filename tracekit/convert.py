@@ -60,7 +60,8 @@ def build_summary(processed, chrome, counts: dict[str, int], trace_name: str) ->
         "unlinked_device_events": processed.unlinked,
         "sources": [
             {"path": s.path, "format": s.format, "rank": s.rank, "events": s.input_events,
-             "base_ns": s.base_ns, "base_from": s.base_from, "damage": s.damage}
+             "base_ns": s.base_ns, "base_from": s.base_from, "damage": s.damage,
+             **({"details": s.details} if s.details else {})}
             for s in table.sources
         ],
         "ranks": sorted({s.rank for s in table.sources if s.rank >= 0}),

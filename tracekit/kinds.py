@@ -72,3 +72,59 @@ def classify(ph: pd.Categorical, cat: pd.Categorical, name: pd.Categorical) -> p
     kinds = frame.merge(combos, on=["ph", "cat", "name"], how="left")["kind"]
     return pd.Categorical(kinds.to_numpy(), categories=list(_ALL_KINDS))
 
+
+
+# --- Ascend NPU (torch_npu) -------------------------------------------------------------------
+# trace_view.json leaves device and CANN events without a category: their kind comes from the
+# process they sit in and, on the device, from the task type. HCCL collectives appear twice on
+# the device: as one span per collective on the HCCL "Group N Communication" track (the
+# counterpart of an NCCL kernel, kind "kernel") and as its steps (Notify Wait, Write Value,
+# SDMA, Reduce_Inline...) on the HCCL planes and on the Ascend Hardware comm stream; the steps
+# are kind "other" so that kernel time is not counted twice.
+NPU_HARDWARE, NPU_HCCL, NPU_CANN, NPU_OVERLAP = "Ascend Hardware", "HCCL", "CANN", "Overlap Analysis"
+NPU_PROCESSES = frozenset({NPU_HARDWARE, NPU_HCCL, NPU_CANN, NPU_OVERLAP})
+NPU_COMPUTE_TASKS = frozenset({
+    "AI_CORE", "AI_VECTOR_CORE", "AI_CPU", "MIX_AIC", "MIX_AIV", "DSA_SQE", "FFTS_PLUS", "HCCL",
+    "KERNEL_AICORE", "KERNEL_AIVEC", "KERNEL_AICPU", "KERNEL_MIX_AIC", "KERNEL_MIX_AIV",
+})
+_NPU_MEMCPY = frozenset({"MEMCPY_ASYNC", "PCIE_DMA_SQE", "SDMA_SQE"})
+_NPU_STEPS = frozenset({"Notify Wait", "Notify Record", "Write Value", "SDMA", "RDMA", "Reduce Inline",
+                        "Reduce_Inline", "EVENT_RECORD", "EVENT_WAIT", "EVENT_RECORD_SQE", "EVENT_WAIT_SQE",
+                        "PLACE_HOLDER_SQE", "STARS_COMMON"})
+_HOST_COLLECTIVE = re.compile(r"^(Hccl[A-Z]|hcom_)")
+
+
+def classify_npu(base: str, process: str | None, thread: str | None, name: str, task_type: str | None) -> str:
+    """Kind of one torch_npu event; `base` is its kind from (ph, cat, name) (see classify_one)."""
+    if base in ("metadata", "flow", "counter", "memory", "instant"):
+        return base
+    if process == NPU_CANN:
+        return "runtime"
+    if process == NPU_OVERLAP:
+        return "other"
+    if process == NPU_HCCL:
+        on_group = (thread or "").startswith("Group") or name.startswith("hcom_")
+        return "kernel" if on_group else "other"
+    if process == NPU_HARDWARE:
+        if name == "MEMCPY_ASYNC" or task_type in _NPU_MEMCPY:
+            return "memcpy"
+        if task_type in _NPU_STEPS or name in _NPU_STEPS:
+            return "other"
+        if task_type in NPU_COMPUTE_TASKS:
+            return "kernel"
+        # Sync and comm-step tasks are named by their task type (EVENT_RECORD, Notify Wait, SDMA);
+        # compute tasks by their op (Conv2D4, aclnnMuls_MulAiCore_Mul), whatever the task type says.
+        return "other" if name.upper() == name or " " in name else "kernel"
+    if base == "cpu_op" and _HOST_COLLECTIVE.match(name):
+        return "collective"
+    return base
+
+
+def classify_npu_rows(kind: pd.Categorical, process: list, thread: list, name: list, task_type: list) -> pd.Categorical:
+    """classify_npu over all rows, one decision per distinct combination."""
+    frame = pd.DataFrame({"k": np.asarray(kind, dtype=object), "p": process, "t": thread, "n": name, "y": task_type})
+    frame = frame.fillna("")  # missing process/thread/task type: "" (merge keys must not be null)
+    combos = frame.drop_duplicates().copy()
+    combos["out"] = [classify_npu(*row) for row in combos.itertuples(index=False)]
+    merged = frame.merge(combos, on=["k", "p", "t", "n", "y"], how="left")["out"]
+    return pd.Categorical(merged.to_numpy(), categories=list(_ALL_KINDS))

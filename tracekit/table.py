@@ -22,7 +22,7 @@ class SourceInfo:
     """What one input file is: format, time base, devices, rank, and its own metadata."""
 
     path: str
-    format: str  # "torch" | "viztracer"
+    format: str  # "torch" | "viztracer" | "npu"
     source: str  # value of the `source` column
     base_ns: int  # absolute ns = base_ns + relative ns
     base_from: str  # where base_ns came from
@@ -39,6 +39,7 @@ class SourceInfo:
     input_events: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     damage: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)  # reader-specific facts for summary.json
 
 
 @dataclass

@@ -31,7 +31,7 @@ def us_to_ns(values: list, path: str | Path, field: str) -> tuple[np.ndarray, np
     if arr is not None:
         missing = arr.is_null().to_numpy(zero_copy_only=False)
         return _floats_to_ns(arr.fill_null(0.0).to_numpy(), ~missing, path, field)
-    floats = np.empty(n, dtype=np.float64)
+    floats = np.zeros(n, dtype=np.float64)  # zeros: string rows must not hold garbage (overflow warnings)
     kinds = np.zeros(n, dtype=np.int8)  # 0 float/int, 1 missing, 2 string, 3 big int
     for i, v in enumerate(values):
         t = type(v)

@@ -201,3 +201,14 @@ def test_chrome_trace_has_nested_module_tracks_forward_and_backward(converted, r
     assert backward and all(e["name"].endswith("(backward)") for e in backward)
     roots = {e["args"]["module_path"] for e in backward if "/" not in e["args"]["module_path"]}
     assert roots == {p for p in (e["args"]["module_path"] for e in forward) if "/" not in p}
+
+
+def test_npu_module_view_forward_backward_and_shapes():
+    ev, modules = processed("npu/msinsight_alexnet_dp/text/level1/rank0_ascend_pt")
+    root = modules[modules["module_type"] == "AlexNet"].iloc[0]
+    assert json.loads(root["input_shapes"]) == [[32, 3, 224, 224]]
+    assert 61_000_000 < root["params"] < 61_200_000  # torchvision AlexNet: 61.1M parameters
+    assert root["device_ns_fwd"] > 0 and root["device_ns_bwd"] > 0
+    nodes = ev[ev["name"].astype(str).str.startswith("autograd::engine::evaluate_function: Convolution")]
+    assert len(nodes) > 0 and (nodes["module_type"] == "Conv2d").all()
+    assert (nodes["module_from"] == "fwdbwd").all()  # torch_npu writes Sequence number -1 on backward nodes

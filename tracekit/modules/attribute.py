@@ -2,7 +2,8 @@
 
 - Host events inside a module span take that module (`module_from = "span"`).
 - Autograd nodes (`autograd::engine::evaluate_function: XBackward0`) and everything under them
-  take the module of the forward op with the same `Sequence number` ("sequence"); AccumulateGrad
+  take the module of the forward op with the same `Sequence number` ("sequence") or, where the
+  number is missing (torch_npu), at the start of their `fwdbwd` flow ("fwdbwd"); AccumulateGrad
   nodes, which have none, take the module of the backward node that ran just before them on the
   same thread ("previous_node"). Module spans inside backward are recomputation (activation
   checkpointing): phase backward, `recompute` true.
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from tracekit.accounting import flow_status
 from tracekit.ancestry import nearest_marked
 from tracekit.modules.infer import infer_from_step_pattern
 from tracekit.modules.spans import ModuleSpans, find_module_spans
@@ -184,8 +186,25 @@ def _backward_node_modules(ev: pd.DataFrame, names: np.ndarray, is_bw: np.ndarra
     found = joined["mod"].notna().to_numpy()
     node_module[joined["row"].to_numpy()[found]] = joined["mod"].to_numpy()[found].astype(np.int64)
     node_from[joined["row"].to_numpy()[found]] = "sequence"
+    _from_fwdbwd_flows(ev, bw_of, mod_of, node_module, node_from)
     _accumulate_grad_from_previous(ev, names, nodes, node_module, node_from)
     return node_module, node_from
+
+
+def _from_fwdbwd_flows(ev: pd.DataFrame, bw_of: np.ndarray, mod_of: np.ndarray, node_module: np.ndarray,
+                       node_from: np.ndarray) -> None:
+    """Nodes without a Sequence number (torch_npu writes -1): follow the `fwdbwd` flow from the forward op."""
+    if not ((ev["kind"] == "flow") & (ev["cat"] == "fwdbwd")).any():
+        return
+    _, pairs = flow_status(ev, np.full(len(ev), NO_ROW, dtype=np.int64))
+    pairs = pairs[pairs["cat"] == "fwdbwd"]
+    start, end = pairs["start"].to_numpy(np.int64), pairs["end"].to_numpy(np.int64)
+    node = bw_of[end]
+    ok = (node >= 0) & (mod_of[start] >= 0) & (bw_of[start] < 0)
+    node, start = node[ok], start[ok]
+    todo = node_module[node] < 0
+    node_module[node[todo]] = mod_of[start[todo]]
+    node_from[node[todo]] = "fwdbwd"
 
 
 def _accumulate_grad_from_previous(ev: pd.DataFrame, names: np.ndarray, nodes: np.ndarray,
@@ -212,7 +231,7 @@ def _attribute_device(ev: pd.DataFrame, kind: np.ndarray, src: np.ndarray, names
     device = np.isin(kind, list(DEVICE_KINDS))
     launch = ev["launch"].to_numpy()
     launcher = ev["launcher"].to_numpy()
-    link = np.where(launch >= 0, launch, launcher)
+    link = np.where(launcher >= 0, launcher, launch)  # the op (NPU launches sit on the CANN thread, outside it)
     link[~device] = NO_ROW
     _link_by_gpu_annotation(ev, kind, src, device, link)
     rows = np.flatnonzero(link >= 0)

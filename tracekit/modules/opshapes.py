@@ -18,9 +18,9 @@ import pyarrow as pa
 
 
 class _OpArgs(msgspec.Struct, gc=False):
-    dims: list[Any] | None = msgspec.field(default=None, name="Input Dims")
-    types: list[Any] | None = msgspec.field(default=None, name="Input type")
-    concrete: list[Any] | None = msgspec.field(default=None, name="Concrete Inputs")
+    dims: list[Any] | str | None = msgspec.field(default=None, name="Input Dims")
+    types: list[Any] | str | None = msgspec.field(default=None, name="Input type")
+    concrete: list[Any] | str | None = msgspec.field(default=None, name="Concrete Inputs")
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,28 @@ def decode_op_args(args: pa.LargeBinaryArray, rows: np.ndarray) -> dict[int, OpA
             parsed = decoder.decode(raw) if raw else _OpArgs()
         except (msgspec.ValidationError, msgspec.DecodeError):
             parsed = _OpArgs()
-        out[row] = OpArgs(parsed.dims or [], parsed.types or [], parsed.concrete or [])
+        out[row] = OpArgs(_listed(parsed.dims, shapes=True), _listed(parsed.types), _listed(parsed.concrete))
     return out
+
+
+def _listed(value: Any, shapes: bool = False) -> list[Any]:
+    """A recorded input list; torch_npu writes them as `a;\\r\\nb` strings (shapes as `32,3,224,224`)."""
+    if value is None:
+        return []
+    if not isinstance(value, str):
+        return value
+    items = [item.strip() for item in value.split(";")]
+    if items and items[-1] == "" and value.rstrip().endswith(";"):
+        items.pop()
+    if not shapes:
+        return items
+    parsed: list[Any] = []
+    for item in items:
+        try:
+            parsed.append([int(v) for v in item.split(",")] if item else [])
+        except ValueError:
+            parsed.append(item)
+    return parsed
 
 
 # positions of parameter inputs (weights, biases) per op

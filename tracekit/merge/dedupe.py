@@ -12,18 +12,17 @@ from tracekit.merge.match import SAME_TOLERANCE_NS
 from tracekit.table import EventTable, strings
 
 DUPLICATE = "duplicate_of_event_in_other_input"
-_KEY = ["track", "pid", "tid", "ph", "dur", "name"]
+_KEY = ["track", "ph", "dur", "name"]
 
 
 def duplicate_rows(events: pd.DataFrame, track: np.ndarray, priority: list[int],
                    tolerance_ns: int = SAME_TOLERANCE_NS) -> np.ndarray:
-    """Rows that repeat (same process track, thread, phase, duration and name, start within
+    """Rows that repeat (same thread track key (see groups.track_keys), phase, duration and name, start within
     `tolerance_ns`) an event of a file earlier in `priority`. One to one: each kept event absorbs at
     most one copy per file. Metadata events are left alone (they are folded anyway)."""
     ph = strings(events["ph"])
     frame = pd.DataFrame({
-        "row": np.arange(len(events)), "file": events["source_index"].to_numpy(), "track": track,
-        "pid": events["pid"].to_numpy(), "tid": events["tid"].to_numpy(), "ph": ph,
+        "row": np.arange(len(events)), "file": events["source_index"].to_numpy(), "track": track, "ph": ph,
         "dur": events["dur_ns"].to_numpy(), "name": events["name"].cat.codes.to_numpy(),
         "ts": events["ts_ns"].to_numpy(),
     })

@@ -89,3 +89,22 @@ def merged_sources(sources: list[SourceInfo], rep: list[int], pids: list[set[int
             label = out[r].process_labels.get(pid)
             out[r].process_labels[pid] = ", ".join(filter(None, [label, "merged: " + " + ".join(members)]))
     return out
+
+
+def track_keys(events: pd.DataFrame, sources: list[SourceInfo], rep: list[int]) -> np.ndarray:
+    """Per row, a key naming its thread track across files of one process: (group, pid, tid) for real
+    pids; for synthetic pids (tracks named by strings, like "Spans") the group and the track's names,
+    since a file's negative ids mean nothing in another file."""
+    frame = pd.DataFrame({"f": events["source_index"].to_numpy(), "p": events["pid"].to_numpy(),
+                          "t": events["tid"].to_numpy()})
+    distinct = frame.drop_duplicates()
+    key: dict[tuple[int, int, int], str] = {}
+    for f, p, t in distinct.itertuples(index=False):
+        info = sources[f]
+        if p >= 0:
+            key[(f, p, t)] = f"{rep[f]}|{p}|{t}"
+        else:
+            key[(f, p, t)] = f"{rep[f]}|{info.process_names.get(p, p)!r}|{info.thread_names.get((p, t), t)!r}"
+    codes = frame.merge(distinct.assign(k=[key[k] for k in distinct.itertuples(index=False)]),
+                        on=["f", "p", "t"], how="left")["k"]
+    return codes.to_numpy(dtype=object)

@@ -17,7 +17,7 @@ from tracekit.convert import build_summary
 from tracekit.errors import TraceError
 from tracekit.merge.clocks import FileClock, align_files, file_priority
 from tracekit.merge.dedupe import DUPLICATE, drop_rows, duplicate_rows
-from tracekit.merge.groups import file_groups, host_pids, merged_sources, track_source
+from tracekit.merge.groups import file_groups, host_pids, merged_sources, track_keys, track_source
 from tracekit.merge.match import DISPATCH
 from tracekit.pipeline import process, read_inputs
 from tracekit.table import EventTable
@@ -83,7 +83,7 @@ def merge(inputs: Sequence[str | Path], out: str | Path, parquet_dir: str | Path
     clocks = align_files(table.events, table.sources, track, priority, forced)
     table = apply_offsets(table, clocks)
     step("merging duplicate events")
-    dups = duplicate_rows(table.events, track, priority)
+    dups = duplicate_rows(table.events, track_keys(table.events, table.sources, rep), priority)
     new_row = np.cumsum(np.isin(np.arange(len(table.events)), dups, invert=True)) - 1
     table = drop_rows(table, dups, DUPLICATE)
     keep = np.ones(len(track), dtype=bool)

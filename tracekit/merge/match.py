@@ -36,9 +36,13 @@ _SPAN_PH = ("X",)
 def aten_name(call: str) -> str | None:
     """The aten op a VizTracer C-call name dispatches: `torch._C._nn.linear` -> `aten::linear`.
 
-    Python frames (`f (file:line)`) and private names give None.
+    Only torch's own callables map (`torch.*`, methods of `Tensor`/`Parameter` and their subclasses);
+    `math.sqrt` or `set.add` do not. Python frames (`f (file:line)`) and other dunders give None.
     """
-    if " (" in call or ":" in call:
+    if " (" in call or ":" in call or "." not in call:
+        return None
+    head = call.split(".", 1)[0]
+    if head != "torch" and not head.endswith(("Tensor", "Parameter", "VariableFunctionsClass")):
         return None
     last = call.rsplit(".", 1)[-1]
     last = _DUNDER.get(last, last)
@@ -165,18 +169,23 @@ def nearest_pairs(outer: pd.DataFrame, inner: pd.DataFrame, moving: int, fixed: 
             continue
         mov = shifted(mov, shift).sort_values("start")
         fix = shifted(fix, shift).sort_values("start")
-        fix = fix.assign(start_f=fix["start"])
-        joined = pd.merge_asof(mov, fix, on="start", by=JOIN, direction="nearest",
-                               tolerance=window_ns, suffixes=("_m", "_f"))
+        joined = pd.merge_asof(mov, fix[[*JOIN, "start", "row"]].rename(columns={"row": "row_f"}),
+                               on="start", by=JOIN, direction="nearest", tolerance=window_ns)
         joined = joined[joined["row_f"].notna()]
-        joined = joined.assign(row_f=joined["row_f"].astype(np.int64), start_m=joined["start"])
-        joined["gap"] = (joined["start_m"] - joined["start_f"]).abs()
-        joined = joined.sort_values("gap").drop_duplicates("row_f").drop_duplicates("row_m")
+        # merge_asof leaves float columns where rows went unmatched: take the fixed side's ns back by row
+        row_f = joined["row_f"].to_numpy().astype(np.int64)
+        by_row = fix.set_index("row")
+        m = pd.DataFrame({"row_m": joined["row"].to_numpy(), "start_m": joined["start"].to_numpy(),
+                          "end_m": joined["end"].to_numpy(), "row_f": row_f,
+                          "start_f": by_row.loc[row_f, "start"].to_numpy(),
+                          "end_f": by_row.loc[row_f, "end"].to_numpy()})
+        m = m.assign(gap=(m["start_m"] - m["start_f"]).abs()).sort_values("gap")
+        m = m.drop_duplicates("row_f").drop_duplicates("row_m")
         o, i = ("m", "f") if mov_is_outer else ("f", "m")
         frames.append(pd.DataFrame({
-            "row_o": joined[f"row_{o}"].to_numpy(), "row_i": joined[f"row_{i}"].to_numpy(),
-            "start_o": joined[f"start_{o}"].to_numpy(), "end_o": joined[f"end_{o}"].to_numpy(),
-            "start_i": joined[f"start_{i}"].to_numpy(), "end_i": joined[f"end_{i}"].to_numpy(),
+            "row_o": m[f"row_{o}"].to_numpy(), "row_i": m[f"row_{i}"].to_numpy(),
+            "start_o": m[f"start_{o}"].to_numpy(), "end_o": m[f"end_{o}"].to_numpy(),
+            "start_i": m[f"start_{i}"].to_numpy(), "end_i": m[f"end_{i}"].to_numpy(),
         }))
         if outer is inner:
             break
@@ -188,5 +197,10 @@ def nearest_pairs(outer: pd.DataFrame, inner: pd.DataFrame, moving: int, fixed: 
 
 def shifted(side: pd.DataFrame, shift: dict[int, int]) -> pd.DataFrame:
     """The side's start/end moved by each file's offset in `shift` (files not in it stay)."""
-    delta = side["file"].map(shift).fillna(0).astype(np.int64).to_numpy()
+    files = side["file"].to_numpy()
+    table = np.zeros(int(files.max()) + 1 if len(files) else 1, dtype=np.int64)
+    for f, d in shift.items():
+        if f < len(table):
+            table[f] = d
+    delta = table[files]
     return side.assign(start=side["start"].to_numpy() + delta, end=side["end"].to_numpy() + delta)

@@ -71,7 +71,7 @@ class Verification:
     contained: int = 0
     residual_p50_ns: int | None = None
     residual_p95_ns: int | None = None
-    bounds_ns: list[int] | None = None  # offsets (relative to the one used) keeping every contained pair nested
+    bounds_ns: list[int] | None = None  # extra offset for the moving file keeping every contained pair nested
 
     @property
     def total(self) -> int:
@@ -96,14 +96,12 @@ def verify(matched: dict[str, pd.DataFrame]) -> Verification:
         if pairs.empty:
             continue
         out.pairs[kind] = len(pairs)
-        tol = SAME_TOLERANCE_NS if kind == SAME else 0
-        so, eo = pairs["start_o"].to_numpy(np.int64), pairs["end_o"].to_numpy(np.int64)
-        si, ei = pairs["start_i"].to_numpy(np.int64), pairs["end_i"].to_numpy(np.int64)
-        inside = (si + tol >= so) & (ei <= eo + tol)
+        lo, hi = bounds(pairs, kind)  # offsets, relative to the one used, that keep each pair nested
+        inside = (lo <= 0) & (hi >= 0)
         out.contained += int(inside.sum())
-        resid.append(np.abs(si - so))
-        lows.append((so - si - tol)[inside])
-        highs.append((eo - ei + tol)[inside])
+        resid.append(np.abs(pairs["start_i"].to_numpy(np.int64) - pairs["start_o"].to_numpy(np.int64)))
+        lows.append(lo[inside])
+        highs.append(hi[inside])
     if resid:
         r = np.concatenate(resid)
         out.residual_p50_ns = int(np.percentile(r, 50))

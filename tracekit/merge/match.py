@@ -186,11 +186,12 @@ def nearest_pairs(outer: pd.DataFrame, inner: pd.DataFrame, moving: int, fixed: 
             "row_o": m[f"row_{o}"].to_numpy(), "row_i": m[f"row_{i}"].to_numpy(),
             "start_o": m[f"start_{o}"].to_numpy(), "end_o": m[f"end_{o}"].to_numpy(),
             "start_i": m[f"start_{i}"].to_numpy(), "end_i": m[f"end_{i}"].to_numpy(),
+            "moving_is_outer": mov_is_outer,
         }))
         if outer is inner:
             break
     if not frames:
-        return pd.DataFrame(columns=["row_o", "row_i", "start_o", "end_o", "start_i", "end_i"])
+        return pd.DataFrame(columns=["row_o", "row_i", "start_o", "end_o", "start_i", "end_i", "moving_is_outer"])
     out = pd.concat(frames, ignore_index=True)
     return out.sort_values("row_i").drop_duplicates("row_i").drop_duplicates("row_o")
 

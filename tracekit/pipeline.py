@@ -13,7 +13,7 @@ from tracekit.converters import read_trace
 from tracekit.link import Links, link_launches
 from tracekit.modules.attribute import ModuleColumns, attribute_modules
 from tracekit.steps import assign_steps
-from tracekit.table import EventTable, concat
+from tracekit.table import EventTable, concat, track_view
 from tracekit.tree import build_call_tree
 
 
@@ -41,9 +41,9 @@ def read_inputs(paths: Sequence[str | Path], on_file: Callable[[str], None] | No
 
 def process(table: EventTable) -> Processed:
     """Add parent, depth, lane, launch, launcher, step and module attribution columns."""
-    tree = build_call_tree(table.events)
+    tree = build_call_tree(track_view(table.events))
     links: Links = link_launches(table.events, tree.parent)
-    step = assign_steps(table.events, links.launch)
+    step = assign_steps(track_view(table.events), links.launch)
     out = table.with_columns(
         parent=tree.parent, depth=tree.depth, lane=tree.lane,
         launch=links.launch, launcher=links.launcher, step=step,

@@ -100,6 +100,14 @@ ROW_COLUMNS = ("parent", "launcher", "launch", "flow_peer")
 CATEGORICAL_COLUMNS = ("source", "ph", "name", "cat", "kind", "track", "flow_id", "bp", "scope")
 
 
+def track_view(events: pd.DataFrame) -> pd.DataFrame:
+    """The events as track-building stages see them: `tracekit merge` sets `track_source` so that rows
+    of several files recorded by one process are drawn on that process's tracks (one file's index)."""
+    if "track_source" not in events:
+        return events
+    return events.assign(source_index=events["track_source"])
+
+
 def categorical(values: list) -> pd.Categorical:
     """Dictionary-encode a list of strings (None stays missing), in C via arrow."""
     encoded = pa.array(values, type=pa.string()).dictionary_encode()

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from tracekit.accounting import METADATA, WRITTEN, flow_status
 from tracekit.opargs import op_inputs
-from tracekit.table import DEVICE_KINDS, EventTable, SourceInfo, strings
+from tracekit.table import DEVICE_KINDS, EventTable, SourceInfo, strings, track_view
 from tracekit.writers.json_rows import event_rows, joined_bytes
 from tracekit.writers.module_track import module_track_events
 
@@ -49,8 +49,10 @@ class ChromeResult:
     module_track_events: int = 0  # module spans drawn on the module tracks (not input events)
 
 
-def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False) -> ChromeResult:
-    """Write `table` (with tree and link columns) as a chrome trace at `path`."""
+def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
+                       meta: dict[str, Any] | None = None) -> ChromeResult:
+    """Write `table` (with tree and link columns) as a chrome trace at `path`; `meta` is added to the
+    document's `tracekit` metadata."""
     ev = table.events
     kind = ev["kind"].to_numpy()
     ph = strings(ev["ph"])
@@ -63,11 +65,12 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False)
     status[body] = WRITTEN
     rows = np.flatnonzero(body)
     base_ns = int(ev["ts_ns"].to_numpy()[rows].min()) // 1000 * 1000 if len(rows) else 0
-    layout = _Layout(ev, table.sources)
+    layout = _Layout(track_view(ev), table.sources)
     out_pid_arr, out_tid_arr = layout.place(rows)
     out_pid, out_tid = out_pid_arr.tolist(), out_tid_arr.tolist()
     extra = _kernel_args(table)
     doc_meta = _top_meta(table.sources, base_ns)
+    doc_meta["tracekit"].update(meta or {})
     encoder = msgspec.json.Encoder()
     written = 0
     names, cats, scope = strings(ev["name"]), strings(ev["cat"]), strings(ev["scope"])

@@ -86,6 +86,11 @@ def test_both_pair_is_verified_nested_and_clean(both_merged):
     track = {(e["pid"], e["tid"]) for e in doc["traceEvents"] if e.get("cat") == "FEE"}
     assert track and track <= {(e["pid"], e["tid"]) for e in doc["traceEvents"] if e.get("cat") == "cpu_op"}
     assert summary["merge"]["processes"] == [[str(p) for p in inputs]]
+    # torch ops take their module from the VizTracer `Class.forward` frames around them (forward AND backward)
+    linear = events[(events["name"] == "aten::linear") & (events["phase"] == "forward")]
+    assert len(linear) > 0 and (linear["module_type"] == "Linear").all()
+    backward = events[(events["kind"] == "cpu_op") & (events["phase"] == "backward")]
+    assert backward["dur_ns"][backward["module_path"].notna()].sum() >= 0.9 * backward["dur_ns"].sum()
 
 
 def test_shifted_base_offset_is_recovered(tmp_path, both_merged):

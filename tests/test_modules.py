@@ -131,10 +131,15 @@ def test_first_call_and_steady_state_on_the_tensorboard_trace():
     assert (modules["first_call_ns"] != modules["steady_ns"]).mean() > 0.9
 
 
-def test_trace_without_modules_says_so():
+def test_trace_without_modules_says_so_and_falls_back_to_record_function():
     result = CliRunner().invoke(main, ["modules", str(shared("gpu/hta/trace_diff/a100_control.json.gz"))])
     assert result.exit_code == 0
-    assert "no nn.Module events" in result.output
+    assert "no nn.Module events" in result.stderr and "record_function" in result.stderr
+    _, modules = processed("gpu/hta/trace_diff/a100_control.json.gz")
+    assert len(modules) > 0 and (modules["module_type"] == "record_function").all()
+    forward = modules[modules["module_path"] == "## forward ##"].iloc[0]
+    assert forward["calls"] == 6 and forward["device_ns_fwd"] > 0 and forward["params"] > 0
+    assert not modules["module_path"].str.startswith("Optimizer.").any()
 
 
 def test_modules_cli_formats(tmp_path):

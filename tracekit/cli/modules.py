@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from tracekit.modules.spans import RECORD_FUNCTION
 from tracekit.modules.table import module_table
 from tracekit.modules.view import SORT_KEYS, step_time_ns, tree_view
 from tracekit.pipeline import process, read_inputs
@@ -41,6 +42,9 @@ def modules_cmd(inputs: tuple[Path, ...], depth: int | None, sort: str, fmt: str
         click.echo(f"{', '.join(map(str, inputs))}: no nn.Module events (record with with_modules=True or "
                    "with_stack=True, or trace the Python code with VizTracer); no module tree to show", err=True)
         return
+    if (modules["module_type"] == RECORD_FUNCTION).all():
+        click.echo(f"{', '.join(map(str, inputs))}: no nn.Module events (record with with_modules=True or "
+                   "with_stack=True); showing the record_function annotation hierarchy instead", err=True)
     view = tree_view(modules, step_time_ns(processed.table), depth=depth, sort=sort)
     if fmt == "table" and out is None:
         render_table(view, Console(width=None if sys.stdout.isatty() else 220), title)

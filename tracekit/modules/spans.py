@@ -1,5 +1,8 @@
 """Find the nn.Module forward spans of a trace and name each module instance (`Linear_4`).
 
+A source with no module events at all falls back to its `record_function` annotations
+(module_type "record_function"), so the module view still shows the code's own hierarchy.
+
 torch.profiler names them itself (`nn.Module: Linear_4`: class + per-class counter in first-call
 order). VizTracer records `Linear.forward (/path/linear.py:130)` frames called from
 `Module._call_impl`, without instance identity: instances are numbered the same way torch does,
@@ -22,6 +25,9 @@ TORCH_PREFIX = "nn.Module: "
 _VIZ_FORWARD = re.compile(r"^(?:(?P<cls>[\w.]+)\.)?forward \((?P<path>.+):(?P<line>\d+)\)$")
 _VIZ_CALL_IMPL = re.compile(r"^(?:Module\.)?_(?:wrapped_)?call_impl \(")
 _CLASS_LINE = re.compile(r"^(\s*)class\s+(\w+)")
+# Traces without module events fall back to the record_function annotation hierarchy
+RECORD_FUNCTION = "record_function"
+_NOT_A_LAYER = re.compile(r"^(Optimizer\.|ProfilerStep#|## .*(wait|publish))")
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,15 @@ def find_module_spans(events: pd.DataFrame, sources: list[SourceInfo]) -> Module
     rows_out.extend(viz.rows.tolist())
     inst_out.extend(viz.instance.tolist())
     type_out.extend(viz.module_type.tolist())
+    src = events["source_index"].to_numpy()
+    with_modules = set(src[np.asarray(rows_out, dtype=np.int64)].tolist())
+    cat = strings(events["cat"])
+    for row in np.flatnonzero((kind == "annotation") & (cat == "user_annotation")).tolist():
+        name = str(names[row])
+        if int(src[row]) not in with_modules and not _NOT_A_LAYER.match(name):
+            rows_out.append(row)
+            inst_out.append(name.replace("/", "|"))
+            type_out.append(RECORD_FUNCTION)
     order = np.argsort(np.asarray(rows_out, dtype=np.int64), kind="stable")
     return ModuleSpans(
         np.asarray(rows_out, dtype=np.int64)[order],

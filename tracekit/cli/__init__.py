@@ -8,6 +8,7 @@ import warnings
 import click
 
 from tracekit import __version__
+from tracekit.cli.compare import compare_cmd
 from tracekit.cli.convert import convert_cmd
 from tracekit.cli.info import info_cmd
 from tracekit.cli.modules import modules_cmd
@@ -34,3 +35,4 @@ def main() -> None:
 main.add_command(convert_cmd)
 main.add_command(info_cmd)
 main.add_command(modules_cmd)
+main.add_command(compare_cmd)

@@ -117,14 +117,17 @@ def _pair_frame(p: str | None, q: str | None, phase: str, a: pd.DataFrame | None
     frame = pd.concat([left, right], axis=1)
     status = ["matched" if i is not None and j is not None else ("base_only" if i is not None else "target_only")
               for i, j in pairs]
-    names = [a["name"].iat[i] if i is not None else b["name"].iat[j] for i, j in pairs]
+    cols_a = {c: a[c].tolist() for c in ("name", "nested", "collective")}
+    cols_b = {c: b[c].tolist() for c in ("name", "nested", "collective")}
+
+    def pick(col: str) -> list:
+        return [cols_a[col][i] if i is not None else cols_b[col][j] for i, j in pairs]
+
     head = pd.DataFrame({
         "module_path": [p if p is not None else q] * len(pairs), "base_module_path": [p] * len(pairs),
         "target_module_path": [q] * len(pairs), "phase": phase, "position": np.arange(len(pairs)),
-        "op": [canon.get(n, n) for n in names], "status": status,
-        "nested": [bool(a["nested"].iat[i]) if i is not None else bool(b["nested"].iat[j]) for i, j in pairs],
-        "collective": [bool(a["collective"].iat[i]) if i is not None else bool(b["collective"].iat[j])
-                       for i, j in pairs],
+        "op": [canon.get(n, n) for n in pick("name")], "status": status,
+        "nested": [bool(v) for v in pick("nested")], "collective": [bool(v) for v in pick("collective")],
     })
     frame = frame.drop(columns=[c for c in frame.columns if c.endswith(("_nested", "_collective"))])
     return pd.concat([head, frame.rename(columns={"base_name": "base_op", "target_name": "target_op"})], axis=1)

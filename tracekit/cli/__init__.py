@@ -8,6 +8,7 @@ import warnings
 import click
 
 from tracekit import __version__
+from tracekit.cli.compare import compare_cmd
 from tracekit.cli.convert import convert_cmd
 from tracekit.cli.info import info_cmd
 from tracekit.cli.merge import merge_cmd
@@ -36,3 +37,4 @@ main.add_command(convert_cmd)
 main.add_command(info_cmd)
 main.add_command(modules_cmd)
 main.add_command(merge_cmd)
+main.add_command(compare_cmd)

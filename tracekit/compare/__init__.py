@@ -1,0 +1,1 @@
+"""Two profiles aligned module by module and op by op (`tracekit compare`)."""

@@ -1,0 +1,133 @@
+"""One row per op occurrence that compare aligns: the outermost host ops of each module call.
+
+An op is listed when no enclosing op belongs to the same module call (so `aten::linear` is listed
+and its `aten::addmm` is not); collectives are listed too when nested (flag `nested`), since an
+added all-reduce is what a parallel run adds. Each row carries its host time, the device time
+and count of the kernels it launched (anywhere below it), recorded `Input Dims`/`Input type`,
+and, for ops dispatched on tensor subclasses (DTensor: `PythonSubclass` children), the local
+shapes the inner ops saw, from which `weight_shape` is the shard a rank really holds.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import numpy as np
+import pandas as pd
+
+from tracekit.ancestry import nearest_marked
+from tracekit.modules.opshapes import PARAM_INPUTS
+from tracekit.opargs import op_inputs
+from tracekit.table import DEVICE_KINDS, EventTable, strings
+
+HOST_OPS = ("cpu_op", "collective")
+SUBCLASS_NODE = "PythonSubclass"
+KERNEL_NAMES_KEPT = 3
+OP_COLUMNS = (
+    "row", "module_path", "module_type", "call", "phase", "ordinal", "name", "ts_ns", "host_ns", "device_ns",
+    "kernel_count", "kernel_names", "shapes", "dtypes", "local_shapes", "weight_shape", "nested", "collective",
+)
+
+
+def op_frame(table: EventTable) -> pd.DataFrame:
+    """Listed ops in (module path, phase, call, time) order, with `ordinal` within their call."""
+    ev = table.events
+    if not len(ev):
+        return pd.DataFrame({c: [] for c in OP_COLUMNS})
+    kind = ev["kind"].to_numpy()
+    parent = ev["parent"].to_numpy()
+    module = ev["module"].to_numpy() if "module" in ev else np.full(len(ev), -1)
+    names = strings(ev["name"])
+    is_op = np.isin(kind, HOST_OPS)
+    is_coll = kind == "collective"
+    up = nearest_marked(parent, is_op, include_self=False)
+    outer = is_op & ((up < 0) | (module[np.maximum(up, 0)] != module))
+    coll_up = nearest_marked(parent, is_coll, include_self=False)
+    nested = is_coll & ~outer & (coll_up < 0)
+    listed = outer | nested
+    rows = np.flatnonzero(listed)
+    frame = pd.DataFrame({
+        "row": rows, "module_path": strings(ev["module_path"])[rows] if "module_path" in ev else None,
+        "module_type": strings(ev["module_type"])[rows] if "module_type" in ev else None,
+        "module_row": module[rows], "step": ev["step"].to_numpy()[rows],
+        "phase": strings(ev["phase"])[rows] if "phase" in ev else None, "name": names[rows],
+        "ts_ns": ev["ts_ns"].to_numpy()[rows], "host_ns": np.maximum(ev["dur_ns"].to_numpy()[rows], 0),
+        "nested": nested[rows], "collective": is_coll[rows],
+    })
+    frame["phase"] = frame["phase"].fillna("other")
+    frame["call"] = np.where(frame["module_row"] >= 0, frame["module_row"], frame["step"])
+    _add_kernels(frame, ev, kind, parent, listed, names)
+    _add_shapes(frame, table, parent, names, listed)
+    frame = frame.sort_values(["module_path", "phase", "call", "ts_ns", "row"], kind="stable", na_position="first")
+    frame["ordinal"] = frame.groupby(["module_path", "phase", "call"], dropna=False, sort=False).cumcount()
+    return frame[list(OP_COLUMNS)].reset_index(drop=True)
+
+
+def _add_kernels(frame: pd.DataFrame, ev: pd.DataFrame, kind: np.ndarray, parent: np.ndarray, listed: np.ndarray,
+                 names: np.ndarray) -> None:
+    """Device time, kernel count and the most common kernel names under each listed op."""
+    device = np.flatnonzero(np.isin(kind, list(DEVICE_KINDS)) & (ev["launcher"].to_numpy() >= 0))
+    owner_of = nearest_marked(parent, listed)
+    owner = owner_of[ev["launcher"].to_numpy()[device]]
+    keep = owner >= 0
+    dev = pd.DataFrame({"owner": owner[keep], "dur": np.maximum(ev["dur_ns"].to_numpy()[device[keep]], 0),
+                        "name": names[device[keep]]})
+    sums = dev.groupby("owner")["dur"].agg(["sum", "size"])
+    frame["device_ns"] = frame["row"].map(sums["sum"]).fillna(0).astype(np.int64).to_numpy()
+    frame["kernel_count"] = frame["row"].map(sums["size"]).fillna(0).astype(np.int64).to_numpy()
+    top = (dev.groupby(["owner", "name"]).size().reset_index(name="n")
+           .sort_values(["owner", "n"], ascending=[True, False]).groupby("owner").head(KERNEL_NAMES_KEPT))
+    joined = top.groupby("owner")["name"].agg(lambda s: " | ".join(str(x) for x in s))
+    frame["kernel_names"] = frame["row"].map(joined).to_numpy()
+
+
+def _add_shapes(frame: pd.DataFrame, table: EventTable, parent: np.ndarray, names: np.ndarray,
+                listed: np.ndarray) -> None:
+    """Recorded shapes/dtypes, local shapes under tensor-subclass dispatch, and the (local) weight shape."""
+    rows = frame["row"].to_numpy()
+    inputs = op_inputs(table.args, rows)
+    frame["shapes"] = [d or None for d in inputs.dims]
+    frame["dtypes"] = [t or None for t in inputs.types]
+    is_sub = names == SUBCLASS_NODE
+    local = np.flatnonzero((parent >= 0) & is_sub[np.maximum(parent, 0)] & (parent >= 0))
+    owner = nearest_marked(parent, listed)[local]
+    local = local[owner >= 0]
+    owner = owner[owner >= 0]
+    local_dims = op_inputs(table.args, local)
+    per_owner: dict[int, list] = {}
+    for own, row, dims in zip(owner.tolist(), local.tolist(), local_dims.dims):
+        if dims:
+            per_owner.setdefault(own, []).append([str(names[row]), msgspec.json.decode(dims)])
+    frame["local_shapes"] = [msgspec.json.encode(per_owner[r]).decode() if r in per_owner else None
+                             for r in rows.tolist()]
+    frame["weight_shape"] = [_weight(str(n), s, per_owner.get(r)) for r, n, s in
+                             zip(rows.tolist(), frame["name"], frame["shapes"])]
+
+
+def _weight(name: str, dims_text: str | None, local: list | None) -> str | None:
+    """Weight shape of a parameter-owning op: the local shard when the op ran on tensor subclasses."""
+    index = PARAM_INPUTS.get(name, (None,))[0]
+    if index is None or not dims_text:
+        return None
+    shape = None
+    if local:
+        shape = _local_weight(name, index, local)
+    if shape is None:
+        dims = msgspec.json.decode(dims_text)
+        shape = dims[index] if index < len(dims) and isinstance(dims[index], list) else None
+    return msgspec.json.encode(shape).decode() if shape else None
+
+
+def _local_weight(name: str, index: int, local: list) -> list[int] | None:
+    """The weight as the inner (local) ops saw it: linear decomposes into t + addmm/mm."""
+    for inner, dims in local:
+        if inner == name and index < len(dims) and dims[index]:
+            return dims[index]
+    if name == "aten::linear":
+        for inner, dims in local:
+            if inner == "aten::t" and dims and dims[0]:
+                return dims[0]
+            if inner == "aten::addmm" and len(dims) > 2 and dims[2]:
+                return dims[2][::-1]
+            if inner == "aten::mm" and len(dims) > 1 and dims[1]:
+                return dims[1][::-1]
+    return None

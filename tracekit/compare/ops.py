@@ -1,0 +1,54 @@
+"""Op-sequence alignment within matched modules.
+
+Each module's listed ops (tracekit.compare.opframe) are folded over its calls into one sequence
+per phase: the op at each ordinal, with its mean time per call. Two sequences are aligned by a
+weighted LCS on canonical op names (tracekit.compare.equiv), preferring pairs with the same
+shapes; the rest are listed as base-only or target-only ops. Kernel names are never used.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from tracekit.compare.lcs import align
+
+SEQ_COLUMNS = ("name", "calls", "count", "host_ns", "device_ns", "kernel_count", "kernel_names", "shapes", "dtypes",
+               "local_shapes", "weight_shape", "nested", "collective")
+
+
+def sequences(ops: pd.DataFrame) -> dict[tuple[str | None, str], pd.DataFrame]:
+    """(module path, phase) -> the op at each ordinal, averaged over the calls that ran it."""
+    if not len(ops):
+        return {}
+    frame = ops.assign(module_path=ops["module_path"].astype(object).where(ops["module_path"].notna(), None))
+    calls = frame.groupby(["module_path", "phase"], dropna=False)["call"].nunique()
+    grouped = frame.groupby(["module_path", "phase", "ordinal", "name"], dropna=False, sort=False)
+    agg = grouped.agg(count=("row", "size"), host_ns=("host_ns", "sum"), device_ns=("device_ns", "sum"),
+                      kernel_count=("kernel_count", "sum"), kernel_names=("kernel_names", "first"),
+                      shapes=("shapes", "first"), dtypes=("dtypes", "first"), local_shapes=("local_shapes", "first"),
+                      weight_shape=("weight_shape", "first"), nested=("nested", "first"),
+                      collective=("collective", "first")).reset_index()
+    agg = agg.sort_values(["module_path", "phase", "ordinal", "count"], ascending=[True, True, True, False],
+                          kind="stable", na_position="first")
+    agg = agg.drop_duplicates(["module_path", "phase", "ordinal"])
+    out = {}
+    for (path, phase), seq in agg.groupby(["module_path", "phase"], dropna=False, sort=False):
+        path = None if not isinstance(path, str) else path
+        n = int(calls.get((path if path is not None else np.nan, phase), 0) or seq["count"].max())
+        seq = seq.assign(calls=n)
+        for col in ("host_ns", "device_ns", "kernel_count"):  # per call of the module
+            seq[col] = seq[col] / max(n, 1)
+        out[(path, str(phase))] = seq[list(SEQ_COLUMNS)].reset_index(drop=True)
+    return out
+
+
+def align_ops(base: pd.DataFrame, target: pd.DataFrame, canon: dict[str, str]) -> list[tuple[int | None, int | None]]:
+    """Pairs of positions in two op sequences (None: the op has no partner)."""
+    a = list(zip([canon.get(n, n) for n in base["name"]], base["shapes"]))
+    b = list(zip([canon.get(n, n) for n in target["name"]], target["shapes"]))
+
+    def score(x: tuple, y: tuple) -> int:
+        return 0 if x[0] != y[0] else (3 if x[1] == y[1] else 2)
+
+    return align(a, b, score, key=lambda x: x[0])

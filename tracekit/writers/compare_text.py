@@ -1,0 +1,65 @@
+"""Terminal view of a comparison: the step breakdown and the top-N modules and ops by |delta|."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from tracekit.writers.modules_text import _ms
+
+
+def top_deltas(frame: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The n rows with the largest absolute delta (ties in table order)."""
+    if not len(frame):
+        return frame
+    order = frame["delta_ns"].abs().sort_values(ascending=False, kind="stable").index
+    return frame.loc[order[:n]]
+
+
+def _ratio(value: float) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}x"
+
+
+def render_steps(steps: pd.DataFrame, console: Console) -> None:
+    """Mean step time and its split per side."""
+    table = Table(title="step breakdown (mean per step)")
+    for col in ("side", "basis", "steps", "step ms", "compute ms", "exposed comm ms", "overlapped comm ms",
+                "idle/host-bound ms"):
+        table.add_column(col, justify="left" if col in ("side", "basis") else "right")
+    for side, frame in steps.groupby("side", sort=False):
+        table.add_row(str(side), str(frame["basis"].iat[0]), str(len(frame)), _ms(frame["dur_ns"].mean()),
+                      _ms(frame["compute_ns"].mean()), _ms(frame["exposed_comm_ns"].mean()),
+                      _ms(frame["overlapped_comm_ns"].mean()), _ms(frame["idle_ns"].mean()))
+    console.print(table)
+
+
+def render_top(modules: pd.DataFrame, ops: pd.DataFrame, n: int, console: Console, basis: str) -> None:
+    """Top-n modules and ops by |target - base| time per call."""
+    table = Table(title=f"top {n} modules by |delta| ({basis} time per call)")
+    for col, just in (("module", "left"), ("type", "left"), ("status", "left"), ("base ms", "right"),
+                      ("target ms", "right"), ("delta ms", "right"), ("ratio", "right"), ("shapes", "left")):
+        table.add_column(col, justify=just)
+    for r in top_deltas(modules, n).itertuples(index=False):
+        shapes = f"{r.base_input_shapes} -> {r.target_input_shapes}" if r.shapes_differ else ""
+        table.add_row(str(r.module_path), str(r.module_type), str(r.status), _ms(r.base_ns), _ms(r.target_ns),
+                      _ms(r.delta_ns), _ratio(r.ratio), shapes)
+    console.print(table)
+    if not len(ops):
+        return
+    table = Table(title=f"top {n} ops by |delta|")
+    for col, just in (("module", "left"), ("phase", "left"), ("op", "left"), ("status", "left"),
+                      ("base ms", "right"), ("target ms", "right"), ("delta ms", "right"), ("ratio", "right"),
+                      ("kernels b/t", "right")):
+        table.add_column(col, justify=just)
+    for r in top_deltas(ops, n).itertuples(index=False):
+        kernels = f"{_num(r.base_kernel_count)}/{_num(r.target_kernel_count)}"
+        table.add_row(str(r.module_path or "(no module)"), str(r.phase), str(r.op), str(r.status), _ms(r.base_ns),
+                      _ms(r.target_ns), _ms(r.delta_ns), _ratio(r.ratio), kernels)
+    console.print(table)
+
+
+def _num(value) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:g}"

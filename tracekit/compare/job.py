@@ -12,6 +12,7 @@ from tracekit.compare.equiv import equivalence, load_groups
 from tracekit.compare.side import Side, load_side
 from tracekit.compare.steps import step_breakdown
 from tracekit.compare.table import compare_modules, compare_ops, time_basis
+from tracekit.modules.spans import RECORD_FUNCTION
 
 
 @dataclass
@@ -47,6 +48,9 @@ def compare_sides(base: Side, target: Side, equiv_file: str | Path | None = None
         if not len(side.modules):
             notes.append(f"{side.label} ({Path(side.path).name}) has no nn.Module events: ops are compared "
                          "outside modules and the step breakdown still applies")
+        elif (side.modules["module_type"] == RECORD_FUNCTION).all():
+            notes.append(f"{side.label} ({Path(side.path).name}) has no nn.Module events: its record_function "
+                         "annotations stand in for modules")
     for side in (base, target):
         if (steps[steps["side"] == side.label]["step"] < 0).all():
             notes.append(f"{side.label} has no ProfilerStep events: its step breakdown is one window over the "

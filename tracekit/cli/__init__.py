@@ -10,6 +10,7 @@ import click
 from tracekit import __version__
 from tracekit.cli.convert import convert_cmd
 from tracekit.cli.info import info_cmd
+from tracekit.cli.parallel import parallel_cmd
 from tracekit.errors import TraceError, TraceWarning
 
 
@@ -32,3 +33,4 @@ def main() -> None:
 
 main.add_command(convert_cmd)
 main.add_command(info_cmd)
+main.add_command(parallel_cmd)

@@ -73,6 +73,8 @@ def groups_from_ranks(distributed: list[dict[str, Any]], calls: pd.DataFrame) ->
     for name, desc, ranks in zip(stated.get("group", []), stated.get("group_desc", []), stated.get("group_ranks", [])):
         key = (str(name), tuple(ranks) if ranks is not None else ())
         found.setdefault(key, (str(desc or ""), "event args"))
+    if world and not any(len(ranks) == world for _name, ranks in found):
+        found[("default_pg", tuple(range(world)))] = ("default_pg", "implied by distributedInfo.world_size")
     out = {}
     for (name, ranks), (desc, source) in found.items():
         dim, inferred = parallel_dim(desc, ranks, world)

@@ -43,15 +43,18 @@ def looks_like_trace(path: Path, probe: int = 1 << 16) -> bool:
 
 
 def _folder_inputs(folder: Path) -> list[Path]:
-    found = []
+    found, left_out = [], []
     for child in sorted(folder.iterdir(), key=_natural):
         if is_npu_folder(child):
             found.append(child)
         elif child.is_file() and re.search(r"\.json(\.gz)?$", child.name):
-            if looks_like_trace(child):
-                found.append(child)
-            else:
-                warn(child, "not a trace (no traceEvents, schemaVersion or viztracer_metadata): left out")
+            (found if looks_like_trace(child) else left_out).append(child)
+    why = "not a trace (no traceEvents, schemaVersion or viztracer_metadata)"
+    if not found:
+        raise TraceError(folder, "folder holds no trace files (.json, .json.gz) or *_ascend_pt folders"
+                         + (f"; {', '.join(p.name for p in left_out)}: {why}" if left_out else ""))
+    for child in left_out:
+        warn(child, f"{why}: left out")
     return found
 
 
@@ -63,8 +66,6 @@ def expand_inputs(args: Sequence[str | Path]) -> list[Path]:
         path = Path(arg)
         if path.is_dir():
             found = [path] if is_npu_folder(path) else _folder_inputs(path)
-            if not found:
-                raise TraceError(path, "folder holds no trace files (.json, .json.gz) or *_ascend_pt folders")
         elif not path.exists() and any(ch in str(arg) for ch in "*?["):
             found = sorted((Path(p) for p in glob.glob(str(arg))), key=_natural)
             found = [p for p in found if p.is_file() or is_npu_folder(p)]

@@ -112,6 +112,43 @@ def convert_rank(job: RankJob) -> RankResult:
     )
 
 
+@dataclass
+class _Outcome:
+    """A worker's result or its TraceError, and the TraceWarnings it raised (re-emitted by the parent)."""
+
+    result: RankResult | None
+    warnings: list[str]
+    error: tuple[str, str, int | None] | None = None
+
+
+def _convert_rank_relayed(job: RankJob) -> _Outcome:
+    import warnings
+
+    from tracekit.errors import TraceError, TraceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TraceWarning)
+        try:
+            result, error = convert_rank(job), None
+        except TraceError as exc:
+            prefix = f"{exc.path}: " + (f"event {exc.index}: " if exc.index is not None else "")
+            result, error = None, (exc.path, str(exc).removeprefix(prefix), exc.index)
+    return _Outcome(result, [str(w.message) for w in caught if issubclass(w.category, TraceWarning)], error)
+
+
+def _unwrap(outcome: _Outcome) -> RankResult:
+    import warnings
+
+    from tracekit.errors import TraceError, TraceWarning
+
+    for message in outcome.warnings:
+        warnings.warn(message, TraceWarning, stacklevel=2)
+    if outcome.error is not None:
+        raise TraceError(*outcome.error)
+    assert outcome.result is not None
+    return outcome.result
+
+
 def _start_together(barrier: Any) -> None:
     """Worker initializer: wait until every worker has started, so the work spreads over all of them."""
     global _barrier
@@ -147,10 +184,10 @@ def run_ranks(jobs: Sequence[RankJob], workers: int | None = None,
     barrier = ctx.Barrier(count)
     with ProcessPoolExecutor(max_workers=count, mp_context=ctx, initializer=_start_together,
                              initargs=(barrier,)) as pool:
-        futures = [pool.submit(convert_rank, job) for job in jobs]
+        futures = [pool.submit(_convert_rank_relayed, job) for job in jobs]
         results = []
         for fut in futures:
-            results.append(fut.result())
+            results.append(_unwrap(fut.result()))
             if on_done:
                 on_done(results[-1])
     return results

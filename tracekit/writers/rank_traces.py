@@ -20,12 +20,12 @@ class _Event(msgspec.Struct, omit_defaults=True, gc=False):
     tid: int
     name: str = ""
     cat: str | None = None
-    ts: msgspec.Raw | None = None
-    dur: msgspec.Raw | None = None
+    ts: msgspec.Raw = msgspec.Raw(b"")  # Raw cannot sit in a union; the empty default is omitted
+    dur: msgspec.Raw = msgspec.Raw(b"")
     id: int | None = None
     bp: str | None = None
     s: str | None = None
-    args: msgspec.Raw | None = None
+    args: msgspec.Raw = msgspec.Raw(b"")
 
 
 def fragment_events(data: bytes) -> bytes:
@@ -48,7 +48,7 @@ def rebase(events: bytes, delta_ns: int) -> bytes:
         return events
     decoded = msgspec.json.decode(b"[" + events + b"]", type=list[_Event])
     for ev in decoded:
-        if ev.ts is not None:
+        if bytes(ev.ts):
             ev.ts = _shift(bytes(ev.ts), delta_ns)
     return msgspec.json.encode(decoded)[1:-1]
 

@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 
 import click
+import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
 from tracekit.inputs import expand_inputs
-from tracekit.parallel.report import parallel_report
+from tracekit.parallel.report import parallel_report, terminal_view
 from tracekit.progress import progress_steps
 from tracekit.ranks import analyse_ranks
 from tracekit.writers.parallel_html import write_html
@@ -20,6 +21,8 @@ from tracekit.writers.parallel_html import write_html
 def _cell(value: object) -> str:
     if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA:
         return ""
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:,.3f}"
     if isinstance(value, int):
@@ -58,6 +61,7 @@ def parallel_cmd(inputs: tuple[Path, ...], workers: int | None, top: int, html_p
         click.echo(json.dumps({k: json.loads(v.to_json(orient="records")) for k, v in tables.items()}, indent=2))
         return
     console = Console()
+    tables = terminal_view(tables)
     _print(console, "process groups", tables["groups"])
     _print(console, "collectives per parallel dimension and group (time summed over ranks)", tables["by_group"])
     _print(console, "per module: what each parallel dimension added", tables["by_module"], top)

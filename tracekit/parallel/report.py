@@ -98,3 +98,33 @@ def parallel_report(coll: pd.DataFrame, steps: pd.DataFrame, groups: list[dict[s
     """Every table `tracekit parallel` shows."""
     return {"groups": pd.DataFrame(groups), "by_group": by_group(coll, steps), "by_module": by_module(coll),
             "by_rank": by_rank(steps), "stragglers": stragglers(steps) if len(steps) else pd.DataFrame()}
+
+
+def terminal_view(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The tables with ms, MB and shares instead of ns and bytes, and short column names, for a terminal."""
+    view = dict(tables)
+    g = tables["by_group"]
+    if len(g):
+        view["by_group"] = pd.DataFrame({
+            "dim": g["parallel_dim"], "group": g["group_desc"].where(g["group_desc"] != "", g["group"]),
+            "ranks": g["group_ranks"], "calls": g["calls"], "MB": g["bytes"] / 1e6, "time ms": g["time_ns"] / 1e6,
+            "exposed ms": g["exposed_ns"] / 1e6, "share": g["share_of_step_time"].map("{:.1%}".format),
+            "busbw GB/s": g["busbw"].astype("Float64"), "group inferred": g["inferred"]})
+    m = tables["by_module"]
+    if len(m):
+        view["by_module"] = pd.DataFrame({
+            "module": m["module_path"].map(lambda p: "/".join(p.split("/")[-3:])), "dim": m["parallel_dim"],
+            "calls": m["calls"], "MB": m["bytes"] / 1e6, "time ms": m["time_ns"] / 1e6,
+            "exposed ms": m["exposed_ns"] / 1e6})
+    r = tables["by_rank"]
+    if len(r):
+        view["by_rank"] = pd.DataFrame({
+            "rank": r["rank"], "steps ms": r["dur_ns"] / 1e6, "compute": r["compute_share"].map("{:.1%}".format),
+            "exposed comm": r["exposed_comm_share"].map("{:.1%}".format),
+            "idle": r["idle_share"].map("{:.1%}".format)})
+    s = tables["stragglers"]
+    if len(s):
+        view["stragglers"] = pd.DataFrame({
+            "step": s["step"], "rank": s["rank"], "compute ms": s["compute_ns"] / 1e6,
+            "over median ms": s["over_median_ns"] / 1e6, "longest step on rank": s["slowest_step_rank"]})
+    return view

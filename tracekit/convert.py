@@ -8,17 +8,29 @@ from pathlib import Path
 from typing import Any
 
 from tracekit.accounting import summarize_status
+from tracekit.inputs import expand_inputs
+from tracekit.parallel.collectives import build_collectives, collective_calls
 from tracekit.pipeline import process, read_inputs
+from tracekit.ranks import convert_ranks
 from tracekit.writers.atomic import staged_dir
 from tracekit.writers.chrome import write_chrome_trace
+from tracekit.writers.collectives import write_collectives
 from tracekit.writers.parquet import write_module_table, write_parquet_tables
 
 
 def convert(inputs: Sequence[str | Path], outdir: str | Path, gzip_trace: bool = False,
-            parquet: bool = True, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Convert input traces into OUTDIR; returns the summary (also written as summary.json)."""
+            parquet: bool = True, progress: Callable[[str], None] | None = None,
+            workers: int | None = None) -> dict[str, Any]:
+    """Convert input traces into OUTDIR; returns the summary (also written as summary.json).
+
+    Several inputs (files, a folder of rank files, a glob) are converted as ranks in worker processes
+    (tracekit.ranks): one merged trace, Parquet partitioned by rank, collectives.parquet.
+    """
+    paths = expand_inputs(inputs)
+    if len(paths) > 1:
+        return convert_ranks(paths, outdir, gzip_trace, parquet, progress, workers)
     step = progress or (lambda _msg: None)
-    table = read_inputs(inputs, on_file=lambda p: step(f"reading {p}"))
+    table = read_inputs(paths, on_file=lambda p: step(f"reading {p}"))
     step("building call tree and links")
     processed = process(table)
     trace_name = "trace.json.gz" if gzip_trace else "trace.json"
@@ -30,6 +42,9 @@ def convert(inputs: Sequence[str | Path], outdir: str | Path, gzip_trace: bool =
             step("writing parquet")
             counts = write_parquet_tables(processed.table, stage)
             counts["modules"] = write_module_table(processed, stage)
+            calls, _left_out = collective_calls(processed.table)
+            coll = build_collectives([calls], [s.distributed for s in processed.table.sources])
+            counts["collectives"] = write_collectives(coll, stage / "collectives.parquet")
         summary = build_summary(processed, chrome, counts, trace_name)
         (stage / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -59,7 +74,7 @@ def build_summary(processed, chrome, counts: dict[str, int], trace_name: str) ->
         "parquet": counts,
         "unlinked_device_events": processed.unlinked,
         "sources": [
-            {"path": s.path, "format": s.format, "rank": s.rank, "events": s.input_events,
+            {"path": s.path, "format": s.format, "rank": s.rank, "rank_from": s.rank_from, "events": s.input_events,
              "base_ns": s.base_ns, "base_from": s.base_from, "damage": s.damage,
              **({"details": s.details} if s.details else {})}
             for s in table.sources

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from tracekit.converters import read_trace
+from tracekit.inputs import expand_inputs, with_name_rank
 from tracekit.link import Links, link_launches
 from tracekit.modules.attribute import ModuleColumns, attribute_modules
 from tracekit.steps import assign_steps
@@ -28,12 +29,13 @@ class Processed:
 
 
 def read_inputs(paths: Sequence[str | Path], on_file: Callable[[str], None] | None = None) -> EventTable:
-    """Read every input file into one table (a `source_index` column tells the files apart)."""
+    """Read every input (files, rank folders, globs: see tracekit.inputs) into one table; a `source_index`
+    column tells the files apart."""
     tables = []
-    for index, path in enumerate(paths):
+    for index, path in enumerate(expand_inputs(paths)):
         if on_file:
             on_file(str(path))
-        table = read_trace(path)
+        table = with_name_rank(read_trace(path), path)
         table.events["source_index"] = np.int32(index)
         tables.append(table)
     return concat(tables)

@@ -13,6 +13,7 @@ from tracekit.cli.convert import convert_cmd
 from tracekit.cli.info import info_cmd
 from tracekit.cli.merge import merge_cmd
 from tracekit.cli.modules import modules_cmd
+from tracekit.cli.parallel import parallel_cmd
 from tracekit.errors import TraceError, TraceWarning
 
 
@@ -38,3 +39,4 @@ main.add_command(info_cmd)
 main.add_command(modules_cmd)
 main.add_command(merge_cmd)
 main.add_command(compare_cmd)
+main.add_command(parallel_cmd)

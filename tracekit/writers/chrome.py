@@ -49,10 +49,19 @@ class ChromeResult:
     module_track_events: int = 0  # module spans drawn on the module tracks (not input events)
 
 
-def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
-                       meta: dict[str, Any] | None = None) -> ChromeResult:
-    """Write `table` (with tree and link columns) as a chrome trace at `path`; `meta` is added to the
-    document's `tracekit` metadata."""
+PID_STRIDE = 1 << 23  # above any Linux pid (pid_max <= 2**22): rank slots never share a pid
+FLOW_STRIDE = 1 << 32
+SORT_STRIDE = 100_000
+
+
+def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False, base_ns: int | None = None,
+                       slot: int = 0, meta: dict[str, Any] | None = None) -> ChromeResult:
+    """Write `table` (with tree and link columns) as a chrome trace at `path`.
+
+    `base_ns` fixes the time base (default: the first event, to the us); `slot` > 0 moves pids, flow ids
+    and process sort indices into their own range, so traces of several ranks splice into one file;
+    `meta` is added to the document's `tracekit` metadata.
+    """
     ev = table.events
     kind = ev["kind"].to_numpy()
     ph = strings(ev["ph"])
@@ -64,8 +73,9 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
     body = ~is_meta & ~is_flow
     status[body] = WRITTEN
     rows = np.flatnonzero(body)
-    base_ns = int(ev["ts_ns"].to_numpy()[rows].min()) // 1000 * 1000 if len(rows) else 0
-    layout = _Layout(track_view(ev), table.sources)
+    if base_ns is None:
+        base_ns = int(ev["ts_ns"].to_numpy()[rows].min()) // 1000 * 1000 if len(rows) else 0
+    layout = _Layout(track_view(ev), table.sources, slot)
     out_pid_arr, out_tid_arr = layout.place(rows)
     out_pid, out_tid = out_pid_arr.tolist(), out_tid_arr.tolist()
     extra = _kernel_args(table)
@@ -95,7 +105,7 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
         if track:
             fh.write((b"" if first else b",") + encoder.encode(track)[1:-1])
             first = False
-        flows = _flow_events(ev, launch, flow_pairs, out_pid, out_tid, base_ns)
+        flows = _flow_events(ev, launch, flow_pairs, out_pid, out_tid, base_ns, slot * FLOW_STRIDE)
         if flows:
             fh.write((b"" if first else b",") + encoder.encode(flows)[1:-1])
         fh.write(b"]," + encoder.encode(doc_meta)[1:] )
@@ -168,11 +178,11 @@ def _top_meta(sources: list[SourceInfo], base_ns: int) -> dict[str, Any]:
 
 
 def _flow_events(ev: pd.DataFrame, launch: np.ndarray, pairs: pd.DataFrame, out_pid, out_tid,
-                 base_ns: int) -> list[OutEvent]:
+                 base_ns: int, first_id: int = 0) -> list[OutEvent]:
     """Launch flows (runtime call -> device event) from the links, then the other paired flows."""
     ts = ((ev["ts_ns"].to_numpy() - base_ns) / 1000.0).tolist()
     flows: list[OutEvent] = []
-    next_id = 1
+    next_id = first_id + 1
     dev = np.flatnonzero(np.isin(ev["kind"].to_numpy(), list(DEVICE_KINDS)) & (launch >= 0))
     for row, src in zip(dev.tolist(), launch[dev].tolist()):
         flows.append(OutEvent(ph="s", pid=out_pid[src], tid=out_tid[src], name="launch", cat="ac2g",
@@ -220,7 +230,8 @@ def _kernel_args(table: EventTable) -> dict[int, bytes]:
 class _Layout:
     """Output pids/tids, names and sort order of every track (host first, then devices)."""
 
-    def __init__(self, ev: pd.DataFrame, sources: list[SourceInfo]):
+    def __init__(self, ev: pd.DataFrame, sources: list[SourceInfo], slot: int = 0):
+        self.slot = slot
         self.ev = ev
         self.sources = sources
         self.processes: dict[tuple[int, int], int] = {}
@@ -245,10 +256,11 @@ class _Layout:
         used: set[int] = set()
         pid_map: dict[tuple[int, int], int] = {}
         next_free = max([int(p) for p in procs["pid"].tolist() if p >= 0] + [0]) + 1
+        next_free += self.slot * PID_STRIDE
         order = []
         for s, p, is_dev in procs.itertuples(index=False):
             s, p = int(s), int(p)
-            new = p if (p >= 0 and p not in used) else None
+            new = p + self.slot * PID_STRIDE if (p >= 0 and p + self.slot * PID_STRIDE not in used) else None
             if new is None:
                 new, next_free = next_free, next_free + 1
             used.add(new)
@@ -259,8 +271,8 @@ class _Layout:
         for sort_index, (_, _, _, new, name) in enumerate(sorted(order, key=lambda o: (o[1], o[0], o[2]))):
             self.meta.append(OutEvent(ph="M", pid=new, tid=0, name="process_name",
                                       args=msgspec.Raw(msgspec.json.encode({"name": name}))))
-            self.meta.append(OutEvent(ph="M", pid=new, tid=0, name="process_sort_index",
-                                      args=msgspec.Raw(msgspec.json.encode({"sort_index": sort_index}))))
+            self.meta.append(OutEvent(ph="M", pid=new, tid=0, name="process_sort_index", args=msgspec.Raw(
+                msgspec.json.encode({"sort_index": self.slot * SORT_STRIDE + sort_index}))))
         thr = tracks.drop_duplicates(["src", "pid", "tid", "lane"]).sort_values(["src", "pid", "tid", "lane"])
         tid_map: dict[tuple[int, int, int, int], int] = {}
         per_pid_used: dict[int, set[int]] = {}

@@ -1,0 +1,71 @@
+"""`tracekit parallel INPUT...`: what each parallel dimension and group did, per rank and per module."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from tracekit.inputs import expand_inputs
+from tracekit.parallel.report import parallel_report, terminal_view
+from tracekit.progress import progress_steps
+from tracekit.ranks import analyse_ranks
+from tracekit.writers.parallel_html import write_html
+
+
+def _cell(value: object) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA:
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:,.3f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _print(console: Console, title: str, frame: pd.DataFrame, top: int | None = None) -> None:
+    if not len(frame):
+        return
+    frame = frame.head(top) if top else frame
+    tab = Table(title=title)
+    for col in frame.columns:
+        tab.add_column(col, justify="right" if pd.api.types.is_numeric_dtype(frame[col]) else "left")
+    for row in frame.itertuples(index=False):
+        tab.add_row(*(_cell(v) for v in row))
+    console.print(tab)
+
+
+@click.command("parallel")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--workers", type=int, default=None, help="Worker processes (default: the machine's cores).")
+@click.option("--top", default=15, show_default=True, help="Rows of the per-module table.")
+@click.option("--html", "html_path", type=click.Path(path_type=Path), help="Also write an HTML page with charts.")
+@click.option("--json", "as_json", is_flag=True, help="Print the tables as JSON.")
+def parallel_cmd(inputs: tuple[Path, ...], workers: int | None, top: int, html_path: Path | None,
+                 as_json: bool) -> None:
+    """Process groups, collectives per parallel dimension, per-rank compute/exposed-comm/idle, stragglers."""
+    paths = expand_inputs(inputs)
+    with progress_steps(total=len(paths)) as advance:
+        coll, steps, groups = analyse_ranks(paths, workers, progress=advance)
+    tables = parallel_report(coll, steps, groups)
+    if html_path:
+        write_html(tables, html_path)
+    if as_json:
+        click.echo(json.dumps({k: json.loads(v.to_json(orient="records")) for k, v in tables.items()}, indent=2))
+        return
+    console = Console()
+    tables = terminal_view(tables)
+    _print(console, "process groups", tables["groups"])
+    _print(console, "collectives per parallel dimension and group (time summed over ranks)", tables["by_group"])
+    _print(console, "per module: what each parallel dimension added", tables["by_module"], top)
+    _print(console, "per rank: compute / exposed communication / idle", tables["by_rank"])
+    _print(console, "straggler per step (most compute; the others wait for it)", tables["stragglers"])
+    if html_path:
+        console.print(f"wrote {html_path}")

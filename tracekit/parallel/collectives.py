@@ -1,0 +1,359 @@
+"""One row per collective call per rank, from the processed event table of ONE rank (pure functions).
+
+A logical collective shows up as several nested events: `_c10d_functional::all_reduce` around
+`c10d::allreduce_` around `record_param_comms` around `nccl:all_reduce`, and on gloo a `gloo:*`
+annotation on a worker thread that runs it. The outermost one on the calling thread is the call;
+the others lend it their facts (collective name, sizes, group) and are not counted again.
+Execution time is the NCCL kernel it launched, or the gloo annotation that ran it, else the call.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from typing import Any
+
+import msgspec
+import numpy as np
+import pandas as pd
+
+from tracekit.table import DEVICE_KINDS, EventTable, strings
+
+_PREFIX = re.compile(r"^(?:c10d::|_c10d_functional::|c10d_functional::|nccl:|gloo:|hccl:|vllm::|symm_mem::)(.+)$")
+_RPC = "record_param_comms"
+_ORDER = (
+    ("allreduce", "all_reduce"), ("allgather", "all_gather"), ("reducescatter", "reduce_scatter"),
+    ("alltoall", "all_to_all"), ("broadcast", "broadcast"), ("send", "send"), ("recv", "recv"),
+    ("barrier", "barrier"), ("reduce", "reduce"), ("gather", "gather"), ("scatter", "scatter"),
+)
+DTYPE_BYTES = {
+    "float": 4, "float32": 4, "double": 8, "float64": 8, "half": 2, "float16": 2, "bfloat16": 2,
+    "long int": 8, "long": 8, "int64": 8, "int": 4, "int32": 4, "short": 2, "int16": 2, "char": 1,
+    "signed char": 1, "unsigned char": 1, "byte": 1, "bool": 1, "int8": 1, "uint8": 1,
+    "float8_e4m3fn": 1, "float8_e5m2": 1, "complexfloat": 8, "complexdouble": 16,
+}
+NO_SIZES = ("no sizes recorded: no `In/Out msg nelems`, and the op's tensor inputs have no `Input Dims` "
+            "(TensorList recorded without shapes)")
+COLUMNS = (
+    "rank", "step", "name", "collective", "group", "group_desc", "group_ranks", "group_from", "peer",
+    "dtype", "bytes", "bytes_from", "start_ns", "dur_ns", "call_ns", "exposed_ns", "module_path",
+    "module_from", "call_row", "exec_row", "thread",
+)
+
+
+def collective_kind(op: str) -> str | None:
+    """Normalised collective of an op text (`allreduce_`, `_allgather_base`, `all_to_all_single`...)."""
+    key = op.lower().replace("_", "").replace("multimem", "")
+    for prefix, kind in _ORDER:
+        if key.startswith(prefix):
+            return kind
+    return None
+
+
+def _name_kind(name: str) -> str | None:
+    if name == _RPC:
+        return "?"
+    m = _PREFIX.match(name)
+    return collective_kind(m.group(1)) if m else None
+
+
+def _args(table: EventTable, rows: list[int]) -> dict[int, dict[str, Any]]:
+    raws = table.args.take(np.asarray(rows, dtype=np.int64)).to_pylist() if rows else []
+    out = {}
+    for row, raw in zip(rows, raws):
+        try:
+            out[row] = msgspec.json.decode(raw) if raw else {}
+        except msgspec.DecodeError:
+            out[row] = {}
+    return out
+
+
+def _ranks(value: Any) -> tuple[int, ...] | None:
+    if isinstance(value, str):
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return None
+    if isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value):
+        return tuple(value)
+    return None
+
+
+def tensor_size(dims: Any, types: Any) -> tuple[int | None, str | None]:
+    """Elements of the largest tensor operand (a TensorList counts as the sum of its tensors) and its dtype
+    (None for a TensorList, whose element type is not recorded)."""
+    if not isinstance(dims, list) or not isinstance(types, list):
+        return None, None
+    best, best_type = None, None
+    for d, t in zip(dims, types):
+        shapes = d if (d and isinstance(d[0], list)) else ([d] if d else [])
+        dtype = str(t).removeprefix("c10::")
+        if not shapes or (dtype.lower() not in DTYPE_BYTES and dtype != "TensorList"):
+            continue
+        total = sum(int(np.prod(s, dtype=np.int64)) for s in shapes)
+        if best is None or total > best:
+            best, best_type = total, (None if dtype == "TensorList" else dtype)
+    return best, best_type
+
+
+def size_bytes(elems: int | None, dtype: str | None) -> int | None:
+    """elems x element size of dtype, None when either is unknown."""
+    size = DTYPE_BYTES.get(str(dtype).lower()) if dtype else None
+    return elems * size if (elems is not None and size) else None
+
+
+def _outermost(cand: np.ndarray, parent: np.ndarray) -> dict[int, int]:
+    """For each candidate row, the outermost candidate among itself and its ancestors."""
+    is_cand = np.zeros(len(parent), dtype=bool)
+    is_cand[cand] = True
+    outer = {}
+    for row in cand.tolist():
+        top, cur = row, int(parent[row])
+        while cur >= 0:
+            if is_cand[cur]:
+                top = cur
+            cur = int(parent[cur])
+        outer[row] = top
+    return outer
+
+
+def _enclosing_modules(ev: pd.DataFrame, names: np.ndarray, row: int) -> str | None:
+    """`A_0/B_1/...` from the nn.Module events enclosing `row` (forward only; fallback without tracekit.modules)."""
+    parent, kind = ev["parent"].to_numpy(), ev["kind"].to_numpy()
+    path, cur = [], int(parent[row])
+    while cur >= 0:
+        if kind[cur] == "module":
+            path.append(str(names[cur]).removeprefix("nn.Module: "))
+        cur = int(parent[cur])
+    return "/".join(reversed(path)) or None
+
+
+def collective_calls(table: EventTable) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Collective calls of one rank's processed table, and counts of what was left out and why."""
+    ev = table.events
+    names = strings(ev["name"])
+    cats = strings(ev["cat"])
+    kind_of = {n: _name_kind(n) for n in ev["name"].cat.categories} if len(ev) else {}
+    base_kind = np.array([kind_of.get(n) if n is not None else None for n in names], dtype=object)
+    device_side = cats == "gpu_user_annotation"
+    cand = np.flatnonzero(np.not_equal(base_kind, None) & ~device_side & (ev["ph"].to_numpy() == "X"))
+    parent = ev["parent"].to_numpy()
+    outer = _outermost(cand, parent)
+    args = _args(table, cand.tolist())
+    members: dict[int, list[int]] = {}
+    for row, top in outer.items():
+        members.setdefault(top, []).append(row)
+    launcher = ev["launcher"].to_numpy()
+    is_dev = np.isin(ev["kind"].to_numpy(), list(DEVICE_KINDS))
+    kernels_of: dict[int, list[int]] = {}
+    for k in np.flatnonzero(is_dev & (launcher >= 0)).tolist():
+        if int(launcher[k]) in outer:
+            kernels_of.setdefault(outer[int(launcher[k])], []).append(k)
+    kernel_args = _args(table, [k for ks in kernels_of.values() for k in ks])
+    ts, dur = ev["ts_ns"].to_numpy(), np.maximum(ev["dur_ns"].to_numpy(), 0)
+    tid = ev["tid"].to_numpy()
+    has_modules = "module_path" in ev
+    rows, skipped = [], {}
+    calls, execs = [], []
+    for top in sorted(members, key=lambda r: (ts[r], r)):
+        if names[top].startswith("gloo:"):
+            execs.append(top)
+        else:
+            calls.append(top)
+    for top in calls:
+        facts = _facts(top, members[top], names, base_kind, args, kernels_of.get(top, []), kernel_args)
+        if facts is None:
+            skipped["record_param_comms without a collective (no name, no tensors, no kernel)"] = (
+                skipped.get("record_param_comms without a collective (no name, no tensors, no kernel)", 0) + 1)
+            continue
+        kernels = kernels_of.get(top, [])
+        done = kernels or ([facts["_exec"]] if facts["_exec"] is not None else [])
+        start = int(min(ts[k] for k in kernels)) if kernels else int(ts[top])
+        end = int(max(ts[k] + dur[k] for k in done)) if done else int(ts[top] + dur[top])
+        if has_modules:
+            module, module_from = ev["module_path"].iloc[top], "tracekit.modules"
+        else:
+            module, module_from = _enclosing_modules(ev, names, top), "enclosing nn.Module events"
+        rows.append({
+            "rank": int(ev["rank"].iat[top]), "step": int(ev["step"].iat[top]), "name": names[top],
+            **facts, "start_ns": start, "dur_ns": end - start, "call_ns": int(dur[top]),
+            "module_path": module, "module_from": module_from, "call_row": top,
+            "exec_row": done[0] if done else -1, "thread": int(tid[top]),
+        })
+    frame = pd.DataFrame(rows, columns=[*[c for c in COLUMNS if c != "exposed_ns"], "_elems", "_exec"])
+    frame = _link_gloo_execs(frame, execs, names, base_kind, args, ts, dur, ev, skipped)
+    frame["exposed_ns"] = exposed_ns(ev, frame)
+    frame["bytes"] = frame["bytes"].astype("Int64")
+    frame["peer"] = frame["peer"].astype("Int64")
+    return frame[list(COLUMNS)].sort_values(["start_ns", "call_row"], ignore_index=True), skipped
+
+
+def _facts(top: int, rows: list[int], names, base_kind, args, kernels: list[int], kernel_args) -> dict | None:
+    """Collective, group, dtype, bytes and peer of one call from its nested events and kernels."""
+    sources = [args[r] for r in sorted(rows, key=lambda r: r != top)] + [kernel_args[k] for k in kernels]
+    stated = next((a for a in sources if a.get("Collective name")), {})
+    kind = collective_kind(stated["Collective name"]) if stated else None
+    kind = kind or next((base_kind[r] for r in sorted(rows) if base_kind[r] not in (None, "?")), None)
+    size_from = next((a for a in sources if isinstance(a.get("In msg nelems"), int)), None)
+    dtype = stated.get("dtype")
+    nbytes, bytes_from = None, NO_SIZES
+    if size_from is not None:
+        dtype = size_from.get("dtype") or dtype
+        elem = DTYPE_BYTES.get(str(dtype).lower())
+        count = max(size_from.get("In msg nelems", 0), size_from.get("Out msg nelems", 0) or 0)
+        if elem and count:
+            nbytes, bytes_from = count * elem, "In/Out msg nelems"
+    elems = None
+    if nbytes is None:
+        for r in sorted(rows, key=lambda r: (r != top, r)):
+            n, t = tensor_size(args[r].get("Input Dims"), args[r].get("Input type"))
+            elems = elems if elems is not None else n
+            if size_bytes(n, t) is not None:
+                nbytes, dtype, bytes_from = size_bytes(n, t), dtype or t, f"Input Dims of {names[r]}"
+                break
+    if kind is None:
+        if nbytes is None and not kernels:
+            return None
+        kind = "unknown"
+    group = next((a for a in sources if a.get("Process Group Name") is not None), {})
+    peer = None
+    if kind in ("send", "recv"):
+        concrete = args[top].get("Concrete Inputs") or []
+        if len(concrete) > 2 and str(concrete[2]).lstrip("-").isdigit():
+            peer = int(concrete[2])
+    return {
+        "collective": kind, "group": str(group["Process Group Name"]) if group else None,
+        "group_desc": group.get("Process Group Description"),
+        "group_ranks": list(_ranks(group.get("Process Group Ranks")) or []) or None,
+        "group_from": "event args" if group else None, "peer": peer,
+        "dtype": dtype, "bytes": nbytes, "bytes_from": bytes_from, "_elems": elems,
+        "_exec": next((r for r in sorted(rows) if names[r].startswith("gloo:")), None),
+    }
+
+
+def _link_gloo_execs(frame: pd.DataFrame, execs: list[int], names, base_kind, args, ts, dur, ev,
+                     skipped: dict[str, int]) -> pd.DataFrame:
+    """Give each call the `gloo:*` annotation that ran it: the first free one of the same collective and size
+    starting after the call began (gloo runs each process group's work in order)."""
+    if not execs:
+        return frame
+    frame = frame.copy()
+    free = {i: True for i in range(len(frame))}
+    order = frame.sort_values("start_ns").index.tolist()
+    for ex in execs:
+        kind = base_kind[ex]
+        n, t = tensor_size(args[ex].get("Input Dims"), args[ex].get("Input type"))
+        match = next((i for i in order if free[i] and frame.at[i, "collective"] == kind
+                      and frame.at[i, "start_ns"] <= ts[ex]
+                      and (n is None or pd.isna(frame.at[i, "_elems"]) or frame.at[i, "_elems"] == n)), None)
+        if match is None:
+            skipped["gloo annotation without a calling op"] = skipped.get("gloo annotation without a calling op", 0) + 1
+            continue
+        free[match] = False
+        frame.at[match, "start_ns"] = int(ts[ex])
+        frame.at[match, "dur_ns"] = int(dur[ex])
+        frame.at[match, "exec_row"] = ex
+        if pd.isna(frame.at[match, "bytes"]) and size_bytes(n, t) is not None:
+            frame.at[match, "bytes"] = size_bytes(n, t)
+            frame.at[match, "dtype"] = t
+            frame.at[match, "bytes_from"] = f"Input Dims of {names[ex]} (the gloo work that ran it)"
+    return frame
+
+
+def compute_intervals(ev: pd.DataFrame, calls: pd.DataFrame) -> np.ndarray:
+    """Merged [start, end) intervals of compute on one rank: non-communication device kernels when the rank
+    has any, else cpu ops that neither contain nor are communication or a wait."""
+    kind = ev["kind"].to_numpy()
+    names = strings(ev["name"])
+    ts, end = ev["ts_ns"].to_numpy(), ev["ts_ns"].to_numpy() + np.maximum(ev["dur_ns"].to_numpy(), 0)
+    dev = np.isin(kind, list(DEVICE_KINDS))
+    if dev.any():
+        comm = np.array([n is not None and n.lower().startswith(("nccl", "rccl", "ncclkernel")) for n in names])
+        comm |= np.array([n is not None and "all_reduce_kernel" in n for n in names])
+        rows = np.flatnonzero(dev & ~comm)
+    else:
+        parent = ev["parent"].to_numpy()
+        blocked = np.zeros(len(ev), dtype=bool)
+        waits = np.flatnonzero(np.isin(kind, ["collective"]) | np.array(
+            [n is not None and "wait" in n.lower() for n in names]) & (kind == "cpu_op"))
+        for row in np.concatenate([waits, calls["call_row"].to_numpy()]).tolist():
+            cur = int(row)
+            while cur >= 0 and not blocked[cur]:
+                blocked[cur] = True
+                cur = int(parent[cur])
+        rows = np.flatnonzero((kind == "cpu_op") & ~blocked)
+    return merge_intervals(ts[rows], end[rows])
+
+
+def merge_intervals(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Union of intervals as a sorted (n, 2) array of disjoint [start, end)."""
+    if not len(starts):
+        return np.zeros((0, 2), dtype=np.int64)
+    order = np.argsort(starts, kind="stable")
+    s, e = starts[order], ends[order]
+    run_end = np.maximum.accumulate(e)
+    new = np.ones(len(s), dtype=bool)
+    new[1:] = s[1:] > run_end[:-1]
+    idx = np.flatnonzero(new)
+    return np.stack([s[idx], np.append(run_end[idx[1:] - 1], run_end[-1])], axis=1)
+
+
+def covered_ns(intervals: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """For each [start, end), the ns covered by the disjoint sorted `intervals`."""
+    if not len(intervals):
+        return np.zeros(len(start), dtype=np.int64)
+    cum = np.concatenate([[0], np.cumsum(intervals[:, 1] - intervals[:, 0])])
+
+    def upto(t: np.ndarray) -> np.ndarray:
+        i = np.searchsorted(intervals[:, 0], t, side="right")
+        full = cum[np.maximum(i - 1, 0)]
+        partial = np.clip(t - intervals[np.maximum(i - 1, 0), 0], 0,
+                          intervals[np.maximum(i - 1, 0), 1] - intervals[np.maximum(i - 1, 0), 0])
+        return np.where(i > 0, full + partial, 0)
+
+    return upto(np.asarray(end)) - upto(np.asarray(start))
+
+
+def exposed_ns(ev: pd.DataFrame, calls: pd.DataFrame) -> np.ndarray:
+    """Time of each collective not overlapped by compute on its rank."""
+    if not len(calls):
+        return np.zeros(0, dtype=np.int64)
+    start = calls["start_ns"].to_numpy(dtype=np.int64)
+    end = start + calls["dur_ns"].to_numpy(dtype=np.int64)
+    return (end - start) - covered_ns(compute_intervals(ev, calls), start, end)
+
+
+def bus_factor(collective: str, n: int) -> float:
+    """NCCL-tests bus bandwidth factor for a group of n ranks."""
+    if n <= 1:
+        return 0.0
+    if collective == "all_reduce":
+        return 2 * (n - 1) / n
+    if collective in ("all_gather", "reduce_scatter", "all_to_all"):
+        return (n - 1) / n
+    return 1.0
+
+
+def with_bandwidth(calls: pd.DataFrame) -> pd.DataFrame:
+    """algbw = bytes / time (GB/s) and busbw = algbw x NCCL-tests factor of the group size."""
+    nbytes = calls["bytes"].astype("Float64")
+    dur = calls["dur_ns"].astype("Float64").where(calls["dur_ns"] > 0)
+    algbw = nbytes / dur
+    sizes = [len(r) if isinstance(r, (list, tuple, np.ndarray)) else 0 for r in calls["group_ranks"]]
+    factor = pd.array([bus_factor(c, n) if n else None for c, n in zip(calls["collective"], sizes)], dtype="Float64")
+    return calls.assign(algbw=algbw, busbw=algbw * factor)
+
+
+def build_collectives(frames: list[pd.DataFrame], distributed: list[dict[str, Any]]) -> pd.DataFrame:
+    """The collectives table of all ranks: groups (stated or inferred), parallel dimension, bandwidth."""
+    from tracekit.parallel.groups import assign_groups, groups_from_ranks, label_dims
+
+    frames = [f for f in frames if len(f)]
+    calls = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(COLUMNS))
+    groups = groups_from_ranks(distributed, calls)
+    calls = label_dims(assign_groups(calls, groups), groups)
+    calls = with_bandwidth(calls)
+    order = ["rank", "step", "name", "collective", "group", "group_desc", "group_ranks", "group_from",
+             "parallel_dim", "parallel_dim_inferred", "peer", "dtype", "bytes", "bytes_from", "start_ns", "dur_ns",
+             "algbw", "busbw", "exposed_ns", "call_ns", "module_path", "module_from", "call_row", "exec_row", "thread"]
+    return calls[order].sort_values(["rank", "start_ns"], ignore_index=True)

@@ -1,0 +1,318 @@
+"""Convert the ranks of a job in parallel worker processes: each reads ONE rank, writes its Parquet
+partitions (events/rank=N/part-I.parquet, ...) and a chrome-trace fragment, and returns only small results
+(collectives, per-step split, summary). Memory stays that of one rank per worker."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+HOUR_NS = 3_600_000_000_000
+_barrier: Any = None
+
+
+@dataclass
+class RankJob:
+    """One input to convert: its position, path and where to write."""
+
+    index: int
+    path: str
+    stage: str
+    slot: int = 0
+    parquet: bool = True
+    chrome: bool = True
+
+
+@dataclass
+class RankResult:
+    """What a worker sends back: small tables and the summary of its rank."""
+
+    index: int
+    path: str
+    rank: int
+    rank_from: str
+    worker_pid: int
+    summary: dict[str, Any]
+    distributed: dict[str, Any]
+    collectives: pd.DataFrame
+    skipped_collectives: dict[str, int]
+    steps: pd.DataFrame
+    fragment: str | None = None
+    fragment_base_ns: int = 0
+    devices: list = field(default_factory=list)
+
+
+def partition_path(stage: Path, table: str, rank: int, index: int) -> Path:
+    """`<table>/rank=<rank>/part-<index>.parquet` (Hive layout: pandas, pyarrow, DuckDB, Spark read the folder)."""
+    return stage / table / f"rank={rank}" / f"part-{index:05d}.parquet"
+
+
+def _write_partition(frame: pa.Table | pd.DataFrame, path: Path) -> int:
+    table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+    if "rank" in table.column_names:  # the partition folder holds it
+        table = table.drop_columns(["rank"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, compression="zstd")
+    return table.num_rows
+
+
+def convert_rank(job: RankJob) -> RankResult:
+    """Read, process and write one rank (runs in a worker process)."""
+    from tracekit.convert import build_summary
+    from tracekit.converters import read_trace
+    from tracekit.inputs import with_name_rank
+    from tracekit.modules.table import module_table
+    from tracekit.parallel.collectives import collective_calls
+    from tracekit.parallel.report import step_split
+    from tracekit.pipeline import process
+    from tracekit.steps import step_table
+    from tracekit.writers.chrome import write_chrome_trace
+    from tracekit.writers.parquet import events_frame, kernels_frame, ops_frame
+
+    table = with_name_rank(read_trace(job.path), job.path)
+    table.events["source_index"] = 0
+    processed = process(table)
+    src = processed.table.sources[0]
+    rank = src.rank if src.rank >= 0 else job.index
+    rank_from = src.rank_from or f"input order (no distributedInfo.rank, no rank in the file name): {job.index}"
+    if src.rank < 0:
+        processed.table.events["rank"] = rank
+    stage = Path(job.stage)
+    ev = processed.table.events
+    spans = ev[(ev["ph"] != "M") & (ev["kind"] != "flow")]
+    base = int(spans["ts_ns"].min()) // HOUR_NS * HOUR_NS if len(spans) else 0
+    chrome, fragment = None, None
+    if job.chrome:
+        fragment = str(stage / ".fragments" / f"{job.index:05d}.json")
+        Path(fragment).parent.mkdir(parents=True, exist_ok=True)
+        chrome = write_chrome_trace(processed.table, Path(fragment), base_ns=base, slot=job.slot)
+    counts = {}
+    if job.parquet:
+        for name, frame in (("events", events_frame(processed.table)), ("kernels", kernels_frame(processed.table)),
+                            ("ops", ops_frame(processed.table)), ("steps", step_table(ev)),
+                            ("modules", module_table(processed.table, processed.modules))):
+            counts[name] = _write_partition(frame, partition_path(stage, name, rank, job.index))
+    calls, skipped = collective_calls(processed.table)
+    calls["rank"] = rank
+    summary = build_summary(processed, chrome, counts, "") if chrome else {}
+    return RankResult(
+        index=job.index, path=job.path, rank=rank, rank_from=rank_from, worker_pid=os.getpid(), summary=summary,
+        distributed=dict(src.distributed), collectives=calls, skipped_collectives=skipped,
+        steps=step_split(ev, calls).assign(rank=rank), fragment=fragment, fragment_base_ns=base,
+        devices=list(src.devices),
+    )
+
+
+@dataclass
+class _Outcome:
+    """A worker's result or its TraceError, and the TraceWarnings it raised (re-emitted by the parent)."""
+
+    result: RankResult | None
+    warnings: list[str]
+    error: tuple[str, str, int | None] | None = None
+
+
+def _convert_rank_relayed(job: RankJob) -> _Outcome:
+    import warnings
+
+    from tracekit.errors import TraceError, TraceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TraceWarning)
+        try:
+            result, error = convert_rank(job), None
+        except TraceError as exc:
+            prefix = f"{exc.path}: " + (f"event {exc.index}: " if exc.index is not None else "")
+            result, error = None, (exc.path, str(exc).removeprefix(prefix), exc.index)
+    return _Outcome(result, [str(w.message) for w in caught if issubclass(w.category, TraceWarning)], error)
+
+
+def _unwrap(outcome: _Outcome) -> RankResult:
+    import warnings
+
+    from tracekit.errors import TraceError, TraceWarning
+
+    for message in outcome.warnings:
+        warnings.warn(message, TraceWarning, stacklevel=2)
+    if outcome.error is not None:
+        raise TraceError(*outcome.error)
+    assert outcome.result is not None
+    return outcome.result
+
+
+def _start_together(barrier: Any) -> None:
+    """Worker initializer: wait until every worker has started, so the work spreads over all of them."""
+    global _barrier
+    _barrier = barrier
+    with contextlib.suppress(threading.BrokenBarrierError):
+        barrier.wait(timeout=120)
+
+
+def default_workers() -> int:
+    """The machine's cores (those this process may use)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def run_ranks(jobs: Sequence[RankJob], workers: int | None = None,
+              on_done: Callable[[RankResult], None] | None = None) -> list[RankResult]:
+    """Convert every job in a pool of worker processes (default: the machine's cores); results in job order.
+
+    Workers are spawned fresh (no fork of a process that holds arrow threads) and all start before any takes
+    a job. An error in one rank (TraceError naming its file) is raised here.
+    """
+    count = max(1, min(len(jobs), workers or default_workers()))
+    if count == 1:
+        results = []
+        for job in jobs:
+            results.append(convert_rank(job))
+            if on_done:
+                on_done(results[-1])
+        return results
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(count)
+    with ProcessPoolExecutor(max_workers=count, mp_context=ctx, initializer=_start_together,
+                             initargs=(barrier,)) as pool:
+        futures = [pool.submit(_convert_rank_relayed, job) for job in jobs]
+        results = []
+        for fut in futures:
+            results.append(_unwrap(fut.result()))
+            if on_done:
+                on_done(results[-1])
+    return results
+
+
+def job_list(paths: Sequence[Path], stage: Path, parquet: bool = True, chrome: bool = True) -> list[RankJob]:
+    """One job per input; the slot (pid/flow-id range in the merged trace) is the input position."""
+    return [RankJob(i, str(p), str(stage), slot=i, parquet=parquet, chrome=chrome) for i, p in enumerate(paths)]
+
+
+def collectives_of(results: Sequence[RankResult]) -> pd.DataFrame:
+    """The collectives table of all ranks (groups stated or inferred across ranks)."""
+    from tracekit.parallel.collectives import build_collectives
+
+    return build_collectives([r.collectives for r in results], [r.distributed for r in results])
+
+
+def check_ranks(results: Sequence[RankResult]) -> None:
+    """Warn when two inputs claim the same rank (their partitions share a folder; rows keep source paths)."""
+    from tracekit.errors import warn
+
+    seen: dict[int, str] = {}
+    for r in results:
+        if r.rank in seen:
+            warn(r.path, f"rank {r.rank} also comes from {seen[r.rank]}")
+        seen.setdefault(r.rank, r.path)
+
+
+def _sum_dicts(dicts: Sequence[dict[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for d in dicts:
+        for k, v in d.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+def merged_summary(results: Sequence[RankResult], trace_name: str, base_ns: int, counts: dict[str, int],
+                   coll: pd.DataFrame) -> dict[str, Any]:
+    """The convert summary of a multi-rank job: per-rank summaries added up, plus ranks and workers."""
+    per = [r.summary for r in results]
+    starts = [s["time_span_ns"]["start"] for s in per]
+    ends = [s["time_span_ns"]["end"] for s in per]
+    return {
+        "input_events": sum(s["input_events"] for s in per),
+        "written_events": sum(s["written_events"] for s in per),
+        "metadata_events_folded": sum(s["metadata_events_folded"] for s in per),
+        "launch_flows_redrawn": sum(s["launch_flows_redrawn"] for s in per),
+        "skipped": _sum_dicts([s["skipped"] for s in per]),
+        "accounted": sum(s["accounted"] for s in per),
+        "conserved": all(s["conserved"] for s in per),
+        "trace": {"file": trace_name, "events": sum(s["trace"]["events"] for s in per),
+                  "flows": sum(s["trace"]["flows"] for s in per), "baseTimeNanoseconds": base_ns,
+                  "overlap_lanes_events": sum(s["trace"]["overlap_lanes_events"] for s in per),
+                  "rank_processes": "one process group per input, named `rank N · ...`"},
+        "parquet": counts,
+        "parquet_layout": "events/, kernels/, ops/, steps/, modules/ are folders partitioned by rank "
+                          "(rank=N/part-I.parquet)",
+        "unlinked_device_events": _sum_dicts([s["unlinked_device_events"] for s in per]),
+        "sources": [{**src, "rank": r.rank, "rank_from": r.rank_from} for r, s in zip(results, per)
+                    for src in s["sources"]],
+        "ranks": sorted({r.rank for r in results}),
+        "time_span_ns": {"start": min(starts), "end": max(ends), "duration": max(ends) - min(starts)},
+        "workers": {"processes": len({r.worker_pid for r in results}),
+                    "pids": sorted({r.worker_pid for r in results})},
+        "collectives": {"rows": len(coll), "left_out": _sum_dicts([r.skipped_collectives for r in results])},
+    }
+
+
+def _trace_meta(results: Sequence[RankResult]) -> dict[str, Any]:
+    return {
+        "displayTimeUnit": "ms",
+        "tracekit": {
+            "note": "ts are microseconds relative to baseTimeNanoseconds (absolute ns = base + ts*1000); "
+                    "one process group per rank; pids, flow ids and sort indices are namespaced per rank",
+            "ranks": [{"rank": r.rank, "rank_from": r.rank_from, "path": r.path, "distributedInfo": r.distributed}
+                      for r in results],
+        },
+        "deviceProperties": [d for r in results for d in r.devices],
+    }
+
+
+def convert_ranks(paths: Sequence[Path], outdir: str | Path, gzip_trace: bool = False, parquet: bool = True,
+                  progress: Callable[[str], None] | None = None, workers: int | None = None) -> dict[str, Any]:
+    """Convert several inputs (ranks) into one merged chrome trace, rank-partitioned Parquet tables,
+    collectives.parquet and summary.json, one worker process per rank at a time."""
+    import json
+    import shutil
+
+    from tracekit.writers.atomic import staged_dir
+    from tracekit.writers.collectives import write_collectives
+    from tracekit.writers.rank_traces import splice
+
+    step = progress or (lambda _msg: None)
+    trace_name = "trace.json.gz" if gzip_trace else "trace.json"
+    with staged_dir(outdir) as stage:
+        results = run_ranks(job_list(paths, stage, parquet), workers,
+                            on_done=lambda r: step(f"converted rank {r.rank}: {r.path}"))
+        check_ranks(results)
+        step("writing the merged chrome trace")
+        base = splice([(r.fragment, r.fragment_base_ns) for r in results], stage / trace_name, _trace_meta(results),
+                      gzip_trace)
+        shutil.rmtree(stage / ".fragments", ignore_errors=True)
+        coll = collectives_of(results)
+        counts = _sum_dicts([r.summary["parquet"] for r in results]) if parquet else {}
+        if parquet:
+            counts["collectives"] = write_collectives(coll, stage / "collectives.parquet")
+        summary = merged_summary(results, trace_name, base, counts, coll)
+        (stage / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def analyse_ranks(paths: Sequence[Path], workers: int | None = None,
+                  progress: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
+    """Collectives, per-rank step splits and process groups of the inputs (no files written)."""
+    from tracekit.parallel.groups import groups_from_ranks
+
+    step = progress or (lambda _msg: None)
+    jobs = job_list(paths, Path("."), parquet=False, chrome=False)
+    results = run_ranks(jobs, workers, on_done=lambda r: step(f"read rank {r.rank}: {r.path}"))
+    check_ranks(results)
+    coll = collectives_of(results)
+    steps = pd.concat([r.steps for r in results], ignore_index=True)
+    groups = groups_from_ranks([r.distributed for r in results], coll)
+    table = [{"group": g.name, "desc": g.desc, "ranks": list(g.ranks), "parallel_dim": g.dim,
+              "dim_inferred": g.dim_inferred, "from": g.source} for g in groups.values()]
+    return coll, steps, table

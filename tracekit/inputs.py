@@ -58,9 +58,9 @@ def _folder_inputs(folder: Path) -> list[Path]:
     return found
 
 
-def expand_inputs(args: Sequence[str | Path]) -> list[Path]:
+def expand_inputs(args: Sequence[str | Path], unique: bool = True) -> list[Path]:
     """Files as given; an NPU folder as one input; another folder as its trace files (natural order);
-    a pattern with * ? [ as its matches. Duplicates are dropped; nothing found is an error."""
+    a pattern with * ? [ as its matches. Duplicates are dropped (unless unique=False); nothing found is an error."""
     out: list[Path] = []
     for arg in args:
         path = Path(arg)
@@ -73,7 +73,7 @@ def expand_inputs(args: Sequence[str | Path]) -> list[Path]:
                 raise TraceError(arg, "pattern matches no files")
         else:
             found = [path]
-        out.extend(p for p in found if p not in out)
+        out.extend(p for p in found if not unique or p not in out)
     return out
 
 

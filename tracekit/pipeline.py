@@ -28,11 +28,12 @@ class Processed:
     modules: ModuleColumns | None = None
 
 
-def read_inputs(paths: Sequence[str | Path], on_file: Callable[[str], None] | None = None) -> EventTable:
+def read_inputs(paths: Sequence[str | Path], on_file: Callable[[str], None] | None = None,
+                unique: bool = True) -> EventTable:
     """Read every input (files, rank folders, globs: see tracekit.inputs) into one table; a `source_index`
-    column tells the files apart."""
+    column tells the files apart; with unique=False a file given twice is read twice (merge)."""
     tables = []
-    for index, path in enumerate(expand_inputs(paths)):
+    for index, path in enumerate(expand_inputs(paths, unique)):
         if on_file:
             on_file(str(path))
         table = with_name_rank(read_trace(path), path)

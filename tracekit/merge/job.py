@@ -74,7 +74,7 @@ def merge(inputs: Sequence[str | Path], out: str | Path, parquet_dir: str | Path
     """Merge the inputs into one chrome trace at `out` (gzip when it ends in .gz); returns the summary."""
     step = progress or (lambda _msg: None)
     forced = resolve_offsets(offsets or {}, inputs)
-    table = read_inputs(inputs, on_file=lambda p: step(f"reading {p}"))
+    table = read_inputs(inputs, on_file=lambda p: step(f"reading {p}"), unique=False)
     step("aligning clocks")
     priority = file_priority(table.sources)
     pids = host_pids(table.events, len(table.sources))

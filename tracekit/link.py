@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from tracekit.ancestry import nearest_marked
 from tracekit.table import DEVICE_KINDS, NO_ROW
 
 OP_KINDS = ("cpu_op", "collective")
@@ -38,7 +39,7 @@ def link_launches(events: pd.DataFrame, parent: np.ndarray) -> Links:
     joined = dev.merge(rt, on=["src", "corr"], how="left")
     found = joined["rt_row"].notna().to_numpy()
     launch[joined["row"].to_numpy()[found]] = joined["rt_row"].to_numpy()[found].astype(np.int64)
-    op_of_row = _enclosing_op(kind, parent)
+    op_of_row = nearest_marked(parent, np.isin(kind, OP_KINDS), include_self=False)
     has_launch = launch >= 0
     launcher[has_launch] = op_of_row[launch[has_launch]]
     _external_id_fallback(events, kind, src, device, launcher)
@@ -48,22 +49,6 @@ def link_launches(events: pd.DataFrame, parent: np.ndarray) -> Links:
         "launch_outside_any_op": int((device & (launch >= 0) & (launcher < 0)).sum()),
     }
     return Links(launch, launcher, {k: v for k, v in unlinked.items() if v})
-
-
-def _enclosing_op(kind: np.ndarray, parent: np.ndarray) -> np.ndarray:
-    """For every row, the innermost cpu-op ancestor (or -1), walking all rows up in lockstep."""
-    is_op = np.isin(kind, OP_KINDS)
-    result = np.full(len(kind), NO_ROW, dtype=np.int64)
-    current = parent.copy()
-    pending = current >= 0
-    while pending.any():
-        idx = np.flatnonzero(pending)
-        anc = current[idx]
-        hit = is_op[anc]
-        result[idx[hit]] = anc[hit]
-        current[idx] = np.where(hit, NO_ROW, parent[anc])
-        pending = current >= 0
-    return result
 
 
 def _external_id_fallback(events, kind, src, device, launcher) -> None:

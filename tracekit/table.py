@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,3 +130,13 @@ def int_column(values: list) -> np.ndarray:
     """int64 array from a list of ints and None (None becomes -1), in C via arrow."""
     return pa.array(values, type=pa.int64()).fill_null(-1).to_numpy(zero_copy_only=False)
 
+
+
+def matches(column: pd.Series, pattern: str | re.Pattern) -> np.ndarray:
+    """Rows of a (categorical) string column that match `pattern` at their start, tested once per
+    distinct value rather than once per row."""
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        return column.astype(object).str.match(pattern, na=False).to_numpy(dtype=bool)
+    hits = pd.Series(column.cat.categories, dtype=object).str.match(pattern, na=False).to_numpy(dtype=bool)
+    codes = column.cat.codes.to_numpy()
+    return np.append(hits, False)[codes]  # code -1 (missing) -> False

@@ -26,7 +26,7 @@ from tracekit.accounting import flow_status
 from tracekit.ancestry import nearest_marked
 from tracekit.modules.infer import infer_from_step_pattern
 from tracekit.modules.spans import ModuleSpans, find_module_spans
-from tracekit.table import DEVICE_KINDS, NO_ROW, EventTable, strings
+from tracekit.table import DEVICE_KINDS, NO_ROW, EventTable, matches, strings
 from tracekit.tree import track_codes
 
 BACKWARD_PREFIX = "autograd::engine::evaluate_function: "
@@ -68,7 +68,7 @@ def attribute_modules(table: EventTable) -> ModuleColumns:
     is_span = np.zeros(n, dtype=bool)
     is_span[spans.rows] = True
     mod_of = nearest_marked(parent, is_span)
-    is_bw = (kind == "cpu_op") & _startswith(names, BACKWARD_PREFIX)
+    is_bw = (kind == "cpu_op") & matches(ev["name"], re.escape(BACKWARD_PREFIX))
     bw_of = nearest_marked(parent, is_bw)
     span_path = _canonical_paths(ev, spans, parent, is_span, bw_of)
 
@@ -88,8 +88,7 @@ def attribute_modules(table: EventTable) -> ModuleColumns:
 
     seq = ev["sequence"].to_numpy()
     bw_seqs = pd.MultiIndex.from_arrays([src[is_bw], seq[is_bw]])
-    is_opt = np.isin(kind, ("annotation", "cpu_op")) & np.array(
-        [bool(_OPTIMIZER.match(str(x))) if x is not None else False for x in names], dtype=bool)
+    is_opt = np.isin(kind, ("annotation", "cpu_op")) & matches(ev["name"], _OPTIMIZER)
     opt_of = np.maximum(nearest_marked(parent, is_opt), _within_ranges(ev, np.flatnonzero(is_opt)))
     loss_mark = ((kind == "cpu_op") & (seq >= 0) & ~in_bw & (mod_of < 0) & (opt_of < 0)
                  & pd.MultiIndex.from_arrays([src, seq]).isin(bw_seqs))
@@ -135,10 +134,6 @@ def _within_ranges(ev: pd.DataFrame, range_rows: np.ndarray) -> np.ndarray:
         inside = (pos >= 0) & (ts[rows] < end[mine[np.maximum(pos, 0)]])
         out[rows[inside]] = mine[pos[inside]]
     return out
-
-
-def _startswith(names: np.ndarray, prefix: str) -> np.ndarray:
-    return pd.Series(names, dtype=object).str.startswith(prefix, na=False).to_numpy(dtype=bool)
 
 
 def _canonical_paths(ev: pd.DataFrame, spans: ModuleSpans, parent: np.ndarray, is_span: np.ndarray,

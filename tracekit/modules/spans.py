@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from tracekit.ancestry import nearest_marked
-from tracekit.table import SourceInfo, strings
+from tracekit.table import SourceInfo, matches, strings
 
 TORCH_PREFIX = "nn.Module: "
 _VIZ_FORWARD = re.compile(r"^(?:(?P<cls>[\w.]+)\.)?forward \((?P<path>.+):(?P<line>\d+)\)$")
@@ -82,7 +82,7 @@ def _type_of(instance: str) -> str:
 def _viztracer_spans(events: pd.DataFrame, names: np.ndarray, kind: np.ndarray,
                      sources: list[SourceInfo]) -> ModuleSpans:
     """`X.forward` frames whose caller is `Module._call_impl`, numbered per class in first-call order."""
-    python = np.flatnonzero(kind == "python")
+    python = np.flatnonzero((kind == "python") & matches(events["name"], _VIZ_FORWARD))
     empty = ModuleSpans(np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0, object))
     if not len(python):
         return empty

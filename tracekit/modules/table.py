@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from tracekit.ancestry import nearest_marked
-from tracekit.modules.attribute import ModuleColumns
+from tracekit.modules.attribute import BACKWARD_PREFIX, ModuleColumns
 from tracekit.modules.opshapes import PARAM_INPUTS, decode_op_args, flops, input_tensors, output_shape, param_count
-from tracekit.table import DEVICE_KINDS, EventTable, strings
+from tracekit.table import DEVICE_KINDS, EventTable, matches, strings
 from tracekit.tree import track_codes
 
 _FLOP_OPS = re.compile(
@@ -71,8 +71,7 @@ def module_table(table: EventTable, modules: ModuleColumns) -> pd.DataFrame:
 
     device = np.isin(kind, list(DEVICE_KINDS))
     host_ops = np.isin(kind, ("cpu_op", "collective"))
-    is_node = host_ops & pd.Series(names, dtype=object).str.startswith("autograd::engine::evaluate_function: ",
-                                                                         na=False).to_numpy()
+    is_node = host_ops & matches(ev["name"], re.escape(BACKWARD_PREFIX))
     top_node = is_node & (nearest_marked(ev["parent"].to_numpy(), is_node, include_self=False) < 0)
     flop_rows, flop_values = _op_flops(ev, table, names, host_ops)
     sums = {
@@ -107,20 +106,25 @@ def _inclusive(out: pd.DataFrame, src: np.ndarray, paths: np.ndarray, mask: np.n
     rows = np.flatnonzero(mask & (paths != None))  # noqa: E711 (object array)
     frame = pd.DataFrame({"s": src[rows], "p": paths[rows],
                           "w": weight[rows] if weight is not None else np.ones(len(rows))})
-    exact = frame.groupby(["s", "p"])["w"].sum().to_dict()
+    totals = _roll_up(frame.groupby(["s", "p"])["w"].sum().to_dict())
+    return np.array([totals.get((int(s), p), 0.0) for s, p in zip(out["source_index"], out["module_path"])])
+
+
+def _roll_up(exact: dict[tuple[int, str], float]) -> dict[tuple[int, str], float]:
+    """Per (source, path): its own value plus those of every path below it."""
     totals: dict[tuple[int, str], float] = {}
     for (s, p), w in exact.items():
         parts = p.split("/")
         for i in range(1, len(parts) + 1):
-            k = (s, "/".join(parts[:i]))
-            totals[k] = totals.get(k, 0.0) + w
-    return np.array([totals.get((int(s), p), 0.0) for s, p in zip(out["source_index"], out["module_path"])])
+            k = (int(s), "/".join(parts[:i]))
+            totals[k] = totals.get(k, 0) + w
+    return totals
 
 
 def _op_flops(ev: pd.DataFrame, table: EventTable, names: np.ndarray, host_ops: np.ndarray
               ) -> tuple[np.ndarray, np.ndarray]:
     """Rows of the outermost FLOP-counted ops and their FLOPs."""
-    has_rule = host_ops & pd.Series(names, dtype=object).str.match(_FLOP_OPS, na=False).to_numpy()
+    has_rule = host_ops & matches(ev["name"], _FLOP_OPS)
     outer = has_rule & (nearest_marked(ev["parent"].to_numpy(), has_rule, include_self=False) < 0)
     rows = np.flatnonzero(outer)
     decoded = decode_op_args(table.args, rows)
@@ -178,10 +182,6 @@ def _first_call_details(out: pd.DataFrame, ev: pd.DataFrame, table: EventTable, 
 
 
 def _inclusive_params(out: pd.DataFrame) -> list[int]:
-    totals: dict[tuple[int, str], int] = {}
-    for s, p, n in zip(out["source_index"], out["module_path"], out["own_params"]):
-        parts = p.split("/")
-        for i in range(1, len(parts) + 1):
-            k = (int(s), "/".join(parts[:i]))
-            totals[k] = totals.get(k, 0) + int(n)
+    own = {(int(s), p): int(n) for s, p, n in zip(out["source_index"], out["module_path"], out["own_params"])}
+    totals = _roll_up(own)
     return [totals.get((int(s), p), 0) for s, p in zip(out["source_index"], out["module_path"])]

@@ -18,24 +18,9 @@ from tracekit.opargs import op_inputs
 from tracekit.table import DEVICE_KINDS, EventTable, SourceInfo, strings, track_view
 from tracekit.writers.json_rows import event_rows, joined_bytes
 from tracekit.writers.module_track import module_track_events
+from tracekit.writers.out_event import OutEvent
 
 CHUNK = 50_000
-
-
-class OutEvent(msgspec.Struct, omit_defaults=True, gc=False):
-    """One event as written (fields left at their default are omitted)."""
-
-    ph: str
-    pid: int
-    tid: int
-    name: str = ""
-    cat: str | None = None
-    ts: float | None = None
-    dur: float | None = None
-    id: int | None = None
-    bp: str | None = None
-    s: str | None = None
-    args: msgspec.Raw | None = None
 
 
 @dataclass

@@ -7,32 +7,21 @@ module path (`Block_0 (backward)` around `MLP_0 (backward)` around `Linear_4 (ba
 
 from __future__ import annotations
 
-import msgspec
+import re
+
 import numpy as np
 import pandas as pd
 
 from tracekit.ancestry import nearest_marked
-from tracekit.table import strings
+from tracekit.modules.attribute import BACKWARD_PREFIX
+from tracekit.table import matches, strings
+from tracekit.writers.out_event import OutEvent, raw_args
 
 TRACK_TID_BASE = 1_500_000_000
-BACKWARD_PREFIX = "autograd::engine::evaluate_function: "
-
-
-class TrackEvent(msgspec.Struct, omit_defaults=True, gc=False):
-    """One event of a module track."""
-
-    ph: str
-    pid: int
-    tid: int
-    name: str = ""
-    cat: str | None = None
-    ts: float | None = None
-    dur: float | None = None
-    args: dict | None = None
 
 
 def module_track_events(ev: pd.DataFrame, out_pid: np.ndarray, out_tid: np.ndarray, base_ns: int,
-                        thread_names: dict[tuple[int, int], str]) -> list[TrackEvent]:
+                        thread_names: dict[tuple[int, int], str]) -> list[OutEvent]:
     """Span and metadata events of the module tracks (empty when no event has a module)."""
     if "module_path" not in ev or not ev["module_path"].notna().any():
         return []
@@ -43,26 +32,26 @@ def module_track_events(ev: pd.DataFrame, out_pid: np.ndarray, out_tid: np.ndarr
     recompute = ev["recompute"].to_numpy()
     module = ev["module"].to_numpy()
     spans = np.flatnonzero((module == np.arange(len(ev))) & (kind != "flow"))
-    names = strings(ev["name"])
-    is_node = (kind == "cpu_op") & pd.Series(names, dtype=object).str.startswith(BACKWARD_PREFIX, na=False).to_numpy()
+    is_node = (kind == "cpu_op") & matches(ev["name"], re.escape(BACKWARD_PREFIX))
     top_nodes = np.flatnonzero(is_node & (nearest_marked(ev["parent"].to_numpy(), is_node, include_self=False) < 0)
                                & (paths != None) & ~recompute)  # noqa: E711
     threads = sorted({(int(out_pid[r]), int(out_tid[r])) for r in np.concatenate([spans, top_nodes]).tolist()})
     track_of = {key: TRACK_TID_BASE + i for i, key in enumerate(threads)}
-    events: list[TrackEvent] = []
+    events: list[OutEvent] = []
     for i, (pid, tid) in enumerate(threads):
         label = thread_names.get((pid, tid), f"thread {tid}")
-        events.append(TrackEvent("M", pid, track_of[(pid, tid)], "thread_name", args={"name": f"modules · {label}"}))
-        events.append(TrackEvent("M", pid, track_of[(pid, tid)], "thread_sort_index", args={"sort_index": -1 - i}))
+        track = track_of[(pid, tid)]
+        events.append(OutEvent("M", pid, track, "thread_name", args=raw_args({"name": f"modules · {label}"})))
+        events.append(OutEvent("M", pid, track, "thread_sort_index", args=raw_args({"sort_index": -1 - i})))
 
     def us(ns: int) -> float:
         return (ns - base_ns) / 1000.0
 
     for row in spans.tolist():
         phase = "recompute" if recompute[row] else "forward"
-        events.append(TrackEvent("X", int(out_pid[row]), track_of[(int(out_pid[row]), int(out_tid[row]))],
+        events.append(OutEvent("X", int(out_pid[row]), track_of[(int(out_pid[row]), int(out_tid[row]))],
                                  paths[row].rsplit("/", 1)[-1], "module", us(int(ts[row])), int(dur[row]) / 1000.0,
-                                 {"module_path": paths[row], "module_type": types[row], "phase": phase}))
+                                 args=raw_args({"module_path": paths[row], "module_type": types[row], "phase": phase})))
     frame = pd.DataFrame({"row": top_nodes, "pid": out_pid[top_nodes], "tid": out_tid[top_nodes],
                           "ts": ts[top_nodes]}).sort_values(["pid", "tid", "ts"], kind="stable")
     for (pid, tid), group in frame.groupby(["pid", "tid"], sort=False):
@@ -72,10 +61,10 @@ def module_track_events(ev: pd.DataFrame, out_pid: np.ndarray, out_tid: np.ndarr
 
 
 def _backward_spans(rows: np.ndarray, paths: np.ndarray, ts: np.ndarray, dur: np.ndarray, pid: int, tid: int,
-                    us) -> list[TrackEvent]:
+                    us) -> list[OutEvent]:
     """Runs of consecutive nodes sharing a path prefix, one span per prefix level."""
     parts = [str(paths[r]).split("/") for r in rows.tolist()]
-    out: list[TrackEvent] = []
+    out: list[OutEvent] = []
     depth = max((len(p) for p in parts), default=0)
     for level in range(depth):
         start = 0
@@ -86,7 +75,8 @@ def _backward_spans(rows: np.ndarray, paths: np.ndarray, ts: np.ndarray, dur: np
                 stop += 1
             if key is not None:
                 begin, end = int(ts[rows[start]]), max(int(ts[r] + dur[r]) for r in rows[start:stop].tolist())
-                out.append(TrackEvent("X", pid, tid, f"{key[-1]} (backward)", "module", us(begin),
-                                      (end - begin) / 1000.0, {"module_path": "/".join(key), "phase": "backward"}))
+                span_args = raw_args({"module_path": "/".join(key), "phase": "backward"})
+                out.append(OutEvent("X", pid, tid, f"{key[-1]} (backward)", "module", us(begin),
+                                    (end - begin) / 1000.0, args=span_args))
             start = stop
     return out

@@ -277,6 +277,18 @@ def _flow_id_text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
+def _flow_ids(values: list) -> pa.Array:
+    """Flow ids (int, str or None) as text, like str(id)."""
+    try:
+        arr = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        arr = None
+    if arr is not None and (pa.types.is_integer(arr.type) or pa.types.is_null(arr.type)
+                            or pa.types.is_string(arr.type)):
+        return arr.cast(pa.string())
+    return pa.array([_flow_id_text(v) for v in values], type=pa.string())
+
+
 class _Builder:
     """Accumulates the columns of the decoded chunks."""
 
@@ -309,7 +321,7 @@ class _Builder:
         ph = self.ph.add(pa.array([e.ph for e in events], type=pa.string()))
         self.name.add(_strings([e.name for e in events], _name).fill_null(""))
         self.cat.add(pa.array([e.cat for e in events], type=pa.string()))
-        self.flow_id.add(_strings([e.id for e in events], _flow_id_text))
+        self.flow_id.add(_flow_ids([e.id for e in events]))
         self.bp.add(pa.array([e.bp for e in events], type=pa.string()))
         self.scope.add(pa.array([e.s for e in events], type=pa.string()))
         pids, tids = [e.pid for e in events], [e.tid for e in events]

@@ -16,9 +16,9 @@ import pyarrow.compute as pc
 from tracekit.accounting import METADATA, WRITTEN, flow_status
 from tracekit.opargs import op_inputs
 from tracekit.table import DEVICE_KINDS, EventTable, SourceInfo, strings
-from tracekit.writers.json_rows import event_rows, joined_bytes
+from tracekit.writers.json_rows import event_rows, write_rows
 
-CHUNK = 50_000
+CHUNK = 16_384
 
 
 class OutEvent(msgspec.Struct, omit_defaults=True, gc=False):
@@ -76,14 +76,16 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False)
         for chunk in _chunks(layout.metadata_events()):
             fh.write((b"" if first else b",") + encoder.encode(chunk)[1:-1])
             first = False
-        args = _with_extra_args(table.args, extra)
+        extra_rows = np.sort(np.fromiter(extra.keys(), dtype=np.int64, count=len(extra)))
         for begin in range(0, len(rows), CHUNK):
             part = rows[begin : begin + CHUNK]
             text = event_rows(
                 ph[part], out_pid_arr[part], out_tid_arr[part], names[part], cats[part],
-                ts_ns[part] - base_ns, dur_ns[part], scope[part], args.take(pa.array(part)),
+                ts_ns[part] - base_ns, dur_ns[part], scope[part], _chunk_args(table.args, part, extra, extra_rows),
+                prefix=",",
             )
-            fh.write((b"" if first else b",") + joined_bytes(text))
+            # Every row starts with its separator; the file's first event drops it.
+            write_rows(fh, text, skip=1 if first else 0)
             first = False
             written += len(part)
         flows = _flow_events(ev, launch, flow_pairs, out_pid, out_tid, base_ns)
@@ -91,6 +93,19 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False)
             fh.write((b"" if first else b",") + encoder.encode(flows)[1:-1])
         fh.write(b"]," + encoder.encode(doc_meta)[1:] )
     return ChromeResult(status, written, len(flows) // 2, base_ns)
+
+
+def _chunk_args(args: pa.LargeBinaryArray, part: np.ndarray, extra: dict[int, bytes],
+                extra_rows: np.ndarray) -> pa.Array:
+    """args of the rows `part` (ascending), with the rows in `extra` replaced."""
+    taken = args.take(pa.array(part))
+    if not len(extra_rows):
+        return taken
+    mask = np.isin(part, extra_rows)
+    if not mask.any():
+        return taken
+    replacements = pa.array([extra[r] for r in part[mask].tolist()], pa.large_binary())
+    return pc.replace_with_mask(taken, pa.array(mask), replacements)
 
 
 def _with_extra_args(args: pa.LargeBinaryArray, extra: dict[int, bytes]) -> pa.Array:

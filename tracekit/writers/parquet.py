@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tracekit.opargs import op_inputs
+from tracekit.opargs import _Inputs, op_inputs
 from tracekit.steps import step_table
 from tracekit.table import DEVICE_KINDS, EventTable, strings
 
@@ -35,7 +37,9 @@ def kernels_frame(table: EventTable) -> pd.DataFrame:
     launch = ev["launch"].to_numpy()[rows]
     launcher = ev["launcher"].to_numpy()[rows]
     names = strings(ev["name"])
-    inputs = op_inputs(table.args, np.unique(launcher[launcher >= 0])).lookup()
+    ops = np.unique(launcher[launcher >= 0])
+    dims, types = op_input_columns(table.args, ops)
+    at = pa.array(np.searchsorted(ops, launcher), mask=launcher < 0) if len(ops) else None
     return pd.DataFrame({
         "row": rows,
         "source": strings(ev["source"])[rows],
@@ -49,19 +53,74 @@ def kernels_frame(table: EventTable) -> pd.DataFrame:
         "step": ev["step"].to_numpy()[rows],
         "correlation": ev["correlation"].to_numpy()[rows],
         "launch_row": launch,
-        "launch_name": [names[r] if r >= 0 else None for r in launch.tolist()],
+        "launch_name": _names_at(names, launch),
         "launcher_row": launcher,
-        "op_name": [names[r] if r >= 0 else None for r in launcher.tolist()],
-        "op_input_dims": [inputs[r][0] if r >= 0 else None for r in launcher.tolist()],
-        "op_input_types": [inputs[r][1] if r >= 0 else None for r in launcher.tolist()],
+        "op_name": _names_at(names, launcher),
+        "op_input_dims": _text_at(dims, at, len(rows)),
+        "op_input_types": _text_at(types, at, len(rows)),
     })
+
+
+def _names_at(names: np.ndarray, rows: np.ndarray) -> np.ndarray | list:
+    """names[rows], None where rows < 0."""
+    if not len(rows):
+        return []  # as an empty list: the same (null) Parquet type as before
+    out = names[np.maximum(rows, 0)] if len(names) else np.full(len(rows), None, dtype=object)
+    out[rows < 0] = None
+    return out
+
+
+def _text_at(values: pa.Array, at: pa.Array | None, n: int):
+    """values[at] (None where `at` is null) as a pandas column, or all None."""
+    if at is None:
+        return [None] * n
+    return values.take(at).to_pandas()
+
+
+def op_input_columns(args: pa.LargeBinaryArray, rows: np.ndarray) -> tuple[pa.Array, pa.Array]:
+    """`Input Dims` and `Input type` JSON text of `rows` ("" where absent), as arrow strings.
+
+    The same values as opargs.op_inputs, without a Python str per row: one msgspec call over
+    the rows' args, and the raw slices joined into arrow columns.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if not len(rows):
+        empty = pa.array([], pa.large_string())
+        return empty, empty
+    picked = args.take(pa.array(rows))
+    pieces = pc.if_else(pc.greater(pc.binary_length(picked), 0), picked, pa.scalar(b"null", pa.large_binary()))
+    listed = pc.binary_join_element_wise(pieces, pa.scalar(b",", pa.large_binary()), pa.scalar(b"", pa.large_binary()))
+    offsets = np.frombuffer(listed.buffers()[1], dtype=np.int64, count=len(listed) + 1, offset=listed.offset * 8)
+    body = memoryview(listed.buffers()[2])[int(offsets[0]) : int(offsets[-1]) - 1]
+    try:
+        decoded = _inputs_decoder.decode(b"[" + bytes(body) + b"]")
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        slow = op_inputs(args, rows)
+        return pa.array(slow.dims, pa.large_string()), pa.array(slow.types, pa.large_string())
+    none = _Inputs()
+    decoded = [none if d is None else d for d in decoded]
+    return _raw_text([d.dims for d in decoded]), _raw_text([d.types for d in decoded])
+
+
+_inputs_decoder = msgspec.json.Decoder(list[_Inputs | None])
+
+
+def _raw_text(raws: list) -> pa.Array:
+    """Raw JSON slices as one arrow string column (no per-row copies)."""
+    lengths = np.fromiter(map(len, raws), dtype=np.int64, count=len(raws))
+    offsets = np.zeros(len(raws) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    data = b"".join(raws)
+    binary = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), len(raws), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    return binary.cast(pa.large_string())
 
 
 def ops_frame(table: EventTable) -> pd.DataFrame:
     """One row per cpu op (collective ops included) with input dims and types as JSON text."""
     ev = table.events
     rows = np.flatnonzero(ev["kind"].isin(["cpu_op", "collective"]).to_numpy())
-    inputs = op_inputs(table.args, rows)
+    dims, types = op_input_columns(table.args, rows)
     launcher = ev["launcher"].to_numpy()
     kernel_count = np.bincount(launcher[launcher >= 0], minlength=len(ev))[rows] if len(ev) else []
     return pd.DataFrame({
@@ -79,8 +138,8 @@ def ops_frame(table: EventTable) -> pd.DataFrame:
         "step": ev["step"].to_numpy()[rows],
         "sequence": ev["sequence"].to_numpy()[rows],
         "external_id": ev["external_id"].to_numpy()[rows],
-        "input_dims": inputs.dims,
-        "input_types": inputs.types,
+        "input_dims": dims.to_pandas() if len(rows) else [],
+        "input_types": types.to_pandas() if len(rows) else [],
         "kernel_count": kernel_count,
     })
 

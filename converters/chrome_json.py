@@ -23,7 +23,7 @@ from tracekit.errors import TraceError, warn
 from tracekit.timeconv import us_to_ns_counted
 
 from .link_args import LINK_FIELDS, empty_link_columns, link_chunk
-from .loading import RawInput, recover_truncated_json
+from .loading import RawInput, recover_truncated_json, release_free_memory
 
 Num = Union[int, float, str, None]
 
@@ -400,6 +400,7 @@ def decode_chrome(raw: RawInput, require_events: bool = True, chunk_events: int 
     del events
     if release_input:
         raw.data = b""
+        release_free_memory()
     for key in ("ts", "dur"):
         if builder.lossy[key]:
             warn(raw.path, f"{builder.lossy[key]} '{key}' values are beyond float precision; ns digits may be off")

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from tracekit.converters.loading import release_free_memory
 from tracekit.opargs import _Inputs, op_inputs
 from tracekit.steps import step_table
 from tracekit.table import DEVICE_KINDS, EventTable, strings
@@ -145,14 +146,21 @@ def ops_frame(table: EventTable) -> pd.DataFrame:
 
 
 def write_parquet_tables(table: EventTable, outdir: Path) -> dict[str, int]:
-    """Write events/kernels/ops/steps .parquet into outdir; returns row counts."""
+    """Write events/kernels/ops/steps .parquet into outdir; returns row counts.
+
+    One table at a time: each is dropped once written, so their memory does not add up.
+    """
     counts = {}
+    release_free_memory()
     events = events_frame(table)
     pq.write_table(events, outdir / "events.parquet", compression="zstd")
     counts["events"] = events.num_rows
-    for name, frame in (("kernels", kernels_frame(table)), ("ops", ops_frame(table)),
-                        ("steps", step_table(table.events))):
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), outdir / f"{name}.parquet",
-                       compression="zstd")
-        counts[name] = len(frame)
+    del events
+    release_free_memory()
+    frames = (("kernels", kernels_frame), ("ops", ops_frame), ("steps", lambda t: step_table(t.events)))
+    for name, make in frames:
+        arrow = pa.Table.from_pandas(make(table), preserve_index=False)
+        pq.write_table(arrow, outdir / f"{name}.parquet", compression="zstd")
+        counts[name] = arrow.num_rows
+        del arrow
     return counts

@@ -95,12 +95,19 @@ def recover_truncated_json(path: Path, data: bytes, decode, max_tries: int = 200
 
 
 def release_free_memory() -> None:
-    """Hand memory that the process has freed back to the OS (glibc `malloc_trim`; a no-op elsewhere).
+    """Hand memory that the process has freed back to the OS (arrow's pool, then glibc `malloc_trim`).
 
     After a large buffer is freed, glibc raises its mmap threshold, so later arrays come from the
     heap and stay resident after they are freed. Called between stages, this keeps the next
     stage's peak from stacking on the previous stage's garbage.
     """
+    try:
+        import pyarrow as pa
+
+        # Arrow's allocator (mimalloc/jemalloc) keeps freed pages for reuse until asked.
+        pa.default_memory_pool().release_unused()
+    except (ImportError, AttributeError):
+        pass
     trim = _malloc_trim()
     if trim is not None:
         trim(0)

@@ -49,3 +49,17 @@ def test_write_rows_writes_the_rows_back_to_back() -> None:
     fh = io.BytesIO()
     assert write_rows(fh, rows.slice(0, 0)) == 0 and fh.getvalue() == b""
     assert joined_bytes(pa.array(["a", "b"], pa.large_string())) == b"a,b"
+
+
+def test_op_input_columns_same_for_every_chunk_size() -> None:
+    arr = pa.array(ARGS * 5, pa.large_binary())
+    rows = np.arange(len(ARGS) * 5)
+    whole = op_input_columns(arr, rows)
+    for chunk in (1, 2, 7):
+        dims, types = op_input_columns(arr, rows, chunk=chunk)
+        assert dims.equals(whole[0]) and types.equals(whole[1])
+    odd = pa.array([*ARGS, b"[1]"] * 3, pa.large_binary())
+    rows = np.arange(len(odd))
+    expected = op_inputs(odd, rows)
+    dims, types = op_input_columns(odd, rows, chunk=3)
+    assert dims.to_pylist() == expected.dims and types.to_pylist() == expected.types

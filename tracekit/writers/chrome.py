@@ -67,6 +67,7 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False)
     layout = _Layout(ev, table.sources)
     out_pid_arr, out_tid_arr = layout.place(rows)
     extra_rows, extra_args = _kernel_args(table)
+    release_free_memory()
     doc_meta = _top_meta(table.sources, base_ns)
     encoder = msgspec.json.Encoder()
     written = 0
@@ -87,6 +88,8 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False)
             )
             # Every row starts with its separator; the file's first event drops it.
             write_rows(fh, text, skip=1 if first else 0)
+            del text
+            release_free_memory()
             first = False
             written += len(part)
         flows = 0

@@ -27,7 +27,7 @@ def events_frame(table: EventTable) -> pa.Table:
     """The event table as arrow, with the original args as JSON text."""
     ev = table.events
     cols = [c for c in EVENT_COLUMNS if c in ev]
-    arrow = pa.Table.from_pandas(ev[cols], preserve_index=False)
+    arrow = pa.Table.from_pandas(ev, columns=cols, preserve_index=False)  # no copy of the frame
     return arrow.append_column("args", table.args.cast(pa.large_string()))
 
 
@@ -78,23 +78,36 @@ def _text_at(values: pa.Array, at: pa.Array | None, n: int):
     return values.take(at).to_pandas()
 
 
-def op_input_columns(args: pa.LargeBinaryArray, rows: np.ndarray) -> tuple[pa.Array, pa.Array]:
+def op_input_columns(args: pa.LargeBinaryArray, rows: np.ndarray,
+                     chunk: int = 32_768) -> tuple[pa.Array, pa.Array]:
     """`Input Dims` and `Input type` JSON text of `rows` ("" where absent), as arrow strings.
 
-    The same values as opargs.op_inputs, without a Python str per row: one msgspec call over
-    the rows' args, and the raw slices joined into arrow columns.
+    The same values as opargs.op_inputs, without a Python str per row: per chunk of rows, one
+    msgspec call over their args, and the raw slices joined into arrow columns.
     """
     rows = np.asarray(rows, dtype=np.int64)
     if not len(rows):
         empty = pa.array([], pa.large_string())
         return empty, empty
+    parts = [_op_input_chunk(args, rows[i : i + chunk]) for i in range(0, len(rows), chunk)]
+    if len(parts) == 1:
+        return parts[0]
+    return pa.concat_arrays([p[0] for p in parts]), pa.concat_arrays([p[1] for p in parts])
+
+
+def _op_input_chunk(args: pa.LargeBinaryArray, rows: np.ndarray) -> tuple[pa.Array, pa.Array]:
     picked = args.take(pa.array(rows))
     pieces = pc.if_else(pc.greater(pc.binary_length(picked), 0), picked, pa.scalar(b"null", pa.large_binary()))
+    del picked
     listed = pc.binary_join_element_wise(pieces, pa.scalar(b",", pa.large_binary()), pa.scalar(b"", pa.large_binary()))
+    del pieces
     offsets = np.frombuffer(listed.buffers()[1], dtype=np.int64, count=len(listed) + 1, offset=listed.offset * 8)
     body = memoryview(listed.buffers()[2])[int(offsets[0]) : int(offsets[-1]) - 1]
+    text = bytearray(len(body) + 2)
+    text[0:1], text[1:-1], text[-1:] = b"[", body, b"]"
+    del body, listed
     try:
-        decoded = _inputs_decoder.decode(b"[" + bytes(body) + b"]")
+        decoded = _inputs_decoder.decode(text)
     except (msgspec.ValidationError, msgspec.DecodeError):
         slow = op_inputs(args, rows)
         return pa.array(slow.dims, pa.large_string()), pa.array(slow.types, pa.large_string())
@@ -163,4 +176,5 @@ def write_parquet_tables(table: EventTable, outdir: Path) -> dict[str, int]:
         pq.write_table(arrow, outdir / f"{name}.parquet", compression="zstd")
         counts[name] = arrow.num_rows
         del arrow
+        release_free_memory()
     return counts

@@ -254,7 +254,14 @@ class _Codes:
     def add(self, values: pa.Array) -> np.ndarray:
         encoded = values.dictionary_encode()
         local = encoded.dictionary.to_pylist()
-        remap = np.array([self.index.setdefault(v, len(self.index)) for v in local] + [-1], dtype=np.int32)
+        index = self.index
+        found = list(map(index.get, local))
+        if None in found:
+            for i, v in enumerate(local):
+                if found[i] is None:
+                    found[i] = index.setdefault(v, len(index))
+        found.append(-1)
+        remap = np.array(found, dtype=np.int32)
         codes = remap[encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)]
         self.parts.append(codes)
         return codes

@@ -9,8 +9,9 @@ Prints the top functions by cumulative time and by total (own) time. Save the ra
 --save and browse them with e.g. ``python -m pstats OUT.prof`` or snakeviz.
 
 With --stages it instead runs convert once WITHOUT the profiler and prints, for each progress step
-of convert (reading, call tree/links, chrome trace, parquet), the wall time and the process
-VmRSS / VmHWM (peak so far) when the step began: a cheap view of which stage sets the peak RSS.
+of convert (reading, call tree/links, chrome trace, parquet + summary), the wall time, the process
+VmRSS when the step began and the step's own peak (VmHWM is reset at each step through
+/proc/self/clear_refs): a cheap view of which stage sets the peak RSS.
 """
 
 from __future__ import annotations
@@ -42,11 +43,21 @@ def _mem_mb() -> tuple[float, float]:
     return vals["VmRSS:"], vals["VmHWM:"]
 
 
+def _reset_peak() -> None:
+    """Reset VmHWM to the current RSS (Linux: write 5 to /proc/self/clear_refs); ignored elsewhere."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
 def stages(convert, trace: Path, parquet: bool) -> int:
     marks: list[tuple[str, float, float, float]] = []
 
     def mark(msg: str) -> None:
         marks.append((msg, time.perf_counter(), *_mem_mb()))
+        _reset_peak()
 
     tmp = tempfile.mkdtemp(prefix="tracekit-prof-")
     try:
@@ -56,15 +67,17 @@ def stages(convert, trace: Path, parquet: bool) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"trace: {trace}  (parquet={parquet})")
-    print(f"{'stage (from this mark to the next)':<48} {'seconds':>8} {'RSS MB at start':>16} {'peak MB so far':>15}")
-    for (msg, t, rss, hwm), nxt in zip(marks, [*marks[1:], None]):
+    print(f"{'stage (from this mark to the next)':<48} {'seconds':>8} {'RSS MB at start':>16} {'stage peak MB':>14}")
+    for (msg, t, rss, _), nxt in zip(marks, [*marks[1:], None]):
         secs = f"{nxt[1] - t:8.3f}" if nxt else f"{'':8}"
         label = "final" if nxt is None else msg
         if label.startswith("reading "):
             label = "reading " + Path(label[len("reading ") :]).name
         label = label[:48]
-        print(f"{label:<48} {secs} {rss:16.0f} {hwm:15.0f}")
-    print(f"total {marks[-1][1] - marks[0][1]:.3f} s; peak RSS {marks[-1][3]:.0f} MB")
+        # VmHWM is reset at every mark, so the next mark's VmHWM is this stage's own peak.
+        peak = f"{nxt[3]:14.0f}" if nxt else f"{'':14}"
+        print(f"{label:<48} {secs} {rss:16.0f} {peak}")
+    print(f"total {marks[-1][1] - marks[0][1]:.3f} s; peak RSS {max(m[3] for m in marks):.0f} MB")
     return 0
 
 

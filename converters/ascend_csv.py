@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import msgspec
 import numpy as np
-import pyarrow as pa
 
 from tracekit.table import EventTable, SourceInfo
 
@@ -18,8 +17,8 @@ from .ascend_files import AscendFiles
 from .ascend_kernels import read_kernel_details
 from .ascend_meta import read_meta
 from .ascend_table import finish_npu_table
-from .chrome_json import ChromeColumns
 from .chrome_table import build_table
+from .row_columns import columns_from_rows
 
 BASE_FROM = "none: kernel_details.csv Start Time(us) are epoch us"
 CAT = "kernel_details"
@@ -38,13 +37,9 @@ def read_kernel_details_only(files: AscendFiles) -> EventTable:
     for i, detail in enumerate(kd.details):
         extra = {"Task Type": detail.get("Accelerator Core"), "Task Id": int(kd.task[i]) if kd.task[i] >= 0 else None}
         args.append(msgspec.json.encode({**{k: v for k, v in extra.items() if v is not None}, **detail}))
-    cols = ChromeColumns(
-        index=np.arange(n, dtype=np.int64), ph=["X"] * n, name=list(kd.name), cat=[CAT] * n,
-        pid=device.tolist(), tid=tid, ts_ns=kd.ts_ns.copy(), dur_ns=kd.dur_ns.copy(), flow_id=[None] * n,
-        bp=[None] * n, scope=[None] * n, args=pa.array(args, pa.large_binary()),
-        link={k: np.full(n, -1, dtype=np.int64) for k in ("correlation", "external_id", "sequence", "fwd_thread",
-                                                            "python_id", "python_parent", "stream", "device")},
-        meta=[], top={}, input_events=n,
+    cols = columns_from_rows(
+        ["X"] * n, list(kd.name), [CAT] * n, device.tolist(), tid, kd.ts_ns, kd.dur_ns, [None] * n, [None] * n,
+        args, {}, np.zeros(0, dtype=np.int64),
     )
     info = SourceInfo(path=str(files.kernel_details), format="npu", source="npu", base_ns=0, base_from=BASE_FROM,
                       rank=meta.rank, rank_from=meta.rank_from, distributed=meta.distributed, top=dict(meta.top),

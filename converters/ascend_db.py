@@ -24,7 +24,6 @@ from typing import Any
 
 import msgspec
 import numpy as np
-import pyarrow as pa
 
 from tracekit.errors import TraceError, warn
 from tracekit.kinds import NPU_COMPUTE_TASKS
@@ -37,7 +36,7 @@ from .ascend_table import finish_npu_table
 from .ascend_trace import BASE_FROM
 from .chrome_json import ChromeColumns
 from .chrome_table import build_table
-from .link_args import link_columns
+from .row_columns import columns_from_rows
 
 REQUIRED = ("STRING_IDS", "PYTORCH_API", "TASK")
 API_CAT = {50001: "cpu_op", 50003: "python_function", 50004: "mstx"}
@@ -84,14 +83,11 @@ class _Events:
         self.add("f", name, cat, self.pid[end], self.tid[end], self.ts[end], flow_id=flow_id)
 
     def columns(self, top: dict[str, Any]) -> ChromeColumns:
-        n = len(self.ph)
         spans = np.flatnonzero(np.array([p == "X" for p in self.ph], dtype=bool))
-        return ChromeColumns(
-            index=np.arange(n, dtype=np.int64), ph=self.ph, name=self.name, cat=self.cat, pid=self.pid,
-            tid=self.tid, ts_ns=np.array(self.ts, dtype=np.int64), dur_ns=np.array(self.dur, dtype=np.int64),
-            flow_id=self.flow_id, bp=self.bp, scope=[None] * n, args=pa.array(self.args, pa.large_binary()),
-            link=link_columns([self.args[i] for i in spans.tolist()], spans, n), meta=[], top=top,
-            input_events=n + sum(self.skipped.values()), skipped=dict(self.skipped),
+        return columns_from_rows(
+            self.ph, self.name, self.cat, self.pid, self.tid, np.array(self.ts, dtype=np.int64),
+            np.array(self.dur, dtype=np.int64), self.flow_id, self.bp, self.args, top, spans,
+            skipped=self.skipped, input_events=len(self.ph) + sum(self.skipped.values()),
         )
 
 

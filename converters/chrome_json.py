@@ -1,26 +1,29 @@
 """Decode Chrome-trace-format JSON (torch.profiler, VizTracer) into columns in one pass.
 
-Every event is decoded into a small typed struct (msgspec) with `args` kept as raw JSON bytes:
-nothing is decoded that not every event needs. The structs are turned into numpy/arrow
-columns right away and dropped.
+The event list is first split into raw JSON slices (one msgspec pass). The events are then decoded
+chunk by chunk into small typed structs (msgspec) with `args` kept as raw JSON bytes: nothing is
+decoded that not every event needs. Each chunk's structs are turned into numpy/arrow columns
+right away and dropped, so only one chunk of per-event Python objects exists at a time.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Union
 
 import msgspec
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from tracekit.errors import TraceError, warn
-from tracekit.table import categorical
-from tracekit.timeconv import us_to_ns
+from tracekit.timeconv import us_to_ns_counted
 
-from .link_args import link_columns
-from .loading import RawInput, recover_truncated_json
+from .link_args import LINK_FIELDS, empty_link_columns, link_chunk
+from .loading import RawInput, recover_truncated_json, release_free_memory
 
 Num = Union[int, float, str, None]
 
@@ -42,9 +45,76 @@ class RawEvent(msgspec.Struct, gc=False):
 
 
 class ChromeDoc(msgspec.Struct):
-    """Top level of a chrome trace object: events plus every other key, undecoded."""
+    """Top level of a chrome trace object: the events, each kept as undecoded JSON for now."""
 
-    traceEvents: Union[list[RawEvent], None] = None
+    traceEvents: Union[list[msgspec.Raw], None] = None
+
+
+class _Track(msgspec.Struct, gc=False):
+    """pid and tid of an event as written (only needed to pair B/E events)."""
+
+    pid: int | str | None = None
+    tid: int | str | None = None
+
+
+# Events are decoded into RawEvent structs this many at a time, turned into columns and dropped,
+# so that the per-event Python objects of only one chunk exist at once.
+CHUNK_EVENTS = 16_384
+# Synthetic ids of text pids/tids while decoding; renumbered -1, -2, ... at the end.
+_TEMP_ID = -(1 << 40)
+
+
+class StrColumn(Sequence):
+    """A dictionary-encoded string column: int32 codes (-1 = missing) into `categories`.
+
+    Reads like a list of str/None (len, index, slice, iterate); `categorical()` gives pandas'.
+    """
+
+    def __init__(self, codes: np.ndarray, categories: list[str]) -> None:
+        self.codes = codes
+        self.categories = categories
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, item):
+        if isinstance(item, slice):
+            return [self.categories[c] if c >= 0 else None for c in self.codes[item].tolist()]
+        code = int(self.codes[item])
+        return self.categories[code] if code >= 0 else None
+
+    def __iter__(self):
+        cats = self.categories
+        return (cats[c] if c >= 0 else None for c in self.codes.tolist())
+
+    def tolist(self) -> list:
+        return self[:]
+
+    def code_of(self, value: str) -> int:
+        """The code of `value`, or -2 if it does not occur."""
+        try:
+            return self.categories.index(value)
+        except ValueError:
+            return -2
+
+    def categorical(self) -> pd.Categorical:
+        return pd.Categorical.from_codes(self.codes, categories=pd.Index(self.categories, dtype=object))
+
+    def take(self, rows: np.ndarray) -> StrColumn:
+        """The rows `rows`, with the categories renumbered in order of first appearance."""
+        return _first_appearance(self.codes[rows], self.categories)
+
+
+def _first_appearance(codes: np.ndarray, categories: list[str]) -> StrColumn:
+    """Drop unused categories and order the rest by first appearance in `codes`."""
+    used, first = np.unique(codes, return_index=True)
+    first, used = first[used >= 0], used[used >= 0]
+    order = used[np.argsort(first, kind="stable")]
+    if len(order) == len(categories) and (order == np.arange(len(order))).all():
+        return StrColumn(codes, categories)
+    remap = np.full(len(categories) + 1, -1, dtype=np.int32)
+    remap[order] = np.arange(len(order), dtype=np.int32)
+    return StrColumn(remap[codes], [categories[i] for i in order.tolist()])
 
 
 @dataclass
@@ -52,31 +122,38 @@ class ChromeColumns:
     """Columns of the events of one chrome JSON file, in file order (`index` = event position)."""
 
     index: np.ndarray  # int64 position in traceEvents
-    ph: list[str]
-    name: list[str]
-    cat: list[str | None]
-    pid: list[int | str | None]
-    tid: list[int | str | None]
+    ph: StrColumn
+    name: StrColumn  # "" where the event has none; numbers as their str()
+    cat: StrColumn
+    pid: np.ndarray  # int64; text pids get negative ids (numeric text is read as a number)
+    tid: np.ndarray  # int64, like pid
     ts_ns: np.ndarray  # int64, relative to the file's own time base
     dur_ns: np.ndarray  # int64, -1 where the event has none
-    flow_id: list[str | None]
-    bp: list[str | None]
-    scope: list[str | None]
+    flow_id: StrColumn
+    bp: StrColumn
+    scope: StrColumn
     args: pa.LargeBinaryArray  # raw JSON of args, empty where absent
     link: dict[str, np.ndarray]  # ids the pipeline joins on (correlation, External id...), -1 if absent
-    meta: list[tuple]  # distinct (name, pid, tid, args bytes) of the M events
+    meta: list[tuple]  # distinct (name, pid, tid, args bytes) of the M events, pid/tid as written
     top: dict[str, Any]  # other top-level keys, decoded
+    ids: Callable[[object], int]  # pid/tid as written -> the int used in the pid/tid columns
+    track_names: dict[tuple[int, int | None], str] = field(default_factory=dict)  # text pids/tids
     skipped: dict[str, int] = field(default_factory=dict)
     damage: list[str] = field(default_factory=list)
     input_events: int = 0
 
 
 _doc_decoder = msgspec.json.Decoder(ChromeDoc)
-_list_decoder = msgspec.json.Decoder(list[RawEvent])
+_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+_chunk_decoder = msgspec.json.Decoder(list[RawEvent])
+_track_decoder = msgspec.json.Decoder(list[_Track])
 
 
-def _decode_document(raw: RawInput) -> tuple[list[RawEvent], bytes | None, list[str]]:
-    """Decode the event list (object or bare list form), recovering a truncated file."""
+def _decode_document(raw: RawInput) -> tuple[list[msgspec.Raw], bytes | None, list[str], bool]:
+    """Split the event list (object or bare list form) into raw events, recovering a truncated file.
+
+    Returns (raw events, data to read the other top-level keys from or None, damage, object form).
+    """
     data, damage = raw.data, list(raw.damage)
     first = re.search(rb"\S", data[:4096])
     head = data[first.start() : first.start() + 1] if first else b""
@@ -87,10 +164,7 @@ def _decode_document(raw: RawInput) -> tuple[list[RawEvent], bytes | None, list[
         doc = decoder.decode(data)
         cut = None
     except msgspec.ValidationError as exc:
-        found = re.search(r"traceEvents\[(\d+)\]|^.*\$\[(\d+)\]", str(exc))
-        index = int(next(g for g in found.groups() if g is not None)) if found else None
-        raise TraceError(raw.path, f"malformed event: {exc}" if index is not None
-                         else f"not a chrome trace: {exc}", index) from None
+        raise TraceError(raw.path, f"not a chrome trace: {exc}") from None
     except msgspec.DecodeError as exc:
         if "truncated" not in str(exc):
             raise TraceError(raw.path, f"malformed JSON: {exc}") from None
@@ -102,7 +176,7 @@ def _decode_document(raw: RawInput) -> tuple[list[RawEvent], bytes | None, list[
         raise TraceError(raw.path, "not a chrome trace: the JSON object has no 'traceEvents' list")
     events = doc.traceEvents if head == b"{" else doc
     top_raw = data if (head == b"{" and cut is None) else None
-    return events, top_raw, damage
+    return events, top_raw, damage, head == b"{"
 
 
 def _decode_top(data: bytes | None) -> dict[str, Any]:
@@ -116,26 +190,243 @@ def _decode_top(data: bytes | None) -> dict[str, Any]:
     return {k: orjson.loads(bytes(v)) for k, v in meta.items()}
 
 
-def decode_chrome(raw: RawInput, require_events: bool = True) -> ChromeColumns:
-    """Decode a chrome-trace JSON file into columns; timestamps become exact integer ns."""
-    events, top_raw, damage = _decode_document(raw)
+class _IdMap:
+    """Map pids/tids (ints, numeric strings, other strings) to ints; other strings get synthetic ids.
+
+    While decoding, synthetic ids are temporary (below _TEMP_ID); `renumber` then gives them
+    -1, -2, ... in order of first appearance.
+    """
+
+    def __init__(self) -> None:
+        self.synthetic: dict[str, int] = {}
+        self.final: dict[int, int] = {}
+
+    def __call__(self, value: object) -> int:
+        if isinstance(value, int):
+            return value
+        if value is None:
+            return 0
+        text = str(value).strip()
+        if text.lstrip("-").isdigit():
+            return int(text)
+        digits = "".join(ch for ch in text if ch.isdigit())
+        if text.lower().startswith("stream ") and digits:
+            return int(digits)
+        if text not in self.synthetic:
+            self.synthetic[text] = _TEMP_ID - len(self.synthetic)
+        return self.synthetic[text]
+
+    def final_id(self, value: object) -> int:
+        """The id of a pid/tid as written, after `renumber`."""
+        mapped = self(value)
+        return self.final.get(mapped, mapped)
+
+    def renumber(self, pid: np.ndarray, tid: np.ndarray) -> None:
+        """Give the temporary ids in pid/tid (in place) -1, -2, ... by first appearance (row, then pid before tid)."""
+        if not self.synthetic:
+            return
+        temp_p, temp_t = pid <= _TEMP_ID, tid <= _TEMP_ID
+        firsts: dict[int, int] = {}
+        for values, temp, role in ((pid, temp_p, 0), (tid, temp_t, 1)):
+            rows = np.flatnonzero(temp)
+            used, first = np.unique(values[rows], return_index=True)
+            for v, f in zip(used.tolist(), (rows[first] * 2 + role).tolist()):
+                firsts[v] = min(f, firsts.get(v, f))
+        order = sorted(firsts, key=firsts.__getitem__)
+        self.final = {temp: -(k + 1) for k, temp in enumerate(order)}
+        # Texts that occur in no kept row still get an id, after the others.
+        for temp in self.synthetic.values():
+            self.final.setdefault(temp, -(len(self.final) + 1))
+        lookup = np.array(sorted(self.final), dtype=np.int64)
+        targets = np.array([self.final[t] for t in lookup.tolist()], dtype=np.int64)
+        for values, temp in ((pid, temp_p), (tid, temp_t)):
+            if temp.any():
+                values[temp] = targets[np.searchsorted(lookup, values[temp])]
+
+
+class _Codes:
+    """Dictionary-encodes a string column chunk by chunk into one global code space."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.parts: list[np.ndarray] = []
+
+    def add(self, values: pa.Array) -> np.ndarray:
+        encoded = values.dictionary_encode()
+        local = encoded.dictionary.to_pylist()
+        index = self.index
+        found = list(map(index.get, local))
+        if None in found:
+            for i, v in enumerate(local):
+                if found[i] is None:
+                    found[i] = index.setdefault(v, len(index))
+        found.append(-1)
+        remap = np.array(found, dtype=np.int32)
+        codes = remap[encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)]
+        self.parts.append(codes)
+        return codes
+
+    def column(self) -> StrColumn:
+        codes = np.concatenate(self.parts) if self.parts else np.zeros(0, dtype=np.int32)
+        self.parts = []
+        return StrColumn(codes, list(self.index))
+
+
+def _strings(values: list, convert) -> pa.Array:
+    """Arrow strings of a list of str/None, or of `convert(v)` per value where some are not."""
+    try:
+        return pa.array(values, type=pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        return pa.array([convert(v) for v in values], type=pa.string())
+
+
+def _flow_id_text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _flow_ids(values: list) -> pa.Array:
+    """Flow ids (int, str or None) as text, like str(id)."""
+    try:
+        arr = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        arr = None
+    if arr is not None and (pa.types.is_integer(arr.type) or pa.types.is_null(arr.type)
+                            or pa.types.is_string(arr.type)):
+        return arr.cast(pa.string())
+    return pa.array([_flow_id_text(v) for v in values], type=pa.string())
+
+
+class _Builder:
+    """Accumulates the columns of the decoded chunks."""
+
+    def __init__(self, path: Path, size_hint: int) -> None:
+        self.path = path
+        self.ph, self.name, self.cat = _Codes(), _Codes(), _Codes()
+        self.flow_id, self.bp, self.scope = _Codes(), _Codes(), _Codes()
+        self.ids = _IdMap()
+        self.pid: list[np.ndarray] = []
+        self.tid: list[np.ndarray] = []
+        self.ts: list[tuple[np.ndarray, np.ndarray]] = []
+        self.dur: list[tuple[np.ndarray, np.ndarray]] = []
+        self.lossy = {"ts": 0, "dur": 0}
+        self.link: list[dict[str, np.ndarray]] = []
+        self.meta: set[tuple] = set()
+        self.track_names: dict[tuple, str] = {}
+        # The args bytes of every event, back to back. Their total is below the input's size, so
+        # this buffer never grows; the pages past what is written are never touched.
+        self.args_data = np.empty(max(size_hint, 1), dtype=np.uint8)
+        self.args_used = 0
+        self.args_len: list[np.ndarray] = []
+
+    def add(self, raws: list[msgspec.Raw], start: int, object_form: bool) -> None:
+        """Decode the events `raws` (starting at event `start`) and append their columns."""
+        text = b"[" + b",".join(raws) + b"]"
+        try:
+            events = _chunk_decoder.decode(text)
+        except msgspec.ValidationError as exc:
+            raise _malformed(self.path, exc, start, object_form) from None
+        ph = self.ph.add(pa.array([e.ph for e in events], type=pa.string()))
+        self.name.add(_strings([e.name for e in events], _name).fill_null(""))
+        self.cat.add(pa.array([e.cat for e in events], type=pa.string()))
+        self.flow_id.add(_flow_ids([e.id for e in events]))
+        self.bp.add(pa.array([e.bp for e in events], type=pa.string()))
+        self.scope.add(pa.array([e.s for e in events], type=pa.string()))
+        pids, tids = [e.pid for e in events], [e.tid for e in events]
+        self.pid.append(self._ids(pids))
+        self.tid.append(self._ids(tids))
+        if self.pid[-1].min(initial=0) <= _TEMP_ID or self.tid[-1].min(initial=0) <= _TEMP_ID:
+            self._name_tracks(pids, tids, self.pid[-1], self.tid[-1])
+        for key, store, values in (("ts", self.ts, [e.ts for e in events]),
+                                   ("dur", self.dur, [e.dur for e in events])):
+            ns, ok, lossy = us_to_ns_counted(values)
+            store.append((ns, ok))
+            self.lossy[key] += lossy
+        raw_args = [e.args for e in events]
+        lengths = np.fromiter(map(len, raw_args), dtype=np.int64, count=len(raw_args))
+        joined = b"".join(raw_args)
+        self.args_data[self.args_used : self.args_used + len(joined)] = np.frombuffer(joined, dtype=np.uint8)
+        self.args_used += len(joined)
+        self.args_len.append(lengths)
+        meta_code = self.ph.index.get("M", -2)
+        for i in np.flatnonzero(ph == meta_code).tolist():
+            e = events[i]
+            self.meta.add((_name(e.name), e.pid, e.tid, bytes(e.args)))
+        # Join ids are read for the events that can become slices (B events become X).
+        span = (ph == self.ph.index.get("X", -2)) | (ph == self.ph.index.get("B", -2))
+        self.link.append(link_chunk(text, raw_args, span))
+
+    def _ids(self, values: list) -> np.ndarray:
+        try:
+            return pa.array(values, type=pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+            return np.fromiter(map(self.ids, values), dtype=np.int64, count=len(values))
+
+    def _name_tracks(self, pids: list, tids: list, pid: np.ndarray, tid: np.ndarray) -> None:
+        """Tracks with text names ("Spans", "stream 7"): the text is the process/thread name."""
+        rows = np.flatnonzero((pid <= _TEMP_ID) | (tid <= _TEMP_ID)).tolist()
+        for i in rows:
+            p, t = int(pid[i]), int(tid[i])
+            if p <= _TEMP_ID and isinstance(pids[i], str):
+                self.track_names.setdefault((p, None), pids[i])
+            if t <= _TEMP_ID and isinstance(tids[i], str):
+                self.track_names.setdefault((p, t), tids[i])
+
+
+def _malformed(path: Path, exc: msgspec.ValidationError, start: int, object_form: bool) -> TraceError:
+    """The error for an event that does not fit RawEvent, with its index in the whole file."""
+    text = str(exc)
+    found = re.search(r"\$\[(\d+)\]", text)
+    if not found:
+        return TraceError(path, f"malformed event: {text}")
+    index = start + int(found.group(1))
+    where = f"$.traceEvents[{index}]" if object_form else f"$[{index}]"
+    return TraceError(path, f"malformed event: {text[: found.start()]}{where}{text[found.end():]}", index)
+
+
+def decode_chrome(raw: RawInput, require_events: bool = True, chunk_events: int | None = None,
+                  release_input: bool = True) -> ChromeColumns:
+    """Decode a chrome-trace JSON file into columns; timestamps become exact integer ns.
+
+    The events are decoded `chunk_events` (default CHUNK_EVENTS) at a time; the result does not
+    depend on it. With `release_input`, `raw.data` is dropped (set to b"") once it has been
+    read, so that its memory is freed early.
+    """
+    events, top_raw, damage, object_form = _decode_document(raw)
     if require_events and not events:
         raise TraceError(raw.path, "trace holds no events (traceEvents is empty)")
     top = _decode_top(top_raw) if top_raw is not None else _decode_top_recovered(raw.data)
+    del top_raw
     n = len(events)
-    ph = [e.ph for e in events]
-    ph_cat = categorical(ph)
-    if (ph_cat.codes < 0).any() or "" in ph_cat.categories:
-        bad = np.flatnonzero((ph_cat.codes < 0) | (ph_cat == ""))
+    chunk_events = max(int(chunk_events or CHUNK_EVENTS), 1)
+    builder = _Builder(raw.path, len(raw.data))
+    for begin in range(0, n, chunk_events):
+        builder.add(events[begin : begin + chunk_events], begin, object_form)
+    ph = builder.ph.column()
+    begin_end = "B" in ph.categories or "E" in ph.categories
+    raw_tracks = _raw_tracks(events, chunk_events) if begin_end else None
+    del events
+    if release_input:
+        raw.data = b""
+        release_free_memory()
+    for key in ("ts", "dur"):
+        if builder.lossy[key]:
+            warn(raw.path, f"{builder.lossy[key]} '{key}' values are beyond float precision; ns digits may be off")
+    if (ph.codes < 0).any() or "" in ph.categories:
+        bad = np.flatnonzero((ph.codes < 0) | (ph.codes == ph.code_of("")))
         raise TraceError(raw.path, f"event has no 'ph' (phase); {len(bad)} such events", int(bad[0]))
-    ts_obj = [e.ts for e in events]
-    dur_obj = [e.dur for e in events]
-    ts_ns, ts_ok = us_to_ns(ts_obj, raw.path, "ts")
-    dur_ns, dur_ok = us_to_ns(dur_obj, raw.path, "dur")
+
+    def joined(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        if not parts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    ts_ns, ts_ok = joined(builder.ts)
+    dur_ns, dur_ok = joined(builder.dur)
+    builder.ts = builder.dur = []
     skipped: dict[str, int] = {}
     keep = np.ones(n, dtype=bool)
     # Metadata events may lack ts; every other event needs one.
-    is_meta = np.asarray(ph_cat == "M")
+    is_meta = ph.codes == ph.code_of("M")
     ts_ns[~ts_ok & is_meta] = 0
     no_ts = ~ts_ok & ~is_meta
     if no_ts.any():
@@ -145,7 +436,7 @@ def decode_chrome(raw: RawInput, require_events: bool = True) -> ChromeColumns:
         damage.append(note)
         skipped["missing_ts"] = int(no_ts.sum())
         keep &= ~no_ts
-    is_x = np.asarray(ph_cat == "X")
+    is_x = ph.codes == ph.code_of("X")
     no_dur = is_x & ~dur_ok & keep
     if no_dur.any():
         first = int(np.flatnonzero(no_dur)[0])
@@ -158,39 +449,62 @@ def decode_chrome(raw: RawInput, require_events: bool = True) -> ChromeColumns:
     dur_ns[~dur_ok] = -1
     dur_ns[no_dur] = 0
     dur_ns[is_x & (dur_ns < 0)] = 0
-    raw_args = [e.args for e in events]
-    args = _raw_column(raw_args)
-    names = [_name(e.name) for e in events]
-    meta = list({(names[i], events[i].pid, events[i].tid, bytes(raw_args[i]))
-                 for i in np.flatnonzero(is_meta).tolist()})
-    if ("B" in ph_cat.categories) or ("E" in ph_cat.categories):
-        keep &= _pair_begin_end(raw.path, ph, [e.pid for e in events], [e.tid for e in events], ts_ns, dur_ns,
+    if begin_end:
+        ph_list = ph.tolist()
+        keep &= _pair_begin_end(raw.path, ph_list, raw_tracks[0], raw_tracks[1], ts_ns, dur_ns,
                                 keep, skipped, damage)
-    span_rows = np.flatnonzero(np.array([p == "X" for p in ph], dtype=bool) & keep)
+        ph = _Codes()
+        ph.add(pa.array(ph_list, type=pa.string()))
+        ph = ph.column()
+        del ph_list, raw_tracks
+    lengths = np.concatenate(builder.args_len) if builder.args_len else np.zeros(0, dtype=np.int64)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    args = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(builder.args_data[: builder.args_used])]
+    )
+    link_parts = builder.link
+    link = {k: np.concatenate([p[k] for p in link_parts]) for k in LINK_FIELDS} if link_parts else \
+        empty_link_columns(0)
     cols = ChromeColumns(
         index=np.arange(n, dtype=np.int64),
         ph=ph,
-        name=names,
-        cat=[e.cat for e in events],
-        pid=[e.pid for e in events],
-        tid=[e.tid for e in events],
+        name=builder.name.column(),
+        cat=builder.cat.column(),
+        pid=np.concatenate(builder.pid) if builder.pid else np.zeros(0, dtype=np.int64),
+        tid=np.concatenate(builder.tid) if builder.tid else np.zeros(0, dtype=np.int64),
         ts_ns=ts_ns,
         dur_ns=dur_ns,
-        flow_id=[None if e.id is None else str(e.id) for e in events],
-        bp=[e.bp for e in events],
-        scope=[e.s for e in events],
+        flow_id=builder.flow_id.column(),
+        bp=builder.bp.column(),
+        scope=builder.scope.column(),
         args=args,
-        link=link_columns([raw_args[i] for i in span_rows.tolist()], span_rows, n),
-        meta=meta,
+        link=link,
+        meta=list(builder.meta),
         top=top,
+        ids=builder.ids.final_id,
         skipped=skipped,
         damage=damage,
         input_events=n,
     )
-    del events, raw_args
     if not keep.all():
         cols = _take(cols, np.flatnonzero(keep))
+    builder.ids.renumber(cols.pid, cols.tid)
+    final = builder.ids.final
+    cols.track_names = {(final.get(p, p), None if t is None else final.get(t, t)): name
+                        for (p, t), name in builder.track_names.items()}
     return cols
+
+
+def _raw_tracks(events: list[msgspec.Raw], chunk_events: int) -> tuple[list, list]:
+    """pid and tid of every event as written (B/E pairing tells "5" and 5 apart, as written)."""
+    pids: list = []
+    tids: list = []
+    for begin in range(0, len(events), chunk_events):
+        tracks = _track_decoder.decode(b"[" + b",".join(events[begin : begin + chunk_events]) + b"]")
+        pids += [t.pid for t in tracks]
+        tids += [t.tid for t in tracks]
+    return pids, tids
 
 
 def _pair_begin_end(path, ph: list, pid: list, tid: list, ts_ns: np.ndarray, dur_ns: np.ndarray,
@@ -263,42 +577,27 @@ def _decode_top_recovered(data: bytes) -> dict[str, Any]:
         return {}
 
 
-def _raw_column(raws: list[msgspec.Raw]) -> pa.LargeBinaryArray:
-    """Concatenate raw JSON slices into one arrow binary column without per-row copies."""
-    lengths = np.fromiter(map(len, raws), dtype=np.int64, count=len(raws))
-    offsets = np.zeros(len(raws) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    data = b"".join(raws)
-    return pa.LargeBinaryArray.from_buffers(
-        pa.large_binary(), len(raws), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
-    )
-
-
 def _take(cols: ChromeColumns, rows: np.ndarray) -> ChromeColumns:
-    """Keep only `rows` of every column."""
-    pick = rows.tolist()
-
-    def sub(values: list) -> list:
-        return [values[i] for i in pick]
-
+    """Keep only `rows` of every column (string categories renumbered by first appearance)."""
     return ChromeColumns(
         index=cols.index[rows],
-        ph=sub(cols.ph),
-        name=sub(cols.name),
-        cat=sub(cols.cat),
-        pid=sub(cols.pid),
-        tid=sub(cols.tid),
+        ph=cols.ph.take(rows),
+        name=cols.name.take(rows),
+        cat=cols.cat.take(rows),
+        pid=cols.pid[rows],
+        tid=cols.tid[rows],
         ts_ns=cols.ts_ns[rows],
         dur_ns=cols.dur_ns[rows],
-        flow_id=sub(cols.flow_id),
-        bp=sub(cols.bp),
-        scope=sub(cols.scope),
+        flow_id=cols.flow_id.take(rows),
+        bp=cols.bp.take(rows),
+        scope=cols.scope.take(rows),
         args=cols.args.take(pa.array(rows)),
         link={k: v[rows] for k, v in cols.link.items()},
         meta=cols.meta,
         top=cols.top,
+        ids=cols.ids,
+        track_names=cols.track_names,
         skipped=cols.skipped,
         damage=cols.damage,
         input_events=cols.input_events,
     )
-

@@ -7,64 +7,37 @@ import numpy as np
 import pandas as pd
 
 from tracekit.kinds import classify
-from tracekit.table import EventTable, SourceInfo, categorical
+from tracekit.table import EventTable, SourceInfo
 
 from .chrome_json import ChromeColumns
 
 
-class _IdMap:
-    """Map pids/tids (ints, numeric strings, other strings) to ints; strings get negative ids."""
-
-    def __init__(self) -> None:
-        self.synthetic: dict[str, int] = {}
-
-    def __call__(self, value: object) -> int:
-        if isinstance(value, int):
-            return value
-        if value is None:
-            return 0
-        text = str(value).strip()
-        if text.lstrip("-").isdigit():
-            return int(text)
-        digits = "".join(ch for ch in text if ch.isdigit())
-        if text.lower().startswith("stream ") and digits:
-            return int(digits)
-        if text not in self.synthetic:
-            self.synthetic[text] = -(len(self.synthetic) + 1)
-        return self.synthetic[text]
-
-
 def build_table(cols: ChromeColumns, info: SourceInfo) -> EventTable:
     """Build the event table of one chrome-format source (times made absolute with info.base_ns)."""
-    ids = _IdMap()
-    pid_map = {v: ids(v) for v in set(cols.pid)}
-    tid_map = {v: ids(v) for v in set(cols.tid)}
-    pid = np.fromiter(map(pid_map.__getitem__, cols.pid), dtype=np.int64, count=len(cols.pid))
-    tid = np.fromiter(map(tid_map.__getitem__, cols.tid), dtype=np.int64, count=len(cols.tid))
-    # Tracks with string names ("Spans", "stream 7") keep their text as the thread name.
-    for raw_pid, raw_tid in set(zip(cols.pid, cols.tid)):
-        p, t = pid_map[raw_pid], tid_map[raw_tid]
-        if _text_or_none(raw_pid) is not None and p < 0:
-            info.process_names.setdefault(p, raw_pid)
-        if _text_or_none(raw_tid) is not None and t < 0:
-            info.thread_names.setdefault((p, t), raw_tid)
-    _collect_metadata(cols, pid_map, tid_map, info)
-    ph, cat, name = categorical(cols.ph), categorical(cols.cat), categorical(cols.name)
-    kind = classify(ph, cat, name)
+    # Tracks with text names ("Spans", "Traces") keep their text as the process/thread name.
+    for (p, t), text in cols.track_names.items():
+        if t is None:
+            info.process_names.setdefault(p, text)
+        else:
+            info.thread_names.setdefault((p, t), text)
+    _collect_metadata(cols, info)
+    ph, cat, name = cols.ph.categorical(), cols.cat.categorical(), cols.name.categorical()
+    n = len(cols.pid)
     columns = {
-        "source": pd.Categorical([info.source] * len(pid)),
-        "rank": np.full(len(pid), info.rank, dtype=np.int32),
-        "pid": pid,
-        "tid": tid,
+        "source": pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[info.source]) if n else
+        pd.Categorical([]),
+        "rank": np.full(n, info.rank, dtype=np.int32),
+        "pid": cols.pid,
+        "tid": cols.tid,
         "ts_ns": cols.ts_ns + info.base_ns,
         "dur_ns": cols.dur_ns,
         "ph": ph,
         "name": name,
         "cat": cat,
-        "kind": kind,
-        "flow_id": categorical(cols.flow_id),
-        "bp": categorical(cols.bp),
-        "scope": categorical(cols.scope),
+        "kind": _classify(ph, cat, name),
+        "flow_id": cols.flow_id.categorical(),
+        "bp": cols.bp.categorical(),
+        "scope": cols.scope.categorical(),
         "input_index": cols.index,
         **cols.link,
     }
@@ -72,10 +45,15 @@ def build_table(cols: ChromeColumns, info: SourceInfo) -> EventTable:
     return EventTable(events, cols.args, [info])
 
 
-def _text_or_none(value: object) -> str | None:
-    if isinstance(value, str) and not value.strip().lstrip("-").isdigit():
-        return value
-    return None
+def _classify(ph: pd.Categorical, cat: pd.Categorical, name: pd.Categorical) -> pd.Categorical:
+    """kinds.classify, run once per distinct (ph, cat, name) and spread to the rows."""
+    if not len(ph):
+        return classify(ph, cat, name)
+    ph_c, cat_c, name_c = (np.asarray(c.codes, dtype=np.int64) + 1 for c in (ph, cat, name))
+    key = (ph_c * (len(cat.categories) + 1) + cat_c) * (len(name.categories) + 1) + name_c
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    kinds = classify(ph[first], cat[first], name[first])
+    return pd.Categorical.from_codes(np.asarray(kinds.codes)[inverse.ravel()], dtype=kinds.dtype)
 
 
 class MetaArgs(msgspec.Struct):
@@ -86,14 +64,14 @@ class MetaArgs(msgspec.Struct):
     sort_index: int | None = None
 
 
-def _collect_metadata(cols: ChromeColumns, pid_map: dict, tid_map: dict, info: SourceInfo) -> None:
+def _collect_metadata(cols: ChromeColumns, info: SourceInfo) -> None:
     """Process/thread names, labels and sort indices from the distinct M events."""
     for key, raw_pid, raw_tid, raw_args in sorted(cols.meta, key=repr):
         try:
             a = msgspec.json.decode(raw_args or b"{}", type=MetaArgs)
         except (msgspec.ValidationError, msgspec.DecodeError):
             continue
-        p, t = pid_map[raw_pid], tid_map[raw_tid]
+        p, t = cols.ids(raw_pid), cols.ids(raw_tid)
         if key == "process_name" and a.name is not None:
             info.process_names[p] = a.name
         elif key == "process_labels" and a.labels is not None:

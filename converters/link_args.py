@@ -1,4 +1,4 @@
-"""Decode the few args fields the pipeline joins on, for the span events, in one msgspec call."""
+"""Decode the few args fields the pipeline joins on (correlation, External id, ...), chunk by chunk."""
 
 from __future__ import annotations
 
@@ -24,18 +24,57 @@ class LinkArgs(msgspec.Struct, gc=False):
     device: int | None = None
 
 
-_args_decoder = msgspec.json.Decoder(list[LinkArgs | None])
-_INT_FIELDS = ("correlation", "sequence", "fwd_thread", "python_id", "python_parent", "stream", "device")
+class LinkEvent(msgspec.Struct, gc=False):
+    """An event seen only through the LinkArgs fields of its args (the rest is skipped)."""
+
+    args: Union[LinkArgs, None] = None
 
 
-def _decode_link_args(raw_args: list) -> list[LinkArgs | None]:
-    """Decode the needed args fields of every row in one msgspec call."""
-    pieces = [r if len(r) else b"null" for r in raw_args]
+LINK_FIELDS = ("correlation", "sequence", "fwd_thread", "python_id", "python_parent", "stream", "device",
+               "external_id")
+_events_decoder = msgspec.json.Decoder(list[LinkEvent])
+_NONE = LinkArgs()
+
+
+def empty_link_columns(n: int) -> dict[str, np.ndarray]:
+    """Link columns of n rows with nothing found (-1)."""
+    return {f: np.full(n, -1, dtype=np.int64) for f in LINK_FIELDS}
+
+
+def link_chunk(events_json: bytes, raw_args: list, span: np.ndarray) -> dict[str, np.ndarray]:
+    """int64 LinkArgs columns (-1 where absent) of one chunk of events; rows not in `span` stay -1.
+
+    `events_json` is the chunk's JSON array of events; `raw_args` the raw args of each of its
+    events and `span` the mask of rows whose args are decoded. One msgspec call decodes the
+    fields for the whole chunk; if some row has a field of an unexpected type, the span rows are
+    decoded one by one instead, and a row that does not fit gets nothing (-1).
+    """
+    n = len(raw_args)
+    if not span.any():
+        return empty_link_columns(n)
     try:
-        return _args_decoder.decode(b"[" + b",".join(pieces) + b"]")
+        decoded = [e.args for e in _events_decoder.decode(events_json)]
+        if None in decoded:
+            decoded = [_NONE if a is None else a for a in decoded]
     except msgspec.ValidationError:
-        # Some row has a field of an unexpected type: decode row by row, tolerating it.
-        return [_decode_lenient(p) for p in pieces]
+        decoded = [_NONE] * n
+        for i in np.flatnonzero(span).tolist():
+            piece = raw_args[i]
+            decoded[i] = _decode_lenient(piece if len(piece) else b"null") or _NONE
+    out = {
+        "correlation": int_column([a.correlation for a in decoded]),
+        "sequence": int_column([a.sequence for a in decoded]),
+        "fwd_thread": int_column([a.fwd_thread for a in decoded]),
+        "python_id": int_column([a.python_id for a in decoded]),
+        "python_parent": int_column([a.python_parent for a in decoded]),
+        "stream": int_column([a.stream for a in decoded]),
+        "device": int_column([a.device for a in decoded]),
+        "external_id": int_column([a.legacy_external_id if a.external_id is None else a.external_id
+                                   for a in decoded]),
+    }
+    if not span.all():
+        out = {k: np.where(span, v, -1) for k, v in out.items()}
+    return out
 
 
 def _decode_lenient(piece: bytes) -> LinkArgs | None:
@@ -43,19 +82,3 @@ def _decode_lenient(piece: bytes) -> LinkArgs | None:
         return msgspec.json.decode(piece, type=Union[LinkArgs, None])
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
-
-
-def link_columns(raw_args: list, rows: np.ndarray, n: int) -> dict[str, np.ndarray]:
-    """int64 columns (length n, -1 where absent) of the LinkArgs fields of `rows`."""
-    decoded = _decode_link_args(raw_args)
-    out = {}
-    for field in (*_INT_FIELDS, "external_id"):
-        full = np.full(n, -1, dtype=np.int64)
-        if field == "external_id":
-            values = [a.external_id if a is not None and a.external_id is not None else
-                      (a.legacy_external_id if a is not None else None) for a in decoded]
-        else:
-            values = [getattr(a, field) if a is not None else None for a in decoded]
-        full[rows] = int_column(values)
-        out[field] = full
-    return out

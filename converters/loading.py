@@ -92,3 +92,38 @@ def recover_truncated_json(path: Path, data: bytes, decode, max_tries: int = 200
             note = f"JSON is truncated: kept the events before byte {len(head)}, dropped the last {lost} bytes"
             return doc, note
     raise TraceError(path, "JSON is truncated and no complete event could be recovered")
+
+
+def release_free_memory() -> None:
+    """Hand memory that the process has freed back to the OS (arrow's pool, then glibc `malloc_trim`).
+
+    After a large buffer is freed, glibc raises its mmap threshold, so later arrays come from the
+    heap and stay resident after they are freed. Called between stages, this keeps the next
+    stage's peak from stacking on the previous stage's garbage.
+    """
+    try:
+        import pyarrow as pa
+
+        # Arrow's allocator (mimalloc/jemalloc) keeps freed pages for reuse until asked.
+        pa.default_memory_pool().release_unused()
+    except (ImportError, AttributeError):
+        pass
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+_TRIM: list = []
+
+
+def _malloc_trim():
+    if not _TRIM:
+        try:
+            import ctypes
+            import ctypes.util
+
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _TRIM.append(libc.malloc_trim)
+        except (OSError, AttributeError):
+            _TRIM.append(None)
+    return _TRIM[0]

@@ -22,6 +22,17 @@ def us_to_ns(values: list, path: str | Path, field: str) -> tuple[np.ndarray, np
     into integer and fractional microseconds so that `4485561333650.786` gives exactly
     `4485561333650786` ns; strings are parsed as decimals, never through float.
     """
+    ns, ok, lossy = us_to_ns_counted(values)
+    if lossy:
+        warn(path, f"{lossy} '{field}' values are beyond float precision; ns digits may be off")
+    return ns, ok
+
+
+def us_to_ns_counted(values: list) -> tuple[np.ndarray, np.ndarray, int]:
+    """us_to_ns without the warning: (ns, ok, number of float values beyond float precision).
+
+    Lets a caller convert a column chunk by chunk and warn once for the whole column.
+    """
     n = len(values)
     try:
         # Fast path: all numbers or None. Arrow refuses ints that float64 cannot hold exactly.
@@ -30,7 +41,7 @@ def us_to_ns(values: list, path: str | Path, field: str) -> tuple[np.ndarray, np
         arr = None
     if arr is not None:
         missing = arr.is_null().to_numpy(zero_copy_only=False)
-        return _floats_to_ns(arr.fill_null(0.0).to_numpy(), ~missing, path, field)
+        return _floats_to_ns(arr.fill_null(0.0).to_numpy(), ~missing)
     floats = np.zeros(n, dtype=np.float64)  # zeros: string rows must not hold garbage (overflow warnings)
     kinds = np.zeros(n, dtype=np.int8)  # 0 float/int, 1 missing, 2 string, 3 big int
     for i, v in enumerate(values):
@@ -44,7 +55,7 @@ def us_to_ns(values: list, path: str | Path, field: str) -> tuple[np.ndarray, np
             kinds[i] = 1
         else:
             kinds[i] = 2
-    ns, ok = _floats_to_ns(floats, kinds == 0, path, field)
+    ns, ok, lossy = _floats_to_ns(floats, kinds == 0)
     for i in np.flatnonzero(kinds >= 2):
         v = values[i]
         parsed = _parse_decimal_us(v) if isinstance(v, str) else int(v) * 1000
@@ -53,11 +64,13 @@ def us_to_ns(values: list, path: str | Path, field: str) -> tuple[np.ndarray, np
         else:
             ns[i] = parsed
             ok[i] = True
-    return ns, ok
+    return ns, ok, lossy
 
 
-def _floats_to_ns(floats: np.ndarray, regular: np.ndarray, path: str | Path, field: str):
-    """Exact ns of float us values (see us_to_ns); ok is False where not regular or not finite."""
+def _floats_to_ns(floats: np.ndarray, regular: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Exact ns of float us values (see us_to_ns); ok is False where not regular or not finite.
+
+    Also returns how many values are beyond float precision (see EXACT_FLOAT_US)."""
     n = len(floats)
     finite = np.isfinite(floats) & regular
     whole = np.floor(floats, where=finite, out=np.zeros(n))
@@ -65,9 +78,7 @@ def _floats_to_ns(floats: np.ndarray, regular: np.ndarray, path: str | Path, fie
     ns = np.zeros(n, dtype=np.int64)
     ns[finite] = whole[finite].astype(np.int64) * 1000 + frac_ns[finite].astype(np.int64)
     lossy = finite & (np.abs(floats) >= EXACT_FLOAT_US) & (whole != floats)
-    if lossy.any():
-        warn(path, f"{int(lossy.sum())} '{field}' values are beyond float precision; ns digits may be off")
-    return ns, finite.copy()
+    return ns, finite.copy(), int(lossy.sum())
 
 
 def _parse_decimal_us(text: str) -> int | None:

@@ -56,8 +56,67 @@ def build_call_tree(events: pd.DataFrame) -> CallTree:
     dur = np.maximum(events["dur_ns"].to_numpy()[rows], 0)
     rank = events["kind"].map(_NEST_RANK).astype("float").fillna(9).to_numpy()[rows]
     order = np.lexsort((rows, rank, -dur, start, track))
-    _nest(rows[order], track[order], start[order], (start + dur)[order], parent, depth, lane)
+    rows, track, start, end = rows[order], track[order], start[order], (start + dur)[order]
+    tangled = _nest_vectorized(rows, track, start, end, parent, depth)
+    if tangled is not None:
+        # Blocks with partial overlaps: the exact stack walk, on those blocks only.
+        _nest(rows[tangled[0]], tangled[1], start[tangled[0]], end[tangled[0]], parent, depth, lane)
     return CallTree(parent, depth, lane)
+
+
+def _nest_vectorized(rows, track, start, end, parent, depth) -> tuple[np.ndarray, np.ndarray] | None:
+    """The stack walk of `_nest`, in numpy, for the blocks of events that nest properly.
+
+    Events are sorted by (track, start, -duration, ...). A block starts at an event that starts
+    when every earlier event of its track has ended, so blocks are independent. In a block
+    where everything nests, the parent of an event is the innermost event still open at its
+    start: the last earlier one with one less open event around it. An event is open at time
+    s while its end is after s (an event ending exactly at s is closed), as in `_nest`.
+
+    Writes parent and depth of the proper blocks; returns (positions, block ids) of the events in
+    the other blocks, which `_nest` must place, or None if there are none.
+    """
+    n = len(rows)
+    pos = np.arange(n)
+    new_track = np.ones(n, dtype=bool)
+    new_track[1:] = track[1:] != track[:-1]
+    track_begin = np.maximum.accumulate(np.where(new_track, pos, 0))
+    # Dense ranks of the times, so that (track, time) fits in one int64 key.
+    times, inverse = np.unique(np.concatenate([start, end]), return_inverse=True)
+    inverse = inverse.ravel()
+    width = len(times) + 1
+    key_start = track * width + inverse[:n]
+    key_end = track * width + inverse[n:]
+    # Open events at each start = earlier events of the track that end after it.
+    ended = np.searchsorted(np.sort(key_end), key_start, side="right") - track_begin
+    # ... minus the zero-length events at the same start that come later (they sort last).
+    new_start = new_track.copy()
+    new_start[1:] |= start[1:] != start[:-1]
+    group = np.cumsum(new_start) - 1
+    group_end = np.append(np.flatnonzero(new_start)[1:], n)[group]
+    zero_len = np.bincount(group, weights=(end == start), minlength=group[-1] + 1 if n else 0).astype(np.int64)
+    later_zero = group_end - np.maximum(pos, group_end - zero_len[group])
+    open_ = (pos - track_begin) - (ended - later_zero)
+    # Blocks: an event with nothing open starts one.
+    block = np.cumsum(open_ == 0) - 1
+    # Parent candidate: the last earlier event with one less open.
+    order = np.lexsort((pos, open_))
+    keys = open_[order] * n + pos[order]
+    at = np.searchsorted(keys, (open_ - 1) * n + pos, side="left") - 1
+    cand = order[np.maximum(at, 0)]
+    inner = open_ > 0
+    ok = ~inner | ((at >= 0) & (open_[cand] == open_ - 1) & (block[cand] == block)
+                   & (end[cand] > start) & (end <= end[cand]))
+    bad_blocks = np.unique(block[~ok])
+    tangled = np.isin(block, bad_blocks) if len(bad_blocks) else np.zeros(n, dtype=bool)
+    good = ~tangled
+    depth[rows[good]] = open_[good]
+    has_parent = good & inner
+    parent[rows[has_parent]] = rows[cand[has_parent]]
+    if not tangled.any():
+        return None
+    where = np.flatnonzero(tangled)
+    return where, block[where]
 
 
 def _nest(rows, track, start, end, parent, depth, lane) -> None:

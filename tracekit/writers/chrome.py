@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,13 +15,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tracekit.accounting import METADATA, WRITTEN, flow_status
+from tracekit.converters.loading import release_free_memory
 from tracekit.opargs import op_inputs
 from tracekit.table import DEVICE_KINDS, EventTable, SourceInfo, strings, track_view
-from tracekit.writers.json_rows import event_rows, joined_bytes
+from tracekit.writers.json_rows import event_rows, write_rows
 from tracekit.writers.module_track import module_track_events
 from tracekit.writers.out_event import OutEvent
 
-CHUNK = 50_000
+CHUNK = 16_384
 
 
 @dataclass
@@ -47,6 +49,7 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
     and process sort indices into their own range, so traces of several ranks splice into one file;
     `meta` is added to the document's `tracekit` metadata.
     """
+    release_free_memory()
     ev = table.events
     kind = ev["kind"].to_numpy()
     ph = strings(ev["ph"])
@@ -62,76 +65,94 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
         base_ns = int(ev["ts_ns"].to_numpy()[rows].min()) // 1000 * 1000 if len(rows) else 0
     layout = _Layout(track_view(ev), table.sources, slot)
     out_pid_arr, out_tid_arr = layout.place(rows)
-    out_pid, out_tid = out_pid_arr.tolist(), out_tid_arr.tolist()
-    extra = _kernel_args(table)
+    extra_rows, extra_args = _kernel_args(table)
+    release_free_memory()
     doc_meta = _top_meta(table.sources, base_ns)
     doc_meta["tracekit"].update(meta or {})
     encoder = msgspec.json.Encoder()
     written = 0
     names, cats, scope = strings(ev["name"]), strings(ev["cat"]), strings(ev["scope"])
     ts_ns, dur_ns = ev["ts_ns"].to_numpy(), ev["dur_ns"].to_numpy()
+    module_args = _ModuleArgs(ev)
     with _open_out(path, gzip_output) as fh:
         fh.write(b'{"traceEvents":[')
         first = True
         for chunk in _chunks(layout.metadata_events()):
-            fh.write((b"" if first else b",") + encoder.encode(chunk)[1:-1])
+            _write_list(fh, encoder.encode(chunk), first)
             first = False
-        args = _with_module_args(ev, _with_extra_args(table.args, extra))
         for begin in range(0, len(rows), CHUNK):
             part = rows[begin : begin + CHUNK]
             text = event_rows(
                 ph[part], out_pid_arr[part], out_tid_arr[part], names[part], cats[part],
-                ts_ns[part] - base_ns, dur_ns[part], scope[part], args.take(pa.array(part)),
+                ts_ns[part] - base_ns, dur_ns[part], scope[part],
+                module_args.extend(part, _chunk_args(table.args, part, extra_rows, extra_args)),
+                prefix=",",
             )
-            fh.write((b"" if first else b",") + joined_bytes(text))
+            # Every row starts with its separator; the file's first event drops it.
+            write_rows(fh, text, skip=1 if first else 0)
+            del text
+            release_free_memory()
             first = False
             written += len(part)
         track = module_track_events(ev, out_pid_arr, out_tid_arr, base_ns, layout.out_thread_names)
         if track:
-            fh.write((b"" if first else b",") + encoder.encode(track)[1:-1])
+            _write_list(fh, encoder.encode(track), first)
             first = False
-        flows = _flow_events(ev, launch, flow_pairs, out_pid, out_tid, base_ns, slot * FLOW_STRIDE)
-        if flows:
-            fh.write((b"" if first else b",") + encoder.encode(flows)[1:-1])
+        flows = 0
+        for chunk in _flow_events(ev, launch, flow_pairs, out_pid_arr, out_tid_arr, base_ns, slot * FLOW_STRIDE):
+            _write_list(fh, encoder.encode(chunk), first)
+            first = False
+            flows += len(chunk)
         fh.write(b"]," + encoder.encode(doc_meta)[1:] )
-    return ChromeResult(status, written, len(flows) // 2, base_ns, sum(e.ph == "X" for e in track))
+    return ChromeResult(status, written, flows // 2, base_ns, sum(e.ph == "X" for e in track))
 
 
-def _with_extra_args(args: pa.LargeBinaryArray, extra: dict[int, bytes]) -> pa.Array:
-    """args with the rows in `extra` replaced."""
-    if not extra:
-        return args
-    mask = np.zeros(len(args), dtype=bool)
-    rows = np.fromiter(extra.keys(), dtype=np.int64, count=len(extra))
-    mask[rows] = True
-    order = np.sort(rows)
-    replacements = pa.array([extra[r] for r in order.tolist()], pa.large_binary())
-    return pc.replace_with_mask(args, pa.array(mask), replacements)
+def _chunk_args(args: pa.LargeBinaryArray, part: np.ndarray, extra_rows: np.ndarray,
+                extra_args: pa.Array) -> pa.Array:
+    """args of the rows `part` (ascending), with the rows in `extra_rows` (ascending) set to `extra_args`."""
+    taken = args.take(pa.array(part))
+    if not len(extra_rows):
+        return taken
+    mask = np.isin(part, extra_rows)
+    if not mask.any():
+        return taken
+    replacements = extra_args.take(pa.array(np.searchsorted(extra_rows, part[mask])))
+    return pc.replace_with_mask(taken, pa.array(mask), replacements)
 
 
-def _with_module_args(ev: pd.DataFrame, args: pa.Array) -> pa.Array:
-    """args of every attributed event extended with "module_path" and "phase" (vectorized in arrow)."""
-    if "module_path" not in ev or not len(ev):
-        return args
-    path_codes = ev["module_path"].cat.codes.to_numpy()
-    rows = np.flatnonzero((path_codes >= 0) & ~np.isin(ev["kind"].to_numpy(), ("flow", "metadata")))
-    if not len(rows):
-        return args
-    quoted = pa.array([msgspec.json.encode(str(c)).decode() for c in ev["module_path"].cat.categories],
-                      pa.large_string())
-    phase = pa.array(strings(ev["phase"])[rows], pa.large_string()).fill_null("")
-    def lit(text: str) -> pa.Scalar:
-        return pa.scalar(text, pa.large_string())
+class _ModuleArgs:
+    """Adds "module_path" and "phase" to the args of attributed events, one chunk at a time."""
 
-    added = pc.binary_join_element_wise(
-        lit('"module_path":'), quoted.take(pa.array(path_codes[rows])), lit(',"phase":"'), phase, lit('"'), lit(""))
-    text = args.take(pa.array(rows)).cast(pa.large_string())
-    inner = pc.utf8_trim_whitespace(pc.utf8_slice_codeunits(pc.utf8_trim_whitespace(text), 1, -1))
-    sep = pc.if_else(pc.equal(pc.utf8_length(inner), 0), lit(""), lit(","))
-    merged = pc.binary_join_element_wise(lit("{"), inner, sep, added, lit("}"), lit("")).cast(pa.large_binary())
-    mask = np.zeros(len(args), dtype=bool)
-    mask[rows] = True
-    return pc.replace_with_mask(args.cast(pa.large_binary()), pa.array(mask), merged)
+    def __init__(self, ev: pd.DataFrame):
+        self.active = "module_path" in ev and len(ev) > 0
+        if not self.active:
+            return
+        self.path_codes = ev["module_path"].cat.codes.to_numpy()
+        self.attributed = (self.path_codes >= 0) & ~np.isin(ev["kind"].to_numpy(), ("flow", "metadata"))
+        self.quoted = pa.array([msgspec.json.encode(str(c)).decode() for c in ev["module_path"].cat.categories],
+                               pa.large_string())
+        self.phase = strings(ev["phase"])
+
+    def extend(self, part: np.ndarray, args: pa.Array) -> pa.Array:
+        """`args` (the args of rows `part`) with the module fields added where a row has a module."""
+        if not self.active:
+            return args
+        mask = self.attributed[part]
+        if not mask.any():
+            return args
+        rows = part[mask]
+        phase = pa.array(self.phase[rows], pa.large_string()).fill_null("")
+        added = pc.binary_join_element_wise(_lit('"module_path":'), self.quoted.take(pa.array(self.path_codes[rows])),
+                                            _lit(',"phase":"'), phase, _lit('"'), _lit(""))
+        text = args.filter(pa.array(mask)).cast(pa.large_string())
+        inner = pc.utf8_trim_whitespace(pc.utf8_slice_codeunits(pc.utf8_trim_whitespace(text), 1, -1))
+        sep = pc.if_else(pc.equal(pc.utf8_length(inner), 0), _lit(""), _lit(","))
+        merged = pc.binary_join_element_wise(_lit("{"), inner, sep, added, _lit("}"), _lit("")).cast(pa.large_binary())
+        return pc.replace_with_mask(args.cast(pa.large_binary()), pa.array(mask), merged)
+
+
+def _lit(text: str) -> pa.Scalar:
+    return pa.scalar(text, pa.large_string())
 
 
 def _open_out(path: Path, gzip_output: bool):
@@ -162,54 +183,90 @@ def _top_meta(sources: list[SourceInfo], base_ns: int) -> dict[str, Any]:
     }
 
 
-def _flow_events(ev: pd.DataFrame, launch: np.ndarray, pairs: pd.DataFrame, out_pid, out_tid,
-                 base_ns: int, first_id: int = 0) -> list[OutEvent]:
-    """Launch flows (runtime call -> device event) from the links, then the other paired flows."""
-    ts = ((ev["ts_ns"].to_numpy() - base_ns) / 1000.0).tolist()
-    flows: list[OutEvent] = []
-    next_id = first_id + 1
+def _flow_events(ev: pd.DataFrame, launch: np.ndarray, pairs: pd.DataFrame, out_pid: np.ndarray,
+                 out_tid: np.ndarray, base_ns: int, first_id: int = 0, chunk: int = CHUNK // 2
+                 ) -> Iterator[list[OutEvent]]:
+    """Launch flows (runtime call -> device event) from the links, then the other paired flows.
+
+    Flow ids count up from `first_id` + 1. Yields lists of at most 2 * `chunk` events (a start and
+    an end per flow), in order.
+    """
+    ts_ns = ev["ts_ns"].to_numpy()
     dev = np.flatnonzero(np.isin(ev["kind"].to_numpy(), list(DEVICE_KINDS)) & (launch >= 0))
-    for row, src in zip(dev.tolist(), launch[dev].tolist()):
-        flows.append(OutEvent(ph="s", pid=out_pid[src], tid=out_tid[src], name="launch", cat="ac2g",
-                              ts=ts[src], id=next_id))
-        flows.append(OutEvent(ph="f", pid=out_pid[row], tid=out_tid[row], name="launch", cat="ac2g",
-                              ts=ts[row], id=next_id, bp="e"))
-        next_id += 1
-    for s, f, cat in zip(pairs["start"].tolist(), pairs["end"].tolist(), pairs["cat"].tolist()):
-        flows.append(OutEvent(ph="s", pid=out_pid[s], tid=out_tid[s], name=cat, cat=cat,
-                              ts=ts[s], id=next_id))
-        flows.append(OutEvent(ph="f", pid=out_pid[f], tid=out_tid[f], name=cat, cat=cat,
-                              ts=ts[f], id=next_id, bp="e"))
-        next_id += 1
-    return flows
+    starts = np.concatenate([launch[dev], pairs["start"].to_numpy(dtype=np.int64)])
+    ends = np.concatenate([dev, pairs["end"].to_numpy(dtype=np.int64)])
+    cats = pairs["cat"].tolist()
+    for begin in range(0, len(starts), chunk):
+        s_rows, f_rows = starts[begin : begin + chunk], ends[begin : begin + chunk]
+        s_pid, s_tid = out_pid[s_rows].tolist(), out_tid[s_rows].tolist()
+        f_pid, f_tid = out_pid[f_rows].tolist(), out_tid[f_rows].tolist()
+        s_ts, f_ts = ((ts_ns[s_rows] - base_ns) / 1000.0).tolist(), ((ts_ns[f_rows] - base_ns) / 1000.0).tolist()
+        flows: list[OutEvent] = []
+        for k in range(len(s_rows)):
+            at = begin + k
+            cat = "ac2g" if at < len(dev) else cats[at - len(dev)]
+            name = "launch" if at < len(dev) else cat
+            flow_id = first_id + at + 1
+            flows.append(OutEvent(ph="s", pid=s_pid[k], tid=s_tid[k], name=name, cat=cat, ts=s_ts[k], id=flow_id))
+            flows.append(OutEvent(ph="f", pid=f_pid[k], tid=f_tid[k], name=name, cat=cat, ts=f_ts[k], id=flow_id,
+                                  bp="e"))
+        yield flows
 
 
-def _kernel_args(table: EventTable) -> dict[int, bytes]:
-    """Args of device events extended with their launching op's name and input shapes."""
+def _write_list(fh, encoded: bytes, first: bool) -> None:
+    """Write the items of an encoded JSON list (without its brackets) after a separator unless first."""
+    if not first:
+        fh.write(b",")
+    fh.write(memoryview(encoded)[1:-1])
+
+
+_WHITESPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() strips
+
+
+def _bin(value: bytes) -> pa.Scalar:
+    return pa.scalar(value, pa.large_binary())
+
+
+def _kernel_args(table: EventTable) -> tuple[np.ndarray, pa.Array]:
+    """Args of device events extended with their launching op's name and input shapes.
+
+    Returns (rows, new args): the device rows that have a launching op (ascending) and their args.
+    The text added is built once per op; the rows are edited with arrow kernels.
+    """
     ev = table.events
     launcher = ev["launcher"].to_numpy()
     dev = np.flatnonzero(np.isin(ev["kind"].to_numpy(), list(DEVICE_KINDS)) & (launcher >= 0))
     if not len(dev):
-        return {}
+        return dev, pa.array([], pa.large_binary())
     ops = np.unique(launcher[dev])
-    inputs = op_inputs(table.args, ops).lookup()
+    inputs = op_inputs(table.args, ops)
     names = strings(ev["name"])
-    originals = table.args.take(dev).to_pylist()
-    out: dict[int, bytes] = {}
-    for row, raw in zip(dev.tolist(), originals):
-        op = int(launcher[row])
-        dims, types = inputs.get(op, ("", ""))
+    per_op = []
+    for op, dims, types in zip(ops.tolist(), inputs.dims, inputs.types):
         added = b'"launcher op":' + msgspec.json.encode(names[op])
         if dims:
             added += b',"launcher Input Dims":' + dims.encode()
         if types:
             added += b',"launcher Input type":' + types.encode()
-        if raw and raw.strip() not in (b"{}", b""):
-            body = raw.rstrip()
-            out[row] = body[:-1] + b"," + added + b"}"
-        else:
-            out[row] = b"{" + added + b"}"
-    return out
+        per_op.append(added)
+    added = pa.array(per_op, pa.large_binary()).take(pa.array(np.searchsorted(ops, launcher[dev])))
+    raw = table.args.take(pa.array(dev)).cast(pa.large_string())
+    right = pc.utf8_rtrim(raw, characters=_WHITESPACE)
+    both = pc.utf8_ltrim(right, characters=_WHITESPACE)
+    extend = pc.invert(pc.or_(pc.equal(both, "{}"), pc.equal(both, "")))
+    # An object: its text up to the closing brace, then the added fields; otherwise a new object.
+    body = pc.binary_slice(right.cast(pa.large_binary()), 0, -1)
+    extended = pc.binary_join_element_wise(body, _bin(b","), added, _bin(b"}"), _bin(b""))
+    fresh = pc.binary_join_element_wise(_bin(b"{"), added, _bin(b"}"), _bin(b""))
+    return dev, pc.if_else(extend, extended, fresh)
+
+
+def _lookup(keys: pd.DataFrame, mapping: dict[tuple, int]) -> np.ndarray:
+    """mapping[tuple(row)] for every row of `keys` (every row's key is in `mapping`)."""
+    table = pd.DataFrame(list(mapping), columns=list(keys.columns)).astype(keys.dtypes.to_dict())
+    table["_value"] = np.fromiter(mapping.values(), dtype=np.int64, count=len(mapping))
+    joined = keys.merge(table, on=list(keys.columns), how="left", sort=False)
+    return joined["_value"].to_numpy()
 
 
 class _Layout:
@@ -287,9 +344,9 @@ class _Layout:
                                           args=msgspec.Raw(msgspec.json.encode({"name": name}))))
                 self.meta.append(OutEvent(ph="M", pid=newp, tid=new, name="thread_sort_index",
                                           args=msgspec.Raw(msgspec.json.encode({"sort_index": sort_index}))))
-        out_pid[rows] = [pid_map[k] for k in zip(src[rows].tolist(), pid[rows].tolist())]
-        tkeys = zip(src[rows].tolist(), pid[rows].tolist(), tid[rows].tolist(), lane[rows].tolist())
-        out_tid[rows] = [tid_map[k] for k in tkeys]
+        keys = pd.DataFrame({"src": src[rows], "pid": pid[rows], "tid": tid[rows], "lane": lane[rows]})
+        out_pid[rows] = _lookup(keys[["src", "pid"]], pid_map)
+        out_tid[rows] = _lookup(keys, tid_map)
         return out_pid, out_tid
 
     def metadata_events(self) -> list[OutEvent]:

@@ -32,10 +32,12 @@ def json_strings(values: np.ndarray) -> pa.Array:
 
 
 def event_rows(ph: np.ndarray, pid: np.ndarray, tid: np.ndarray, name: np.ndarray, cat: np.ndarray,
-               ts_rel_ns: np.ndarray, dur_ns: np.ndarray, scope: np.ndarray, args: pa.Array) -> pa.Array:
+               ts_rel_ns: np.ndarray, dur_ns: np.ndarray, scope: np.ndarray, args: pa.Array,
+               prefix: str = "") -> pa.Array:
     """`{"ph":..,"pid":..,"tid":..,"name":..,"cat":..,"ts":..,"dur":..,"s":..,"args":..}` per event.
 
     `cat`/`scope` entries that are None, `dur` of non-X events and empty `args` are left out.
+    Every row starts with `prefix` (e.g. the separator, see write_rows).
     """
     empty = _lit("")
     is_x = pa.array(ph == "X")
@@ -52,7 +54,7 @@ def event_rows(ph: np.ndarray, pid: np.ndarray, tid: np.ndarray, name: np.ndarra
     has_args = pc.greater(pc.binary_length(args), 0)
     args_part = pc.if_else(has_args, pc.binary_join_element_wise(_lit(',"args":'), args_text, empty), empty)
     return pc.binary_join_element_wise(
-        _lit('{"ph":'), json_strings(ph_out.astype(object)),
+        _lit(prefix + '{"ph":'), json_strings(ph_out.astype(object)),
         _lit(',"pid":'), pc.cast(pa.array(pid, pa.int64()), LS),
         _lit(',"tid":'), pc.cast(pa.array(tid, pa.int64()), LS),
         _lit(',"name":'), json_strings(name),
@@ -73,3 +75,18 @@ def joined_bytes(rows: pa.Array, separator: bytes = b",") -> bytes:
     offsets = np.frombuffer(combined.buffers()[1], dtype=np.int64, count=len(combined) + 1, offset=combined.offset * 8)
     data = combined.buffers()[2]
     return data.to_pybytes()[offsets[0] : offsets[-1] - len(separator)]
+
+
+def write_rows(fh, rows: pa.Array, skip: int = 0) -> int:
+    """Write the rows back to back (no copy: their data buffer is written as it is); returns bytes written.
+
+    `skip` bytes are left out at the start (e.g. the first row's separator).
+    """
+    if len(rows) == 0:
+        return 0
+    combined = rows.combine_chunks() if isinstance(rows, pa.ChunkedArray) else rows
+    offsets = np.frombuffer(combined.buffers()[1], dtype=np.int64, count=len(combined) + 1,
+                            offset=combined.offset * 8)
+    view = memoryview(combined.buffers()[2])[int(offsets[0]) + skip : int(offsets[-1])]
+    fh.write(view)
+    return len(view)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tracekit.opargs import op_inputs
+from tracekit.converters.loading import release_free_memory
+from tracekit.opargs import _Inputs, op_inputs
 from tracekit.steps import step_table
 from tracekit.table import DEVICE_KINDS, EventTable, strings
 
@@ -25,7 +28,7 @@ def events_frame(table: EventTable) -> pa.Table:
     """The event table as arrow, with the original args as JSON text."""
     ev = table.events
     cols = [c for c in EVENT_COLUMNS if c in ev]
-    arrow = pa.Table.from_pandas(ev[cols], preserve_index=False)
+    arrow = pa.Table.from_pandas(ev, columns=cols, preserve_index=False)  # no copy of the frame
     return arrow.append_column("args", table.args.cast(pa.large_string()))
 
 
@@ -36,7 +39,9 @@ def kernels_frame(table: EventTable) -> pd.DataFrame:
     launch = ev["launch"].to_numpy()[rows]
     launcher = ev["launcher"].to_numpy()[rows]
     names = strings(ev["name"])
-    inputs = op_inputs(table.args, np.unique(launcher[launcher >= 0])).lookup()
+    ops = np.unique(launcher[launcher >= 0])
+    dims, types = op_input_columns(table.args, ops)
+    at = pa.array(np.searchsorted(ops, launcher), mask=launcher < 0) if len(ops) else None
     return pd.DataFrame({
         "row": rows,
         "source": strings(ev["source"])[rows],
@@ -50,20 +55,88 @@ def kernels_frame(table: EventTable) -> pd.DataFrame:
         "step": ev["step"].to_numpy()[rows],
         "correlation": ev["correlation"].to_numpy()[rows],
         "launch_row": launch,
-        "launch_name": [names[r] if r >= 0 else None for r in launch.tolist()],
+        "launch_name": _names_at(names, launch),
         "launcher_row": launcher,
-        "op_name": [names[r] if r >= 0 else None for r in launcher.tolist()],
-        "op_input_dims": [inputs[r][0] if r >= 0 else None for r in launcher.tolist()],
-        "op_input_types": [inputs[r][1] if r >= 0 else None for r in launcher.tolist()],
+        "op_name": _names_at(names, launcher),
+        "op_input_dims": _text_at(dims, at, len(rows)),
+        "op_input_types": _text_at(types, at, len(rows)),
         **_module_columns(ev, rows),
     })
+
+
+def _names_at(names: np.ndarray, rows: np.ndarray) -> np.ndarray | list:
+    """names[rows], None where rows < 0."""
+    if not len(rows):
+        return []  # as an empty list: the same (null) Parquet type as before
+    out = names[np.maximum(rows, 0)] if len(names) else np.full(len(rows), None, dtype=object)
+    out[rows < 0] = None
+    return out
+
+
+def _text_at(values: pa.Array, at: pa.Array | None, n: int):
+    """values[at] (None where `at` is null) as a pandas column, or all None."""
+    if at is None:
+        return [None] * n
+    return values.take(at).to_pandas()
+
+
+def op_input_columns(args: pa.LargeBinaryArray, rows: np.ndarray,
+                     chunk: int = 32_768) -> tuple[pa.Array, pa.Array]:
+    """`Input Dims` and `Input type` JSON text of `rows` ("" where absent), as arrow strings.
+
+    The same values as opargs.op_inputs, without a Python str per row: per chunk of rows, one
+    msgspec call over their args, and the raw slices joined into arrow columns.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if not len(rows):
+        empty = pa.array([], pa.large_string())
+        return empty, empty
+    parts = [_op_input_chunk(args, rows[i : i + chunk]) for i in range(0, len(rows), chunk)]
+    if len(parts) == 1:
+        return parts[0]
+    return pa.concat_arrays([p[0] for p in parts]), pa.concat_arrays([p[1] for p in parts])
+
+
+def _op_input_chunk(args: pa.LargeBinaryArray, rows: np.ndarray) -> tuple[pa.Array, pa.Array]:
+    picked = args.take(pa.array(rows))
+    pieces = pc.if_else(pc.greater(pc.binary_length(picked), 0), picked, pa.scalar(b"null", pa.large_binary()))
+    del picked
+    listed = pc.binary_join_element_wise(pieces, pa.scalar(b",", pa.large_binary()), pa.scalar(b"", pa.large_binary()))
+    del pieces
+    offsets = np.frombuffer(listed.buffers()[1], dtype=np.int64, count=len(listed) + 1, offset=listed.offset * 8)
+    body = memoryview(listed.buffers()[2])[int(offsets[0]) : int(offsets[-1]) - 1]
+    text = bytearray(len(body) + 2)
+    text[0:1], text[1:-1], text[-1:] = b"[", body, b"]"
+    del body, listed
+    try:
+        decoded = _inputs_decoder.decode(text)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        slow = op_inputs(args, rows)
+        return pa.array(slow.dims, pa.large_string()), pa.array(slow.types, pa.large_string())
+    none = _Inputs()
+    decoded = [none if d is None else d for d in decoded]
+    return _raw_text([d.dims for d in decoded]), _raw_text([d.types for d in decoded])
+
+
+_inputs_decoder = msgspec.json.Decoder(list[_Inputs | None])
+
+
+def _raw_text(raws: list) -> pa.Array:
+    """Raw JSON slices as one arrow string column (no per-row copies)."""
+    lengths = np.fromiter(map(len, raws), dtype=np.int64, count=len(raws))
+    offsets = np.zeros(len(raws) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    data = b"".join(raws)
+    binary = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), len(raws), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    return binary.cast(pa.large_string())
 
 
 def ops_frame(table: EventTable) -> pd.DataFrame:
     """One row per cpu op (collective ops included) with input dims and types as JSON text."""
     ev = table.events
     rows = np.flatnonzero(ev["kind"].isin(["cpu_op", "collective"]).to_numpy())
-    inputs = op_inputs(table.args, rows)
+    dims, types = op_input_columns(table.args, rows)
     launcher = ev["launcher"].to_numpy()
     kernel_count = np.bincount(launcher[launcher >= 0], minlength=len(ev))[rows] if len(ev) else []
     return pd.DataFrame({
@@ -81,8 +154,8 @@ def ops_frame(table: EventTable) -> pd.DataFrame:
         "step": ev["step"].to_numpy()[rows],
         "sequence": ev["sequence"].to_numpy()[rows],
         "external_id": ev["external_id"].to_numpy()[rows],
-        "input_dims": inputs.dims,
-        "input_types": inputs.types,
+        "input_dims": dims.to_pandas() if len(rows) else [],
+        "input_types": types.to_pandas() if len(rows) else [],
         "kernel_count": kernel_count,
         **_module_columns(ev, rows),
     })
@@ -100,16 +173,24 @@ def _module_columns(ev: pd.DataFrame, rows: np.ndarray) -> dict[str, np.ndarray]
 
 
 def write_parquet_tables(table: EventTable, outdir: Path) -> dict[str, int]:
-    """Write events/kernels/ops/steps .parquet into outdir; returns row counts."""
+    """Write events/kernels/ops/steps .parquet into outdir; returns row counts.
+
+    One table at a time: each is dropped once written, so their memory does not add up.
+    """
     counts = {}
+    release_free_memory()
     events = events_frame(table)
     pq.write_table(events, outdir / "events.parquet", compression="zstd")
     counts["events"] = events.num_rows
-    for name, frame in (("kernels", kernels_frame(table)), ("ops", ops_frame(table)),
-                        ("steps", step_table(table.events))):
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), outdir / f"{name}.parquet",
-                       compression="zstd")
-        counts[name] = len(frame)
+    del events
+    release_free_memory()
+    frames = (("kernels", kernels_frame), ("ops", ops_frame), ("steps", lambda t: step_table(t.events)))
+    for name, make in frames:
+        arrow = pa.Table.from_pandas(make(table), preserve_index=False)
+        pq.write_table(arrow, outdir / f"{name}.parquet", compression="zstd")
+        counts[name] = arrow.num_rows
+        del arrow
+        release_free_memory()
     return counts
 
 

@@ -17,10 +17,12 @@ import msgspec
 import numpy as np
 import pandas as pd
 
-from tracekit.table import DEVICE_KINDS, EventTable, strings
+from tracekit.table import DEVICE_KINDS, EventTable, matches, strings
 
 _PREFIX = re.compile(r"^(?:c10d::|_c10d_functional::|c10d_functional::|nccl:|gloo:|hccl:|vllm::|symm_mem::)(.+)$")
 _RPC = "record_param_comms"
+_COMM_KERNEL = re.compile(r"(?i:nccl|rccl)|.*all_reduce_kernel")  # communication kernels (not compute)
+_WAIT = re.compile(r"(?i).*wait")
 _ORDER = (
     ("allreduce", "all_reduce"), ("allgather", "all_gather"), ("reducescatter", "reduce_scatter"),
     ("alltoall", "all_to_all"), ("broadcast", "broadcast"), ("send", "send"), ("recv", "recv"),
@@ -133,8 +135,8 @@ def collective_calls(table: EventTable) -> tuple[pd.DataFrame, dict[str, int]]:
     ev = table.events
     names = strings(ev["name"])
     cats = strings(ev["cat"])
-    kind_of = {n: _name_kind(n) for n in ev["name"].cat.categories} if len(ev) else {}
-    base_kind = np.array([kind_of.get(n) if n is not None else None for n in names], dtype=object)
+    kind_of = [_name_kind(n) for n in ev["name"].cat.categories] if len(ev) else []
+    base_kind = np.array([*kind_of, None], dtype=object)[ev["name"].cat.codes.to_numpy()]  # code -1 -> None
     device_side = cats == "gpu_user_annotation"
     cand = np.flatnonzero(np.not_equal(base_kind, None) & ~device_side & (ev["ph"].to_numpy() == "X"))
     parent = ev["parent"].to_numpy()
@@ -153,6 +155,8 @@ def collective_calls(table: EventTable) -> tuple[pd.DataFrame, dict[str, int]]:
     ts, dur = ev["ts_ns"].to_numpy(), np.maximum(ev["dur_ns"].to_numpy(), 0)
     tid = ev["tid"].to_numpy()
     has_modules = "module_path" in ev
+    rank, step = ev["rank"].to_numpy(), ev["step"].to_numpy()
+    module_paths = strings(ev["module_path"]) if has_modules else None
     rows, skipped = [], {}
     calls, execs = [], []
     for top in sorted(members, key=lambda r: (ts[r], r)):
@@ -171,11 +175,11 @@ def collective_calls(table: EventTable) -> tuple[pd.DataFrame, dict[str, int]]:
         start = int(min(ts[k] for k in kernels)) if kernels else int(ts[top])
         end = int(max(ts[k] + dur[k] for k in done)) if done else int(ts[top] + dur[top])
         if has_modules:
-            module, module_from = ev["module_path"].iloc[top], "tracekit.modules"
+            module, module_from = module_paths[top], "tracekit.modules"
         else:
             module, module_from = _enclosing_modules(ev, names, top), "enclosing nn.Module events"
         rows.append({
-            "rank": int(ev["rank"].iat[top]), "step": int(ev["step"].iat[top]), "name": names[top],
+            "rank": int(rank[top]), "step": int(step[top]), "name": names[top],
             **facts, "start_ns": start, "dur_ns": end - start, "call_ns": int(dur[top]),
             "module_path": module, "module_from": module_from, "call_row": top,
             "exec_row": done[0] if done else -1, "thread": int(tid[top]),
@@ -264,18 +268,15 @@ def compute_intervals(ev: pd.DataFrame, calls: pd.DataFrame) -> np.ndarray:
     """Merged [start, end) intervals of compute on one rank: non-communication device kernels when the rank
     has any, else cpu ops that neither contain nor are communication or a wait."""
     kind = ev["kind"].to_numpy()
-    names = strings(ev["name"])
     ts, end = ev["ts_ns"].to_numpy(), ev["ts_ns"].to_numpy() + np.maximum(ev["dur_ns"].to_numpy(), 0)
     dev = np.isin(kind, list(DEVICE_KINDS))
     if dev.any():
-        comm = np.array([n is not None and n.lower().startswith(("nccl", "rccl", "ncclkernel")) for n in names])
-        comm |= np.array([n is not None and "all_reduce_kernel" in n for n in names])
+        comm = matches(ev["name"], _COMM_KERNEL)
         rows = np.flatnonzero(dev & ~comm)
     else:
         parent = ev["parent"].to_numpy()
         blocked = np.zeros(len(ev), dtype=bool)
-        waits = np.flatnonzero(np.isin(kind, ["collective"]) | np.array(
-            [n is not None and "wait" in n.lower() for n in names]) & (kind == "cpu_op"))
+        waits = np.flatnonzero(np.isin(kind, ["collective"]) | matches(ev["name"], _WAIT) & (kind == "cpu_op"))
         for row in np.concatenate([waits, calls["call_row"].to_numpy()]).tolist():
             cur = int(row)
             while cur >= 0 and not blocked[cur]:

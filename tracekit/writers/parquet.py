@@ -32,7 +32,7 @@ def events_frame(table: EventTable) -> pa.Table:
     return arrow.append_column("args", table.args.cast(pa.large_string()))
 
 
-def kernels_frame(table: EventTable) -> pd.DataFrame:
+def kernels_frame(table: EventTable) -> pa.Table:
     """One row per device event (kernel, memcpy, memset) with its launch and launching op."""
     ev = table.events
     rows = np.flatnonzero(ev["kind"].isin(DEVICE_KINDS).to_numpy())
@@ -42,7 +42,7 @@ def kernels_frame(table: EventTable) -> pd.DataFrame:
     ops = np.unique(launcher[launcher >= 0])
     dims, types = op_input_columns(table.args, ops)
     at = pa.array(np.searchsorted(ops, launcher), mask=launcher < 0) if len(ops) else None
-    return pd.DataFrame({
+    return _arrow_table({
         "row": rows,
         "source": strings(ev["source"])[rows],
         "rank": ev["rank"].to_numpy()[rows],
@@ -67,21 +67,21 @@ def kernels_frame(table: EventTable) -> pd.DataFrame:
 def _names_at(names: np.ndarray, rows: np.ndarray) -> np.ndarray | list:
     """names[rows], None where rows < 0."""
     if not len(rows):
-        return []  # as an empty list: the same (null) Parquet type as before
+        return []
     out = names[np.maximum(rows, 0)] if len(names) else np.full(len(rows), None, dtype=object)
     out[rows < 0] = None
     return out
 
 
-def _text_at(values: pa.Array, at: pa.Array | None, n: int):
-    """values[at] (None where `at` is null) as a pandas column, or all None."""
+def _text_at(values: pa.Array, at: pa.Array | None, n: int) -> pa.Array:
+    """values[at] (None where `at` is null), or all None."""
     if at is None:
-        return [None] * n
-    return values.take(at).to_pandas()
+        return pa.nulls(n, pa.large_string()) if n else pa.array([], pa.null())
+    return values.take(at)
 
 
 def op_input_columns(args: pa.LargeBinaryArray, rows: np.ndarray,
-                     chunk: int = 32_768) -> tuple[pa.Array, pa.Array]:
+                     chunk: int = 8_192) -> tuple[pa.Array, pa.Array]:
     """`Input Dims` and `Input type` JSON text of `rows` ("" where absent), as arrow strings.
 
     The same values as opargs.op_inputs, without a Python str per row: per chunk of rows, one
@@ -132,14 +132,14 @@ def _raw_text(raws: list) -> pa.Array:
     return binary.cast(pa.large_string())
 
 
-def ops_frame(table: EventTable) -> pd.DataFrame:
+def ops_frame(table: EventTable) -> pa.Table:
     """One row per cpu op (collective ops included) with input dims and types as JSON text."""
     ev = table.events
     rows = np.flatnonzero(ev["kind"].isin(["cpu_op", "collective"]).to_numpy())
     dims, types = op_input_columns(table.args, rows)
     launcher = ev["launcher"].to_numpy()
-    kernel_count = np.bincount(launcher[launcher >= 0], minlength=len(ev))[rows] if len(ev) else []
-    return pd.DataFrame({
+    kernel_count = np.bincount(launcher[launcher >= 0], minlength=len(ev))[rows] if len(ev) else np.zeros(0, np.int64)
+    return _arrow_table({
         "row": rows,
         "source": strings(ev["source"])[rows],
         "rank": ev["rank"].to_numpy()[rows],
@@ -154,11 +154,24 @@ def ops_frame(table: EventTable) -> pd.DataFrame:
         "step": ev["step"].to_numpy()[rows],
         "sequence": ev["sequence"].to_numpy()[rows],
         "external_id": ev["external_id"].to_numpy()[rows],
-        "input_dims": dims.to_pandas() if len(rows) else [],
-        "input_types": types.to_pandas() if len(rows) else [],
+        "input_dims": dims,
+        "input_types": types,
         "kernel_count": kernel_count,
         **_module_columns(ev, rows),
     })
+
+
+def _arrow_table(columns: dict[str, object]) -> pa.Table:
+    """An arrow table of numpy/arrow columns and text (object arrays or lists) as large_string."""
+    arrays = {}
+    for name, values in columns.items():
+        if isinstance(values, pa.Array | pa.ChunkedArray):
+            arrays[name] = values
+        elif isinstance(values, np.ndarray) and values.dtype != object:
+            arrays[name] = pa.array(values)
+        else:  # text (object array or list), typed even when empty
+            arrays[name] = pa.array(values, pa.large_string())
+    return pa.table(arrays)
 
 
 def _module_columns(ev: pd.DataFrame, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -186,7 +199,9 @@ def write_parquet_tables(table: EventTable, outdir: Path) -> dict[str, int]:
     release_free_memory()
     frames = (("kernels", kernels_frame), ("ops", ops_frame), ("steps", lambda t: step_table(t.events)))
     for name, make in frames:
-        arrow = pa.Table.from_pandas(make(table), preserve_index=False)
+        made = make(table)
+        arrow = made if isinstance(made, pa.Table) else pa.Table.from_pandas(made, preserve_index=False)
+        del made
         pq.write_table(arrow, outdir / f"{name}.parquet", compression="zstd")
         counts[name] = arrow.num_rows
         del arrow

@@ -44,6 +44,7 @@ def read_trace_view(cols: ChromeColumns, path: str, meta: AscendMeta) -> EventTa
         distributed=meta.distributed,
         top=dict(meta.top),
         input_events=cols.input_events,
+        metadata_folded=cols.metadata_folded,
         skipped=dict(cols.skipped),
         damage=list(cols.damage),
     )

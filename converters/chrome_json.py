@@ -141,6 +141,7 @@ class ChromeColumns:
     skipped: dict[str, int] = field(default_factory=dict)
     damage: list[str] = field(default_factory=list)
     input_events: int = 0
+    metadata_folded: int = 0  # M events: read into `meta`, no row kept
 
 
 _doc_decoder = msgspec.json.Decoder(ChromeDoc)
@@ -428,6 +429,9 @@ def decode_chrome(raw: RawInput, require_events: bool = True, chunk_events: int 
     # Metadata events may lack ts; every other event needs one.
     is_meta = ph.codes == ph.code_of("M")
     ts_ns[~ts_ok & is_meta] = 0
+    # M events are folded into the process/thread names (`meta`); they keep no row.
+    metadata_folded = int(is_meta.sum())
+    keep &= ~is_meta
     no_ts = ~ts_ok & ~is_meta
     if no_ts.any():
         first = int(np.flatnonzero(no_ts)[0])
@@ -486,6 +490,7 @@ def decode_chrome(raw: RawInput, require_events: bool = True, chunk_events: int 
         skipped=skipped,
         damage=damage,
         input_events=n,
+        metadata_folded=metadata_folded,
     )
     if not keep.all():
         cols = _take(cols, np.flatnonzero(keep))
@@ -598,6 +603,7 @@ def _take(cols: ChromeColumns, rows: np.ndarray) -> ChromeColumns:
         ids=cols.ids,
         track_names=cols.track_names,
         skipped=cols.skipped,
+        metadata_folded=cols.metadata_folded,
         damage=cols.damage,
         input_events=cols.input_events,
     )

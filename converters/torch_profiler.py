@@ -47,6 +47,7 @@ def read_torch(cols: ChromeColumns, path: str) -> EventTable:
         distributed=dist,
         top={k: v for k, v in top.items() if k not in ("deviceProperties", "distributedInfo")},
         input_events=cols.input_events,
+        metadata_folded=cols.metadata_folded,
         skipped=dict(cols.skipped),
         damage=list(cols.damage),
     )

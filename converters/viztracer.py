@@ -36,6 +36,7 @@ def read_viztracer(cols: ChromeColumns, path: str) -> EventTable:
         base_from=base_from,
         top={k: v for k, v in top.items() if k != "file_info"},
         input_events=cols.input_events,
+        metadata_folded=cols.metadata_folded,
         skipped=dict(cols.skipped),
         damage=list(cols.damage),
     )

@@ -81,7 +81,7 @@ def test_both_pair_is_verified_nested_and_clean(both_merged):
     doc = _check_clean(summary, out / "merged.json", inputs)
     # Python frames and the ops they dispatch share one track, and each op hangs under its C call.
     events = pd.read_parquet(out / "pq" / "events.parquet")
-    assert len(events) == summary["input_events"] - sum(summary["skipped"].values())
+    assert len(events) == summary["input_events"] - sum(summary["skipped"].values()) - summary["metadata_events_folded"]
     assert _dispatched_share(events) >= 0.99
     track = {(e["pid"], e["tid"]) for e in doc["traceEvents"] if e.get("cat") == "FEE"}
     assert track and track <= {(e["pid"], e["tid"]) for e in doc["traceEvents"] if e.get("cat") == "cpu_op"}

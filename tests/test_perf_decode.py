@@ -100,9 +100,12 @@ def test_damaged_events_same_for_every_chunk_size(tmp_path: Path, chunk: int, mo
     # B/E folded; the unmatched E skipped, the one without ts skipped.
     assert reference.sources[0].skipped == {"missing_ts": 1, "end_folded_into_begin": 1, "unmatched_end": 1}
     assert "E" not in set(ev["ph"].astype(str))
-    # Text pids get negative ids, numbered by first appearance; "7" and "stream 7" are 7.
-    assert sorted(set(ev["pid"].tolist())) == [-2, -1, 0, 1]
-    assert reference.sources[0].process_names[-1] == "spans"
+    # Text pids/tids get negative ids, numbered by first appearance in a kept row ("Traces", then
+    # "Other"), then the others ("Spans", only on an M event, which keeps no row); "7" and
+    # "stream 7" are 7.
+    assert sorted(set(ev["pid"].tolist())) == [-1, 0, 1]
+    assert reference.sources[0].metadata_folded == 2
+    assert reference.sources[0].process_names == {-1: "Traces", -3: "spans"}
     assert set(ev.loc[ev["name"] == "12345", "tid"].tolist()) == {7}
     # Join ids of slices; a wrongly typed one is left out for its row only.
     row = ev.index[ev["name"] == "cudaLaunchKernel"][0]

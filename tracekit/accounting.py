@@ -20,57 +20,92 @@ def flow_status(events: pd.DataFrame, launch: np.ndarray) -> tuple[np.ndarray, p
 
     Launch flows whose id is the correlation of a linked device event are replaced by the flows
     drawn from the links; other flows are paired by (source file, cat, id) and each end is bound
-    to the slice that starts at its ts on its track.
+    to the slice that starts at its ts on its track. Works on column codes: no copy of the frame,
+    no Python string per row.
     """
     status = np.full(len(events), "", dtype=object)
     is_flow = (events["kind"] == "flow").to_numpy()
     if not is_flow.any():
         return status, pd.DataFrame(columns=["start", "end", "cat"])
-    flows = events.loc[is_flow, ["source_index", "pid", "tid", "ts_ns", "ph", "cat", "flow_id"]].copy()
-    flows["row"] = np.flatnonzero(is_flow)
-    flows["cat"] = flows["cat"].astype(str)
-    flows["flow_id"] = flows["flow_id"].astype(str)
-    kind = events["kind"].to_numpy()
-    linked_corr = events.loc[np.isin(kind, list(DEVICE_KINDS)) & (launch >= 0), ["source_index", "correlation"]]
-    linked = set(zip(linked_corr["source_index"].tolist(), linked_corr["correlation"].astype(str).tolist()))
-    is_launch = flows["cat"].isin(LAUNCH_FLOW_CATS).to_numpy()
-    replaced = is_launch & np.array(
-        [(s, i) in linked for s, i in zip(flows["source_index"].tolist(), flows["flow_id"].tolist())], dtype=bool
-    )
-    status[flows["row"].to_numpy()[replaced]] = FLOW_REPLACED
-    rest = flows[~replaced]
+    rows = np.flatnonzero(is_flow)
+    src = events["source_index"].to_numpy()
+    cat_codes = events["cat"].cat.codes.to_numpy()[rows]
+    id_codes = events["flow_id"].cat.codes.to_numpy()[rows]
+    replaced = np.isin(cat_codes, _codes_of(events["cat"], LAUNCH_FLOW_CATS)) & _is_linked_correlation(
+        events, launch, src[rows], id_codes)
+    status[rows[replaced]] = FLOW_REPLACED
+    rest = rows[~replaced]
     bound = _bind_to_slices(events, rest)
-    rest = rest.assign(slice=bound)
-    status[rest["row"].to_numpy()[bound < 0]] = UNBOUND_FLOW
-    rest = rest[bound >= 0]
-    starts = rest[rest["ph"] == "s"].drop_duplicates(["source_index", "cat", "flow_id"])
-    ends = rest[rest["ph"] == "f"]
-    pairs = starts.merge(ends, on=["source_index", "cat", "flow_id"], suffixes=("_s", "_f"))
-    paired_rows = set(pairs["row_s"].tolist()) | set(pairs["row_f"].tolist())
-    for row in rest["row"].tolist():
-        status[row] = WRITTEN if row in paired_rows else UNMATCHED_FLOW
+    status[rest[bound < 0]] = UNBOUND_FLOW
+    keep = bound >= 0
+    rest, bound = rest[keep], bound[keep]
+    rest_cat, rest_id = cat_codes[~replaced][keep], id_codes[~replaced][keep]
+    ph = events["ph"].cat.codes.to_numpy()[rest]
+    flows = pd.DataFrame({"src": src[rest], "cat": rest_cat, "id": rest_id, "row": rest, "slice": bound})
+    starts = flows[ph == _code_of(events["ph"], "s")].drop_duplicates(["src", "cat", "id"])
+    ends = flows[ph == _code_of(events["ph"], "f")]
+    pairs = starts.merge(ends, on=["src", "cat", "id"], suffixes=("_s", "_f"))
+    paired = np.isin(rest, np.concatenate([pairs["row_s"].to_numpy(), pairs["row_f"].to_numpy()]))
+    status[rest[paired]] = WRITTEN
+    status[rest[~paired]] = UNMATCHED_FLOW
+    cat_text = np.append(events["cat"].cat.categories.astype(str).to_numpy(dtype=object), "nan")  # -1: as str(NaN)
     out = pd.DataFrame({"start": pairs["slice_s"].to_numpy(), "end": pairs["slice_f"].to_numpy(),
-                        "cat": pairs["cat"].to_numpy(), "start_row": pairs["row_s"].to_numpy(),
+                        "cat": cat_text[pairs["cat"].to_numpy()], "start_row": pairs["row_s"].to_numpy(),
                         "end_row": pairs["row_f"].to_numpy()})
     return status, out
 
 
-def _bind_to_slices(events: pd.DataFrame, flows: pd.DataFrame) -> np.ndarray:
+def _code_of(column: pd.Series, value: str) -> int:
+    """The categorical code of `value` in `column` (-2 if absent: matches no row)."""
+    cats = column.cat.categories
+    return int(cats.get_loc(value)) if value in cats else -2
+
+
+def _codes_of(column: pd.Series, values) -> np.ndarray:
+    return np.array([_code_of(column, v) for v in values], dtype=np.int64)
+
+
+def _is_linked_correlation(events: pd.DataFrame, launch: np.ndarray, flow_src: np.ndarray,
+                           id_codes: np.ndarray) -> np.ndarray:
+    """Per flow row: its id is, as text, the correlation of a linked device event of its source."""
+    device = np.isin(events["kind"].to_numpy(), list(DEVICE_KINDS)) & (launch >= 0)
+    if not device.any():
+        return np.zeros(len(id_codes), dtype=bool)
+    # An id is comparable only where its text is the canonical text of an int64 (str(int(text)) == text).
+    parsed = [_canonical_int(text) for text in events["flow_id"].cat.categories]
+    comparable = np.array([v is not None for v in parsed] + [False], dtype=bool)[id_codes]
+    id_int = np.array([0 if v is None else v for v in parsed] + [0], dtype=np.int64)[id_codes]
+    linked = pd.MultiIndex.from_arrays([events["source_index"].to_numpy()[device],
+                                        events["correlation"].to_numpy()[device]])
+    out = np.zeros(len(id_codes), dtype=bool)
+    out[comparable] = pd.MultiIndex.from_arrays([flow_src[comparable], id_int[comparable]]).isin(linked)
+    return out
+
+
+def _canonical_int(text: object) -> int | None:
+    try:
+        value = int(str(text))
+    except ValueError:
+        return None
+    return value if str(value) == str(text) and -(2**63) <= value < 2**63 else None
+
+
+def _bind_to_slices(events: pd.DataFrame, flow_rows: np.ndarray) -> np.ndarray:
     """Row of the X slice starting exactly at each flow event's ts on its track (-1 if none)."""
-    spans = events[(events["ph"] == "X")]
-    keyed = pd.DataFrame({
-        "source_index": spans["source_index"].to_numpy(), "pid": spans["pid"].to_numpy(),
-        "tid": spans["tid"].to_numpy(), "ts_ns": spans["ts_ns"].to_numpy(), "slice": np.flatnonzero(
-            (events["ph"] == "X").to_numpy()),
-        "dur": spans["dur_ns"].to_numpy(),
-    }).sort_values("dur", ascending=False).drop_duplicates(["source_index", "pid", "tid", "ts_ns"])
-    joined = flows[["source_index", "pid", "tid", "ts_ns"]].merge(
-        keyed, on=["source_index", "pid", "tid", "ts_ns"], how="left")
+    spans = np.flatnonzero((events["ph"] == "X").to_numpy())
+    keys = ("source_index", "pid", "tid", "ts_ns")
+    columns = {k: events[k].to_numpy() for k in keys}
+    keyed = pd.DataFrame({**{k: v[spans] for k, v in columns.items()}, "slice": spans,
+                          "dur": events["dur_ns"].to_numpy()[spans]})
+    keyed = keyed.sort_values("dur", ascending=False).drop_duplicates(list(keys))
+    flows = pd.DataFrame({k: v[flow_rows] for k, v in columns.items()})
+    joined = flows.merge(keyed, on=list(keys), how="left")
     return joined["slice"].fillna(-1).astype(np.int64).to_numpy()
 
 
-def summarize_status(status: np.ndarray, skipped_before: dict[str, int]) -> dict[str, object]:
-    """Counts per status plus events skipped while reading; conservation holds by construction."""
+def summarize_status(status: np.ndarray, skipped_before: dict[str, int], metadata_before: int = 0
+                     ) -> dict[str, object]:
+    """Counts per status plus events skipped, and M events folded, while reading (conservation by construction)."""
     by = pd.Series(status).value_counts().to_dict()
     skipped = dict(skipped_before)
     for key in (UNMATCHED_FLOW, UNBOUND_FLOW):
@@ -78,7 +113,7 @@ def summarize_status(status: np.ndarray, skipped_before: dict[str, int]) -> dict
             skipped[key] = by[key]
     return {
         "written": by.get(WRITTEN, 0),
-        "metadata_folded": by.get(METADATA, 0),
+        "metadata_folded": by.get(METADATA, 0) + metadata_before,
         "flows_redrawn": by.get(FLOW_REPLACED, 0),
         "skipped": skipped,
     }

@@ -54,7 +54,7 @@ def build_summary(processed, chrome, counts: dict[str, int], trace_name: str) ->
     """Input count, written count, skipped counts by reason, sources, ranks, time span."""
     table = processed.table
     ev = table.events
-    status = summarize_status(chrome.status, table.skipped)
+    status = summarize_status(chrome.status, table.skipped, table.metadata_folded)
     accounted = status["written"] + status["metadata_folded"] + status["flows_redrawn"] + sum(
         status["skipped"].values())
     spans = ev[ev["ph"] != "M"]

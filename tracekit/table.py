@@ -38,6 +38,7 @@ class SourceInfo:
     thread_names: dict[tuple[int, int], str] = field(default_factory=dict)
     thread_sort: dict[tuple[int, int], int] = field(default_factory=dict)
     input_events: int = 0
+    metadata_folded: int = 0  # M events read into the names above (they have no row)
     skipped: dict[str, int] = field(default_factory=dict)
     damage: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)  # reader-specific facts for summary.json
@@ -69,6 +70,10 @@ class EventTable:
     @property
     def input_events(self) -> int:
         return sum(s.input_events for s in self.sources)
+
+    @property
+    def metadata_folded(self) -> int:
+        return sum(s.metadata_folded for s in self.sources)
 
     def with_columns(self, **columns: Any) -> EventTable:
         """A copy of the table with columns added or replaced (the table itself is unchanged)."""

@@ -65,8 +65,7 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
         base_ns = int(ev["ts_ns"].to_numpy()[rows].min()) // 1000 * 1000 if len(rows) else 0
     layout = _Layout(track_view(ev), table.sources, slot)
     out_pid_arr, out_tid_arr = layout.place(rows)
-    extra_rows, extra_args = _kernel_args(table)
-    release_free_memory()
+    kernel_args = _KernelArgs(table)
     doc_meta = _top_meta(table.sources, base_ns)
     doc_meta["tracekit"].update(meta or {})
     encoder = msgspec.json.Encoder()
@@ -85,7 +84,7 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
             text = event_rows(
                 ph[part], out_pid_arr[part], out_tid_arr[part], names[part], cats[part],
                 ts_ns[part] - base_ns, dur_ns[part], scope[part],
-                module_args.extend(part, _chunk_args(table.args, part, extra_rows, extra_args)),
+                module_args.extend(part, kernel_args.extend(part, table.args.take(pa.array(part)))),
                 prefix=",",
             )
             # Every row starts with its separator; the file's first event drops it.
@@ -105,19 +104,6 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
             flows += len(chunk)
         fh.write(b"]," + encoder.encode(doc_meta)[1:] )
     return ChromeResult(status, written, flows // 2, base_ns, sum(e.ph == "X" for e in track))
-
-
-def _chunk_args(args: pa.LargeBinaryArray, part: np.ndarray, extra_rows: np.ndarray,
-                extra_args: pa.Array) -> pa.Array:
-    """args of the rows `part` (ascending), with the rows in `extra_rows` (ascending) set to `extra_args`."""
-    taken = args.take(pa.array(part))
-    if not len(extra_rows):
-        return taken
-    mask = np.isin(part, extra_rows)
-    if not mask.any():
-        return taken
-    replacements = extra_args.take(pa.array(np.searchsorted(extra_rows, part[mask])))
-    return pc.replace_with_mask(taken, pa.array(mask), replacements)
 
 
 class _ModuleArgs:
@@ -227,38 +213,49 @@ def _bin(value: bytes) -> pa.Scalar:
     return pa.scalar(value, pa.large_binary())
 
 
-def _kernel_args(table: EventTable) -> tuple[np.ndarray, pa.Array]:
-    """Args of device events extended with their launching op's name and input shapes.
+class _KernelArgs:
+    """Adds the launching op's name and input shapes to the args of device events, one chunk at a time.
 
-    Returns (rows, new args): the device rows that have a launching op (ascending) and their args.
-    The text added is built once per op; the rows are edited with arrow kernels.
+    The text added is built once per op; the rows of a chunk are edited with arrow kernels.
     """
-    ev = table.events
-    launcher = ev["launcher"].to_numpy()
-    dev = np.flatnonzero(np.isin(ev["kind"].to_numpy(), list(DEVICE_KINDS)) & (launcher >= 0))
-    if not len(dev):
-        return dev, pa.array([], pa.large_binary())
-    ops = np.unique(launcher[dev])
-    inputs = op_inputs(table.args, ops)
-    names = strings(ev["name"])
-    per_op = []
-    for op, dims, types in zip(ops.tolist(), inputs.dims, inputs.types):
-        added = b'"launcher op":' + msgspec.json.encode(names[op])
-        if dims:
-            added += b',"launcher Input Dims":' + dims.encode()
-        if types:
-            added += b',"launcher Input type":' + types.encode()
-        per_op.append(added)
-    added = pa.array(per_op, pa.large_binary()).take(pa.array(np.searchsorted(ops, launcher[dev])))
-    raw = table.args.take(pa.array(dev)).cast(pa.large_string())
-    right = pc.utf8_rtrim(raw, characters=_WHITESPACE)
-    both = pc.utf8_ltrim(right, characters=_WHITESPACE)
-    extend = pc.invert(pc.or_(pc.equal(both, "{}"), pc.equal(both, "")))
-    # An object: its text up to the closing brace, then the added fields; otherwise a new object.
-    body = pc.binary_slice(right.cast(pa.large_binary()), 0, -1)
-    extended = pc.binary_join_element_wise(body, _bin(b","), added, _bin(b"}"), _bin(b""))
-    fresh = pc.binary_join_element_wise(_bin(b"{"), added, _bin(b"}"), _bin(b""))
-    return dev, pc.if_else(extend, extended, fresh)
+
+    def __init__(self, table: EventTable):
+        ev = table.events
+        launcher = ev["launcher"].to_numpy()
+        self.rows = np.flatnonzero(np.isin(ev["kind"].to_numpy(), list(DEVICE_KINDS)) & (launcher >= 0))
+        self.ops = np.unique(launcher[self.rows])
+        self.op_of_row = launcher
+        if not len(self.rows):
+            return
+        inputs = op_inputs(table.args, self.ops)
+        names = strings(ev["name"])
+        per_op = []
+        for op, dims, types in zip(self.ops.tolist(), inputs.dims, inputs.types):
+            added = b'"launcher op":' + msgspec.json.encode(names[op])
+            if dims:
+                added += b',"launcher Input Dims":' + dims.encode()
+            if types:
+                added += b',"launcher Input type":' + types.encode()
+            per_op.append(added)
+        self.per_op = pa.array(per_op, pa.large_binary())
+
+    def extend(self, part: np.ndarray, args: pa.Array) -> pa.Array:
+        """`args` (the args of rows `part`, ascending) with the launcher fields added to device rows."""
+        if not len(self.rows):
+            return args
+        mask = np.isin(part, self.rows)
+        if not mask.any():
+            return args
+        added = self.per_op.take(pa.array(np.searchsorted(self.ops, self.op_of_row[part[mask]])))
+        raw = args.filter(pa.array(mask)).cast(pa.large_string())
+        right = pc.utf8_rtrim(raw, characters=_WHITESPACE)
+        both = pc.utf8_ltrim(right, characters=_WHITESPACE)
+        extend = pc.invert(pc.or_(pc.equal(both, "{}"), pc.equal(both, "")))
+        # An object: its text up to the closing brace, then the added fields; otherwise a new object.
+        body = pc.binary_slice(right.cast(pa.large_binary()), 0, -1)
+        extended = pc.binary_join_element_wise(body, _bin(b","), added, _bin(b"}"), _bin(b""))
+        fresh = pc.binary_join_element_wise(_bin(b"{"), added, _bin(b"}"), _bin(b""))
+        return pc.replace_with_mask(args.cast(pa.large_binary()), pa.array(mask), pc.if_else(extend, extended, fresh))
 
 
 def _lookup(keys: pd.DataFrame, mapping: dict[tuple, int]) -> np.ndarray:

@@ -24,8 +24,7 @@ def build_table(cols: ChromeColumns, info: SourceInfo) -> EventTable:
     ph, cat, name = cols.ph.categorical(), cols.cat.categorical(), cols.name.categorical()
     n = len(cols.pid)
     columns = {
-        "source": pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[info.source]) if n else
-        pd.Categorical([]),
+        "source": pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), dtype=_one_category(info.source)),
         "rank": np.full(n, info.rank, dtype=np.int32),
         "pid": cols.pid,
         "tid": cols.tid,
@@ -43,6 +42,10 @@ def build_table(cols: ChromeColumns, info: SourceInfo) -> EventTable:
     }
     events = pd.DataFrame(columns)
     return EventTable(events, cols.args, [info])
+
+
+def _one_category(value: str) -> pd.CategoricalDtype:
+    return pd.CategoricalDtype(pd.Index([value], dtype=object))
 
 
 def _classify(ph: pd.Categorical, cat: pd.Categorical, name: pd.Categorical) -> pd.Categorical:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tracekit.table import DEVICE_KINDS
+from tracekit.table import DEVICE_KINDS, kind_in
 
 WRITTEN = "written"
 METADATA = "metadata"  # M events: folded into tracekit's own process/thread names
@@ -68,7 +68,7 @@ def _codes_of(column: pd.Series, values) -> np.ndarray:
 def _is_linked_correlation(events: pd.DataFrame, launch: np.ndarray, flow_src: np.ndarray,
                            id_codes: np.ndarray) -> np.ndarray:
     """Per flow row: its id is, as text, the correlation of a linked device event of its source."""
-    device = np.isin(events["kind"].to_numpy(), list(DEVICE_KINDS)) & (launch >= 0)
+    device = kind_in(events, DEVICE_KINDS) & (launch >= 0)
     if not device.any():
         return np.zeros(len(id_codes), dtype=bool)
     # An id is comparable only where its text is the canonical text of an int64 (str(int(text)) == text).

@@ -12,6 +12,7 @@ from tracekit.inputs import expand_inputs
 from tracekit.parallel.collectives import build_collectives, collective_calls
 from tracekit.pipeline import process, read_inputs
 from tracekit.ranks import convert_ranks
+from tracekit.table import time_span
 from tracekit.writers.atomic import staged_dir
 from tracekit.writers.chrome import write_chrome_trace
 from tracekit.writers.collectives import write_collectives
@@ -57,9 +58,7 @@ def build_summary(processed, chrome, counts: dict[str, int], trace_name: str) ->
     status = summarize_status(chrome.status, table.skipped, table.metadata_folded)
     accounted = status["written"] + status["metadata_folded"] + status["flows_redrawn"] + sum(
         status["skipped"].values())
-    spans = ev[ev["ph"] != "M"]
-    start = int(spans["ts_ns"].min()) if len(spans) else 0
-    end = int((spans["ts_ns"] + spans["dur_ns"].clip(lower=0)).max()) if len(spans) else 0
+    start, end = time_span(ev)
     return {
         "input_events": table.input_events,
         "written_events": status["written"],

@@ -7,16 +7,14 @@ from typing import Any
 import pandas as pd
 
 from tracekit.pipeline import Processed
-from tracekit.table import DEVICE_KINDS
+from tracekit.table import DEVICE_KINDS, time_span
 
 
 def trace_info(processed: Processed, top: int = 10) -> dict[str, Any]:
     """Format, devices, ranks, steps, counts by kind, time span, top ops and kernels by time."""
     table = processed.table
     ev = table.events
-    spans = ev[ev["ph"] != "M"]
-    start = int(spans["ts_ns"].min()) if len(spans) else 0
-    end = int((spans["ts_ns"] + spans["dur_ns"].clip(lower=0)).max()) if len(spans) else 0
+    start, end = time_span(ev)
     counts = ev["kind"].value_counts()
     devices = [
         {"name": d.get("name", "?"), "id": d.get("id"), "memory_gb": round(d.get("totalGlobalMem", 0) / 2**30, 1)}

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from tracekit.table import KINDS as _ALL_KINDS
+from tracekit.table import KIND_DTYPE
 
 _CAT_KIND = {
     "cpu_op": "cpu_op", "operator": "cpu_op",
@@ -70,7 +70,7 @@ def classify(ph: pd.Categorical, cat: pd.Categorical, name: pd.Categorical) -> p
     ]
     combos = combos.assign(kind=combo_kind)
     kinds = frame.merge(combos, on=["ph", "cat", "name"], how="left")["kind"]
-    return pd.Categorical(kinds.to_numpy(), categories=list(_ALL_KINDS))
+    return pd.Categorical(kinds.to_numpy(), dtype=KIND_DTYPE)
 
 
 
@@ -127,4 +127,4 @@ def classify_npu_rows(kind: pd.Categorical, process: list, thread: list, name: l
     combos = frame.drop_duplicates().copy()
     combos["out"] = [classify_npu(*row) for row in combos.itertuples(index=False)]
     merged = frame.merge(combos, on=["k", "p", "t", "n", "y"], how="left")["out"]
-    return pd.Categorical(merged.to_numpy(), categories=list(_ALL_KINDS))
+    return pd.Categorical(merged.to_numpy(), dtype=KIND_DTYPE)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from tracekit.ancestry import nearest_marked
-from tracekit.table import DEVICE_KINDS, NO_ROW
+from tracekit.table import DEVICE_KINDS, NO_ROW, kind_in
 
 OP_KINDS = ("cpu_op", "collective")
 
@@ -30,7 +30,7 @@ def link_launches(events: pd.DataFrame, parent: np.ndarray) -> Links:
     kind = events["kind"].to_numpy()
     corr = events["correlation"].to_numpy()
     src = events["source_index"].to_numpy()
-    device = np.isin(kind, list(DEVICE_KINDS))
+    device = kind_in(events, DEVICE_KINDS)
     runtime = kind == "runtime"
     rt = pd.DataFrame({"src": src[runtime], "corr": corr[runtime], "rt_row": np.flatnonzero(runtime)})
     rt = rt[rt["corr"] >= 0].drop_duplicates(["src", "corr"])
@@ -39,7 +39,7 @@ def link_launches(events: pd.DataFrame, parent: np.ndarray) -> Links:
     joined = dev.merge(rt, on=["src", "corr"], how="left")
     found = joined["rt_row"].notna().to_numpy()
     launch[joined["row"].to_numpy()[found]] = joined["rt_row"].to_numpy()[found].astype(np.int64)
-    op_of_row = nearest_marked(parent, np.isin(kind, OP_KINDS), include_self=False)
+    op_of_row = nearest_marked(parent, kind_in(events, OP_KINDS), include_self=False)
     has_launch = launch >= 0
     launcher[has_launch] = op_of_row[launch[has_launch]]
     _external_id_fallback(events, kind, src, device, launcher)
@@ -57,7 +57,7 @@ def _external_id_fallback(events, kind, src, device, launcher) -> None:
     need = np.flatnonzero(device & (launcher < 0) & (ext >= 0))
     if not len(need):
         return
-    ops = np.flatnonzero(np.isin(kind, OP_KINDS) & (ext >= 0))
+    ops = np.flatnonzero(kind_in(events, OP_KINDS) & (ext >= 0))
     table = pd.DataFrame({"src": src[ops], "ext": ext[ops], "op": ops}).drop_duplicates(["src", "ext"])
     want = pd.DataFrame({"src": src[need], "ext": ext[need], "row": need})
     joined = want.merge(table, on=["src", "ext"], how="left")

@@ -14,7 +14,7 @@ from tracekit.inputs import expand_inputs, with_name_rank
 from tracekit.link import Links, link_launches
 from tracekit.modules.attribute import ModuleColumns, attribute_modules
 from tracekit.steps import assign_steps
-from tracekit.table import EventTable, concat, track_view
+from tracekit.table import EventTable, concat, object_categories, track_view
 from tracekit.tree import build_call_tree
 
 
@@ -53,7 +53,7 @@ def process(table: EventTable) -> Processed:
     )
     modules = attribute_modules(out)
     out = out.with_columns(**{
-        name: (pd.Categorical(values) if values.dtype == object else values)
+        name: (object_categories(pd.Categorical(values)) if values.dtype == object else values)
         for name, values in modules.as_columns().items()
     })
     return Processed(out, links.unlinked, tree.overlapped, modules)

@@ -15,6 +15,8 @@ KINDS = (
     "annotation", "step", "memory", "counter", "instant", "flow", "metadata", "other",
 )
 DEVICE_KINDS = frozenset({"kernel", "memcpy", "memset"})
+# object categories: turning a column into an array is then a pointer copy (not one str per row)
+KIND_DTYPE = pd.CategoricalDtype(pd.Index(KINDS, dtype=object))
 NO_ROW = -1
 
 
@@ -97,7 +99,9 @@ def concat(tables: list[EventTable]) -> EventTable:
     events = pd.concat(frames, ignore_index=True)
     for col in CATEGORICAL_COLUMNS:
         if col in events and events[col].dtype != "category":
-            events[col] = events[col].astype("category")
+            events[col] = object_categories(events[col].astype("category").array)
+        elif col in events:
+            events[col] = object_categories(events[col].array)
     args = pa.concat_arrays([t.args for t in tables])
     return EventTable(events, args, [s for t in tables for s in t.sources])
 
@@ -112,6 +116,21 @@ def track_view(events: pd.DataFrame) -> pd.DataFrame:
     if "track_source" not in events:
         return events
     return events.assign(source_index=events["track_source"])
+
+
+def kind_in(events: pd.DataFrame, kinds) -> np.ndarray:
+    """Mask of the rows whose kind is one of `kinds`, computed on the category codes."""
+    column = events["kind"]
+    wanted = np.isin(np.asarray(column.cat.categories, dtype=object), list(kinds))
+    return np.append(wanted, False)[column.cat.codes.to_numpy()]
+
+
+def object_categories(values: pd.Categorical) -> pd.Categorical:
+    """The same categorical with its categories held as Python objects (see KIND_DTYPE)."""
+    if values.categories.dtype == object:
+        return values
+    cats = pd.Index(values.categories.to_numpy(dtype=object), dtype=object)
+    return pd.Categorical.from_codes(values.codes, dtype=pd.CategoricalDtype(cats, ordered=values.ordered))
 
 
 def categorical(values: list) -> pd.Categorical:
@@ -135,6 +154,15 @@ def int_column(values: list) -> np.ndarray:
     """int64 array from a list of ints and None (None becomes -1), in C via arrow."""
     return pa.array(values, type=pa.int64()).fill_null(-1).to_numpy(zero_copy_only=False)
 
+
+
+def time_span(events: pd.DataFrame) -> tuple[int, int]:
+    """(first start, last end) in ns of the non-metadata events, (0, 0) when there are none (no frame copy)."""
+    timed = (events["ph"] != "M").to_numpy()
+    if not timed.any():
+        return 0, 0
+    ts = events["ts_ns"].to_numpy()[timed]
+    return int(ts.min()), int((ts + np.maximum(events["dur_ns"].to_numpy()[timed], 0)).max())
 
 
 def matches(column: pd.Series, pattern: str | re.Pattern) -> np.ndarray:

@@ -26,7 +26,7 @@ from tracekit.accounting import flow_status
 from tracekit.ancestry import nearest_marked
 from tracekit.modules.infer import infer_from_step_pattern
 from tracekit.modules.spans import ModuleSpans, find_module_spans
-from tracekit.table import DEVICE_KINDS, NO_ROW, EventTable, matches, strings
+from tracekit.table import DEVICE_KINDS, NO_ROW, EventTable, kind_in, matches, strings
 from tracekit.tree import track_codes
 
 BACKWARD_PREFIX = "autograd::engine::evaluate_function: "
@@ -88,14 +88,14 @@ def attribute_modules(table: EventTable) -> ModuleColumns:
 
     seq = ev["sequence"].to_numpy()
     bw_seqs = pd.MultiIndex.from_arrays([src[is_bw], seq[is_bw]])
-    is_opt = np.isin(kind, ("annotation", "cpu_op")) & matches(ev["name"], _OPTIMIZER)
+    is_opt = kind_in(ev, ("annotation", "cpu_op")) & matches(ev["name"], _OPTIMIZER)
     opt_of = np.maximum(nearest_marked(parent, is_opt), _within_ranges(ev, np.flatnonzero(is_opt)))
     loss_mark = ((kind == "cpu_op") & (seq >= 0) & ~in_bw & (mod_of < 0) & (opt_of < 0)
                  & pd.MultiIndex.from_arrays([src, seq]).isin(bw_seqs))
     loss_of = nearest_marked(parent, loss_mark)
 
     phase = np.full(n, None, dtype=object)
-    host = np.isin(kind, HOST_SPAN_KINDS)
+    host = kind_in(ev, HOST_SPAN_KINDS)
     phase[host] = "other"
     phase[host & (loss_of >= 0)] = "loss"
     phase[host & (mod_of >= 0)] = "forward"
@@ -169,10 +169,9 @@ def _backward_node_modules(ev: pd.DataFrame, names: np.ndarray, is_bw: np.ndarra
     nodes = np.flatnonzero(is_bw)
     if not len(nodes):
         return node_module, node_from
-    kind = ev["kind"].to_numpy()
     src = ev["source_index"].to_numpy()
     seq = ev["sequence"].to_numpy()
-    forward = (np.isin(kind, ("cpu_op", "collective")) & (seq >= 0) & (mod_of >= 0) & ~is_bw
+    forward = (kind_in(ev, ("cpu_op", "collective")) & (seq >= 0) & (mod_of >= 0) & ~is_bw
                & ((bw_of < 0) | span_in_bw))
     fwd = pd.DataFrame({"src": src[forward], "seq": seq[forward], "mod": mod_of[forward]})
     fwd = fwd.drop_duplicates(["src", "seq"])
@@ -223,7 +222,7 @@ def _attribute_device(ev: pd.DataFrame, kind: np.ndarray, src: np.ndarray, names
                       module: np.ndarray, module_from: np.ndarray, phase: np.ndarray,
                       recompute: np.ndarray) -> None:
     """Device rows take module/phase of their launch, launching op, or the host twin of their annotation."""
-    device = np.isin(kind, list(DEVICE_KINDS))
+    device = kind_in(ev, DEVICE_KINDS)
     launch = ev["launch"].to_numpy()
     launcher = ev["launcher"].to_numpy()
     link = np.where(launcher >= 0, launcher, launch)  # the op (NPU launches sit on the CANN thread, outside it)
@@ -252,7 +251,7 @@ def _link_by_gpu_annotation(ev: pd.DataFrame, kind: np.ndarray, src: np.ndarray,
         return
     ann_of = _within_ranges(ev, np.flatnonzero(is_gpu_ann))[need]
     ext = ev["external_id"].to_numpy()
-    host = np.flatnonzero(~is_gpu_ann & (ext >= 0) & np.isin(kind, ("annotation", "collective", "step", "cpu_op")))
+    host = np.flatnonzero(~is_gpu_ann & (ext >= 0) & kind_in(ev, ("annotation", "collective", "step", "cpu_op")))
     table = pd.DataFrame({"src": src[host], "ext": ext[host], "host": host}).drop_duplicates(["src", "ext"])
     ok = ann_of >= 0
     want = pd.DataFrame({"src": src[need[ok]], "ext": ext[ann_of[ok]], "row": need[ok]})

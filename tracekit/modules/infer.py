@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tracekit.table import DEVICE_KINDS
+from tracekit.table import DEVICE_KINDS, kind_in
 from tracekit.tree import track_codes
 
 MIN_MATCH = 0.9
@@ -26,8 +26,7 @@ MAX_CANDIDATES = 5000
 def infer_from_step_pattern(ev: pd.DataFrame, module: np.ndarray, module_from: np.ndarray,
                             phase: np.ndarray, recompute: np.ndarray) -> int:
     """Fill module/phase of unattributed device rows in place; returns how many were inferred."""
-    kind = ev["kind"].to_numpy()
-    device = np.flatnonzero(np.isin(kind, list(DEVICE_KINDS)))
+    device = np.flatnonzero(kind_in(ev, DEVICE_KINDS))
     if not len(device) or not (module[device] < 0).any() or not (module[device] >= 0).any():
         return 0
     track = track_codes(ev)[device]

@@ -11,7 +11,7 @@ import pandas as pd
 from tracekit.ancestry import nearest_marked
 from tracekit.modules.attribute import BACKWARD_PREFIX, ModuleColumns
 from tracekit.modules.opshapes import PARAM_INPUTS, decode_op_args, flops, input_tensors, output_shape, param_count
-from tracekit.table import DEVICE_KINDS, EventTable, matches, strings
+from tracekit.table import DEVICE_KINDS, EventTable, kind_in, matches, strings
 from tracekit.tree import track_codes
 
 _FLOP_OPS = re.compile(
@@ -69,8 +69,8 @@ def module_table(table: EventTable, modules: ModuleColumns) -> pd.DataFrame:
     self_ns = span_frame.assign(own=span_frame["dur"] - span_frame["child"]).groupby(key)["own"].sum()
     out["self_ns"] = out.set_index(key).index.map(self_ns).to_numpy()
 
-    device = np.isin(kind, list(DEVICE_KINDS))
-    host_ops = np.isin(kind, ("cpu_op", "collective"))
+    device = kind_in(ev, DEVICE_KINDS)
+    host_ops = kind_in(ev, ("cpu_op", "collective"))
     is_node = host_ops & matches(ev["name"], re.escape(BACKWARD_PREFIX))
     top_node = is_node & (nearest_marked(ev["parent"].to_numpy(), is_node, include_self=False) < 0)
     flop_rows, flop_values = _op_flops(ev, table, names, host_ops)
@@ -140,7 +140,7 @@ def _first_call_details(out: pd.DataFrame, ev: pd.DataFrame, table: EventTable, 
     track = track_codes(ev)
     ts = ev["ts_ns"].to_numpy()
     end = ts + np.maximum(ev["dur_ns"].to_numpy(), 0)
-    op_parent = nearest_marked(ev["parent"].to_numpy(), np.isin(kind, ("cpu_op",)), include_self=False)
+    op_parent = nearest_marked(ev["parent"].to_numpy(), kind_in(ev, ("cpu_op",)), include_self=False)
     order = ops[np.lexsort((ops, ts[ops], track[ops]))]
     order_track, order_ts = track[order], ts[order]
     firsts, lasts = {}, {}

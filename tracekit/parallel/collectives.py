@@ -17,7 +17,7 @@ import msgspec
 import numpy as np
 import pandas as pd
 
-from tracekit.table import DEVICE_KINDS, EventTable, matches, strings
+from tracekit.table import DEVICE_KINDS, EventTable, kind_in, matches, strings
 
 _PREFIX = re.compile(r"^(?:c10d::|_c10d_functional::|c10d_functional::|nccl:|gloo:|hccl:|vllm::|symm_mem::)(.+)$")
 _RPC = "record_param_comms"
@@ -146,7 +146,7 @@ def collective_calls(table: EventTable) -> tuple[pd.DataFrame, dict[str, int]]:
     for row, top in outer.items():
         members.setdefault(top, []).append(row)
     launcher = ev["launcher"].to_numpy()
-    is_dev = np.isin(ev["kind"].to_numpy(), list(DEVICE_KINDS))
+    is_dev = kind_in(ev, DEVICE_KINDS)
     kernels_of: dict[int, list[int]] = {}
     for k in np.flatnonzero(is_dev & (launcher >= 0)).tolist():
         if int(launcher[k]) in outer:
@@ -269,14 +269,14 @@ def compute_intervals(ev: pd.DataFrame, calls: pd.DataFrame) -> np.ndarray:
     has any, else cpu ops that neither contain nor are communication or a wait."""
     kind = ev["kind"].to_numpy()
     ts, end = ev["ts_ns"].to_numpy(), ev["ts_ns"].to_numpy() + np.maximum(ev["dur_ns"].to_numpy(), 0)
-    dev = np.isin(kind, list(DEVICE_KINDS))
+    dev = kind_in(ev, DEVICE_KINDS)
     if dev.any():
         comm = matches(ev["name"], _COMM_KERNEL)
         rows = np.flatnonzero(dev & ~comm)
     else:
         parent = ev["parent"].to_numpy()
         blocked = np.zeros(len(ev), dtype=bool)
-        waits = np.flatnonzero(np.isin(kind, ["collective"]) | matches(ev["name"], _WAIT) & (kind == "cpu_op"))
+        waits = np.flatnonzero(kind_in(ev, ["collective"]) | matches(ev["name"], _WAIT) & (kind == "cpu_op"))
         for row in np.concatenate([waits, calls["call_row"].to_numpy()]).tolist():
             cur = int(row)
             while cur >= 0 and not blocked[cur]:

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from tracekit.accounting import METADATA, WRITTEN, flow_status
 from tracekit.converters.loading import release_free_memory
 from tracekit.opargs import op_inputs
-from tracekit.table import DEVICE_KINDS, EventTable, SourceInfo, strings, track_view
+from tracekit.table import DEVICE_KINDS, EventTable, SourceInfo, kind_in, strings, track_view
 from tracekit.writers.json_rows import event_rows, write_rows
 from tracekit.writers.module_track import module_track_events
 from tracekit.writers.out_event import OutEvent
@@ -114,7 +114,7 @@ class _ModuleArgs:
         if not self.active:
             return
         self.path_codes = ev["module_path"].cat.codes.to_numpy()
-        self.attributed = (self.path_codes >= 0) & ~np.isin(ev["kind"].to_numpy(), ("flow", "metadata"))
+        self.attributed = (self.path_codes >= 0) & ~kind_in(ev, ("flow", "metadata"))
         self.quoted = pa.array([msgspec.json.encode(str(c)).decode() for c in ev["module_path"].cat.categories],
                                pa.large_string())
         self.phase = strings(ev["phase"])
@@ -178,7 +178,7 @@ def _flow_events(ev: pd.DataFrame, launch: np.ndarray, pairs: pd.DataFrame, out_
     an end per flow), in order.
     """
     ts_ns = ev["ts_ns"].to_numpy()
-    dev = np.flatnonzero(np.isin(ev["kind"].to_numpy(), list(DEVICE_KINDS)) & (launch >= 0))
+    dev = np.flatnonzero(kind_in(ev, DEVICE_KINDS) & (launch >= 0))
     starts = np.concatenate([launch[dev], pairs["start"].to_numpy(dtype=np.int64)])
     ends = np.concatenate([dev, pairs["end"].to_numpy(dtype=np.int64)])
     cats = pairs["cat"].tolist()
@@ -222,7 +222,7 @@ class _KernelArgs:
     def __init__(self, table: EventTable):
         ev = table.events
         launcher = ev["launcher"].to_numpy()
-        self.rows = np.flatnonzero(np.isin(ev["kind"].to_numpy(), list(DEVICE_KINDS)) & (launcher >= 0))
+        self.rows = np.flatnonzero(kind_in(ev, DEVICE_KINDS) & (launcher >= 0))
         self.ops = np.unique(launcher[self.rows])
         self.op_of_row = launcher
         if not len(self.rows):
@@ -284,11 +284,10 @@ class _Layout:
         pid = ev["pid"].to_numpy()
         tid = ev["tid"].to_numpy()
         lane = ev["lane"].to_numpy()
-        kind = ev["kind"].to_numpy()
         out_pid = np.zeros(len(ev), dtype=np.int64)
         out_tid = np.zeros(len(ev), dtype=np.int64)
         tracks = pd.DataFrame({"src": src[rows], "pid": pid[rows], "tid": tid[rows], "lane": lane[rows],
-                               "device": np.isin(kind[rows], list(DEVICE_KINDS))
+                               "device": kind_in(ev, DEVICE_KINDS)[rows]
                                | (strings(ev["cat"])[rows] == "gpu_user_annotation")})
         procs = tracks.groupby(["src", "pid"], sort=True)["device"].any().reset_index()
         multi = len(self.sources) > 1

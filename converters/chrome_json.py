@@ -312,6 +312,8 @@ class _Builder:
         self.lossy = {"ts": 0, "dur": 0}
         self.link: list[dict[str, np.ndarray]] = []
         self.meta: set[tuple] = set()
+        self.metadata_folded = 0  # M events: read into `meta`, given no row
+        self.index: list[np.ndarray] = []  # position in traceEvents of every row
         self.track_names: dict[tuple, str] = {}
         # The args bytes of every event, back to back. Their total is below the input's size, so
         # this buffer never grows; the pages past what is written are never touched.
@@ -326,7 +328,14 @@ class _Builder:
             events = _chunk_decoder.decode(text)
         except msgspec.ValidationError as exc:
             raise _malformed(self.path, exc, start, object_form) from None
-        ph = self.ph.add(pa.array([e.ph for e in events], type=pa.string()))
+        phs = [e.ph for e in events]
+        if "M" in phs:
+            events, raws, phs, kept = self._fold_metadata(events, raws, phs)
+            text = b"[" + b",".join(raws) + b"]"
+            self.index.append(start + kept)
+        else:
+            self.index.append(np.arange(start, start + len(events), dtype=np.int64))
+        ph = self.ph.add(pa.array(phs, type=pa.string()))
         self.name.add(_strings([e.name for e in events], _name).fill_null(""))
         self.cat.add(pa.array([e.cat for e in events], type=pa.string()))
         self.flow_id.add(_flow_ids([e.id for e in events]))
@@ -348,13 +357,24 @@ class _Builder:
         self.args_data[self.args_used : self.args_used + len(joined)] = np.frombuffer(joined, dtype=np.uint8)
         self.args_used += len(joined)
         self.args_len.append(lengths)
-        meta_code = self.ph.index.get("M", -2)
-        for i in np.flatnonzero(ph == meta_code).tolist():
-            e = events[i]
-            self.meta.add((_name(e.name), e.pid, e.tid, bytes(e.args)))
         # Join ids are read for the events that can become slices (B events become X).
         span = (ph == self.ph.index.get("X", -2)) | (ph == self.ph.index.get("B", -2))
         self.link.append(link_chunk(text, raw_args, span))
+
+    def _fold_metadata(self, events: list, raws: list, phs: list) -> tuple[list, list, list, np.ndarray]:
+        """Read the M events of a chunk into `meta` (their text pids/tids get ids and track names as
+        any row's would); return the other events, their raw text, their ph and their chunk positions."""
+        meta = [e for e in events if e.ph == "M"]
+        for e in meta:
+            self.meta.add((_name(e.name), e.pid, e.tid, bytes(e.args)))
+        pids, tids = [e.pid for e in meta], [e.tid for e in meta]
+        pid, tid = self._ids(pids), self._ids(tids)
+        if pid.min(initial=0) <= _TEMP_ID or tid.min(initial=0) <= _TEMP_ID:
+            self._name_tracks(pids, tids, pid, tid)
+        self.metadata_folded += len(meta)
+        kept = [i for i, p in enumerate(phs) if p != "M"]
+        return ([events[i] for i in kept], [raws[i] for i in kept], [phs[i] for i in kept],
+                np.asarray(kept, dtype=np.int64))
 
     def _ids(self, values: list) -> np.ndarray:
         try:
@@ -412,9 +432,13 @@ def decode_chrome(raw: RawInput, require_events: bool = True, chunk_events: int 
     for key in ("ts", "dur"):
         if builder.lossy[key]:
             warn(raw.path, f"{builder.lossy[key]} '{key}' values are beyond float precision; ns digits may be off")
+    index = np.concatenate(builder.index) if builder.index else np.zeros(0, dtype=np.int64)
+    m = len(index)  # rows: the events other than M
+    if raw_tracks is not None and m < n:
+        raw_tracks = ([raw_tracks[0][i] for i in index.tolist()], [raw_tracks[1][i] for i in index.tolist()])
     if (ph.codes < 0).any() or "" in ph.categories:
         bad = np.flatnonzero((ph.codes < 0) | (ph.codes == ph.code_of("")))
-        raise TraceError(raw.path, f"event has no 'ph' (phase); {len(bad)} such events", int(bad[0]))
+        raise TraceError(raw.path, f"event has no 'ph' (phase); {len(bad)} such events", int(index[bad[0]]))
 
     def joined(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
         if not parts:
@@ -425,16 +449,11 @@ def decode_chrome(raw: RawInput, require_events: bool = True, chunk_events: int 
     dur_ns, dur_ok = joined(builder.dur)
     builder.ts = builder.dur = []
     skipped: dict[str, int] = {}
-    keep = np.ones(n, dtype=bool)
-    # Metadata events may lack ts; every other event needs one.
-    is_meta = ph.codes == ph.code_of("M")
-    ts_ns[~ts_ok & is_meta] = 0
-    # M events are folded into the process/thread names (`meta`); they keep no row.
-    metadata_folded = int(is_meta.sum())
-    keep &= ~is_meta
-    no_ts = ~ts_ok & ~is_meta
+    keep = np.ones(m, dtype=bool)
+    # Every event needs a ts (M events, which may lack one, were folded into `meta`).
+    no_ts = ~ts_ok
     if no_ts.any():
-        first = int(np.flatnonzero(no_ts)[0])
+        first = int(index[np.flatnonzero(no_ts)[0]])
         note = f"{int(no_ts.sum())} events have no valid 'ts' and were skipped (first at event {first})"
         warn(raw.path, note)
         damage.append(note)
@@ -443,7 +462,7 @@ def decode_chrome(raw: RawInput, require_events: bool = True, chunk_events: int 
     is_x = ph.codes == ph.code_of("X")
     no_dur = is_x & ~dur_ok & keep
     if no_dur.any():
-        first = int(np.flatnonzero(no_dur)[0])
+        first = int(index[np.flatnonzero(no_dur)[0]])
         note = (
             f"{int(no_dur.sum())} complete ('X') events have no valid 'dur'; kept with dur 0 "
             f"(first at event {first})"
@@ -462,16 +481,16 @@ def decode_chrome(raw: RawInput, require_events: bool = True, chunk_events: int 
         ph = ph.column()
         del ph_list, raw_tracks
     lengths = np.concatenate(builder.args_len) if builder.args_len else np.zeros(0, dtype=np.int64)
-    offsets = np.zeros(n + 1, dtype=np.int64)
+    offsets = np.zeros(m + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     args = pa.LargeBinaryArray.from_buffers(
-        pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(builder.args_data[: builder.args_used])]
+        pa.large_binary(), m, [None, pa.py_buffer(offsets), pa.py_buffer(builder.args_data[: builder.args_used])]
     )
     link_parts = builder.link
     link = {k: np.concatenate([p[k] for p in link_parts]) for k in LINK_FIELDS} if link_parts else \
         empty_link_columns(0)
     cols = ChromeColumns(
-        index=np.arange(n, dtype=np.int64),
+        index=index,
         ph=ph,
         name=builder.name.column(),
         cat=builder.cat.column(),
@@ -490,7 +509,7 @@ def decode_chrome(raw: RawInput, require_events: bool = True, chunk_events: int 
         skipped=skipped,
         damage=damage,
         input_events=n,
-        metadata_folded=metadata_folded,
+        metadata_folded=builder.metadata_folded,
     )
     if not keep.all():
         cols = _take(cols, np.flatnonzero(keep))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tracekit.table import DEVICE_KINDS, kind_in
+from tracekit.table import DEVICE_KINDS, is_in, kind_in
 
 WRITTEN = "written"
 METADATA = "metadata"  # M events: folded into tracekit's own process/thread names
@@ -31,7 +31,7 @@ def flow_status(events: pd.DataFrame, launch: np.ndarray) -> tuple[np.ndarray, p
     src = events["source_index"].to_numpy()
     cat_codes = events["cat"].cat.codes.to_numpy()[rows]
     id_codes = events["flow_id"].cat.codes.to_numpy()[rows]
-    replaced = np.isin(cat_codes, _codes_of(events["cat"], LAUNCH_FLOW_CATS)) & _is_linked_correlation(
+    replaced = is_in(events["cat"], LAUNCH_FLOW_CATS)[rows] & _is_linked_correlation(
         events, launch, src[rows], id_codes)
     status[rows[replaced]] = FLOW_REPLACED
     rest = rows[~replaced]
@@ -40,10 +40,9 @@ def flow_status(events: pd.DataFrame, launch: np.ndarray) -> tuple[np.ndarray, p
     keep = bound >= 0
     rest, bound = rest[keep], bound[keep]
     rest_cat, rest_id = cat_codes[~replaced][keep], id_codes[~replaced][keep]
-    ph = events["ph"].cat.codes.to_numpy()[rest]
     flows = pd.DataFrame({"src": src[rest], "cat": rest_cat, "id": rest_id, "row": rest, "slice": bound})
-    starts = flows[ph == _code_of(events["ph"], "s")].drop_duplicates(["src", "cat", "id"])
-    ends = flows[ph == _code_of(events["ph"], "f")]
+    starts = flows[is_in(events["ph"], ("s",))[rest]].drop_duplicates(["src", "cat", "id"])
+    ends = flows[is_in(events["ph"], ("f",))[rest]]
     pairs = starts.merge(ends, on=["src", "cat", "id"], suffixes=("_s", "_f"))
     paired = np.isin(rest, np.concatenate([pairs["row_s"].to_numpy(), pairs["row_f"].to_numpy()]))
     status[rest[paired]] = WRITTEN
@@ -53,16 +52,6 @@ def flow_status(events: pd.DataFrame, launch: np.ndarray) -> tuple[np.ndarray, p
                         "cat": cat_text[pairs["cat"].to_numpy()], "start_row": pairs["row_s"].to_numpy(),
                         "end_row": pairs["row_f"].to_numpy()})
     return status, out
-
-
-def _code_of(column: pd.Series, value: str) -> int:
-    """The categorical code of `value` in `column` (-2 if absent: matches no row)."""
-    cats = column.cat.categories
-    return int(cats.get_loc(value)) if value in cats else -2
-
-
-def _codes_of(column: pd.Series, values) -> np.ndarray:
-    return np.array([_code_of(column, v) for v in values], dtype=np.int64)
 
 
 def _is_linked_correlation(events: pd.DataFrame, launch: np.ndarray, flow_src: np.ndarray,

@@ -118,11 +118,15 @@ def track_view(events: pd.DataFrame) -> pd.DataFrame:
     return events.assign(source_index=events["track_source"])
 
 
+def is_in(column: pd.Series, values) -> np.ndarray:
+    """Mask of the rows of a categorical column whose value is one of `values`, computed on the codes."""
+    wanted = np.isin(np.asarray(column.cat.categories, dtype=object), list(values))
+    return np.append(wanted, False)[column.cat.codes.to_numpy()]  # code -1 (missing) -> False
+
+
 def kind_in(events: pd.DataFrame, kinds) -> np.ndarray:
-    """Mask of the rows whose kind is one of `kinds`, computed on the category codes."""
-    column = events["kind"]
-    wanted = np.isin(np.asarray(column.cat.categories, dtype=object), list(kinds))
-    return np.append(wanted, False)[column.cat.codes.to_numpy()]
+    """Mask of the rows whose kind is one of `kinds`."""
+    return is_in(events["kind"], kinds)
 
 
 def object_categories(values: pd.Categorical) -> pd.Categorical:

@@ -130,15 +130,27 @@ class _ModuleArgs:
         phase = pa.array(self.phase[rows], pa.large_string()).fill_null("")
         added = pc.binary_join_element_wise(_lit('"module_path":'), self.quoted.take(pa.array(self.path_codes[rows])),
                                             _lit(',"phase":"'), phase, _lit('"'), _lit(""))
-        text = args.filter(pa.array(mask)).cast(pa.large_string())
-        inner = pc.utf8_trim_whitespace(pc.utf8_slice_codeunits(pc.utf8_trim_whitespace(text), 1, -1))
-        sep = pc.if_else(pc.equal(pc.utf8_length(inner), 0), _lit(""), _lit(","))
-        merged = pc.binary_join_element_wise(_lit("{"), inner, sep, added, _lit("}"), _lit("")).cast(pa.large_binary())
-        return pc.replace_with_mask(args.cast(pa.large_binary()), pa.array(mask), merged)
+        return _append_fields(args, mask, added)
 
 
 def _lit(text: str) -> pa.Scalar:
     return pa.scalar(text, pa.large_string())
+
+
+_WHITESPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() strips
+
+
+def _append_fields(args: pa.Array, mask: np.ndarray, added: pa.Array) -> pa.Array:
+    """`args` with the object members `added` ('"k":v,...', one per masked row) appended to the masked rows.
+
+    Each masked row's JSON object text keeps its members (surrounding whitespace trimmed); an empty
+    args becomes a new object.
+    """
+    text = args.filter(pa.array(mask)).cast(pa.large_string())
+    inner = pc.utf8_trim(pc.utf8_slice_codeunits(pc.utf8_trim(text, _WHITESPACE), 1, -1), _WHITESPACE)
+    sep = pc.if_else(pc.equal(pc.utf8_length(inner), 0), _lit(""), _lit(","))
+    merged = pc.binary_join_element_wise(_lit("{"), inner, sep, added.cast(pa.large_string()), _lit("}"), _lit(""))
+    return pc.replace_with_mask(args.cast(pa.large_binary()), pa.array(mask), merged.cast(pa.large_binary()))
 
 
 def _open_out(path: Path, gzip_output: bool):
@@ -206,13 +218,6 @@ def _write_list(fh, encoded: bytes, first: bool) -> None:
     fh.write(memoryview(encoded)[1:-1])
 
 
-_WHITESPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() strips
-
-
-def _bin(value: bytes) -> pa.Scalar:
-    return pa.scalar(value, pa.large_binary())
-
-
 class _KernelArgs:
     """Adds the launching op's name and input shapes to the args of device events, one chunk at a time.
 
@@ -247,15 +252,7 @@ class _KernelArgs:
         if not mask.any():
             return args
         added = self.per_op.take(pa.array(np.searchsorted(self.ops, self.op_of_row[part[mask]])))
-        raw = args.filter(pa.array(mask)).cast(pa.large_string())
-        right = pc.utf8_rtrim(raw, characters=_WHITESPACE)
-        both = pc.utf8_ltrim(right, characters=_WHITESPACE)
-        extend = pc.invert(pc.or_(pc.equal(both, "{}"), pc.equal(both, "")))
-        # An object: its text up to the closing brace, then the added fields; otherwise a new object.
-        body = pc.binary_slice(right.cast(pa.large_binary()), 0, -1)
-        extended = pc.binary_join_element_wise(body, _bin(b","), added, _bin(b"}"), _bin(b""))
-        fresh = pc.binary_join_element_wise(_bin(b"{"), added, _bin(b"}"), _bin(b""))
-        return pc.replace_with_mask(args.cast(pa.large_binary()), pa.array(mask), pc.if_else(extend, extended, fresh))
+        return _append_fields(args, mask, added)
 
 
 def _lookup(keys: pd.DataFrame, mapping: dict[tuple, int]) -> np.ndarray:

@@ -49,7 +49,7 @@ def load_groups(path: str | Path) -> dict[str, list[str]]:
     text = Path(path).read_text()
     if str(path).endswith((".yaml", ".yml")):
         try:
-            import yaml  # type: ignore[import-untyped]
+            import yaml  # type: ignore[import-untyped]  # core dependency (pyyaml)
         except ImportError as exc:
             raise TraceError(path, "YAML equivalence files need PyYAML (pip install pyyaml); or use JSON") from exc
         data = yaml.safe_load(text)

@@ -26,13 +26,13 @@ def info_cmd(inputs: tuple[Path, ...], top: int, as_json: bool) -> None:
     """Format, devices, ranks, steps, event counts, time span, top ops and kernels."""
     from rich.console import Console
 
-    from tracekit.info import trace_info
-    from tracekit.pipeline import process, read_inputs
+    from tracekit.info import quick_info
+    from tracekit.pipeline import read_inputs
 
     with progress_steps(total=len(inputs) + 1) as advance:
         table = read_inputs(inputs, on_file=lambda p: advance(f"reading {p}"))
         advance("building call tree and links")
-        facts = trace_info(process(table), top=top)
+        facts = quick_info(table, top=top)
     if as_json:
         click.echo(json.dumps(facts, indent=2))
         return

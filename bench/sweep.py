@@ -72,7 +72,7 @@ def commands(trace: Path, work: Path, hta_python: str | None, hta_dir: Path | No
 
 
 def measure(label: str, trace: Path, work: Path, repeat: int, hta_python: str | None, with_hta: bool,
-            extra: dict[str, list[str]] | None = None) -> dict:
+            extra: dict[str, list[str]] | None = None, only: list[str] | None = None) -> dict:
     hta_dir = None
     if with_hta and hta_python:
         hta_dir = work / f"hta-{trace.stem}"
@@ -81,6 +81,8 @@ def measure(label: str, trace: Path, work: Path, repeat: int, hta_python: str | 
         if not link.exists():
             link.symlink_to(trace)
     cmds = commands(trace, work, hta_python, hta_dir) | (extra or {})
+    if only is not None:
+        cmds = {k: v for k, v in cmds.items() if k in only or k in ("python start-up", "orjson.loads")}
     samples: dict[str, list[dict]] = {name: [] for name in cmds}
     for _ in range(repeat):
         for name, cmd in cmds.items():
@@ -127,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hta-python", default=str(REPO / "bench/.venv-hta/bin/python"))
     ap.add_argument("--hta-max-mb", type=float, default=600)
     ap.add_argument("--no-small", action="store_true", help="skip the small real traces and compare/merge")
-    ap.add_argument("--json", default=None, help="write the results here")
+    ap.add_argument("--json", default=None, help="write the results here (rewritten after each trace)")
+    ap.add_argument("--only-large", nargs="*", default=None, metavar="COMMAND",
+                    help="at sizes of 1 GB and more, run only these commands (e.g. 'orjson.loads' 'tracekit info')")
     ap.add_argument("--work", default=None, help="folder for the synthetic traces (kept between runs)")
     args = ap.parse_args(argv)
     hta = args.hta_python if Path(args.hta_python).exists() else None
@@ -151,17 +155,22 @@ def main(argv: list[str] | None = None) -> int:
         for label, trace in SMALL.items():
             results.append(measure(label, trace, work, max(args.repeat, 3), hta, True,
                                    pair if label.startswith("bert") else None))
+            _save(args.json, results)
     for size in args.sizes:
         trace = work / f"v100-{size:g}MB.json"
         if not trace.exists():
             scale(SHARED / "gpu/hta/v100_large.json.gz", size, trace)
         results.append(measure(f"v100_large scaled to {size:g} MB", trace, work, args.repeat, hta,
-                               size <= args.hta_max_mb))
+                               size <= args.hta_max_mb, only=args.only_large if size >= 1000 else None))
+        _save(args.json, results)
     for result in results:
         print(table(result) + "\n")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"machine": _machine(), "results": results}, indent=2))
     return 0
+
+
+def _save(path: str | None, results: list[dict]) -> None:
+    if path:
+        Path(path).write_text(json.dumps({"machine": _machine(), "results": results}, indent=2))
 
 
 def _machine() -> dict:

@@ -39,7 +39,7 @@ NO_SIZES = ("no sizes recorded: no `In/Out msg nelems`, and the op's tensor inpu
 COLUMNS = (
     "rank", "step", "name", "collective", "group", "group_desc", "group_ranks", "group_from", "peer",
     "dtype", "bytes", "bytes_from", "start_ns", "dur_ns", "call_ns", "exposed_ns", "module_path",
-    "module_from", "call_row", "exec_row", "thread",
+    "module_from", "call_row", "exec_row", "thread", "exec_thread",
 )
 
 
@@ -183,12 +183,14 @@ def collective_calls(table: EventTable) -> tuple[pd.DataFrame, dict[str, int]]:
             **facts, "start_ns": start, "dur_ns": end - start, "call_ns": int(dur[top]),
             "module_path": module, "module_from": module_from, "call_row": top,
             "exec_row": done[0] if done else -1, "thread": int(tid[top]),
+            "exec_thread": int(tid[done[0]]) if done else None,
         })
     frame = pd.DataFrame(rows, columns=[*[c for c in COLUMNS if c != "exposed_ns"], "_elems", "_exec"])
     frame = _link_gloo_execs(frame, execs, names, base_kind, args, ts, dur, ev, skipped)
     frame["exposed_ns"] = exposed_ns(ev, frame)
     frame["bytes"] = frame["bytes"].astype("Int64")
     frame["peer"] = frame["peer"].astype("Int64")
+    frame["exec_thread"] = frame["exec_thread"].astype("Int64")
     return frame[list(COLUMNS)].sort_values(["start_ns", "call_row"], ignore_index=True), skipped
 
 
@@ -247,9 +249,8 @@ def _link_gloo_execs(frame: pd.DataFrame, execs: list[int], names, base_kind, ar
     for ex in execs:
         kind = base_kind[ex]
         n, t = tensor_size(args[ex].get("Input Dims"), args[ex].get("Input type"))
-        match = next((i for i in order if free[i] and frame.at[i, "collective"] == kind
-                      and frame.at[i, "start_ns"] <= ts[ex]
-                      and (n is None or pd.isna(frame.at[i, "_elems"]) or frame.at[i, "_elems"] == n)), None)
+        match = next((i for i in order if free[i] and _runs(kind, n, frame.at[i, "collective"], frame.at[i, "_elems"])
+                      and frame.at[i, "start_ns"] <= ts[ex]), None)
         if match is None:
             skipped["gloo annotation without a calling op"] = skipped.get("gloo annotation without a calling op", 0) + 1
             continue
@@ -257,11 +258,24 @@ def _link_gloo_execs(frame: pd.DataFrame, execs: list[int], names, base_kind, ar
         frame.at[match, "start_ns"] = int(ts[ex])
         frame.at[match, "dur_ns"] = int(dur[ex])
         frame.at[match, "exec_row"] = ex
+        frame.at[match, "exec_thread"] = int(ev["tid"].iat[ex])
         if pd.isna(frame.at[match, "bytes"]) and size_bytes(n, t) is not None:
             frame.at[match, "bytes"] = size_bytes(n, t)
             frame.at[match, "dtype"] = t
             frame.at[match, "bytes_from"] = f"Input Dims of {names[ex]} (the gloo work that ran it)"
     return frame
+
+
+def _runs(exec_kind: str, exec_elems: int | None, call_kind: str, call_elems) -> bool:
+    """Can a gloo annotation (its collective, elements of its input) be the work of a call? gloo runs
+    reduce_scatter as an all_reduce of the full input, and an all_gather annotation shows the local input
+    while the call's largest operand is the gathered output (a whole multiple of it)."""
+    if exec_kind != call_kind and not (exec_kind == "all_reduce" and call_kind == "reduce_scatter"):
+        return False
+    if exec_elems is None or pd.isna(call_elems):
+        return True
+    return call_elems == exec_elems or (call_kind == "all_gather" and exec_elems > 0
+                                        and call_elems > exec_elems and call_elems % exec_elems == 0)
 
 
 def compute_intervals(ev: pd.DataFrame, calls: pd.DataFrame) -> np.ndarray:
@@ -356,5 +370,6 @@ def build_collectives(frames: list[pd.DataFrame], distributed: list[dict[str, An
     calls = with_bandwidth(calls)
     order = ["rank", "step", "name", "collective", "group", "group_desc", "group_ranks", "group_from",
              "parallel_dim", "parallel_dim_inferred", "peer", "dtype", "bytes", "bytes_from", "start_ns", "dur_ns",
-             "algbw", "busbw", "exposed_ns", "call_ns", "module_path", "module_from", "call_row", "exec_row", "thread"]
+             "algbw", "busbw", "exposed_ns", "call_ns", "module_path", "module_from", "call_row", "exec_row", "thread",
+             "exec_thread", "group_candidates"]
     return calls[order].sort_values(["rank", "start_ns"], ignore_index=True)

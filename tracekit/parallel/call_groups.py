@@ -1,0 +1,331 @@
+"""The process group of each collective CALL, from the calls of all ranks (pure functions over call tables).
+
+Input: one table of calls of all ranks with the columns in `MATCH_COLUMNS` (the collectives table, or the
+same columns read from rank-partitioned Parquet), the candidate groups, and the rows to decide.
+Evidence, per call x on rank r and candidate group G (r in G, more than one member):
+
+1. Counterpart: every other member m of G (the two ring neighbours of r in G when G is larger than
+   `FULL_CHECK`) has a call of the same collective and size (all_to_all: any size, splits may be uneven)
+   whose execution [start, end] overlaps x's (a collective
+   cannot finish on one member before another member started it). For send/recv: the member at the peer
+   index has the opposite op of the same size naming r's index in G as its peer, overlapping in time.
+   Groups that pass are the call's candidates. One candidate -> that group.
+2. Execution thread: gloo runs each process group's work on worker threads owned by that group, NCCL on
+   that group's streams. Where a call ran on such a thread (not the calling thread), the calls of that
+   thread share one group: a group that is a candidate of every call of the thread that has candidates,
+   while every other group misses a counterpart for at least one of them, labels all of them.
+3. Agreement: for every group, the labelled calls of each pair of members (ring neighbours) must be the
+   same sequence of collectives and sizes, pairwise overlapping in time; otherwise the group's inferred
+   labels on all its members are withdrawn. So a labelled call has an equally labelled counterpart on
+   every member.
+
+Work is sorting plus binary searches: O(calls x groups per rank x log calls) over all ranks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+MATCH_COLUMNS = ("rank", "collective", "bytes", "start_ns", "dur_ns", "peer", "thread", "exec_thread")
+FULL_CHECK = 8  # groups up to this size are checked against every member, larger ones against ring neighbours
+_P2P = {"send": "recv", "recv": "send"}
+_UNEVEN = {"all_to_all"}  # split sizes may differ between members: matched by collective and time only
+_UNTIMED = ("unknown: the trace shows only the call's enqueue, not its execution (no worker-thread annotation or "
+            "device kernel), so it cannot be matched in time")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A process group a call may belong to: its name and global ranks."""
+
+    name: str
+    ranks: tuple[int, ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {list(self.ranks)}"
+
+
+def _members_to_check(group: Candidate, rank: int) -> list[int]:
+    others = [m for m in group.ranks if m != rank]
+    if len(group.ranks) <= FULL_CHECK:
+        return others
+    i = group.ranks.index(rank)
+    return sorted({group.ranks[(i + 1) % len(group.ranks)], group.ranks[i - 1]})
+
+
+class _Index:
+    """Per (rank, sig): calls sorted by start with the running maximum of their ends, for overlap queries."""
+
+    def __init__(self, calls: pd.DataFrame, tolerance_ns: int):
+        self.tol = tolerance_ns
+        self.by_key: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]] = {}
+        for key, frame in calls.groupby(["rank", "_sig"], sort=False):
+            order = np.argsort(frame["start_ns"].to_numpy(), kind="stable")
+            starts = frame["start_ns"].to_numpy(dtype=np.int64)[order]
+            ends = frame["_end"].to_numpy(dtype=np.int64)[order]
+            rows = frame.index.to_numpy(dtype=np.int64)[order]  # labels are positions in the full call table
+            self.by_key[key] = (starts, ends, np.maximum.accumulate(ends), rows, int((ends - starts).max()))
+
+    def overlaps(self, rank: int, sig: tuple, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+        """For each [start, end]: does `rank` have a call of `sig` overlapping it (within the tolerance)?"""
+        found = self.by_key.get((rank, sig))
+        if found is None:
+            return np.zeros(len(start), dtype=bool)
+        starts, _ends, max_end, _rows, _longest = found
+        k = np.searchsorted(starts, end + self.tol, side="right")
+        return (k > 0) & (max_end[np.maximum(k - 1, 0)] >= start - self.tol)
+
+    def overlapping(self, rank: int, sig: tuple, start: int, end: int) -> np.ndarray:
+        """Positions (in the call table) of `rank`'s calls of `sig` that overlap [start, end]."""
+        found = self.by_key.get((rank, sig))
+        if found is None:
+            return np.zeros(0, dtype=np.int64)
+        starts, ends, _max_end, rows, longest = found
+        lo = np.searchsorted(starts, start - self.tol - longest, side="left")
+        hi = np.searchsorted(starts, end + self.tol, side="right")
+        return rows[lo:hi][ends[lo:hi] >= start - self.tol]
+
+
+def _signatures(calls: pd.DataFrame) -> list[tuple]:
+    sizes = calls["bytes"].astype("Float64").fillna(-1).astype("int64").tolist()
+    peers = calls["peer"].astype("Float64").fillna(-1).astype("int64").tolist()
+    return [(c, -1 if c in _UNEVEN else b, p if c in _P2P else -1)
+            for c, b, p in zip(calls["collective"].tolist(), sizes, peers)]
+
+
+def candidate_matrix(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Candidate],
+                     tolerance_ns: int = 0, index: _Index | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(passes, checkable): bool arrays (len(todo) x len(groups)). checkable: the group contains the call's rank,
+    has another member, and every member to check is among the inputs; passes: evidence 1 holds."""
+    present = set(calls["rank"].unique().tolist())
+    index = _Index(calls, tolerance_ns) if index is None else index
+    sub = calls.iloc[todo]
+    passes = np.zeros((len(todo), len(groups)), dtype=bool)
+    checkable = np.zeros_like(passes)
+    ranks = sub["rank"].to_numpy()
+    sigs = np.empty(len(sub), dtype=object)
+    sigs[:] = sub["_sig"].tolist()
+    start, end = sub["start_ns"].to_numpy(dtype=np.int64), sub["_end"].to_numpy(dtype=np.int64)
+    for gi, group in enumerate(groups):
+        if len(group.ranks) < 2:
+            continue
+        for rank in set(group.ranks) & set(ranks.tolist()):
+            rows = np.flatnonzero(ranks == rank)
+            is_p2p = np.array([s[0] in _P2P for s in sigs[rows]], dtype=bool)
+            coll_rows, p2p_rows = rows[~is_p2p], rows[is_p2p]
+            members = _members_to_check(group, int(rank))
+            if all(m in present for m in members) and len(coll_rows):
+                checkable[coll_rows, gi] = True
+                ok = np.ones(len(coll_rows), dtype=bool)
+                for sig in {sigs[r] for r in coll_rows}:
+                    same = coll_rows[[sigs[r] == sig for r in coll_rows]]
+                    pos = np.searchsorted(coll_rows, same)
+                    for m in members:
+                        ok[pos] &= index.overlaps(m, sig, start[same], end[same])
+                passes[coll_rows, gi] = ok
+            me = group.ranks.index(int(rank))
+            for r in p2p_rows.tolist():
+                kind, size, peer = sigs[r]
+                if not 0 <= peer < len(group.ranks) or group.ranks[peer] == rank:
+                    continue
+                other = group.ranks[peer]
+                if other not in present:
+                    continue
+                checkable[r, gi] = True
+                passes[r, gi] = bool(index.overlaps(other, (_P2P[kind], size, me), start[r:r + 1], end[r:r + 1])[0])
+    return passes, checkable
+
+
+@dataclass
+class _State:
+    """Decisions so far for the rows to decide: label (group index or -1) and the evidence of each."""
+
+    todo: np.ndarray
+    passes: np.ndarray
+    checkable: np.ndarray
+    label: np.ndarray
+    reasons: list[str]
+
+
+def _lane_step(lanes: dict[tuple[int, int], np.ndarray], st: _State, groups: Sequence[Candidate]) -> list[int]:
+    """Evidence 2: label the open calls of each execution lane whose group is certain; returns them."""
+    new: list[int] = []
+    for (rank, thread), pos in lanes.items():
+        open_ = pos[st.label[pos] < 0]
+        if not len(open_):
+            continue
+        known = set(st.label[pos][st.label[pos] >= 0].tolist())
+        has_any = st.passes[pos].any(axis=1)
+        support = st.passes[pos][has_any].sum(axis=0)
+        refuted = (~st.passes[pos] & st.checkable[pos])[has_any].sum(axis=0)
+        if len(known) == 1:
+            win = known.pop()
+            if refuted[win]:
+                continue
+            why = (f"inferred: ran on execution thread {thread} of rank {rank}, owned by one process group, whose "
+                   f"other calls are matched in {groups[win].label}")
+        elif not known:
+            alive = [g for g in range(len(groups)) if support[g] and not refuted[g]]
+            if len(alive) != 1:
+                continue
+            win = alive[0]
+            others = [groups[g].label for g in range(len(groups)) if g != win and st.checkable[pos][:, g].any()]
+            why = (f"inferred: ran on execution thread {thread} of rank {rank}, owned by one process group; "
+                   f"{int(support[win])} of its {len(pos)} calls have matching calls overlapping in time on every "
+                   f"member of {groups[win].label}" + (f", while {', '.join(others)} lack a counterpart for at least "
+                                                        f"one of them" if others else ""))
+        else:
+            continue
+        for i in open_.tolist():
+            st.label[i] = win
+            st.reasons[i] = why + ("" if st.passes[i, win] else "; this call itself has no counterpart in the window")
+        new.extend(open_.tolist())
+    return new
+
+
+def _propagate(new: list[int], calls: pd.DataFrame, st: _State, groups: Sequence[Candidate], index: _Index,
+               stated: np.ndarray) -> list[int]:
+    """Evidence 1 across ranks: the counterpart of a labelled call on each member, where exactly one call there
+    (same collective and size, overlapping, not labelled otherwise) can be it, takes the same group."""
+    pos_of = np.full(len(calls), -1, dtype=np.int64)
+    pos_of[st.todo] = np.arange(len(st.todo))
+    ranks, sigs = calls["rank"].to_numpy(), calls["_sig"].to_numpy()
+    start, end = calls["start_ns"].to_numpy(dtype=np.int64), calls["_end"].to_numpy(dtype=np.int64)
+    found: list[int] = []
+    queue = list(new)
+    while queue:
+        i = queue.pop()
+        row, g = int(st.todo[i]), int(st.label[i])
+        group, rank, sig = groups[g], int(ranks[row]), sigs[row]
+        if sig[0] in _P2P:
+            if not 0 <= sig[2] < len(group.ranks):
+                continue
+            targets = [(group.ranks[sig[2]], (_P2P[sig[0]], sig[1], group.ranks.index(rank)))]
+        else:
+            targets = [(m, sig) for m in _members_to_check(group, rank)]
+        for member, want in targets:
+            viable = []
+            for c in index.overlapping(member, want, int(start[row]), int(end[row])).tolist():
+                p = int(pos_of[c])
+                if p >= 0 and (st.label[p] == g or (st.label[p] < 0 and st.passes[p, g])):
+                    viable.append(p)
+                elif p < 0 and stated[c] == group.name:
+                    viable.append(-1)
+            if len(viable) == 1 and viable[0] >= 0 and st.label[viable[0]] < 0:
+                p = viable[0]
+                st.label[p] = g
+                st.reasons[p] = (f"inferred: the only call here that can be the counterpart of rank {rank}'s "
+                                 f"{sig[0]} matched in {group.label} (same collective and size, overlapping in time)")
+                found.append(p)
+                queue.append(p)
+    return found
+
+
+def _disagreements(calls: pd.DataFrame, label: np.ndarray, groups: Sequence[Candidate],
+                   tolerance_ns: int) -> dict[int, str]:
+    """Groups whose labelled calls differ between two members (evidence 3) -> the reason."""
+    bad = {}
+    frame = calls.assign(_label=label)
+    frame = frame[frame["_label"] >= 0].sort_values(["start_ns"], kind="stable")
+    for gi, part in frame.groupby("_label", sort=False):
+        group = groups[int(gi)]
+        per_rank = {r: f for r, f in part.groupby("rank", sort=False)}
+        is_p2p = part["_sig"].map(lambda s: s[0] in _P2P)
+        coll, p2p = part[~is_p2p], part[is_p2p]
+        for rank in group.ranks:
+            if rank not in per_rank:
+                continue
+            mine = coll[coll["rank"] == rank]
+            for m in _members_to_check(group, rank):
+                theirs = coll[coll["rank"] == m]
+                if len(mine) or len(theirs):
+                    why = _compare(mine, theirs, tolerance_ns)
+                    if why:
+                        bad[int(gi)] = f"{group.label}: rank {rank} vs rank {m}: {why}"
+        sends_only = p2p[p2p["_sig"].map(lambda s: s[0] == "send").astype(bool)] if len(p2p) else p2p.iloc[:0]
+        for (rank, sig), sends in sends_only.groupby(["rank", "_sig"]):
+            other = group.ranks[sig[2]]
+            want = ("recv", sig[1], group.ranks.index(rank))
+            recvs = p2p[(p2p["rank"] == other) & p2p["_sig"].map(lambda s, w=want: s == w).astype(bool)]
+            why = _compare(sends, recvs, tolerance_ns, match_sigs=False)
+            if why:
+                bad[int(gi)] = f"{group.label}: sends rank {rank} -> {other} vs its receives: {why}"
+    return bad
+
+
+def _compare(mine: pd.DataFrame, theirs: pd.DataFrame, tol: int, match_sigs: bool = True) -> str | None:
+    if len(mine) != len(theirs):
+        return f"{len(mine)} vs {len(theirs)} calls"
+    if match_sigs:
+        diff = [i for i, (a, b) in enumerate(zip(mine["_sig"], theirs["_sig"])) if a != b]
+        if diff:
+            return f"different collective or size at position {diff[0]}"
+    s1, e1 = mine["start_ns"].to_numpy(), mine["_end"].to_numpy()
+    s2, e2 = theirs["start_ns"].to_numpy(), theirs["_end"].to_numpy()
+    apart = np.flatnonzero((s1 > e2 + tol) | (s2 > e1 + tol))
+    return f"the calls at position {apart[0]} do not overlap in time" if len(apart) else None
+
+
+def infer_call_groups(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Candidate],
+                      tolerance_ns: int = 0) -> pd.DataFrame:
+    """For the rows `todo` (positions in `calls`, which holds every rank's calls with `MATCH_COLUMNS` and, for
+    calls whose events name their group, `group`): `group` (index into `groups`, -1 when undecided),
+    `group_from` (the evidence, or why there is none) and `candidates` (labels of the groups the evidence could
+    not tell apart)."""
+    calls = calls.reset_index(drop=True)
+    calls = calls.assign(_sig=_signatures(calls),
+                         _end=calls["start_ns"].to_numpy(dtype=np.int64) + calls["dur_ns"].to_numpy(dtype=np.int64))
+    todo = np.asarray(todo, dtype=np.int64)
+    timed = (calls["exec_thread"].notna() if "exec_thread" in calls else pd.Series(True, index=calls.index)).to_numpy()
+    index = _Index(calls[timed], tolerance_ns)
+    passes, checkable = candidate_matrix(calls, todo, groups, tolerance_ns, index)
+    passes[~timed[todo]] = False
+    checkable[~timed[todo]] = False
+    st = _State(todo, passes, checkable, np.full(len(todo), -1, dtype=np.int64), [""] * len(todo))
+    stated = calls["group"].astype(object).to_numpy() if "group" in calls else np.full(len(calls), None)
+    sub = calls.iloc[todo]
+    exec_thread = sub["exec_thread"].astype("Float64") if "exec_thread" in sub else pd.Series(np.nan, index=sub.index)
+    own = (exec_thread.notna() & (exec_thread != sub["thread"].astype("Float64"))).to_numpy(dtype=bool)
+    keys = list(zip(sub["rank"].astype(int).tolist(), exec_thread.fillna(-1).astype(int).tolist()))
+    lanes: dict[tuple[int, int], list[int]] = {}
+    for i in np.flatnonzero(own).tolist():
+        lanes.setdefault(keys[i], []).append(i)
+    lane_pos = {k: np.asarray(v, dtype=np.int64) for k, v in lanes.items()}
+    single = np.flatnonzero(passes.sum(axis=1) == 1)
+    for i in single.tolist():
+        st.label[i] = int(np.flatnonzero(passes[i])[0])
+        st.reasons[i] = (f"inferred: the only candidate group whose members all have a matching call overlapping "
+                         f"this one in time ({int(checkable[i].sum())} groups checked)")
+    new = single.tolist()
+    while True:
+        new = new + _lane_step(lane_pos, st, groups)
+        if not new:
+            break
+        new = _propagate(new, calls, st, groups, index, stated)
+    cands: list[list[str]] = [[] for _ in range(len(todo))]
+    for i in np.flatnonzero(st.label < 0).tolist():
+        names = [groups[g].label for g in np.flatnonzero(passes[i])]
+        if names:
+            cands[i] = names
+            st.reasons[i] = (f"undecided: {len(names)} groups have matching calls overlapping this one on every "
+                             f"member ({', '.join(names)}); neither its execution thread nor its counterparts "
+                             f"tell them apart")
+        else:
+            st.reasons[i] = ("unknown: no candidate group has a matching call overlapping this one on every member"
+                             if checkable[i].any() else _UNTIMED if not timed[todo[i]] else
+                             "unknown: the events do not name their group and no other member of the rank's groups "
+                             "is among the inputs")
+    label = np.full(len(calls), -1, dtype=np.int64)
+    label[todo] = st.label
+    bad = _disagreements(calls, label, groups, tolerance_ns)
+    for i in np.flatnonzero(np.isin(st.label, list(bad))).tolist():
+        g = int(st.label[i])
+        cands[i] = [groups[k].label for k in np.flatnonzero(passes[i])] or [groups[g].label]
+        st.reasons[i] = f"undecided: labelled calls disagree across ranks ({bad[g]})"
+        st.label[i] = -1
+    return pd.DataFrame({"group": st.label, "group_from": st.reasons, "candidates": cands}, index=sub.index)

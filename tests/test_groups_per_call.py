@@ -12,7 +12,7 @@ import pytest
 from conftest import SAMPLES, shared
 
 from tracekit.convert import convert
-from tracekit.parallel.call_groups import Candidate, infer_call_groups
+from tracekit.parallel.call_groups import MATCH_COLUMNS, Candidate, infer_call_groups
 from tracekit.parallel.groups import assign_groups, groups_from_ranks, label_dims
 
 
@@ -180,7 +180,7 @@ def test_undecided_when_timing_and_threads_cannot_tell_groups_apart(recorded):
 
 def test_no_execution_in_the_trace_means_unknown(recorded):
     calls, groups = _lockstep_calls(recorded)
-    calls["exec_thread"] = pd.array([None] * len(calls), dtype="Int64")
+    calls["exec_row"] = -1
     cands = [Candidate(g.name, g.ranks) for g in groups.values()]
     found = infer_call_groups(calls, np.arange(len(calls)), cands)
     assert (found["group"] == -1).all()
@@ -195,7 +195,28 @@ def test_pure_function_matches_on_the_call_table_alone(recorded):
         {"pg_name": d, "pg_desc": f"mesh_{d}", "ranks": ranks} for d, ranks in r["groups"].items()]}
         for r in log["ranks"]], coll.iloc[:0])
     cands = [Candidate(g.name, g.ranks) for g in groups.values()]
-    table = coll[["rank", "collective", "bytes", "start_ns", "dur_ns", "peer", "thread", "exec_thread"]]
+    table = coll[list(MATCH_COLUMNS)]
     found = infer_call_groups(table, np.arange(len(table)), cands)
     named = [cands[g].name.upper() if g >= 0 else None for g in found["group"]]
     assert named == truth["truth"].tolist()
+
+
+@pytest.mark.parametrize("folder", ["dist_dp_cp", "dist_cp_allgather"])
+@pytest.mark.parametrize("cut", [1, 2, 3])
+def test_windows_cut_at_the_edges_never_give_a_wrong_group(recorded, folder, cut):
+    """Rank 0's window misses its first `cut` calls and rank 3's its last one, so some calls lose their
+    counterpart: those may stay undecided (saying why), but no call gets another group than the recorded one."""
+    coll, log = recorded(SAMPLES / folder)
+    coll = _truth(coll, log).sort_values(["rank", "start_ns"])
+    drop = list(coll[coll["rank"] == 0].index[:cut]) + list(coll[coll["rank"] == 3].index[-1:])
+    calls = coll.drop(index=drop).assign(group=None, group_desc=None, group_ranks=None, group_from=None)
+    dist = [{"rank": e["rank"], "world_size": 4, "pg_config": [
+        {"pg_name": d, "pg_desc": f"mesh_{d}", "ranks": ranks} for d, ranks in e["groups"].items()]}
+        for e in log["ranks"]]
+    groups = groups_from_ranks(dist, calls.iloc[:0])
+    out = label_dims(assign_groups(calls, groups), groups)
+    labelled = out[out["parallel_dim"].notna()]
+    assert (labelled["parallel_dim"] == labelled["truth"]).all()
+    assert len(labelled) >= len(out) // 4
+    assert out.loc[out["group"].isna(), "group_from"].str.match(r"(undecided|unknown): ").all()
+    _assert_agreement(out[out["group"].notna()])

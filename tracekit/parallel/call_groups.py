@@ -10,27 +10,32 @@ Evidence, per call x on rank r and candidate group G (r in G, more than one memb
    cannot finish on one member before another member started it). For send/recv: the member at the peer
    index has the opposite op of the same size naming r's index in G as its peer, overlapping in time.
    Groups that pass are the call's candidates. One candidate -> that group.
-2. Execution thread: gloo runs each process group's work on worker threads owned by that group, NCCL on
-   that group's streams. Where a call ran on such a thread (not the calling thread), the calls of that
-   thread share one group: a group that is a candidate of every call of the thread that has candidates,
+2. Execution thread: gloo runs each process group's work on worker threads owned by that group
+   (`exec_thread`: set only for such gloo work; device streams are not used, as recent torch may run
+   synchronous NCCL collectives of all groups on the compute stream). The calls of one worker thread
+   share one group: a group that is a candidate of every call of the thread that has candidates,
    while every other group misses a counterpart for at least one of them, labels all of them.
-3. Agreement: for every group, the labelled calls of each pair of members (ring neighbours) must be the
+3. Counterparts: a labelled call's counterpart on another member takes the same group where exactly one
+   call there can be it (same collective and size, overlapping, not labelled otherwise).
+4. Agreement: for every group, the labelled calls of each pair of members (ring neighbours) must be the
    same sequence of collectives and sizes, pairwise overlapping in time; otherwise the group's inferred
-   labels on all its members are withdrawn. So a labelled call has an equally labelled counterpart on
-   every member.
+   labels on all its members are withdrawn. A shorter sequence that matches exactly one contiguous stretch
+   of the longer one (a window that cut a call or two at its start or end) withdraws only the calls left
+   over at the edges. So a labelled call has an equally labelled counterpart on every member.
 
 Work is sorting plus binary searches: O(calls x groups per rank x log calls) over all ranks.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-MATCH_COLUMNS = ("rank", "collective", "bytes", "start_ns", "dur_ns", "peer", "thread", "exec_thread")
+MATCH_COLUMNS = ("rank", "collective", "bytes", "start_ns", "dur_ns", "peer", "thread", "exec_row", "exec_thread")
 FULL_CHECK = 8  # groups up to this size are checked against every member, larger ones against ring neighbours
 _P2P = {"send": "recv", "recv": "send"}
 _UNEVEN = {"all_to_all"}  # split sizes may differ between members: matched by collective and time only
@@ -196,6 +201,7 @@ def _propagate(new: list[int], calls: pd.DataFrame, st: _State, groups: Sequence
     pos_of[st.todo] = np.arange(len(st.todo))
     ranks, sigs = calls["rank"].to_numpy(), calls["_sig"].to_numpy()
     start, end = calls["start_ns"].to_numpy(dtype=np.int64), calls["_end"].to_numpy(dtype=np.int64)
+    open_left = Counter(zip(ranks[st.todo[st.label < 0]].tolist(), sigs[st.todo[st.label < 0]].tolist()))
     found: list[int] = []
     queue = list(new)
     while queue:
@@ -209,6 +215,8 @@ def _propagate(new: list[int], calls: pd.DataFrame, st: _State, groups: Sequence
         else:
             targets = [(m, sig) for m in _members_to_check(group, rank)]
         for member, want in targets:
+            if not open_left[(member, want)]:
+                continue
             viable = []
             for c in index.overlapping(member, want, int(start[row]), int(end[row])).tolist():
                 p = int(pos_of[c])
@@ -218,6 +226,7 @@ def _propagate(new: list[int], calls: pd.DataFrame, st: _State, groups: Sequence
                     viable.append(-1)
             if len(viable) == 1 and viable[0] >= 0 and st.label[viable[0]] < 0:
                 p = viable[0]
+                open_left[(member, want)] -= 1
                 st.label[p] = g
                 st.reasons[p] = (f"inferred: the only call here that can be the counterpart of rank {rank}'s "
                                  f"{sig[0]} matched in {group.label} (same collective and size, overlapping in time)")
@@ -227,46 +236,80 @@ def _propagate(new: list[int], calls: pd.DataFrame, st: _State, groups: Sequence
 
 
 def _disagreements(calls: pd.DataFrame, label: np.ndarray, groups: Sequence[Candidate],
-                   tolerance_ns: int) -> dict[int, str]:
-    """Groups whose labelled calls differ between two members (evidence 3) -> the reason."""
-    bad = {}
-    frame = calls.assign(_label=label)
-    frame = frame[frame["_label"] >= 0].sort_values(["start_ns"], kind="stable")
-    for gi, part in frame.groupby("_label", sort=False):
-        group = groups[int(gi)]
-        per_rank = {r: f for r, f in part.groupby("rank", sort=False)}
-        is_p2p = part["_sig"].map(lambda s: s[0] in _P2P)
-        coll, p2p = part[~is_p2p], part[is_p2p]
+                   tolerance_ns: int) -> tuple[dict[int, str], dict[int, str]]:
+    """Evidence 4. Returns (groups whose labelled calls differ between two members -> reason, calls at the edge
+    of one member's window whose counterpart lies outside the other member's traced window -> reason)."""
+    bad: dict[int, str] = {}
+    edge: dict[int, str] = {}
+    hit = label >= 0
+    frame = calls.loc[hit, ["rank", "start_ns", "_end", "_code", "_sig"]].assign(_label=label[hit])
+    frame = frame.sort_values(["_label", "rank", "start_ns"], kind="stable")
+    is_p2p = frame["_sig"].map(lambda sig: sig[0] in _P2P).to_numpy(dtype=bool)
+    seqs = {key: (part["_code"].to_numpy(), part["start_ns"].to_numpy(), part["_end"].to_numpy(),
+                  part.index.to_numpy()) for key, part in frame[~is_p2p].groupby(["_label", "rank"], sort=False)}
+    empty = (np.zeros(0, dtype=np.int64),) * 4
+    first = calls.groupby("rank")["start_ns"].min().to_dict()
+    last = calls.groupby("rank")["_end"].max().to_dict()
+    for gi in sorted({int(g) for g, _r in seqs}):
+        group = groups[gi]
         for rank in group.ranks:
-            if rank not in per_rank:
-                continue
-            mine = coll[coll["rank"] == rank]
+            mine = seqs.get((gi, rank), empty)
             for m in _members_to_check(group, rank):
-                theirs = coll[coll["rank"] == m]
-                if len(mine) or len(theirs):
-                    why = _compare(mine, theirs, tolerance_ns)
-                    if why:
-                        bad[int(gi)] = f"{group.label}: rank {rank} vs rank {m}: {why}"
-        sends_only = p2p[p2p["_sig"].map(lambda s: s[0] == "send").astype(bool)] if len(p2p) else p2p.iloc[:0]
-        for (rank, sig), sends in sends_only.groupby(["rank", "_sig"]):
-            other = group.ranks[sig[2]]
-            want = ("recv", sig[1], group.ranks.index(rank))
-            recvs = p2p[(p2p["rank"] == other) & p2p["_sig"].map(lambda s, w=want: s == w).astype(bool)]
-            why = _compare(sends, recvs, tolerance_ns, match_sigs=False)
-            if why:
-                bad[int(gi)] = f"{group.label}: sends rank {rank} -> {other} vs its receives: {why}"
-    return bad
+                why, extra = _compare(mine, seqs.get((gi, m), empty), tolerance_ns,
+                                      windows=((first[rank], last[rank]), (first.get(m, 0), last.get(m, 0))))
+                if why and gi not in bad:
+                    bad[gi] = f"{group.label}: rank {rank} vs rank {m}: {why}"
+                for row in extra.tolist():
+                    edge[row] = (f"undecided: matched in {group.label}, but its counterpart on rank "
+                                 f"{m if row in mine[3] else rank} lies outside that rank's traced window")
+    p2p = frame[is_p2p]
+    by_key = {key: part for key, part in p2p.groupby(["_label", "rank", "_sig"], sort=False)}
+    for (gi, rank, sig), sends in by_key.items():
+        if sig[0] != "send":
+            continue
+        group = groups[int(gi)]
+        other = group.ranks[sig[2]]
+        recvs = by_key.get((gi, other, ("recv", sig[1], group.ranks.index(rank))), p2p.iloc[:0])
+        why, _extra = _compare((None, sends["start_ns"].to_numpy(), sends["_end"].to_numpy(), sends.index.to_numpy()),
+                               (None, recvs["start_ns"].to_numpy(), recvs["_end"].to_numpy(), recvs.index.to_numpy()),
+                               tolerance_ns, trim=False)
+        if why and int(gi) not in bad:
+            bad[int(gi)] = f"{group.label}: sends rank {rank} -> {other} vs its receives: {why}"
+    return bad, edge
 
 
-def _compare(mine: pd.DataFrame, theirs: pd.DataFrame, tol: int, match_sigs: bool = True) -> str | None:
-    if len(mine) != len(theirs):
-        return f"{len(mine)} vs {len(theirs)} calls"
-    if match_sigs:
-        diff = [i for i, (a, b) in enumerate(zip(mine["_sig"], theirs["_sig"])) if a != b]
-        if diff:
+def _compare(mine: tuple, theirs: tuple, tol: int, trim: bool = True,
+             windows: tuple = ((0, 0), (0, 0))) -> tuple[str | None, np.ndarray]:
+    """Why two members' sequences (sig codes or None, starts, ends, rows) of one group cannot be the same calls
+    (None if they are), and the rows of the longer one left over at its window's edges when the shorter one
+    matches exactly one contiguous stretch of it and the leftovers start before the other member's first call
+    or end after its last (traces whose windows cut a call or two at the start or end)."""
+    none = np.zeros(0, dtype=np.int64)
+    if len(mine[1]) == len(theirs[1]):
+        why = _mismatch(mine, theirs, tol)
+        if why is None or not trim:
+            return why, none
+    if not trim or not len(mine[1]) or not len(theirs[1]):
+        return f"{len(mine[1])} vs {len(theirs[1])} calls", none
+    short, long_ = (mine, theirs) if len(mine[1]) <= len(theirs[1]) else (theirs, mine)
+    win_first, win_last = windows[0] if short is mine else windows[1]
+    n, extra = len(short[1]), len(long_[1]) - len(short[1])
+    fits = [o for o in range(extra + 1)
+            if _mismatch(short, tuple(x[o:o + n] if x is not None else None for x in long_), tol) is None
+            and (long_[1][:o] < win_first).all() and (long_[2][o + n:] > win_last).all()]
+    if len(fits) != 1 or extra == 0 or extra > max(2, n // 10):
+        return f"{len(mine[1])} vs {len(theirs[1])} calls" + (", no unique alignment" if extra else ""), none
+    rows = long_[3]
+    return None, np.concatenate([rows[:fits[0]], rows[fits[0] + n:]])
+
+
+def _mismatch(mine: tuple, theirs: tuple, tol: int) -> str | None:
+    c1, s1, e1 = mine[:3]
+    c2, s2, e2 = theirs[:3]
+    if c1 is not None:
+        diff = np.flatnonzero(c1 != c2)
+        if len(diff):
             return f"different collective or size at position {diff[0]}"
-    s1, e1 = mine["start_ns"].to_numpy(), mine["_end"].to_numpy()
-    s2, e2 = theirs["start_ns"].to_numpy(), theirs["_end"].to_numpy()
     apart = np.flatnonzero((s1 > e2 + tol) | (s2 > e1 + tol))
     return f"the calls at position {apart[0]} do not overlap in time" if len(apart) else None
 
@@ -280,8 +323,9 @@ def infer_call_groups(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Ca
     calls = calls.reset_index(drop=True)
     calls = calls.assign(_sig=_signatures(calls),
                          _end=calls["start_ns"].to_numpy(dtype=np.int64) + calls["dur_ns"].to_numpy(dtype=np.int64))
+    calls["_code"] = pd.factorize(calls["_sig"])[0]
     todo = np.asarray(todo, dtype=np.int64)
-    timed = (calls["exec_thread"].notna() if "exec_thread" in calls else pd.Series(True, index=calls.index)).to_numpy()
+    timed = (calls["exec_row"] >= 0).to_numpy(dtype=bool) if "exec_row" in calls else np.ones(len(calls), dtype=bool)
     index = _Index(calls[timed], tolerance_ns)
     passes, checkable = candidate_matrix(calls, todo, groups, tolerance_ns, index)
     passes[~timed[todo]] = False
@@ -307,10 +351,20 @@ def infer_call_groups(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Ca
         if not new:
             break
         new = _propagate(new, calls, st, groups, index, stated)
+    for (rank, thread), pos in lane_pos.items():  # a worker thread serves one group: conflicting labels are wrong
+        seen = Counter(st.label[pos][st.label[pos] >= 0].tolist())
+        if len(seen) > 1:
+            counts = ", ".join(f"{groups[g].label}: {n}" for g, n in seen.items())
+            why = (f"undecided: calls of execution thread {thread} of rank {rank}, which serves one process group, "
+                   f"were matched in different groups ({counts})")
+            for i in pos[st.label[pos] >= 0].tolist():
+                st.label[i], st.reasons[i] = -1, why
     cands: list[list[str]] = [[] for _ in range(len(todo))]
     for i in np.flatnonzero(st.label < 0).tolist():
         names = [groups[g].label for g in np.flatnonzero(passes[i])]
-        if names:
+        if st.reasons[i]:
+            cands[i] = names
+        elif names:
             cands[i] = names
             st.reasons[i] = (f"undecided: {len(names)} groups have matching calls overlapping this one on every "
                              f"member ({', '.join(names)}); neither its execution thread nor its counterparts "
@@ -320,12 +374,18 @@ def infer_call_groups(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Ca
                              if checkable[i].any() else _UNTIMED if not timed[todo[i]] else
                              "unknown: the events do not name their group and no other member of the rank's groups "
                              "is among the inputs")
-    label = np.full(len(calls), -1, dtype=np.int64)
-    label[todo] = st.label
-    bad = _disagreements(calls, label, groups, tolerance_ns)
-    for i in np.flatnonzero(np.isin(st.label, list(bad))).tolist():
-        g = int(st.label[i])
-        cands[i] = [groups[k].label for k in np.flatnonzero(passes[i])] or [groups[g].label]
-        st.reasons[i] = f"undecided: labelled calls disagree across ranks ({bad[g]})"
-        st.label[i] = -1
+    pos_of = {int(row): i for i, row in enumerate(todo.tolist())}
+    for _ in range(4):  # withdrawing edge calls can change another pair's sequences: check again
+        label = np.full(len(calls), -1, dtype=np.int64)
+        label[todo] = st.label
+        bad, edge = _disagreements(calls, label, groups, tolerance_ns)
+        edge = {pos_of[row]: why for row, why in edge.items() if row in pos_of}
+        for i in sorted(set(np.flatnonzero(np.isin(st.label, list(bad))).tolist()) | set(edge)):
+            g = int(st.label[i])
+            cands[i] = [groups[k].label for k in np.flatnonzero(passes[i])] or [groups[g].label]
+            st.reasons[i] = (f"undecided: labelled calls disagree across ranks ({bad[g]})" if g in bad
+                             else edge[i])
+            st.label[i] = -1
+        if not bad and not edge:
+            break
     return pd.DataFrame({"group": st.label, "group_from": st.reasons, "candidates": cands}, index=sub.index)

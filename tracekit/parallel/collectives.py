@@ -183,7 +183,7 @@ def collective_calls(table: EventTable) -> tuple[pd.DataFrame, dict[str, int]]:
             **facts, "start_ns": start, "dur_ns": end - start, "call_ns": int(dur[top]),
             "module_path": module, "module_from": module_from, "call_row": top,
             "exec_row": done[0] if done else -1, "thread": int(tid[top]),
-            "exec_thread": int(tid[done[0]]) if done else None,
+            "exec_thread": int(tid[facts["_exec"]]) if facts["_exec"] is not None else None,
         })
     frame = pd.DataFrame(rows, columns=[*[c for c in COLUMNS if c != "exposed_ns"], "_elems", "_exec"])
     frame = _link_gloo_execs(frame, execs, names, base_kind, args, ts, dur, ev, skipped)

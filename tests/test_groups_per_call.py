@@ -220,3 +220,17 @@ def test_windows_cut_at_the_edges_never_give_a_wrong_group(recorded, folder, cut
     assert len(labelled) >= len(out) // 4
     assert out.loc[out["group"].isna(), "group_from"].str.match(r"(undecided|unknown): ").all()
     _assert_agreement(out[out["group"].notna()])
+
+
+def test_one_rank_alone(tmp_path):
+    """Without the other ranks: a rank in one multi-rank group (alexnet DDP, default_pg only) takes it, marked
+    inferred; a rank in three groups (dp x cp mesh) leaves every call's group empty and says why."""
+    convert([SAMPLES / "alexnet" / "cpu_rank0.json.gz"], tmp_path / "ddp")
+    ddp = pd.read_parquet(tmp_path / "ddp" / "collectives.parquet")
+    assert len(ddp) > 0 and set(ddp["group_desc"]) == {"default_pg"} and set(ddp["parallel_dim"]) == {"world"}
+    assert ddp["group_from"].str.startswith("inferred: the only process group").all()
+    assert ddp["parallel_dim_inferred"].all()
+    convert([SAMPLES / "dist_dp_cp" / "rank-0.json.gz"], tmp_path / "mesh")
+    mesh = pd.read_parquet(tmp_path / "mesh" / "collectives.parquet")
+    assert len(mesh) == 32 and mesh["group"].isna().all() and mesh["parallel_dim"].isna().all()
+    assert mesh["group_from"].str.contains("belongs to 3 groups; give all ranks").all()

@@ -87,7 +87,7 @@ def groups_from_ranks(distributed: list[dict[str, Any]], calls: pd.DataFrame) ->
 def assign_groups(calls: pd.DataFrame, groups: dict[tuple[str, tuple], Group], tolerance_ns: int = 0) -> pd.DataFrame:
     """Fill group, group_desc, group_ranks, group_from and group_candidates for each call whose events do not
     name its group, call by call across ranks (`tracekit.parallel.call_groups`). With one rank only, a rank
-    whose only multi-rank group is not the world group takes that group; otherwise the group stays empty."""
+    that belongs to a single multi-rank group takes it; otherwise the group stays empty."""
     out = calls.copy()
     if "exec_thread" not in out:  # tables from readers that know no execution thread
         out["exec_thread"] = pd.array([None] * len(out), dtype="Int64")
@@ -117,14 +117,15 @@ def assign_groups(calls: pd.DataFrame, groups: dict[tuple[str, tuple], Group], t
 
 
 def _single_rank(todo: pd.DataFrame, groups: list[Group], found: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
-    """Without other ranks there is no per-call evidence: only a rank with a single non-world group gets it."""
+    """Without other ranks there is no per-call evidence: only a rank that belongs to a single multi-rank group
+    (pg_config lists every group of the rank) gets it."""
     rank = int(todo["rank"].iloc[0])
-    mine = [i for i, g in enumerate(groups) if rank in g.ranks and len(g.ranks) > 1 and g.dim != "world"]
+    mine = [i for i, g in enumerate(groups) if rank in g.ranks and len(g.ranks) > 1]
     if len(mine) == 1:
-        why = ("inferred: the only process group of this rank besides the world group (other ranks not given, "
-               "so calls could not be matched)")
+        why = "inferred: the only process group of this rank with other members (other ranks not given)"
         return np.full(len(todo), mine[0]), [why] * len(todo)
-    why = "unknown: the events do not name their group; give all ranks to infer it"
+    why = (f"unknown: the events do not name their group and the rank belongs to {len(mine)} groups; "
+           "give all ranks to match the calls")
     return np.full(len(todo), -1), [why] * len(todo)
 
 

@@ -103,47 +103,55 @@ def _signatures(calls: pd.DataFrame) -> list[tuple]:
             for c, b, p in zip(calls["collective"].tolist(), sizes, peers)]
 
 
-def candidate_matrix(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Candidate],
-                     tolerance_ns: int = 0, index: _Index | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(passes, checkable): bool arrays (len(todo) x len(groups)). checkable: the group contains the call's rank,
-    has another member, and every member to check is among the inputs; passes: evidence 1 holds."""
+def candidate_matrix(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Candidate], tolerance_ns: int = 0,
+                     index: _Index | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(passes, checkable, slots) for the rows `todo`, one column per group of the call's rank (a rank is in a
+    few groups, so memory stays linear): slots[i, k] is the group index of column k (-1: none); checkable: the
+    group has another member and every member to check is among the inputs; passes: evidence 1 holds."""
     present = set(calls["rank"].unique().tolist())
     index = _Index(calls, tolerance_ns) if index is None else index
     sub = calls.iloc[todo]
-    passes = np.zeros((len(todo), len(groups)), dtype=bool)
-    checkable = np.zeros_like(passes)
     ranks = sub["rank"].to_numpy()
+    of_rank: dict[int, list[int]] = {}
+    for gi, group in enumerate(groups):
+        if len(group.ranks) > 1:
+            for r in group.ranks:
+                of_rank.setdefault(int(r), []).append(gi)
+    width = max([len(of_rank.get(int(r), [])) for r in set(ranks.tolist())] + [1])
+    passes = np.zeros((len(todo), width), dtype=bool)
+    checkable = np.zeros_like(passes)
+    slots = np.full((len(todo), width), -1, dtype=np.int64)
     sigs = np.empty(len(sub), dtype=object)
     sigs[:] = sub["_sig"].tolist()
+    codes = sub["_code"].to_numpy()
+    p2p = np.array([sig[0] in _P2P for sig in sigs.tolist()], dtype=bool)
     start, end = sub["start_ns"].to_numpy(dtype=np.int64), sub["_end"].to_numpy(dtype=np.int64)
-    for gi, group in enumerate(groups):
-        if len(group.ranks) < 2:
-            continue
-        for rank in set(group.ranks) & set(ranks.tolist()):
-            rows = np.flatnonzero(ranks == rank)
-            is_p2p = np.array([s[0] in _P2P for s in sigs[rows]], dtype=bool)
-            coll_rows, p2p_rows = rows[~is_p2p], rows[is_p2p]
-            members = _members_to_check(group, int(rank))
-            if all(m in present for m in members) and len(coll_rows):
-                checkable[coll_rows, gi] = True
-                ok = np.ones(len(coll_rows), dtype=bool)
-                for sig in {sigs[r] for r in coll_rows}:
-                    same = coll_rows[[sigs[r] == sig for r in coll_rows]]
-                    pos = np.searchsorted(coll_rows, same)
+    for rank, rows in pd.Series(np.arange(len(todo))).groupby(ranks).indices.items():
+        rank = int(rank)
+        mine = of_rank.get(rank, [])
+        slots[np.ix_(rows, np.arange(len(mine)))] = mine
+        coll_rows, p2p_rows = rows[~p2p[rows]], rows[p2p[rows]]
+        by_sig = pd.Series(coll_rows).groupby(codes[coll_rows]).indices if len(coll_rows) else {}
+        for k, gi in enumerate(mine):
+            group = groups[gi]
+            members = _members_to_check(group, rank)
+            if len(coll_rows) and all(m in present for m in members):
+                checkable[coll_rows, k] = True
+                for positions in by_sig.values():
+                    same = coll_rows[positions]
+                    ok = np.ones(len(same), dtype=bool)
                     for m in members:
-                        ok[pos] &= index.overlaps(m, sig, start[same], end[same])
-                passes[coll_rows, gi] = ok
-            me = group.ranks.index(int(rank))
+                        ok &= index.overlaps(m, sigs[same[0]], start[same], end[same])
+                    passes[same, k] = ok
+            me = group.ranks.index(rank)
             for r in p2p_rows.tolist():
                 kind, size, peer = sigs[r]
-                if not 0 <= peer < len(group.ranks) or group.ranks[peer] == rank:
+                if not 0 <= peer < len(group.ranks) or group.ranks[peer] == rank or group.ranks[peer] not in present:
                     continue
-                other = group.ranks[peer]
-                if other not in present:
-                    continue
-                checkable[r, gi] = True
-                passes[r, gi] = bool(index.overlaps(other, (_P2P[kind], size, me), start[r:r + 1], end[r:r + 1])[0])
-    return passes, checkable
+                checkable[r, k] = True
+                want = (_P2P[kind], size, me)
+                passes[r, k] = bool(index.overlaps(group.ranks[peer], want, start[r:r + 1], end[r:r + 1])[0])
+    return passes, checkable, slots
 
 
 @dataclass
@@ -153,8 +161,18 @@ class _State:
     todo: np.ndarray
     passes: np.ndarray
     checkable: np.ndarray
+    slots: np.ndarray
     label: np.ndarray
     reasons: list[str]
+
+    def may_be(self, i: int, group: int) -> bool:
+        """Does evidence 1 allow row i in `group`?"""
+        k = np.flatnonzero(self.slots[i] == group)
+        return bool(len(k) and self.passes[i, k[0]])
+
+    def names(self, i: int, groups: Sequence[Candidate]) -> list[str]:
+        """Labels of the groups evidence 1 allows for row i."""
+        return [groups[g].label for g in self.slots[i][self.passes[i]].tolist()]
 
 
 def _lane_step(lanes: dict[tuple[int, int], np.ndarray], st: _State, groups: Sequence[Candidate]) -> list[int]:
@@ -164,31 +182,34 @@ def _lane_step(lanes: dict[tuple[int, int], np.ndarray], st: _State, groups: Seq
         open_ = pos[st.label[pos] < 0]
         if not len(open_):
             continue
+        slot_map = st.slots[pos[0]]  # one rank: the same columns for every row of the lane
         known = set(st.label[pos][st.label[pos] >= 0].tolist())
         has_any = st.passes[pos].any(axis=1)
         support = st.passes[pos][has_any].sum(axis=0)
         refuted = (~st.passes[pos] & st.checkable[pos])[has_any].sum(axis=0)
         if len(known) == 1:
             win = known.pop()
-            if refuted[win]:
+            k = np.flatnonzero(slot_map == win)
+            if not len(k) or refuted[k[0]]:
                 continue
             why = (f"inferred: ran on execution thread {thread} of rank {rank}, owned by one process group, whose "
                    f"other calls are matched in {groups[win].label}")
         elif not known:
-            alive = [g for g in range(len(groups)) if support[g] and not refuted[g]]
+            alive = [k for k in range(len(slot_map)) if slot_map[k] >= 0 and support[k] and not refuted[k]]
             if len(alive) != 1:
                 continue
-            win = alive[0]
-            others = [groups[g].label for g in range(len(groups)) if g != win and st.checkable[pos][:, g].any()]
+            win = int(slot_map[alive[0]])
+            others = [groups[g].label for k, g in enumerate(slot_map.tolist())
+                      if g >= 0 and g != win and st.checkable[pos][:, k].any()]
             why = (f"inferred: ran on execution thread {thread} of rank {rank}, owned by one process group; "
-                   f"{int(support[win])} of its {len(pos)} calls have matching calls overlapping in time on every "
-                   f"member of {groups[win].label}" + (f", while {', '.join(others)} lack a counterpart for at least "
-                                                        f"one of them" if others else ""))
+                   f"{int(support[alive[0]])} of its {len(pos)} calls have matching calls overlapping in time on "
+                   f"every member of {groups[win].label}" + (f", while {', '.join(others)} lack a counterpart for "
+                                                             f"at least one of them" if others else ""))
         else:
             continue
         for i in open_.tolist():
             st.label[i] = win
-            st.reasons[i] = why + ("" if st.passes[i, win] else "; this call itself has no counterpart in the window")
+            st.reasons[i] = why + ("" if st.may_be(i, win) else "; this call itself has no counterpart in the window")
         new.extend(open_.tolist())
     return new
 
@@ -220,7 +241,7 @@ def _propagate(new: list[int], calls: pd.DataFrame, st: _State, groups: Sequence
             viable = []
             for c in index.overlapping(member, want, int(start[row]), int(end[row])).tolist():
                 p = int(pos_of[c])
-                if p >= 0 and (st.label[p] == g or (st.label[p] < 0 and st.passes[p, g])):
+                if p >= 0 and (st.label[p] == g or (st.label[p] < 0 and st.may_be(p, g))):
                     viable.append(p)
                 elif p < 0 and stated[c] == group.name:
                     viable.append(-1)
@@ -327,10 +348,10 @@ def infer_call_groups(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Ca
     todo = np.asarray(todo, dtype=np.int64)
     timed = (calls["exec_row"] >= 0).to_numpy(dtype=bool) if "exec_row" in calls else np.ones(len(calls), dtype=bool)
     index = _Index(calls[timed], tolerance_ns)
-    passes, checkable = candidate_matrix(calls, todo, groups, tolerance_ns, index)
+    passes, checkable, slots = candidate_matrix(calls, todo, groups, tolerance_ns, index)
     passes[~timed[todo]] = False
     checkable[~timed[todo]] = False
-    st = _State(todo, passes, checkable, np.full(len(todo), -1, dtype=np.int64), [""] * len(todo))
+    st = _State(todo, passes, checkable, slots, np.full(len(todo), -1, dtype=np.int64), [""] * len(todo))
     stated = calls["group"].astype(object).to_numpy() if "group" in calls else np.full(len(calls), None)
     sub = calls.iloc[todo]
     exec_thread = sub["exec_thread"].astype("Float64") if "exec_thread" in sub else pd.Series(np.nan, index=sub.index)
@@ -342,7 +363,7 @@ def infer_call_groups(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Ca
     lane_pos = {k: np.asarray(v, dtype=np.int64) for k, v in lanes.items()}
     single = np.flatnonzero(passes.sum(axis=1) == 1)
     for i in single.tolist():
-        st.label[i] = int(np.flatnonzero(passes[i])[0])
+        st.label[i] = int(slots[i, np.flatnonzero(passes[i])[0]])
         st.reasons[i] = (f"inferred: the only candidate group whose members all have a matching call overlapping "
                          f"this one in time ({int(checkable[i].sum())} groups checked)")
     new = single.tolist()
@@ -361,7 +382,7 @@ def infer_call_groups(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Ca
                 st.label[i], st.reasons[i] = -1, why
     cands: list[list[str]] = [[] for _ in range(len(todo))]
     for i in np.flatnonzero(st.label < 0).tolist():
-        names = [groups[g].label for g in np.flatnonzero(passes[i])]
+        names = st.names(i, groups)
         if st.reasons[i]:
             cands[i] = names
         elif names:
@@ -382,7 +403,7 @@ def infer_call_groups(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Ca
         edge = {pos_of[row]: why for row, why in edge.items() if row in pos_of}
         for i in sorted(set(np.flatnonzero(np.isin(st.label, list(bad))).tolist()) | set(edge)):
             g = int(st.label[i])
-            cands[i] = [groups[k].label for k in np.flatnonzero(passes[i])] or [groups[g].label]
+            cands[i] = st.names(i, groups) or [groups[g].label]
             st.reasons[i] = (f"undecided: labelled calls disagree across ranks ({bad[g]})" if g in bad
                              else edge[i])
             st.label[i] = -1

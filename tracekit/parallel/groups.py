@@ -131,12 +131,13 @@ def _single_rank(todo: pd.DataFrame, groups: list[Group], found: pd.DataFrame) -
 
 def label_dims(calls: pd.DataFrame, groups: dict[tuple[str, tuple], Group]) -> pd.DataFrame:
     """Add parallel_dim and parallel_dim_inferred from each call's group. The dimension counts as stated only
-    where the call's own events name its group and that group's description names the dimension."""
+    where the trace states the call's group (`group_from` not `inferred: ...`) and that group's description
+    names the dimension."""
     by_key = {(g.name, g.ranks): g for g in groups.values()}
     by_name = {g.name: g for g in groups.values()}
     dims, inferred = [], []
     for name, ranks, how in zip(calls["group"].tolist(), calls["group_ranks"].tolist(), calls["group_from"].tolist()):
         g = by_key.get((str(name), tuple(ranks) if ranks is not None else ())) or by_name.get(str(name))
         dims.append(g.dim if g else None)
-        inferred.append((bool(g.dim_inferred) or how != "event args") if g else None)
+        inferred.append((bool(g.dim_inferred) or str(how).startswith("inferred")) if g else None)
     return calls.assign(parallel_dim=dims, parallel_dim_inferred=pd.array(inferred, dtype="boolean"))

@@ -325,3 +325,36 @@ def test_real_pair_cut_to_after_the_profiler_is_refused(tmp_path):
     assert result.exit_code == 2 and "does not look like the same run" in text and not out.exists()
     assert "time bases put the recordings 19.500 ms apart" in text and "cannot tell" in text
     assert "recorded one after the other" in text and f"--offset {path}=-" in text
+
+
+def test_viztracer_without_base_but_with_version_says_what_is_missing(tmp_path):
+    doc = _load(SAMPLES / "gpt" / "viz_both.json.gz")
+    version = doc["viztracer_metadata"]["version"]
+    doc["viztracer_metadata"].pop("baseTimeNanoseconds")
+    path = tmp_path / "viz_nobase.json"
+    path.write_text(json.dumps(doc))
+    from converters import read_trace
+
+    with pytest.warns(UserWarning) as caught:
+        table = read_trace(path)
+    text = " ".join(str(w.message) for w in caught)
+    assert f"version {version}" in text and "has no baseTimeNanoseconds" in text
+    assert "0.16" not in text
+    assert table.sources[0].base_ns == 0 and table.sources[0].base_from.startswith("none")
+
+
+def test_merged_trace_rereads_with_its_absolute_clock(tmp_path, recwarn):
+    inputs = [SAMPLES / "cnn" / "viz_both.json.gz", SAMPLES / "cnn" / "prof_both.json.gz"]
+    merge(inputs, tmp_path / "m.json", parquet_dir=tmp_path / "pq")
+    from converters import read_trace
+
+    again = read_trace(tmp_path / "m.json")
+    assert not [w for w in recwarn if "baseTimeNanoseconds" in str(w.message)]
+    assert again.sources[0].base_from == "baseTimeNanoseconds (written by tracekit)"
+    merged = pd.read_parquet(tmp_path / "pq" / "events.parquet")
+    steps = ["tk_step_0", "tk_step_1"]
+    want = merged[merged["name"].isin(steps)].sort_values("name")["ts_ns"].to_numpy()
+    got = np.unique(again.events[again.events["name"].isin(steps)]["ts_ns"].to_numpy())  # + module-track copies
+    assert len(want) == len(got) == 2
+    assert np.abs(want - got).max() <= 1_000  # the chrome trace stores us
+    assert want.min() > 10**18  # absolute epoch ns, not relative

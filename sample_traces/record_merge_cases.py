@@ -71,12 +71,16 @@ def _names_net():
     torch.manual_seed(0)
     torch.set_num_threads(1)
 
-    # A class name torch writes as `unknown` (non-ASCII) and one with a `/` in it.
-    Umlaut = type("Schicht\u00fc", (nn.Module,), {
-        "__init__": lambda self: (nn.Module.__init__(self), setattr(self, "lin", nn.Linear(16, 16)))[0],
-        "forward": lambda self, x: self.lin(x).relu(),
-    })
-    Slashed = type("Proj/Out", (nn.Linear,), {})
+    class Schichtü(nn.Module):  # a non-ASCII class name: Kineto writes the span as `unknown`
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(16, 16)
+
+        def forward(self, x):
+            return self.lin(x).relu()
+
+    Umlaut = Schichtü
+    Slashed = type("Proj/Out", (nn.Linear,), {})  # a class name with a '/' (inherits Linear.forward)
 
     class Net(nn.Module):
         def __init__(self):

@@ -281,3 +281,22 @@ def test_viztracer_local_classes_and_inherited_forward():
     assert types["Net_0/BatchNorm1d_0"] == ("BatchNorm1d", "subclass_method")
     assert types["Net_0/MultiheadAttention_0"][0] == "MultiheadAttention"
     assert "Net_0/Schicht\u00fc_0/Linear_0" in types and types["Net_0/Linear_1"] == ("Linear", "defining_class")
+
+
+def test_multihead_attention_output_shape_from_the_op_whose_result_leaves_it():
+    """MHA's forward ends in `aten::transpose` (batch_first): its output is the transposed tensor, which is
+    what the next op outside the module consumes. Where the last op has no rule, the table says so."""
+    with pytest.warns(UserWarning):
+        result = process(read_inputs([CASES / "names_prof.json.gz"]))
+    modules = module_table(result.table, result.modules)
+    mha = modules[modules["module_path"] == "Net_0/MultiheadAttention_0"].iloc[0]
+    assert json.loads(mha["output_shapes"]) == [[2, 5, 16]]
+    assert mha["output_from"] == "last op aten::transpose"
+    ev = result.table.events
+    span = ev[ev["name"] == "nn.Module: MultiheadAttention_0"].iloc[0]
+    end = span["ts_ns"] + span["dur_ns"]
+    after = ev[(ev["kind"] == "cpu_op") & (ev["ts_ns"] >= end) & (ev["tid"] == span["tid"])].sort_values("ts_ns")
+    consumer = json.loads(result.table.args[int(after.index[0])].as_py())["Input Dims"][0]
+    assert consumer == [2, 5, 16]
+    net = modules[modules["module_path"] == "Net_0"].iloc[0]
+    assert pd.isna(net["output_shapes"]) and net["output_from"].startswith("unknown: no shape rule")

@@ -22,7 +22,7 @@ FIRST_OPS_TRIED = 8
 MODULE_COLUMNS = (
     "source_index", "rank", "module_path", "module_type", "type_from", "parent_path", "depth", "calls", "first_call_ns",
     "steady_ns", "total_ns", "self_ns", "backward_ns", "device_ns_fwd", "device_ns_bwd", "kernel_count",
-    "op_count", "input_shapes", "input_dtypes", "output_shapes", "own_params", "params", "flops_fwd",
+    "op_count", "input_shapes", "input_dtypes", "output_shapes", "output_from", "own_params", "params", "flops_fwd",
     "flops_bwd", "achieved_tflops",
 )
 
@@ -173,7 +173,7 @@ def _first_call_details(out: pd.DataFrame, ev: pd.DataFrame, table: EventTable, 
         idx = first_rows.get(int(module[row]))
         if idx is not None:
             own[idx] = own.get(idx, 0) + param_count(str(names[row]), decoded[row])
-    shapes, dtypes, outputs = [], [], []
+    shapes, dtypes, outputs, output_from = [], [], [], []
     for idx in out.index:
         tensors = []
         for first in firsts.get(idx, []):  # the first op with tensor inputs (arange, empty... have none)
@@ -185,7 +185,10 @@ def _first_call_details(out: pd.DataFrame, ev: pd.DataFrame, table: EventTable, 
         last = lasts.get(idx)
         shape = output_shape(str(names[last]), decoded[last]) if last is not None else None
         outputs.append(json.dumps([shape]) if shape is not None else None)
+        output_from.append("no ops recorded" if last is None else (
+            f"last op {names[last]}" if shape is not None else f"unknown: no shape rule for its last op {names[last]}"))
     out["input_shapes"], out["input_dtypes"], out["output_shapes"] = shapes, dtypes, outputs
+    out["output_from"] = output_from
     out["own_params"] = [own.get(idx, 0) for idx in out.index]
     out["params"] = _inclusive_params(out)
 

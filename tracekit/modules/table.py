@@ -115,19 +115,68 @@ def _inclusive(out: pd.DataFrame, src: np.ndarray, paths: np.ndarray, mask: np.n
     rows = np.flatnonzero(mask & (paths != None))  # noqa: E711 (object array)
     frame = pd.DataFrame({"s": src[rows], "p": paths[rows],
                           "w": weight[rows] if weight is not None else np.ones(len(rows))})
-    totals = _roll_up(frame.groupby(["s", "p"])["w"].sum().to_dict())
-    return np.array([totals.get((int(s), p), 0.0) for s, p in zip(out["source_index"], out["module_path"])])
+    return np.array(_roll_up(frame.groupby(["s", "p"])["w"].sum().to_dict(),
+                             zip(out["source_index"], out["module_path"])))
 
 
-def _roll_up(exact: dict[tuple[int, str], float]) -> dict[tuple[int, str], float]:
-    """Per (source, path): its own value plus those of every path below it."""
-    totals: dict[tuple[int, str], float] = {}
+def _roll_up(exact: dict[tuple[int, str], float], keys) -> list[float]:
+    """Per (source, path) of `keys`: the value of that path plus those of every path below it (0 if none).
+
+    The paths go into a trie of their `/`-separated parts, values flow from children to parents
+    in reverse creation order, and each key is looked up in the trie: linear in the length of the
+    paths, however many `/` they hold (no prefix string is built).
+    """
+    trie = _PathTrie()
     for (s, p), w in exact.items():
-        parts = p.split("/")
-        for i in range(1, len(parts) + 1):
-            k = (int(s), "/".join(parts[:i]))
-            totals[k] = totals.get(k, 0) + w
-    return totals
+        node = trie.node(int(s), p, create=True)
+        trie.total[node] = trie.total[node] + w
+    total, up = trie.total, trie.up
+    for node in range(len(up) - 1, 0, -1):
+        total[up[node]] = total[up[node]] + total[node]
+    found = [trie.node(int(s), p, create=False) for s, p in keys]
+    return [total[node] if node > 0 else 0 for node in found]
+
+
+class _PathTrie:
+    """Nodes for (source, part, part, ...); node 0 is the root. Whole paths seen are remembered, so a
+    path whose parent path was seen costs one step instead of a walk over all its parts."""
+
+    def __init__(self) -> None:
+        self.child: dict[tuple[int, object], int] = {}
+        self.up: list[int] = [-1]
+        self.total: list[float] = [0]
+        self.known: dict[tuple[int, str], int] = {}
+
+    def node(self, s: int, path: str, create: bool) -> int:
+        """The node of `path` in source `s`; -1 if absent and not create."""
+        found = self.known.get((s, path))
+        if found is not None:
+            return found
+        head, sep, tail = path.rpartition("/")
+        start = self.known.get((s, head)) if sep else None
+        if start is not None:
+            node = self._step(start, tail, create)
+        else:
+            node = self._step(0, s, create)
+            for part in path.split("/"):
+                if node < 0:
+                    break
+                node = self._step(node, part, create)
+        if node >= 0:
+            self.known[(s, path)] = node
+        return node
+
+    def _step(self, node: int, part: object, create: bool) -> int:
+        if node < 0:
+            return -1
+        nxt = self.child.get((node, part))
+        if nxt is None:
+            if not create:
+                return -1
+            nxt = self.child[(node, part)] = len(self.up)
+            self.up.append(node)
+            self.total.append(0)
+        return nxt
 
 
 def _op_flops(ev: pd.DataFrame, table: EventTable, names: np.ndarray, host_ops: np.ndarray
@@ -195,5 +244,4 @@ def _first_call_details(out: pd.DataFrame, ev: pd.DataFrame, table: EventTable, 
 
 def _inclusive_params(out: pd.DataFrame) -> list[int]:
     own = {(int(s), p): int(n) for s, p, n in zip(out["source_index"], out["module_path"], out["own_params"])}
-    totals = _roll_up(own)
-    return [totals.get((int(s), p), 0) for s, p in zip(out["source_index"], out["module_path"])]
+    return _roll_up(own, zip(out["source_index"], out["module_path"]))

@@ -358,3 +358,19 @@ def test_merged_trace_rereads_with_its_absolute_clock(tmp_path, recwarn):
     assert len(want) == len(got) == 2
     assert np.abs(want - got).max() <= 1_000  # the chrome trace stores us
     assert want.min() > 10**18  # absolute epoch ns, not relative
+
+
+def test_merged_pair_names_modules_as_torch_does(tmp_path):
+    """In the merged cnn pair the ops hang under VizTracer's forward frames; `_BatchNorm.forward` is named by
+    its runtime class, so the merged module paths are those torch.profiler gives the same model."""
+    from tracekit.modules.table import module_table
+    from tracekit.pipeline import process, read_inputs
+
+    merge([SAMPLES / "cnn" / "viz_both.json.gz", SAMPLES / "cnn" / "prof_both.json.gz"], tmp_path / "m.json",
+          parquet_dir=tmp_path / "pq")
+    events = pd.read_parquet(tmp_path / "pq" / "events.parquet")
+    merged_paths = set(events.loc[events["kind"] == "cpu_op", "module_path"].dropna())
+    torch = process(read_inputs([SAMPLES / "cnn" / "prof.json.gz"]))
+    torch_paths = set(module_table(torch.table, torch.modules)["module_path"])
+    assert "Sequential_0/BatchNorm2d_0" in merged_paths
+    assert merged_paths <= torch_paths and len(merged_paths) >= len(torch_paths) - 1

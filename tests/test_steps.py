@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -99,3 +100,12 @@ def test_compare_warns_when_one_side_has_no_steps(tmp_path):
     assert result.exit_code == 0, result.output
     notes = json.loads((tmp_path / "c" / "summary.json").read_text())["notes"]
     assert any("steps of different kinds: base has no steps" in n and "2 profiler_step steps" in n for n in notes)
+
+
+def test_repeated_block_of_inline_loop_calls():
+    """A loop body written inline (forward, backward, step at top level) repeats as a block, not one call."""
+    from tracekit.compare.iterations import repeated_block
+
+    names = ["setup", "fwd", "fwd", "bwd", "step", "fwd", "fwd", "bwd", "step", "save"]
+    assert repeated_block(names, np.ones(len(names))) == (1, 4, 2)
+    assert repeated_block(["a", "b", "c"], np.ones(3)) is None

@@ -1,10 +1,11 @@
 """Iterations of a run without ProfilerStep markers: the repeats of its top-level call.
 
 A training loop traced without `prof.step()` (VizTracer, `log_torch`, a profiler without a schedule)
-still shows its steps: the same top-level call (`train_step (...)`, `tk_step_0`, `tk_step_1`...)
-repeated on the thread that does the work. When one name (trailing numbers ignored) is repeated at
-least twice at the top level of the busiest thread and its repeats cover at least MIN_COVER of that
-thread's top-level time, those repeats are the iterations (inferred; the note says from what).
+still shows its steps: the same top-level calls repeated on the thread that does the work, one call
+(`train_step (...)`, `tk_step_0`, `tk_step_1`...) or a block of them (forward, backward, optimizer step
+written inline in the loop). The iterations are the back-to-back repeats (at least 2) of the block of
+top-level names (trailing numbers ignored) on the busiest thread that cover the most time, provided
+they cover at least MIN_COVER of that thread's top-level time (inferred; the note names the block).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tracekit.table import EventTable, strings
 _NUMBER_SUFFIX = re.compile(r"[#_ .-]?\d+$")
 TOP_KINDS = ("python", "annotation", "cpu_op", "module", "step")
 MIN_COVER = 0.5
+MAX_TOP_CALLS = 500
 
 
 @dataclass(frozen=True)
@@ -46,17 +48,43 @@ def find_iterations(table: EventTable) -> Iterations | None:
                           "name": [_NUMBER_SUFFIX.sub("", str(n)) for n in strings(ev["name"])[top]]})
     busiest = frame.groupby(["s", "p", "t"])["dur"].sum().idxmax()
     thread = frame[(frame["s"] == busiest[0]) & (frame["p"] == busiest[1]) & (frame["t"] == busiest[2])]
-    groups = thread.groupby("name")["dur"].agg(["size", "sum"])
-    groups = groups[groups["size"] >= 2]
-    if groups.empty:
+    thread = thread.sort_values("ts").reset_index(drop=True)
+    found = repeated_block(thread["name"].tolist()[:MAX_TOP_CALLS], thread["dur"].to_numpy()[:MAX_TOP_CALLS])
+    if found is None:
         return None
-    name = str(groups["sum"].idxmax())
-    if groups.loc[name, "sum"] < MIN_COVER * thread["dur"].sum():
+    start, period, repeats = found
+    covered = thread["dur"].to_numpy()[start:start + period * repeats].sum()
+    if covered < MIN_COVER * thread["dur"].sum():
         return None
-    reps = thread[thread["name"] == name].sort_values("ts")
-    windows = pd.DataFrame({"step": np.arange(len(reps)), "start_ns": reps["ts"].to_numpy(),
-                            "dur_ns": reps["dur"].to_numpy()})
-    return Iterations(name, int(busiest[0]), windows)
+    firsts = start + period * np.arange(repeats)
+    lasts = firsts + period - 1
+    begin = thread["ts"].to_numpy()[firsts]
+    end = (thread["ts"] + thread["dur"]).to_numpy()[lasts]
+    windows = pd.DataFrame({"step": np.arange(repeats), "start_ns": begin, "dur_ns": end - begin})
+    return Iterations(" + ".join(thread["name"].tolist()[start:start + period]), int(busiest[0]), windows)
+
+
+def repeated_block(names: list[str], dur: np.ndarray) -> tuple[int, int, int] | None:
+    """(start, period, repeats) of the run of back-to-back identical blocks of names covering the most time
+    (at least 2 repeats; ties: the shortest period)."""
+    best, best_time = None, 0
+    n = len(names)
+    cum = np.concatenate([[0], np.cumsum(dur)])
+    for period in range(1, n // 2 + 1):
+        start = 0
+        while start + 2 * period <= n:
+            block = names[start:start + period]
+            repeats = 1
+            while names[start + repeats * period:start + (repeats + 1) * period] == block:
+                repeats += 1
+            if repeats >= 2:
+                time = cum[start + repeats * period] - cum[start]
+                if time > best_time:
+                    best, best_time = (start, period, repeats), time
+                start += repeats * period
+            else:
+                start += 1
+    return best
 
 
 def steps_from_iterations(table: EventTable, found: Iterations) -> np.ndarray:

@@ -8,6 +8,9 @@
   sequence shard. After backward every gradient is all-reduced over the cp group AND over the dp
   group with blocking ``dist.all_reduce`` (both are ``c10d::allreduce_`` on the main thread), in
   interleaved order: parameter i goes cp-then-dp for even i, dp-then-cp for odd i.
+* ``dp_cp_async``  as ``dp_cp``, but both all-reduces of a parameter are issued with ``async_op=True``
+  (the dp one on a copy of the gradient, added back after) and then waited for, so the two groups' work
+  of the same size waits in gloo at the same time.
 * ``cp_allgather``  (mesh cp=2 x tp=2): a tiny attention + MLP block with tensor parallelism plus
   sequence parallelism (activations all-gathered over tp before the column-parallel Linears and
   reduce-scattered after the row-parallel ones) and context parallelism that all-gathers K and V over
@@ -33,8 +36,8 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CASES = {"dp_cp": ("dp", "cp"), "cp_allgather": ("cp", "tp")}
-FOLDERS = {"dp_cp": "dist_dp_cp", "cp_allgather": "dist_cp_allgather"}
+CASES = {"dp_cp": ("dp", "cp"), "cp_allgather": ("cp", "tp"), "dp_cp_async": ("dp", "cp")}
+FOLDERS = {"dp_cp": "dist_dp_cp", "cp_allgather": "dist_cp_allgather", "dp_cp_async": "dist_dp_cp_async"}
 WORLD, STEPS, TRACED = 4, 4, (2, 3)
 
 
@@ -87,7 +90,7 @@ def _comm(step_ref: list, log: list):
     return AllGather.apply, ReduceScatter.apply
 
 
-def _build_dp_cp(mesh, step_ref: list, log: list):
+def _build_dp_cp(mesh, step_ref: list, log: list, async_op: bool = False):
     import torch
     import torch.distributed as dist
     import torch.nn as nn
@@ -126,9 +129,19 @@ def _build_dp_cp(mesh, step_ref: list, log: list):
         loss.backward()
         for i, p in enumerate(params):
             order = (("cp", cp), ("dp", dp)) if i % 2 == 0 else (("dp", dp), ("cp", cp))
-            for dim, group in order:
-                _log(log, step_ref[0], "all_reduce", dim, p.grad.numel())
-                dist.all_reduce(p.grad, group=group)
+            if async_op:  # cp on the gradient, dp on a copy, both in flight at once: sum over all 4 ranks after
+                copy = p.grad.clone()
+                works = []
+                for dim, group in order:
+                    _log(log, step_ref[0], "all_reduce", dim, p.grad.numel())
+                    works.append(dist.all_reduce(p.grad if dim == "cp" else copy, group=group, async_op=True))
+                for work in works:
+                    work.wait()
+                p.grad += copy  # cp sum + dp sum (own gradient counted twice: the fixture is about the trace)
+            else:
+                for dim, group in order:
+                    _log(log, step_ref[0], "all_reduce", dim, p.grad.numel())
+                    dist.all_reduce(p.grad, group=group)
             p.grad /= WORLD
         opt.step()
         return float(loss.detach())
@@ -225,7 +238,10 @@ def _worker(rank: int, case: str, out_dir: str, init_file: str) -> None:
     dims = CASES[case]
     mesh = init_device_mesh("cpu", (2, 2), mesh_dim_names=dims)
     step_ref, log = [0], []
-    step = (_build_dp_cp if case == "dp_cp" else _build_cp_allgather)(mesh, step_ref, log)
+    if case == "cp_allgather":
+        step = _build_cp_allgather(mesh, step_ref, log)
+    else:
+        step = _build_dp_cp(mesh, step_ref, log, async_op=case == "dp_cp_async")
     path = os.path.join(out_dir, f"rank-{rank}.json.gz")
     losses = []
     with profile(activities=[ProfilerActivity.CPU], schedule=schedule(wait=1, warmup=1, active=2),

@@ -234,3 +234,18 @@ def test_one_rank_alone(tmp_path):
     mesh = pd.read_parquet(tmp_path / "mesh" / "collectives.parquet")
     assert len(mesh) == 32 and mesh["group"].isna().all() and mesh["parallel_dim"].isna().all()
     assert mesh["group_from"].str.contains("belongs to 3 groups; give all ranks").all()
+
+
+def test_async_calls_of_two_groups_in_flight_stay_undecided(recorded):
+    """dp x cp with both all-reduces of a parameter in flight at once (async_op=True): gloo's work of the two
+    groups waits side by side and may be linked to either call, so no call may carry a group it did not run in;
+    the calls say why instead."""
+    coll, log = recorded(SAMPLES / "dist_dp_cp_async")
+    coll = _truth(coll, log)
+    assert coll["exec_link_set"].notna().any()  # several calls were waiting for the same gloo work
+    labelled = coll[coll["parallel_dim"].notna()]
+    assert (labelled["parallel_dim"] == labelled["truth"]).all()
+    undecided = coll[coll["group"].isna()]
+    assert len(undecided) > 0 and undecided["group_from"].str.startswith("undecided:").all()
+    assert undecided["group_from"].str.contains("cannot be told apart").any()
+    _assert_agreement(coll)

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-MATCH_COLUMNS = ("rank", "collective", "bytes", "start_ns", "dur_ns", "peer", "thread", "exec_row", "exec_thread")
+MATCH_COLUMNS = ("rank", "collective", "bytes", "start_ns", "dur_ns", "peer", "thread", "exec_row", "exec_thread",
+                 "exec_link_set")
 FULL_CHECK = 8  # groups up to this size are checked against every member, larger ones against ring neighbours
 _P2P = {"send": "recv", "recv": "send"}
 _UNEVEN = {"all_to_all"}  # split sizes may differ between members: matched by collective and time only
@@ -380,6 +381,18 @@ def infer_call_groups(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Ca
                    f"were matched in different groups ({counts})")
             for i in pos[st.label[pos] >= 0].tolist():
                 st.label[i], st.reasons[i] = -1, why
+    if "exec_link_set" in sub:  # calls whose gloo work may have gone to one another must agree
+        sets = sub["exec_link_set"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+        for key in np.unique(sets[~np.isnan(sets)]).tolist():
+            pos = np.flatnonzero(sets == key)
+            found = set(st.label[pos].tolist())
+            if len(found) > 1:
+                named = ", ".join(groups[g].label for g in sorted(found) if g >= 0)
+                why = (f"undecided: its gloo work cannot be told apart from that of {len(pos) - 1} other call(s) of "
+                       f"the same collective and size waiting at the same time, and those ran in different groups "
+                       f"({named}{', or undecided' if -1 in found else ''})")
+                for i in pos.tolist():
+                    st.label[i], st.reasons[i] = -1, why
     cands: list[list[str]] = [[] for _ in range(len(todo))]
     for i in np.flatnonzero(st.label < 0).tolist():
         names = st.names(i, groups)

@@ -39,7 +39,7 @@ NO_SIZES = ("no sizes recorded: no `In/Out msg nelems`, and the op's tensor inpu
 COLUMNS = (
     "rank", "step", "name", "collective", "group", "group_desc", "group_ranks", "group_from", "peer",
     "dtype", "bytes", "bytes_from", "start_ns", "dur_ns", "call_ns", "exposed_ns", "module_path",
-    "module_from", "call_row", "exec_row", "thread", "exec_thread",
+    "module_from", "call_row", "exec_row", "thread", "exec_thread", "exec_link_set",
 )
 
 
@@ -240,20 +240,32 @@ def _facts(top: int, rows: list[int], names, base_kind, args, kernels: list[int]
 def _link_gloo_execs(frame: pd.DataFrame, execs: list[int], names, base_kind, args, ts, dur, ev,
                      skipped: dict[str, int]) -> pd.DataFrame:
     """Give each call the `gloo:*` annotation that ran it: the first free one of the same collective and size
-    starting after the call began (gloo runs each process group's work in order)."""
+    starting after the call began (gloo runs each process group's work in order). Where several such calls were
+    waiting (asynchronous calls, possibly of different groups), they share an `exec_link_set` id: their work
+    may have gone to either."""
+    frame = frame.assign(exec_link_set=pd.array([None] * len(frame), dtype="Int64"))
     if not execs:
         return frame
-    frame = frame.copy()
     free = {i: True for i in range(len(frame))}
     order = frame.sort_values("start_ns").index.tolist()
+    parent: dict[int, int] = {}
+
+    def root(i: int) -> int:
+        while parent.get(i, i) != i:
+            i = parent[i]
+        return i
+
     for ex in execs:
         kind = base_kind[ex]
         n, t = tensor_size(args[ex].get("Input Dims"), args[ex].get("Input type"))
-        match = next((i for i in order if free[i] and _runs(kind, n, frame.at[i, "collective"], frame.at[i, "_elems"])
-                      and frame.at[i, "start_ns"] <= ts[ex]), None)
-        if match is None:
+        waiting = [i for i in order if free[i] and _runs(kind, n, frame.at[i, "collective"], frame.at[i, "_elems"])
+                   and frame.at[i, "start_ns"] <= ts[ex]]
+        if not waiting:
             skipped["gloo annotation without a calling op"] = skipped.get("gloo annotation without a calling op", 0) + 1
             continue
+        match = waiting[0]
+        for other in waiting[1:]:
+            parent[root(other)] = root(match)
         free[match] = False
         frame.at[match, "start_ns"] = int(ts[ex])
         frame.at[match, "dur_ns"] = int(dur[ex])
@@ -263,6 +275,9 @@ def _link_gloo_execs(frame: pd.DataFrame, execs: list[int], names, base_kind, ar
             frame.at[match, "bytes"] = size_bytes(n, t)
             frame.at[match, "dtype"] = t
             frame.at[match, "bytes_from"] = f"Input Dims of {names[ex]} (the gloo work that ran it)"
+    if parent:
+        frame["exec_link_set"] = pd.array([root(i) if i in parent or root(i) != i or i in parent.values() else None
+                                           for i in range(len(frame))], dtype="Int64")
     return frame
 
 
@@ -371,5 +386,5 @@ def build_collectives(frames: list[pd.DataFrame], distributed: list[dict[str, An
     order = ["rank", "step", "name", "collective", "group", "group_desc", "group_ranks", "group_from",
              "parallel_dim", "parallel_dim_inferred", "peer", "dtype", "bytes", "bytes_from", "start_ns", "dur_ns",
              "algbw", "busbw", "exposed_ns", "call_ns", "module_path", "module_from", "call_row", "exec_row", "thread",
-             "exec_thread", "group_candidates"]
+             "exec_thread", "exec_link_set", "group_candidates"]
     return calls[order].sort_values(["rank", "start_ns"], ignore_index=True)

@@ -9,7 +9,6 @@ import numpy as np
 
 from tracekit.table import int_column
 
-
 # An id beyond int64 does not fit the int64 link columns: the row's ids are then ignored (and counted).
 Id = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 

@@ -93,9 +93,7 @@ def json_cases(work: Path, rng: random.Random, n: int, source: Path = BERT, keep
     """Truncations, byte flips, type changes, huge values, nesting and bad UTF-8 of one chrome trace."""
     doc = small_doc(source, keep)
     base = _dump(doc)
-    events = doc["traceEvents"]
     cases: list[Case] = []
-    makers: list[Callable[[int], Case]] = []
 
     def truncate(i: int) -> Case:
         cut = rng.randrange(len(base) // 3, len(base))
@@ -126,7 +124,7 @@ def json_cases(work: Path, rng: random.Random, n: int, source: Path = BERT, keep
         return Case(f"retype{i}:{','.join(changes)}", _convert(_write(work, f"retype{i}.json", data)),
                     input_bytes=len(data))
 
-    makers = [truncate, flip, retype]
+    makers: list[Callable[[int], Case]] = [truncate, flip, retype]
     for i in range(n):
         cases.append(makers[i % len(makers)](i))
     return cases
@@ -298,9 +296,9 @@ def npu_cases(work: Path, rng: random.Random, n_db: int = 4) -> list[Case]:
     numeric = []
     for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'"):
         for _cid, column, ctype, *_ in con.execute(f'PRAGMA table_info("{table}")'):
-            if "INT" in ctype.upper() or "NUM" in ctype.upper() or "REAL" in ctype.upper():
-                if con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]:
-                    numeric.append((table, column))
+            numeric_type = any(t in ctype.upper() for t in ("INT", "NUM", "REAL"))
+            if numeric_type and con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]:
+                numeric.append((table, column))
     con.close()
     numeric.sort()
     for i in range(n_db):

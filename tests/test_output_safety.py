@@ -162,7 +162,7 @@ def _alive(pid: int) -> bool:
 def test_signal_cleans_up_and_ends_workers(tmp_path: Path, sig: int) -> None:
     """A signal mid-run (workers converting ranks) leaves no .out.tmp-*, no output and no worker alive."""
     out = tmp_path / "out"
-    proc = subprocess.Popen(RUN + ["convert", str(shared(RANKS)), "-o", str(out), "--workers", "2"],
+    proc = subprocess.Popen([*RUN, "convert", str(shared(RANKS)), "-o", str(out), "--workers", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     workers: set[int] = set()
@@ -188,7 +188,7 @@ def test_concurrent_runs_leave_one_complete_run(tmp_path: Path) -> None:
     """Two runs into one folder (one with Parquet, one without): the folder holds exactly one of them."""
     out = tmp_path / "out"
     first, second = _good(tmp_path), shared(BERT)
-    runs = [subprocess.Popen(RUN + ["convert", str(src), "-o", str(out), *extra], stdout=subprocess.PIPE,
+    runs = [subprocess.Popen([*RUN, "convert", str(src), "-o", str(out), *extra], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
             for src, extra in ((first, []), (second, ["--no-parquet"]))]
     for run in runs:

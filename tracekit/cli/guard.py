@@ -3,6 +3,7 @@ anything else is reported in one line as a tracekit bug naming the input (--debu
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -35,10 +36,8 @@ def _on_signal(signum: int, _frame: Any) -> None:
 def install_signal_handlers() -> None:
     """SIGTERM and SIGHUP raise Terminated in the main thread (SIGINT already raises KeyboardInterrupt)."""
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        try:
+        with contextlib.suppress(ValueError, OSError):  # not the main thread (e.g. an embedding host)
             signal.signal(sig, _on_signal)
-        except (ValueError, OSError):  # not the main thread (e.g. an embedding host)
-            pass
 
 
 def guarded(invoke: Callable[[], Any], debug: bool) -> Any:

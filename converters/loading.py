@@ -41,7 +41,11 @@ def read_bytes(path: str | Path, max_bytes: int | None = None) -> RawInput:
         head = fh.read(2)
         if head != GZIP_MAGIC and size > limit:
             raise TraceError(path, too_big(size, limit))
-        blob = head + fh.read(limit + 1 - len(head))
+        # read(n) allocates n bytes up front: ask for what the file holds (a file that grows while
+        # read is cut at its size when opened, plus one byte, still within the limit check below).
+        blob = head + fh.read(min(size, limit) + 1 - len(head))
+        if head != GZIP_MAGIC and len(blob) > limit:
+            raise TraceError(path, too_big(len(blob), limit))
     if not blob.strip():
         raise TraceError(path, "file is empty")
     if blob[:2] == GZIP_MAGIC:

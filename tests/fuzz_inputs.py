@@ -28,6 +28,10 @@ NPU_DB = SHARED / "npu/msinsight_alexnet_dp/db/level0/rank0_ascend_pt"
 # The limit the fuzz runs pass as --max-input-bytes: bombs must stop there.
 FUZZ_MAX_INPUT = 64 << 20
 
+# The .db tables the reader uses (converters/ascend_db.py).
+DB_TABLES = ("PYTORCH_API", "CANN_API", "TASK", "COMPUTE_TASK_INFO", "COMMUNICATION_OP", "COMMUNICATION_TASK_INFO",
+             "STRING_IDS", "CONNECTION_IDS", "META_DATA", "RANK_DEVICE_MAP", "AICORE_FREQ", "HBM",
+             "ENUM_HCCL_DATA_TYPE")
 HOSTILE_VALUES: list = [
     2**70, -(2**70), 2**63, -(2**63) - 1, 1e308, -1e308, 1e-320, "1e400", "-1e400", "NaN", "inf", "",
     "12abc", [], [1, 2], {}, {"a": 1}, True, False, None, 0, -1, "x" * 300, 1.5, "ü\u0000\ud800"[0:2],
@@ -255,7 +259,7 @@ def _copy_npu(src: Path, dest: Path) -> Path:
     return dest
 
 
-def npu_cases(work: Path, rng: random.Random, n_db: int = 4) -> list[Case]:
+def npu_cases(work: Path, rng: random.Random, n_db: int = 12) -> list[Case]:
     """Damaged Ascend inputs: trace_view.json truncated/unreadable, CSV cells, .db NULL/text columns."""
     cases = []
     tv_size = (NPU_TEXT / "ASCEND_PROFILER_OUTPUT" / "trace_view.json").stat().st_size
@@ -290,26 +294,27 @@ def npu_cases(work: Path, rng: random.Random, n_db: int = 4) -> list[Case]:
     (d / "profiler_info_0.json").write_text('{"config": [1, 2], "rank_id": "x", "end_info": 5}')
     (d / "profiler_metadata.json").write_text('{"distributed_args": {"world_size": 1e400}, "pg_config": 3')
     cases.append(Case("npu-meta-bad-types", _convert(d), input_bytes=tv_size))
-    # .db: NULL and text in numeric columns
+    # .db: NULL, text, huge numbers and BLOBs in the columns the reader uses
     db_src = NPU_DB / "ASCEND_PROFILER_OUTPUT" / "ascend_pytorch_profiler_0.db"
     con = sqlite3.connect(f"file:{db_src}?mode=ro", uri=True)
-    numeric = []
-    for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'"):
-        for _cid, column, ctype, *_ in con.execute(f'PRAGMA table_info("{table}")'):
-            numeric_type = any(t in ctype.upper() for t in ("INT", "NUM", "REAL"))
-            if numeric_type and con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]:
-                numeric.append((table, column))
+    targets = []
+    for table in DB_TABLES:
+        for _cid, column, *_ in con.execute(f'PRAGMA table_info("{table}")'):
+            if con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]:
+                targets.append((table, column))
     con.close()
-    numeric.sort()
     for i in range(n_db):
-        table, column = rng.choice(numeric)
-        value = rng.choice([None, "text", 2**62, -1, 1e308, b"\xff\xfe"])
+        table, column = rng.choice(targets)
+        value = rng.choice([None, "text", 2**63 - 1, -1, 1e308, b"\xff\xfe", "12"])
         d = _copy_npu(NPU_DB, work / f"npu-db{i}_ascend_pt")
         db = d / "ASCEND_PROFILER_OUTPUT" / "ascend_pytorch_profiler_0.db"
         con = sqlite3.connect(db)
-        con.execute(f'UPDATE "{table}" SET "{column}" = ? WHERE rowid IN '
-                    f'(SELECT rowid FROM "{table}" ORDER BY rowid LIMIT 3)', (value,))
-        con.commit()
+        try:
+            con.execute(f'UPDATE "{table}" SET "{column}" = ? WHERE rowid IN '
+                        f'(SELECT rowid FROM "{table}" ORDER BY rowid LIMIT 3)', (value,))
+            con.commit()
+        except sqlite3.IntegrityError:  # an INTEGER PRIMARY KEY takes integers only
+            value = "refused by sqlite"
         con.close()
         cases.append(Case(f"npu-db-{table}.{column}={str(value)[:10]}", _convert(d), input_bytes=4 << 20))
     return cases

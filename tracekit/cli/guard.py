@@ -63,6 +63,8 @@ def guarded(invoke: Callable[[], Any], debug: bool) -> Any:
         click.echo(f"error: {where}: {why}", err=True)
         sys.exit(2)
     except MemoryError:
+        if debug:
+            traceback.print_exc()
         click.echo(f"error: {current_input() or 'input'}: out of memory; see the limits in the README "
                    "('Bad input')", err=True)
         sys.exit(2)

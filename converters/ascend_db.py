@@ -359,7 +359,7 @@ class _Rows:
         self.row += 1
         READING[:] = [self.table, self.row]
         for column, value, numeric in zip(self.columns, values, self.numeric):
-            if value is None or type(value) is int and -_MAX_ABS < value < _MAX_ABS:
+            if value is None or (type(value) is int and -_MAX_ABS < value < _MAX_ABS):
                 continue
             bad = (isinstance(value, bytes) or (isinstance(value, (int, float)) and not -_MAX_ABS < value < _MAX_ABS)
                    or (numeric and isinstance(value, str) and not value.strip().lstrip("-").isdigit()))

@@ -49,7 +49,9 @@ def find_module_spans(events: pd.DataFrame, sources: list[SourceInfo]) -> Module
     rows_out, inst_out, type_out = [], [], []
     torch_rows = np.flatnonzero(kind == "module")
     for row in torch_rows.tolist():
-        instance = str(names[row])[len(TORCH_PREFIX):].strip()
+        # "/" separates the levels of a module path: one inside a name would invent levels (and orphan
+        # the module from the tree), so it is written "|" as in record_function annotations below.
+        instance = str(names[row])[len(TORCH_PREFIX):].strip().replace("/", "|")
         rows_out.append(row)
         inst_out.append(instance)
         type_out.append(_type_of(instance))

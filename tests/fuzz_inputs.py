@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("TRACEKIT_SHARED", ROOT.parent / "shared")) / "traces"
 BERT = SHARED / "gpu/tracelens/h100/gaunernst_bert-small-uncased__1016001.json.gz"
 GPT_CPU = SHARED / "cpu/gpt/prof_stack_modules.json.gz"
+NCCL = SHARED / "gpu/hta/nccl_data.json.gz"
 NPU_TEXT = SHARED / "npu/msinsight_alexnet_dp/text/level0/rank0_ascend_pt"
 NPU_DB = SHARED / "npu/msinsight_alexnet_dp/db/level0/rank0_ascend_pt"
 
@@ -209,6 +210,82 @@ def fixed_json_cases(work: Path) -> list[Case]:
     return cases
 
 
+def collective_doc() -> dict:
+    """nccl_data.json.gz cut to the window of its first six collectives (record_param_comms with
+    Collective name, Process Group Ranks, msg nelems), with its distributedInfo (pg_config)."""
+    doc = _events_doc(NCCL)
+    events = doc["traceEvents"]
+    calls = sorted((e for e in events if "Collective name" in e.get("args", {})), key=lambda e: e["ts"])
+    start, end = calls[0]["ts"] - 2000, calls[5]["ts"] + calls[5].get("dur", 0) + 2000
+    doc["traceEvents"] = [e for e in events if e.get("ph") == "M" or (
+        isinstance(e.get("ts"), (int, float)) and start <= e["ts"] <= end)]
+    return doc
+
+
+COLLECTIVE_ARGS = {
+    "Collective name": [7, None, ["x"]], "In msg nelems": [2**70, "x", -1, 1.5], "Out msg nelems": ["12", 2**64],
+    "dtype": [3, {}], "Process Group Ranks": ["zz", [1.5, 2], {"a": 1}, [2**70]], "Process Group Name": [[], {}],
+    "Input Dims": [["a", ["b"]], "x", [[2**70]]], "Concrete Inputs": [5, "x"], "Group size": ["two", 2**70],
+}
+DIST_VALUES = {
+    "rank": [2**70, "x", -1, 1.5], "world_size": [1e308, 10**12, "four", 0], "pg_config": ["zz", [1], [{"ranks": "x"}],
+                                                                                            5, [{"ranks": [2**70]}]],
+}
+
+
+def collective_cases(work: Path, rng: random.Random) -> list[Case]:
+    """Wrong types in collective args and in distributedInfo, run through convert and `parallel`."""
+    doc = collective_doc()
+    base = _dump(doc)
+    cases = []
+    for i, (key, values) in enumerate(sorted(COLLECTIVE_ARGS.items())):
+        mutated = json.loads(base)
+        for ev in mutated["traceEvents"]:
+            if "Collective name" in ev.get("args", {}):
+                ev["args"][key] = rng.choice(values)
+        path = _write(work, f"coll{i}.json", json.dumps(mutated).encode())
+        cases.append(Case(f"collective-{key}", _convert(path), input_bytes=len(base)))
+    mutated = json.loads(base)
+    for ev in mutated["traceEvents"]:
+        if "Collective name" in ev.get("args", {}):
+            ev["args"] = [1, 2]
+    path = _write(work, "coll-args-list.json", json.dumps(mutated).encode())
+    cases.append(Case("collective-args-list", _convert(path), input_bytes=len(base)))
+    for key, values in sorted(DIST_VALUES.items()):
+        for j, value in enumerate(values):
+            mutated = json.loads(base)
+            mutated["distributedInfo"][key] = value
+            path = _write(work, f"dist-{key}{j}.json", json.dumps(mutated).encode())
+            command = ["parallel", str(path), "--max-input-bytes", str(FUZZ_MAX_INPUT)] if j % 2 else _convert(path)
+            cases.append(Case(f"distributed-{key}={str(value)[:12]}", command, input_bytes=len(base)))
+    for j, value in enumerate(([], "text", 5)):
+        mutated = json.loads(base)
+        mutated["distributedInfo"] = value
+        path = _write(work, f"dist-whole{j}.json", json.dumps(mutated).encode())
+        cases.append(Case(f"distributed-whole={value!r}", _convert(path), input_bytes=len(base)))
+    for j, (key, value) in enumerate((("baseTimeNanoseconds", 2**70), ("baseTimeNanoseconds", "x"),
+                                      ("deviceProperties", "x"), ("deviceProperties", [1, "a"]))):
+        mutated = json.loads(base)
+        mutated[key] = value
+        path = _write(work, f"top{j}.json", json.dumps(mutated).encode())
+        cases.append(Case(f"top-{key}={str(value)[:12]}", _convert(path), input_bytes=len(base)))
+    return cases
+
+
+def other_command_cases(work: Path) -> list[Case]:
+    """The same damage through `info` and `modules` (which read Input Dims for shapes)."""
+    doc = _events_doc(BERT)  # whole (2,551 events): its nn.Module spans give `modules` a tree
+    ops = [e for e in doc["traceEvents"] if e.get("cat") == "cpu_op"]
+    for op in ops[:: max(1, len(ops) // 40)]:
+        op.setdefault("args", {})["Input Dims"] = ["a", [2**70], {"b": 1}, [[1, "x"]]]
+        op["args"]["Input type"] = 5
+    path = _write(work, "dims-bad.json", _dump(doc))
+    limit = ["--max-input-bytes", str(FUZZ_MAX_INPUT)]
+    return [Case("command-modules-bad-dims", ["modules", str(path), *limit], expect="ok"),
+            Case("command-info-bad-dims", ["info", str(path), *limit], expect="ok"),
+            Case("command-info-fifo", ["info", str(work / "fifo.json"), *limit], expect="error")]
+
+
 def compression_cases(work: Path) -> list[Case]:
     """Bombs, lying trailers, multi-member gzip, gzip garbage."""
     doc = small_doc(BERT, 300)
@@ -348,7 +425,7 @@ def all_cases(work: Path, seed: int, n_random: int) -> list[Case]:
     rng = random.Random(seed)
     work.mkdir(parents=True, exist_ok=True)
     cases = fixed_json_cases(work) + compression_cases(work) + special_file_cases(work)
-    cases += npu_cases(work, rng) + output_cases(work)
+    cases += npu_cases(work, rng) + output_cases(work) + collective_cases(work, rng) + other_command_cases(work)
     gpt_n = n_random // 4
     cases += json_cases(work, rng, n_random - gpt_n)
     if gpt_n:

@@ -30,6 +30,8 @@ CLASSES = {
     "Ascend trace_view.json / CSV / metadata": ("npu-trace-view-", "npu-kernel-details-", "npu-meta-"),
     "Ascend .db values": ("npu-db-",),
     "bad output paths": ("out-",),
+    "wrong types in collective args / distributedInfo / top level": ("collective-", "distributed-", "top-"),
+    "info and modules commands": ("command-",),
     "random truncations, byte flips, type changes": ("truncate@", "truncate-gz@", "flip", "retype"),
 }
 

@@ -7,6 +7,7 @@ from tracekit.table import EventTable, SourceInfo
 
 from .chrome_json import ChromeColumns
 from .chrome_table import build_table
+from .top_fields import clean_base_ns
 
 
 def looks_like_viztracer(top: dict, cats: list | None = None) -> bool:
@@ -20,8 +21,11 @@ def read_viztracer(cols: ChromeColumns, path: str) -> EventTable:
     """Normalize a decoded VizTracer trace: ts are us of CLOCK_MONOTONIC from the recorded base."""
     top = cols.top
     meta = top.get("viztracer_metadata") or {}
-    base = meta.get("baseTimeNanoseconds")
-    if isinstance(base, int):
+    if not isinstance(meta, dict):
+        warn(path, "viztracer_metadata is not an object; ignored")
+        meta = {}
+    base = clean_base_ns(path, meta.get("baseTimeNanoseconds"))
+    if base is not None:
         base_ns, base_from = base, "viztracer_metadata.baseTimeNanoseconds"
     else:
         base_ns, base_from = 0, "none: no viztracer_metadata.baseTimeNanoseconds"
@@ -41,5 +45,9 @@ def read_viztracer(cols: ChromeColumns, path: str) -> EventTable:
         damage=list(cols.damage),
     )
     # file_info (embedded sources) is kept for module resolution, not in the event table.
-    info.top["file_info"] = top.get("file_info") or {}
+    file_info = top.get("file_info") or {}
+    if not isinstance(file_info, dict):
+        warn(path, "file_info is not an object; module classes cannot be read from the embedded sources")
+        file_info = {}
+    info.top["file_info"] = file_info
     return build_table(cols, info)

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("TRACEKIT_SHARED", ROOT.parent / "shared")) / "traces"
 BERT = SHARED / "gpu/tracelens/h100/gaunernst_bert-small-uncased__1016001.json.gz"
 GPT_CPU = SHARED / "cpu/gpt/prof_stack_modules.json.gz"
+VIZ = SHARED / "cpu/gpt/viz.json.gz"
 NCCL = SHARED / "gpu/hta/nccl_data.json.gz"
 NPU_TEXT = SHARED / "npu/msinsight_alexnet_dp/text/level0/rank0_ascend_pt"
 NPU_DB = SHARED / "npu/msinsight_alexnet_dp/db/level0/rank0_ascend_pt"
@@ -272,6 +273,24 @@ def collective_cases(work: Path, rng: random.Random) -> list[Case]:
     return cases
 
 
+def viztracer_cases(work: Path) -> list[Case]:
+    """Damaged VizTracer top-level keys (viztracer_metadata, file_info)."""
+    doc = small_doc(VIZ, 800)
+    base = _dump(doc)
+    some_file = next(iter((doc.get("file_info") or {}).get("files") or {"x.py": 0}))
+    damage = [("viztracer_metadata", []), ("viztracer_metadata", {"baseTimeNanoseconds": 2**70}),
+              ("viztracer_metadata", {"baseTimeNanoseconds": "12"}), ("file_info", []),
+              ("file_info", {"files": []}), ("file_info", {"files": {some_file: 5}}),
+              ("file_info", {"files": {some_file: [7]}})]
+    cases = []
+    for i, (key, value) in enumerate(damage):
+        mutated = json.loads(base)
+        mutated[key] = value
+        path = _write(work, f"viz-top{i}.json", json.dumps(mutated).encode())
+        cases.append(Case(f"viztracer-{key}={str(value)[:20]}", _convert(path), expect="ok", input_bytes=len(base)))
+    return cases
+
+
 def other_command_cases(work: Path) -> list[Case]:
     """The same damage through `info` and `modules` (which read Input Dims for shapes)."""
     doc = _events_doc(BERT)  # whole (2,551 events): its nn.Module spans give `modules` a tree
@@ -426,10 +445,12 @@ def all_cases(work: Path, seed: int, n_random: int) -> list[Case]:
     work.mkdir(parents=True, exist_ok=True)
     cases = fixed_json_cases(work) + compression_cases(work) + special_file_cases(work)
     cases += npu_cases(work, rng) + output_cases(work) + collective_cases(work, rng) + other_command_cases(work)
-    gpt_n = n_random // 4
-    cases += json_cases(work, rng, n_random - gpt_n)
-    if gpt_n:
-        gpt_work = work / "gpt"
-        gpt_work.mkdir(exist_ok=True)
-        cases += json_cases(gpt_work, rng, gpt_n, source=GPT_CPU, keep=600)
+    cases += viztracer_cases(work)
+    gpt_n = viz_n = n_random // 4
+    cases += json_cases(work, rng, n_random - gpt_n - viz_n)
+    for label, source, n in (("gpt", GPT_CPU, gpt_n), ("viz", VIZ, viz_n)):
+        if n:
+            sub = work / label
+            sub.mkdir(exist_ok=True)
+            cases += json_cases(sub, rng, n, source=source, keep=600)
     return cases

@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from fuzz_inputs import BERT, GPT_CPU, NPU_DB, NPU_TEXT, all_cases, small_doc
+from fuzz_inputs import BERT, GPT_CPU, NCCL, NPU_DB, NPU_TEXT, VIZ, all_cases, small_doc
 from fuzz_run import Result, problems, run_cases
 
 SEED = 11
@@ -32,13 +32,14 @@ CLASSES = {
     "bad output paths": ("out-",),
     "wrong types in collective args / distributedInfo / top level": ("collective-", "distributed-", "top-"),
     "info and modules commands": ("command-",),
+    "VizTracer top-level keys": ("viztracer-",),
     "random truncations, byte flips, type changes": ("truncate@", "truncate-gz@", "flip", "retype"),
 }
 
 
 @pytest.fixture(scope="module")
 def fuzz_results(tmp_path_factory) -> tuple[list[Result], int]:
-    for needed in (BERT, GPT_CPU, NPU_TEXT, NPU_DB):
+    for needed in (BERT, GPT_CPU, NCCL, NPU_TEXT, NPU_DB, VIZ):
         if not needed.exists():
             pytest.fail(f"shared trace missing: {needed}")
     work = tmp_path_factory.mktemp("fuzz")

@@ -144,8 +144,8 @@ def _number_instances(rows_in_time: np.ndarray, classes: dict[int, str], enclosi
 def _class_from_source(info: SourceInfo, path: str, line: int) -> str | None:
     """The class whose body holds `def forward` at `line`, read from VizTracer's embedded file_info."""
     files = (info.top.get("file_info") or {}).get("files") or {}
-    entry = files.get(path)
-    if not entry:
+    entry = files.get(path) if isinstance(files, dict) else None
+    if not entry or not isinstance(entry, (list, tuple)):  # damaged file_info: no class from sources
         return None
     lines = str(entry[0]).splitlines()
     if not 0 < line <= len(lines):

@@ -156,7 +156,7 @@ def recover_truncated_json(path: Path, data: bytes, decode, max_tries: int = 200
         for closer in (b"]}", b"]", b"]}}"):
             try:
                 doc = decode(head + closer)
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
                 continue
             lost = len(data) - len(head)
             note = f"JSON is truncated: kept the events before byte {len(head)}, dropped the last {lost} bytes"

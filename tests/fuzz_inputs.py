@@ -177,6 +177,11 @@ def fixed_json_cases(work: Path) -> list[Case]:
         data = json.dumps(mutated).encode().replace(b'"DEEPMARKER"', opener * depth + b"1" + closer * depth)
         cases.append(Case(f"nested-{depth}", _convert(_write(work, f"nested{depth}.json", data)),
                           input_bytes=len(data)))
+        deep_at = data.find(opener * 10)
+        for cut_depth in (500, 1200):
+            cut = data[: deep_at + len(opener) * cut_depth]
+            cases.append(Case(f"nested-{depth}-cut-at-depth-{cut_depth}",
+                              _convert(_write(work, f"nested{depth}-cut{cut_depth}.json", cut)), input_bytes=len(data)))
     # truncations at the places a cut can fall: inside a number, a string, a key
     text = base
     anchors = {

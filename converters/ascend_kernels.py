@@ -19,7 +19,10 @@ import numpy as np
 import pandas as pd
 
 from tracekit.errors import TraceError, warn
+from tracekit.limits import max_input_bytes
 from tracekit.timeconv import us_to_ns
+
+from .loading import regular_file_size, too_big
 
 SHAPE_COLUMNS = ("Input Shapes", "Output Shapes")
 LIST_COLUMNS = ("Input Data Types", "Input Formats", "Output Data Types", "Output Formats")
@@ -91,6 +94,9 @@ MAX_CSV_CELL = 16 << 20
 def read_csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
     """Header and rows of a CSV export. Invalid UTF-8 becomes "?" (warned, counted); a cell over
     MAX_CSV_CELL or a broken quote is a TraceError naming the line."""
+    size, limit = regular_file_size(path), max_input_bytes()
+    if size > limit:
+        raise TraceError(path, too_big(size, limit))
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")

@@ -79,50 +79,51 @@ def regular_file_size(path: Path) -> int:
 def _gunzip(path: Path, blob: bytes, limit: int) -> tuple[bytes, list[str]]:
     """Decompress gzip (every member, as `cat a.gz b.gz` makes), stopping at `limit` bytes of output.
 
-    The size in the gzip trailer is not trusted (it can claim anything); the output grows as it is
+    The size in the gzip trailer is not trusted (it can claim anything): the output grows as it is
     decompressed. A cut-off stream keeps what was decompressed and reports the damage.
     """
-    out = bytearray()
+    pieces: list[bytes] = []
+    total = 0
     rest = memoryview(blob)
     members = 0
-    while True:
+    damage: list[str] = []
+    while rest:
         inflater = zlib.decompressobj(wbits=31)
         try:
-            while rest:
-                piece = inflater.decompress(rest, limit + 1 - len(out))
-                out += piece
-                if len(out) > limit:
-                    raise TraceError(path, too_big(len(out), limit, compressed=True))
+            while True:
+                piece = inflater.decompress(rest, limit + 1 - total)
+                pieces.append(piece)
+                total += len(piece)
+                if total > limit:
+                    raise TraceError(path, too_big(total, limit, compressed=True))
                 rest = inflater.unconsumed_tail
-                if inflater.eof:
+                if inflater.eof or not rest:
                     break
-            out += inflater.flush()
+            if not inflater.eof:
+                tail = inflater.flush()
+                pieces.append(tail)
+                total += len(tail)
         except zlib.error as exc:
-            if members == 0 and not out:
+            if members == 0 and not total:
                 raise TraceError(path, f"corrupt gzip data: {exc}") from None
-            note = (f"gzip member {members + 1} is corrupt ({exc}) after {len(out)} decompressed bytes; "
-                    "kept the bytes before it")
-            warn(path, note)
-            return bytes(out), [note]
+            damage.append(f"gzip member {members + 1} is corrupt ({exc}) after {total} decompressed bytes; "
+                          "kept the bytes before it")
+            break
         members += 1
         if not inflater.eof:
-            if not out:
-                raise TraceError(path, "gzip stream holds no data")
-            note = f"gzip stream is cut off after {len(blob)} compressed bytes; recovered {len(out)} bytes"
-            warn(path, note)
-            return bytes(out), [note]
-        rest = memoryview(inflater.unused_data)
-        if not rest:
+            damage.append(f"gzip stream is cut off after {len(blob)} compressed bytes; recovered {total} bytes")
             break
-        if bytes(rest[:2]) != GZIP_MAGIC:
-            if not bytes(rest).strip(b"\x00"):
-                break  # zero padding after the last member (tape/block writers): not data
-            note = f"{len(rest)} bytes after the last gzip member are not gzip; ignored"
-            warn(path, note)
-            return bytes(out), [note]
-    if not out:
+        rest = memoryview(inflater.unused_data)
+        if rest and bytes(rest[:2]) != GZIP_MAGIC:
+            if bytes(rest).strip(b"\x00"):  # zero padding after the last member is not data
+                damage.append(f"{len(rest)} bytes after the last gzip member are not gzip; ignored")
+            break
+    if not total:
         raise TraceError(path, "gzip stream holds no data")
-    return bytes(out), []
+    for note in damage:
+        warn(path, note)
+    data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+    return data, damage
 
 
 def too_big(size: int, limit: int, compressed: bool = False) -> str:

@@ -200,7 +200,7 @@ def fixed_json_cases(work: Path) -> list[Case]:
         work, "cut-dur42.json", text[: text.find(b'"dur": ', len(text) // 2)] + b'"dur": 42.')),
         expect="ok", input_bytes=len(text)))
     # module names: slash inside, and a long one
-    for label, module in (("slash", "nn.Module: Enc/oder_0"), ("long", "nn.Module: " + "M" * 200_000)):
+    for label, module in (("slash", "nn.Module: Enc/oder_0"), ("long", "nn.Module: " + "M" * 1_000_000)):
         mutated = json.loads(base)
         evs = mutated["traceEvents"]
         ops = [e for e in evs if e.get("cat") == "cpu_op" and e.get("ph") == "X"]

@@ -45,7 +45,11 @@ def check_output_folder(outdir: str | Path) -> Path:
         raise TraceError("''", "output folder is empty: name a new or earlier output folder with -o")
     outdir = Path(outdir)
     resolved = outdir.resolve() if not outdir.is_symlink() else outdir.absolute()
-    if resolved == Path(resolved.anchor) or resolved == Path.home().resolve():
+    try:
+        home = Path.home().resolve()
+    except (RuntimeError, KeyError, OSError):  # no HOME / no passwd entry
+        home = None
+    if resolved == Path(resolved.anchor) or resolved == home:
         raise TraceError(outdir, "refusing to write the output over the root or home folder; name a new folder")
     if resolved == Path.cwd().resolve() or resolved in Path.cwd().resolve().parents:
         raise TraceError(outdir, "refusing to replace the current folder (or one above it); name a new folder")

@@ -65,9 +65,9 @@ def link_chunk(events_json: bytes, raw_args: list, span: np.ndarray) -> dict[str
         for i in np.flatnonzero(span).tolist():
             piece = raw_args[i]
             one = _decode_lenient(piece if len(piece) else b"null")
-            if one is None:
+            if one is _BAD:
                 bad_rows += 1
-            decoded[i] = one or _NONE
+            decoded[i] = one if isinstance(one, LinkArgs) else _NONE
     out = {
         "correlation": int_column([a.correlation for a in decoded]),
         "sequence": int_column([a.sequence for a in decoded]),
@@ -86,8 +86,11 @@ def link_chunk(events_json: bytes, raw_args: list, span: np.ndarray) -> dict[str
     return out
 
 
-def _decode_lenient(piece: bytes) -> LinkArgs | None:
+_BAD = object()  # args whose link fields do not fit (wrong type, beyond int64, args not an object)
+
+
+def _decode_lenient(piece: bytes) -> LinkArgs | object | None:
     try:
         return msgspec.json.decode(piece, type=Union[LinkArgs, None])
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
-        return None
+        return _BAD

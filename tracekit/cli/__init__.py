@@ -9,7 +9,7 @@ import click
 from tracekit import __version__
 from tracekit.cli.compare import compare_cmd
 from tracekit.cli.convert import convert_cmd
-from tracekit.cli.guard import add_force, add_input_limit, debug_requested, guarded, install_signal_handlers
+from tracekit.cli.guard import add_force, add_input_limit, debug_requested, guarded
 from tracekit.cli.info import info_cmd
 from tracekit.cli.merge import merge_cmd
 from tracekit.cli.modules import modules_cmd
@@ -30,7 +30,6 @@ def main(debug: bool) -> None:
     """Post-process AI model traces (torch.profiler, VizTracer)."""
     warnings.simplefilter("always", TraceWarning)
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
-    install_signal_handlers()
 
 
 main.add_command(convert_cmd)

@@ -33,15 +33,34 @@ def _on_signal(signum: int, _frame: Any) -> None:
     raise Terminated(signum)
 
 
-def install_signal_handlers() -> None:
-    """SIGTERM and SIGHUP raise Terminated in the main thread (SIGINT already raises KeyboardInterrupt)."""
+def install_signal_handlers() -> dict[int, Any]:
+    """SIGTERM and SIGHUP raise Terminated in the main thread (SIGINT already raises KeyboardInterrupt).
+
+    Returns the handlers they replace (for restore_signal_handlers)."""
+    previous = {}
     for sig in (signal.SIGTERM, signal.SIGHUP):
         with contextlib.suppress(ValueError, OSError):  # not the main thread (e.g. an embedding host)
-            signal.signal(sig, _on_signal)
+            previous[sig] = signal.signal(sig, _on_signal)
+    return previous
+
+
+def restore_signal_handlers(previous: dict[int, Any]) -> None:
+    """Put back the handlers a command replaced (the CLI may run inside another program, e.g. tests)."""
+    for sig, handler in previous.items():
+        with contextlib.suppress(ValueError, OSError, TypeError):
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 def guarded(invoke: Callable[[], Any], debug: bool) -> Any:
     """Run the command; turn every failure into one line on stderr and an exit code."""
+    previous = install_signal_handlers()
+    try:
+        return _guarded(invoke, debug)
+    finally:
+        restore_signal_handlers(previous)
+
+
+def _guarded(invoke: Callable[[], Any], debug: bool) -> Any:
     try:
         return invoke()
     except TraceError as exc:

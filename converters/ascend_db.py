@@ -105,10 +105,16 @@ def read_db(files: AscendFiles) -> EventTable:
     if missing:
         raise TraceError(path, f"not a torch_npu profiler export: no {', '.join(missing)} table "
                                "(analysis.db holds only aggregates; pass ascend_pytorch_profiler_*.db)")
+    READING[:] = [None, None]
     try:
         return _read(con, tables, files)
     except sqlite3.Error as exc:
         raise TraceError(path, f"SQLite error: {exc}") from None
+    except (TypeError, ValueError, OverflowError, KeyError, AttributeError) as exc:
+        # A NULL (or other type) where the reader needs a value: name where it was read.
+        table, row = READING
+        raise TraceError(path, f"a value of an unexpected type or a missing value (NULL) where one is needed "
+                               f"({type(exc).__name__}: {exc})", table=table, row=row) from None
     finally:
         con.close()
 
@@ -325,11 +331,53 @@ def _flows(con, tables: set[str], ev: _Events, api_rows: dict, cann_rows: dict, 
                 ev.flow("async_npu", "torch_to_npu", str(ev.ts[dev]), rows[0], dev)
 
 
-def _select(con: sqlite3.Connection, table: str, columns: str) -> sqlite3.Cursor:
-    """SELECT columns FROM table; a column this export version lacks reads as NULL."""
-    have = {row[1] for row in con.execute(f'PRAGMA table_info("{table}")')}
+def _select(con: sqlite3.Connection, table: str, columns: str) -> _Rows:
+    """SELECT columns FROM table; a column this export version lacks reads as NULL. Every value is
+    checked for its column's type as it is read (see _Rows)."""
+    schema = {row[1]: str(row[2]).upper() for row in con.execute(f'PRAGMA table_info("{table}")')}
     wanted = [c.strip() for c in columns.split(",")]
-    return con.execute(f'SELECT {", ".join(c if c in have else "NULL" for c in wanted)} FROM "{table}"')
+    numeric = [any(t in schema.get(c, "") for t in ("INT", "NUM", "REAL")) for c in wanted]
+    cursor = con.execute(f'SELECT {", ".join(c if c in schema else "NULL" for c in wanted)} FROM "{table}"')
+    return _Rows(cursor, table, wanted, numeric)
+
+
+# Where the .db reader is: (table, row), so that a value of the wrong type found later in the same
+# row's handling can still be located.
+READING: list = [None, None]
+_MAX_ABS = 2**62
+
+
+class _Rows:
+    """The rows of one SELECT, each checked: no BLOBs, numbers finite and within ±2**62, text in a
+    numeric column only if it is an integer. A bad value is a TraceError naming the table, row and column."""
+
+    def __init__(self, cursor: sqlite3.Cursor, table: str, columns: list[str], numeric: list[bool]) -> None:
+        self.cursor, self.table, self.columns, self.numeric = cursor, table, columns, numeric
+        self.row = 0
+
+    def _check(self, values: tuple) -> tuple:
+        self.row += 1
+        READING[:] = [self.table, self.row]
+        for column, value, numeric in zip(self.columns, values, self.numeric):
+            if value is None or (type(value) is int and -_MAX_ABS < value < _MAX_ABS):
+                continue
+            bad = (isinstance(value, bytes) or (isinstance(value, (int, float)) and not -_MAX_ABS < value < _MAX_ABS)
+                   or (numeric and isinstance(value, str) and not value.strip().lstrip("-").isdigit()))
+            if bad:
+                shown = repr(value if not isinstance(value, (str, bytes)) else value[:40])
+                raise TraceError(con_path(self.cursor.connection), f"column {column}: value {shown} is not a "
+                                 "number this reader can use (binary, text, NaN/infinite or beyond ±2**62)",
+                                 table=self.table, row=self.row)
+        return values
+
+    def __iter__(self):
+        for values in self.cursor:
+            yield self._check(values)
+        READING[:] = [None, None]
+
+    def fetchone(self) -> tuple | None:
+        values = self.cursor.fetchone()
+        return None if values is None else self._check(values)
 
 
 def con_path(con: sqlite3.Connection) -> str:

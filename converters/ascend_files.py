@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,4 +81,13 @@ def _collect(root: Path, out: Path) -> AscendFiles:
 
 
 def _file(path: Path) -> Path | None:
-    return path if path.is_file() else None
+    """`path` if it is a readable regular file; None if absent. Present but unreadable is an error:
+    falling back to another part of the output would silently lose what this file holds."""
+    if not path.exists() and not path.is_symlink():
+        return None
+    if not path.is_file():
+        raise TraceError(path, "is part of this torch_npu output but is not a readable file (a folder, a "
+                               "dangling link or a special file); fix or remove it to read the rest")
+    if not os.access(path, os.R_OK):
+        raise TraceError(path, "is part of this torch_npu output but cannot be read (permission denied)")
+    return path

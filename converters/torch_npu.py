@@ -30,7 +30,9 @@ def read_npu(path: str | Path) -> EventTable:
     if files.trace_view is not None:
         raw = read_bytes(files.trace_view)
         cols = decode_chrome(raw)
-        if not looks_like_npu(cols):
+        # A truncated trace_view.json may have lost the process names that mark it as Ascend output;
+        # in a torch_npu output folder it is still the timeline (its loss is in cols.damage).
+        if not looks_like_npu(cols) and not cols.damage:
             raise TraceError(files.trace_view, "not a torch_npu trace_view.json (no Ascend Hardware/CANN "
                                                "processes, no async_npu/HostToDevice flows)")
         return read_npu_decoded(cols, files)

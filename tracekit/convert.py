@@ -13,7 +13,7 @@ from tracekit.parallel.collectives import build_collectives, collective_calls
 from tracekit.pipeline import process, read_inputs
 from tracekit.ranks import convert_ranks
 from tracekit.table import time_span
-from tracekit.writers.atomic import staged_dir
+from tracekit.writers.atomic import check_output_folder, staged_dir
 from tracekit.writers.chrome import write_chrome_trace
 from tracekit.writers.collectives import write_collectives
 from tracekit.writers.parquet import write_module_table, write_parquet_tables
@@ -27,6 +27,7 @@ def convert(inputs: Sequence[str | Path], outdir: str | Path, gzip_trace: bool =
     Several inputs (files, a folder of rank files, a glob) are converted as ranks in worker processes
     (tracekit.ranks): one merged trace, Parquet partitioned by rank, collectives.parquet.
     """
+    check_output_folder(outdir)  # a bad -o is refused before any input is read
     paths = expand_inputs(inputs)
     if len(paths) > 1:
         return convert_ranks(paths, outdir, gzip_trace, parquet, progress, workers)

@@ -135,6 +135,8 @@ def _convert_rank_relayed(job: RankJob) -> _Outcome:
         except TraceError as exc:
             prefix = f"{exc.path}: " + (f"event {exc.index}: " if exc.index is not None else "")
             result, error = None, (exc.path, str(exc).removeprefix(prefix), exc.index)
+        except Exception as exc:  # not an input problem: relayed as a bug, naming the rank's file
+            raise RuntimeError(f"{job.path}: {type(exc).__name__}: {exc}") from exc
     return _Outcome(result, [str(w.message) for w in caught if issubclass(w.category, TraceWarning)], error)
 
 
@@ -155,8 +157,34 @@ def _start_together(barrier: Any) -> None:
     """Worker initializer: wait until every worker has started, so the work spreads over all of them."""
     global _barrier
     _barrier = barrier
+    _die_with_parent()
     with contextlib.suppress(threading.BrokenBarrierError):
         barrier.wait(timeout=120)
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel sends this worker SIGTERM when its parent dies (killed, not only exited)."""
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent died before prctl
+            os._exit(1)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """End the pool's workers now (the parent is failing or was interrupted)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.terminate()
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.join(timeout=5)
 
 
 def default_workers() -> int:
@@ -186,12 +214,16 @@ def run_ranks(jobs: Sequence[RankJob], workers: int | None = None,
     barrier = ctx.Barrier(count)
     with ProcessPoolExecutor(max_workers=count, mp_context=ctx, initializer=_start_together,
                              initargs=(barrier,)) as pool:
-        futures = [pool.submit(_convert_rank_relayed, job) for job in jobs]
-        results = []
-        for fut in futures:
-            results.append(_unwrap(fut.result()))
-            if on_done:
-                on_done(results[-1])
+        try:
+            futures = [pool.submit(_convert_rank_relayed, job) for job in jobs]
+            results = []
+            for fut in futures:
+                results.append(_unwrap(fut.result()))
+                if on_done:
+                    on_done(results[-1])
+        except BaseException:
+            _stop_workers(pool)
+            raise
     return results
 
 

@@ -60,14 +60,53 @@ def _name_kind(name: str) -> str | None:
 
 
 def _args(table: EventTable, rows: list[int]) -> dict[int, dict[str, Any]]:
+    """The decoded args of `rows`, with the fields read here type-checked (see _checked_args)."""
     raws = table.args.take(np.asarray(rows, dtype=np.int64)).to_pylist() if rows else []
     out = {}
     for row, raw in zip(rows, raws):
         try:
-            out[row] = msgspec.json.decode(raw) if raw else {}
-        except msgspec.DecodeError:
+            out[row] = _checked_args(msgspec.json.decode(raw) if raw else {})
+        except (msgspec.DecodeError, RecursionError):
             out[row] = {}
     return out
+
+
+def _is_count(v: Any) -> bool:
+    return type(v) is int and 0 <= v < 2**48
+
+
+def _is_dims(v: Any) -> bool:
+    """Input Dims: a list whose entries are shapes (lists of ints) or lists of shapes (TensorList)."""
+    def shape(s: Any) -> bool:
+        return isinstance(s, list) and all(type(d) is int and 0 <= d < 2**40 for d in s)
+    return isinstance(v, list) and all(shape(d) or (isinstance(d, list) and all(shape(x) for x in d)) for d in v)
+
+
+# The args fields the collective reader uses, with the type each must have; others pass through untouched.
+_FIELD_OK = {
+    "Collective name": lambda v: isinstance(v, str),
+    "dtype": lambda v: isinstance(v, str),
+    "In msg nelems": _is_count,
+    "Out msg nelems": _is_count,
+    "Group size": _is_count,
+    "Process Group Name": lambda v: isinstance(v, (str, int)) and not isinstance(v, bool),
+    "Process Group Description": lambda v: isinstance(v, str),
+    "Process Group Ranks": lambda v: isinstance(v, str) or (isinstance(v, list) and all(_is_count(r) for r in v)),
+    "Input Dims": _is_dims,
+    "Input type": lambda v: isinstance(v, list),
+    "Concrete Inputs": lambda v: isinstance(v, list),
+}
+
+
+def _checked_args(args: Any) -> dict[str, Any]:
+    """args as a dict whose collective fields have the expected types; a field that does not (a
+    `Collective name` that is a number, `Input Dims` holding text) is left out, as if not recorded."""
+    if not isinstance(args, dict):
+        return {}
+    bad = [k for k, ok in _FIELD_OK.items() if k in args and not ok(args[k])]
+    if bad:
+        args = {k: v for k, v in args.items() if k not in bad}
+    return args
 
 
 def _ranks(value: Any) -> tuple[int, ...] | None:
@@ -76,7 +115,7 @@ def _ranks(value: Any) -> tuple[int, ...] | None:
             value = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             return None
-    if isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value):
+    if isinstance(value, (list, tuple)) and all(type(v) is int and 0 <= v < 2**31 for v in value):
         return tuple(value)
     return None
 
@@ -88,9 +127,13 @@ def tensor_size(dims: Any, types: Any) -> tuple[int | None, str | None]:
         return None, None
     best, best_type = None, None
     for d, t in zip(dims, types):
+        if not isinstance(d, list):
+            continue
         shapes = d if (d and isinstance(d[0], list)) else ([d] if d else [])
         dtype = str(t).removeprefix("c10::")
         if not shapes or (dtype.lower() not in DTYPE_BYTES and dtype != "TensorList"):
+            continue
+        if not _is_dims(shapes):
             continue
         total = sum(int(np.prod(s, dtype=np.int64)) for s in shapes)
         if best is None or total > best:
@@ -225,7 +268,7 @@ def _facts(top: int, rows: list[int], names, base_kind, args, kernels: list[int]
     peer = None
     if kind in ("send", "recv"):
         concrete = args[top].get("Concrete Inputs") or []
-        if len(concrete) > 2 and str(concrete[2]).lstrip("-").isdigit():
+        if len(concrete) > 2 and str(concrete[2]).lstrip("-").isdigit() and len(str(concrete[2])) < 10:
             peer = int(concrete[2])
     return {
         "collective": kind, "group": str(group["Process Group Name"]) if group else None,

@@ -65,9 +65,17 @@ def parallel_dim(desc: str | None, ranks: tuple[int, ...], world: int | None,
 def groups_from_ranks(distributed: list[dict[str, Any]], calls: pd.DataFrame) -> dict[tuple[str, tuple], Group]:
     """Every group named by any rank's pg_config or by any collective's args, keyed by (name, ranks)."""
     world = next((d.get("world_size") for d in distributed if d.get("world_size")), None)
+    if isinstance(world, str) and world.strip().isdigit() and len(world.strip()) < 8:
+        world = int(world)  # older torch writes distributedInfo values as text
+    world = world if type(world) is int and 0 < world <= 1 << 20 else None  # readers warn about others
     found: dict[tuple[str, tuple], tuple[str, str]] = {}
     for dist in distributed:
-        for pg in dist.get("pg_config") or []:
+        pgs = dist.get("pg_config")
+        for pg in pgs if isinstance(pgs, list) else []:
+            if not isinstance(pg, dict) or not isinstance(pg.get("ranks") or [], list):
+                continue
+            if not all(type(r) is int and 0 <= r < 1 << 20 for r in pg.get("ranks") or []):
+                continue
             ranks = tuple(int(r) for r in pg.get("ranks") or [])
             desc = str(pg.get("pg_desc") or "")
             found.setdefault((str(pg.get("pg_name")), ranks), (desc, "distributedInfo.pg_config"))

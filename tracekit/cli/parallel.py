@@ -56,7 +56,7 @@ def parallel_cmd(inputs: tuple[Path, ...], workers: int | None, top: int, html_p
         coll, steps, groups = analyse_ranks(paths, workers, progress=advance)
     tables = parallel_report(coll, steps, groups)
     if html_path:
-        write_html(tables, html_path)
+        write_html(tables, html_path, [str(p) for p in inputs])
     if as_json:
         click.echo(json.dumps({k: json.loads(v.to_json(orient="records")) for k, v in tables.items()}, indent=2))
         return

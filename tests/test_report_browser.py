@@ -172,6 +172,9 @@ def _open(browser: Browser, path: Path, shot: Path) -> Page:
     page.screenshot(shot)
     assert page.problems() == [], f"{path.name}: {page.problems()}"
     assert page.overflow() <= 0, f"{path.name} is {page.overflow()} px wider than {WIDTH} px"
+    scrolled = page.eval("[...document.querySelectorAll('.tablewrap, section')].filter(w => w.scrollWidth > "
+                         "w.clientWidth + 1).map(w => (w.querySelector('table') || w).id)")
+    assert scrolled == [], f"{path.name}: these scroll sideways at {WIDTH} px: {scrolled}"
     return page
 
 
@@ -272,8 +275,7 @@ def test_compare_page_fits_and_names_inputs(browser, tmp_path):
     assert result.exit_code == 0, result.output
     page = _open(browser, out / "report.html", tmp_path / "compare.png")
     title = page.eval("document.querySelector('h1').textContent")
-    assert title == "tracekit compare: h100/gaunernst_bert-small-uncased__1016001.json.gz vs " \
-                    "mi300/gaunernst_bert-small-uncased__1016001.json.gz"
+    assert title == "tracekit compare: gaunernst_bert-small-uncased__1016001.json.gz, h100 vs mi300"
     head = page.eval("[...document.querySelectorAll('#modules th')].map(c => c.textContent)")
     assert "base ms" in head and "delta ms" in head
     modules = pd.read_parquet(out / "compare_modules.parquet")

@@ -12,15 +12,18 @@ PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b
 
 
 def table(table_id: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequence[bool] | None = None,
-          row_class: Sequence[str] | None = None, sortable: bool = True) -> str:
-    """A table whose column titles carry the units; `rows` hold already formatted text (escaped here)."""
+          row_class: Sequence[str] | None = None, sortable: bool = True, whole: Sequence[str] = ()) -> str:
+    """A table whose column titles carry the units; `rows` hold already formatted text (escaped here).
+
+    Text columns wrap anywhere (paths, shapes) except those named in `whole` (short words: type, status).
+    """
     numeric = numeric or [False] * len(columns)
+    kinds = ["n" if n else "l nw" if c in whole else "l" for c, n in zip(columns, numeric)]
     head = "".join(f"<th class='{'n' if n else 'l'}'>{esc(c)}</th>" for c, n in zip(columns, numeric))
     body = []
     for i, row in enumerate(rows):
         cls = f" class='{esc(row_class[i])}'" if row_class else ""
-        body.append(f"<tr{cls}>" + "".join(f"<td class='{'n' if n else 'l'}'>{esc(v)}</td>"
-                                             for v, n in zip(row, numeric)) + "</tr>")
+        body.append(f"<tr{cls}>" + "".join(f"<td class='{k}'>{esc(v)}</td>" for v, k in zip(row, kinds)) + "</tr>")
     sort = " sortable" if sortable else ""
     return (f"<div class='tablewrap'><table id='{esc(table_id)}' class='data{sort}'><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table></div>")

@@ -56,7 +56,10 @@ def shapes(value: Any) -> list:
             value = json.loads(value)
         except ValueError:
             return [value]
-    return list(value)
+    value = list(value)
+    if value and not isinstance(value[0], (list, tuple, str)) and not hasattr(value[0], "__len__"):
+        return [value]  # one shape, not a list of shapes
+    return value
 
 
 def shape_text(value: Any) -> str:

@@ -6,12 +6,13 @@ the ops with the largest change. Charts are Chart.js (inlined); tables carry the
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from tracekit.report.blocks import bar_chart, facts, table
-from tracekit.report.fmt import esc, missing, ms, pct
+from tracekit.report.fmt import esc, missing, ms, pct, shape_text
 from tracekit.report.page import Section, render_page
-from tracekit.report.sections import short_names
 from tracekit.writers.compare_text import top_deltas
 
 BASE_COLOR, TARGET_COLOR = "#4e79a7", "#f28e2b"
@@ -32,8 +33,8 @@ def _pair(a, b, fmt=None) -> str:
     return f"{one(a)} / {one(b)}"
 
 
-def _same_or_pair(a, b) -> str:
-    a, b = ("" if missing(a) else str(a)), ("" if missing(b) else str(b))
+def _same_or_pair(a, b, fmt=str) -> str:
+    a, b = ("" if missing(a) else fmt(a)), ("" if missing(b) else fmt(b))
     return a if a == b else f"{a or '-'} / {b or '-'}"
 
 
@@ -42,15 +43,26 @@ def _label(path: str, width: int = 56) -> str:
     return path if len(path) <= width else "…" + path[-(width - 1):]
 
 
+def side_names(cmp) -> tuple[str, str]:
+    """Short names of the two inputs: their file names, or their folders where the file names agree."""
+    base, target = Path(str(cmp.base.path)), Path(str(cmp.target.path))
+    if base.name == target.name and base.parent.name != target.parent.name:
+        return base.parent.name, target.parent.name
+    return base.name, target.name
+
+
 def compare_title(cmp) -> str:
-    base, target = short_names([str(cmp.base.path), str(cmp.target.path)])
-    return f"tracekit compare: {base} vs {target}"
+    base, target = Path(str(cmp.base.path)), Path(str(cmp.target.path))
+    names = side_names(cmp)
+    if base.name == target.name and names[0] != base.name:
+        return f"tracekit compare: {base.name}, {names[0]} vs {names[1]}"
+    return f"tracekit compare: {names[0]} vs {names[1]}"
 
 
 def compare_sections(cmp, top: int = 20) -> list[Section]:
     """Summary + steps, module charts and tables, ops."""
     pairs = int((cmp.modules["status"] == "matched").sum()) if len(cmp.modules) else 0
-    base, target = short_names([str(cmp.base.path), str(cmp.target.path)])
+    base, target = side_names(cmp)
     summary = facts([("base", esc(cmp.base.path)), ("target", esc(cmp.target.path)),
                      ("modules matched", esc(f"{cmp.matched_fraction():.1%} ({pairs} pairs, "
                                              f"{len(cmp.modules) - pairs} unpaired)"))])
@@ -124,16 +136,22 @@ MODULE_HEAD = ("module", "type", "status", "calls b/t", "base ms", "target ms", 
 
 
 def _module_table(modules: pd.DataFrame) -> str:
-    rows = [[("  " * int(r.depth)) + str(r.module_path).rsplit("/", 1)[-1], r.module_type, r.status,
+    rows = [[("\u00a0\u00a0\u00a0" * int(r.depth)) + str(r.module_path).rsplit("/", 1)[-1], r.module_type, r.status,
              _pair(r.base_calls, r.target_calls), ms(r.base_ns), ms(r.target_ns), ms(r.delta_ns), _ratio(r.ratio),
              _pair(r.base_device_ns_fwd, r.target_device_ns_fwd, ms),
              _pair(r.base_device_ns_bwd, r.target_device_ns_bwd, ms), _pair(r.base_kernels, r.target_kernels),
-             _same_or_pair(r.base_input_shapes, r.target_input_shapes),
-             _same_or_pair(r.base_weight_shape, r.target_weight_shape)] for r in modules.itertuples(index=False)]
+             _same_or_pair(r.base_input_shapes, r.target_input_shapes, shape_text),
+             _same_or_pair(r.base_weight_shape, r.target_weight_shape, shape_text)]
+            for r in modules.itertuples(index=False)]
     numeric = [False, False, False, *[True] * 8, False, False]
-    html = table("modules", list(MODULE_HEAD), rows, numeric, row_class=[str(s) for s in modules["status"]])
-    return f"<h3>All modules ({len(modules):,}; indented by depth)</h3>" + html.replace(
-        "<td class='l'>  ", "<td class='l' style='white-space:pre'>  ")
+    head = list(MODULE_HEAD)
+    if not (modules[["base_device_ns_bwd", "target_device_ns_bwd"]].fillna(0).to_numpy() > 0).any():
+        drop = head.index("device bwd ms b/t")  # no backward on either side: nothing measured
+        rows, numeric = [r[:drop] + r[drop + 1:] for r in rows], numeric[:drop] + numeric[drop + 1:]
+        head.pop(drop)
+    html = table("modules", head, rows, numeric, row_class=[str(s) for s in modules["status"]],
+                 whole=("module", "type", "status"))
+    return f"<h3>All modules ({len(modules):,}; indented by depth)</h3>" + html
 
 
 def _ops_table(ops: pd.DataFrame, top: int) -> str:
@@ -145,7 +163,7 @@ def _ops_table(ops: pd.DataFrame, top: int) -> str:
     body = [[r.module_path if not missing(r.module_path) and r.module_path else "(no module)", r.phase,
              _same_or_pair(r.base_op, r.target_op), r.status, ms(r.base_ns), ms(r.target_ns), ms(r.delta_ns),
              _ratio(r.ratio), _pair(r.base_kernel_count, r.target_kernel_count),
-             _same_or_pair(r.base_shapes, r.target_shapes)] for r in rows.itertuples(index=False)]
+             _same_or_pair(r.base_shapes, r.target_shapes, shape_text)] for r in rows.itertuples(index=False)]
     return (f"<p class='note'>{len(rows)} of {len(ops):,} ops by |delta|; all in compare_ops.parquet.</p>"
             + table("ops", head, body, [False, False, False, False, *[True] * 5, False],
-                    row_class=[str(s) for s in rows["status"]]))
+                    row_class=[str(s) for s in rows["status"]], whole=("phase", "status")))

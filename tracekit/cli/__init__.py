@@ -27,10 +27,11 @@ class _Group(click.Group):
             sys.exit(2)
 
 
-@click.group(cls=_Group)
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tracekit")
 def main() -> None:
-    """Post-process AI model traces (torch.profiler, VizTracer)."""
+    """Post-process AI model traces: torch.profiler (Kineto) JSON, VizTracer JSON and Ascend torch_npu profiler
+    folders in; clean chrome traces, Parquet tables, terminal tables and HTML reports out."""
     warnings.simplefilter("always", TraceWarning)
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
 

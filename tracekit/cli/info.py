@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from tracekit.cli.console import emit, out_console
 from tracekit.info import trace_info
 from tracekit.pipeline import process, read_inputs
 from tracekit.progress import progress_steps
@@ -21,17 +23,27 @@ def _ms(ns: int) -> str:
 @click.command("info")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--top", default=10, show_default=True, help="How many ops and kernels to list.")
-@click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON.")
-def info_cmd(inputs: tuple[Path, ...], top: int, as_json: bool) -> None:
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="Tables for people, or JSON for programs.")
+@click.option("--json", "as_json", is_flag=True, hidden=True, help="Same as --format json.")
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this file instead of the terminal.")
+def info_cmd(inputs: tuple[Path, ...], top: int, fmt: str, as_json: bool, out: Path | None) -> None:
     """Format, devices, ranks, steps, event counts, time span, top ops and kernels."""
     with progress_steps(total=len(inputs) + 1) as advance:
         table = read_inputs(inputs, on_file=lambda p: advance(f"reading {p}"))
         advance("building call tree and links")
         facts = trace_info(process(table), top=top)
-    if as_json:
-        click.echo(json.dumps(facts, indent=2))
-        return
-    render(facts, Console())
+    if as_json or fmt == "json":
+        text = json.dumps(facts, indent=2) + "\n"
+    else:
+        if out is None:
+            render(facts, out_console())
+            return
+        buffer = io.StringIO()
+        render(facts, out_console(buffer))
+        text = buffer.getvalue()
+    emit(text, out)
 
 
 def render(facts: dict, console: Console) -> None:

@@ -12,7 +12,8 @@ PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b
 
 
 def table(table_id: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequence[bool] | None = None,
-          row_class: Sequence[str] | None = None, sortable: bool = True, whole: Sequence[str] = ()) -> str:
+          row_class: Sequence[str] | None = None, sortable: bool = True, whole: Sequence[str] = (),
+          row_title: Sequence[str] | None = None) -> str:
     """A table whose column titles carry the units; `rows` hold already formatted text (escaped here).
 
     Text columns wrap anywhere (paths, shapes) except those named in `whole` (short words: type, status).
@@ -23,6 +24,7 @@ def table(table_id: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], 
     body = []
     for i, row in enumerate(rows):
         cls = f" class='{esc(row_class[i])}'" if row_class else ""
+        cls += f" title='{esc(row_title[i])}'" if row_title else ""
         body.append(f"<tr{cls}>" + "".join(f"<td class='{k}'>{esc(v)}</td>" for v, k in zip(row, kinds)) + "</tr>")
     sort = " sortable" if sortable else ""
     return (f"<div class='tablewrap'><table id='{esc(table_id)}' class='data{sort}'><thead><tr>{head}</tr></thead>"

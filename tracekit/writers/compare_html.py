@@ -150,7 +150,7 @@ def _module_table(modules: pd.DataFrame) -> str:
         rows, numeric = [r[:drop] + r[drop + 1:] for r in rows], numeric[:drop] + numeric[drop + 1:]
         head.pop(drop)
     html = table("modules", head, rows, numeric, row_class=[str(s) for s in modules["status"]],
-                 whole=("module", "type", "status"))
+                 whole=("module", "type", "status"), row_title=[str(p) for p in modules["module_path"]])
     return f"<h3>All modules ({len(modules):,}; indented by depth)</h3>" + html
 
 

@@ -64,12 +64,16 @@ def build_report(inputs: Sequence[str | Path], base: str | Path | None = None, w
 
         sections += compare_sections(compare_paths(base, paths[0], progress=step), top)
     step("rendering the page")
-    names = short_names([str(p) for p in paths])
-    title = "tracekit report: " + (names[0] if len(names) == 1 else f"{names[0]} + {len(names) - 1} ranks")
+    title = "tracekit report: " + _named(paths[0]) + (f" + {len(paths) - 1} ranks" if len(paths) > 1 else "")
     if base is not None:
-        title += f" vs {short_names([str(base)])[0]}"
+        title += f" vs {_named(Path(base))}"
     subtitle = " · ".join(esc(s) for s in (
         ", ".join(dict.fromkeys(d["name"] for d in info["devices"])),
         f"{len(info['steps'])} steps" if info["steps"] else "no ProfilerStep annotations",
         f"{len(view):,} modules"))
     return render_page(title, subtitle, sections, charts=True)
+
+
+def _named(path: Path) -> str:
+    """A file with its folder (gpt/prof.json.gz): sample and profiler file names alone say little."""
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name

@@ -154,8 +154,14 @@ class Page:
 
     def screenshot(self, path: Path, max_height: int = 6000) -> Path:
         height = min(self.eval("document.documentElement.scrollHeight"), max_height)
-        shot = self.b.send("Page.captureScreenshot", self.s, format="png", captureBeyondViewport=True,
+        # A window as tall as the page, so the charts redraw at their final size before the capture.
+        self.b.send("Emulation.setDeviceMetricsOverride", self.s, width=WIDTH, height=height, deviceScaleFactor=1,
+                    mobile=False)
+        self.eval("new Promise(r => setTimeout(r, 300))")
+        shot = self.b.send("Page.captureScreenshot", self.s, format="png",
                            clip={"x": 0, "y": 0, "width": WIDTH, "height": height, "scale": 1})
+        self.b.send("Emulation.setDeviceMetricsOverride", self.s, width=WIDTH, height=1000, deviceScaleFactor=1,
+                    mobile=False)
         path.write_bytes(base64.b64decode(shot["data"]))
         return path
 
@@ -210,9 +216,9 @@ def test_cnn_report_renders_offline_with_model_tree_and_charts(browser, tmp_path
     assert len(rows) == len(modules)
     assert [r[0].lstrip("▾▸") for r in rows] == [p.rsplit("/", 1)[-1] for p in modules["module_path"]]
     head = page.eval("[...document.querySelectorAll('#module-tree th')].map(c => c.textContent)")
-    assert {"calls", "first ms", "steady ms", "backward ms", "device fwd ms", "params", "FLOPs fwd",
+    assert {"calls", "first ms", "steady ms", "bwd ms", "dev fwd ms", "dev bwd ms", "params", "FLOPs fwd",
             "TFLOP/s"} <= set(head)
-    dev = head.index("device fwd ms")
+    dev = head.index("dev fwd ms")
     assert all(r[dev] == "" for r in rows) and all(r[head.index("calls")] == "2" for r in rows)
     assert page.eval("document.querySelectorAll('canvas').length") >= 2
     assert page.eval("document.body.innerHTML.includes(\"id='modules'>10<\")") is False
@@ -307,3 +313,15 @@ def test_report_with_ranks_and_base(browser, tmp_path):
     page = _open(browser, path, tmp_path / "base_report.png")
     assert page.eval("!!document.getElementById('compare') && !!document.getElementById('compare-modules')")
     assert " vs " in page.eval("document.querySelector('h1').textContent")
+
+
+@pytest.mark.slow
+def test_ascend_npu_ranks_report(browser, tmp_path):
+    level1 = shared("npu/msinsight_alexnet_dp/text/level1")
+    path = _report(tmp_path, str(level1 / "rank0_ascend_pt"), str(level1 / "rank1_ascend_pt"))
+    page = _open(browser, path, tmp_path / "npu_report.png")
+    facts = page.eval("[...document.querySelectorAll('#overview dd')].map(d => d.textContent)")
+    assert facts[1].startswith("Ascend NPU") and "CPU only" not in page.eval("document.body.innerText")
+    types = page.eval("[...document.querySelectorAll('#model .blk')].map(b => b.dataset.type)")
+    assert types[:3] == ["DistributedDataParallel", "AlexNet", "Sequential"] and types.count("Conv2d") == 5
+    assert page.eval("document.querySelectorAll('#parallel-by-rank tbody tr').length") == 2

@@ -13,7 +13,7 @@ from tracekit.modules.view import step_time_ns, tree_view
 from tracekit.pipeline import process, read_inputs
 from tracekit.report.fmt import esc
 from tracekit.report.page import Section, render_page
-from tracekit.report.sections import model_section, modules_section, ops_section, overview, short_names
+from tracekit.report.sections import device_names, model_section, modules_section, ops_section, overview, short_names
 
 STEPS_BASE = 4  # reading, processing, modules, rendering
 
@@ -68,7 +68,7 @@ def build_report(inputs: Sequence[str | Path], base: str | Path | None = None, w
     if base is not None:
         title += f" vs {_named(Path(base))}"
     subtitle = " · ".join(esc(s) for s in (
-        ", ".join(dict.fromkeys(d["name"] for d in info["devices"])),
+        device_names(info),
         f"{len(info['steps'])} steps" if info["steps"] else "no ProfilerStep annotations",
         f"{len(view):,} modules"))
     return render_page(title, subtitle, sections, charts=True)

@@ -23,13 +23,26 @@ def short_names(paths: list[str]) -> list[str]:
     return [f"{Path(p).parent.name}/{n}" if names.count(n) > 1 else n for p, n in zip(paths, names)]
 
 
+def device_names(info: dict[str, Any]) -> str:
+    """The devices the trace names; where it names none but has device events, say that instead of 'CPU only'."""
+    named = [d["name"] for d in info["devices"] if d.get("id") is not None or "CPU only" not in d["name"]]
+    device_events = sum(info["counts_by_kind"].get(k, 0) for k in ("kernel", "memcpy", "memset"))
+    if named:
+        return ", ".join(dict.fromkeys(named))
+    if device_events and any(s["format"] == "npu" for s in info["sources"]):
+        return f"Ascend NPU ({device_events:,} device events; the trace names no device model)"
+    if device_events:
+        return f"device events ({device_events:,}) without device properties in the trace"
+    return "CPU only (no device events)"
+
+
 def overview(info: dict[str, Any], steps: pd.DataFrame, n_modules: int) -> Section:
     """Inputs, devices, ranks, steps, time span and where the step time went."""
     sources = info["sources"]
     inputs = "<br>".join(f"{esc(s['path'])} <span class='note'>({esc(s['format'])}, {s['events']:,} events)</span>"
                          for s in sources)
     ranks = info["ranks"]
-    rows = [("inputs", inputs), ("devices", esc(", ".join(dict.fromkeys(d["name"] for d in info["devices"])))),
+    rows = [("inputs", inputs), ("devices", esc(device_names(info))),
             ("ranks", esc(f"{len(ranks)} ({', '.join(map(str, ranks))})" if ranks else "not distributed")),
             ("steps", esc(f"{len(info['steps'])} ProfilerStep(s)" if info["steps"] else "no ProfilerStep annotations")),
             ("time span", esc(f"{ms(info['time_span_ns']['duration'])} ms")),

@@ -13,11 +13,23 @@ COLUMNS: tuple[tuple[str, str | None, Any, bool], ...] = (
     ("module", None, None, False), ("type", "module_type", str, False), ("input", "input_shapes", shape_text, False),
     ("output", "output_shapes", shape_text, False), ("calls", "calls", lambda v: f"{int(v):,}", True),
     ("first ms", "first_call_ns", ms, True), ("steady ms", "steady_ns", ms, True),
-    ("backward ms", "backward_ns", ms, True), ("device fwd ms", "device_ns_fwd", ms, True),
-    ("device bwd ms", "device_ns_bwd", ms, True), ("params", "params", count, True),
+    ("bwd ms", "backward_ns", ms, True), ("dev fwd ms", "device_ns_fwd", ms, True),
+    ("dev bwd ms", "device_ns_bwd", ms, True), ("params", "params", count, True),
     ("FLOPs fwd", "flops_fwd", count, True), ("TFLOP/s", "achieved_tflops", lambda v: f"{float(v):.2f}", True),
     ("% of step", "share", pct, True),
 )
+
+
+HINTS = {"first ms": "host time of the first call (often slower: warm-up)",
+         "steady ms": "host time per call after the first (median)", "bwd ms": "backward host time, all calls",
+         "dev fwd ms": "device (GPU/NPU) time of the forward kernels, all calls",
+         "dev bwd ms": "device time of the backward kernels, all calls", "FLOPs fwd": "forward FLOPs per call",
+         "TFLOP/s": "achieved: FLOPs / device time", "% of step": "forward + backward host time / step time"}
+
+
+def _cell_class(column: str, numeric: bool) -> str:
+    """Numbers right-aligned; the type kept whole; shapes may break inside when the window is narrow."""
+    return "n" if numeric else "l nw" if column == "module_type" else "l sh"
 
 
 def _measurable(frame: pd.DataFrame) -> dict[str, bool]:
@@ -31,7 +43,8 @@ def _measurable(frame: pd.DataFrame) -> dict[str, bool]:
 
 def tree_table(view: pd.DataFrame, table_id: str = "module-tree", open_depth: int = 1) -> str:
     """Rows in tree order; `data-parent` links each row to its parent row; rows deeper than open_depth start folded."""
-    head = "".join(f"<th class='{'n' if num else 'l'}' data-col='{i}'>{esc(title)}</th>"
+    head = "".join(f"<th class='{'n' if num else 'l'}' data-col='{i}' title='{esc(HINTS.get(title, title))}'>"
+                   f"{esc(title)}</th>"
                    for i, (title, _col, _f, num) in enumerate(COLUMNS))
     rows = []
     for _source, frame in view.groupby("source_index", sort=False):
@@ -55,8 +68,8 @@ def tree_table(view: pd.DataFrame, table_id: str = "module-tree", open_depth: in
                       if path in has_kids else "<i class='tg'></i>")
             classes = " ".join(c for c, on in (("hidden", depth > open_depth), ("folded", folded)) if on)
             tds = "".join(
-                f"<td class='{'n' if num else 'l nw'}'" + (f" data-v='{k}'" if k else "") + f">{esc(c)}</td>"
-                for c, k, (_t, _c, _f, num) in zip(cells, keys, COLUMNS[1:]))
+                f"<td class='{_cell_class(col, num)}'" + (f" data-v='{k}'" if k else "") + f">{esc(c)}</td>"
+                for c, k, (_t, col, _f, num) in zip(cells, keys, COLUMNS[1:]))
             name = esc(path.rsplit("/", 1)[-1])
             rows.append(f"<tr data-id='{len(rows)}' data-parent='{parent}' data-depth='{depth}' class='{classes}'"
                         f" title='{esc(path)}'><td class='l name' style='padding-left:{6 + 16 * depth}px'>"

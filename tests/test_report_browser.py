@@ -181,6 +181,8 @@ def _open(browser: Browser, path: Path, shot: Path) -> Page:
     scrolled = page.eval("[...document.querySelectorAll('.tablewrap, section')].filter(w => w.scrollWidth > "
                          "w.clientWidth + 1).map(w => (w.querySelector('table') || w).id)")
     assert scrolled == [], f"{path.name}: these scroll sideways at {WIDTH} px: {scrolled}"
+    ids = page.eval("[...document.querySelectorAll('[id]')].map(e => e.id)")
+    assert len(ids) == len(set(ids)), f"{path.name}: duplicate element ids {sorted(i for i in set(ids) if ids.count(i) > 1)}"
     return page
 
 
@@ -309,10 +311,13 @@ def test_report_with_ranks_and_base(browser, tmp_path):
     page = _open(browser, path, tmp_path / "ranks_report.png")
     assert page.eval("!!document.getElementById('parallel')") and page.eval("!!document.getElementById('model')")
     gpt = SAMPLES / "gpt"
-    path = _report(tmp_path, str(gpt / "prof_both.json.gz"), "--base", str(gpt / "prof.json.gz"))
+    path = _report(tmp_path, str(gpt / "prof_cuda.json.gz"), "--base", str(gpt / "prof.json.gz"))
     page = _open(browser, path, tmp_path / "base_report.png")
     assert page.eval("!!document.getElementById('compare') && !!document.getElementById('compare-modules')")
-    assert " vs " in page.eval("document.querySelector('h1').textContent")
+    assert page.eval("document.querySelector('h1').textContent") == \
+        "tracekit report: gpt/prof_cuda.json.gz vs gpt/prof.json.gz"
+    assert "100.0% (29 pairs, 0 unpaired)" in page.eval("document.querySelector('#compare').innerText")
+    assert page.eval("document.querySelectorAll('#modules tbody tr').length") == 29
 
 
 @pytest.mark.slow

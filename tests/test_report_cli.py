@@ -40,7 +40,7 @@ def test_report_is_one_offline_file(tmp_path):
     assert "http://" not in page and "https://" not in page and "//cdn" not in page
     assert not re.search(r"\s(src|href)=['\"](?!#)", page)
     assert "default-src 'none'" in page and "Chart.js v4.5.1" in page
-    for section in ("overview", "model", "modules", "ops"):
+    for section in ("overview", "model", "tree", "top-ops-kernels"):
         assert f"<section id='{section}'>" in page
     assert "id='modules'>10</script>" not in page  # the stray script of the old page
 

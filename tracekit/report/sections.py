@@ -80,7 +80,7 @@ def model_section(view: pd.DataFrame, source_name: str) -> Section:
     tools = ("<div class='mdl-tools'><button class='expand-all'>open all</button><button class='collapse-all'>"
              f"close all</button><span>{graph['modules']:,} modules</span><span>share of step time: 0 "
              f"<span class='heat'></span> {pct(graph['max_share'])}</span></div>")
-    body = (f"<div class='model-wrap'><div>{tools}<div class='model' id='model'></div></div>"
+    body = (f"<div class='model-wrap'><div>{tools}<div class='model' id='model-drawing'></div></div>"
             f"<aside class='details'></aside>{json_script('model-data', graph)}</div>")
     return Section("model", "Model", body, note)
 
@@ -89,7 +89,7 @@ def modules_section(view: pd.DataFrame) -> Section:
     note = ("Indented as in the code; ▸ opens a module, a column title sorts siblings (module: back to forward "
             "order). first = first call, steady = median of later calls; times are host (CPU) time unless marked "
             "device. Blank: not measurable from this trace (no device events, no backward, one call only).")
-    return Section("modules", f"Module tree ({len(view):,} modules)", tree_table(view), note)
+    return Section("tree", f"Module tree ({len(view):,} modules)", tree_table(view), note)
 
 
 def ops_section(info: dict[str, Any]) -> Section:
@@ -108,7 +108,7 @@ def ops_section(info: dict[str, Any]) -> Section:
                       [[_short(r["name"], 150), ms(r["total_ns"]), f"{r['calls']:,}",
                         f"{r['total_ns'] / r['calls'] / 1e3:,.1f}", pct(r["share"])] for r in rows],
                       [False, True, True, True, True])
-    return Section("ops", "Top ops and kernels", body)
+    return Section("top-ops-kernels", "Top ops and kernels", body)
 
 
 def _short(name: str, width: int = 70) -> str:

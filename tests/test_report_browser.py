@@ -182,7 +182,8 @@ def _open(browser: Browser, path: Path, shot: Path) -> Page:
                          "w.clientWidth + 1).map(w => (w.querySelector('table') || w).id)")
     assert scrolled == [], f"{path.name}: these scroll sideways at {WIDTH} px: {scrolled}"
     ids = page.eval("[...document.querySelectorAll('[id]')].map(e => e.id)")
-    assert len(ids) == len(set(ids)), f"{path.name}: duplicate element ids {sorted(i for i in set(ids) if ids.count(i) > 1)}"
+    twice = sorted(i for i in set(ids) if ids.count(i) > 1)
+    assert twice == [], f"{path.name}: duplicate element ids {twice}"
     return page
 
 

@@ -142,3 +142,14 @@ def test_progress_shows_a_percentage():
         assert any("TaskProgressColumn" in type(c).__name__ for c in shown[0].columns)
     finally:
         Progress.__init__ = real
+
+
+def test_report_says_when_blocks_are_annotations_not_modules(tmp_path):
+    out = tmp_path / "r.html"
+    trace = shared("gpu/hta/trace_diff/a100_control.json.gz")
+    result = CliRunner().invoke(main, ["report", str(trace), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    assert "This trace has no nn.Module events" in page
+    assert {n["type"] for n in _model(page)["roots"]} == {"record_function"}
+    assert "NVIDIA A100" in page  # the devices the trace names

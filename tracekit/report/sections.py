@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from tracekit.modules.spans import RECORD_FUNCTION
 from tracekit.report.blocks import bar_chart, facts, table
 from tracekit.report.fmt import esc, json_script, ms, pct
 from tracekit.report.model import model_graph
@@ -75,6 +76,9 @@ def model_section(view: pd.DataFrame, source_name: str) -> Section:
             "Identical consecutive blocks are folded (× N). Arrows carry the input shape of the next block; a "
             "dashed arrow means that input is not the previous block's output (the trace records call order, "
             "not data flow). Click a block to open it and see its details.")
+    if (view["module_type"] == RECORD_FUNCTION).all():
+        note = ("<b>This trace has no nn.Module events</b> (record with with_modules=True or with_stack=True): "
+                "the blocks are its record_function annotations, not the model's modules. ") + note
     if view["source_index"].nunique() > 1:
         note += f" Shown: {esc(source_name)} (the first input)."
     tools = ("<div class='mdl-tools'><button class='expand-all'>open all</button><button class='collapse-all'>"

@@ -153,3 +153,10 @@ def test_report_says_when_blocks_are_annotations_not_modules(tmp_path):
     assert "This trace has no nn.Module events" in page
     assert {n["type"] for n in _model(page)["roots"]} == {"record_function"}
     assert "NVIDIA A100" in page  # the devices the trace names
+
+
+def test_report_help_is_light():
+    from tests.test_perf_startup import loaded_after
+
+    code = "from tracekit.cli import main\nmain(['report', '--help'], standalone_mode=False)"
+    assert loaded_after(code) == []

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import click
-from rich.console import Console
 
 from tracekit.writers.atomic import staged_file
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 PIPED_WIDTH = 400  # wide enough for every table the commands print; tables keep their natural width
 
 
 def out_console(file: IO[str] | None = None) -> Console:
     """The terminal's width on a terminal; otherwise wide, so `tracekit info X > info.txt` keeps whole rows."""
+    from rich.console import Console
+
     stream = file or sys.stdout
     tty = stream.isatty() if hasattr(stream, "isatty") else False
     return Console(file=file, width=None if tty else PIPED_WIDTH, soft_wrap=not tty)

@@ -8,14 +8,12 @@ from pathlib import Path
 import click
 
 from tracekit.cli.console import format_from_suffix, out_console
-from tracekit.modules.spans import RECORD_FUNCTION
-from tracekit.modules.table import module_table
-from tracekit.modules.view import SORT_KEYS, step_time_ns, tree_view
-from tracekit.pipeline import process, read_inputs
 from tracekit.progress import progress_steps
 from tracekit.writers.atomic import staged_file
-from tracekit.writers.modules_html import render_html
-from tracekit.writers.modules_text import render_table, to_csv, to_json
+
+# The --sort choices (tracekit.modules.view.SORT_KEYS, checked equal by a test), here so that
+# start-up does not import pandas.
+SORT_CHOICES = ("order", "total", "self", "first", "steady", "device", "params", "flops", "backward")
 
 FORMATS = ("table", "csv", "json", "html")
 
@@ -23,7 +21,7 @@ FORMATS = ("table", "csv", "json", "html")
 @click.command("modules")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--depth", type=int, default=None, help="Show modules down to this depth (root = 0).")
-@click.option("--sort", type=click.Choice(list(SORT_KEYS)), default="order", show_default=True,
+@click.option("--sort", type=click.Choice(SORT_CHOICES), default="order", show_default=True,
               help="Order of siblings: call order, or by a column (largest first).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
               help="table (text), csv, json (shapes as lists) or html (model drawing + tree; needs -o). "
@@ -32,6 +30,13 @@ FORMATS = ("table", "csv", "json", "html")
               help="Write to this file instead of the terminal (.txt, .csv, .json or .html).")
 def modules_cmd(inputs: tuple[Path, ...], depth: int | None, sort: str, fmt: str | None, out: Path | None) -> None:
     """Print the module tree: type, shapes, params, first/steady time, device time, share of step."""
+    from tracekit.modules.spans import RECORD_FUNCTION
+    from tracekit.modules.table import module_table
+    from tracekit.modules.view import step_time_ns, tree_view
+    from tracekit.pipeline import process, read_inputs
+    from tracekit.writers.modules_html import render_html
+    from tracekit.writers.modules_text import to_csv, to_json
+
     fmt = fmt or format_from_suffix(out, FORMATS, "table")
     if fmt == "html" and out is None:
         raise click.UsageError("--format html needs -o FILE.html")
@@ -51,6 +56,8 @@ def modules_cmd(inputs: tuple[Path, ...], depth: int | None, sort: str, fmt: str
                    "with_stack=True); showing the record_function annotation hierarchy instead", err=True)
     view = tree_view(modules, step_time_ns(processed.table), depth=depth, sort=sort)
     if fmt == "table" and out is None:
+        from tracekit.writers.modules_text import render_table
+
         render_table(view, out_console(), title)
         return
     text = {"table": lambda: _table_text(view, title), "csv": lambda: to_csv(view), "json": lambda: to_json(view),
@@ -64,6 +71,8 @@ def modules_cmd(inputs: tuple[Path, ...], depth: int | None, sort: str, fmt: str
 
 
 def _table_text(view, title: str) -> str:
+    from tracekit.writers.modules_text import render_table
+
     buffer = io.StringIO()
     render_table(view, out_console(buffer), title)
     return buffer.getvalue()

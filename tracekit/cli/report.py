@@ -6,9 +6,7 @@ from pathlib import Path
 
 import click
 
-from tracekit.inputs import expand_inputs
 from tracekit.progress import progress_steps
-from tracekit.report.build import build_report, report_steps
 from tracekit.writers.atomic import staged_file
 
 
@@ -23,6 +21,9 @@ from tracekit.writers.atomic import staged_file
 def report_cmd(inputs: tuple[Path, ...], out: Path, base: Path | None, top: int, workers: int | None) -> None:
     """Write one HTML report: overview, model drawing, module tree, top ops and kernels; with several
     ranks the parallel view; with --base the comparison."""
+    from tracekit.inputs import expand_inputs
+    from tracekit.report.build import build_report, report_steps
+
     n_inputs = len(expand_inputs(inputs))
     with progress_steps(total=report_steps(n_inputs, base is not None)) as advance:
         page = build_report(inputs, base=base, workers=workers, top=top, progress=advance)

@@ -109,6 +109,9 @@ def test_modules_out_file_and_json_lists(tmp_path):
     as_json = tmp_path / "mods.json"
     runner.invoke(main, ["modules", sample, "-o", str(as_json)])
     assert json.loads(as_json.read_text())[1]["module_path"] == "Sequential_0/Conv2d_0"
+    facts = tmp_path / "info.json"
+    assert runner.invoke(main, ["info", sample, "-o", str(facts)]).exit_code == 0
+    assert json.loads(facts.read_text())["steps"] == [2, 3]
 
 
 def test_info_and_tables_do_not_wrap_when_piped():

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from tracekit.cli.console import emit, out_console
+from tracekit.cli.console import emit, format_from_suffix, out_console
 from tracekit.progress import progress_steps
 
 if TYPE_CHECKING:
@@ -23,12 +23,12 @@ def _ms(ns: int) -> str:
 @click.command("info")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--top", default=10, show_default=True, help="How many ops and kernels to list.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
-              help="Tables for people, or JSON for programs.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default=None,
+              help="Tables for people, or JSON for programs. Default: from the -o file's extension, else table.")
 @click.option("--json", "as_json", is_flag=True, hidden=True, help="Same as --format json.")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write to this file instead of the terminal.")
-def info_cmd(inputs: tuple[Path, ...], top: int, fmt: str, as_json: bool, out: Path | None) -> None:
+              help="Write to this file instead of the terminal (.txt or .json).")
+def info_cmd(inputs: tuple[Path, ...], top: int, fmt: str | None, as_json: bool, out: Path | None) -> None:
     """Format, devices, ranks, steps, event counts, time span, top ops and kernels."""
     from tracekit.info import trace_info
     from tracekit.pipeline import process, read_inputs
@@ -37,7 +37,8 @@ def info_cmd(inputs: tuple[Path, ...], top: int, fmt: str, as_json: bool, out: P
         table = read_inputs(inputs, on_file=lambda p: advance(f"reading {p}"))
         advance("building call tree and links")
         facts = trace_info(process(table), top=top)
-    if as_json or fmt == "json":
+    fmt = fmt or ("json" if as_json else format_from_suffix(out, ("json",), "table"))
+    if fmt == "json":
         text = json.dumps(facts, indent=2) + "\n"
     else:
         if out is None:

@@ -14,6 +14,7 @@ from tracekit.cli.info import info_cmd
 from tracekit.cli.merge import merge_cmd
 from tracekit.cli.modules import modules_cmd
 from tracekit.cli.parallel import parallel_cmd
+from tracekit.cli.report import report_cmd
 from tracekit.errors import TraceWarning
 
 
@@ -23,11 +24,12 @@ class _Group(click.Group):
         return guarded(lambda: super(_Group, self).invoke(ctx), debug)
 
 
-@click.group(cls=_Group)
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tracekit")
 @click.option("--debug", is_flag=True, help="Show the Python traceback of an unexpected error (a tracekit bug).")
 def main(debug: bool) -> None:
-    """Post-process AI model traces (torch.profiler, VizTracer)."""
+    """Post-process AI model traces: torch.profiler (Kineto) JSON, VizTracer JSON and Ascend torch_npu profiler
+    folders in; clean chrome traces, Parquet tables, terminal tables and HTML reports out."""
     warnings.simplefilter("always", TraceWarning)
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
 
@@ -38,7 +40,8 @@ main.add_command(modules_cmd)
 main.add_command(merge_cmd)
 main.add_command(compare_cmd)
 main.add_command(parallel_cmd)
-for _cmd in (convert_cmd, info_cmd, modules_cmd, merge_cmd, compare_cmd, parallel_cmd):
+main.add_command(report_cmd)
+for _cmd in (convert_cmd, info_cmd, modules_cmd, merge_cmd, compare_cmd, parallel_cmd, report_cmd):
     add_input_limit(_cmd)
 for _cmd in (convert_cmd, compare_cmd, merge_cmd):
     add_force(_cmd)

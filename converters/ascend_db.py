@@ -18,7 +18,7 @@ Every event made is counted as an input event (flows included); ts/dur are integ
 from __future__ import annotations
 
 import sqlite3
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -270,12 +270,13 @@ def _communication(con, tables: set[str], ev: _Events, s, names, pid: int, task_
     names["process"][pid] = "HCCL"
     groups: dict[str, int] = {}
     dtypes = dict(_select(con, "ENUM_HCCL_DATA_TYPE", "id, name")) if "ENUM_HCCL_DATA_TYPE" in tables else {}
+    members = _group_members(con, tables, s)
     columns = "opName, startNs, endNs, connectionId, groupName, algType, count, dataType, opType"
     for name, start, end, conn, group, alg, count, dtype, op_type in _select(con, "COMMUNICATION_OP", columns):
         kd_rows.append((s(name), -1, -1, start, end - start, {"Type": s(op_type), "Accelerator Core": "HCCL"}))
         number = groups.setdefault(s(group), len(groups))
         args = {"connection_id": conn, "data_type": dtypes.get(dtype, dtype), "alg_type": s(alg), "count": count,
-                "group": s(group)}
+                "group": s(group), **members.get(s(group), {})}
         rows[conn].append(ev.add("X", s(name), None, pid, 0, start, end - start, args))
         names["thread"][(pid, 0)] = f"Group {number} Communication"
     if "COMMUNICATION_TASK_INFO" in tables:
@@ -293,6 +294,23 @@ def _communication(con, tables: set[str], ev: _Events, s, names, pid: int, task_
             ev.add("X", s(ttype), None, pid, plane + 1, ev.ts[row], ev.dur[row], args)
             names["thread"][(pid, plane + 1)] = f"Plane {plane}"
     return rows
+
+
+def _group_members(con, tables: set[str], s) -> dict[str, dict[str, int]]:
+    """Group name -> `group size` (highest group-local rank in its tasks + 1) and `group rank` (this rank's
+    place: the source rank of most of its tasks), from COMMUNICATION_TASK_INFO."""
+    if "COMMUNICATION_TASK_INFO" not in tables:
+        return {}
+    seen: dict[str, set[int]] = defaultdict(set)
+    sources: dict[str, Counter] = defaultdict(Counter)
+    for group, src, dst in _select(con, "COMMUNICATION_TASK_INFO", "groupName, srcRank, dstRank"):
+        for rank in (src, dst):
+            if rank is not None and 0 <= rank < INVALID_PLANE:
+                seen[s(group)].add(int(rank))
+        if src is not None and 0 <= src < INVALID_PLANE:
+            sources[s(group)][int(src)] += 1
+    return {g: {"group size": max(r) + 1, **({"group rank": sources[g].most_common(1)[0][0]} if sources[g] else {})}
+            for g, r in seen.items() if r}
 
 
 def _flows(con, tables: set[str], ev: _Events, api_rows: dict, cann_rows: dict, task_rows: dict,

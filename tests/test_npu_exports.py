@@ -50,7 +50,8 @@ def _tables(rel: str) -> dict:
         "kernels": collections.Counter(zip([_HCOM_RUN.sub("__*_", n) for n in names[kernels].tolist()], types)),
         "modules": collections.Counter(names[kind == "module"].tolist()),
         "counters": collections.Counter(zip(procs[kind == "counter"].tolist(), names[kind == "counter"].tolist())),
-        "collectives": sorted(zip(calls["collective"], calls["bytes"].fillna(-1), calls["group"].fillna("?"))),
+        "collectives": sorted(zip(calls["collective"], calls["bytes"].fillna(-1))),
+        "group_sizes": set(calls["group_size"].dropna()),
     }
 
 
@@ -89,8 +90,11 @@ def test_text_and_db_exports_give_the_same_tables(level, rank):
     assert {p for p, _n in db["counters"]} >= {"AI Core Freq", "HBM", "LLC", "NPU MEM", "Acc PMU", "Stars Soc Info"}
     for key, count in text_counters.items():
         assert abs(count - db["counters"][key]) <= max(1, count // 10), key
-    # collectives: the same calls, kinds and sizes
+    # collectives: the same calls, kinds and sizes, all in one HCCL group of 8 (level0 records no ranks: the
+    # text export has no communication*.json and the db's task info has no src/dst ranks)
     assert text["collectives"] == db["collectives"] and len(text["collectives"]) == 4
+    assert all(nbytes > 0 for _kind, nbytes in db["collectives"])
+    assert text["group_sizes"] == db["group_sizes"] == (set() if level == "level0" else {8})
 
 
 def test_overlap_analysis_derived_when_the_db_lacks_it_equals_the_table(tmp_path):

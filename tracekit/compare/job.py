@@ -11,7 +11,7 @@ import pandas as pd
 from tracekit.compare.equiv import equivalence, load_groups
 from tracekit.compare.side import Side, load_side
 from tracekit.compare.steps import step_breakdown
-from tracekit.compare.table import compare_modules, compare_ops, time_basis
+from tracekit.compare.table import basis_of, compare_modules, compare_ops, time_basis
 from tracekit.modules.spans import RECORD_FUNCTION
 
 
@@ -44,6 +44,8 @@ def compare_sides(base: Side, target: Side, equiv_file: str | Path | None = None
     steps = pd.concat([step_breakdown(s.processed.table).assign(side=s.label) for s in (base, target)],
                       ignore_index=True)
     notes = [f"times compared: {basis} time per module call"]
+    if basis not in ("device", "host"):
+        notes += [time_note(side, basis_of(basis, side.label)) for side in (base, target)]
     for side in (base, target):
         if not len(side.modules):
             notes.append(f"{side.label} ({Path(side.path).name}) has no nn.Module events: ops are compared "
@@ -56,6 +58,16 @@ def compare_sides(base: Side, target: Side, equiv_file: str | Path | None = None
             notes.append(f"{side.label} has no ProfilerStep events: its step breakdown is one window over the "
                          "whole trace")
     return Comparison(base, target, basis, modules, ops, steps, notes)
+
+
+def time_note(side: Side, kind: str) -> str:
+    """What one side's times are, for a comparison that mixes device and host times."""
+    name = Path(side.path).name
+    if kind == "device":
+        return (f"{side.label} ({name}) times are DEVICE time: the kernels its ops launched on the accelerator "
+                "(format casts such as TransData included, in *_format_cast_ns)")
+    return (f"{side.label} ({name}) times are HOST time: it has no device events (a CPU run), so an op's time "
+            "is its wall time on the host; ratios against the other side compare different clocks")
 
 
 def compare_paths(base: str | Path, target: str | Path, equiv_file: str | Path | None = None,

@@ -63,3 +63,17 @@ def render_top(modules: pd.DataFrame, ops: pd.DataFrame, n: int, console: Consol
 
 def _num(value) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:g}"
+
+
+def render_one_sided(frame: pd.DataFrame, n: int, console: Console) -> None:
+    """Ops found on one side only (no partner under the equivalence map), largest time first per side."""
+    if not len(frame):
+        return
+    table = Table(title="ops on one side only (no partner, equivalences applied)")
+    for col, just in (("side", "left"), ("op", "left"), ("phase", "left"), ("occurrences", "right"),
+                      ("modules", "right"), ("ms per call", "right")):
+        table.add_column(col, justify=just)
+    for side, part in frame.groupby("side", sort=False):
+        for r in part.head(n).itertuples(index=False):
+            table.add_row(str(side), str(r.op), str(r.phase), str(r.occurrences), str(r.modules), _ms(r.time_ns))
+    console.print(table)

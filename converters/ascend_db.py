@@ -17,6 +17,7 @@ Every event made is counted as an input event (flows included); ts/dur are integ
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -175,7 +176,10 @@ def _pytorch_api(con, ev: _Events, s, names) -> tuple[int, dict[int, list[int]]]
     host_pid = 0
     columns = ("startNs, endNs, globalTid, connectionId, name, sequenceNumber, fwdThreadId, inputDtypes, "
                "inputShapes, type")
+    swapped = _shapes_swapped(con, s)
     for start, end, gtid, conn, name, seq, fwd, dtypes, shapes, kind in _select(con, "PYTORCH_API", columns):
+        if swapped:
+            dtypes, shapes = shapes, dtypes
         pid, tid = gtid >> 32, gtid & 0xFFFFFFFF
         host_pid = host_pid or pid
         text = s(name)
@@ -193,6 +197,30 @@ def _pytorch_api(con, ev: _Events, s, names) -> tuple[int, dict[int, list[int]]]
         if conn is not None:
             rows[conn].append(row)
     return host_pid, rows
+
+
+_DIMS_TEXT = re.compile(r"^[\d,;\s\[\]-]*$")
+_TYPE_WORD = re.compile(r"[A-Za-z]")
+
+
+def _shapes_swapped(con, s) -> bool:
+    """True when this export wrote the dtypes into PYTORCH_API.inputShapes and the dims into inputDtypes
+    (seen in the shared AlexNet exports: `float;\r\nScalar` under inputShapes): decided from the rows."""
+    votes = 0
+    rows = con.execute('SELECT inputShapes, inputDtypes FROM "PYTORCH_API" WHERE inputShapes IS NOT NULL '
+                       "AND inputDtypes IS NOT NULL LIMIT 2000") if _has_columns(con) else []
+    for shapes, dtypes in rows:
+        a, b = s(shapes), s(dtypes)
+        if _TYPE_WORD.search(a) and _DIMS_TEXT.match(b):
+            votes += 1
+        elif _TYPE_WORD.search(b) and _DIMS_TEXT.match(a):
+            votes -= 1
+    return votes > 0
+
+
+def _has_columns(con) -> bool:
+    have = {row[1] for row in con.execute('PRAGMA table_info("PYTORCH_API")')}
+    return {"inputShapes", "inputDtypes"} <= have
 
 
 def _cann_api(con, ev: _Events, s, names, pid: int) -> dict[int, int]:

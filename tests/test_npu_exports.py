@@ -19,6 +19,7 @@ import pytest
 from conftest import shared
 from tracekit.converters import read_trace
 
+from tracekit.modules.table import module_table
 from tracekit.parallel.collectives import collective_calls
 from tracekit.pipeline import process, read_inputs
 from tracekit.table import strings
@@ -35,7 +36,11 @@ def _processed(rel: str):
 
 
 def _tables(rel: str) -> dict:
-    table = _processed(rel)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        processed = process(read_inputs([shared(rel)]))
+    table = processed.table
+    mods = module_table(table, processed.modules)
     ev = table.events
     info = table.sources[0]
     kind = ev["kind"].astype(str).to_numpy()
@@ -49,6 +54,8 @@ def _tables(rel: str) -> dict:
         "kinds": collections.Counter(kind.tolist()),
         "kernels": collections.Counter(zip([_HCOM_RUN.sub("__*_", n) for n in names[kernels].tolist()], types)),
         "modules": collections.Counter(names[kind == "module"].tolist()),
+        "module_table": sorted(zip(mods["module_path"], mods["input_shapes"].fillna(""), mods["params"],
+                                   mods["calls"])),
         "counters": collections.Counter(zip(procs[kind == "counter"].tolist(), names[kind == "counter"].tolist())),
         "collectives": sorted(zip(calls["collective"], calls["bytes"].fillna(-1))),
         "group_sizes": set(calls["group_size"].dropna()),
@@ -83,6 +90,10 @@ def test_text_and_db_exports_give_the_same_tables(level, rank):
     # kernels by name and op type, modules: identical
     assert text["kernels"] == db["kernels"] and len(text["kernels"]) > 20
     assert text["modules"] == db["modules"] and len(text["modules"]) >= 20
+    # the modules table (paths, input shapes read from the ops, parameters): the db export writes the
+    # dims and dtypes into each other's PYTORCH_API column, which the reader detects and swaps back
+    assert text["module_table"] == db["module_table"]
+    assert sum(1 for _p, shapes, _n, _c in db["module_table"] if shapes) >= 20
     # counters: the same families and names; only QoS is text-only, since the db has no QoS table
     assert not _has_table(rel_db, "QOS")
     text_counters = {k: v for k, v in text["counters"].items() if k[0] != "QoS"}

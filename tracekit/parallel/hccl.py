@@ -150,7 +150,8 @@ def compute_free(table: EventTable) -> bool:
 def label_hccl_groups(calls: pd.DataFrame, groups: dict) -> pd.DataFrame:
     """Members, description and parallel dimension of each HCCL group, matched to the known process groups.
 
-    A candidate process group has the HCCL group's size, holds every rank on which the HCCL group was
+    The group's size is the largest any member saw (a rank's communication_matrix.json may show only its
+    own links). A candidate process group has that size, holds every rank on which the HCCL group was
     seen, and puts each of them at its group rank. When candidates agree on the members (and on the
     dimension), those are the group's; the row says which candidates matched. Without any process
     group (no parallel_group_info), a rank whose every HCCL op is in one group of n whose group ranks
@@ -187,12 +188,14 @@ def _label(gid: str, seen: list[int], size: int | None, place: dict[int, int], c
         how = f"inferred: {where} matches {len(cands)} process group(s): {names}"
         if len(dims) > 1:
             how += f"; they differ in dimension ({', '.join(sorted(map(str, dims)))}), so none is given"
-        return {"group_desc": names, "group_ranks": list(next(iter(rank_sets))) if len(rank_sets) == 1 else None,
+        members = list(next(iter(rank_sets))) if len(rank_sets) == 1 else None
+        return {"group_desc": names, "group_ranks": members, "group_size": len(members) if members else size,
                 "group_from": how, "parallel_dim": next(iter(dims)) if len(dims) == 1 else None,
                 "parallel_dim_inferred": True}
     one_group = rank_rows[rank_rows["group_from"] == GROUP_FROM]["group"].nunique() == 1
     if size and one_group and place and all(p == r for r, p in place.items()):
-        return {"group_desc": "default_pg (inferred)", "group_ranks": list(range(size)), "parallel_dim": "world",
+        return {"group_desc": "default_pg (inferred)", "group_ranks": list(range(size)), "group_size": size,
+                "parallel_dim": "world",
                 "parallel_dim_inferred": True,
                 "group_from": f"inferred: {where} is the only HCCL group of these ranks and each sits at its global "
                               f"rank: taken as the default group of {size} ranks (no parallel_group_info)"}

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tracekit.inputs import expand_inputs
+from tracekit.parallel.pipeline import pipeline_tables, pipeline_view
 from tracekit.parallel.report import parallel_report, terminal_view
 from tracekit.progress import progress_steps
 from tracekit.ranks import analyse_ranks
@@ -55,10 +56,12 @@ def parallel_cmd(inputs: tuple[Path, ...], workers: int | None, top: int, html_p
     with progress_steps(total=len(paths)) as advance:
         coll, steps, groups = analyse_ranks(paths, workers, progress=advance)
     tables = parallel_report(coll, steps, groups)
+    tables.update(pipeline_tables(coll, steps, groups))  # PP runs: stages, transfers, DP sync, bubble
     if html_path:
         write_html(tables, html_path)
     if as_json:
-        click.echo(json.dumps({k: json.loads(v.to_json(orient="records")) for k, v in tables.items()}, indent=2))
+        click.echo(json.dumps({k: json.loads(v.to_json(orient="records")) for k, v in tables.items()
+                               if k != "pipeline_timeline"}, indent=2))
         return
     console = Console()
     tables = terminal_view(tables)
@@ -67,5 +70,7 @@ def parallel_cmd(inputs: tuple[Path, ...], workers: int | None, top: int, html_p
     _print(console, "per module: what each parallel dimension added", tables["by_module"], top)
     _print(console, "per rank: compute / exposed communication / idle", tables["by_rank"])
     _print(console, "straggler per step (most compute; the others wait for it)", tables["stragglers"])
+    for title, frame in pipeline_view(tables).items():
+        _print(console, title, frame)
     if html_path:
         console.print(f"wrote {html_path}")

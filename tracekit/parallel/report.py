@@ -76,7 +76,8 @@ def by_rank(steps: pd.DataFrame) -> pd.DataFrame:
     """Per rank: compute / exposed communication / idle over its steps, in ns and as shares."""
     if not len(steps):
         return pd.DataFrame()
-    out = steps.groupby("rank")[["dur_ns", "compute_ns", "comm_ns", "exposed_comm_ns", "idle_ns"]].sum().reset_index()
+    parts = ["dur_ns", "compute_ns", "comm_ns", "exposed_comm_ns", "idle_ns"]
+    out = steps.groupby("rank")[parts].sum(min_count=1).reset_index()  # unknown (NaN) stays unknown
     for col in ("compute_ns", "exposed_comm_ns", "idle_ns"):
         out[col.replace("_ns", "_share")] = out[col] / out["dur_ns"].where(out["dur_ns"] > 0)
     return out

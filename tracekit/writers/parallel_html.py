@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from tracekit.writers.atomic import staged_file
+from tracekit.writers.pipeline_svg import pipeline_section
 
 COLORS = {"compute": "#4e79a7", "exposed communication": "#e15759", "idle": "#bab0ac",
           "overlapped": "#76b7b2", "exposed": "#e15759"}
@@ -46,6 +47,7 @@ def render_html(tables: dict[str, pd.DataFrame]) -> str:
             for _, g in by_group.iterrows()]
     body = [_bars("Per rank: where step time went", ranks, "ms"),
             _bars("Per parallel dimension and group: communication time (all ranks)", dims, "ms")]
+    body.append(pipeline_section(tables))  # PP runs only (tracekit/writers/pipeline_svg.py)
     for name in ("by_group", "by_module", "stragglers"):
         if len(tables[name]):
             body.append(f"<h2>{name.replace('_', ' ')}</h2>" + tables[name].to_html(index=False, na_rep=""))

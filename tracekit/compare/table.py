@@ -4,7 +4,9 @@ Times are per call of the module (so runs that profiled a different number of st
 The time compared (`base_ns`/`target_ns`) is each side's device time when it has device events, else
 its host time (forward span + backward autograd nodes): an NPU or GPU run against a CPU run compares
 device time with host time, and `basis` says so (`device`, `host` or `base device / target host`).
-Both kinds are kept in their own columns.
+Both kinds are kept in their own columns. `*_comm_ns` is the part of a module's time in the collectives
+it launched (DDP's gradient all-reduce in the backward of the layer that completes a bucket), and
+`*_format_cast_ns` the part in layout-conversion kernels (TransData), both per call.
 `ratio` = target / base (NaN unless both sides have time), `delta_ns` = target - base (a side
 with no partner counts as 0).
 """
@@ -66,8 +68,12 @@ def compare_modules(base: Side, target: Side, basis: str) -> pd.DataFrame:
         }
         for name, values in per.items():
             out[f"{label}_{name}"] = values
-        cast = side.ops[side.ops["module_path"].notna()].groupby("module_path")["cast_ns"].sum()
-        out[f"{label}_format_cast_ns"] = out[col].map(cast) / calls
+        own = side.ops[side.ops["module_path"].notna()]
+        kind = "device_ns" if basis_of(basis, label) == "device" else "host_ns"
+        casts = _rolled_up(own.groupby("module_path")["cast_ns"].sum(), m.index)
+        comm = _rolled_up(own[own["collective"].astype(bool)].groupby("module_path")[kind].sum(), m.index)
+        out[f"{label}_format_cast_ns"] = out[col].map(casts) / calls
+        out[f"{label}_comm_ns"] = out[col].map(comm) / calls  # collectives launched in the module
         if basis_of(basis, label) == "device":
             out[f"{label}_ns"] = out[f"{label}_device_ns_fwd"] + out[f"{label}_device_ns_bwd"]
         else:
@@ -80,6 +86,15 @@ def compare_modules(base: Side, target: Side, basis: str) -> pd.DataFrame:
         (out["base_input_shapes"].fillna("") != out["target_input_shapes"].fillna(""))
         | (out["base_weight_shape"].fillna("") != out["target_weight_shape"].fillna("")))
     return out.reset_index(drop=True)
+
+
+def _rolled_up(values: pd.Series, paths: pd.Index) -> pd.Series:
+    """Per module path, the sum of `values` (indexed by module path) over the module and its descendants."""
+    out = {}
+    for path in paths:
+        prefix = f"{path}/"
+        out[path] = float(sum(v for p, v in values.items() if p == path or str(p).startswith(prefix)))
+    return pd.Series(out, dtype=float)
 
 
 def _weight_shapes(ops: pd.DataFrame) -> pd.Series:

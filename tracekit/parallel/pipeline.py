@@ -136,9 +136,12 @@ def _dp_sync(coll: pd.DataFrame) -> pd.DataFrame:
     rows = coll[coll["parallel_dim"] == "DP"]
     if not len(rows):
         return pd.DataFrame()
-    rows = rows.assign(ranks=rows["group_ranks"].map(lambda r: ",".join(map(str, r)) if r is not None else "?"))
+    rows = rows.assign(ranks=rows["group_ranks"].map(lambda r: ",".join(map(str, r)) if r is not None else "?"),
+                       link=pd.to_numeric(rows["hccl_transit_bytes"], errors="coerce")
+                       if "hccl_transit_bytes" in rows else np.nan)
     out = rows.groupby(["stage", "ranks", "collective"], dropna=False).agg(
-        calls=("rank", "size"), bytes=("bytes", lambda s: s.sum(min_count=1)), time_ns=("dur_ns", "sum"),
+        calls=("rank", "size"), bytes=("bytes", lambda s: s.sum(min_count=1)),
+        link_bytes=("link", lambda s: s.sum(min_count=1)), time_ns=("dur_ns", "sum"),
         exposed_ns=("exposed_ns", lambda s: pd.to_numeric(s, errors="coerce").sum(min_count=1)),
     ).reset_index()
     return out.sort_values(["stage", "time_ns"], ascending=[True, False], ignore_index=True)
@@ -243,6 +246,7 @@ def pipeline_view(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     if len(d):
         out["DP gradient sync per stage"] = pd.DataFrame({
             "stage": d["stage"], "DP group": d["ranks"], "op": d["collective"], "calls": d["calls"],
-            "MB": d["bytes"].astype("Float64") / 1e6, "time ms": d["time_ns"] / ms,
+            "MB": d["bytes"].astype("Float64") / 1e6, "MB over links (HCCL)": d["link_bytes"] / 1e6,
+            "time ms": d["time_ns"] / ms,
             "exposed ms": d["exposed_ns"] / ms})
     return out

@@ -70,11 +70,16 @@ def _load(path: Path) -> Any:
         raise TraceError(path, f"unreadable JSON: {exc}") from None
 
 
-def _ns(ms_or_us: Any, scale: int) -> int:
+def _num(value: Any, path: Path, where: str) -> Decimal:
+    """A number of communication.json (None/absent: 0); anything else is an error naming the entry."""
+    if value is None:
+        return Decimal(0)
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal, str)):
+        raise TraceError(path, f"{where}: not a number ({value!r})")
     try:
-        return int(Decimal(str(ms_or_us)) * scale)
-    except (InvalidOperation, ValueError, TypeError):
-        return 0
+        return Decimal(str(value))
+    except InvalidOperation:
+        raise TraceError(path, f"{where}: not a number ({value!r})") from None
 
 
 def read_communication(path: Path) -> list[CommOp]:
@@ -89,28 +94,41 @@ def read_communication(path: Path) -> list[CommOp]:
         if not isinstance(families, dict):
             raise TraceError(path, f"step {step_key!r} is not an object")
         for family, entries in families.items():
-            for key, entry in (entries or {}).items():
+            if not isinstance(entries, dict):
+                raise TraceError(path, f"{step_key}/{family} is not an object of ops")
+            for key, entry in entries.items():
                 if key == "Total Op Info":
                     continue
                 if not isinstance(entry, dict):
                     raise TraceError(path, f"{step_key}/{family}/{key} is not an object")
-                ops.append(_op(key, entry, step, family))
+                ops.append(_op(key, entry, step, family, path, f"{step_key}/{family}/{key}"))
     return ops
 
 
-def _op(key: str, entry: dict[str, Any], step: int, family: str) -> CommOp:
+def _op(key: str, entry: dict[str, Any], step: int, family: str, path: Path, where: str) -> CommOp:
     name, _, group = key.partition("@")
     times = entry.get("Communication Time Info") or {}
     links = entry.get("Communication Bandwidth Info") or {}
-    transit_mb = sum(Decimal(str((links.get(k) or {}).get("Transit Size(MB)", 0) or 0)) for k in TRANSIT_LINKS)
-    transit_ms = sum(Decimal(str((links.get(k) or {}).get("Transit Time(ms)", 0) or 0)) for k in TRANSIT_LINKS)
+    if not isinstance(times, dict) or not isinstance(links, dict):
+        raise TraceError(path, f"{where}: Communication Time/Bandwidth Info is not an object")
+
+    def link(kind: str, field: str) -> Decimal:
+        facts = links.get(kind) or {}
+        return _num(facts.get(field) if isinstance(facts, dict) else facts, path, f"{where}/{kind}/{field}")
+
+    def ns(field: str, scale: int) -> int:
+        return int(_num(times.get(field), path, f"{where}/{field}") * scale)
+
+    transit_mb = sum((link(k, "Transit Size(MB)") for k in TRANSIT_LINKS), Decimal(0))
+    transit_ms = sum((link(k, "Transit Time(ms)") for k in TRANSIT_LINKS), Decimal(0))
     bandwidth = float(transit_mb / transit_ms) if transit_ms > 0 else None  # MB/ms = GB/s
+    if "Start Timestamp(us)" not in times:
+        raise TraceError(path, f"{where}: no Start Timestamp(us)")
     return CommOp(
-        name=name, group=group, step=step, family=family,
-        start_ns=_ns(times.get("Start Timestamp(us)"), 1000), elapse_ns=_ns(times.get("Elapse Time(ms)"), 10**6),
-        wait_ns=_ns(times.get("Wait Time(ms)"), 10**6), sync_ns=_ns(times.get("Synchronization Time(ms)"), 10**6),
-        idle_ns=_ns(times.get("Idle Time(ms)"), 10**6), transit_ns=int(transit_ms * 10**6),
-        transit_bytes=int(transit_mb * 10**6), bandwidth_gbps=bandwidth,
+        name=name, group=group, step=step, family=family, start_ns=ns("Start Timestamp(us)", 1000),
+        elapse_ns=ns("Elapse Time(ms)", 10**6), wait_ns=ns("Wait Time(ms)", 10**6),
+        sync_ns=ns("Synchronization Time(ms)", 10**6), idle_ns=ns("Idle Time(ms)", 10**6),
+        transit_ns=int(transit_ms * 10**6), transit_bytes=int(transit_mb * 10**6), bandwidth_gbps=bandwidth,
     )
 
 
@@ -120,9 +138,15 @@ def read_matrix(path: Path) -> dict[str, GroupLinks]:
     groups: dict[str, GroupLinks] = {}
     if not isinstance(data, dict):
         raise TraceError(path, "communication_matrix.json is not an object of steps")
-    for families in data.values():
-        for entries in (families or {}).values():
-            for key, links in (entries or {}).items():
+    for step_key, families in data.items():
+        if not isinstance(families, dict):
+            raise TraceError(path, f"step {step_key!r} is not an object")
+        for family, entries in families.items():
+            if not isinstance(entries, dict):
+                raise TraceError(path, f"{step_key}/{family} is not an object of op families")
+            for key, links in entries.items():
+                if not isinstance(links, dict):
+                    raise TraceError(path, f"{step_key}/{family}/{key} is not an object of links")
                 group = key.partition("@")[2]
                 info = groups.setdefault(group, GroupLinks())
                 for link, facts in (links or {}).items():

@@ -97,3 +97,29 @@ def test_convert_writes_hccl_rows_to_collectives_parquet(tmp_path):
     assert set(frame["parallel_dim"].dropna()) >= {"PP", "DP", "world"}
     assert {"group_size", "hccl_wait_ns", "hccl_transit_bytes"} <= set(frame.columns)
     assert summary["conserved"]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('{"step13": {"p2p": {"hcom_send__1_0_1@7": {"Communication Time Info": {"Start Timestamp(us)": "soon"}}}}}',
+     r"step13/p2p/hcom_send__1_0_1@7/Start Timestamp\(us\): not a number"),
+    ('{"step13": {"p2p": [1, 2]}}', "step13/p2p is not an object of ops"),
+    ('{"step13": {"p2p": {"hcom_send__1_0_1@7": {"Communication Ti', "unreadable JSON"),
+])
+def test_bad_communication_json_is_a_clear_error(tmp_path, text, message):
+    import re
+    import shutil
+
+    from click.testing import CliRunner
+
+    from tracekit.cli import main
+
+    rank = tmp_path / "rank_1_ascend_pt"
+    shutil.copytree(shared(f"{QWEN}/rank_1_ascend_pt"), rank)
+    comm = rank / "ASCEND_PROFILER_OUTPUT" / "communication.json"
+    comm.chmod(0o644)
+    comm.write_text(text)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["convert", str(rank), "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    assert str(comm) in result.output and re.search(message, result.output)
+    assert "Traceback" not in result.output and not out.exists()

@@ -47,7 +47,8 @@ def with_compute_spans(steps: pd.DataFrame, ev: pd.DataFrame, calls: pd.DataFram
         if paths is not None:
             ts = ev["ts_ns"].to_numpy()
             rows = np.flatnonzero(dev & (ts >= start) & (ts < end))
-            found = {"/".join(str(p).split("/")[:LAYER_DEPTH]) for p in paths[rows] if isinstance(p, str) and p}
+            found = {"/".join(str(p).split("/")[:LAYER_DEPTH]) for p in pd.unique(paths[rows])
+                     if isinstance(p, str) and p}
             layers.append(sorted(found))
         else:
             layers.append([])

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from tracekit.convert import convert
 from tracekit.progress import progress_steps
 
 
@@ -19,6 +18,8 @@ from tracekit.progress import progress_steps
 def convert_cmd(inputs: tuple[Path, ...], outdir: Path, gzip_trace: bool, no_parquet: bool,
                 workers: int | None) -> None:
     """Convert traces into a clean chrome trace, Parquet tables and summary.json."""
+    from tracekit.convert import convert
+
     with progress_steps(total=len(inputs) + 3) as advance:
         summary = convert(inputs, outdir, gzip_trace=gzip_trace, parquet=not no_parquet, progress=advance,
                           workers=workers)

@@ -123,3 +123,23 @@ def test_bad_communication_json_is_a_clear_error(tmp_path, text, message):
     assert result.exit_code == 2, result.output
     assert str(comm) in result.output and re.search(message, result.output)
     assert "Traceback" not in result.output and not out.exists()
+
+
+def test_parallel_cli_lists_the_inferred_hccl_group():
+    import json
+
+    from click.testing import CliRunner
+
+    from tracekit.cli import main
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = CliRunner().invoke(main, ["parallel", *[str(shared(f"{ALEX}/text/level1/rank{r}_ascend_pt"))
+                                                          for r in (0, 1)], "--workers", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    tables = json.loads(result.output[result.output.index("{"):])
+    (group,) = tables["groups"]
+    assert group["ranks"] == list(range(8)) and group["parallel_dim"] == "world" and group["dim_inferred"]
+    assert group["from"].startswith("HCCL ops: inferred")
+    (row,) = tables["by_group"]
+    assert row["calls"] == 8 and row["bytes"] == 2 * 4 * ALEXNET_PARAMS and row["inferred"]

@@ -57,6 +57,7 @@ def parallel_cmd(inputs: tuple[Path, ...], workers: int | None, top: int, html_p
     from rich.console import Console
 
     from tracekit.inputs import expand_inputs
+    from tracekit.parallel.hccl import hccl_groups
     from tracekit.parallel.pipeline import pipeline_tables, pipeline_view
     from tracekit.parallel.report import parallel_report, terminal_view
     from tracekit.ranks import analyse_ranks
@@ -65,6 +66,7 @@ def parallel_cmd(inputs: tuple[Path, ...], workers: int | None, top: int, html_p
     paths = expand_inputs(inputs)
     with progress_steps(total=len(paths)) as advance:
         coll, steps, groups = analyse_ranks(paths, workers, progress=advance)
+    groups = groups + hccl_groups(coll, groups)  # Ascend: HCCL groups no listed group stands for
     tables = parallel_report(coll, steps, groups)
     tables.update(pipeline_tables(coll, steps, groups))  # PP runs: stages, transfers, DP sync, bubble
     if html_path:

@@ -201,3 +201,22 @@ def _label(gid: str, seen: list[int], size: int | None, place: dict[int, int], c
                               f"rank: taken as the default group of {size} ranks (no parallel_group_info)"}
     return {"group_from": f"unknown: {where} matches no known process group", "parallel_dim": None,
             "parallel_dim_inferred": None}
+
+
+def hccl_groups(coll: pd.DataFrame, groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Process-group rows (as analyse_ranks lists them) for HCCL groups that no listed group stands for:
+    the default group inferred from the ops, or a group whose members are unknown."""
+    if not len(coll) or "group_from" not in coll:
+        return []
+    known = {tuple(g.get("ranks") or ()) for g in groups}
+    rows = coll[coll["group_from"].astype(str).str.contains("HCCL group")]
+    out = []
+    for gid, frame in rows.groupby("group"):
+        first = frame.iloc[0]
+        ranks = tuple(first["group_ranks"]) if first["group_ranks"] is not None else ()
+        if ranks and ranks in known:
+            continue
+        out.append({"group": str(gid), "desc": first["group_desc"], "ranks": list(ranks),
+                    "parallel_dim": first["parallel_dim"], "dim_inferred": True,
+                    "from": "HCCL ops: " + str(first["group_from"])})
+    return out

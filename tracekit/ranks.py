@@ -74,6 +74,7 @@ def convert_rank(job: RankJob) -> RankResult:
     from tracekit.inputs import with_name_rank
     from tracekit.modules.table import module_table
     from tracekit.parallel.collectives import collective_calls
+    from tracekit.parallel.pipeline import with_compute_spans
     from tracekit.parallel.report import step_split
     from tracekit.pipeline import process
     from tracekit.steps import step_table
@@ -109,7 +110,8 @@ def convert_rank(job: RankJob) -> RankResult:
     return RankResult(
         index=job.index, path=job.path, rank=rank, rank_from=rank_from, worker_pid=os.getpid(), summary=summary,
         distributed=dict(src.distributed), collectives=calls, skipped_collectives=skipped,
-        steps=step_split(ev, calls).assign(rank=rank), fragment=fragment, fragment_base_ns=base,
+        steps=with_compute_spans(step_split(ev, calls), ev, calls).assign(rank=rank), fragment=fragment,
+        fragment_base_ns=base,
         devices=list(src.devices),
     )
 

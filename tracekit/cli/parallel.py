@@ -63,14 +63,16 @@ def parallel_cmd(inputs: tuple[Path, ...], workers: int | None, top: int, fmt: s
                  html_path: Path | None, as_json: bool) -> None:
     """Process groups, collectives per parallel dimension, per-rank compute/exposed-comm/idle, stragglers."""
     from tracekit.inputs import expand_inputs
-    from tracekit.parallel.report import parallel_report, terminal_view
+    from tracekit.parallel.pipeline import pipeline_view
+    from tracekit.parallel.report import terminal_view
+    from tracekit.parallel.tables import parallel_tables
     from tracekit.ranks import analyse_ranks
     from tracekit.writers.parallel_html import write_html
 
     paths = expand_inputs(inputs)
     with progress_steps(total=len(paths)) as advance:
         coll, steps, groups = analyse_ranks(paths, workers, progress=advance)
-    tables = parallel_report(coll, steps, groups)
+    tables = parallel_tables(coll, steps, groups)
     fmt = fmt or ("json" if as_json else format_from_suffix(out, ("html", "json"), "table"))
     if fmt == "html" and out is None:
         raise click.UsageError("--format html needs -o FILE.html")
@@ -81,7 +83,8 @@ def parallel_cmd(inputs: tuple[Path, ...], workers: int | None, top: int, fmt: s
         click.echo(f"wrote {out}")
         return
     if fmt == "json":
-        text = json.dumps({k: json.loads(v.to_json(orient="records")) for k, v in tables.items()}, indent=2)
+        text = json.dumps({k: json.loads(v.to_json(orient="records")) for k, v in tables.items()
+                           if k != "pipeline_timeline"}, indent=2)
         emit(text + "\n", out)
         return
     buffer = io.StringIO()
@@ -92,6 +95,8 @@ def parallel_cmd(inputs: tuple[Path, ...], workers: int | None, top: int, fmt: s
     _print(console, "per module: what each parallel dimension added", tables["by_module"], top)
     _print(console, "per rank: compute / exposed communication / idle", tables["by_rank"])
     _print(console, "straggler per step (most compute; the others wait for it)", tables["stragglers"])
+    for title, frame in pipeline_view(tables).items():
+        _print(console, title, frame)
     if out:
         emit(buffer.getvalue(), out)
     if html_path:

@@ -17,11 +17,13 @@ import msgspec
 import numpy as np
 import pandas as pd
 
+from tracekit.parallel.hccl import EXTRA as HCCL_EXTRA
+from tracekit.parallel.hccl import compute_free, label_hccl_groups, with_hccl
 from tracekit.table import DEVICE_KINDS, EventTable, kind_in, matches, strings
 
 _PREFIX = re.compile(r"^(?:c10d::|_c10d_functional::|c10d_functional::|nccl:|gloo:|hccl:|vllm::|symm_mem::)(.+)$")
 _RPC = "record_param_comms"
-_COMM_KERNEL = re.compile(r"(?i:nccl|rccl)|.*all_reduce_kernel")  # communication kernels (not compute)
+_COMM_KERNEL = re.compile(r"(?i:nccl|rccl)|.*all_reduce_kernel|hcom_")  # communication kernels (not compute)
 _WAIT = re.compile(r"(?i).*wait")
 _ORDER = (
     ("allreduce", "all_reduce"), ("allgather", "all_gather"), ("reducescatter", "reduce_scatter"),
@@ -230,11 +232,13 @@ def collective_calls(table: EventTable) -> tuple[pd.DataFrame, dict[str, int]]:
         })
     frame = pd.DataFrame(rows, columns=[*[c for c in COLUMNS if c != "exposed_ns"], "_elems", "_exec"])
     frame = _link_gloo_execs(frame, execs, names, base_kind, args, ts, dur, ev, skipped)
-    frame["exposed_ns"] = exposed_ns(ev, frame)
+    frame = with_hccl(table, frame)  # Ascend: HCCL ops (tracekit/parallel/hccl.py)
+    frame["exposed_ns"] = exposed_ns(ev, frame) if not compute_free(table) else None
     frame["bytes"] = frame["bytes"].astype("Int64")
     frame["peer"] = frame["peer"].astype("Int64")
     frame["exec_thread"] = frame["exec_thread"].astype("Int64")
-    return frame[list(COLUMNS)].sort_values(["start_ns", "call_row"], ignore_index=True), skipped
+    extra = [c for c in HCCL_EXTRA if c in frame]
+    return frame[[*COLUMNS, *extra]].sort_values(["start_ns", "call_row"], ignore_index=True), skipped
 
 
 def _facts(top: int, rows: list[int], names, base_kind, args, kernels: list[int], kernel_args) -> dict | None:
@@ -425,9 +429,11 @@ def build_collectives(frames: list[pd.DataFrame], distributed: list[dict[str, An
     calls = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(COLUMNS))
     groups = groups_from_ranks(distributed, calls)
     calls = label_dims(assign_groups(calls, groups), groups)
+    calls = label_hccl_groups(calls, groups)
     calls = with_bandwidth(calls)
     order = ["rank", "step", "name", "collective", "group", "group_desc", "group_ranks", "group_from",
              "parallel_dim", "parallel_dim_inferred", "peer", "dtype", "bytes", "bytes_from", "start_ns", "dur_ns",
              "algbw", "busbw", "exposed_ns", "call_ns", "module_path", "module_from", "call_row", "exec_row", "thread",
              "exec_thread", "exec_link_set", "group_candidates"]
+    order += [c for c in HCCL_EXTRA if c in calls]
     return calls[order].sort_values(["rank", "start_ns"], ignore_index=True)

@@ -52,12 +52,12 @@ def build_report(inputs: Sequence[str | Path], base: str | Path | None = None, w
                                 "no model to draw.</p>"))
     sections.append(ops_section(info))
     if len(paths) > 1:
-        from tracekit.parallel.report import parallel_report
+        from tracekit.parallel.tables import parallel_tables
         from tracekit.ranks import analyse_ranks
         from tracekit.writers.parallel_html import parallel_sections
 
         coll, steps, groups = analyse_ranks(paths, workers, progress=step)
-        sections += parallel_sections(parallel_report(coll, steps, groups))
+        sections += parallel_sections(parallel_tables(coll, steps, groups))
     if base is not None:
         from tracekit.compare.job import compare_paths
         from tracekit.writers.compare_html import compare_sections

@@ -12,6 +12,7 @@ from tracekit.report.blocks import bar_chart, table
 from tracekit.report.fmt import missing
 from tracekit.report.page import Section, render_page
 from tracekit.writers.atomic import staged_file
+from tracekit.writers.pipeline_svg import pipeline_section
 
 SPLIT_COLORS = {"compute": "#59a14f", "exposed communication": "#e15759", "idle": "#bab0ac"}
 TABLE_TITLES = {"groups": "Process groups", "by_group": "Collectives per parallel dimension and group (all ranks)",
@@ -67,6 +68,7 @@ def parallel_sections(tables: dict[str, pd.DataFrame]) -> list[Section]:
               "data": ((by_group["time_ns"] - by_group["exposed_ns"]) / 1e6).tolist()},
              {"label": "exposed", "data": (by_group["exposed_ns"] / 1e6).tolist(), "color": "#e15759"}],
             "ms", stacked=True)
+    body += pipeline_section(tables)  # PP runs only (tracekit/writers/pipeline_svg.py)
     view = terminal_view(tables)
     view["groups"] = _groups_view(tables["groups"])
     for name, title in TABLE_TITLES.items():

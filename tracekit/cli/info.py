@@ -9,8 +9,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from tracekit.dataset.load import INFO_COLUMNS, processed_of
 from tracekit.info import trace_info
-from tracekit.pipeline import process, read_inputs
 from tracekit.progress import progress_steps
 
 
@@ -23,11 +23,11 @@ def _ms(ns: int) -> str:
 @click.option("--top", default=10, show_default=True, help="How many ops and kernels to list.")
 @click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON.")
 def info_cmd(inputs: tuple[Path, ...], top: int, as_json: bool) -> None:
-    """Format, devices, ranks, steps, event counts, time span, top ops and kernels."""
+    """Format, devices, ranks, steps, event counts, time span, top ops and kernels (of traces or a dataset)."""
     with progress_steps(total=len(inputs) + 1) as advance:
-        table = read_inputs(inputs, on_file=lambda p: advance(f"reading {p}"))
+        processed = processed_of(inputs, INFO_COLUMNS, on_file=lambda p: advance(f"reading {p}"))
         advance("building call tree and links")
-        facts = trace_info(process(table), top=top)
+        facts = trace_info(processed, top=top)
     if as_json:
         click.echo(json.dumps(facts, indent=2))
         return

@@ -8,10 +8,9 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from tracekit.dataset.load import modules_of
 from tracekit.modules.spans import RECORD_FUNCTION
-from tracekit.modules.table import module_table
 from tracekit.modules.view import SORT_KEYS, step_time_ns, tree_view
-from tracekit.pipeline import process, read_inputs
 from tracekit.progress import progress_steps
 from tracekit.writers.atomic import staged_file
 from tracekit.writers.modules_html import render_html
@@ -32,11 +31,9 @@ def modules_cmd(inputs: tuple[Path, ...], depth: int | None, sort: str, fmt: str
     if fmt == "html" and out is None:
         raise click.UsageError("--format html needs -o FILE.html")
     with progress_steps(total=len(inputs) + 2) as advance:
-        table = read_inputs(inputs, on_file=lambda p: advance(f"reading {p}"))
         advance("attributing events to modules")
-        processed = process(table)
+        processed, modules = modules_of(inputs, on_file=lambda p: advance(f"reading {p}"))
         advance("building the module table")
-        modules = module_table(processed.table, processed.modules)
     title = "modules of " + ", ".join(p.name for p in inputs)
     if not len(modules):
         click.echo(f"{', '.join(map(str, inputs))}: no nn.Module events (record with with_modules=True or "

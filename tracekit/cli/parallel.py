@@ -11,6 +11,8 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from tracekit.cli.executor_opts import chosen_executor, executor_options
+from tracekit.dataset.load import dataset_of, parallel_of
 from tracekit.inputs import expand_inputs
 from tracekit.parallel.report import parallel_report, terminal_view
 from tracekit.progress import progress_steps
@@ -48,12 +50,17 @@ def _print(console: Console, title: str, frame: pd.DataFrame, top: int | None = 
 @click.option("--top", default=15, show_default=True, help="Rows of the per-module table.")
 @click.option("--html", "html_path", type=click.Path(path_type=Path), help="Also write an HTML page with charts.")
 @click.option("--json", "as_json", is_flag=True, help="Print the tables as JSON.")
+@executor_options
 def parallel_cmd(inputs: tuple[Path, ...], workers: int | None, top: int, html_path: Path | None,
-                 as_json: bool) -> None:
+                 as_json: bool, executor: str | None, scheduler: str | None) -> None:
     """Process groups, collectives per parallel dimension, per-rank compute/exposed-comm/idle, stragglers."""
-    paths = expand_inputs(inputs)
-    with progress_steps(total=len(paths)) as advance:
-        coll, steps, groups = analyse_ranks(paths, workers, progress=advance)
+    if (ds := dataset_of(inputs)) is not None:
+        coll, steps, groups = parallel_of(ds)
+    else:
+        paths = expand_inputs(inputs)
+        with progress_steps(total=len(paths)) as advance:
+            coll, steps, groups = analyse_ranks(paths, workers, progress=advance,
+                                                executor=chosen_executor(executor, scheduler, workers))
     tables = parallel_report(coll, steps, groups)
     if html_path:
         write_html(tables, html_path)

@@ -14,6 +14,7 @@ from tracekit.cli.info import info_cmd
 from tracekit.cli.merge import merge_cmd
 from tracekit.cli.modules import modules_cmd
 from tracekit.cli.parallel import parallel_cmd
+from tracekit.cli.sql import sql_cmd
 from tracekit.errors import TraceError, TraceWarning
 
 
@@ -40,3 +41,4 @@ main.add_command(modules_cmd)
 main.add_command(merge_cmd)
 main.add_command(compare_cmd)
 main.add_command(parallel_cmd)
+main.add_command(sql_cmd)

@@ -46,13 +46,14 @@ def sql_cmd(dataset: Path, statement: str, fmt: str, out: Path | None, max_rows:
 
 
 def _print_table(result, max_rows: int) -> None:
+    import pandas as pd
     from rich.console import Console
     from rich.table import Table
 
     frame = result.slice(0, max_rows).to_pandas()
     tab = Table()
-    for col in frame.columns:
-        tab.add_column(str(col), justify="right" if frame[col].dtype.kind in "iuf" else "left")
+    for i, col in enumerate(frame.columns):
+        tab.add_column(str(col), justify="right" if pd.api.types.is_numeric_dtype(frame.iloc[:, i]) else "left")
     for row in frame.itertuples(index=False):
         tab.add_row(*("" if v is None else str(v) for v in row))
     console = Console(width=None if sys.stdout.isatty() else 200)

@@ -70,5 +70,8 @@ def test_unreachable_scheduler_and_missing_address_are_clear(tmp_path):
     src = str(shared("gpu/param_dlrm_8ranks"))
     missing = CliRunner().invoke(main, ["convert", src, "-o", str(tmp_path / "a"), "--executor", "dask"])
     assert missing.exit_code == 2 and "--scheduler" in missing.output and not (tmp_path / "a").exists()
-    gone = CliRunner().invoke(main, ["convert", src, "-o", str(tmp_path / "b"), "--scheduler", "tcp://127.0.0.1:9"])
+    import dask
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        gone = CliRunner().invoke(main, ["convert", src, "-o", str(tmp_path / "b"), "--scheduler", "tcp://127.0.0.1:9"])
     assert gone.exit_code == 2 and "cannot reach the Dask scheduler" in gone.stderr and not (tmp_path / "b").exists()

@@ -93,7 +93,7 @@ class DaskExecutor:
             from tracekit.errors import TraceError
 
             try:
-                client, own = Client(self.scheduler, timeout="20s"), True
+                client, own = Client(self.scheduler), True  # timeout: dask's distributed.comm.timeouts.connect
             except (OSError, TimeoutError) as exc:
                 raise TraceError(self.scheduler or "", f"cannot reach the Dask scheduler: {exc}") from None
         try:

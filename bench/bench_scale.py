@@ -108,7 +108,8 @@ def measure(mode: str, args: list[str]) -> dict:
     if proc.returncode:
         raise RuntimeError(f"{mode} failed ({proc.returncode}): {text[-2000:]}")
     line = next(line for line in text.splitlines() if line.startswith("RESULT "))
-    return {**json.loads(line.removeprefix("RESULT ")), "total_peak_mb": peak / MB}
+    return {**json.loads(line.removeprefix("RESULT ")), "total_peak_mb": peak / MB,
+            "load_avg_1min": os.getloadavg()[0]}  # the machine is shared: say how busy it was
 
 
 def make_ranks(source: Path, n: int, folder: Path) -> int:

@@ -31,6 +31,7 @@ def test_open_a_dataset_loads_tables_lazily(converted):
     assert "kernels" in t.__dict__ and "events" not in t.__dict__  # one table, not all
     assert len(kernels) == summary["parquet"]["kernels"] and sorted(kernels["rank"].unique()) == list(range(8))
     assert len(t.events) == summary["parquet"]["events"]
+    assert sorted(t.events["source_index"].unique()) == list(range(8))  # each rank's input position
     assert len(t.collectives) == summary["parquet"]["collectives"]
     assert list(t.table("ops", ["name"], ranks=[2]).columns) == ["name"]
     assert t.stale is False

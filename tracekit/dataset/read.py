@@ -131,7 +131,7 @@ class Dataset:
              ranks: Sequence[int] | None = None) -> pd.DataFrame:
         """A table as pandas (see read_arrow); dictionary strings become categoricals."""
         frame = self.read_arrow(name, columns, ranks).to_pandas()
-        if self.partitioned(name) and "source_index" in frame and name != "events":
+        if self.partitioned(name) and "source_index" in frame:
             frame["source_index"] = self._source_index_of(name, ranks)
         return frame
 

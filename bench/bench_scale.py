@@ -117,6 +117,8 @@ def make_ranks(source: Path, n: int, folder: Path) -> int:
     import orjson
 
     files = sorted(source.glob("*.json.gz"))
+    if not files:
+        raise SystemExit(f"{source}: no *.json.gz rank files (give --source)")
     docs = []
     for f in files:
         with gzip.open(f, "rb") as fh:

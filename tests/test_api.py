@@ -83,3 +83,15 @@ def test_the_example_script_runs(converted):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "top ops by total time" in result.stdout and "cpu_op" in result.stdout and "steps: [" in result.stdout
+
+
+def test_open_without_cache_uses_a_folder_of_its_own(tmp_path):
+    import gc
+
+    src = SAMPLES / "cnn" / "prof.json.gz"
+    a, b = tracekit.open(src), tracekit.open(src)
+    assert a.path != b.path and len(a.kernels) == len(b.kernels)
+    folder = a.path.parent
+    del a
+    gc.collect()
+    assert not folder.exists() and b.path.exists() and len(b.ops) > 0

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 import weakref
@@ -112,17 +111,12 @@ class Trace:
         return query(self.dataset, statement, self._con).to_pandas()
 
 
-def _cache_for(paths: Sequence[Path]) -> Path:
-    key = hashlib.sha256("\0".join(str(p.resolve()) for p in paths).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"tracekit-cache-{key}"
-
-
 def open(path: PathLike | Sequence[PathLike], cache: PathLike | None = None, *, executor: Any = None,
          client: Any = None, workers: int | None = None) -> Trace:
     """Open a dataset folder, or raw traces (a file, a folder of rank files, a list, a glob).
 
-    Raw traces are converted once into `cache` (default: a temporary folder removed when the Trace is
-    collected); an existing `cache` dataset of the same inputs that is not stale is reused. Ranks run on
+    Raw traces are converted once into `cache` (default: a temporary folder of this Trace, removed when it
+    is collected); an existing `cache` dataset of the same inputs that is not stale is reused. Ranks run on
     `executor` ("local", "dask"), or on a `dask.distributed.Client` given as `client`.
     """
     paths = [Path(p) for p in ([path] if isinstance(path, str | Path) else path)]
@@ -133,7 +127,7 @@ def open(path: PathLike | Sequence[PathLike], cache: PathLike | None = None, *, 
     from tracekit.inputs import expand_inputs
 
     inputs = expand_inputs(paths)
-    target = Path(cache) if cache is not None else _cache_for(inputs)
+    target = Path(cache) if cache is not None else Path(tempfile.mkdtemp(prefix="tracekit-")) / "dataset"
     if is_dataset(target):
         ds = Dataset(target)
         same = sorted(r["path"] for r in ds.manifest["inputs"]) == sorted(str(p.resolve()) for p in inputs)
@@ -144,7 +138,7 @@ def open(path: PathLike | Sequence[PathLike], cache: PathLike | None = None, *, 
     convert(inputs, target, workers=workers, executor=make_executor(executor, workers, client=client))
     trace = Trace(Dataset(target), [str(p) for p in inputs])
     if cache is None:
-        weakref.finalize(trace, shutil.rmtree, str(target), True)
+        weakref.finalize(trace, shutil.rmtree, str(target.parent), True)
     return trace
 
 

@@ -185,3 +185,15 @@ def test_large_jobs_write_per_rank_traces_and_a_merged_subset(tmp_path, converte
     assert read_manifest(sub)["traces"] == ["trace.json", *[f"traces/rank-{r}.json" for r in range(8)]]
     bad = _run("convert", shared(DLRM), "-o", tmp_path / "bad", "--ranks", "7-3")
     assert bad.exit_code == 2 and not (tmp_path / "bad").exists()
+
+
+def test_npu_profiler_folder_dataset(converted):
+    src = shared("npu/msinsight_alexnet_dp/text/level1/rank0_ascend_pt")
+    out, _ = converted(src)
+    record = read_manifest(out)["inputs"][0]
+    assert record["path"] == str(src.resolve())
+    assert record["size"] == sum(f.stat().st_size for f in src.rglob("*") if f.is_file())
+    for command in (["info", "--json"], ["modules", "--format", "csv"]):
+        on_dataset = _run(*command, out)
+        assert on_dataset.exit_code == 0 and on_dataset.stdout == _run(*command, src).stdout
+    assert json.loads(_run("info", "--json", out).stdout)["sources"][0]["format"] == "npu"

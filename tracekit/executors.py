@@ -7,11 +7,9 @@ An executor maps a picklable top-level function over jobs and returns the result
 from __future__ import annotations
 
 import contextlib
-import multiprocessing as mp
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 J = TypeVar("J")
@@ -59,6 +57,9 @@ class LocalPool:
                 if on_done:
                     on_done(results[-1])
             return results
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
         ctx = mp.get_context("spawn")  # no fork of a process that holds arrow threads
         barrier = ctx.Barrier(count)
         with ProcessPoolExecutor(max_workers=count, mp_context=ctx, initializer=_start_together,

@@ -5,7 +5,6 @@ partitions (events/rank=N/part-I.parquet, ...) and a chrome-trace fragment, and 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +15,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tracekit.executors import Executor, make_executor
+from tracekit.rankset import PERFETTO_MAX_BYTES, parse_ranks
 
 HOUR_NS = 3_600_000_000_000
-PERFETTO_MAX_BYTES = 1 << 30  # Perfetto UI fails on JSON traces above about 1-2 GB
+__all__ = ["PERFETTO_MAX_BYTES", "parse_ranks"]  # re-exported (tracekit.rankset holds them)
 
 
 @dataclass
@@ -251,17 +251,6 @@ def _trace_meta(results: Sequence[RankResult]) -> dict[str, Any]:
         },
         "deviceProperties": [d for r in results for d in r.devices],
     }
-
-
-def parse_ranks(text: str) -> list[int]:
-    """`0-7,64` -> [0, 1, ..., 7, 64]."""
-    out: list[int] = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m or (m.group(2) and int(m.group(2)) < int(m.group(1))):
-            raise ValueError(f"{part!r}: expected a rank or a range such as 0-7")
-        out.extend(range(int(m.group(1)), int(m.group(2) or m.group(1)) + 1))
-    return sorted(set(out))
 
 
 def _fit_ranks(results: Sequence[RankResult], sizes: dict[int, int], limit: int) -> list[int]:

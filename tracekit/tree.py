@@ -120,29 +120,97 @@ def _nest_vectorized(rows, track, start, end, parent, depth) -> tuple[np.ndarray
 
 
 def _nest(rows, track, start, end, parent, depth, lane) -> None:
-    """The stack walk over events sorted by track, then start."""
-    stacks: list[list[tuple[int, int, int]]] = [[]]  # per lane: (end, row, depth)
+    """The stack walk over events sorted by track, then start.
+
+    Lane 0 holds the call tree. An event that does not nest there goes to the first extra lane
+    where it nests (first fit); `_ExtraLanes` finds that lane in O(log lanes), so a track where
+    every event partly overlaps the last stays O(n log n).
+    """
+    main: list[tuple[int, int, int]] = []  # (end, row, depth)
+    extra = _ExtraLanes()
     current = None
     rows_l, track_l, start_l, end_l = rows.tolist(), track.tolist(), start.tolist(), end.tolist()
     for row, trk, s, e in zip(rows_l, track_l, start_l, end_l):
         if trk != current:
-            current, stacks = trk, [[]]
-        placed = False
-        for k, stack in enumerate(stacks):
-            while stack and stack[-1][0] <= s:
-                stack.pop()
-            if k == 0:
-                if stack:
-                    parent[row] = stack[-1][1]
-                    depth[row] = stack[-1][2] + 1
-                else:
-                    depth[row] = 0
-            if not stack or e <= stack[-1][0]:
-                stack.append((e, row, int(depth[row])))
-                lane[row] = k
-                placed = True
-                break
-        if not placed:
-            stacks.append([(e, row, int(depth[row]))])
-            lane[row] = len(stacks) - 1
+            current, main, extra = trk, [], _ExtraLanes()
+        while main and main[-1][0] <= s:
+            main.pop()
+        if main:
+            parent[row] = main[-1][1]
+            d = main[-1][2] + 1
+        else:
+            d = 0
+        depth[row] = d
+        if not main or e <= main[-1][0]:
+            main.append((e, row, d))
+            lane[row] = 0
+        else:
+            # Display lanes are int16: beyond its range, events share the last lane.
+            lane[row] = min(extra.place(s, e, row, d), _MAX_LANE)
 
+
+_MAX_LANE = int(np.iinfo(np.int16).max)
+_NONE = float("inf")
+
+
+class _ExtraLanes:
+    """Lanes 1, 2, ... as stacks of (end, row, depth), with a segment tree over the lanes' top ends.
+
+    A lane accepts an event (s, e) once its ended entries (end <= s) are popped, if it is then empty
+    or its top ends at or after e. A lane whose stored top end is in (s, e) cannot accept; so the
+    first lane to look at is the first whose stored top end is >= e or <= s (unused lanes count as
+    empty: the first of them is the new lane). The tree keeps the min and max top end per subtree.
+    """
+
+    def __init__(self) -> None:
+        self.stacks: list[list[tuple[int, int, int]]] = []
+        self.size = 4
+        self.low = [_NONE] * (2 * self.size)
+        self.high = [_NONE] * (2 * self.size)
+
+    def place(self, s: int, e: int, row: int, d: int) -> int:
+        """Push the event on the first lane that accepts it; returns the lane (1-based)."""
+        low, high = self.low, self.high
+        while True:
+            if not (high[1] >= e or low[1] <= s):
+                self._grow()
+                low, high = self.low, self.high
+                continue
+            node = 1
+            while node < self.size:
+                node *= 2
+                if not (high[node] >= e or low[node] <= s):
+                    node += 1
+            k = node - self.size
+            while len(self.stacks) <= k:
+                self.stacks.append([])
+            stack = self.stacks[k]
+            if stack and stack[-1][0] <= s:
+                while stack and stack[-1][0] <= s:
+                    stack.pop()
+                self._set(k, stack[-1][0] if stack else _NONE)
+                continue
+            stack.append((e, row, d))
+            self._set(k, e)
+            return k + 1
+
+    def _set(self, k: int, value: float) -> None:
+        low, high = self.low, self.high
+        node = k + self.size
+        low[node] = high[node] = value
+        node //= 2
+        while node:
+            low[node] = min(low[2 * node], low[2 * node + 1])
+            high[node] = max(high[2 * node], high[2 * node + 1])
+            node //= 2
+
+    def _grow(self) -> None:
+        old = self.size
+        self.size *= 2
+        leaves_low = self.low[old:] + [_NONE] * old
+        leaves_high = self.high[old:] + [_NONE] * old
+        self.low = [_NONE] * self.size + leaves_low
+        self.high = [_NONE] * self.size + leaves_high
+        for node in range(self.size - 1, 0, -1):
+            self.low[node] = min(self.low[2 * node], self.low[2 * node + 1])
+            self.high[node] = max(self.high[2 * node], self.high[2 * node + 1])

@@ -7,15 +7,9 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 
-from tracekit.compare.job import compare_paths
-from tracekit.compare.trace import side_by_side
 from tracekit.progress import progress_steps
 from tracekit.writers.atomic import staged_dir
-from tracekit.writers.chrome import write_chrome_trace
-from tracekit.writers.compare_html import render_report
-from tracekit.writers.compare_text import render_steps, render_top
 
 
 @click.command("compare")
@@ -30,6 +24,14 @@ from tracekit.writers.compare_text import render_steps, render_top
                    "{\"attention\": [\"aten::_scaled_dot_product_flash_attention\", \"npu::npu_fusion_attention\"]}.")
 def compare_cmd(base: Path, target: Path, outdir: Path, with_trace: bool, top: int, equiv: Path | None) -> None:
     """Compare BASE and TARGET: compare_modules/ops/steps.parquet, report.html, summary.json [, trace.json]."""
+    from rich.console import Console
+
+    from tracekit.compare.job import compare_paths
+    from tracekit.compare.trace import side_by_side
+    from tracekit.writers.chrome import write_chrome_trace
+    from tracekit.writers.compare_html import render_report
+    from tracekit.writers.compare_text import render_steps, render_top
+
     with progress_steps(total=6 if with_trace else 5) as advance:
         cmp = compare_paths(base, target, equiv, progress=advance)
         with staged_dir(outdir) as stage:

@@ -7,9 +7,8 @@ from pathlib import Path
 import click
 
 from tracekit.cli.executor_opts import chosen_executor, executor_options
-from tracekit.convert import convert
 from tracekit.progress import progress_steps
-from tracekit.ranks import PERFETTO_MAX_BYTES, parse_ranks
+from tracekit.rankset import PERFETTO_MAX_BYTES, parse_ranks
 
 
 @click.command("convert")
@@ -33,6 +32,8 @@ def convert_cmd(inputs: tuple[Path, ...], outdir: Path, gzip_trace: bool, no_par
         ranks = parse_ranks(trace_ranks) if trace_ranks else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--ranks") from None
+    from tracekit.convert import convert
+
     with progress_steps(total=len(inputs) + 3) as advance:
         summary = convert(inputs, outdir, gzip_trace=gzip_trace, parquet=not no_parquet, progress=advance,
                           workers=workers, executor=chosen_executor(executor, scheduler, workers),

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from tracekit.dataset.load import INFO_COLUMNS, processed_of
-from tracekit.info import trace_info
 from tracekit.progress import progress_steps
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def _ms(ns: int) -> str:
@@ -24,6 +24,11 @@ def _ms(ns: int) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON.")
 def info_cmd(inputs: tuple[Path, ...], top: int, as_json: bool) -> None:
     """Format, devices, ranks, steps, event counts, time span, top ops and kernels (of traces or a dataset)."""
+    from rich.console import Console
+
+    from tracekit.dataset.load import INFO_COLUMNS, processed_of
+    from tracekit.info import trace_info
+
     with progress_steps(total=len(inputs) + 1) as advance:
         processed = processed_of(inputs, INFO_COLUMNS, on_file=lambda p: advance(f"reading {p}"))
         advance("building call tree and links")
@@ -36,6 +41,8 @@ def info_cmd(inputs: tuple[Path, ...], top: int, as_json: bool) -> None:
 
 def render(facts: dict, console: Console) -> None:
     """Print the facts as rich tables."""
+    from rich.table import Table
+
     for s in facts["sources"]:
         console.print(f"[bold]{s['path']}[/]  format: {s['format']}  events: {s['events']:,}  "
                       f"time base: {s['base_from']}")

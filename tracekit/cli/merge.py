@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from tracekit.merge import merge
 from tracekit.progress import progress_steps
 
 _UNITS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
@@ -40,6 +39,8 @@ def _us(ns: int | None) -> str:
                    "SOURCE is its path, file name or position. Repeatable.")
 def merge_cmd(inputs: tuple[Path, ...], out: Path, parquet_dir: Path | None, offsets: tuple[str, ...]) -> None:
     """Merge VizTracer and torch.profiler traces of one run into one aligned, verified timeline."""
+    from tracekit.merge import merge
+
     forced = dict(parse_offset(o) for o in offsets)
     with progress_steps(total=len(inputs) + 5) as advance:
         summary = merge(inputs, out, parquet_dir=parquet_dir, offsets=forced, progress=advance)

@@ -6,21 +6,19 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 
-from tracekit.dataset.load import modules_of
-from tracekit.modules.spans import RECORD_FUNCTION
-from tracekit.modules.view import SORT_KEYS, step_time_ns, tree_view
 from tracekit.progress import progress_steps
 from tracekit.writers.atomic import staged_file
-from tracekit.writers.modules_html import render_html
-from tracekit.writers.modules_text import render_table, to_csv, to_json
+
+# The --sort choices (tracekit.modules.view.SORT_KEYS, checked equal by a test), here so that
+# start-up does not import pandas.
+SORT_CHOICES = ("order", "total", "self", "first", "steady", "device", "params", "flops", "backward")
 
 
 @click.command("modules")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--depth", type=int, default=None, help="Show modules down to this depth (root = 0).")
-@click.option("--sort", type=click.Choice(list(SORT_KEYS)), default="order", show_default=True,
+@click.option("--sort", type=click.Choice(SORT_CHOICES), default="order", show_default=True,
               help="Order of siblings: call order, or by a column (largest first).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "html"]), default="table",
               show_default=True)
@@ -28,6 +26,14 @@ from tracekit.writers.modules_text import render_table, to_csv, to_json
               help="Write to this file instead of the terminal (required for html).")
 def modules_cmd(inputs: tuple[Path, ...], depth: int | None, sort: str, fmt: str, out: Path | None) -> None:
     """Print the module tree: type, shapes, params, first/steady time, device time, share of step."""
+    from rich.console import Console
+
+    from tracekit.dataset.load import modules_of
+    from tracekit.modules.spans import RECORD_FUNCTION
+    from tracekit.modules.view import step_time_ns, tree_view
+    from tracekit.writers.modules_html import render_html
+    from tracekit.writers.modules_text import to_csv, to_json
+
     if fmt == "html" and out is None:
         raise click.UsageError("--format html needs -o FILE.html")
     with progress_steps(total=len(inputs) + 2) as advance:
@@ -44,6 +50,8 @@ def modules_cmd(inputs: tuple[Path, ...], depth: int | None, sort: str, fmt: str
                    "with_stack=True); showing the record_function annotation hierarchy instead", err=True)
     view = tree_view(modules, step_time_ns(processed.table), depth=depth, sort=sort)
     if fmt == "table" and out is None:
+        from tracekit.writers.modules_text import render_table
+
         render_table(view, Console(width=None if sys.stdout.isatty() else 220), title)
         return
     text = {"table": lambda: _table_text(view, title), "csv": lambda: to_csv(view), "json": lambda: to_json(view),
@@ -57,6 +65,10 @@ def modules_cmd(inputs: tuple[Path, ...], depth: int | None, sort: str, fmt: str
 
 
 def _table_text(view, title: str) -> str:
+    from rich.console import Console
+
+    from tracekit.writers.modules_text import render_table
+
     console = Console(record=True, width=240)
     with console.capture():
         render_table(view, console, title)

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import numpy as np
-import pandas as pd
-from rich.console import Console
-from rich.table import Table
 
 from tracekit.cli.executor_opts import chosen_executor, executor_options
-from tracekit.dataset.load import dataset_of, parallel_of
-from tracekit.inputs import expand_inputs
-from tracekit.parallel.report import parallel_report, terminal_view
 from tracekit.progress import progress_steps
-from tracekit.ranks import analyse_ranks
-from tracekit.writers.parallel_html import write_html
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from rich.console import Console
 
 
 def _cell(value: object) -> str:
+    import numpy as np
+    import pandas as pd
+
     if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA:
         return ""
     if isinstance(value, (bool, np.bool_)):
@@ -33,6 +32,9 @@ def _cell(value: object) -> str:
 
 
 def _print(console: Console, title: str, frame: pd.DataFrame, top: int | None = None) -> None:
+    import pandas as pd
+    from rich.table import Table
+
     if not len(frame):
         return
     frame = frame.head(top) if top else frame
@@ -54,9 +56,18 @@ def _print(console: Console, title: str, frame: pd.DataFrame, top: int | None = 
 def parallel_cmd(inputs: tuple[Path, ...], workers: int | None, top: int, html_path: Path | None,
                  as_json: bool, executor: str | None, scheduler: str | None) -> None:
     """Process groups, collectives per parallel dimension, per-rank compute/exposed-comm/idle, stragglers."""
+    from rich.console import Console
+
+    from tracekit.dataset.load import dataset_of, parallel_of
+    from tracekit.parallel.report import parallel_report, terminal_view
+    from tracekit.writers.parallel_html import write_html
+
     if (ds := dataset_of(inputs)) is not None:
         coll, steps, groups = parallel_of(ds)
     else:
+        from tracekit.inputs import expand_inputs
+        from tracekit.ranks import analyse_ranks
+
         paths = expand_inputs(inputs)
         with progress_steps(total=len(paths)) as advance:
             coll, steps, groups = analyse_ranks(paths, workers, progress=advance,

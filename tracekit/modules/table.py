@@ -20,9 +20,9 @@ _FLOP_OPS = re.compile(
 )
 FIRST_OPS_TRIED = 8
 MODULE_COLUMNS = (
-    "source_index", "rank", "module_path", "module_type", "parent_path", "depth", "calls", "first_call_ns",
+    "source_index", "rank", "module_path", "module_type", "type_from", "parent_path", "depth", "calls", "first_call_ns",
     "steady_ns", "total_ns", "self_ns", "backward_ns", "device_ns_fwd", "device_ns_bwd", "kernel_count",
-    "op_count", "input_shapes", "input_dtypes", "output_shapes", "own_params", "params", "flops_fwd",
+    "op_count", "input_shapes", "input_dtypes", "output_shapes", "output_from", "own_params", "params", "flops_fwd",
     "flops_bwd", "achieved_tflops",
 )
 
@@ -45,12 +45,14 @@ def module_table(table: EventTable, modules: ModuleColumns) -> pd.DataFrame:
     fwd_spans = spans.rows[~recompute[spans.rows]]
     span_frame = pd.DataFrame({
         "row": fwd_spans, "source_index": src[fwd_spans], "module_path": [modules.span_path[r] for r in fwd_spans],
-        "module_type": spans.module_type[np.searchsorted(spans.rows, fwd_spans)], "ts": ts[fwd_spans],
+        "module_type": spans.module_type[np.searchsorted(spans.rows, fwd_spans)],
+        "type_from": _type_from(spans)[np.searchsorted(spans.rows, fwd_spans)], "ts": ts[fwd_spans],
         "dur": dur[fwd_spans],
     }).sort_values(["source_index", "ts", "row"], kind="stable")
     key = ["source_index", "module_path"]
     grouped = span_frame.groupby(key, sort=False)
-    out = grouped.agg(module_type=("module_type", "first"), calls=("row", "size"), total_ns=("dur", "sum"),
+    out = grouped.agg(module_type=("module_type", "first"), type_from=("type_from", "first"),
+                      calls=("row", "size"), total_ns=("dur", "sum"),
                       first_row=("row", "first")).reset_index()
     out["first_call_ns"] = grouped["dur"].first().to_numpy()
     out["steady_ns"] = grouped["dur"].apply(lambda d: float(np.median(d.to_numpy()[1:])) if len(d) > 1 else np.nan
@@ -100,25 +102,81 @@ def module_table(table: EventTable, modules: ModuleColumns) -> pd.DataFrame:
     return out[list(MODULE_COLUMNS)]
 
 
+def _type_from(spans) -> np.ndarray:
+    """How each span's type is known (torch, subclass_method, defining_class, unknown_name, record_function)."""
+    if spans.type_from is not None:
+        return spans.type_from
+    return np.full(len(spans.rows), None, dtype=object)
+
+
 def _inclusive(out: pd.DataFrame, src: np.ndarray, paths: np.ndarray, mask: np.ndarray,
                weight: np.ndarray | None) -> np.ndarray:
     """Per module row: the sum of `weight` (or count) over masked rows in it or any descendant."""
     rows = np.flatnonzero(mask & (paths != None))  # noqa: E711 (object array)
     frame = pd.DataFrame({"s": src[rows], "p": paths[rows],
                           "w": weight[rows] if weight is not None else np.ones(len(rows))})
-    totals = _roll_up(frame.groupby(["s", "p"])["w"].sum().to_dict())
-    return np.array([totals.get((int(s), p), 0.0) for s, p in zip(out["source_index"], out["module_path"])])
+    return np.array(_roll_up(frame.groupby(["s", "p"])["w"].sum().to_dict(),
+                             zip(out["source_index"], out["module_path"])))
 
 
-def _roll_up(exact: dict[tuple[int, str], float]) -> dict[tuple[int, str], float]:
-    """Per (source, path): its own value plus those of every path below it."""
-    totals: dict[tuple[int, str], float] = {}
+def _roll_up(exact: dict[tuple[int, str], float], keys) -> list[float]:
+    """Per (source, path) of `keys`: the value of that path plus those of every path below it (0 if none).
+
+    The paths go into a trie of their `/`-separated parts, values flow from children to parents
+    in reverse creation order, and each key is looked up in the trie: linear in the length of the
+    paths, however many `/` they hold (no prefix string is built).
+    """
+    trie = _PathTrie()
     for (s, p), w in exact.items():
-        parts = p.split("/")
-        for i in range(1, len(parts) + 1):
-            k = (int(s), "/".join(parts[:i]))
-            totals[k] = totals.get(k, 0) + w
-    return totals
+        node = trie.node(int(s), p, create=True)
+        trie.total[node] = trie.total[node] + w
+    total, up = trie.total, trie.up
+    for node in range(len(up) - 1, 0, -1):
+        total[up[node]] = total[up[node]] + total[node]
+    found = [trie.node(int(s), p, create=False) for s, p in keys]
+    return [total[node] if node > 0 else 0 for node in found]
+
+
+class _PathTrie:
+    """Nodes for (source, part, part, ...); node 0 is the root. Whole paths seen are remembered, so a
+    path whose parent path was seen costs one step instead of a walk over all its parts."""
+
+    def __init__(self) -> None:
+        self.child: dict[tuple[int, object], int] = {}
+        self.up: list[int] = [-1]
+        self.total: list[float] = [0]
+        self.known: dict[tuple[int, str], int] = {}
+
+    def node(self, s: int, path: str, create: bool) -> int:
+        """The node of `path` in source `s`; -1 if absent and not create."""
+        found = self.known.get((s, path))
+        if found is not None:
+            return found
+        head, sep, tail = path.rpartition("/")
+        start = self.known.get((s, head)) if sep else None
+        if start is not None:
+            node = self._step(start, tail, create)
+        else:
+            node = self._step(0, s, create)
+            for part in path.split("/"):
+                if node < 0:
+                    break
+                node = self._step(node, part, create)
+        if node >= 0:
+            self.known[(s, path)] = node
+        return node
+
+    def _step(self, node: int, part: object, create: bool) -> int:
+        if node < 0:
+            return -1
+        nxt = self.child.get((node, part))
+        if nxt is None:
+            if not create:
+                return -1
+            nxt = self.child[(node, part)] = len(self.up)
+            self.up.append(node)
+            self.total.append(0)
+        return nxt
 
 
 def _op_flops(ev: pd.DataFrame, table: EventTable, names: np.ndarray, host_ops: np.ndarray
@@ -164,7 +222,7 @@ def _first_call_details(out: pd.DataFrame, ev: pd.DataFrame, table: EventTable, 
         idx = first_rows.get(int(module[row]))
         if idx is not None:
             own[idx] = own.get(idx, 0) + param_count(str(names[row]), decoded[row])
-    shapes, dtypes, outputs = [], [], []
+    shapes, dtypes, outputs, output_from = [], [], [], []
     for idx in out.index:
         tensors = []
         for first in firsts.get(idx, []):  # the first op with tensor inputs (arange, empty... have none)
@@ -176,12 +234,14 @@ def _first_call_details(out: pd.DataFrame, ev: pd.DataFrame, table: EventTable, 
         last = lasts.get(idx)
         shape = output_shape(str(names[last]), decoded[last]) if last is not None else None
         outputs.append(json.dumps([shape]) if shape is not None else None)
+        output_from.append("no ops recorded" if last is None else (
+            f"last op {names[last]}" if shape is not None else f"unknown: no shape rule for its last op {names[last]}"))
     out["input_shapes"], out["input_dtypes"], out["output_shapes"] = shapes, dtypes, outputs
+    out["output_from"] = output_from
     out["own_params"] = [own.get(idx, 0) for idx in out.index]
     out["params"] = _inclusive_params(out)
 
 
 def _inclusive_params(out: pd.DataFrame) -> list[int]:
     own = {(int(s), p): int(n) for s, p, n in zip(out["source_index"], out["module_path"], out["own_params"])}
-    totals = _roll_up(own)
-    return [totals.get((int(s), p), 0) for s, p in zip(out["source_index"], out["module_path"])]
+    return _roll_up(own, zip(out["source_index"], out["module_path"]))

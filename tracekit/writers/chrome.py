@@ -227,7 +227,8 @@ class _KernelArgs:
     def __init__(self, table: EventTable):
         ev = table.events
         launcher = ev["launcher"].to_numpy()
-        self.rows = np.flatnonzero(kind_in(ev, DEVICE_KINDS) & (launcher >= 0))
+        self.is_row = kind_in(ev, DEVICE_KINDS) & (launcher >= 0)
+        self.rows = np.flatnonzero(self.is_row)
         self.ops = np.unique(launcher[self.rows])
         self.op_of_row = launcher
         if not len(self.rows):
@@ -248,7 +249,7 @@ class _KernelArgs:
         """`args` (the args of rows `part`, ascending) with the launcher fields added to device rows."""
         if not len(self.rows):
             return args
-        mask = np.isin(part, self.rows)
+        mask = self.is_row[part]  # a lookup per row: np.isin against every device row made this O(n^2)
         if not mask.any():
             return args
         added = self.per_op.take(pa.array(np.searchsorted(self.ops, self.op_of_row[part[mask]])))

@@ -1,0 +1,82 @@
+"""Per-stage wall time of one `tracekit convert`, finer than the progress steps.
+
+Usage::
+
+    .venv/bin/python bench/stages.py TRACE [--no-parquet] [--json OUT]
+
+Wraps the stage functions that convert calls (read, call tree, links, steps, modules, chrome
+writer, Parquet writers, collectives) with timers, runs convert once, and prints seconds per stage
+and per million input events. Used to find super-linear stages: run it at several sizes and compare
+the per-event figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+STAGES = {
+    "tracekit.pipeline": ["read_trace", "build_call_tree", "link_launches", "assign_steps", "attribute_modules"],
+    "tracekit.convert": ["write_chrome_trace", "write_parquet_tables", "write_module_table", "collective_calls",
+                         "build_collectives", "write_collectives"],
+}
+
+
+def instrument() -> dict[str, float]:
+    """Replace each stage function by a timed wrapper; returns the dict the timings go into."""
+    import importlib
+
+    spent: dict[str, float] = defaultdict(float)
+    for module_name, names in STAGES.items():
+        module = importlib.import_module(module_name)
+        for name in names:
+            inner = getattr(module, name)
+
+            def timed(*args, _inner=inner, _name=name, **kwargs):
+                t0 = time.perf_counter()
+                try:
+                    return _inner(*args, **kwargs)
+                finally:
+                    spent[_name] += time.perf_counter() - t0
+
+            setattr(module, name, timed)
+    return spent
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("trace")
+    ap.add_argument("--no-parquet", action="store_true")
+    ap.add_argument("--json", default=None, help="append one JSON line with the timings to this file")
+    args = ap.parse_args(argv)
+    from tracekit.convert import convert
+
+    spent = instrument()
+    tmp = tempfile.mkdtemp(prefix="tracekit-stages-")
+    try:
+        t0 = time.perf_counter()
+        summary = convert([args.trace], Path(tmp) / "out", parquet=not args.no_parquet)
+        total = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    events = summary["input_events"]
+    spent["other"] = total - sum(spent.values())
+    spent["total"] = total
+    print(f"{args.trace}: {events} events")
+    print(f"{'stage':<22} {'seconds':>9} {'us/event':>9}")
+    for name, secs in spent.items():
+        print(f"{name:<22} {secs:9.3f} {secs / max(events, 1) * 1e6:9.3f}")
+    if args.json:
+        with open(args.json, "a") as fh:
+            fh.write(json.dumps({"trace": args.trace, "events": events, "stages": dict(spent)}) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

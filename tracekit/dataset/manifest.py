@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -137,10 +136,3 @@ def is_dataset(path: str | Path) -> bool:
     path = Path(path)
     return path.is_dir() and (path / MANIFEST).is_file()
 
-
-def stat_changed(record: dict[str, Any]) -> bool:
-    """Cheap first check: size or mtime differ from the record (a missing input counts as unchanged here)."""
-    path = record["path"]
-    if not os.path.exists(path):
-        return False
-    return file_stat(path) != (record["size"], record["mtime_ns"])

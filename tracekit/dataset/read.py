@@ -115,9 +115,9 @@ class Dataset:
             return table
         pieces = [self._read_part(f, rank, wanted) for rank, _i, f in self.parts(name)
                   if ranks is None or rank in ranks]
-        if not pieces:
-            return pq.read_table(self.parts(name)[0][2], columns=[c for c in wanted or [] if c != "rank"] or None
-                                 ).schema.empty_table()
+        if not pieces:  # no partition of these ranks: the columns, no rows
+            schema = pq.read_schema(self.parts(name)[0][2])
+            return pa.schema([f for f in schema if wanted is None or f.name in wanted]).empty_table()
         return pa.concat_tables(pieces, promote_options="permissive").unify_dictionaries()
 
     @staticmethod

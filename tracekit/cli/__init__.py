@@ -15,6 +15,7 @@ from tracekit.cli.merge import merge_cmd
 from tracekit.cli.modules import modules_cmd
 from tracekit.cli.parallel import parallel_cmd
 from tracekit.cli.report import report_cmd
+from tracekit.cli.sql import sql_cmd
 from tracekit.errors import TraceWarning
 
 
@@ -41,6 +42,7 @@ main.add_command(merge_cmd)
 main.add_command(compare_cmd)
 main.add_command(parallel_cmd)
 main.add_command(report_cmd)
+main.add_command(sql_cmd)
 for _cmd in (convert_cmd, info_cmd, modules_cmd, merge_cmd, compare_cmd, parallel_cmd, report_cmd):
     add_input_limit(_cmd)
 for _cmd in (convert_cmd, compare_cmd, merge_cmd):

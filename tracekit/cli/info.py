@@ -29,14 +29,14 @@ def _ms(ns: int) -> str:
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write to this file instead of the terminal (.txt or .json).")
 def info_cmd(inputs: tuple[Path, ...], top: int, fmt: str | None, as_json: bool, out: Path | None) -> None:
-    """Format, devices, ranks, steps, event counts, time span, top ops and kernels."""
+    """Format, devices, ranks, steps, event counts, time span, top ops and kernels (of traces or a dataset)."""
+    from tracekit.dataset.load import INFO_COLUMNS, processed_of
     from tracekit.info import trace_info
-    from tracekit.pipeline import process, read_inputs
 
     with progress_steps(total=len(inputs) + 1) as advance:
-        table = read_inputs(inputs, on_file=lambda p: advance(f"reading {p}"))
+        processed = processed_of(inputs, INFO_COLUMNS, on_file=lambda p: advance(f"reading {p}"))
         advance("building call tree and links")
-        facts = trace_info(process(table), top=top)
+        facts = trace_info(processed, top=top)
     fmt = fmt or ("json" if as_json else format_from_suffix(out, ("json",), "table"))
     if fmt == "json":
         text = json.dumps(facts, indent=2) + "\n"

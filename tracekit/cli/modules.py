@@ -30,10 +30,9 @@ FORMATS = ("table", "csv", "json", "html")
               help="Write to this file instead of the terminal (.txt, .csv, .json or .html).")
 def modules_cmd(inputs: tuple[Path, ...], depth: int | None, sort: str, fmt: str | None, out: Path | None) -> None:
     """Print the module tree: type, shapes, params, first/steady time, device time, share of step."""
+    from tracekit.dataset.load import modules_of
     from tracekit.modules.spans import RECORD_FUNCTION
-    from tracekit.modules.table import module_table
     from tracekit.modules.view import step_time_ns, tree_view
-    from tracekit.pipeline import process, read_inputs
     from tracekit.writers.modules_html import render_html
     from tracekit.writers.modules_text import to_csv, to_json
 
@@ -41,11 +40,9 @@ def modules_cmd(inputs: tuple[Path, ...], depth: int | None, sort: str, fmt: str
     if fmt == "html" and out is None:
         raise click.UsageError("--format html needs -o FILE.html")
     with progress_steps(total=len(inputs) + 2) as advance:
-        table = read_inputs(inputs, on_file=lambda p: advance(f"reading {p}"))
         advance("attributing events to modules")
-        processed = process(table)
+        processed, modules = modules_of(inputs, on_file=lambda p: advance(f"reading {p}"))
         advance("building the module table")
-        modules = module_table(processed.table, processed.modules)
     title = "modules of " + ", ".join(p.name for p in inputs)
     if not len(modules):
         click.echo(f"{', '.join(map(str, inputs))}: no nn.Module events (record with with_modules=True or "

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from tracekit.cli.console import emit, format_from_suffix, out_console
+from tracekit.cli.executor_opts import chosen_executor, executor_options
 from tracekit.progress import progress_steps
 
 if TYPE_CHECKING:
@@ -59,19 +60,26 @@ def _print(console: Console, title: str, frame: pd.DataFrame, top: int | None = 
 @click.option("--html", "html_path", type=click.Path(path_type=Path), hidden=True,
               help="Also write the HTML page here (older spelling of --format html -o FILE).")
 @click.option("--json", "as_json", is_flag=True, hidden=True, help="Same as --format json.")
+@executor_options
 def parallel_cmd(inputs: tuple[Path, ...], workers: int | None, top: int, fmt: str | None, out: Path | None,
-                 html_path: Path | None, as_json: bool) -> None:
+                 html_path: Path | None, as_json: bool, executor: str | None, scheduler: str | None) -> None:
     """Process groups, collectives per parallel dimension, per-rank compute/exposed-comm/idle, stragglers."""
-    from tracekit.inputs import expand_inputs
+    from tracekit.dataset.load import dataset_of, parallel_of
     from tracekit.parallel.pipeline import pipeline_view
     from tracekit.parallel.report import terminal_view
     from tracekit.parallel.tables import parallel_tables
-    from tracekit.ranks import analyse_ranks
     from tracekit.writers.parallel_html import write_html
 
-    paths = expand_inputs(inputs)
-    with progress_steps(total=len(paths)) as advance:
-        coll, steps, groups = analyse_ranks(paths, workers, progress=advance)
+    if (ds := dataset_of(inputs)) is not None:
+        coll, steps, groups = parallel_of(ds)
+    else:
+        from tracekit.inputs import expand_inputs
+        from tracekit.ranks import analyse_ranks
+
+        paths = expand_inputs(inputs)
+        with progress_steps(total=len(paths)) as advance:
+            coll, steps, groups = analyse_ranks(paths, workers, progress=advance,
+                                                executor=chosen_executor(executor, scheduler, workers))
     tables = parallel_tables(coll, steps, groups)
     fmt = fmt or ("json" if as_json else format_from_suffix(out, ("html", "json"), "table"))
     if fmt == "html" and out is None:

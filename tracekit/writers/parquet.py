@@ -20,7 +20,7 @@ EVENT_COLUMNS = (
     "source", "rank", "pid", "tid", "ts_ns", "dur_ns", "name", "cat", "kind", "ph", "parent", "depth",
     "lane", "launch", "launcher", "step", "correlation", "external_id", "sequence", "fwd_thread",
     "python_id", "python_parent", "flow_id", "input_index", "source_index", "module", "module_path",
-    "module_type", "phase", "recompute", "module_from",
+    "module_type", "phase", "recompute", "module_from", "bp", "scope", "stream", "device",
 )
 
 

@@ -7,6 +7,7 @@ from tracekit.table import EventTable, SourceInfo
 
 from .chrome_json import ChromeColumns
 from .chrome_table import build_table
+from .top_fields import clean_base_ns
 
 
 def looks_like_viztracer(top: dict, cats: list | None = None) -> bool:
@@ -20,12 +21,10 @@ def read_viztracer(cols: ChromeColumns, path: str) -> EventTable:
     """Normalize a decoded VizTracer trace: ts are us of CLOCK_MONOTONIC from the recorded base."""
     top = cols.top
     meta = top.get("viztracer_metadata") or {}
-    base = meta.get("baseTimeNanoseconds")
-    if isinstance(base, int):
-        base_ns, base_from = base, "viztracer_metadata.baseTimeNanoseconds"
-    else:
-        base_ns, base_from = 0, "none: no viztracer_metadata.baseTimeNanoseconds"
-        warn(path, "VizTracer file without baseTimeNanoseconds (viztracer < 0.16?): timestamps stay relative")
+    if not isinstance(meta, dict):
+        warn(path, "viztracer_metadata is not an object; ignored")
+        meta = {}
+    base_ns, base_from = _time_base(top, meta, path)
     if meta.get("overflow"):
         warn(path, "VizTracer's buffer overflowed while recording: the earliest events are missing")
     info = SourceInfo(
@@ -41,5 +40,28 @@ def read_viztracer(cols: ChromeColumns, path: str) -> EventTable:
         damage=list(cols.damage),
     )
     # file_info (embedded sources) is kept for module resolution, not in the event table.
-    info.top["file_info"] = top.get("file_info") or {}
+    file_info = top.get("file_info") or {}
+    if not isinstance(file_info, dict):
+        warn(path, "file_info is not an object; module classes cannot be read from the embedded sources")
+        file_info = {}
+    info.top["file_info"] = file_info
     return build_table(cols, info)
+
+
+def _time_base(top: dict, meta: dict, path: str) -> tuple[int, str]:
+    """(base_ns, where it came from); a warning that says what is missing when there is none."""
+    base = clean_base_ns(path, meta.get("baseTimeNanoseconds"))
+    if base is not None:
+        return base, "viztracer_metadata.baseTimeNanoseconds"
+    own = clean_base_ns(path, top.get("baseTimeNanoseconds"))
+    if isinstance(top.get("tracekit"), dict) and own is not None:
+        return own, "baseTimeNanoseconds (written by tracekit)"  # tracekit's own output (e.g. merge)
+    relative = "timestamps stay relative to the recording's own start (merge estimates the offset from events)"
+    if not meta:
+        why = "no viztracer_metadata (the file was cut or rewritten), so no baseTimeNanoseconds"
+    elif meta.get("version"):
+        why = f"viztracer_metadata (version {meta['version']}) has no baseTimeNanoseconds (removed or cut off)"
+    else:
+        why = "viztracer_metadata has neither version nor baseTimeNanoseconds (VizTracer older than 0.16?)"
+    warn(path, f"{why}: {relative}")
+    return 0, f"none: {why}"

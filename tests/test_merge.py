@@ -265,3 +265,112 @@ def test_best_offset_ignores_mismatched_pairs():
     est = best_offset(np.concatenate([true_lo, noise_lo]), np.concatenate([true_hi, noise_hi]))
     assert est is not None and est.support >= 300
     assert est.low_ns <= 1_000_000 <= est.high_ns or abs(est.offset_ns - 1_000_000) < 1_000
+
+
+CASES = SAMPLES / "cases"  # recorded by sample_traces/record_merge_cases.py
+
+
+def _merge_cli(tmp_path: Path, *inputs: Path, extra: tuple[str, ...] = ()):
+    out = tmp_path / "m.json"
+    result = CliRunner().invoke(main, ["merge", *map(str, inputs), "-o", str(out), *extra])
+    return result, out
+
+
+def test_recordings_one_after_the_other_are_refused(tmp_path):
+    """VizTracer started ~20 ms after the profiler window ended: a few matched calls would 'estimate' an
+    offset and invent nesting; the merge must stop, say why, and point at --offset."""
+    viz, prof = CASES / "after_viz.json.gz", CASES / "after_prof.json.gz"
+    result, out = _merge_cli(tmp_path, viz, prof)
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "does not look like the same run" in text and "Not merged" in text
+    assert "recorded one after the other" in text and "after_prof.json.gz ended" in text
+    assert f"--offset {viz}=NS" in text
+    assert "Traceback" not in result.output and not out.exists()
+    forced, out = _merge_cli(tmp_path, viz, prof, extra=("--offset", f"{viz}=0"))
+    assert forced.exit_code == 0, forced.output
+    assert out.exists()
+
+
+def test_profiler_hook_displacing_viztracer_is_named(tmp_path):
+    """torch.profiler(with_stack=True) started inside VizTracer took the hook: the VizTracer file stops
+    where the profiler starts, with 'B' events never closed. The error names that cause."""
+    viz, prof = CASES / "hook_viz.json.gz", CASES / "hook_prof.json.gz"
+    with pytest.warns(UserWarning, match="no matching 'E'"):
+        result, out = _merge_cli(tmp_path, viz, prof)
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "'B' events without 'E'" in text and "hook displaced VizTracer" in text
+    assert "with_stack=False" in text and not out.exists()
+
+
+def test_real_pair_cut_to_after_the_profiler_is_refused(tmp_path):
+    """The real gpt pair with the VizTracer recording moved to start 19.5 ms after the profiler ended."""
+    prof = _load(shared(PROF_BOTH))
+    viz = _load(shared(VIZ_BOTH))
+    prof_base_us = prof["baseTimeNanoseconds"] / 1000
+    viz_base_us = viz["viztracer_metadata"]["baseTimeNanoseconds"] / 1000
+    prof_end = max(float(e["ts"]) + e.get("dur", 0) for e in prof["traceEvents"] if e.get("ph") != "M") + prof_base_us
+    cut = [e for e in viz["traceEvents"] if e.get("ph") != "M"]
+    # keep the training-step events of the real file, moved to start 19.5 ms after the profiler ended
+    first = min(e["ts"] for e in cut)
+    moved = [{**e, "ts": e["ts"] - first + prof_end - viz_base_us + 19_500} for e in cut]
+    assert len(moved) > 1000
+    path = tmp_path / "viz_late.json"
+    path.write_text(json.dumps({**viz, "traceEvents": [e for e in viz["traceEvents"] if e.get("ph") == "M"] + moved}))
+    result, out = _merge_cli(tmp_path, path, shared(PROF_BOTH))
+    text = " ".join(result.output.split())
+    if result.exit_code == 0:  # only acceptable if the events themselves verify an offset (bases disagree)
+        pytest.fail(f"merged a recording that started after the profiler ended: {text}")
+    assert result.exit_code == 2 and "does not look like the same run" in text and not out.exists()
+    assert "time bases put the recordings 19.500 ms apart" in text and "cannot tell" in text
+    assert "recorded one after the other" in text and f"--offset {path}=-" in text
+
+
+def test_viztracer_without_base_but_with_version_says_what_is_missing(tmp_path):
+    doc = _load(SAMPLES / "gpt" / "viz_both.json.gz")
+    version = doc["viztracer_metadata"]["version"]
+    doc["viztracer_metadata"].pop("baseTimeNanoseconds")
+    path = tmp_path / "viz_nobase.json"
+    path.write_text(json.dumps(doc))
+    from converters import read_trace
+
+    with pytest.warns(UserWarning) as caught:
+        table = read_trace(path)
+    text = " ".join(str(w.message) for w in caught)
+    assert f"version {version}" in text and "has no baseTimeNanoseconds" in text
+    assert "0.16" not in text
+    assert table.sources[0].base_ns == 0 and table.sources[0].base_from.startswith("none")
+
+
+def test_merged_trace_rereads_with_its_absolute_clock(tmp_path, recwarn):
+    inputs = [SAMPLES / "cnn" / "viz_both.json.gz", SAMPLES / "cnn" / "prof_both.json.gz"]
+    merge(inputs, tmp_path / "m.json", parquet_dir=tmp_path / "pq")
+    from converters import read_trace
+
+    again = read_trace(tmp_path / "m.json")
+    assert not [w for w in recwarn if "baseTimeNanoseconds" in str(w.message)]
+    assert again.sources[0].base_from == "baseTimeNanoseconds (written by tracekit)"
+    merged = pd.read_parquet(tmp_path / "pq" / "events.parquet")
+    steps = ["tk_step_0", "tk_step_1"]
+    want = merged[merged["name"].isin(steps)].sort_values("name")["ts_ns"].to_numpy()
+    got = np.unique(again.events[again.events["name"].isin(steps)]["ts_ns"].to_numpy())  # + module-track copies
+    assert len(want) == len(got) == 2
+    assert np.abs(want - got).max() <= 1_000  # the chrome trace stores us
+    assert want.min() > 10**18  # absolute epoch ns, not relative
+
+
+def test_merged_pair_names_modules_as_torch_does(tmp_path):
+    """In the merged cnn pair the ops hang under VizTracer's forward frames; `_BatchNorm.forward` is named by
+    its runtime class, so the merged module paths are those torch.profiler gives the same model."""
+    from tracekit.modules.table import module_table
+    from tracekit.pipeline import process, read_inputs
+
+    merge([SAMPLES / "cnn" / "viz_both.json.gz", SAMPLES / "cnn" / "prof_both.json.gz"], tmp_path / "m.json",
+          parquet_dir=tmp_path / "pq")
+    events = pd.read_parquet(tmp_path / "pq" / "events.parquet")
+    merged_paths = set(events.loc[events["kind"] == "cpu_op", "module_path"].dropna())
+    torch = process(read_inputs([SAMPLES / "cnn" / "prof.json.gz"]))
+    torch_paths = set(module_table(torch.table, torch.modules)["module_path"])
+    assert "Sequential_0/BatchNorm2d_0" in merged_paths
+    assert merged_paths <= torch_paths and len(merged_paths) >= len(torch_paths) - 1

@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from tracekit.accounting import summarize_status
+from tracekit.dataset.manifest import fingerprint, source_record, write_manifest
 from tracekit.inputs import expand_inputs
 from tracekit.parallel.collectives import build_collectives, collective_calls
 from tracekit.pipeline import process, read_inputs
-from tracekit.ranks import convert_ranks
+from tracekit.ranks import PERFETTO_MAX_BYTES, convert_ranks
 from tracekit.table import time_span
-from tracekit.writers.atomic import staged_dir
+from tracekit.writers.atomic import check_output_folder, staged_dir
 from tracekit.writers.chrome import write_chrome_trace
 from tracekit.writers.collectives import write_collectives
 from tracekit.writers.parquet import write_module_table, write_parquet_tables
@@ -21,15 +22,20 @@ from tracekit.writers.parquet import write_module_table, write_parquet_tables
 
 def convert(inputs: Sequence[str | Path], outdir: str | Path, gzip_trace: bool = False,
             parquet: bool = True, progress: Callable[[str], None] | None = None,
-            workers: int | None = None) -> dict[str, Any]:
+            workers: int | None = None, executor: Any = None, max_trace_bytes: int = PERFETTO_MAX_BYTES,
+            trace_ranks: Sequence[int] | None = None) -> dict[str, Any]:
     """Convert input traces into OUTDIR; returns the summary (also written as summary.json).
 
     Several inputs (files, a folder of rank files, a glob) are converted as ranks in worker processes
-    (tracekit.ranks): one merged trace, Parquet partitioned by rank, collectives.parquet.
+    (tracekit.ranks) on `executor` (a local process pool by default; "dask" or a tracekit.executors.Executor):
+    one merged trace (per-rank traces plus a merged subset above `max_trace_bytes`, or of `trace_ranks`),
+    Parquet partitioned by rank, collectives.parquet. Every output folder is a dataset (tracekit.json).
     """
+    check_output_folder(outdir)  # a bad -o is refused before any input is read
     paths = expand_inputs(inputs)
     if len(paths) > 1:
-        return convert_ranks(paths, outdir, gzip_trace, parquet, progress, workers)
+        return convert_ranks(paths, outdir, gzip_trace, parquet, progress, workers, executor, max_trace_bytes,
+                             trace_ranks)
     step = progress or (lambda _msg: None)
     table = read_inputs(paths, on_file=lambda p: step(f"reading {p}"))
     step("building call tree and links")
@@ -48,6 +54,9 @@ def convert(inputs: Sequence[str | Path], outdir: str | Path, gzip_trace: bool =
             counts["collectives"] = write_collectives(coll, stage / "collectives.parquet")
         summary = build_summary(processed, chrome, counts, trace_name)
         (stage / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_manifest(stage, [fingerprint(p) for p in paths],
+                       [source_record(s, i) for i, s in enumerate(processed.table.sources)], summary["ranks"],
+                       counts, [trace_name])
     return summary
 
 

@@ -39,6 +39,13 @@ def trace_info(processed, top: int = 10) -> dict[str, Any]:
                   processed.unlinked, top)
 
 
+def _kind_in(ev: pd.DataFrame, kinds: tuple[str, ...]) -> np.ndarray:
+    """kind_in on the categorical kind column of a read table; a plain column (a dataset's) by value."""
+    if isinstance(ev["kind"].dtype, pd.CategoricalDtype):
+        return kind_in(ev, kinds)
+    return ev["kind"].isin(kinds).to_numpy(dtype=bool)
+
+
 def _facts(table: EventTable, parent: np.ndarray, depth: np.ndarray, step: np.ndarray,
            unlinked: dict[str, int], top: int) -> dict[str, Any]:
     ev = table.events
@@ -48,10 +55,10 @@ def _facts(table: EventTable, parent: np.ndarray, depth: np.ndarray, step: np.nd
         {"name": d.get("name", "?"), "id": d.get("id"), "memory_gb": round(d.get("totalGlobalMem", 0) / 2**30, 1)}
         for s in table.sources for d in s.devices
     ]
-    is_step = kind_in(ev, ("step",))
+    is_step = _kind_in(ev, ("step",))
     steps = sorted(int(s) for s in np.unique(step[is_step]) if s >= 0)
-    has_modules = bool(kind_in(ev, ("module",)).any()) or bool(matches(ev["name"], _VIZ_FORWARD).any())
-    is_op = kind_in(ev, ("cpu_op", "collective")) & (depth >= 0)
+    has_modules = bool(_kind_in(ev, ("module",)).any()) or bool(matches(ev["name"], _VIZ_FORWARD).any())
+    is_op = _kind_in(ev, ("cpu_op", "collective")) & (depth >= 0)
     return {
         "sources": [{"path": s.path, "format": s.format, "events": s.input_events, "damage": s.damage,
                      "base_from": s.base_from} for s in table.sources],
@@ -63,7 +70,7 @@ def _facts(table: EventTable, parent: np.ndarray, depth: np.ndarray, step: np.nd
         "counts_by_kind": {k: int(v) for k, v in counts.items() if v},
         "time_span_ns": {"start": start, "end": end, "duration": end - start},
         "top_ops": _top(ev, is_op & ~_parent_in(parent, is_op), top),
-        "top_kernels": _top(ev, kind_in(ev, DEVICE_KINDS), top),
+        "top_kernels": _top(ev, _kind_in(ev, DEVICE_KINDS), top),
         "unlinked_device_events": unlinked,
         "skipped": table.skipped,
     }

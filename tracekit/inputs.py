@@ -24,6 +24,11 @@ def is_npu_folder(path: Path) -> bool:
                               or (path / "trace_view.json").is_file())
 
 
+def is_dataset(path: Path) -> bool:
+    """A tracekit convert output folder (it has a tracekit.json manifest): read by tracekit.dataset."""
+    return path.is_dir() and (path / "tracekit.json").is_file()
+
+
 def _natural(path: Path) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
 
@@ -64,6 +69,9 @@ def expand_inputs(args: Sequence[str | Path], unique: bool = True) -> list[Path]
     out: list[Path] = []
     for arg in args:
         path = Path(arg)
+        if is_dataset(path):
+            raise TraceError(path, "is a tracekit dataset (a convert output folder), not a trace: info, modules, "
+                                   "compare, parallel and sql take it as their only input; convert its inputs instead")
         if path.is_dir():
             found = [path] if is_npu_folder(path) else _folder_inputs(path)
         elif not path.exists() and any(ch in str(arg) for ch in "*?["):

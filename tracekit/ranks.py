@@ -4,12 +4,8 @@ partitions (events/rank=N/part-I.parquet, ...) and a chrome-trace fragment, and 
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing as mp
 import os
-import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +14,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tracekit.executors import Executor, make_executor
+from tracekit.rankset import PERFETTO_MAX_BYTES, parse_ranks
+
 HOUR_NS = 3_600_000_000_000
-_barrier: Any = None
+__all__ = ["PERFETTO_MAX_BYTES", "parse_ranks"]  # re-exported (tracekit.rankset holds them)
 
 
 @dataclass
@@ -51,6 +50,8 @@ class RankResult:
     fragment: str | None = None
     fragment_base_ns: int = 0
     devices: list = field(default_factory=list)
+    input: dict[str, Any] = field(default_factory=dict)  # fingerprint for the dataset manifest
+    source: dict[str, Any] = field(default_factory=dict)  # SourceInfo record for the dataset manifest
 
 
 def partition_path(stage: Path, table: str, rank: int, index: int) -> Path:
@@ -74,6 +75,7 @@ def convert_rank(job: RankJob) -> RankResult:
     from tracekit.inputs import with_name_rank
     from tracekit.modules.table import module_table
     from tracekit.parallel.collectives import collective_calls
+    from tracekit.parallel.pipeline import with_compute_spans
     from tracekit.parallel.report import step_split
     from tracekit.pipeline import process
     from tracekit.steps import step_table
@@ -88,6 +90,7 @@ def convert_rank(job: RankJob) -> RankResult:
     rank_from = src.rank_from or f"input order (no distributedInfo.rank, no rank in the file name): {job.index}"
     if src.rank < 0:
         processed.table.events["rank"] = rank
+        src.rank, src.rank_from = rank, rank_from
     stage = Path(job.stage)
     ev = processed.table.events
     spans = ev[(ev["ph"] != "M") & (ev["kind"] != "flow")]
@@ -98,7 +101,11 @@ def convert_rank(job: RankJob) -> RankResult:
         Path(fragment).parent.mkdir(parents=True, exist_ok=True)
         chrome = write_chrome_trace(processed.table, Path(fragment), base_ns=base, slot=job.slot)
     counts = {}
+    fingerprint_, source = {}, {}
     if job.parquet:
+        from tracekit.dataset.manifest import fingerprint, source_record
+
+        fingerprint_, source = fingerprint(job.path), source_record(src, job.index)
         for name, frame in (("events", events_frame(processed.table)), ("kernels", kernels_frame(processed.table)),
                             ("ops", ops_frame(processed.table)), ("steps", step_table(ev)),
                             ("modules", module_table(processed.table, processed.modules))):
@@ -109,8 +116,8 @@ def convert_rank(job: RankJob) -> RankResult:
     return RankResult(
         index=job.index, path=job.path, rank=rank, rank_from=rank_from, worker_pid=os.getpid(), summary=summary,
         distributed=dict(src.distributed), collectives=calls, skipped_collectives=skipped,
-        steps=step_split(ev, calls).assign(rank=rank), fragment=fragment, fragment_base_ns=base,
-        devices=list(src.devices),
+        steps=with_compute_spans(step_split(ev, calls), ev, calls).assign(rank=rank), fragment=fragment,
+        fragment_base_ns=base, devices=list(src.devices), input=fingerprint_, source=source,
     )
 
 
@@ -135,6 +142,8 @@ def _convert_rank_relayed(job: RankJob) -> _Outcome:
         except TraceError as exc:
             prefix = f"{exc.path}: " + (f"event {exc.index}: " if exc.index is not None else "")
             result, error = None, (exc.path, str(exc).removeprefix(prefix), exc.index)
+        except Exception as exc:  # not an input problem: relayed as a bug, naming the rank's file
+            raise RuntimeError(f"{job.path}: {type(exc).__name__}: {exc}") from exc
     return _Outcome(result, [str(w.message) for w in caught if issubclass(w.category, TraceWarning)], error)
 
 
@@ -151,48 +160,24 @@ def _unwrap(outcome: _Outcome) -> RankResult:
     return outcome.result
 
 
-def _start_together(barrier: Any) -> None:
-    """Worker initializer: wait until every worker has started, so the work spreads over all of them."""
-    global _barrier
-    _barrier = barrier
-    with contextlib.suppress(threading.BrokenBarrierError):
-        barrier.wait(timeout=120)
-
-
-def default_workers() -> int:
-    """The machine's cores (those this process may use)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def run_ranks(jobs: Sequence[RankJob], workers: int | None = None,
-              on_done: Callable[[RankResult], None] | None = None) -> list[RankResult]:
-    """Convert every job in a pool of worker processes (default: the machine's cores); results in job order.
+              on_done: Callable[[RankResult], None] | None = None,
+              executor: Executor | str | None = None) -> list[RankResult]:
+    """Convert every job on the executor (default: a local pool of the machine's cores); results in job order.
 
-    Workers are spawned fresh (no fork of a process that holds arrow threads) and all start before any takes
-    a job. An error in one rank (TraceError naming its file) is raised here.
+    Workers start once per run and each takes ranks in turn. An error in one rank (TraceError naming its file)
+    is raised here, and the warnings of every rank are re-emitted here.
     """
-    count = max(1, min(len(jobs), workers or default_workers()))
-    if count == 1:
-        results = []
-        for job in jobs:
-            results.append(convert_rank(job))
-            if on_done:
-                on_done(results[-1])
-        return results
-    ctx = mp.get_context("spawn")
-    barrier = ctx.Barrier(count)
-    with ProcessPoolExecutor(max_workers=count, mp_context=ctx, initializer=_start_together,
-                             initargs=(barrier,)) as pool:
-        futures = [pool.submit(_convert_rank_relayed, job) for job in jobs]
-        results = []
-        for fut in futures:
-            results.append(_unwrap(fut.result()))
-            if on_done:
-                on_done(results[-1])
-    return results
+    runner = make_executor(executor, workers)
+    outcomes = runner.run(_convert_rank_relayed, list(jobs),
+                          on_done=(lambda o: on_done(_unwrap(o))) if on_done else None)
+    return [_unwrap_quiet(o) for o in outcomes] if on_done else [_unwrap(o) for o in outcomes]
+
+
+def _unwrap_quiet(outcome: _Outcome) -> RankResult:
+    """The result of an outcome whose warnings were already re-emitted by on_done."""
+    assert outcome.result is not None
+    return outcome.result
 
 
 def job_list(paths: Sequence[Path], stage: Path, parquet: bool = True, chrome: bool = True) -> list[RankJob]:
@@ -271,44 +256,109 @@ def _trace_meta(results: Sequence[RankResult]) -> dict[str, Any]:
     }
 
 
+def _fit_ranks(results: Sequence[RankResult], sizes: dict[int, int], limit: int) -> list[int]:
+    """The first ranks (in rank order) whose fragments together stay within `limit` bytes (at least one)."""
+    chosen, total = [], 0
+    for r in sorted(results, key=lambda r: r.rank):
+        if chosen and total + sizes[r.index] > limit:
+            break
+        chosen.append(r.rank)
+        total += sizes[r.index]
+    return chosen
+
+
+def write_traces(results: Sequence[RankResult], stage: Path, trace_name: str, gzip_trace: bool,
+                 max_trace_bytes: int = PERFETTO_MAX_BYTES, trace_ranks: Sequence[int] | None = None
+                 ) -> tuple[int, dict[str, Any]]:
+    """The merged chrome trace of all ranks; or, above `max_trace_bytes` (what Perfetto UI can open) or when
+    `trace_ranks` are chosen, one trace per rank (traces/rank-N.json) plus a merged trace of the chosen ranks
+    (default: the first ranks that fit). Returns the merged trace's base ns and what was written."""
+    import gzip
+    import shutil
+
+    from tracekit.writers.rank_traces import splice
+
+    sizes = {r.index: os.path.getsize(r.fragment) for r in results if r.fragment}
+    total = sum(sizes.values())
+    if total <= max_trace_bytes and trace_ranks is None:
+        base = splice([(r.fragment, r.fragment_base_ns) for r in results], stage / trace_name, _trace_meta(results),
+                      gzip_trace)
+        return base, {"ranks": sorted({r.rank for r in results})}
+    wanted = list(trace_ranks) if trace_ranks is not None else _fit_ranks(results, sizes, max_trace_bytes)
+    chosen = [r for r in results if r.rank in set(wanted)]
+    if not chosen:
+        from tracekit.errors import TraceError
+
+        raise TraceError("--ranks", f"none of the ranks {wanted} is in the job (ranks: "
+                                    f"{sorted({r.rank for r in results})})")
+    copies = []
+    for r in chosen:
+        copy = f"{r.fragment}.subset"
+        shutil.copyfile(r.fragment, copy)
+        copies.append((copy, r.fragment_base_ns))
+    base = splice(copies, stage / trace_name, _trace_meta(chosen), gzip_trace)
+    folder = stage / "traces"
+    folder.mkdir(exist_ok=True)
+    per_rank = []
+    for r in results:
+        name = f"rank-{r.rank}.json" + (".gz" if gzip_trace else "")
+        if gzip_trace:
+            with open(r.fragment, "rb") as src, gzip.open(folder / name, "wb", compresslevel=3) as dst:
+                shutil.copyfileobj(src, dst)
+            os.unlink(r.fragment)
+        else:
+            os.replace(r.fragment, folder / name)
+        per_rank.append(f"traces/{name}")
+    why = (f"all ranks together are {total / 2**30:.2f} GiB of JSON, above the {max_trace_bytes / 2**30:.2f} GiB "
+           "that Perfetto UI opens" if total > max_trace_bytes else "ranks chosen with --ranks")
+    return base, {"ranks": sorted({r.rank for r in chosen}), "per_rank_traces": per_rank, "split_because": why,
+                  "all_ranks_bytes": total}
+
+
 def convert_ranks(paths: Sequence[Path], outdir: str | Path, gzip_trace: bool = False, parquet: bool = True,
-                  progress: Callable[[str], None] | None = None, workers: int | None = None) -> dict[str, Any]:
-    """Convert several inputs (ranks) into one merged chrome trace, rank-partitioned Parquet tables,
-    collectives.parquet and summary.json, one worker process per rank at a time."""
+                  progress: Callable[[str], None] | None = None, workers: int | None = None,
+                  executor: Executor | str | None = None, max_trace_bytes: int = PERFETTO_MAX_BYTES,
+                  trace_ranks: Sequence[int] | None = None) -> dict[str, Any]:
+    """Convert several inputs (ranks) into a merged chrome trace (or per-rank traces plus a merged subset when
+    too large for Perfetto UI), rank-partitioned Parquet tables, collectives.parquet, summary.json and the
+    dataset manifest tracekit.json; ranks run on the executor (default: a local process pool)."""
     import json
     import shutil
 
+    from tracekit.dataset.manifest import write_manifest
     from tracekit.writers.atomic import staged_dir
     from tracekit.writers.collectives import write_collectives
-    from tracekit.writers.rank_traces import splice
 
     step = progress or (lambda _msg: None)
     trace_name = "trace.json.gz" if gzip_trace else "trace.json"
     with staged_dir(outdir) as stage:
         results = run_ranks(job_list(paths, stage, parquet), workers,
-                            on_done=lambda r: step(f"converted rank {r.rank}: {r.path}"))
+                            on_done=lambda r: step(f"converted rank {r.rank}: {r.path}"), executor=executor)
         check_ranks(results)
         step("writing the merged chrome trace")
-        base = splice([(r.fragment, r.fragment_base_ns) for r in results], stage / trace_name, _trace_meta(results),
-                      gzip_trace)
+        base, traces = write_traces(results, stage, trace_name, gzip_trace, max_trace_bytes, trace_ranks)
         shutil.rmtree(stage / ".fragments", ignore_errors=True)
         coll = collectives_of(results)
         counts = _sum_dicts([r.summary["parquet"] for r in results]) if parquet else {}
         if parquet:
             counts["collectives"] = write_collectives(coll, stage / "collectives.parquet")
         summary = merged_summary(results, trace_name, base, counts, coll)
+        summary["trace"].update(traces)
         (stage / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_manifest(stage, [r.input for r in results if r.input], [r.source for r in results if r.source],
+                       [r.rank for r in results], counts, [trace_name, *traces.get("per_rank_traces", [])])
     return summary
 
 
 def analyse_ranks(paths: Sequence[Path], workers: int | None = None,
-                  progress: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
+                  progress: Callable[[str], None] | None = None,
+                  executor: Executor | str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
     """Collectives, per-rank step splits and process groups of the inputs (no files written)."""
     from tracekit.parallel.groups import groups_from_ranks
 
     step = progress or (lambda _msg: None)
     jobs = job_list(paths, Path("."), parquet=False, chrome=False)
-    results = run_ranks(jobs, workers, on_done=lambda r: step(f"read rank {r.rank}: {r.path}"))
+    results = run_ranks(jobs, workers, on_done=lambda r: step(f"read rank {r.rank}: {r.path}"), executor=executor)
     check_ranks(results)
     coll = collectives_of(results)
     steps = pd.concat([r.steps for r in results], ignore_index=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from tracekit.cli.console import emit, format_from_suffix, out_console
 from tracekit.progress import progress_steps
 
 if TYPE_CHECKING:
@@ -21,22 +23,39 @@ def _ms(ns: int) -> str:
 @click.command("info")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--top", default=10, show_default=True, help="How many ops and kernels to list.")
-@click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON.")
-def info_cmd(inputs: tuple[Path, ...], top: int, as_json: bool) -> None:
-    """Format, devices, ranks, steps, event counts, time span, top ops and kernels."""
-    from rich.console import Console
-
-    from tracekit.info import quick_info
-    from tracekit.pipeline import read_inputs
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default=None,
+              help="Tables for people, or JSON for programs. Default: from the -o file's extension, else table.")
+@click.option("--json", "as_json", is_flag=True, hidden=True, help="Same as --format json.")
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this file instead of the terminal (.txt or .json).")
+def info_cmd(inputs: tuple[Path, ...], top: int, fmt: str | None, as_json: bool, out: Path | None) -> None:
+    """Format, devices, ranks, steps, event counts, time span, top ops and kernels (of traces or a dataset)."""
+    from tracekit.dataset.load import INFO_COLUMNS, dataset_of, processed_of
+    from tracekit.info import quick_info, trace_info
 
     with progress_steps(total=len(inputs) + 1) as advance:
-        table = read_inputs(inputs, on_file=lambda p: advance(f"reading {p}"))
-        advance("building call tree and links")
-        facts = quick_info(table, top=top)
-    if as_json:
-        click.echo(json.dumps(facts, indent=2))
-        return
-    render(facts, Console())
+        on_file = lambda p: advance(f"reading {p}")  # noqa: E731
+        if dataset_of(inputs) is not None:
+            processed = processed_of(inputs, INFO_COLUMNS, on_file=on_file)
+            advance("building call tree and links")
+            facts = trace_info(processed, top=top)
+        else:  # raw traces: only the stages the facts need (tracekit.info.quick_info)
+            from tracekit.pipeline import read_inputs
+
+            table = read_inputs(inputs, on_file=on_file)
+            advance("building call tree and links")
+            facts = quick_info(table, top=top)
+    fmt = fmt or ("json" if as_json else format_from_suffix(out, ("json",), "table"))
+    if fmt == "json":
+        text = json.dumps(facts, indent=2) + "\n"
+    else:
+        if out is None:
+            render(facts, out_console())
+            return
+        buffer = io.StringIO()
+        render(facts, out_console(buffer))
+        text = buffer.getvalue()
+    emit(text, out)
 
 
 def render(facts: dict, console: Console) -> None:

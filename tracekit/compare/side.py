@@ -10,7 +10,7 @@ import pandas as pd
 
 from tracekit.compare.opframe import op_frame
 from tracekit.modules.table import module_table
-from tracekit.pipeline import Processed, process, read_inputs
+from tracekit.pipeline import Processed
 from tracekit.table import DEVICE_KINDS
 
 
@@ -30,9 +30,10 @@ class Side:
 
 
 def load_side(label: str, path: str | Path) -> Side:
-    """Read and process one input and build its module table and op frame."""
-    processed = process(read_inputs([path]))
-    modules = module_table(processed.table, processed.modules) if processed.modules is not None else None
+    """Read and process one input (a trace or a dataset) and build its module table and op frame."""
+    from tracekit.dataset.load import side_tables
+
+    processed, modules = side_tables(path)
     return side_from(label, str(path), processed, modules)
 
 

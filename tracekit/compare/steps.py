@@ -6,7 +6,8 @@ exposed where no compute kernel runs at the same time; idle is the step time wit
 doing nothing, which is time the host did not feed it (host-bound). Host-only runs (CPU): the
 busy time of the outermost ops on all host threads; communication is collective ops (blocking
 on CPU, so all exposed); idle is time with no op running. Steps are `ProfilerStep#N`; a trace
-without them is one window over its whole span.
+without them is split at the repeats of its top-level call (`step_kind = iteration`, inferred), or
+else is one window over its whole span (`whole_trace`).
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import numpy as np
 import pandas as pd
 
 from tracekit.ancestry import nearest_marked
+from tracekit.compare.iterations import find_iterations
 from tracekit.table import DEVICE_KINDS, EventTable, strings
 
 _COMM_KERNEL = re.compile(r"(?i)nccl|rccl|hccl|allreduce|all_reduce|allgather|all_gather|reducescatter|"
                           r"reduce_scatter|alltoall|sendrecv|broadcast")
-STEP_COLUMNS = ("step", "start_ns", "dur_ns", "basis", "busy_ns", "compute_ns", "comm_ns", "exposed_comm_ns",
-                "overlapped_comm_ns", "idle_ns", "compute_frac", "exposed_comm_frac", "idle_frac")
+STEP_COLUMNS = ("step", "step_kind", "start_ns", "dur_ns", "basis", "busy_ns", "compute_ns", "comm_ns",
+                "exposed_comm_ns", "overlapped_comm_ns", "idle_ns", "compute_frac", "exposed_comm_frac", "idle_frac")
 
 
 def union_ns(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -64,8 +66,13 @@ def intersect(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.array(out, dtype=np.int64).reshape(-1, 2)
 
 
-def step_windows(table: EventTable) -> pd.DataFrame:
-    """(step, start_ns, dur_ns) of every ProfilerStep, or one window (step -1) over the whole trace."""
+PROFILER_STEP, ITERATION, WHOLE_TRACE = "profiler_step", "iteration", "whole_trace"
+
+
+def step_windows(table: EventTable, iterations: bool = False) -> pd.DataFrame:
+    """(step, start_ns, dur_ns, step_kind) of every ProfilerStep (host copy); else of every iteration (the
+    repeats of the top-level call, tracekit.compare.iterations, when `iterations`); else one window
+    (step -1) over the trace."""
     ev = table.events
     steps = ev[ev["kind"] == "step"]
     host_steps = steps[steps["cat"].astype(str) != "gpu_user_annotation"]
@@ -74,16 +81,20 @@ def step_windows(table: EventTable) -> pd.DataFrame:
         numbers = steps["name"].astype(str).str.extract(r"#(\d+)$", expand=False).fillna(-1).astype(int)
         out = pd.DataFrame({"step": numbers.to_numpy(), "start_ns": steps["ts_ns"].to_numpy(),
                             "dur_ns": np.maximum(steps["dur_ns"].to_numpy(), 0)})
-        return out.sort_values("start_ns").drop_duplicates("step").reset_index(drop=True)
+        out = out.sort_values("start_ns").drop_duplicates("step").reset_index(drop=True)
+        return out.assign(step_kind=PROFILER_STEP)
+    found = find_iterations(table) if iterations else None
+    if found is not None:
+        return found.windows.assign(step_kind=ITERATION)
     body = ev[~ev["kind"].isin(["metadata", "flow"])]
     if not len(body):
-        return pd.DataFrame({"step": [], "start_ns": [], "dur_ns": []})
+        return pd.DataFrame({"step": [], "start_ns": [], "dur_ns": [], "step_kind": []})
     start = int(body["ts_ns"].min())
     end = int((body["ts_ns"] + body["dur_ns"].clip(lower=0)).max())
-    return pd.DataFrame({"step": [-1], "start_ns": [start], "dur_ns": [end - start]})
+    return pd.DataFrame({"step": [-1], "start_ns": [start], "dur_ns": [end - start], "step_kind": [WHOLE_TRACE]})
 
 
-def step_breakdown(table: EventTable) -> pd.DataFrame:
+def step_breakdown(table: EventTable, iterations: bool = False) -> pd.DataFrame:
     """One row per step window with its compute / exposed communication / idle split."""
     ev = table.events
     kind = ev["kind"].to_numpy()
@@ -109,7 +120,7 @@ def step_breakdown(table: EventTable) -> pd.DataFrame:
     compute_u = union_ns(ts[compute], end[compute])
     overlap_u = intersect(comm_u, compute_u) if basis == "device" else np.zeros((0, 2), dtype=np.int64)
     rows = []
-    for step, start, dur in step_windows(table).itertuples(index=False):
+    for step, start, dur, step_kind in step_windows(table, iterations).itertuples(index=False):
         lo, hi = int(start), int(start) + int(dur)
         busy = covered_ns(busy_u, lo, hi)
         comm_ns = covered_ns(comm_u, lo, hi)
@@ -117,7 +128,7 @@ def step_breakdown(table: EventTable) -> pd.DataFrame:
         exposed = comm_ns - overlapped
         compute_ns = busy - exposed
         idle = int(dur) - busy
-        rows.append((int(step), lo, int(dur), basis, busy, compute_ns, comm_ns, exposed, overlapped, idle,
+        rows.append((int(step), step_kind, lo, int(dur), basis, busy, compute_ns, comm_ns, exposed, overlapped, idle,
                      *(v / dur if dur else np.nan for v in (compute_ns, exposed, idle))))
     return pd.DataFrame(rows, columns=list(STEP_COLUMNS))
 

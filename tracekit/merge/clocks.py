@@ -9,9 +9,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tracekit.errors import TraceError, warn
+from tracekit.errors import warn
 from tracekit.merge.align import Estimate, Verification, best_offset, bounds, verify
 from tracekit.merge.match import PAIR_KINDS, candidate_pairs, nearest_pairs, shifted, sides
+from tracekit.merge.refuse import (
+    MAX_BASE_GAP_NS,
+    MIN_CONTAINED_SHARE,
+    MIN_NESTED_PAIRS,
+    gap_ns,
+    likely_causes,
+    overlaps,
+    refuse,
+)
 from tracekit.table import SourceInfo
 
 VERIFIED_SHARE = 0.9  # bases are trusted when this share of matched pairs nests properly
@@ -58,6 +67,7 @@ def align_files(events: pd.DataFrame, sources: list[SourceInfo], track: np.ndarr
     shift = {ref: forced.get(ref, 0)}
     clocks = [FileClock(ref, sources[ref].path, shift[ref],
                         "forced (--offset)" if ref in forced else "reference")]
+    has_base = [_has_base(s) for s in sources]
     for f in priority[1:]:
         fixed = set(shift)
         names = [sources[i].path for i in sorted(fixed)]
@@ -67,30 +77,54 @@ def align_files(events: pd.DataFrame, sources: list[SourceInfo], track: np.ndarr
             clocks.append(FileClock(f, sources[f].path, forced[f], "forced (--offset)", names, verify(matched), None,
                                     matched))
             continue
-        shift[f] = 0
-        matched = _matched(sided, f, fixed, shift)
-        base_check = verify(matched)
-        bases = _has_base(sources[f]) and all(_has_base(sources[i]) for i in fixed)
-        if bases and base_check.total and base_check.contained_share >= VERIFIED_SHARE:
-            clocks.append(FileClock(f, sources[f].path, 0, "time bases, verified by events", names, base_check,
-                                    None, matched))
-            continue
-        est = _estimate(sided, f, fixed, shift)
-        if est is None:
-            if not _overlaps(spans, f, fixed, shift):
-                raise TraceError(sources[f].path, (
-                    f"no overlap in time with {', '.join(names)} and no events to match: they do not look "
-                    f"like one run. If they are, give the offset by hand: --offset {sources[f].path}=NS"))
-            how = "time bases, not verified (no events to match)" if bases else "no time base, nothing to match"
-            clocks.append(FileClock(f, sources[f].path, 0, how, names, base_check, None, matched))
-            continue
-        clock = _estimated(sided, f, fixed, shift, est, base_check, bases)
-        shift[f] = clock.offset_ns
+        clock = _decide(sided, f, fixed, shift, has_base[f] and all(has_base[i] for i in fixed))
         clock.path, clock.against = sources[f].path, names
+        shift[f] = clock.offset_ns
+        _check_one_run(clock, sources, spans, fixed, shift, has_base)
         if clock.offset_ns:
             warn(sources[f].path, f"{clock.method}: applied an offset of {clock.offset_ns} ns")
         clocks.append(clock)
     return clocks
+
+
+def _decide(sided, f: int, fixed: set[int], shift: dict[int, int], bases: bool) -> FileClock:
+    """The offset for file f: its time base when the events verify it, else the best estimate."""
+    trial = {**shift, f: 0}
+    matched = _matched(sided, f, fixed, trial)
+    base_check = verify(matched)
+    if bases and base_check.total and base_check.contained_share >= VERIFIED_SHARE:
+        return FileClock(f, "", 0, "time bases, verified by events", [], base_check, None, matched)
+    est = _estimate(sided, f, fixed, trial)
+    if est is None:
+        how = "time bases, not verified (no events to match)" if bases else "no time base, nothing to match"
+        return FileClock(f, "", 0, how, [], base_check, None, matched)
+    return _estimated(sided, f, fixed, trial, est, base_check, bases)
+
+
+def _check_one_run(clock: FileClock, sources: list[SourceInfo], spans: pd.DataFrame, fixed: set[int],
+                   shift: dict[int, int], has_base: list[bool]) -> None:
+    """Raise when file `clock.file` does not fit the files already placed (see tracekit.merge.refuse)."""
+    f, v = clock.file, clock.verification
+    at = f"at offset {human_ns(clock.offset_ns)} ({clock.method})"
+    bases = has_base[f] and all(has_base[i] for i in fixed)
+    base_gap = gap_ns(spans, f, fixed, {i: 0 for i in (*fixed, f)}) if bases else 0
+    if not overlaps(spans, f, fixed, shift):
+        measured = ("no overlap in time" + (" and no events to match" if not v.total else "")
+                    + f" {at}")
+    elif v.total and v.contained_share < MIN_CONTAINED_SHARE:
+        measured = (f"only {v.contained} of {v.total} matched event pairs ({v.contained_share:.1%}) nest {at}; "
+                    f"one run needs at least {MIN_CONTAINED_SHARE:.0%}")
+    elif clock.estimate is not None and clock.method.startswith("estimated") and v.contained < MIN_NESTED_PAIRS:
+        measured = (f"the offset {human_ns(clock.offset_ns)} rests on only {v.contained} nested pairs; an "
+                    f"estimate needs at least {MIN_NESTED_PAIRS}")
+    elif clock.offset_ns and 0 < base_gap <= MAX_BASE_GAP_NS:
+        measured = (f"their time bases put the recordings {human_ns(base_gap)[1:]} apart; the events alone would "
+                    f"fit at offset {human_ns(clock.offset_ns)} ({v.contained} of {v.total} pairs nested), but the "
+                    "same code running in both recordings (repeated steps) fits just as well, so they cannot tell")
+    else:
+        return
+    fits_at = clock.offset_ns if clock.offset_ns and v.contained_share >= MIN_CONTAINED_SHARE else None
+    raise refuse(clock.path, clock.against, measured, likely_causes(sources, spans, f, fixed, has_base), fits_at)
 
 
 def _matched(sided, f: int, fixed: set[int], shift: dict[int, int]) -> dict[str, pd.DataFrame]:
@@ -149,13 +183,3 @@ def _spans(events: pd.DataFrame) -> pd.DataFrame:
     frame = pd.DataFrame({"file": timed["source_index"].to_numpy(), "start": timed["ts_ns"].to_numpy(),
                           "end": ends.to_numpy()})
     return frame.groupby("file").agg(start=("start", "min"), end=("end", "max"))
-
-
-def _overlaps(spans: pd.DataFrame, f: int, fixed: set[int], shift: dict[int, int]) -> bool:
-    if f not in spans.index:
-        return True
-    start, end = spans.loc[f, "start"] + shift[f], spans.loc[f, "end"] + shift[f]
-    for i in fixed:
-        if i in spans.index and start <= spans.loc[i, "end"] + shift[i] and spans.loc[i, "start"] + shift[i] <= end:
-            return True
-    return False

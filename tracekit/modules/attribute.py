@@ -63,7 +63,7 @@ def attribute_modules(table: EventTable) -> ModuleColumns:
     kind = ev["kind"].to_numpy()
     names = strings(ev["name"])
     src = ev["source_index"].to_numpy()
-    spans = find_module_spans(ev, table.sources)
+    spans = find_module_spans(ev, table.sources, table.args)
 
     is_span = np.zeros(n, dtype=bool)
     is_span[spans.rows] = True

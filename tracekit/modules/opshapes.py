@@ -162,6 +162,35 @@ def output_shape(name: str, op: OpArgs) -> list[int] | None:
         return [*a[:start], math.prod(a[start:end + 1]), *a[end + 1:]]
     if name in _SAME_SHAPE and a is not None:
         return a
+    if a is not None:
+        return _layout_shape(name, a, op)
+    return None
+
+
+_SAME_LAYOUT = ("aten::contiguous", "aten::clone", "aten::to", "aten::_to_copy", "aten::detach", "aten::dropout_")
+
+
+def _layout_shape(name: str, a: list[int], op: OpArgs) -> list[int] | None:
+    """Ops that only move or copy data: transpose, permute, t, (un)squeeze, contiguous, clone, to."""
+    if name in _SAME_LAYOUT:
+        return a
+    if name == "aten::t" and len(a) <= 2:
+        return a[::-1]
+    if name == "aten::transpose":
+        d0, d1 = op.ints(1), op.ints(2)
+        if d0 and d1 and a and -len(a) <= d0[0] < len(a) and -len(a) <= d1[0] < len(a):
+            out = list(a)
+            out[d0[0]], out[d1[0]] = a[d1[0]], a[d0[0]]
+            return out
+    if name == "aten::permute":
+        dims = op.ints(1)
+        if dims and len(dims) == len(a):
+            return [a[d] for d in dims]
+    if name == "aten::unsqueeze":
+        d = op.ints(1)
+        if d and -len(a) - 1 <= d[0] <= len(a):
+            pos = d[0] % (len(a) + 1)
+            return [*a[:pos], 1, *a[pos:]]
     return None
 
 

@@ -17,12 +17,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from tracekit.ancestry import nearest_marked
+from tracekit.errors import warn
+from tracekit.modules.runtime_class import runtime_classes
 from tracekit.table import SourceInfo, matches, strings
 
 TORCH_PREFIX = "nn.Module: "
-_VIZ_FORWARD = re.compile(r"^(?:(?P<cls>[\w.]+)\.)?forward \((?P<path>.+):(?P<line>\d+)\)$")
+_VIZ_FORWARD = re.compile(r"^(?:(?P<cls>[\w.<>]+)\.)?forward \((?P<path>.+):(?P<line>\d+)\)$")
 _VIZ_CALL_IMPL = re.compile(r"^(?:Module\.)?_(?:wrapped_)?call_impl \(")
 _CLASS_LINE = re.compile(r"^(\s*)class\s+(\w+)")
 # Traces without module events fall back to the record_function annotation hierarchy
@@ -32,31 +35,45 @@ _NOT_A_LAYER = re.compile(r"^(Optimizer\.|ProfilerStep#|## .*(wait|publish))")
 
 @dataclass(frozen=True)
 class ModuleSpans:
-    """Rows that are module forward calls, with the instance name and type of each."""
+    """Rows that are module forward calls, with the instance name and type of each, and how the type
+    is known (`type_from`: torch, subclass_method, defining_class, unknown_name, record_function)."""
 
     rows: np.ndarray
     instance: np.ndarray  # object: "Linear_4"
     module_type: np.ndarray  # object: "Linear"
+    type_from: np.ndarray | None = None  # object, aligned with rows
 
     def __len__(self) -> int:
         return len(self.rows)
 
 
-def find_module_spans(events: pd.DataFrame, sources: list[SourceInfo]) -> ModuleSpans:
+TYPE_FROM_TORCH = "torch"  # torch.profiler names the runtime class itself
+UNKNOWN = "unknown"  # Kineto writes a module span whose class name is not ASCII as `unknown`
+TYPE_FROM_UNKNOWN = "unknown_name"
+_MODULE_ID = b'"Python module id"'
+
+
+def find_module_spans(events: pd.DataFrame, sources: list[SourceInfo], args: pa.Array | None = None) -> ModuleSpans:
     """Module spans of every source, torch-named or VizTracer-derived."""
     names = strings(events["name"])
     kind = events["kind"].to_numpy()
-    rows_out, inst_out, type_out = [], [], []
-    torch_rows = np.flatnonzero(kind == "module")
-    for row in torch_rows.tolist():
+    rows_out, inst_out, type_out, from_out = [], [], [], []
+    slashed = 0
+    for row in np.flatnonzero(kind == "module").tolist():
         instance = str(names[row])[len(TORCH_PREFIX):].strip()
+        slashed += "/" in instance
         rows_out.append(row)
-        inst_out.append(instance)
+        inst_out.append(instance.replace("/", "|"))
         type_out.append(_type_of(instance))
-    viz = _viztracer_spans(events, names, kind, sources)
-    rows_out.extend(viz.rows.tolist())
-    inst_out.extend(viz.instance.tolist())
-    type_out.extend(viz.module_type.tolist())
+        from_out.append(TYPE_FROM_TORCH)
+    for part in (_unknown_spans(events, names, kind, args, sources), _viztracer_spans(events, names, kind, sources)):
+        rows_out.extend(part.rows.tolist())
+        inst_out.extend(part.instance.tolist())
+        type_out.extend(part.module_type.tolist())
+        from_out.extend(part.type_from.tolist())
+    if slashed:
+        warn(sources[0].path if len(sources) == 1 else "modules",
+             f"{slashed} module spans have a '/' in their class name; it is written as '|' in module paths")
     src = events["source_index"].to_numpy()
     with_modules = set(src[np.asarray(rows_out, dtype=np.int64)].tolist())
     cat = strings(events["cat"])
@@ -66,12 +83,62 @@ def find_module_spans(events: pd.DataFrame, sources: list[SourceInfo]) -> Module
             rows_out.append(row)
             inst_out.append(name.replace("/", "|"))
             type_out.append(RECORD_FUNCTION)
+            from_out.append(RECORD_FUNCTION)
+    long_names = sum(len(x) > MAX_MODULE_NAME for x in inst_out)
+    if long_names:
+        inst_out = [_shorten(x) for x in inst_out]
+        type_out = [_shorten(x) for x in type_out]
+        warn(sources[0].path if len(sources) == 1 else "modules",
+             f"{long_names} module names are longer than {MAX_MODULE_NAME} characters; module paths and types "
+             "keep their first characters and say how many were left out (the events keep their full names)")
     order = np.argsort(np.asarray(rows_out, dtype=np.int64), kind="stable")
     return ModuleSpans(
         np.asarray(rows_out, dtype=np.int64)[order],
         np.asarray(inst_out, dtype=object)[order],
         np.asarray(type_out, dtype=object)[order],
+        np.asarray(from_out, dtype=object)[order],
     )
+
+
+# Module paths repeat every ancestor's name, and each module's path is stored: a name this long is
+# shortened in paths (not in the events) so that a hostile 10 MB name cannot cost name x modules x copies.
+MAX_MODULE_NAME = 1024
+
+
+def _shorten(name: str) -> str:
+    if not isinstance(name, str) or len(name) <= MAX_MODULE_NAME:
+        return name
+    return f"{name[:MAX_MODULE_NAME]}...(+{len(name) - MAX_MODULE_NAME} chars)"
+
+
+def _empty() -> ModuleSpans:
+    return ModuleSpans(np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0, object), np.zeros(0, object))
+
+
+def _unknown_spans(events: pd.DataFrame, names: np.ndarray, kind: np.ndarray, args: pa.Array | None,
+                   sources: list[SourceInfo]) -> ModuleSpans:
+    """Kineto `unknown` python events that carry a `Python module id`: module calls of a class whose
+    name was not ASCII. Kept as a tree level named `unknown_N` (numbered like VizTracer instances)."""
+    rows = np.flatnonzero((kind == "python") & (names == UNKNOWN))
+    if not len(rows) or args is None:
+        return _empty()
+    raw = args.take(pa.array(rows)).to_pylist()
+    rows = np.array([r for r, a in zip(rows.tolist(), raw) if a and _MODULE_ID in a], dtype=np.int64)
+    if not len(rows):
+        return _empty()
+    src = events["source_index"].to_numpy()
+    for s in np.unique(src[rows]).tolist():
+        warn(sources[int(s)].path, f"{int((src[rows] == s).sum())} module spans are named 'unknown' (Kineto writes "
+             "non-ASCII class names so): kept as tree levels 'unknown_N', their class is not known")
+    ts = events["ts_ns"].to_numpy()
+    is_span = (kind == "module")
+    is_span[rows] = True
+    enclosing = nearest_marked(events["parent"].to_numpy(), is_span, include_self=False)
+    torch_names = {int(r): str(names[r])[len(TORCH_PREFIX):].strip() for r in np.flatnonzero(kind == "module")}
+    instance = _number_instances(rows[np.lexsort((rows, ts[rows], src[rows]))], dict.fromkeys(rows.tolist(), UNKNOWN),
+                                 enclosing, src, torch_names)
+    return ModuleSpans(rows, np.array([instance[r] for r in rows.tolist()], dtype=object),
+                       np.full(len(rows), UNKNOWN, dtype=object), np.full(len(rows), TYPE_FROM_UNKNOWN, dtype=object))
 
 
 def _type_of(instance: str) -> str:
@@ -83,9 +150,8 @@ def _viztracer_spans(events: pd.DataFrame, names: np.ndarray, kind: np.ndarray,
                      sources: list[SourceInfo]) -> ModuleSpans:
     """`X.forward` frames whose caller is `Module._call_impl`, numbered per class in first-call order."""
     python = np.flatnonzero((kind == "python") & matches(events["name"], _VIZ_FORWARD))
-    empty = ModuleSpans(np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0, object))
     if not len(python):
-        return empty
+        return _empty()
     parent = events["parent"].to_numpy()
     src = events["source_index"].to_numpy()
     ts = events["ts_ns"].to_numpy()
@@ -102,9 +168,10 @@ def _viztracer_spans(events: pd.DataFrame, names: np.ndarray, kind: np.ndarray,
             cls = _class_from_source(sources[src[row]], match.group("path"), int(match.group("line")))
         candidates.append((row, cls.rsplit(".", 1)[-1] if cls else "forward"))
     if not candidates:
-        return empty
+        return _empty()
     rows = np.array([r for r, _ in candidates], dtype=np.int64)
-    classes = dict(candidates)
+    runtime = runtime_classes(rows, dict(candidates), names, kind, parent, src, sources)
+    classes = {r: c for r, (c, _) in runtime.items()}
     is_span = np.zeros(len(events), dtype=bool)
     is_span[rows] = True
     enclosing = nearest_marked(parent, is_span, include_self=False)
@@ -114,13 +181,15 @@ def _viztracer_spans(events: pd.DataFrame, names: np.ndarray, kind: np.ndarray,
         out_rows,
         np.array([instance[r] for r in out_rows.tolist()], dtype=object),
         np.array([classes[r] for r in out_rows.tolist()], dtype=object),
+        np.array([runtime[r][1] for r in out_rows.tolist()], dtype=object),
     )
 
 
 def _number_instances(rows_in_time: np.ndarray, classes: dict[int, str], enclosing: np.ndarray,
-                      src: np.ndarray) -> dict[int, str]:
-    """Instance name per span: key (source, parent instance, class, ordinal under that parent call)."""
-    instance: dict[int, str] = {}
+                      src: np.ndarray, named: dict[int, str] | None = None) -> dict[int, str]:
+    """Instance name per span: key (source, parent instance, class, ordinal under that parent call).
+    `named`: spans whose instance name is already known (torch's), used as parents."""
+    instance: dict[int, str] = dict(named or {})
     known: dict[tuple, str] = {}
     counters: dict[tuple[int, str], int] = {}
     ordinals: dict[tuple[int, str], int] = {}
@@ -142,8 +211,8 @@ def _number_instances(rows_in_time: np.ndarray, classes: dict[int, str], enclosi
 def _class_from_source(info: SourceInfo, path: str, line: int) -> str | None:
     """The class whose body holds `def forward` at `line`, read from VizTracer's embedded file_info."""
     files = (info.top.get("file_info") or {}).get("files") or {}
-    entry = files.get(path)
-    if not entry:
+    entry = files.get(path) if isinstance(files, dict) else None
+    if not entry or not isinstance(entry, (list, tuple)):  # damaged file_info: no class from sources
         return None
     lines = str(entry[0]).splitlines()
     if not 0 < line <= len(lines):

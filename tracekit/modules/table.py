@@ -20,9 +20,9 @@ _FLOP_OPS = re.compile(
 )
 FIRST_OPS_TRIED = 8
 MODULE_COLUMNS = (
-    "source_index", "rank", "module_path", "module_type", "parent_path", "depth", "calls", "first_call_ns",
+    "source_index", "rank", "module_path", "module_type", "type_from", "parent_path", "depth", "calls", "first_call_ns",
     "steady_ns", "total_ns", "self_ns", "backward_ns", "device_ns_fwd", "device_ns_bwd", "kernel_count",
-    "op_count", "input_shapes", "input_dtypes", "output_shapes", "own_params", "params", "flops_fwd",
+    "op_count", "input_shapes", "input_dtypes", "output_shapes", "output_from", "own_params", "params", "flops_fwd",
     "flops_bwd", "achieved_tflops",
 )
 
@@ -45,12 +45,14 @@ def module_table(table: EventTable, modules: ModuleColumns) -> pd.DataFrame:
     fwd_spans = spans.rows[~recompute[spans.rows]]
     span_frame = pd.DataFrame({
         "row": fwd_spans, "source_index": src[fwd_spans], "module_path": [modules.span_path[r] for r in fwd_spans],
-        "module_type": spans.module_type[np.searchsorted(spans.rows, fwd_spans)], "ts": ts[fwd_spans],
+        "module_type": spans.module_type[np.searchsorted(spans.rows, fwd_spans)],
+        "type_from": _type_from(spans)[np.searchsorted(spans.rows, fwd_spans)], "ts": ts[fwd_spans],
         "dur": dur[fwd_spans],
     }).sort_values(["source_index", "ts", "row"], kind="stable")
     key = ["source_index", "module_path"]
     grouped = span_frame.groupby(key, sort=False)
-    out = grouped.agg(module_type=("module_type", "first"), calls=("row", "size"), total_ns=("dur", "sum"),
+    out = grouped.agg(module_type=("module_type", "first"), type_from=("type_from", "first"),
+                      calls=("row", "size"), total_ns=("dur", "sum"),
                       first_row=("row", "first")).reset_index()
     out["first_call_ns"] = grouped["dur"].first().to_numpy()
     out["steady_ns"] = grouped["dur"].apply(lambda d: float(np.median(d.to_numpy()[1:])) if len(d) > 1 else np.nan
@@ -98,6 +100,13 @@ def module_table(table: EventTable, modules: ModuleColumns) -> pd.DataFrame:
     for name in ("self_ns", "backward_ns", "device_ns_fwd", "device_ns_bwd", "kernel_count", "op_count"):
         out[name] = out[name].astype(np.int64)
     return out[list(MODULE_COLUMNS)]
+
+
+def _type_from(spans) -> np.ndarray:
+    """How each span's type is known (torch, subclass_method, defining_class, unknown_name, record_function)."""
+    if spans.type_from is not None:
+        return spans.type_from
+    return np.full(len(spans.rows), None, dtype=object)
 
 
 def _inclusive(out: pd.DataFrame, src: np.ndarray, paths: np.ndarray, mask: np.ndarray,
@@ -213,7 +222,7 @@ def _first_call_details(out: pd.DataFrame, ev: pd.DataFrame, table: EventTable, 
         idx = first_rows.get(int(module[row]))
         if idx is not None:
             own[idx] = own.get(idx, 0) + param_count(str(names[row]), decoded[row])
-    shapes, dtypes, outputs = [], [], []
+    shapes, dtypes, outputs, output_from = [], [], [], []
     for idx in out.index:
         tensors = []
         for first in firsts.get(idx, []):  # the first op with tensor inputs (arange, empty... have none)
@@ -225,7 +234,10 @@ def _first_call_details(out: pd.DataFrame, ev: pd.DataFrame, table: EventTable, 
         last = lasts.get(idx)
         shape = output_shape(str(names[last]), decoded[last]) if last is not None else None
         outputs.append(json.dumps([shape]) if shape is not None else None)
+        output_from.append("no ops recorded" if last is None else (
+            f"last op {names[last]}" if shape is not None else f"unknown: no shape rule for its last op {names[last]}"))
     out["input_shapes"], out["input_dtypes"], out["output_shapes"] = shapes, dtypes, outputs
+    out["output_from"] = output_from
     out["own_params"] = [own.get(idx, 0) for idx in out.index]
     out["params"] = _inclusive_params(out)
 

@@ -10,9 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 DISPLAY_COLUMNS = (
-    "module_path", "module_type", "depth", "calls", "input_shapes", "output_shapes", "params", "first_call_ns",
-    "steady_ns", "total_ns", "self_ns", "backward_ns", "device_ns_fwd", "device_ns_bwd", "kernel_count",
-    "flops_fwd", "flops_bwd", "achieved_tflops", "share",
+    "module_path", "module_type", "type_from", "depth", "calls", "input_shapes", "output_shapes", "params",
+    "first_call_ns", "steady_ns", "total_ns", "self_ns", "backward_ns", "device_ns_fwd", "device_ns_bwd",
+    "kernel_count", "flops_fwd", "flops_bwd", "achieved_tflops", "share",
 )
 
 
@@ -43,7 +43,11 @@ def render_table(view: pd.DataFrame, console: Console, title: str) -> None:
         name = "  " * int(row.depth) + str(row.module_path).rsplit("/", 1)[-1]
         share = "" if pd.isna(row.share) else f"{row.share:.1%}"
         device = [_ms(row.device_ns_fwd), _ms(row.device_ns_bwd)] if has_device else []
-        table.add_row(name, str(row.module_type), _shape(row.input_shapes), _shape(row.output_shapes),
+        defining = getattr(row, "type_from", None) == "defining_class"
+        mtype = str(row.module_type) + ("*" if defining else "")
+        if defining:
+            table.caption = "* the class that defines forward; the module's own class may be a subclass of it"
+        table.add_row(name, mtype, _shape(row.input_shapes), _shape(row.output_shapes),
                       _count(row.params), str(row.calls), _ms(row.first_call_ns), _ms(row.steady_ns),
                       _ms(row.backward_ns), *device, _count(row.flops_fwd), share)
     console.print(table)
@@ -61,4 +65,9 @@ def to_csv(view: pd.DataFrame) -> str:
 
 
 def to_json(view: pd.DataFrame) -> str:
-    return view[list(DISPLAY_COLUMNS)].to_json(orient="records", indent=1)
+    """Records; the shape columns as JSON lists of shapes (not JSON text inside strings)."""
+    frame = view[list(DISPLAY_COLUMNS)].copy()
+    for col in ("input_shapes", "output_shapes"):
+        frame[col] = [json.loads(v) if isinstance(v, str) else None for v in frame[col]]
+    records = json.loads(frame.to_json(orient="records"))
+    return "[\n" + ",\n".join(json.dumps(r, separators=(", ", ": ")) for r in records) + "\n]"

@@ -1,0 +1,215 @@
+"""Scale benchmark: convert and parallel on 8, 64, 512 synthetic ranks, against orjson.loads of the same files.
+
+Synthetic ranks are copies of the shared rank files (default: gpu/param_dlrm_8ranks) with the rank id rewritten
+(distributedInfo.rank = i, world_size = N; file rank-i.json.gz). Every measurement runs in a FRESH child
+interpreter (this script with --child); the child times the work alone (imports excluded) and reports its own
+peak RSS (ru_maxrss, VmHWM); the parent samples the RSS of the child's whole process tree (psutil, every 20 ms)
+for the total peak (parent + worker processes). Measurements per N:
+
+* ``orjson``   - gunzip + orjson.loads of every file, one after the other (the JSON floor);
+* ``convert``  - ``tracekit convert DIR -o OUT --workers W`` (trace, Parquet dataset, collectives, manifest);
+* ``parallel_raw``     - ``tracekit parallel DIR --json`` on the raw files;
+* ``parallel_dataset`` - ``tracekit parallel OUT --json`` on the dataset convert wrote.
+
+Separately (--modules), ``tracekit modules`` on a dataset vs on the raw trace for the large shared traces.
+
+Usage::
+
+    .venv/bin/python bench/bench_scale.py [--ranks 8 64 512] [--workers 1] [--json OUT] [--modules]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "traces"
+MB = 1_000_000
+
+
+# ---------------------------------------------------------------------------------------------- child side
+
+
+def _peaks() -> dict[str, float]:
+    import resource
+
+    hwm = None
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                hwm = int(line.split()[1]) * 1024 / MB
+    return {"self_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB, "vm_hwm_mb": hwm}
+
+
+def child(mode: str, args: list[str]) -> None:
+    import orjson
+
+    from tracekit.cli import main
+
+    if mode == "orjson":
+        import orjson
+
+        files = sorted(Path(args[0]).glob("*.json.gz"))
+        start = time.perf_counter()
+        for f in files:
+            with gzip.open(f, "rb") as fh:
+                doc = orjson.loads(fh.read())
+            del doc
+        wall = time.perf_counter() - start
+    else:
+        start = time.perf_counter()
+        try:
+            main(args, standalone_mode=False)
+        except SystemExit as exc:
+            if exc.code:
+                raise
+        wall = time.perf_counter() - start
+    print("RESULT " + json.dumps({"wall_s": wall, **_peaks()}), file=sys.stderr)
+
+
+# --------------------------------------------------------------------------------------------- parent side
+
+
+def _tree_rss(proc) -> int:
+    import psutil
+
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += p.memory_info().rss
+    return total
+
+
+def measure(mode: str, args: list[str]) -> dict:
+    """Run one child; its own numbers plus the sampled peak RSS of its whole process tree."""
+    import psutil
+
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode, *args]
+    with open(os.devnull, "w") as null, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=null, stderr=err, cwd=REPO)
+        ps, peak = psutil.Process(proc.pid), 0
+        while proc.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                peak = max(peak, _tree_rss(ps))
+            time.sleep(0.02)
+        err.seek(0)
+        text = err.read()
+    if proc.returncode:
+        raise RuntimeError(f"{mode} failed ({proc.returncode}): {text[-2000:]}")
+    line = next(line for line in text.splitlines() if line.startswith("RESULT "))
+    return {**json.loads(line.removeprefix("RESULT ")), "total_peak_mb": peak / MB,
+            "load_avg_1min": os.getloadavg()[0]}  # the machine is shared: say how busy it was
+
+
+def make_ranks(source: Path, n: int, folder: Path) -> int:
+    """n rank files from the source rank files (round robin), rank ids rewritten; returns their gz bytes."""
+    import orjson
+
+    files = sorted(source.glob("*.json.gz"))
+    if not files:
+        raise SystemExit(f"{source}: no *.json.gz rank files (give --source)")
+    docs = []
+    for f in files:
+        with gzip.open(f, "rb") as fh:
+            docs.append(orjson.loads(fh.read()))
+    folder.mkdir(parents=True, exist_ok=True)
+    total = 0
+    for i in range(n):
+        doc = docs[i % len(docs)]
+        doc["distributedInfo"] = {**doc.get("distributedInfo", {}), "rank": i, "world_size": n}
+        doc.pop("traceName", None)
+        path = folder / f"rank-{i}.json.gz"
+        path.write_bytes(gzip.compress(orjson.dumps(doc), compresslevel=1))
+        total += path.stat().st_size
+    return total
+
+
+def run_scale(ranks: list[int], workers: int, source: Path, work: Path) -> list[dict]:
+    rows = []
+    for n in ranks:
+        folder, out = work / f"ranks{n}", work / f"out{n}"
+        gz = make_ranks(source, n, folder)
+        row = {"ranks": n, "input_gz_mb": gz / MB, "workers": workers}
+        row["orjson"] = measure("orjson", [str(folder)])
+        row["convert"] = measure("convert", ["convert", str(folder), "-o", str(out), "--workers", str(workers)])
+        row["parallel_raw"] = measure("parallel", ["parallel", str(folder), "--json", "--workers", str(workers)])
+        row["parallel_dataset"] = measure("parallel", ["parallel", str(out), "--json"])
+        for key in ("convert", "parallel_raw", "parallel_dataset"):
+            row[key]["x_orjson"] = row[key]["wall_s"] / row["orjson"]["wall_s"]
+            row[key]["s_per_rank"] = row[key]["wall_s"] / n
+        rows.append(row)
+        print(_line(row), flush=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)
+    return rows
+
+
+def _line(row: dict) -> str:
+    c, o, pr, pd_ = row["convert"], row["orjson"], row["parallel_raw"], row["parallel_dataset"]
+    return (f"{row['ranks']:>5} ranks: orjson {o['wall_s']:.2f} s | convert {c['wall_s']:.2f} s "
+            f"({c['x_orjson']:.1f}x, {c['s_per_rank'] * 1000:.0f} ms/rank, parent peak {c['self_peak_mb']:.0f} MB, "
+            f"total peak {c['total_peak_mb']:.0f} MB) | parallel raw {pr['wall_s']:.2f} s, "
+            f"dataset {pd_['wall_s']:.2f} s (parent peak {pd_['self_peak_mb']:.0f} MB)")
+
+
+def run_modules(traces: list[Path], work: Path, repeat: int) -> list[dict]:
+    rows = []
+    for trace in traces:
+        out = work / f"ds-{trace.name}"
+        measure("convert", ["convert", str(trace), "-o", str(out)])
+        raw = min((measure("modules", ["modules", str(trace), "--format", "csv"]) for _ in range(repeat)),
+                  key=lambda r: r["wall_s"])
+        ds = min((measure("modules", ["modules", str(out), "--format", "csv"]) for _ in range(repeat)),
+                 key=lambda r: r["wall_s"])
+        row = {"trace": str(trace.relative_to(SHARED)), "raw": raw, "dataset": ds,
+               "speedup": raw["wall_s"] / ds["wall_s"]}
+        print(f"modules {row['trace']}: raw {raw['wall_s']:.2f} s, dataset {ds['wall_s']:.3f} s "
+              f"({row['speedup']:.0f}x faster; peak {raw['self_peak_mb']:.0f} -> {ds['self_peak_mb']:.0f} MB)",
+              flush=True)
+        rows.append(row)
+        shutil.rmtree(out, ignore_errors=True)
+    return rows
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3:])
+        return
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ranks", type=int, nargs="*", default=[8, 64])
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--source", type=Path, default=SHARED / "gpu" / "param_dlrm_8ranks")
+    ap.add_argument("--modules", action="store_true", help="Also time `tracekit modules` dataset vs raw.")
+    ap.add_argument("--modules-traces", type=Path, nargs="*",
+                    default=[SHARED / "gpu/hta/v100_large.json.gz", SHARED / "gpu/hta/mtia_rank_0_large.json.gz",
+                             SHARED / "cpu/gpt/prof_stack_modules.json.gz"])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--json", type=Path, default=None, help="Write the results here.")
+    opts = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="tracekit-scale-"))
+    try:
+        results = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                               "affinity": len(os.sched_getaffinity(0))},
+                   "source": str(opts.source), "scale": run_scale(opts.ranks, opts.workers, opts.source, work)}
+        if opts.modules:
+            results["modules"] = run_modules(opts.modules_traces, work, opts.repeat)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if opts.json:
+        opts.json.parent.mkdir(parents=True, exist_ok=True)
+        opts.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

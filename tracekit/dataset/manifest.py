@@ -1,0 +1,138 @@
+"""The dataset manifest (tracekit.json): what a `tracekit convert` output folder holds and where it came from.
+
+Format version, tracekit version, each input's path, size, mtime and SHA-256, the ranks, and every table
+with its layout (one file, or a folder partitioned by rank) and its Arrow schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from tracekit.errors import TraceError
+from tracekit.table import SourceInfo
+
+MANIFEST = "tracekit.json"
+FORMAT = "tracekit-dataset"
+FORMAT_VERSION = 1
+TABLES = ("events", "kernels", "ops", "steps", "modules", "collectives")
+
+
+def _files_of(path: Path) -> list[Path]:
+    """The file itself, or every file under a folder input (an NPU profiler folder), in a stable order."""
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file())
+    return [path]
+
+
+def file_stat(path: str | Path) -> tuple[int, int]:
+    """(size in bytes, newest mtime in ns) of a file or of all files under a folder."""
+    files = _files_of(Path(path))
+    stats = [f.stat() for f in files]
+    return sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, or of the relative names and bytes of every file under a folder."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    for f in _files_of(path):
+        if path.is_dir():
+            digest.update(str(f.relative_to(path)).encode() + b"\0")
+        with f.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fingerprint(path: str | Path) -> dict[str, Any]:
+    """What identifies an input: absolute path, size, mtime and SHA-256."""
+    size, mtime = file_stat(path)
+    return {"path": str(Path(path).resolve()), "size": size, "mtime_ns": mtime, "sha256": file_sha256(path)}
+
+
+def source_record(src: SourceInfo, source_index: int) -> dict[str, Any]:
+    """A SourceInfo as JSON (tuple keys of thread names/sorts become [pid, tid, value] lists)."""
+    rec = asdict(src)
+    rec["process_names"] = [[k, v] for k, v in src.process_names.items()]
+    rec["process_labels"] = [[k, v] for k, v in src.process_labels.items()]
+    rec["process_sort"] = [[k, v] for k, v in src.process_sort.items()]
+    rec["thread_names"] = [[*k, v] for k, v in src.thread_names.items()]
+    rec["thread_sort"] = [[*k, v] for k, v in src.thread_sort.items()]
+    rec["source_index"] = source_index
+    return json.loads(json.dumps(rec, default=str))
+
+
+def source_from_record(rec: dict[str, Any]) -> SourceInfo:
+    """The SourceInfo a source_record was made from."""
+    fields = {k: v for k, v in rec.items() if k in SourceInfo.__dataclass_fields__}
+    fields["process_names"] = {int(k): v for k, v in rec.get("process_names", [])}
+    fields["process_labels"] = {int(k): v for k, v in rec.get("process_labels", [])}
+    fields["process_sort"] = {int(k): v for k, v in rec.get("process_sort", [])}
+    fields["thread_names"] = {(int(p), int(t)): v for p, t, v in rec.get("thread_names", [])}
+    fields["thread_sort"] = {(int(p), int(t)): v for p, t, v in rec.get("thread_sort", [])}
+    return SourceInfo(**fields)
+
+
+def _schema_of(path: Path) -> list[dict[str, str]]:
+    import pyarrow.parquet as pq
+
+    return [{"name": f.name, "type": str(f.type)} for f in pq.read_schema(path)]
+
+
+def table_entries(root: Path, counts: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """Each table written under `root`: layout, relative path, rows, columns (rank partitions add `rank`)."""
+    out = {}
+    for name in TABLES:
+        single, folder = root / f"{name}.parquet", root / name
+        if single.is_file():
+            out[name] = {"layout": "file", "path": single.name, "rows": counts.get(name), "columns": _schema_of(single)}
+        elif folder.is_dir() and (parts := sorted(folder.glob("rank=*/*.parquet"))):
+            columns = [{"name": "rank", "type": "int32"}, *_schema_of(parts[0])]
+            out[name] = {"layout": "partitioned by rank", "path": f"{name}/", "partitioning": "hive",
+                         "rows": counts.get(name), "columns": columns}
+    return out
+
+
+def write_manifest(root: Path, inputs: Sequence[dict[str, Any]], sources: Sequence[dict[str, Any]],
+                   ranks: Sequence[int], counts: dict[str, int], trace_files: Sequence[str]) -> dict[str, Any]:
+    """Write tracekit.json into a convert output folder (called on the staged folder, before it moves)."""
+    from tracekit import __version__
+
+    manifest = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "tracekit_version": __version__,
+        "inputs": list(inputs), "ranks": sorted(set(ranks)), "sources": list(sources),
+        "tables": table_entries(root, counts), "traces": list(trace_files), "summary": "summary.json",
+    }
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def read_manifest(root: str | Path) -> dict[str, Any]:
+    """The manifest of a dataset folder; a clear TraceError when it is missing, damaged or too new."""
+    path = Path(root) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise TraceError(root, f"not a tracekit dataset: no {MANIFEST} (convert the traces with `tracekit "
+                               "convert INPUT -o DIR` first)") from None
+    except (OSError, ValueError) as exc:
+        raise TraceError(path, f"damaged dataset manifest: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise TraceError(path, f"not a tracekit dataset manifest (format is not {FORMAT!r})")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise TraceError(path, f"dataset format version {version!r} is newer than this tracekit reads "
+                               f"({FORMAT_VERSION}); upgrade tracekit or convert again")
+    return manifest
+
+
+def is_dataset(path: str | Path) -> bool:
+    """A folder with a tracekit.json manifest."""
+    path = Path(path)
+    return path.is_dir() and (path / MANIFEST).is_file()
+

@@ -1,0 +1,153 @@
+"""Where per-rank work runs: one interface, a local process pool by default, Dask distributed for clusters.
+
+An executor maps a picklable top-level function over jobs and returns the results in job order, calling
+`on_done` as each (in order) arrives. Workers start once per run, never once per job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+J = TypeVar("J")
+R = TypeVar("R")
+EXECUTORS = ("local", "dask")
+
+
+class Executor(Protocol):
+    """Runs fn over jobs; results in job order."""
+
+    name: str
+
+    def run(self, fn: Callable[[J], R], jobs: Sequence[J], on_done: Callable[[R], None] | None = None) -> list[R]:
+        ...
+
+
+def default_workers() -> int:
+    """The machine's cores (those this process may use)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _start_together(barrier: Any) -> None:
+    """Worker initializer: end with the parent, and wait until every worker has started, so the work spreads
+    over all of them."""
+    _die_with_parent()
+    with contextlib.suppress(threading.BrokenBarrierError):
+        barrier.wait(timeout=120)
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel sends this worker SIGTERM when its parent dies (killed, not only exited)."""
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent died before prctl
+            os._exit(1)
+
+
+def _stop_workers(pool: Any) -> None:
+    """End the pool's workers now (the parent is failing or was interrupted)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.terminate()
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.join(timeout=5)
+
+
+class LocalPool:
+    """A pool of spawned worker processes on this machine (default: its cores); one worker runs in-process."""
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None):
+        self.workers = workers
+
+    def run(self, fn: Callable[[J], R], jobs: Sequence[J], on_done: Callable[[R], None] | None = None) -> list[R]:
+        count = max(1, min(len(jobs), self.workers or default_workers()))
+        results: list[R] = []
+        if count == 1:
+            for job in jobs:
+                results.append(fn(job))
+                if on_done:
+                    on_done(results[-1])
+            return results
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = mp.get_context("spawn")  # no fork of a process that holds arrow threads
+        barrier = ctx.Barrier(count)
+        with ProcessPoolExecutor(max_workers=count, mp_context=ctx, initializer=_start_together,
+                                 initargs=(barrier,)) as pool:
+            try:
+                for fut in [pool.submit(fn, job) for job in jobs]:
+                    results.append(fut.result())
+                    if on_done:
+                        on_done(results[-1])
+            except BaseException:
+                _stop_workers(pool)
+                raise
+        return results
+
+
+class DaskExecutor:
+    """Jobs as tasks on a Dask distributed cluster: a Client given by the caller (left open), or one connected
+    to `scheduler` (tcp://HOST:PORT) for this run. Workers must see the input and output paths (a shared
+    file system) and have tracekit installed."""
+
+    name = "dask"
+
+    def __init__(self, client: Any = None, scheduler: str | None = None):
+        if client is None and not scheduler:
+            from tracekit.errors import TraceError
+
+            raise TraceError("--scheduler", "the dask executor needs a scheduler address (tcp://HOST:PORT) or a "
+                                            "dask.distributed.Client")
+        self.client, self.scheduler = client, scheduler
+
+    def run(self, fn: Callable[[J], R], jobs: Sequence[J], on_done: Callable[[R], None] | None = None) -> list[R]:
+        client, own = self.client, False
+        if client is None:
+            from distributed import Client
+
+            from tracekit.errors import TraceError
+
+            try:
+                client, own = Client(self.scheduler), True  # timeout: dask's distributed.comm.timeouts.connect
+            except (OSError, TimeoutError) as exc:
+                raise TraceError(self.scheduler or "", f"cannot reach the Dask scheduler: {exc}") from None
+        try:
+            futures = client.map(fn, list(jobs), pure=False)
+            results: list[R] = []
+            for fut in futures:
+                results.append(fut.result())
+                if on_done:
+                    on_done(results[-1])
+            return results
+        finally:
+            if own:
+                client.close()
+
+
+def make_executor(executor: str | Executor | None = None, workers: int | None = None, scheduler: str | None = None,
+                  client: Any = None) -> Executor:
+    """An executor from CLI/API arguments: 'local' (default), 'dask' with a scheduler address, or a Client."""
+    if executor is not None and not isinstance(executor, str):
+        return executor
+    if client is not None or executor == "dask" or (executor is None and scheduler):
+        return DaskExecutor(client, scheduler)
+    if executor not in (None, "local"):
+        raise ValueError(f"unknown executor {executor!r} (one of {', '.join(EXECUTORS)})")
+    return LocalPool(workers)

@@ -1,0 +1,76 @@
+"""SQL over a dataset with DuckDB (embedded): one view per table; a rank-partitioned table is one view across
+ranks (hive partitioning gives back its `rank` column). Results as arrow, pandas, or written as CSV/JSON/Parquet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tracekit.errors import TraceError
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+    from tracekit.dataset.read import Dataset
+
+FORMATS = ("table", "csv", "json", "parquet")
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def view_sql(ds: Dataset, name: str) -> str:
+    """The SELECT that a table's view stands for."""
+    path = ds.path(name)
+    if ds.partitioned(name):
+        return (f"SELECT * FROM read_parquet({_quoted(str(path / 'rank=*' / '*.parquet'))}, "
+                "hive_partitioning = true, union_by_name = true)")
+    return f"SELECT * FROM read_parquet({_quoted(str(path))})"
+
+
+def connect(ds: Dataset) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with one view per table of the dataset (events, kernels, ops, ...)."""
+    import duckdb
+
+    con = duckdb.connect()
+    for name in ds.tables:
+        con.execute(f'CREATE VIEW "{name}" AS {view_sql(ds, name)}')
+    return con
+
+
+def query(ds: Dataset, sql: str, con: Any = None) -> pa.Table:
+    """Run one SQL statement on the dataset's views; a SQL error is a TraceError naming the dataset."""
+    import duckdb
+
+    con = con or connect(ds)
+    try:
+        relation = con.sql(sql)
+        if relation is None:
+            raise TraceError(ds.root, "the statement returns no rows (give a SELECT)")
+        fetch = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table  # DuckDB >= 2 / < 2
+        return fetch()
+    except duckdb.Error as exc:
+        views = ", ".join(ds.tables)
+        raise TraceError(ds.root, f"SQL error: {str(exc).strip()} (views: {views})") from None
+
+
+def write_result(table: pa.Table, fmt: str, path: Path) -> None:
+    """Write a result table as csv, json (one object per row, in a list) or parquet."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, path, compression="zstd")
+    else:
+        path.write_text(result_text(table, fmt))
+
+
+def result_text(table: pa.Table, fmt: str) -> str:
+    """A result table as csv or json text."""
+    frame = table.to_pandas()
+    if fmt == "csv":
+        return frame.to_csv(index=False)
+    if fmt == "json":
+        return frame.to_json(orient="records", indent=1, default_handler=str) + "\n"
+    raise ValueError(f"no text form for {fmt!r}")

@@ -17,8 +17,9 @@ Every event made is counted as an input event (flows included); ts/dur are integ
 
 from __future__ import annotations
 
+import re
 import sqlite3
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from tracekit.errors import TraceError, warn
 from tracekit.kinds import NPU_COMPUTE_TASKS
 from tracekit.table import EventTable, SourceInfo
 
+from .ascend_db_samples import add_counters, add_overlap
 from .ascend_files import AscendFiles
 from .ascend_kernels import KernelDetails, _details
 from .ascend_meta import read_meta
@@ -43,7 +45,14 @@ API_CAT = {50001: "cpu_op", 50003: "python_function", 50004: "mstx"}
 CANN_PREFIX = {20000: "AscendCL", 10000: "Node", 5500: "Hccl", 5000: "Runtime", 15000: "Model"}
 CANN_LEVEL = {20000: "acl", 10000: "node", 5500: "hccl", 5000: "runtime", 15000: "model"}
 SKIP_NO_OP = "db_kernel_task_without_op_info"
-OVERLAP_NAMES = ("Computing", "Communication", "Communication(Not Overlapped)", "Free")
+SKIP_NO_PLANE = "db_comm_task_without_plane"
+DB_KERNEL_TASKS = frozenset({"KERNEL_AICORE", "KERNEL_AIVEC"})
+# TASK.taskType -> trace_view.json `Task Type` for tasks without COMPUTE_TASK_INFO (MEMCPY_ASYNC stays: the
+# text export splits it into PCIE_DMA_SQE / SDMA_SQE, which the db does not record).
+DB_SQE_TYPES = {"EVENT_RECORD": "EVENT_RECORD_SQE", "EVENT_WAIT": "EVENT_WAIT_SQE",
+                "PROFILING_ENABLE": "PLACE_HOLDER_SQE", "PROFILING_DISABLE": "PLACE_HOLDER_SQE"}
+INVALID_PLANE = 4294967295
+NO_FLOW_TASKS = frozenset({"EVENT_RECORD", "EVENT_WAIT"})
 _encode = msgspec.json.encode
 
 
@@ -62,6 +71,7 @@ class _Events:
         self.bp: list[str | None] = []
         self.args: list[bytes] = []
         self.skipped: dict[str, int] = {}
+        self.compute_rows: list[int] = []
 
     def add(self, ph: str, name: str, cat: str | None, pid: int, tid: int, ts: int, dur: int = -1,
             args: dict[str, Any] | None = None, flow_id: str | None = None) -> int:
@@ -105,10 +115,16 @@ def read_db(files: AscendFiles) -> EventTable:
     if missing:
         raise TraceError(path, f"not a torch_npu profiler export: no {', '.join(missing)} table "
                                "(analysis.db holds only aggregates; pass ascend_pytorch_profiler_*.db)")
+    READING[:] = [None, None]
     try:
         return _read(con, tables, files)
     except sqlite3.Error as exc:
         raise TraceError(path, f"SQLite error: {exc}") from None
+    except (TypeError, ValueError, OverflowError, KeyError, AttributeError) as exc:
+        # A NULL (or other type) where the reader needs a value: name where it was read.
+        table, row = READING
+        raise TraceError(path, f"a value of an unexpected type or a missing value (NULL) where one is needed "
+                               f"({type(exc).__name__}: {exc})", table=table, row=row) from None
     finally:
         con.close()
 
@@ -132,8 +148,9 @@ def _read(con: sqlite3.Connection, tables: set[str], files: AscendFiles) -> Even
     cann_rows = _cann_api(con, ev, s, names, cann_pid)
     task_rows, all_tasks, kd_rows = _tasks(con, tables, ev, s, names, hw_pid)
     comm_rows = _communication(con, tables, ev, s, names, hccl_pid, all_tasks, kd_rows)
-    _overlap(con, tables, ev, names, overlap_pid)
-    _counters(con, tables, ev, names, hw_pid)
+    add_overlap(con, tables, ev, names, overlap_pid, _spans(ev, ev.compute_rows),
+                _spans(ev, [r for rows in comm_rows.values() for r in rows]), _select)
+    add_counters(con, tables, ev, names, hw_pid, _select, s)
     _flows(con, tables, ev, api_rows, cann_rows, task_rows, comm_rows)
     info = SourceInfo(path=str(files.db), format="npu", source="npu", base_ns=0, base_from=BASE_FROM,
                       rank=meta.rank, rank_from=meta.rank_from, distributed=meta.distributed, top=dict(meta.top))
@@ -165,7 +182,10 @@ def _pytorch_api(con, ev: _Events, s, names) -> tuple[int, dict[int, list[int]]]
     host_pid = 0
     columns = ("startNs, endNs, globalTid, connectionId, name, sequenceNumber, fwdThreadId, inputDtypes, "
                "inputShapes, type")
+    swapped = _shapes_swapped(con, s)
     for start, end, gtid, conn, name, seq, fwd, dtypes, shapes, kind in _select(con, "PYTORCH_API", columns):
+        if swapped:
+            dtypes, shapes = shapes, dtypes
         pid, tid = gtid >> 32, gtid & 0xFFFFFFFF
         host_pid = host_pid or pid
         text = s(name)
@@ -183,6 +203,30 @@ def _pytorch_api(con, ev: _Events, s, names) -> tuple[int, dict[int, list[int]]]
         if conn is not None:
             rows[conn].append(row)
     return host_pid, rows
+
+
+_DIMS_TEXT = re.compile(r"^[\d,;\s\[\]-]*$")
+_TYPE_WORD = re.compile(r"[A-Za-z]")
+
+
+def _shapes_swapped(con, s) -> bool:
+    """True when this export wrote the dtypes into PYTORCH_API.inputShapes and the dims into inputDtypes
+    (seen in the shared AlexNet exports: `float;\r\nScalar` under inputShapes): decided from the rows."""
+    votes = 0
+    rows = con.execute('SELECT inputShapes, inputDtypes FROM "PYTORCH_API" WHERE inputShapes IS NOT NULL '
+                       "AND inputDtypes IS NOT NULL LIMIT 2000") if _has_columns(con) else []
+    for shapes, dtypes in rows:
+        a, b = s(shapes), s(dtypes)
+        if _TYPE_WORD.search(a) and _DIMS_TEXT.match(b):
+            votes += 1
+        elif _TYPE_WORD.search(b) and _DIMS_TEXT.match(a):
+            votes -= 1
+    return votes > 0
+
+
+def _has_columns(con) -> bool:
+    have = {row[1] for row in con.execute('PRAGMA table_info("PYTORCH_API")')}
+    return {"inputShapes", "inputDtypes"} <= have
 
 
 def _cann_api(con, ev: _Events, s, names, pid: int) -> dict[int, int]:
@@ -220,23 +264,32 @@ def _tasks(con, tables: set[str], ev: _Events, s, names, pid: int) -> tuple[dict
     columns = "startNs, endNs, connectionId, globalTaskId, taskType, streamId, taskId, modelId"
     for start, end, conn, gtask, ttype, stream, task, model in _select(con, "TASK", columns):
         info = compute.get(gtask)
-        if info is None and gtask not in comm and s(ttype) in NPU_COMPUTE_TASKS:
+        if info is None and gtask not in comm and (s(ttype) in NPU_COMPUTE_TASKS or s(ttype) in DB_KERNEL_TASKS):
             # trace_view.json leaves these out too: kernel tasks with no op behind them (HCCL's own
             # AI_CORE tasks on its stream, kernels of ops compiled on the fly).
             ev.skipped[SKIP_NO_OP] = ev.skipped.get(SKIP_NO_OP, 0) + 1
             continue
-        task_type = s(info[2]) if info else s(ttype)
+        task_type = _text_task_type(s(ttype), s(info[2]) if info else None)
         name = s(info[1]) if info else s(ttype)
         args = {"Model Id": model, "Task Type": task_type, "Physic Stream Id": stream, "Task Id": task,
-                "connection_id": conn}
+                "connection_id": conn, "db taskType": s(ttype)}
         rows[gtask] = ev.add("X", name, None, pid, stream, start, end - start, args)
         names["thread"][(pid, stream)] = f"Stream {stream}"
+        if info and gtask not in comm:
+            ev.compute_rows.append(rows[gtask])
         if info:
             kd_rows.append((name, stream, task, start, end - start, _compute_details(info, s)))
     if ev.skipped.get(SKIP_NO_OP):
         warn(con_path(con), f"{ev.skipped[SKIP_NO_OP]} kernel tasks without COMPUTE_TASK_INFO (no op name) "
                             "skipped, as trace_view.json does")
     return {g: r for g, r in rows.items() if g not in comm}, rows, kd_rows
+
+
+def _text_task_type(db_type: str, core: str | None) -> str:
+    """The `Task Type` trace_view.json writes for a TASK row (its SQE type) from the db's type and core."""
+    if core is not None:
+        return "AI_CORE" if core in ("AI_CORE", "AI_VECTOR_CORE") else core
+    return DB_SQE_TYPES.get(db_type, db_type)
 
 
 def _communication(con, tables: set[str], ev: _Events, s, names, pid: int, task_rows: dict[int, int],
@@ -251,12 +304,13 @@ def _communication(con, tables: set[str], ev: _Events, s, names, pid: int, task_
     names["process"][pid] = "HCCL"
     groups: dict[str, int] = {}
     dtypes = dict(_select(con, "ENUM_HCCL_DATA_TYPE", "id, name")) if "ENUM_HCCL_DATA_TYPE" in tables else {}
+    members = _group_members(con, tables, s)
     columns = "opName, startNs, endNs, connectionId, groupName, algType, count, dataType, opType"
     for name, start, end, conn, group, alg, count, dtype, op_type in _select(con, "COMMUNICATION_OP", columns):
         kd_rows.append((s(name), -1, -1, start, end - start, {"Type": s(op_type), "Accelerator Core": "HCCL"}))
         number = groups.setdefault(s(group), len(groups))
         args = {"connection_id": conn, "data_type": dtypes.get(dtype, dtype), "alg_type": s(alg), "count": count,
-                "group": s(group)}
+                "group": s(group), **members.get(s(group), {})}
         rows[conn].append(ev.add("X", s(name), None, pid, 0, start, end - start, args))
         names["thread"][(pid, 0)] = f"Group {number} Communication"
     if "COMMUNICATION_TASK_INFO" in tables:
@@ -265,6 +319,10 @@ def _communication(con, tables: set[str], ev: _Events, s, names, pid: int, task_
             row = task_rows.get(gtask)
             if row is None:
                 continue
+            if plane is None or plane == INVALID_PLANE:
+                # level0 records no plane: trace_view.json shows no plane steps then
+                ev.skipped[SKIP_NO_PLANE] = ev.skipped.get(SKIP_NO_PLANE, 0) + 1
+                continue
             args = {"task type": s(ttype), "stream id": ev.tid[row], "src rank": src, "dst rank": dst,
                     "size(Byte)": size}
             ev.add("X", s(ttype), None, pid, plane + 1, ev.ts[row], ev.dur[row], args)
@@ -272,28 +330,21 @@ def _communication(con, tables: set[str], ev: _Events, s, names, pid: int, task_
     return rows
 
 
-def _overlap(con, tables: set[str], ev: _Events, names, pid: int) -> None:
-    if "OVERLAP_ANALYSIS" not in tables:
-        return
-    names["process"][pid] = "Overlap Analysis"
-    for start, end, kind in _select(con, "OVERLAP_ANALYSIS", "startNs, endNs, type"):
-        name = OVERLAP_NAMES[kind] if 0 <= kind < len(OVERLAP_NAMES) else str(kind)
-        ev.add("X", name, None, pid, kind, start, end - start)
-        names["thread"][(pid, kind)] = name
-
-
-def _counters(con, tables: set[str], ev: _Events, names, hw_pid: int) -> None:
-    """AI Core frequency and HBM bandwidth as counter events (own processes, as in trace_view.json)."""
-    if "AICORE_FREQ" in tables:
-        pid = hw_pid + 20
-        names["process"][pid] = "AI Core Freq"
-        for ts, freq in _select(con, "AICORE_FREQ", "timestampNs, freq"):
-            ev.add("C", "AI Core Freq", None, pid, 0, int(ts), args={"MHz": freq})
-    if "HBM" in tables:
-        pid = hw_pid + 21
-        names["process"][pid] = "HBM"
-        for ts, bw, hbm, kind in _select(con, "HBM", "timestampNs, bandwidth, hbmId, type"):
-            ev.add("C", f"HBM {hbm}/{kind}", None, pid, 0, int(ts), args={"MB/s": bw})
+def _group_members(con, tables: set[str], s) -> dict[str, dict[str, int]]:
+    """Group name -> `group size` (highest group-local rank in its tasks + 1) and `group rank` (this rank's
+    place: the source rank of most of its tasks), from COMMUNICATION_TASK_INFO."""
+    if "COMMUNICATION_TASK_INFO" not in tables:
+        return {}
+    seen: dict[str, set[int]] = defaultdict(set)
+    sources: dict[str, Counter] = defaultdict(Counter)
+    for group, src, dst in _select(con, "COMMUNICATION_TASK_INFO", "groupName, srcRank, dstRank"):
+        for rank in (src, dst):
+            if rank is not None and 0 <= rank < INVALID_PLANE:
+                seen[s(group)].add(int(rank))
+        if src is not None and 0 <= src < INVALID_PLANE:
+            sources[s(group)][int(src)] += 1
+    return {g: {"group size": max(r) + 1, **({"group rank": sources[g].most_common(1)[0][0]} if sources[g] else {})}
+            for g, r in seen.items() if r}
 
 
 def _flows(con, tables: set[str], ev: _Events, api_rows: dict, cann_rows: dict, task_rows: dict,
@@ -301,7 +352,8 @@ def _flows(con, tables: set[str], ev: _Events, api_rows: dict, cann_rows: dict, 
     """Flow pairs from the connection ids shared by host events, CANN calls and device tasks."""
     by_conn: dict[int, list[int]] = defaultdict(list)
     for row in task_rows.values():
-        by_conn[_conn(ev, row)].append(row)
+        if ev.name[row] not in NO_FLOW_TASKS:  # trace_view.json draws no flow to stream event tasks
+            by_conn[_conn(ev, row)].append(row)
     for conn, rows in comm_rows.items():
         by_conn[conn].extend(rows)
     for conn, cann in cann_rows.items():
@@ -325,11 +377,57 @@ def _flows(con, tables: set[str], ev: _Events, api_rows: dict, cann_rows: dict, 
                 ev.flow("async_npu", "torch_to_npu", str(ev.ts[dev]), rows[0], dev)
 
 
-def _select(con: sqlite3.Connection, table: str, columns: str) -> sqlite3.Cursor:
-    """SELECT columns FROM table; a column this export version lacks reads as NULL."""
-    have = {row[1] for row in con.execute(f'PRAGMA table_info("{table}")')}
+def _spans(ev: _Events, rows: list[int]) -> list[tuple[int, int]]:
+    return [(ev.ts[r], ev.ts[r] + max(ev.dur[r], 0)) for r in rows]
+
+
+def _select(con: sqlite3.Connection, table: str, columns: str) -> _Rows:
+    """SELECT columns FROM table; a column this export version lacks reads as NULL. Every value is
+    checked for its column's type as it is read (see _Rows)."""
+    schema = {row[1]: str(row[2]).upper() for row in con.execute(f'PRAGMA table_info("{table}")')}
     wanted = [c.strip() for c in columns.split(",")]
-    return con.execute(f'SELECT {", ".join(c if c in have else "NULL" for c in wanted)} FROM "{table}"')
+    numeric = [any(t in schema.get(c, "") for t in ("INT", "NUM", "REAL")) for c in wanted]
+    cursor = con.execute(f'SELECT {", ".join(c if c in schema else "NULL" for c in wanted)} FROM "{table}"')
+    return _Rows(cursor, table, wanted, numeric)
+
+
+# Where the .db reader is: (table, row), so that a value of the wrong type found later in the same
+# row's handling can still be located.
+READING: list = [None, None]
+_MAX_ABS = 2**62
+
+
+class _Rows:
+    """The rows of one SELECT, each checked: no BLOBs, numbers finite and within ±2**62, text in a
+    numeric column only if it is an integer. A bad value is a TraceError naming the table, row and column."""
+
+    def __init__(self, cursor: sqlite3.Cursor, table: str, columns: list[str], numeric: list[bool]) -> None:
+        self.cursor, self.table, self.columns, self.numeric = cursor, table, columns, numeric
+        self.row = 0
+
+    def _check(self, values: tuple) -> tuple:
+        self.row += 1
+        READING[:] = [self.table, self.row]
+        for column, value, numeric in zip(self.columns, values, self.numeric):
+            if value is None or (type(value) is int and -_MAX_ABS < value < _MAX_ABS):
+                continue
+            bad = (isinstance(value, bytes) or (isinstance(value, (int, float)) and not -_MAX_ABS < value < _MAX_ABS)
+                   or (numeric and isinstance(value, str) and not value.strip().lstrip("-").isdigit()))
+            if bad:
+                shown = repr(value if not isinstance(value, (str, bytes)) else value[:40])
+                raise TraceError(con_path(self.cursor.connection), f"column {column}: value {shown} is not a "
+                                 "number this reader can use (binary, text, NaN/infinite or beyond ±2**62)",
+                                 table=self.table, row=self.row)
+        return values
+
+    def __iter__(self):
+        for values in self.cursor:
+            yield self._check(values)
+        READING[:] = [None, None]
+
+    def fetchone(self) -> tuple | None:
+        values = self.cursor.fetchone()
+        return None if values is None else self._check(values)
 
 
 def con_path(con: sqlite3.Connection) -> str:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tracekit.errors import TraceError
@@ -23,11 +24,12 @@ class AscendFiles:
     kernel_details: Path | None = None
     profiler_info: Path | None = None
     metadata: Path | None = None
+    communication: Path | None = None  # communication.json (HCCL ops, groups, wait times)
 
     @property
     def label(self) -> str:
         """The file the events come from (what errors and SourceInfo.path name)."""
-        return str(self.trace_view or self.db or self.kernel_details or self.root)
+        return str(self.trace_view or self.db or self.kernel_details or self.communication or self.root)
 
 
 def is_sqlite(path: Path) -> bool:
@@ -48,14 +50,14 @@ def locate(path: str | Path) -> AscendFiles:
         root = out.parent if out.name == OUTPUT_DIR else out
         files = _collect(root, out)
         if is_sqlite(path):
-            return AscendFiles(root, None, path, files.kernel_details, files.profiler_info, files.metadata)
-        return AscendFiles(root, path, None, files.kernel_details, files.profiler_info, files.metadata)
+            return replace(files, trace_view=None, db=path)
+        return replace(files, trace_view=path, db=None)
     if path.name == OUTPUT_DIR:
         return _collect(path.parent, path)
     if (path / OUTPUT_DIR).is_dir():
         return _collect(path, path / OUTPUT_DIR)
     files = _collect(path, path)
-    if files.trace_view or files.db or files.kernel_details:
+    if files.trace_view or files.db or files.kernel_details or files.communication:
         return files
     ranks = sorted(p.name for p in path.iterdir() if p.is_dir() and (p / OUTPUT_DIR).is_dir())
     if ranks:
@@ -76,8 +78,18 @@ def _collect(root: Path, out: Path) -> AscendFiles:
         kernel_details=_file(out / "kernel_details.csv"),
         profiler_info=infos[0] if infos else None,
         metadata=_file(root / "profiler_metadata.json"),
+        communication=_file(out / "communication.json"),
     )
 
 
 def _file(path: Path) -> Path | None:
-    return path if path.is_file() else None
+    """`path` if it is a readable regular file; None if absent. Present but unreadable is an error:
+    falling back to another part of the output would silently lose what this file holds."""
+    if not path.exists() and not path.is_symlink():
+        return None
+    if not path.is_file():
+        raise TraceError(path, "is part of this torch_npu output but is not a readable file (a folder, a "
+                               "dangling link or a special file); fix or remove it to read the rest")
+    if not os.access(path, os.R_OK):
+        raise TraceError(path, "is part of this torch_npu output but cannot be read (permission denied)")
+    return path

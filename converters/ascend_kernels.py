@@ -8,6 +8,7 @@ are quoted (`"32,3,224,224;64,3,11,11"` once the CSV quoting is undone) with `;`
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,10 @@ import numpy as np
 import pandas as pd
 
 from tracekit.errors import TraceError, warn
+from tracekit.limits import max_input_bytes
 from tracekit.timeconv import us_to_ns
+
+from .loading import regular_file_size, too_big
 
 SHAPE_COLUMNS = ("Input Shapes", "Output Shapes")
 LIST_COLUMNS = ("Input Data Types", "Input Formats", "Output Data Types", "Output Formats")
@@ -47,10 +51,7 @@ class KernelDetails:
 
 def read_kernel_details(path: Path) -> KernelDetails:
     """Parse kernel_details.csv; a row without a valid start time is an error naming its line."""
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        header = [h.strip() for h in next(reader, [])]
-        rows = list(reader)
+    header, rows = read_csv_rows(path)
     if "Name" not in header or "Start Time(us)" not in header:
         raise TraceError(path, "not a kernel_details.csv: no 'Name' / 'Start Time(us)' columns")
     col = {h: i for i, h in enumerate(header)}
@@ -70,6 +71,9 @@ def read_kernel_details(path: Path) -> KernelDetails:
         bad = int(np.flatnonzero(~ok)[0])
         raise TraceError(path, f"line {bad + 2}: 'Start Time(us)' is not a number")
     dur_ns, dur_ok = us_to_ns(cells("Duration(us)"), path, "Duration(us)")
+    if "Duration(us)" in col and not dur_ok.all():
+        warn(path, f"{int((~dur_ok).sum())} rows have no valid 'Duration(us)' (not a number or beyond int64 ns); "
+                   f"their kernels keep duration 0 (first at line {int(np.flatnonzero(~dur_ok)[0]) + 2})")
     dur_ns[~dur_ok] = 0
     if "Device_id" in col:
         column_set = "CANN 8.3 (Device_id)"
@@ -83,8 +87,40 @@ def read_kernel_details(path: Path) -> KernelDetails:
                          _ids(cells("Task ID")), _ids(cells("Device_id")), ts_ns, dur_ns, details)
 
 
+# The largest cell read from a CSV; the csv module's default limit (128 KiB) is raised to this.
+MAX_CSV_CELL = 16 << 20
+
+
+def read_csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a CSV export. Invalid UTF-8 becomes "?" (warned, counted); a cell over
+    MAX_CSV_CELL or a broken quote is a TraceError naming the line."""
+    size, limit = regular_file_size(path), max_input_bytes()
+    if size > limit:
+        raise TraceError(path, too_big(size, limit))
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("utf-8-sig", "replace")
+        bad = text.count("\ufffd")
+        text = text.replace("\ufffd", "?")
+        warn(path, f"{bad} invalid UTF-8 sequences replaced by '?'")
+    del data
+    old = csv.field_size_limit()
+    csv.field_size_limit(MAX_CSV_CELL)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip() for h in next(reader, [])]
+        rows = list(reader)
+    except csv.Error as exc:
+        raise TraceError(path, f"line {reader.line_num}: unreadable CSV ({exc})") from None
+    finally:
+        csv.field_size_limit(old)
+    return header, rows
+
+
 def _ids(values: list[str]) -> np.ndarray:
-    return np.array([int(v) if v.lstrip("-").isdigit() else -1 for v in values], dtype=np.int64)
+    return np.array([int(v) if v.lstrip("-").isdigit() and len(v) < 19 else -1 for v in values], dtype=np.int64)
 
 
 def _details(raw: dict[str, str]) -> dict[str, Any]:
@@ -105,14 +141,14 @@ def _details(raw: dict[str, str]) -> dict[str, Any]:
 
 def _dims(text: str) -> list[int] | str:
     parts = [p.strip() for p in text.split(",") if p.strip()]
-    if all(p.lstrip("-").isdigit() for p in parts):
+    if all(p.lstrip("-").isdigit() and len(p) < 19 for p in parts):
         return [int(p) for p in parts]
     return text
 
 
 def _number(text: str) -> Any:
     if text.lstrip("-").isdigit():
-        return int(text)
+        return int(text) if len(text) < 19 else text
     try:
         value = float(text)
     except ValueError:

@@ -43,9 +43,48 @@ def read_meta(profiler_info: Path | None, metadata: Path | None, db_meta: dict[s
         args = dist.get("distributed_args", {})
         meta.distributed = {"rank": meta.rank, **({"world_size": args["world_size"]} if "world_size" in args else {}),
                             **dist}
+        pg_config = pg_config_from_group_info(dist.get("parallel_group_info") or {}, args)
+        if pg_config:
+            meta.distributed["pg_config"] = pg_config
     meta.top = {k: v for k, v in info.items() if k != "rank_id"}
     meta.top.update({k: v for k, v in extra.items() if k not in DIST_KEYS})
     return meta
+
+
+# MindSpeed / Megatron group names in parallel_group_info -> a description naming the dimension the way
+# Megatron's group descriptions do (tracekit.parallel.groups reads PIPELINE, DATA, TENSOR... from them)
+GROUP_DESC = {
+    "dp": "DATA_PARALLEL", "dp_cp": "DATA_PARALLEL x CP", "dp_modulo_exp": "DATA_PARALLEL modulo EP",
+    "tp": "TENSOR_MODEL_PARALLEL", "pp": "PIPELINE_MODEL_PARALLEL", "embd": "EMBEDDING",
+    "pos_embd": "POSITION_EMBEDDING", "cp": "CONTEXT_PARALLEL", "ep": "EXPERT_MODEL_PARALLEL",
+    "exp": "EXPERT_MODEL_PARALLEL", "tp_ep": "EXPERT_TENSOR_PARALLEL", "tp_dp": "TENSOR_AND_DATA_PARALLEL",
+}
+
+
+def pg_config_from_group_info(info: dict[str, Any], args: dict[str, Any]) -> list[dict[str, Any]]:
+    """distributedInfo-style pg_config entries (pg_name = the parallel_group_info key, pg_desc = its name and
+    dimension, global ranks) from profiler_metadata.json's parallel_group_info."""
+    out = []
+    for key, group in info.items():
+        if not isinstance(group, dict) or not isinstance(group.get("global_ranks"), list):
+            continue
+        name = str(group.get("group_name", key))
+        out.append({"pg_name": str(key), "pg_desc": _group_desc(name, args),
+                    "ranks": [int(r) for r in group["global_ranks"] if isinstance(r, int)]})
+    return out
+
+
+def _group_desc(name: str, args: dict[str, Any]) -> str:
+    if name == "default_group":
+        return "default_pg"
+    if name == "mp":  # model parallel = TP x PP: one of them when the other is 1
+        tp, pp = args.get("tensor_model_parallel_size"), args.get("pipeline_model_parallel_size")
+        if tp == 1 and pp and pp > 1:
+            return "mp (PIPELINE_MODEL_PARALLEL: model parallel with TP=1)"
+        if pp == 1 and tp and tp > 1:
+            return "mp (TENSOR_MODEL_PARALLEL: model parallel with PP=1)"
+        return "mp (model parallel TP x PP)"
+    return f"{name} ({GROUP_DESC[name]})" if name in GROUP_DESC else name
 
 
 def _load(path: Path) -> dict[str, Any]:

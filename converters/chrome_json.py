@@ -8,6 +8,7 @@ right away and dropped, so only one chunk of per-event Python objects exists at 
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 
 from tracekit.errors import TraceError, warn
-from tracekit.timeconv import us_to_ns_counted
+from tracekit.timeconv import us_to_ns_ranged
 
 from .link_args import LINK_FIELDS, empty_link_columns, link_chunk
 from .loading import RawInput, recover_truncated_json, release_free_memory
@@ -62,6 +63,10 @@ class _Track(msgspec.Struct, gc=False):
 CHUNK_EVENTS = 16_384
 # Synthetic ids of text pids/tids while decoding; renumbered -1, -2, ... at the end.
 _TEMP_ID = -(1 << 40)
+# pids/tids are ids, not quantities: one beyond this range is kept as text (a named track), not clamped.
+_INT_MIN, _INT_MAX = -(1 << 62), 1 << 62
+# Each invalid UTF-8 sequence in an event becomes one "?" (never longer than the bytes it replaces).
+codecs.register_error("tracekit_qmark", lambda err: ("?", err.end))
 
 
 class StrColumn(Sequence):
@@ -164,10 +169,13 @@ def _decode_document(raw: RawInput) -> tuple[list[msgspec.Raw], bytes | None, li
     try:
         doc = decoder.decode(data)
         cut = None
+    except RecursionError:
+        raise TraceError(raw.path, "JSON is nested deeper than the reader allows (about 1,000 levels)"
+                         + _deep_where(data)) from None
     except msgspec.ValidationError as exc:
         raise TraceError(raw.path, f"not a chrome trace: {exc}") from None
     except msgspec.DecodeError as exc:
-        if "truncated" not in str(exc):
+        if not _cut_off(str(exc), data):
             raise TraceError(raw.path, f"malformed JSON: {exc}") from None
         doc, note = recover_truncated_json(raw.path, data, decoder.decode)
         warn(raw.path, note)
@@ -180,6 +188,25 @@ def _decode_document(raw: RawInput) -> tuple[list[msgspec.Raw], bytes | None, li
     return events, top_raw, damage, head == b"{"
 
 
+def _cut_off(message: str, data: bytes) -> bool:
+    """Whether a decode error is the file ending early: msgspec says "truncated", or the error is at
+    the very end (a cut inside a number such as `"dur": 42.` reads as an invalid number)."""
+    if "truncated" in message:
+        return True
+    found = re.search(r"\(byte (\d+)\)", message)
+    return bool(found) and int(found.group(1)) >= len(data.rstrip()) - 3
+
+
+def _deep_where(data: bytes, limit: int = 900) -> str:
+    """ " near byte N" for the first place the bracket depth passes `limit` (strings not parsed: approximate)."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    step = np.zeros(len(buf), dtype=np.int32)
+    step[(buf == ord("[")) | (buf == ord("{"))] = 1
+    step[(buf == ord("]")) | (buf == ord("}"))] = -1
+    deep = np.flatnonzero(np.cumsum(step) > limit)
+    return f", near byte {int(deep[0])}" if len(deep) else ""
+
+
 def _decode_top(data: bytes | None) -> dict[str, Any]:
     """Decode the top-level keys other than traceEvents (cheap: the events are skipped raw)."""
     if data is None:
@@ -188,7 +215,17 @@ def _decode_top(data: bytes | None) -> dict[str, Any]:
 
     meta = msgspec.json.decode(data, type=dict[str, msgspec.Raw])
     meta.pop("traceEvents", None)
-    return {k: orjson.loads(bytes(v)) for k, v in meta.items()}
+    top = {}
+    for key, value in meta.items():
+        try:
+            top[key] = orjson.loads(bytes(value))
+        except (orjson.JSONDecodeError, RecursionError):
+            top[key] = None  # undecodable (bad UTF-8, too deep): as if absent; reported by the caller
+            _TOP_DROPPED.append(key)
+    return top
+
+
+_TOP_DROPPED: list[str] = []
 
 
 class _IdMap:
@@ -203,12 +240,12 @@ class _IdMap:
         self.final: dict[int, int] = {}
 
     def __call__(self, value: object) -> int:
-        if isinstance(value, int):
-            return value
+        if isinstance(value, int) and _INT_MIN < value < _INT_MAX:
+            return int(value)
         if value is None:
             return 0
         text = str(value).strip()
-        if text.lstrip("-").isdigit():
+        if text.lstrip("-").isdigit() and len(text) < 19:
             return int(text)
         digits = "".join(ch for ch in text if ch.isdigit())
         if text.lower().startswith("stream ") and digits:
@@ -310,6 +347,10 @@ class _Builder:
         self.ts: list[tuple[np.ndarray, np.ndarray]] = []
         self.dur: list[tuple[np.ndarray, np.ndarray]] = []
         self.lossy = {"ts": 0, "dur": 0}
+        self.out_of_range: dict[str, list[np.ndarray]] = {"ts": [], "dur": []}
+        self.bad_utf8_events = 0
+        self.first_bad_utf8: int | None = None
+        self.bad_link_rows = 0
         self.link: list[dict[str, np.ndarray]] = []
         self.meta: set[tuple] = set()
         self.metadata_folded = 0  # M events: read into `meta`, given no row
@@ -324,10 +365,15 @@ class _Builder:
     def add(self, raws: list[msgspec.Raw], start: int, object_form: bool) -> None:
         """Decode the events `raws` (starting at event `start`) and append their columns."""
         text = b"[" + b",".join(raws) + b"]"
+        if not text.isascii():
+            text, raws = self._repair_utf8(text, raws, start)
         try:
             events = _chunk_decoder.decode(text)
         except msgspec.ValidationError as exc:
             raise _malformed(self.path, exc, start, object_form) from None
+        except RecursionError:
+            raise TraceError(self.path, "an event is nested deeper than the JSON reader allows (about 1,000 "
+                                        f"levels), in events {start}-{start + len(raws) - 1}") from None
         phs = [e.ph for e in events]
         if "M" in phs:
             events, raws, phs, kept = self._fold_metadata(events, raws, phs)
@@ -348,8 +394,9 @@ class _Builder:
             self._name_tracks(pids, tids, self.pid[-1], self.tid[-1])
         for key, store, values in (("ts", self.ts, [e.ts for e in events]),
                                    ("dur", self.dur, [e.dur for e in events])):
-            ns, ok, lossy = us_to_ns_counted(values)
+            ns, ok, lossy, out = us_to_ns_ranged(values)
             store.append((ns, ok))
+            self.out_of_range[key].append(out)
             self.lossy[key] += lossy
         raw_args = [e.args for e in events]
         lengths = np.fromiter(map(len, raw_args), dtype=np.int64, count=len(raw_args))
@@ -359,7 +406,30 @@ class _Builder:
         self.args_len.append(lengths)
         # Join ids are read for the events that can become slices (B events become X).
         span = (ph == self.ph.index.get("X", -2)) | (ph == self.ph.index.get("B", -2))
-        self.link.append(link_chunk(text, raw_args, span))
+        link = link_chunk(text, raw_args, span)
+        self.bad_link_rows += int(link.pop("bad_rows", 0))
+        self.link.append(link)
+
+    def _repair_utf8(self, text: bytes, raws: list[msgspec.Raw], start: int) -> tuple[bytes, list[msgspec.Raw]]:
+        """Replace each invalid UTF-8 sequence in the chunk's events by "?" (counted, warned once)."""
+        try:
+            text.decode("utf-8")
+            return text, raws
+        except UnicodeDecodeError:
+            pass
+        fixed = []
+        for i, raw in enumerate(raws):
+            piece = bytes(raw)
+            try:
+                piece.decode("utf-8")
+            except UnicodeDecodeError:
+                piece = piece.decode("utf-8", "tracekit_qmark").encode("utf-8")
+                raw = msgspec.Raw(piece)
+                self.bad_utf8_events += 1
+                if self.first_bad_utf8 is None:
+                    self.first_bad_utf8 = start + i
+            fixed.append(raw)
+        return b"[" + b",".join(fixed) + b"]", fixed
 
     def _fold_metadata(self, events: list, raws: list, phs: list) -> tuple[list, list, list, np.ndarray]:
         """Read the M events of a chunk into `meta` (their text pids/tids get ids and track names as
@@ -378,9 +448,12 @@ class _Builder:
 
     def _ids(self, values: list) -> np.ndarray:
         try:
-            return pa.array(values, type=pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+            ids = pa.array(values, type=pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
             return np.fromiter(map(self.ids, values), dtype=np.int64, count=len(values))
+        if len(ids) and (ids.min() <= _INT_MIN or ids.max() >= _INT_MAX):
+            return np.fromiter(map(self.ids, values), dtype=np.int64, count=len(values))
+        return ids
 
     def _name_tracks(self, pids: list, tids: list, pid: np.ndarray, tid: np.ndarray) -> None:
         """Tracks with text names ("Spans", "stream 7"): the text is the process/thread name."""
@@ -415,7 +488,16 @@ def decode_chrome(raw: RawInput, require_events: bool = True, chunk_events: int 
     events, top_raw, damage, object_form = _decode_document(raw)
     if require_events and not events:
         raise TraceError(raw.path, "trace holds no events (traceEvents is empty)")
-    top = _decode_top(top_raw) if top_raw is not None else _decode_top_recovered(raw.data)
+    _TOP_DROPPED.clear()
+    try:
+        top = _decode_top(top_raw) if top_raw is not None else _decode_top_recovered(raw.data)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise TraceError(raw.path, f"malformed top-level JSON: {exc}") from None
+    if _TOP_DROPPED:
+        note = f"top-level keys {', '.join(_TOP_DROPPED)} are not valid JSON text (bad UTF-8 or too deep); ignored"
+        warn(raw.path, note)
+        damage.append(note)
+        top = {k: v for k, v in top.items() if k not in _TOP_DROPPED}
     del top_raw
     n = len(events)
     chunk_events = max(int(chunk_events or CHUNK_EVENTS), 1)
@@ -432,6 +514,16 @@ def decode_chrome(raw: RawInput, require_events: bool = True, chunk_events: int 
     for key in ("ts", "dur"):
         if builder.lossy[key]:
             warn(raw.path, f"{builder.lossy[key]} '{key}' values are beyond float precision; ns digits may be off")
+    if builder.bad_utf8_events:
+        note = (f"{builder.bad_utf8_events} events hold invalid UTF-8 (first at event {builder.first_bad_utf8}); "
+                "each bad byte sequence was replaced by '?'")
+        warn(raw.path, note)
+        damage.append(note)
+    if builder.bad_link_rows:
+        note = (f"{builder.bad_link_rows} events have link ids (correlation, External id, ...) of the wrong "
+                "type or beyond int64; those ids were ignored")
+        warn(raw.path, note)
+        damage.append(note)
     index = np.concatenate(builder.index) if builder.index else np.zeros(0, dtype=np.int64)
     m = len(index)  # rows: the events other than M
     if raw_tracks is not None and m < n:
@@ -450,8 +542,21 @@ def decode_chrome(raw: RawInput, require_events: bool = True, chunk_events: int 
     builder.ts = builder.dur = []
     skipped: dict[str, int] = {}
     keep = np.ones(m, dtype=bool)
+    for key, ok_mask in (("ts", ts_ok), ("dur", dur_ok)):
+        parts = builder.out_of_range[key]
+        out = np.concatenate(parts) if parts else np.zeros(m, dtype=bool)
+        out &= keep
+        if out.any():
+            first = int(index[np.flatnonzero(out)[0]])
+            note = (f"{int(out.sum())} events have a '{key}' beyond ±2**62 ns (146 years) and were skipped "
+                    f"(first at event {first})")
+            warn(raw.path, note)
+            damage.append(note)
+            skipped[f"{key}_out_of_range"] = int(out.sum())
+            keep &= ~out
+            ok_mask |= out  # counted here, not again as missing
     # Every event needs a ts (M events, which may lack one, were folded into `meta`).
-    no_ts = ~ts_ok
+    no_ts = ~ts_ok & keep
     if no_ts.any():
         first = int(index[np.flatnonzero(no_ts)[0]])
         note = f"{int(no_ts.sum())} events have no valid 'ts' and were skipped (first at event {first})"

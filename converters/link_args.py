@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Annotated, Union
 
 import msgspec
 import numpy as np
 
 from tracekit.table import int_column
 
+# An id beyond int64 does not fit the int64 link columns: the row's ids are then ignored (and counted).
+Id = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
 
 class LinkArgs(msgspec.Struct, gc=False):
     """The few args fields the pipeline needs; everything else stays raw."""
 
-    correlation: int | None = None
-    external_id: int | None = msgspec.field(default=None, name="External id")
-    legacy_external_id: int | None = msgspec.field(default=None, name="external id")
-    sequence: int | None = msgspec.field(default=None, name="Sequence number")
-    fwd_thread: int | None = msgspec.field(default=None, name="Fwd thread id")
-    python_id: int | None = msgspec.field(default=None, name="Python id")
-    python_parent: int | None = msgspec.field(default=None, name="Python parent id")
-    stream: int | None = None
-    device: int | None = None
+    correlation: Id | None = None
+    external_id: Id | None = msgspec.field(default=None, name="External id")
+    legacy_external_id: Id | None = msgspec.field(default=None, name="external id")
+    sequence: Id | None = msgspec.field(default=None, name="Sequence number")
+    fwd_thread: Id | None = msgspec.field(default=None, name="Fwd thread id")
+    python_id: Id | None = msgspec.field(default=None, name="Python id")
+    python_parent: Id | None = msgspec.field(default=None, name="Python parent id")
+    stream: Id | None = None
+    device: Id | None = None
 
 
 class LinkEvent(msgspec.Struct, gc=False):
@@ -52,15 +55,19 @@ def link_chunk(events_json: bytes, raw_args: list, span: np.ndarray) -> dict[str
     n = len(raw_args)
     if not span.any():
         return empty_link_columns(n)
+    bad_rows = 0
     try:
         decoded = [e.args for e in _events_decoder.decode(events_json)]
         if None in decoded:
             decoded = [_NONE if a is None else a for a in decoded]
-    except msgspec.ValidationError:
+    except (msgspec.ValidationError, RecursionError):
         decoded = [_NONE] * n
         for i in np.flatnonzero(span).tolist():
             piece = raw_args[i]
-            decoded[i] = _decode_lenient(piece if len(piece) else b"null") or _NONE
+            one = _decode_lenient(piece if len(piece) else b"null")
+            if one is _BAD:
+                bad_rows += 1
+            decoded[i] = one if isinstance(one, LinkArgs) else _NONE
     out = {
         "correlation": int_column([a.correlation for a in decoded]),
         "sequence": int_column([a.sequence for a in decoded]),
@@ -74,11 +81,16 @@ def link_chunk(events_json: bytes, raw_args: list, span: np.ndarray) -> dict[str
     }
     if not span.all():
         out = {k: np.where(span, v, -1) for k, v in out.items()}
+    if bad_rows:
+        out["bad_rows"] = bad_rows  # popped by the caller, which counts and reports them
     return out
 
 
-def _decode_lenient(piece: bytes) -> LinkArgs | None:
+_BAD = object()  # args whose link fields do not fit (wrong type, beyond int64, args not an object)
+
+
+def _decode_lenient(piece: bytes) -> LinkArgs | object | None:
     try:
         return msgspec.json.decode(piece, type=Union[LinkArgs, None])
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return None
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        return _BAD

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
 
-from tracekit.errors import TraceError, warn
+from tracekit.errors import TraceError, set_current_input, warn
+from tracekit.limits import max_input_bytes
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -24,42 +27,110 @@ class RawInput:
     damage: list[str] = field(default_factory=list)
 
 
-def read_bytes(path: str | Path) -> RawInput:
-    """Read a file, gunzipping it when it starts with the gzip magic (whatever its name)."""
+def read_bytes(path: str | Path, max_bytes: int | None = None) -> RawInput:
+    """Read a file, gunzipping it when it starts with the gzip magic (whatever its name).
+
+    Only regular files are read (a FIFO or a device would block or never end). The file, and its
+    decompressed content, may hold at most `max_bytes` (default: limits.max_input_bytes()).
+    """
     path = Path(path)
-    if not path.exists():
-        raise TraceError(path, "no such file")
-    if path.is_dir():
-        raise TraceError(path, "is a folder, not a trace file")
-    blob = path.read_bytes()
+    limit = max_input_bytes() if max_bytes is None else max_bytes
+    set_current_input(path)
+    size = regular_file_size(path)
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+        if head != GZIP_MAGIC and size > limit:
+            raise TraceError(path, too_big(size, limit))
+        # read(n) allocates n bytes up front: ask for what the file holds (a file that grows while
+        # read is cut at its size when opened, plus one byte, still within the limit check below).
+        blob = head + fh.read(min(size, limit) + 1 - len(head))
+        if head != GZIP_MAGIC and len(blob) > limit:
+            raise TraceError(path, too_big(len(blob), limit))
     if not blob.strip():
         raise TraceError(path, "file is empty")
     if blob[:2] == GZIP_MAGIC:
-        data, damage = _gunzip(path, blob)
+        data, damage = _gunzip(path, blob, limit)
         return RawInput(path, data, True, damage)
     if path.suffix == ".gz":
         raise TraceError(path, "name ends in .gz but the content is not gzip (no gzip magic bytes)")
     return RawInput(path, blob, False)
 
 
-def _gunzip(path: Path, blob: bytes) -> tuple[bytes, list[str]]:
-    """Decompress gzip; a cut-off stream keeps what was decompressed and reports the damage."""
-    # The gzip trailer holds the size mod 2**32: one output allocation instead of repeated growth.
-    size_hint = int.from_bytes(blob[-4:], "little") + 1 if len(blob) > 18 else 1 << 16
+def regular_file_size(path: Path) -> int:
+    """The size of `path`, which must be a regular file (FIFOs, devices and folders are errors)."""
     try:
-        return zlib.decompress(blob, wbits=47, bufsize=max(size_hint, 1 << 16)), []
-    except zlib.error:
-        pass
-    inflater = zlib.decompressobj(wbits=47)
-    try:
-        data = inflater.decompress(blob)
-    except zlib.error as exc:
-        raise TraceError(path, f"corrupt gzip data: {exc}") from None
-    if not data:
+        info = path.stat()
+    except FileNotFoundError:
+        raise TraceError(path, "no such file") from None
+    except OSError as exc:
+        raise TraceError(path, f"cannot read: {exc.strerror}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise TraceError(path, "is a folder, not a trace file")
+    if not stat.S_ISREG(info.st_mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(info.st_mode) else "a device" if
+                stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else "a socket" if
+                stat.S_ISSOCK(info.st_mode) else "not a regular file")
+        raise TraceError(path, f"is {kind}; tracekit reads regular files only")
+    if not os.access(path, os.R_OK):
+        raise TraceError(path, "cannot read: permission denied")
+    return info.st_size
+
+
+def _gunzip(path: Path, blob: bytes, limit: int) -> tuple[bytes, list[str]]:
+    """Decompress gzip (every member, as `cat a.gz b.gz` makes), stopping at `limit` bytes of output.
+
+    The size in the gzip trailer is not trusted (it can claim anything): the output grows as it is
+    decompressed. A cut-off stream keeps what was decompressed and reports the damage.
+    """
+    pieces: list[bytes] = []
+    total = 0
+    rest = memoryview(blob)
+    members = 0
+    damage: list[str] = []
+    while rest:
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            while True:
+                piece = inflater.decompress(rest, limit + 1 - total)
+                pieces.append(piece)
+                total += len(piece)
+                if total > limit:
+                    raise TraceError(path, too_big(total, limit, compressed=True))
+                rest = inflater.unconsumed_tail
+                if inflater.eof or not rest:
+                    break
+            if not inflater.eof:
+                tail = inflater.flush()
+                pieces.append(tail)
+                total += len(tail)
+        except zlib.error as exc:
+            if members == 0 and not total:
+                raise TraceError(path, f"corrupt gzip data: {exc}") from None
+            damage.append(f"gzip member {members + 1} is corrupt ({exc}) after {total} decompressed bytes; "
+                          "kept the bytes before it")
+            break
+        members += 1
+        if not inflater.eof:
+            damage.append(f"gzip stream is cut off after {len(blob)} compressed bytes; recovered {total} bytes")
+            break
+        rest = memoryview(inflater.unused_data)
+        if rest and bytes(rest[:2]) != GZIP_MAGIC:
+            if bytes(rest).strip(b"\x00"):  # zero padding after the last member is not data
+                damage.append(f"{len(rest)} bytes after the last gzip member are not gzip; ignored")
+            break
+    if not total:
         raise TraceError(path, "gzip stream holds no data")
-    note = f"gzip stream is cut off after {len(blob)} compressed bytes; recovered {len(data)} bytes"
-    warn(path, note)
-    return data, [note]
+    for note in damage:
+        warn(path, note)
+    data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+    return data, damage
+
+
+def too_big(size: int, limit: int, compressed: bool = False) -> str:
+    """The message for an input over the --max-input-bytes limit."""
+    what = "decompresses to more than" if compressed else f"is {size} bytes, more than"
+    return (f"{what} the input limit of {limit} bytes ({limit / (1 << 30):.3g} GiB); "
+            "raise it with --max-input-bytes (e.g. --max-input-bytes 64G) or TRACEKIT_MAX_INPUT_BYTES")
 
 
 _EVENT_END = re.compile(rb"\}\s*,\s*(?=\{)|\}\s*(?=\]\s*[,}])")
@@ -86,7 +157,7 @@ def recover_truncated_json(path: Path, data: bytes, decode, max_tries: int = 200
         for closer in (b"]}", b"]", b"]}}"):
             try:
                 doc = decode(head + closer)
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
                 continue
             lost = len(data) - len(head)
             note = f"JSON is truncated: kept the events before byte {len(head)}, dropped the last {lost} bytes"

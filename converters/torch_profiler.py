@@ -7,6 +7,7 @@ from tracekit.table import EventTable, SourceInfo
 
 from .chrome_json import ChromeColumns
 from .chrome_table import build_table
+from .top_fields import clean_base_ns, clean_devices, clean_distributed
 
 # Kineto writes ts in us relative to baseTimeNanoseconds; traces before ~2022 write epoch us.
 EPOCH_US_2001 = 1e15
@@ -24,8 +25,8 @@ def looks_like_torch(top: dict, cols: ChromeColumns) -> bool:
 def read_torch(cols: ChromeColumns, path: str) -> EventTable:
     """Normalize a decoded Kineto trace."""
     top = cols.top
-    base = top.get("baseTimeNanoseconds")
-    if isinstance(base, int):
+    base = clean_base_ns(path, top.get("baseTimeNanoseconds"))
+    if base is not None:
         base_ns, base_from = base, "baseTimeNanoseconds"
     else:
         base_ns = 0
@@ -33,7 +34,7 @@ def read_torch(cols: ChromeColumns, path: str) -> EventTable:
         base_from = "none: ts are epoch us" if epoch else "none: ts are relative (no baseTimeNanoseconds)"
         if not epoch:
             warn(path, "no baseTimeNanoseconds and ts are not epoch times: timestamps stay relative")
-    dist = top.get("distributedInfo") or {}
+    dist = clean_distributed(path, top.get("distributedInfo"))
     rank = dist.get("rank") if isinstance(dist.get("rank"), int) else -1
     info = SourceInfo(
         path=path,
@@ -43,7 +44,7 @@ def read_torch(cols: ChromeColumns, path: str) -> EventTable:
         base_from=base_from,
         rank=rank,
         rank_from="distributedInfo.rank" if rank >= 0 else "",
-        devices=list(top.get("deviceProperties") or []),
+        devices=clean_devices(path, top.get("deviceProperties")),
         distributed=dist,
         top={k: v for k, v in top.items() if k not in ("deviceProperties", "distributedInfo")},
         input_events=cols.input_events,

@@ -7,6 +7,7 @@ from tracekit.table import EventTable, SourceInfo
 
 from .chrome_json import ChromeColumns
 from .chrome_table import build_table
+from .top_fields import clean_base_ns
 
 
 def looks_like_viztracer(top: dict, cats: list | None = None) -> bool:
@@ -20,6 +21,9 @@ def read_viztracer(cols: ChromeColumns, path: str) -> EventTable:
     """Normalize a decoded VizTracer trace: ts are us of CLOCK_MONOTONIC from the recorded base."""
     top = cols.top
     meta = top.get("viztracer_metadata") or {}
+    if not isinstance(meta, dict):
+        warn(path, "viztracer_metadata is not an object; ignored")
+        meta = {}
     base_ns, base_from = _time_base(top, meta, path)
     if meta.get("overflow"):
         warn(path, "VizTracer's buffer overflowed while recording: the earliest events are missing")
@@ -36,17 +40,21 @@ def read_viztracer(cols: ChromeColumns, path: str) -> EventTable:
         damage=list(cols.damage),
     )
     # file_info (embedded sources) is kept for module resolution, not in the event table.
-    info.top["file_info"] = top.get("file_info") or {}
+    file_info = top.get("file_info") or {}
+    if not isinstance(file_info, dict):
+        warn(path, "file_info is not an object; module classes cannot be read from the embedded sources")
+        file_info = {}
+    info.top["file_info"] = file_info
     return build_table(cols, info)
 
 
 def _time_base(top: dict, meta: dict, path: str) -> tuple[int, str]:
     """(base_ns, where it came from); a warning that says what is missing when there is none."""
-    base = meta.get("baseTimeNanoseconds")
-    if isinstance(base, int) and not isinstance(base, bool):
+    base = clean_base_ns(path, meta.get("baseTimeNanoseconds"))
+    if base is not None:
         return base, "viztracer_metadata.baseTimeNanoseconds"
-    own = top.get("baseTimeNanoseconds")
-    if isinstance(top.get("tracekit"), dict) and isinstance(own, int) and not isinstance(own, bool):
+    own = clean_base_ns(path, top.get("baseTimeNanoseconds"))
+    if isinstance(top.get("tracekit"), dict) and own is not None:
         return own, "baseTimeNanoseconds (written by tracekit)"  # tracekit's own output (e.g. merge)
     relative = "timestamps stay relative to the recording's own start (merge estimates the offset from events)"
     if not meta:

@@ -564,22 +564,6 @@ def _good(tmp: Path) -> Path:
     return write_json(tmp / "good.json", torch_doc([op("a", ts=10, dur=50), op("b", ts=20, dur=5)]))
 
 
-def test_existing_output_folder_keeps_other_files(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    (out / "keep").mkdir(parents=True)
-    (out / "notes.txt").write_text("mine")
-    (out / "keep" / "data.bin").write_bytes(b"\x00\x01")
-    (out / "trace.json").write_text("old")
-    result = cli("convert", _good(tmp_path), "-o", out)
-    assert result.exit_code == 0, result.output
-    assert (out / "notes.txt").read_text() == "mine"
-    assert (out / "keep" / "data.bin").read_bytes() == b"\x00\x01"
-    for name in OUTPUT_FILES:
-        assert (out / name).is_file(), name
-    check_written_trace(out)
-    assert leftovers(out) == []
-
-
 @pytest.mark.parametrize("case", ["empty", "no_ph_event", "missing"])
 def test_failed_convert_leaves_existing_folder_unchanged(tmp_path: Path, case: str) -> None:
     out = tmp_path / "out"
@@ -599,23 +583,4 @@ def test_failed_convert_leaves_existing_folder_unchanged(tmp_path: Path, case: s
     assert_no_output(out, before)
     with pytest.raises(TraceError):
         convert([bad], out)
-    assert_no_output(out, before)
-
-
-@pytest.mark.parametrize("existing", [False, True])
-def test_failure_while_writing_leaves_no_output(tmp_path: Path, monkeypatch, existing: bool) -> None:
-    """A failure after the chrome trace was written (here: in the Parquet writer) leaves nothing behind."""
-    out = tmp_path / "out"
-    if existing:
-        out.mkdir()
-        (out / "notes.txt").write_text("mine")
-        (out / "trace.json").write_text("old")
-    before = snapshot(out) if existing else None
-
-    def boom(*_args, **_kwargs):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(sys.modules["tracekit.convert"], "write_parquet_tables", boom)
-    with pytest.raises(OSError, match="disk full"):
-        convert([_good(tmp_path)], out)
     assert_no_output(out, before)

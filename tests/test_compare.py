@@ -144,13 +144,13 @@ def test_tp_all_reduces_are_target_only_ops_in_attention_and_mlp():
 def test_report_html_has_module_table_and_charts(tmp_path):
     cmp = compared(f"gpu/tracelens/h100/{MODELS[0]}.json.gz", f"gpu/tracelens/mi300/{MODELS[0]}.json.gz")
     page = render_report(cmp, top=10)
-    assert "<table id='modules'>" in page and "<svg id='module-chart'" in page and "<table id='steps'>" in page
+    assert "<table id='modules' " in page and "<canvas id='module-chart'" in page and "<table id='steps' " in page
     assert page.count("<tr class=") >= len(cmp.modules)
     for path in cmp.modules["module_path"].head(20):
         assert path in page
     assert "http://" not in page and "https://" not in page and "<script src" not in page
     empty = render_report(compared("gpu/hta/trace_diff/a100_control.json.gz", "gpu/hta/trace_diff/v100_test.json.gz"))
-    assert "no nn.Module events" in empty and "record_function" in empty and "<table id='steps'>" in empty
+    assert "no nn.Module events" in empty and "record_function" in empty and "<table id='steps' " in empty
 
 
 def test_cli_writes_tables_report_and_side_by_side_trace(tmp_path):
@@ -166,7 +166,7 @@ def test_cli_writes_tables_report_and_side_by_side_trace(tmp_path):
     assert {"module_path", "op", "base_shapes", "target_shapes", "base_kernel_count", "status"} <= set(ops.columns)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["modules"]["matched_fraction"] >= 0.95
-    assert "<table id='modules'>" in (out / "report.html").read_text()
+    assert "<table id='modules' " in (out / "report.html").read_text()
     doc = chrome_checks.load_trace(out / "trace.json")
     assert chrome_checks.check_trace(doc) == []
     names = {e["pid"]: e["args"]["name"] for e in doc["traceEvents"] if e.get("name") == "process_name"}

@@ -189,5 +189,10 @@ def test_clear_errors_for_bad_npu_inputs(tmp_path):
     with pytest.raises(TraceError, match=r"analysis\.db") as err:
         read_trace(analysis)
     assert str(analysis) in str(err.value)
-    with pytest.raises(TraceError, match="no events to read"):
-        read_trace(shared("npu/msinsight_qwen3_mindspeed/rank_1_ascend_pt"))
+    bare = tmp_path / "rank_9_ascend_pt"
+    (bare / "ASCEND_PROFILER_OUTPUT").mkdir(parents=True)
+    (bare / "ASCEND_PROFILER_OUTPUT" / "step_trace_time.csv").write_text("Step,Computing\n")
+    (bare / "profiler_info_9.json").write_text('{"rank_id": 9}')
+    with pytest.raises(TraceError, match="no events to read") as err:
+        read_trace(bare)
+    assert "step_trace_time.csv" in str(err.value)

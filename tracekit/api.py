@@ -158,12 +158,12 @@ def compare(base: Trace | PathLike, target: Trace | PathLike, equiv: PathLike | 
 
 def parallel(trace: Trace | PathLike) -> dict[str, pd.DataFrame]:
     """What each parallel dimension and group did (as `tracekit parallel --json`): groups, by_group,
-    by_module, by_rank, stragglers (and the other tables of tracekit.parallel.report)."""
+    by_module, by_rank, stragglers, and for pipeline-parallel runs the pipeline_* tables."""
     from tracekit.dataset.load import parallel_of
-    from tracekit.parallel.report import parallel_report
+    from tracekit.parallel.tables import parallel_tables
 
     t = _as_trace(trace)
-    return parallel_report(*parallel_of(t.dataset))
+    return parallel_tables(*parallel_of(t.dataset))
 
 
 __all__ = ["Trace", "compare", "open", "parallel"]

@@ -14,7 +14,7 @@ from tracekit.parallel.collectives import build_collectives, collective_calls
 from tracekit.pipeline import process, read_inputs
 from tracekit.ranks import PERFETTO_MAX_BYTES, convert_ranks
 from tracekit.table import time_span
-from tracekit.writers.atomic import staged_dir
+from tracekit.writers.atomic import check_output_folder, staged_dir
 from tracekit.writers.chrome import write_chrome_trace
 from tracekit.writers.collectives import write_collectives
 from tracekit.writers.parquet import write_module_table, write_parquet_tables
@@ -31,6 +31,7 @@ def convert(inputs: Sequence[str | Path], outdir: str | Path, gzip_trace: bool =
     one merged trace (per-rank traces plus a merged subset above `max_trace_bytes`, or of `trace_ranks`),
     Parquet partitioned by rank, collectives.parquet. Every output folder is a dataset (tracekit.json).
     """
+    check_output_folder(outdir)  # a bad -o is refused before any input is read
     paths = expand_inputs(inputs)
     if len(paths) > 1:
         return convert_ranks(paths, outdir, gzip_trace, parquet, progress, workers, executor, max_trace_bytes,

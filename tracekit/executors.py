@@ -35,9 +35,36 @@ def default_workers() -> int:
 
 
 def _start_together(barrier: Any) -> None:
-    """Worker initializer: wait until every worker has started, so the work spreads over all of them."""
+    """Worker initializer: end with the parent, and wait until every worker has started, so the work spreads
+    over all of them."""
+    _die_with_parent()
     with contextlib.suppress(threading.BrokenBarrierError):
         barrier.wait(timeout=120)
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel sends this worker SIGTERM when its parent dies (killed, not only exited)."""
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent died before prctl
+            os._exit(1)
+
+
+def _stop_workers(pool: Any) -> None:
+    """End the pool's workers now (the parent is failing or was interrupted)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.terminate()
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.join(timeout=5)
 
 
 class LocalPool:
@@ -64,10 +91,14 @@ class LocalPool:
         barrier = ctx.Barrier(count)
         with ProcessPoolExecutor(max_workers=count, mp_context=ctx, initializer=_start_together,
                                  initargs=(barrier,)) as pool:
-            for fut in [pool.submit(fn, job) for job in jobs]:
-                results.append(fut.result())
-                if on_done:
-                    on_done(results[-1])
+            try:
+                for fut in [pool.submit(fn, job) for job in jobs]:
+                    results.append(fut.result())
+                    if on_done:
+                        on_done(results[-1])
+            except BaseException:
+                _stop_workers(pool)
+                raise
         return results
 
 

@@ -14,7 +14,7 @@ from tracekit.inputs import expand_inputs, with_name_rank
 from tracekit.link import Links, link_launches
 from tracekit.modules.attribute import ModuleColumns, attribute_modules
 from tracekit.steps import assign_steps
-from tracekit.table import EventTable, concat, object_categories, track_view
+from tracekit.table import EventTable, concat, track_view
 from tracekit.tree import build_call_tree
 
 
@@ -42,6 +42,21 @@ def read_inputs(paths: Sequence[str | Path], on_file: Callable[[str], None] | No
     return concat(tables)
 
 
+def _categorical_once(values: np.ndarray) -> pd.Categorical:
+    """Dictionary-encode an object column holding few distinct strings many times (module paths).
+
+    pd.Categorical(values) would first convert the column to an arrow string array, one copy of the
+    string per row: a 10 MB module name over 2,000 events took 20 GB. factorize hashes each Python
+    object (str caches its hash), so memory stays that of the distinct values."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    order = sorted(range(len(uniques)), key=lambda i: uniques[i])
+    remap = np.empty(len(uniques) + 1, dtype=np.int32)
+    remap[np.asarray(order, dtype=np.int64)] = np.arange(len(order), dtype=np.int32)
+    remap[-1] = -1
+    cats = pd.Index([uniques[i] for i in order], dtype=object)
+    return pd.Categorical.from_codes(remap[codes], dtype=pd.CategoricalDtype(cats))
+
+
 def process(table: EventTable) -> Processed:
     """Add parent, depth, lane, launch, launcher, step and module attribution columns."""
     tree = build_call_tree(track_view(table.events))
@@ -53,7 +68,7 @@ def process(table: EventTable) -> Processed:
     )
     modules = attribute_modules(out)
     out = out.with_columns(**{
-        name: (object_categories(pd.Categorical(values)) if values.dtype == object else values)
+        name: (_categorical_once(values) if values.dtype == object else values)
         for name, values in modules.as_columns().items()
     })
     return Processed(out, links.unlinked, tree.overlapped, modules)

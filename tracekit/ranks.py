@@ -75,6 +75,7 @@ def convert_rank(job: RankJob) -> RankResult:
     from tracekit.inputs import with_name_rank
     from tracekit.modules.table import module_table
     from tracekit.parallel.collectives import collective_calls
+    from tracekit.parallel.pipeline import with_compute_spans
     from tracekit.parallel.report import step_split
     from tracekit.pipeline import process
     from tracekit.steps import step_table
@@ -115,8 +116,8 @@ def convert_rank(job: RankJob) -> RankResult:
     return RankResult(
         index=job.index, path=job.path, rank=rank, rank_from=rank_from, worker_pid=os.getpid(), summary=summary,
         distributed=dict(src.distributed), collectives=calls, skipped_collectives=skipped,
-        steps=step_split(ev, calls).assign(rank=rank), fragment=fragment, fragment_base_ns=base,
-        devices=list(src.devices), input=fingerprint_, source=source,
+        steps=with_compute_spans(step_split(ev, calls), ev, calls).assign(rank=rank), fragment=fragment,
+        fragment_base_ns=base, devices=list(src.devices), input=fingerprint_, source=source,
     )
 
 
@@ -141,6 +142,8 @@ def _convert_rank_relayed(job: RankJob) -> _Outcome:
         except TraceError as exc:
             prefix = f"{exc.path}: " + (f"event {exc.index}: " if exc.index is not None else "")
             result, error = None, (exc.path, str(exc).removeprefix(prefix), exc.index)
+        except Exception as exc:  # not an input problem: relayed as a bug, naming the rank's file
+            raise RuntimeError(f"{job.path}: {type(exc).__name__}: {exc}") from exc
     return _Outcome(result, [str(w.message) for w in caught if issubclass(w.category, TraceWarning)], error)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import warnings
 
 import click
@@ -10,27 +9,28 @@ import click
 from tracekit import __version__
 from tracekit.cli.compare import compare_cmd
 from tracekit.cli.convert import convert_cmd
+from tracekit.cli.guard import add_force, add_input_limit, debug_requested, guarded
 from tracekit.cli.info import info_cmd
 from tracekit.cli.merge import merge_cmd
 from tracekit.cli.modules import modules_cmd
 from tracekit.cli.parallel import parallel_cmd
+from tracekit.cli.report import report_cmd
 from tracekit.cli.sql import sql_cmd
-from tracekit.errors import TraceError, TraceWarning
+from tracekit.errors import TraceWarning
 
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except TraceError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
+        debug = bool(ctx.params.get("debug")) or debug_requested()
+        return guarded(lambda: super(_Group, self).invoke(ctx), debug)
 
 
-@click.group(cls=_Group)
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tracekit")
-def main() -> None:
-    """Post-process AI model traces (torch.profiler, VizTracer)."""
+@click.option("--debug", is_flag=True, help="Show the Python traceback of an unexpected error (a tracekit bug).")
+def main(debug: bool) -> None:
+    """Post-process AI model traces: torch.profiler (Kineto) JSON, VizTracer JSON and Ascend torch_npu profiler
+    folders in; clean chrome traces, Parquet tables, terminal tables and HTML reports out."""
     warnings.simplefilter("always", TraceWarning)
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
 
@@ -41,4 +41,9 @@ main.add_command(modules_cmd)
 main.add_command(merge_cmd)
 main.add_command(compare_cmd)
 main.add_command(parallel_cmd)
+main.add_command(report_cmd)
 main.add_command(sql_cmd)
+for _cmd in (convert_cmd, info_cmd, modules_cmd, merge_cmd, compare_cmd, parallel_cmd, report_cmd):
+    add_input_limit(_cmd)
+for _cmd in (convert_cmd, compare_cmd, merge_cmd):
+    add_force(_cmd)

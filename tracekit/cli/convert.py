@@ -13,7 +13,8 @@ from tracekit.rankset import PERFETTO_MAX_BYTES, parse_ranks
 
 @click.command("convert")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--out", "outdir", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("-o", "--out", "outdir", required=True, type=click.Path(path_type=Path),
+              help="Output folder (created): trace.json, the Parquet tables and summary.json.")
 @click.option("--gzip", "gzip_trace", is_flag=True, help="Write trace.json.gz instead of trace.json.")
 @click.option("--no-parquet", is_flag=True, help="Skip the Parquet tables.")
 @click.option("--workers", type=int, default=None, help="Worker processes for several ranks (default: cores).")

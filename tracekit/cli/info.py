@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from tracekit.cli.console import emit, format_from_suffix, out_console
 from tracekit.progress import progress_steps
 
 if TYPE_CHECKING:
@@ -21,11 +23,13 @@ def _ms(ns: int) -> str:
 @click.command("info")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--top", default=10, show_default=True, help="How many ops and kernels to list.")
-@click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON.")
-def info_cmd(inputs: tuple[Path, ...], top: int, as_json: bool) -> None:
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default=None,
+              help="Tables for people, or JSON for programs. Default: from the -o file's extension, else table.")
+@click.option("--json", "as_json", is_flag=True, hidden=True, help="Same as --format json.")
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this file instead of the terminal (.txt or .json).")
+def info_cmd(inputs: tuple[Path, ...], top: int, fmt: str | None, as_json: bool, out: Path | None) -> None:
     """Format, devices, ranks, steps, event counts, time span, top ops and kernels (of traces or a dataset)."""
-    from rich.console import Console
-
     from tracekit.dataset.load import INFO_COLUMNS, processed_of
     from tracekit.info import trace_info
 
@@ -33,10 +37,17 @@ def info_cmd(inputs: tuple[Path, ...], top: int, as_json: bool) -> None:
         processed = processed_of(inputs, INFO_COLUMNS, on_file=lambda p: advance(f"reading {p}"))
         advance("building call tree and links")
         facts = trace_info(processed, top=top)
-    if as_json:
-        click.echo(json.dumps(facts, indent=2))
-        return
-    render(facts, Console())
+    fmt = fmt or ("json" if as_json else format_from_suffix(out, ("json",), "table"))
+    if fmt == "json":
+        text = json.dumps(facts, indent=2) + "\n"
+    else:
+        if out is None:
+            render(facts, out_console())
+            return
+        buffer = io.StringIO()
+        render(facts, out_console(buffer))
+        text = buffer.getvalue()
+    emit(text, out)
 
 
 def render(facts: dict, console: Console) -> None:

@@ -31,7 +31,7 @@ def _us(ns: int | None) -> str:
 @click.command("merge")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path),
-              help="Merged chrome trace (.json, or .json.gz to gzip it).")
+              help="File to write: the merged chrome trace (.json, or .json.gz to gzip it).")
 @click.option("--parquet", "parquet_dir", type=click.Path(path_type=Path),
               help="Also write the Parquet tables and summary.json into this folder.")
 @click.option("--offset", "offsets", multiple=True, metavar="SOURCE=NS",

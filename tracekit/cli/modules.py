@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import sys
+import io
 from pathlib import Path
 
 import click
 
+from tracekit.cli.console import format_from_suffix, out_console
 from tracekit.progress import progress_steps
 from tracekit.writers.atomic import staged_file
 
@@ -14,26 +15,28 @@ from tracekit.writers.atomic import staged_file
 # start-up does not import pandas.
 SORT_CHOICES = ("order", "total", "self", "first", "steady", "device", "params", "flops", "backward")
 
+FORMATS = ("table", "csv", "json", "html")
+
 
 @click.command("modules")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--depth", type=int, default=None, help="Show modules down to this depth (root = 0).")
 @click.option("--sort", type=click.Choice(SORT_CHOICES), default="order", show_default=True,
               help="Order of siblings: call order, or by a column (largest first).")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "html"]), default="table",
-              show_default=True)
-@click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
-              help="Write to this file instead of the terminal (required for html).")
-def modules_cmd(inputs: tuple[Path, ...], depth: int | None, sort: str, fmt: str, out: Path | None) -> None:
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+              help="table (text), csv, json (shapes as lists) or html (model drawing + tree; needs -o). "
+                   "Default: from the -o file's extension, else table.")
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this file instead of the terminal (.txt, .csv, .json or .html).")
+def modules_cmd(inputs: tuple[Path, ...], depth: int | None, sort: str, fmt: str | None, out: Path | None) -> None:
     """Print the module tree: type, shapes, params, first/steady time, device time, share of step."""
-    from rich.console import Console
-
     from tracekit.dataset.load import modules_of
     from tracekit.modules.spans import RECORD_FUNCTION
     from tracekit.modules.view import step_time_ns, tree_view
     from tracekit.writers.modules_html import render_html
     from tracekit.writers.modules_text import to_csv, to_json
 
+    fmt = fmt or format_from_suffix(out, FORMATS, "table")
     if fmt == "html" and out is None:
         raise click.UsageError("--format html needs -o FILE.html")
     with progress_steps(total=len(inputs) + 2) as advance:
@@ -52,7 +55,7 @@ def modules_cmd(inputs: tuple[Path, ...], depth: int | None, sort: str, fmt: str
     if fmt == "table" and out is None:
         from tracekit.writers.modules_text import render_table
 
-        render_table(view, Console(width=None if sys.stdout.isatty() else 220), title)
+        render_table(view, out_console(), title)
         return
     text = {"table": lambda: _table_text(view, title), "csv": lambda: to_csv(view), "json": lambda: to_json(view),
             "html": lambda: render_html(view, title)}[fmt]()
@@ -60,16 +63,13 @@ def modules_cmd(inputs: tuple[Path, ...], depth: int | None, sort: str, fmt: str
         click.echo(text)
         return
     with staged_file(out) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
     click.echo(f"wrote {out} ({len(view)} modules)")
 
 
 def _table_text(view, title: str) -> str:
-    from rich.console import Console
-
     from tracekit.writers.modules_text import render_table
 
-    console = Console(record=True, width=240)
-    with console.capture():
-        render_table(view, console, title)
-    return console.export_text()
+    buffer = io.StringIO()
+    render_table(view, out_console(buffer), title)
+    return buffer.getvalue()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from tracekit.cli.console import emit, format_from_suffix, out_console
 from tracekit.cli.executor_opts import chosen_executor, executor_options
 from tracekit.progress import progress_steps
 
@@ -50,16 +52,22 @@ def _print(console: Console, title: str, frame: pd.DataFrame, top: int | None = 
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--workers", type=int, default=None, help="Worker processes (default: the machine's cores).")
 @click.option("--top", default=15, show_default=True, help="Rows of the per-module table.")
-@click.option("--html", "html_path", type=click.Path(path_type=Path), help="Also write an HTML page with charts.")
-@click.option("--json", "as_json", is_flag=True, help="Print the tables as JSON.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "html"]), default=None,
+              help="Tables for people, JSON for programs, or an HTML page with charts (needs -o). "
+                   "Default: from the -o file's extension, else table.")
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this file instead of the terminal (.html, .json or .txt).")
+@click.option("--html", "html_path", type=click.Path(path_type=Path), hidden=True,
+              help="Also write the HTML page here (older spelling of --format html -o FILE).")
+@click.option("--json", "as_json", is_flag=True, hidden=True, help="Same as --format json.")
 @executor_options
-def parallel_cmd(inputs: tuple[Path, ...], workers: int | None, top: int, html_path: Path | None,
-                 as_json: bool, executor: str | None, scheduler: str | None) -> None:
+def parallel_cmd(inputs: tuple[Path, ...], workers: int | None, top: int, fmt: str | None, out: Path | None,
+                 html_path: Path | None, as_json: bool, executor: str | None, scheduler: str | None) -> None:
     """Process groups, collectives per parallel dimension, per-rank compute/exposed-comm/idle, stragglers."""
-    from rich.console import Console
-
     from tracekit.dataset.load import dataset_of, parallel_of
-    from tracekit.parallel.report import parallel_report, terminal_view
+    from tracekit.parallel.pipeline import pipeline_view
+    from tracekit.parallel.report import terminal_view
+    from tracekit.parallel.tables import parallel_tables
     from tracekit.writers.parallel_html import write_html
 
     if (ds := dataset_of(inputs)) is not None:
@@ -72,18 +80,32 @@ def parallel_cmd(inputs: tuple[Path, ...], workers: int | None, top: int, html_p
         with progress_steps(total=len(paths)) as advance:
             coll, steps, groups = analyse_ranks(paths, workers, progress=advance,
                                                 executor=chosen_executor(executor, scheduler, workers))
-    tables = parallel_report(coll, steps, groups)
+    tables = parallel_tables(coll, steps, groups)
+    fmt = fmt or ("json" if as_json else format_from_suffix(out, ("html", "json"), "table"))
+    if fmt == "html" and out is None:
+        raise click.UsageError("--format html needs -o FILE.html")
     if html_path:
-        write_html(tables, html_path)
-    if as_json:
-        click.echo(json.dumps({k: json.loads(v.to_json(orient="records")) for k, v in tables.items()}, indent=2))
+        write_html(tables, html_path, [str(p) for p in inputs])
+    if fmt == "html":
+        write_html(tables, out, [str(p) for p in inputs])
+        click.echo(f"wrote {out}")
         return
-    console = Console()
+    if fmt == "json":
+        text = json.dumps({k: json.loads(v.to_json(orient="records")) for k, v in tables.items()
+                           if k != "pipeline_timeline"}, indent=2)
+        emit(text + "\n", out)
+        return
+    buffer = io.StringIO()
+    console = out_console(buffer if out else None)
     tables = terminal_view(tables)
     _print(console, "process groups", tables["groups"])
     _print(console, "collectives per parallel dimension and group (time summed over ranks)", tables["by_group"])
     _print(console, "per module: what each parallel dimension added", tables["by_module"], top)
     _print(console, "per rank: compute / exposed communication / idle", tables["by_rank"])
     _print(console, "straggler per step (most compute; the others wait for it)", tables["stragglers"])
+    for title, frame in pipeline_view(tables).items():
+        _print(console, title, frame)
+    if out:
+        emit(buffer.getvalue(), out)
     if html_path:
-        console.print(f"wrote {html_path}")
+        click.echo(f"wrote {html_path}")

@@ -1,7 +1,8 @@
 """Op-name equivalences: ops that do the same job under different names on different vendors.
 
 A map from each name to its canonical name. The built-in groups cover attention and norm
-variants; a JSON (or YAML, when PyYAML is installed) file extends or overrides them:
+variants and what torch_npu calls differently (`npu::npu_*` ops, NPU autograd nodes such as
+`NpuDropoutBackward0`, HCCL collectives); a JSON (or YAML, when PyYAML is installed) file extends or overrides them:
 `{"attention": ["aten::_scaled_dot_product_flash_attention", "npu::npu_fusion_attention"]}`
 (canonical name -> names) or `[["aten::gelu", "npu::npu_gelu"], ...]` (first name is canonical).
 """
@@ -9,6 +10,7 @@ variants; a JSON (or YAML, when PyYAML is installed) file extends or overrides t
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from tracekit.errors import TraceError
@@ -33,8 +35,37 @@ DEFAULT_GROUPS: dict[str, list[str]] = {
     "swiglu": ["npu::npu_swiglu"],
     "rotary": ["npu::npu_rotary_mul", "aten::_fused_rope"],
     "all_reduce": ["_c10d_functional::all_reduce", "c10d::allreduce_", "c10d_functional::all_reduce",
-                   "hccl:all_reduce", "nccl:all_reduce", "gloo:all_reduce"],
+                   "hccl:all_reduce", "nccl:all_reduce", "gloo:all_reduce", "HcclAllreduce"],
+    "all_gather": ["_c10d_functional::all_gather_into_tensor", "c10d::_allgather_base_", "c10d::allgather_",
+                   "HcclAllgather"],
+    "reduce_scatter": ["_c10d_functional::reduce_scatter_tensor", "c10d::_reduce_scatter_base_",
+                       "c10d::reduce_scatter_", "HcclReduceScatter"],
+    "broadcast": ["c10d::broadcast_", "HcclBroadcast"],
+    # torch_npu ops and autograd nodes named differently from their CUDA/CPU counterparts
+    "dropout": ["aten::dropout", "aten::native_dropout", "npu::npu_dropout", "npu::_npu_dropout",
+                "aten::_npu_dropout", "npu::npu_dropout_with_add_softmax"],
+    "dropout_backward": ["autograd::engine::evaluate_function: NativeDropoutBackward0",
+                         "autograd::engine::evaluate_function: NpuDropoutBackward0",
+                         "autograd::engine::evaluate_function: NpuDropoutWithAddSoftmaxBackward0"],
+    "convolution": ["aten::convolution", "aten::_convolution", "npu::npu_convolution", "aten::npu_convolution"],
+    "linear": ["aten::linear", "npu::npu_linear"],
+    "softmax_cross_entropy": ["aten::cross_entropy_loss", "npu::npu_softmax_cross_entropy_with_logits"],
+    "add_rms_norm": ["npu::npu_add_rms_norm"],
+    "moe_gating_top_k": ["npu::npu_moe_gating_top_k_softmax"],
+    "format_cast": ["npu::npu_format_cast", "npu::npu_format_cast_", "aten::npu_format_cast",
+                    "npu::_npu_format_cast"],
 }
+
+# Device kernels that only change a tensor's memory layout (NCHW <-> the NPU's fractal NC1HWC0/FRACTAL_Z,
+# cuDNN's NCHW <-> NHWC): time a port adds or removes without doing the op's math.
+FORMAT_CAST_KERNEL = re.compile(r"(?i)transdata|trans_|formatcast|format_cast|nchwtonhwc|nhwctonchw")
+MEMSET_KERNEL = re.compile(r"(?i)memset")
+
+
+def is_format_cast(kernel_name: str) -> bool:
+    """A layout-conversion kernel (TransData, trans_TransData_0, aclnnX_TransDataSpecial_TransData, cuDNN
+    nchwToNhwcKernel)."""
+    return bool(FORMAT_CAST_KERNEL.search(kernel_name))
 
 
 def equivalence(groups: dict[str, list[str]] | None = None) -> dict[str, str]:

@@ -13,7 +13,7 @@ from tracekit.compare.iterations import find_iterations, steps_from_iterations
 from tracekit.compare.opframe import op_frame
 from tracekit.compare.side import Side, load_side
 from tracekit.compare.steps import WHOLE_TRACE, step_breakdown
-from tracekit.compare.table import compare_modules, compare_ops, time_basis
+from tracekit.compare.table import basis_of, compare_modules, compare_ops, time_basis
 from tracekit.errors import warn
 from tracekit.modules.spans import RECORD_FUNCTION
 
@@ -49,6 +49,8 @@ def compare_sides(base: Side, target: Side, equiv_file: str | Path | None = None
     steps = pd.concat([step_breakdown(s.processed.table, iterations=True).assign(side=s.label)
                        for s in (base, target)], ignore_index=True)
     notes.insert(0, f"times compared: {basis} time per module call")
+    if basis not in ("device", "host"):
+        notes[1:1] = [time_note(side, basis_of(basis, side.label)) for side in (base, target)]
     notes.extend(step_kind_notes(steps, base, target))
     for side in (base, target):
         if not len(side.modules):
@@ -58,6 +60,16 @@ def compare_sides(base: Side, target: Side, equiv_file: str | Path | None = None
             notes.append(f"{side.label} ({Path(side.path).name}) has no nn.Module events: its record_function "
                          "annotations stand in for modules")
     return Comparison(base, target, basis, modules, ops, steps, notes)
+
+
+def time_note(side: Side, kind: str) -> str:
+    """What one side's times are, for a comparison that mixes device and host times."""
+    name = Path(side.path).name
+    if kind == "device":
+        return (f"{side.label} ({name}) times are DEVICE time: the kernels its ops launched on the accelerator "
+                "(format casts such as TransData included, in *_format_cast_ns)")
+    return (f"{side.label} ({name}) times are HOST time: it has no device events (a CPU run), so an op's time "
+            "is its wall time on the host; ratios against the other side compare different clocks")
 
 
 def _by_iteration(side: Side, notes: list[str]) -> Side:

@@ -3,7 +3,9 @@
 An op is listed when no enclosing op belongs to the same module call (so `aten::linear` is listed
 and its `aten::addmm` is not); collectives are listed too when nested (flag `nested`), since an
 added all-reduce is what a parallel run adds. Each row carries its host time, the device time
-and count of the kernels it launched (anywhere below it), recorded `Input Dims`/`Input type`,
+and count of the kernels it launched (anywhere below it), the time and count of those that only
+cast the memory format (TransData and the like, tracekit.compare.equiv.is_format_cast), recorded
+`Input Dims`/`Input type`,
 and, for ops dispatched on tensor subclasses (DTensor: `PythonSubclass` children), the local
 shapes the inner ops saw, from which `weight_shape` is the shard a rank really holds.
 """
@@ -15,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from tracekit.ancestry import nearest_marked
-from tracekit.modules.opshapes import PARAM_INPUTS
+from tracekit.compare.equiv import is_format_cast
+from tracekit.modules.opshapes import PARAM_INPUTS, _listed
 from tracekit.opargs import op_inputs
 from tracekit.table import DEVICE_KINDS, EventTable, strings
 
@@ -24,7 +27,8 @@ SUBCLASS_NODE = "PythonSubclass"
 KERNEL_NAMES_KEPT = 3
 OP_COLUMNS = (
     "row", "module_path", "module_type", "call", "phase", "ordinal", "name", "ts_ns", "host_ns", "device_ns",
-    "kernel_count", "kernel_names", "shapes", "dtypes", "local_shapes", "weight_shape", "nested", "collective",
+    "kernel_count", "cast_ns", "cast_count",
+    "kernel_names", "shapes", "dtypes", "local_shapes", "weight_shape", "nested", "collective",
 )
 
 
@@ -74,6 +78,10 @@ def _add_kernels(frame: pd.DataFrame, ev: pd.DataFrame, kind: np.ndarray, parent
     sums = dev.groupby("owner")["dur"].agg(["sum", "size"])
     frame["device_ns"] = frame["row"].map(sums["sum"]).fillna(0).astype(np.int64).to_numpy()
     frame["kernel_count"] = frame["row"].map(sums["size"]).fillna(0).astype(np.int64).to_numpy()
+    is_cast = np.array([is_format_cast(str(n)) for n in dev["name"]], dtype=bool)
+    casts = dev[is_cast].groupby("owner")["dur"].agg(["sum", "size"])
+    frame["cast_ns"] = frame["row"].map(casts["sum"]).fillna(0).astype(np.int64).to_numpy()
+    frame["cast_count"] = frame["row"].map(casts["size"]).fillna(0).astype(np.int64).to_numpy()
     top = (dev.groupby(["owner", "name"]).size().reset_index(name="n")
            .sort_values(["owner", "n"], ascending=[True, False]).groupby("owner").head(KERNEL_NAMES_KEPT))
     joined = top.groupby("owner")["name"].agg(lambda s: " | ".join(str(x) for x in s))
@@ -85,8 +93,8 @@ def _add_shapes(frame: pd.DataFrame, table: EventTable, parent: np.ndarray, name
     """Recorded shapes/dtypes, local shapes under tensor-subclass dispatch, and the (local) weight shape."""
     rows = frame["row"].to_numpy()
     inputs = op_inputs(table.args, rows)
-    frame["shapes"] = [d or None for d in inputs.dims]
-    frame["dtypes"] = [t or None for t in inputs.types]
+    frame["shapes"] = [_as_lists(d, shapes=True) for d in inputs.dims]
+    frame["dtypes"] = [_as_lists(t) for t in inputs.types]
     is_sub = names == SUBCLASS_NODE
     local = np.flatnonzero((parent >= 0) & is_sub[np.maximum(parent, 0)] & (parent >= 0))
     owner = nearest_marked(parent, listed)[local]
@@ -101,6 +109,24 @@ def _add_shapes(frame: pd.DataFrame, table: EventTable, parent: np.ndarray, name
                              for r in rows.tolist()]
     frame["weight_shape"] = [_weight(str(n), s, per_owner.get(r)) for r, n, s in
                              zip(rows.tolist(), frame["name"], frame["shapes"])]
+
+
+def _as_lists(text: str, shapes: bool = False) -> str | None:
+    """Recorded inputs as compact JSON list text, the same for every vendor: torch_npu's
+    `32,3,224,224;\r\n64,...` strings become lists, and trailing shapeless (scalar) inputs are left out
+    of shapes (torch_npu drops the last one), so NPU and GPU/CPU shapes compare equal."""
+    if not text:
+        return None
+    try:
+        value = msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return text
+    if isinstance(value, str):
+        value = _listed(value, shapes=shapes)
+    if shapes and isinstance(value, list):
+        while value and value[-1] == []:
+            value = value[:-1]
+    return msgspec.json.encode(value).decode()
 
 
 def _weight(name: str, dims_text: str | None, local: list | None) -> str | None:

@@ -13,8 +13,8 @@ import pandas as pd
 
 from tracekit.compare.lcs import align
 
-SEQ_COLUMNS = ("name", "calls", "count", "host_ns", "device_ns", "kernel_count", "kernel_names", "shapes", "dtypes",
-               "local_shapes", "weight_shape", "nested", "collective")
+SEQ_COLUMNS = ("name", "calls", "count", "host_ns", "device_ns", "kernel_count", "cast_ns", "cast_count",
+               "kernel_names", "shapes", "dtypes", "local_shapes", "weight_shape", "nested", "collective")
 
 
 def sequences(ops: pd.DataFrame) -> dict[tuple[str | None, str], pd.DataFrame]:
@@ -25,7 +25,8 @@ def sequences(ops: pd.DataFrame) -> dict[tuple[str | None, str], pd.DataFrame]:
     calls = frame.groupby(["module_path", "phase"], dropna=False)["call"].nunique()
     grouped = frame.groupby(["module_path", "phase", "ordinal", "name"], dropna=False, sort=False)
     agg = grouped.agg(count=("row", "size"), host_ns=("host_ns", "sum"), device_ns=("device_ns", "sum"),
-                      kernel_count=("kernel_count", "sum"), kernel_names=("kernel_names", "first"),
+                      kernel_count=("kernel_count", "sum"), cast_ns=("cast_ns", "sum"),
+                      cast_count=("cast_count", "sum"), kernel_names=("kernel_names", "first"),
                       shapes=("shapes", "first"), dtypes=("dtypes", "first"), local_shapes=("local_shapes", "first"),
                       weight_shape=("weight_shape", "first"), nested=("nested", "first"),
                       collective=("collective", "first")).reset_index()
@@ -37,7 +38,7 @@ def sequences(ops: pd.DataFrame) -> dict[tuple[str | None, str], pd.DataFrame]:
         path = None if not isinstance(path, str) else path
         n = int(calls.get((path if path is not None else np.nan, phase), 0) or seq["count"].max())
         seq = seq.assign(calls=n)
-        for col in ("host_ns", "device_ns", "kernel_count"):  # per call of the module
+        for col in ("host_ns", "device_ns", "kernel_count", "cast_ns", "cast_count"):  # per call of the module
             seq[col] = seq[col] / max(n, 1)
         out[(path, str(phase))] = seq[list(SEQ_COLUMNS)].reset_index(drop=True)
     return out
@@ -52,3 +53,23 @@ def align_ops(base: pd.DataFrame, target: pd.DataFrame, canon: dict[str, str]) -
         return 0 if x[0] != y[0] else (3 if x[1] == y[1] else 2)
 
     return align(a, b, score, key=lambda x: x[0])
+
+
+def one_sided(ops: pd.DataFrame) -> pd.DataFrame:
+    """Ops that exist on one side only, per side and op name: occurrences, modules and time (per call summed)."""
+    if not len(ops):
+        return pd.DataFrame(columns=["side", "op", "phase", "occurrences", "modules", "time_ns"])
+    rows = []
+    for side in ("base", "target"):
+        part = ops[ops["status"] == f"{side}_only"]
+        if not len(part):
+            continue
+        grouped = part.groupby([f"{side}_op", "phase"], dropna=False).agg(
+            occurrences=("status", "size"), modules=("module_path", lambda s: s.fillna("(no module)").nunique()),
+            time_ns=(f"{side}_ns", "sum")).reset_index().rename(columns={f"{side}_op": "op"})
+        rows.append(grouped.assign(side=side))
+    if not rows:
+        return pd.DataFrame(columns=["side", "op", "phase", "occurrences", "modules", "time_ns"])
+    out = pd.concat(rows, ignore_index=True)
+    return out[["side", "op", "phase", "occurrences", "modules", "time_ns"]].sort_values(
+        ["side", "time_ns"], ascending=[True, False], ignore_index=True)

@@ -1,8 +1,12 @@
 """The compare tables: one row per module pair and one row per op pair, with base/target side by side.
 
 Times are per call of the module (so runs that profiled a different number of steps compare).
-The time compared (`base_ns`/`target_ns`) is device time when both runs have device events, else
-host time (forward span + backward autograd nodes); both are kept in their own columns.
+The time compared (`base_ns`/`target_ns`) is each side's device time when it has device events, else
+its host time (forward span + backward autograd nodes): an NPU or GPU run against a CPU run compares
+device time with host time, and `basis` says so (`device`, `host` or `base device / target host`).
+Both kinds are kept in their own columns. `*_comm_ns` is the part of a module's time in the collectives
+it launched (DDP's gradient all-reduce in the backward of the layer that completes a bucket), and
+`*_format_cast_ns` the part in layout-conversion kernels (TransData), both per call.
 `ratio` = target / base (NaN unless both sides have time), `delta_ns` = target - base (a side
 with no partner counts as 0).
 """
@@ -20,9 +24,23 @@ SIDES = ("base", "target")
 PHASE_ORDER = {"forward": 0, "backward": 1, "loss": 2, "optimizer": 3, "other": 4}
 
 
+def side_basis(side: Side) -> str:
+    """"device" when the run has device events (kernels), else "host"."""
+    return "device" if side.has_device else "host"
+
+
 def time_basis(base: Side, target: Side) -> str:
-    """"device" when both runs have device events, else "host"."""
-    return "device" if base.has_device and target.has_device else "host"
+    """"device" or "host" when both sides' times are of one kind, else "base device / target host"."""
+    b, t = side_basis(base), side_basis(target)
+    return b if b == t else f"base {b} / target {t}"
+
+
+def basis_of(basis: str, label: str) -> str:
+    """The kind of time (device / host) of side `label` under a basis from time_basis."""
+    if basis in ("device", "host"):
+        return basis
+    parts = dict(part.split() for part in basis.split(" / "))
+    return parts[label]
 
 
 def _ratio_delta(frame: pd.DataFrame) -> None:
@@ -50,7 +68,13 @@ def compare_modules(base: Side, target: Side, basis: str) -> pd.DataFrame:
         }
         for name, values in per.items():
             out[f"{label}_{name}"] = values
-        if basis == "device":
+        own = side.ops[side.ops["module_path"].notna()]
+        kind = "device_ns" if basis_of(basis, label) == "device" else "host_ns"
+        casts = _rolled_up(own.groupby("module_path")["cast_ns"].sum(), m.index)
+        comm = _rolled_up(own[own["collective"].astype(bool)].groupby("module_path")[kind].sum(), m.index)
+        out[f"{label}_format_cast_ns"] = out[col].map(casts) / calls
+        out[f"{label}_comm_ns"] = out[col].map(comm) / calls  # collectives launched in the module
+        if basis_of(basis, label) == "device":
             out[f"{label}_ns"] = out[f"{label}_device_ns_fwd"] + out[f"{label}_device_ns_bwd"]
         else:
             out[f"{label}_ns"] = out[f"{label}_host_fwd_ns"] + out[f"{label}_host_bwd_ns"]
@@ -62,6 +86,15 @@ def compare_modules(base: Side, target: Side, basis: str) -> pd.DataFrame:
         (out["base_input_shapes"].fillna("") != out["target_input_shapes"].fillna(""))
         | (out["base_weight_shape"].fillna("") != out["target_weight_shape"].fillna("")))
     return out.reset_index(drop=True)
+
+
+def _rolled_up(values: pd.Series, paths: pd.Index) -> pd.Series:
+    """Per module path, the sum of `values` (indexed by module path) over the module and its descendants."""
+    out = {}
+    for path in paths:
+        prefix = f"{path}/"
+        out[path] = float(sum(v for p, v in values.items() if p == path or str(p).startswith(prefix)))
+    return pd.Series(out, dtype=float)
 
 
 def _weight_shapes(ops: pd.DataFrame) -> pd.Series:
@@ -94,7 +127,8 @@ def compare_ops(base: Side, target: Side, modules: pd.DataFrame, canon: dict[str
         return pd.DataFrame()
     out = pd.concat(parts, ignore_index=True)
     for label in SIDES:
-        out[f"{label}_ns"] = out[f"{label}_device_ns"] if basis == "device" else out[f"{label}_host_ns"]
+        kind = "device" if basis_of(basis, label) == "device" else "host"
+        out[f"{label}_ns"] = out[f"{label}_{kind}_ns"]
     _ratio_delta(out)
     out["shapes_equal"] = out["base_shapes"].fillna("") == out["target_shapes"].fillna("")
     return out

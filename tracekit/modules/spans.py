@@ -84,6 +84,13 @@ def find_module_spans(events: pd.DataFrame, sources: list[SourceInfo], args: pa.
             inst_out.append(name.replace("/", "|"))
             type_out.append(RECORD_FUNCTION)
             from_out.append(RECORD_FUNCTION)
+    long_names = sum(len(x) > MAX_MODULE_NAME for x in inst_out)
+    if long_names:
+        inst_out = [_shorten(x) for x in inst_out]
+        type_out = [_shorten(x) for x in type_out]
+        warn(sources[0].path if len(sources) == 1 else "modules",
+             f"{long_names} module names are longer than {MAX_MODULE_NAME} characters; module paths and types "
+             "keep their first characters and say how many were left out (the events keep their full names)")
     order = np.argsort(np.asarray(rows_out, dtype=np.int64), kind="stable")
     return ModuleSpans(
         np.asarray(rows_out, dtype=np.int64)[order],
@@ -91,6 +98,17 @@ def find_module_spans(events: pd.DataFrame, sources: list[SourceInfo], args: pa.
         np.asarray(type_out, dtype=object)[order],
         np.asarray(from_out, dtype=object)[order],
     )
+
+
+# Module paths repeat every ancestor's name, and each module's path is stored: a name this long is
+# shortened in paths (not in the events) so that a hostile 10 MB name cannot cost name x modules x copies.
+MAX_MODULE_NAME = 1024
+
+
+def _shorten(name: str) -> str:
+    if not isinstance(name, str) or len(name) <= MAX_MODULE_NAME:
+        return name
+    return f"{name[:MAX_MODULE_NAME]}...(+{len(name) - MAX_MODULE_NAME} chars)"
 
 
 def _empty() -> ModuleSpans:
@@ -193,8 +211,8 @@ def _number_instances(rows_in_time: np.ndarray, classes: dict[int, str], enclosi
 def _class_from_source(info: SourceInfo, path: str, line: int) -> str | None:
     """The class whose body holds `def forward` at `line`, read from VizTracer's embedded file_info."""
     files = (info.top.get("file_info") or {}).get("files") or {}
-    entry = files.get(path)
-    if not entry:
+    entry = files.get(path) if isinstance(files, dict) else None
+    if not entry or not isinstance(entry, (list, tuple)):  # damaged file_info: no class from sources
         return None
     lines = str(entry[0]).splitlines()
     if not 0 < line <= len(lines):

@@ -17,11 +17,13 @@ import msgspec
 import numpy as np
 import pandas as pd
 
+from tracekit.parallel.hccl import EXTRA as HCCL_EXTRA
+from tracekit.parallel.hccl import compute_free, label_hccl_groups, with_hccl
 from tracekit.table import DEVICE_KINDS, EventTable, kind_in, matches, strings
 
 _PREFIX = re.compile(r"^(?:c10d::|_c10d_functional::|c10d_functional::|nccl:|gloo:|hccl:|vllm::|symm_mem::)(.+)$")
 _RPC = "record_param_comms"
-_COMM_KERNEL = re.compile(r"(?i:nccl|rccl)|.*all_reduce_kernel")  # communication kernels (not compute)
+_COMM_KERNEL = re.compile(r"(?i:nccl|rccl)|.*all_reduce_kernel|hcom_")  # communication kernels (not compute)
 _WAIT = re.compile(r"(?i).*wait")
 _ORDER = (
     ("allreduce", "all_reduce"), ("allgather", "all_gather"), ("reducescatter", "reduce_scatter"),
@@ -39,7 +41,7 @@ NO_SIZES = ("no sizes recorded: no `In/Out msg nelems`, and the op's tensor inpu
 COLUMNS = (
     "rank", "step", "name", "collective", "group", "group_desc", "group_ranks", "group_from", "peer",
     "dtype", "bytes", "bytes_from", "start_ns", "dur_ns", "call_ns", "exposed_ns", "module_path",
-    "module_from", "call_row", "exec_row", "thread",
+    "module_from", "call_row", "exec_row", "thread", "exec_thread", "exec_link_set",
 )
 
 
@@ -60,14 +62,53 @@ def _name_kind(name: str) -> str | None:
 
 
 def _args(table: EventTable, rows: list[int]) -> dict[int, dict[str, Any]]:
+    """The decoded args of `rows`, with the fields read here type-checked (see _checked_args)."""
     raws = table.args.take(np.asarray(rows, dtype=np.int64)).to_pylist() if rows else []
     out = {}
     for row, raw in zip(rows, raws):
         try:
-            out[row] = msgspec.json.decode(raw) if raw else {}
-        except msgspec.DecodeError:
+            out[row] = _checked_args(msgspec.json.decode(raw) if raw else {})
+        except (msgspec.DecodeError, RecursionError):
             out[row] = {}
     return out
+
+
+def _is_count(v: Any) -> bool:
+    return type(v) is int and 0 <= v < 2**48
+
+
+def _is_dims(v: Any) -> bool:
+    """Input Dims: a list whose entries are shapes (lists of ints) or lists of shapes (TensorList)."""
+    def shape(s: Any) -> bool:
+        return isinstance(s, list) and all(type(d) is int and 0 <= d < 2**40 for d in s)
+    return isinstance(v, list) and all(shape(d) or (isinstance(d, list) and all(shape(x) for x in d)) for d in v)
+
+
+# The args fields the collective reader uses, with the type each must have; others pass through untouched.
+_FIELD_OK = {
+    "Collective name": lambda v: isinstance(v, str),
+    "dtype": lambda v: isinstance(v, str),
+    "In msg nelems": _is_count,
+    "Out msg nelems": _is_count,
+    "Group size": _is_count,
+    "Process Group Name": lambda v: isinstance(v, (str, int)) and not isinstance(v, bool),
+    "Process Group Description": lambda v: isinstance(v, str),
+    "Process Group Ranks": lambda v: isinstance(v, str) or (isinstance(v, list) and all(_is_count(r) for r in v)),
+    "Input Dims": _is_dims,
+    "Input type": lambda v: isinstance(v, list),
+    "Concrete Inputs": lambda v: isinstance(v, list),
+}
+
+
+def _checked_args(args: Any) -> dict[str, Any]:
+    """args as a dict whose collective fields have the expected types; a field that does not (a
+    `Collective name` that is a number, `Input Dims` holding text) is left out, as if not recorded."""
+    if not isinstance(args, dict):
+        return {}
+    bad = [k for k, ok in _FIELD_OK.items() if k in args and not ok(args[k])]
+    if bad:
+        args = {k: v for k, v in args.items() if k not in bad}
+    return args
 
 
 def _ranks(value: Any) -> tuple[int, ...] | None:
@@ -76,7 +117,7 @@ def _ranks(value: Any) -> tuple[int, ...] | None:
             value = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             return None
-    if isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value):
+    if isinstance(value, (list, tuple)) and all(type(v) is int and 0 <= v < 2**31 for v in value):
         return tuple(value)
     return None
 
@@ -88,9 +129,13 @@ def tensor_size(dims: Any, types: Any) -> tuple[int | None, str | None]:
         return None, None
     best, best_type = None, None
     for d, t in zip(dims, types):
+        if not isinstance(d, list):
+            continue
         shapes = d if (d and isinstance(d[0], list)) else ([d] if d else [])
         dtype = str(t).removeprefix("c10::")
         if not shapes or (dtype.lower() not in DTYPE_BYTES and dtype != "TensorList"):
+            continue
+        if not _is_dims(shapes):
             continue
         total = sum(int(np.prod(s, dtype=np.int64)) for s in shapes)
         if best is None or total > best:
@@ -183,13 +228,17 @@ def collective_calls(table: EventTable) -> tuple[pd.DataFrame, dict[str, int]]:
             **facts, "start_ns": start, "dur_ns": end - start, "call_ns": int(dur[top]),
             "module_path": module, "module_from": module_from, "call_row": top,
             "exec_row": done[0] if done else -1, "thread": int(tid[top]),
+            "exec_thread": int(tid[facts["_exec"]]) if facts["_exec"] is not None else None,
         })
     frame = pd.DataFrame(rows, columns=[*[c for c in COLUMNS if c != "exposed_ns"], "_elems", "_exec"])
     frame = _link_gloo_execs(frame, execs, names, base_kind, args, ts, dur, ev, skipped)
-    frame["exposed_ns"] = exposed_ns(ev, frame)
+    frame = with_hccl(table, frame)  # Ascend: HCCL ops (tracekit/parallel/hccl.py)
+    frame["exposed_ns"] = exposed_ns(ev, frame) if not compute_free(table) else None
     frame["bytes"] = frame["bytes"].astype("Int64")
     frame["peer"] = frame["peer"].astype("Int64")
-    return frame[list(COLUMNS)].sort_values(["start_ns", "call_row"], ignore_index=True), skipped
+    frame["exec_thread"] = frame["exec_thread"].astype("Int64")
+    extra = [c for c in HCCL_EXTRA if c in frame]
+    return frame[[*COLUMNS, *extra]].sort_values(["start_ns", "call_row"], ignore_index=True), skipped
 
 
 def _facts(top: int, rows: list[int], names, base_kind, args, kernels: list[int], kernel_args) -> dict | None:
@@ -223,7 +272,7 @@ def _facts(top: int, rows: list[int], names, base_kind, args, kernels: list[int]
     peer = None
     if kind in ("send", "recv"):
         concrete = args[top].get("Concrete Inputs") or []
-        if len(concrete) > 2 and str(concrete[2]).lstrip("-").isdigit():
+        if len(concrete) > 2 and str(concrete[2]).lstrip("-").isdigit() and len(str(concrete[2])) < 10:
             peer = int(concrete[2])
     return {
         "collective": kind, "group": str(group["Process Group Name"]) if group else None,
@@ -238,30 +287,57 @@ def _facts(top: int, rows: list[int], names, base_kind, args, kernels: list[int]
 def _link_gloo_execs(frame: pd.DataFrame, execs: list[int], names, base_kind, args, ts, dur, ev,
                      skipped: dict[str, int]) -> pd.DataFrame:
     """Give each call the `gloo:*` annotation that ran it: the first free one of the same collective and size
-    starting after the call began (gloo runs each process group's work in order)."""
+    starting after the call began (gloo runs each process group's work in order). Where several such calls were
+    waiting (asynchronous calls, possibly of different groups), they share an `exec_link_set` id: their work
+    may have gone to either."""
+    frame = frame.assign(exec_link_set=pd.array([None] * len(frame), dtype="Int64"))
     if not execs:
         return frame
-    frame = frame.copy()
     free = {i: True for i in range(len(frame))}
     order = frame.sort_values("start_ns").index.tolist()
+    parent: dict[int, int] = {}
+
+    def root(i: int) -> int:
+        while parent.get(i, i) != i:
+            i = parent[i]
+        return i
+
     for ex in execs:
         kind = base_kind[ex]
         n, t = tensor_size(args[ex].get("Input Dims"), args[ex].get("Input type"))
-        match = next((i for i in order if free[i] and frame.at[i, "collective"] == kind
-                      and frame.at[i, "start_ns"] <= ts[ex]
-                      and (n is None or pd.isna(frame.at[i, "_elems"]) or frame.at[i, "_elems"] == n)), None)
-        if match is None:
+        waiting = [i for i in order if free[i] and _runs(kind, n, frame.at[i, "collective"], frame.at[i, "_elems"])
+                   and frame.at[i, "start_ns"] <= ts[ex]]
+        if not waiting:
             skipped["gloo annotation without a calling op"] = skipped.get("gloo annotation without a calling op", 0) + 1
             continue
+        match = waiting[0]
+        for other in waiting[1:]:
+            parent[root(other)] = root(match)
         free[match] = False
         frame.at[match, "start_ns"] = int(ts[ex])
         frame.at[match, "dur_ns"] = int(dur[ex])
         frame.at[match, "exec_row"] = ex
+        frame.at[match, "exec_thread"] = int(ev["tid"].iat[ex])
         if pd.isna(frame.at[match, "bytes"]) and size_bytes(n, t) is not None:
             frame.at[match, "bytes"] = size_bytes(n, t)
             frame.at[match, "dtype"] = t
             frame.at[match, "bytes_from"] = f"Input Dims of {names[ex]} (the gloo work that ran it)"
+    if parent:
+        frame["exec_link_set"] = pd.array([root(i) if i in parent or root(i) != i or i in parent.values() else None
+                                           for i in range(len(frame))], dtype="Int64")
     return frame
+
+
+def _runs(exec_kind: str, exec_elems: int | None, call_kind: str, call_elems) -> bool:
+    """Can a gloo annotation (its collective, elements of its input) be the work of a call? gloo runs
+    reduce_scatter as an all_reduce of the full input, and an all_gather annotation shows the local input
+    while the call's largest operand is the gathered output (a whole multiple of it)."""
+    if exec_kind != call_kind and not (exec_kind == "all_reduce" and call_kind == "reduce_scatter"):
+        return False
+    if exec_elems is None or pd.isna(call_elems):
+        return True
+    return call_elems == exec_elems or (call_kind == "all_gather" and exec_elems > 0
+                                        and call_elems > exec_elems and call_elems % exec_elems == 0)
 
 
 def compute_intervals(ev: pd.DataFrame, calls: pd.DataFrame) -> np.ndarray:
@@ -353,8 +429,11 @@ def build_collectives(frames: list[pd.DataFrame], distributed: list[dict[str, An
     calls = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(COLUMNS))
     groups = groups_from_ranks(distributed, calls)
     calls = label_dims(assign_groups(calls, groups), groups)
+    calls = label_hccl_groups(calls, groups)
     calls = with_bandwidth(calls)
     order = ["rank", "step", "name", "collective", "group", "group_desc", "group_ranks", "group_from",
              "parallel_dim", "parallel_dim_inferred", "peer", "dtype", "bytes", "bytes_from", "start_ns", "dur_ns",
-             "algbw", "busbw", "exposed_ns", "call_ns", "module_path", "module_from", "call_row", "exec_row", "thread"]
+             "algbw", "busbw", "exposed_ns", "call_ns", "module_path", "module_from", "call_row", "exec_row", "thread",
+             "exec_thread", "exec_link_set", "group_candidates"]
+    order += [c for c in HCCL_EXTRA if c in calls]
     return calls[order].sort_values(["rank", "start_ns"], ignore_index=True)

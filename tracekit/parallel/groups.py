@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tracekit.parallel.call_groups import MATCH_COLUMNS, Candidate, infer_call_groups
+
 _MESH = re.compile(r"(?:^|_)mesh_([a-z_]+)$", re.IGNORECASE)
 _MESH_DIMS = {"tp": "TP", "dp": "DP", "cp": "CP", "pp": "PP", "ep": "EP", "sp": "SP", "fsdp": "DP", "ddp": "DP",
               "dp_shard": "DP", "dp_replicate": "DP", "dp_shard_cp": "DP", "dp_cp": "DP", "etp": "TP"}
@@ -63,9 +65,17 @@ def parallel_dim(desc: str | None, ranks: tuple[int, ...], world: int | None,
 def groups_from_ranks(distributed: list[dict[str, Any]], calls: pd.DataFrame) -> dict[tuple[str, tuple], Group]:
     """Every group named by any rank's pg_config or by any collective's args, keyed by (name, ranks)."""
     world = next((d.get("world_size") for d in distributed if d.get("world_size")), None)
+    if isinstance(world, str) and world.strip().isdigit() and len(world.strip()) < 8:
+        world = int(world)  # older torch writes distributedInfo values as text
+    world = world if type(world) is int and 0 < world <= 1 << 20 else None  # readers warn about others
     found: dict[tuple[str, tuple], tuple[str, str]] = {}
     for dist in distributed:
-        for pg in dist.get("pg_config") or []:
+        pgs = dist.get("pg_config")
+        for pg in pgs if isinstance(pgs, list) else []:
+            if not isinstance(pg, dict) or not isinstance(pg.get("ranks") or [], list):
+                continue
+            if not all(type(r) is int and 0 <= r < 1 << 20 for r in pg.get("ranks") or []):
+                continue
             ranks = tuple(int(r) for r in pg.get("ranks") or [])
             desc = str(pg.get("pg_desc") or "")
             found.setdefault((str(pg.get("pg_name")), ranks), (desc, "distributedInfo.pg_config"))
@@ -82,100 +92,60 @@ def groups_from_ranks(distributed: list[dict[str, Any]], calls: pd.DataFrame) ->
     return out
 
 
-def _signature(frame: pd.DataFrame) -> tuple:
-    return tuple(zip(frame["collective"].tolist(), frame["bytes"].fillna(-1).tolist()))
-
-
-def _score(mine: pd.DataFrame, theirs: pd.DataFrame) -> tuple[float, float]:
-    """(share of call pairs whose intervals do not overlap, median |end difference|) of ordinal pairs."""
-    s1, s2 = mine["start_ns"].to_numpy(), theirs["start_ns"].to_numpy()
-    e1, e2 = s1 + mine["dur_ns"].to_numpy(), s2 + theirs["dur_ns"].to_numpy()
-    apart = (s1 > e2) | (s2 > e1)
-    return float(apart.mean()), float(np.median(np.abs(e1 - e2)))
-
-
-def assign_groups(calls: pd.DataFrame, groups: dict[tuple[str, tuple], Group]) -> pd.DataFrame:
-    """Fill group, group_ranks, group_from for calls whose events do not name their group.
-
-    Calls of one rank are taken in classes (op name, calling thread, peer). A candidate group must contain
-    the rank, and every other member must have a class of the same op with the same sequence of
-    collectives and sizes (for send/recv: the matching recv/send naming this rank as peer). Among
-    candidates the one whose paired calls overlap in time on every member wins (a collective cannot
-    finish on one member before another member started it). Chosen groups are marked inferred.
-    """
+def assign_groups(calls: pd.DataFrame, groups: dict[tuple[str, tuple], Group], tolerance_ns: int = 0) -> pd.DataFrame:
+    """Fill group, group_desc, group_ranks, group_from and group_candidates for each call whose events do not
+    name its group, call by call across ranks (`tracekit.parallel.call_groups`). With one rank only, a rank
+    that belongs to a single multi-rank group takes it; otherwise the group stays empty."""
     out = calls.copy()
+    if "exec_thread" not in out:  # tables from readers that know no execution thread
+        out["exec_thread"] = pd.array([None] * len(out), dtype="Int64")
+    out["group_candidates"] = pd.Series([None] * len(out), index=out.index, dtype=object)
     if not len(out):
         return out
-    by_rank = {r: f for r, f in out.groupby("rank")}
-    todo = out[out["group"].isna()]
-    for (rank, _name, _thread, peer), cls in todo.groupby(["rank", "name", "thread", out["peer"].fillna(-1)],
-                                                         dropna=False):
-        cands = [g for g in groups.values() if rank in g.ranks and len(g.ranks) > 1]
-        best, how = None, ""
-        scored = []
-        for g in cands:
-            score = _match(cls, g, int(rank), int(peer), by_rank)
-            if score is not None:
-                scored.append((score, g))
-        if scored:
-            scored.sort(key=lambda sg: (sg[0][0], sg[0][1], len(sg[1].ranks)))
-            (apart, gap), best = scored[0]
-            how = (f"inferred: {len(scored)} of {len(cands)} candidate groups have matching calls on every member; "
-                   f"chosen for overlap in time (non-overlapping pairs {apart:.0%}, median end gap {gap / 1e3:.0f} us)")
-        elif len(cands) == 1 or len({g.ranks for g in cands if g.dim != "world"}) == 1:
-            best = next((g for g in cands if g.dim != "world"), cands[0]) if cands else None
-            how = "inferred: the only process group of this rank" if best else ""
-        if best is None:
-            out.loc[cls.index, "group_from"] = ("unknown: the events do not name their group"
-                                                + ("" if len(by_rank) > 1 else "; give all ranks to infer it"))
-            continue
-        out.loc[cls.index, "group"] = best.name
-        out.loc[cls.index, "group_desc"] = best.desc
-        out.loc[cls.index, "group_ranks"] = pd.Series([list(best.ranks)] * len(cls), index=cls.index, dtype=object)
-        out.loc[cls.index, "group_from"] = how
+    todo = np.flatnonzero(out["group"].isna().to_numpy())
+    if not len(todo):
+        return out
+    cands = [Candidate(g.name, g.ranks) for g in groups.values()]
+    found = infer_call_groups(out[[c for c in (*MATCH_COLUMNS, "group") if c in out]], todo, cands, tolerance_ns)
+    chosen = found["group"].to_numpy()
+    if out["rank"].nunique() == 1:
+        chosen, reasons = _single_rank(out.iloc[todo], list(groups.values()), found)
+        found = found.assign(group_from=reasons)
+    glist = list(groups.values())
+    idx = out.index[todo]
+    out.loc[idx, "group_from"] = found["group_from"].to_numpy()
+    out.loc[idx, "group_candidates"] = pd.Series([c or None for c in found["candidates"]], index=idx, dtype=object)
+    hit = chosen >= 0
+    if hit.any():
+        picked = [glist[g] for g in chosen[hit]]
+        out.loc[idx[hit], "group"] = [g.name for g in picked]
+        out.loc[idx[hit], "group_desc"] = [g.desc for g in picked]
+        out.loc[idx[hit], "group_ranks"] = pd.Series([list(g.ranks) for g in picked], index=idx[hit], dtype=object)
     return out
 
 
-def _match(cls: pd.DataFrame, group: Group, rank: int, peer: int, by_rank: dict) -> tuple[float, float] | None:
-    """Worst (overlap, gap) score of `cls` against its counterpart on each other member, None if one has none."""
-    kind = cls["collective"].iloc[0]
-    if kind in ("send", "recv"):
-        if peer < 0 or peer >= len(group.ranks) or group.ranks[peer] == rank:
-            return None
-        members = [group.ranks[peer]]
-    else:
-        members = [m for m in group.ranks if m != rank]
-    worst = (0.0, 0.0)
-    for m in members:
-        other = by_rank.get(m)
-        if other is None:
-            return None
-        if kind in ("send", "recv"):
-            want = "recv" if kind == "send" else "send"
-            pool = other[(other["collective"] == want) & (other["peer"] == group.ranks.index(rank))]
-            if len(pool) != len(cls):
-                return None
-            score = _score(cls, pool)
-        else:
-            score = None
-            sig = _signature(cls)
-            for _key, theirs in other[other["name"] == cls["name"].iloc[0]].groupby(["thread"]):
-                if _signature(theirs) == sig:
-                    s = _score(cls, theirs)
-                    score = s if score is None or s < score else score
-            if score is None:
-                return None
-        worst = max(worst, score)
-    return worst
+def _single_rank(todo: pd.DataFrame, groups: list[Group], found: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """Without other ranks there is no per-call evidence: only a rank that belongs to a single multi-rank group
+    (pg_config lists every group of the rank) gets it."""
+    rank = int(todo["rank"].iloc[0])
+    mine = [i for i, g in enumerate(groups) if rank in g.ranks and len(g.ranks) > 1]
+    if len(mine) == 1:
+        why = "inferred: the only process group of this rank with other members (other ranks not given)"
+        return np.full(len(todo), mine[0]), [why] * len(todo)
+    why = (f"unknown: the events do not name their group and the rank belongs to {len(mine)} groups; "
+           "give all ranks to match the calls")
+    return np.full(len(todo), -1), [why] * len(todo)
 
 
 def label_dims(calls: pd.DataFrame, groups: dict[tuple[str, tuple], Group]) -> pd.DataFrame:
-    """Add parallel_dim and parallel_dim_inferred from each call's group."""
+    """Add parallel_dim and parallel_dim_inferred from each call's group. The dimension counts as stated only
+    where the trace states the call's group (`group_from` not `inferred: ...`) and that group's description
+    names the dimension."""
     by_key = {(g.name, g.ranks): g for g in groups.values()}
     by_name = {g.name: g for g in groups.values()}
     dims, inferred = [], []
-    for name, ranks in zip(calls["group"].tolist(), calls["group_ranks"].tolist()):
+    for name, ranks, how in zip(calls["group"].tolist(), calls["group_ranks"].tolist(), calls["group_from"].tolist()):
         g = by_key.get((str(name), tuple(ranks) if ranks is not None else ())) or by_name.get(str(name))
         dims.append(g.dim if g else None)
-        inferred.append(bool(g.dim_inferred) if g else None)
+        inferred.append((bool(g.dim_inferred) or str(how).startswith("inferred")) if g else None)
     return calls.assign(parallel_dim=dims, parallel_dim_inferred=pd.array(inferred, dtype="boolean"))

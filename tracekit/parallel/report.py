@@ -39,6 +39,11 @@ def step_split(ev: pd.DataFrame, calls: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(SPLIT_COLUMNS))
 
 
+def _sum_known(values: pd.Series) -> object:
+    """Sum of the known values; unknown (NA) when none is known (HCCL ops without a message size)."""
+    return values.sum(min_count=1)
+
+
 def _total_step_ns(steps: pd.DataFrame) -> int:
     return int(steps["dur_ns"].sum()) or 1
 
@@ -51,7 +56,7 @@ def by_group(coll: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
                         group_desc=coll["group_desc"].fillna(""),
                         group_ranks=coll["group_ranks"].map(lambda r: ",".join(map(str, r)) if r is not None else "?"))
     out = frame.groupby(["parallel_dim", "group", "group_desc", "group_ranks"], dropna=False).agg(
-        ranks=("rank", "nunique"), calls=("rank", "size"), bytes=("bytes", "sum"), time_ns=("dur_ns", "sum"),
+        ranks=("rank", "nunique"), calls=("rank", "size"), bytes=("bytes", _sum_known), time_ns=("dur_ns", "sum"),
         exposed_ns=("exposed_ns", "sum"), busbw=("busbw", "median"),
         inferred=("group_from", lambda s: bool(s.astype(str).str.startswith("inferred").any())),
     ).reset_index()
@@ -67,7 +72,8 @@ def by_module(coll: pd.DataFrame) -> pd.DataFrame:
     frame = coll.assign(module_path=coll["module_path"].fillna("(no module)"),
                         parallel_dim=coll["parallel_dim"].fillna("?"))
     out = frame.groupby(["module_path", "parallel_dim"]).agg(
-        calls=("rank", "size"), bytes=("bytes", "sum"), time_ns=("dur_ns", "sum"), exposed_ns=("exposed_ns", "sum"),
+        calls=("rank", "size"), bytes=("bytes", _sum_known), time_ns=("dur_ns", "sum"),
+        exposed_ns=("exposed_ns", "sum"),
     ).reset_index()
     return out.sort_values("time_ns", ascending=False, ignore_index=True)
 
@@ -76,7 +82,8 @@ def by_rank(steps: pd.DataFrame) -> pd.DataFrame:
     """Per rank: compute / exposed communication / idle over its steps, in ns and as shares."""
     if not len(steps):
         return pd.DataFrame()
-    out = steps.groupby("rank")[["dur_ns", "compute_ns", "comm_ns", "exposed_comm_ns", "idle_ns"]].sum().reset_index()
+    parts = ["dur_ns", "compute_ns", "comm_ns", "exposed_comm_ns", "idle_ns"]
+    out = steps.groupby("rank")[parts].sum(min_count=1).reset_index()  # unknown (NaN) stays unknown
     for col in ("compute_ns", "exposed_comm_ns", "idle_ns"):
         out[col.replace("_ns", "_share")] = out[col] / out["dur_ns"].where(out["dur_ns"] > 0)
     return out

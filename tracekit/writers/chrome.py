@@ -79,8 +79,7 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
         for chunk in _chunks(layout.metadata_events()):
             _write_list(fh, encoder.encode(chunk), first)
             first = False
-        for begin in range(0, len(rows), CHUNK):
-            part = rows[begin : begin + CHUNK]
+        for part in _parts(rows, module_args.row_bytes(rows)):
             text = event_rows(
                 ph[part], out_pid_arr[part], out_tid_arr[part], names[part], cats[part],
                 ts_ns[part] - base_ns, dur_ns[part], scope[part],
@@ -106,6 +105,26 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
     return ChromeResult(status, written, flows // 2, base_ns, sum(e.ph == "X" for e in track))
 
 
+# A chunk of rows holds at most this many bytes of module paths: a very long module name repeated over
+# many events must not be materialized for all of them at once.
+CHUNK_PATH_BYTES = 32 << 20
+
+
+def _parts(rows: np.ndarray, extra_bytes: np.ndarray | None) -> list[np.ndarray]:
+    """`rows` in chunks of at most CHUNK rows and (roughly) CHUNK_PATH_BYTES of `extra_bytes`."""
+    if extra_bytes is None or not len(rows) or int(extra_bytes.sum()) <= CHUNK_PATH_BYTES:
+        return [rows[b : b + CHUNK] for b in range(0, len(rows), CHUNK)]
+    parts, begin = [], 0
+    total = np.cumsum(extra_bytes)
+    while begin < len(rows):
+        before = int(total[begin - 1]) if begin else 0
+        end = int(np.searchsorted(total, before + CHUNK_PATH_BYTES, side="right"))
+        end = min(max(end, begin + 1), begin + CHUNK, len(rows))
+        parts.append(rows[begin:end])
+        begin = end
+    return parts
+
+
 class _ModuleArgs:
     """Adds "module_path" and "phase" to the args of attributed events, one chunk at a time."""
 
@@ -118,6 +137,14 @@ class _ModuleArgs:
         self.quoted = pa.array([msgspec.json.encode(str(c)).decode() for c in ev["module_path"].cat.categories],
                                pa.large_string())
         self.phase = strings(ev["phase"])
+
+    def row_bytes(self, rows: np.ndarray) -> np.ndarray | None:
+        """Bytes of module path each of `rows` gets in its args (None: no module paths)."""
+        if not self.active or not len(self.quoted):
+            return None
+        lengths = np.append(pc.binary_length(self.quoted).to_numpy(zero_copy_only=False), 0).astype(np.int64)
+        codes = self.path_codes[rows]
+        return np.where(self.attributed[rows], lengths[codes], 0)
 
     def extend(self, part: np.ndarray, args: pa.Array) -> pa.Array:
         """`args` (the args of rows `part`) with the module fields added where a row has a module."""

@@ -1,93 +1,103 @@
-"""The comparison as one self-contained HTML page (inline SVG charts, no scripts from anywhere).
+"""The comparison as sections of the report (and as its own page, `tracekit compare`'s report.html).
 
-Sections: inputs and notes, step breakdown per side (stacked bars), per-module time side by side,
-largest regressions, the module table and the top ops.
+Sections: step breakdown per side, per-module time side by side, largest regressions, the module table and
+the ops with the largest change. Charts are Chart.js (inlined); tables carry their units.
 """
 
 from __future__ import annotations
 
-import html
-import math
+from pathlib import Path
 
 import pandas as pd
 
+from tracekit.report.blocks import bar_chart, facts, table
+from tracekit.report.fmt import esc, missing, ms, pct, shape_text
+from tracekit.report.page import Section, render_page
 from tracekit.writers.compare_text import top_deltas
-from tracekit.writers.modules_text import _ms
 
 BASE_COLOR, TARGET_COLOR = "#4e79a7", "#f28e2b"
-PART_COLORS = {"compute_ns": "#59a14f", "exposed_comm_ns": "#e15759", "overlapped_comm_ns": "#edc948",
-               "idle_ns": "#bab0ac"}
-PART_LABELS = {"compute_ns": "compute", "exposed_comm_ns": "exposed communication",
-               "overlapped_comm_ns": "overlapped communication (inside compute)", "idle_ns": "idle / host-bound"}
-BAR_W, LABEL_W, ROW_H = 700, 380, 18
+PARTS = (("compute_ns", "compute", "#59a14f"), ("exposed_comm_ns", "exposed communication", "#e15759"),
+         ("idle_ns", "idle / host-bound", "#bab0ac"))
 MAX_CHART_MODULES = 40
 
 
-def _e(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return html.escape(str(value))
-
-
 def _ratio(value) -> str:
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}x"
+    return "" if missing(value) else f"{value:.2f}x"
+
+
+def _pair(a, b, fmt=None) -> str:
+    def one(v):
+        if missing(v):
+            return "-"
+        return fmt(v) if fmt else f"{v:g}"
+    return f"{one(a)} / {one(b)}"
+
+
+def _same_or_pair(a, b, fmt=str) -> str:
+    a, b = ("" if missing(a) else fmt(a)), ("" if missing(b) else fmt(b))
+    return a if a == b else f"{a or '-'} / {b or '-'}"
+
+
+def _label(path: str, width: int = 56) -> str:
+    """The end of a module path, which names it best, shortened from the left."""
+    return path if len(path) <= width else "…" + path[-(width - 1):]
+
+
+def side_names(cmp) -> tuple[str, str]:
+    """Short names of the two inputs: their file names, or their folders where the file names agree."""
+    base, target = Path(str(cmp.base.path)), Path(str(cmp.target.path))
+    if base.name == target.name and base.parent.name != target.parent.name:
+        return base.parent.name, target.parent.name
+    return base.name, target.name
+
+
+def compare_title(cmp) -> str:
+    base, target = Path(str(cmp.base.path)), Path(str(cmp.target.path))
+    names = side_names(cmp)
+    if base.name == target.name and names[0] != base.name:
+        return f"tracekit compare: {base.name}, {names[0]} vs {names[1]}"
+    return f"tracekit compare: {names[0]} vs {names[1]}"
+
+
+def compare_sections(cmp, top: int = 20) -> list[Section]:
+    """Summary + steps, module charts and tables, ops."""
+    pairs = int((cmp.modules["status"] == "matched").sum()) if len(cmp.modules) else 0
+    base, target = side_names(cmp)
+    summary = facts([("base", esc(cmp.base.path)), ("target", esc(cmp.target.path)),
+                     ("modules matched", esc(f"{cmp.matched_fraction():.1%} ({pairs} pairs, "
+                                             f"{len(cmp.modules) - pairs} unpaired)"))])
+    summary += "".join(f"<p class='note'>{esc(n)}</p>" for n in cmp.notes)
+    out = [Section("compare", f"Comparison: {base} (base) vs {target} (target)", summary + _steps(cmp.steps))]
+    if len(cmp.modules):
+        out.append(Section("compare-modules", "Modules, base vs target",
+                           _module_chart(cmp.modules) + _regressions(cmp.modules, top) + _module_table(cmp.modules)))
+    else:
+        out.append(Section("compare-modules", "Modules, base vs target",
+                           "<p>No nn.Module events on either side: no module comparison.</p>"))
+    out.append(Section("compare-ops", "Ops with the largest change", _ops_table(cmp.ops, top)))
+    return out
 
 
 def render_report(cmp, top: int = 20) -> str:
     """The report page of a tracekit.compare.job.Comparison."""
-    title = f"tracekit compare: {cmp.base.path} vs {cmp.target.path}"
-    matched = cmp.matched_fraction()
-    pairs = int((cmp.modules["status"] == "matched").sum()) if len(cmp.modules) else 0
-    alone = len(cmp.modules) - pairs
-    parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title><style>"
-        "body{font-family:system-ui,sans-serif;margin:20px}table{border-collapse:collapse;font-size:12px}"
-        "td,th{padding:2px 6px;border-bottom:1px solid #eee;text-align:right}td.l,th.l{text-align:left}"
-        "svg text{font-size:11px}.key span{margin-right:14px}tr.base_only{background:#eef3fa}"
-        "tr.target_only{background:#fdf1e6}</style></head><body>",
-        f"<h1>{_e(title)}</h1><ul><li>base: {_e(cmp.base.path)}</li><li>target: {_e(cmp.target.path)}</li>"
-        f"<li>modules matched: {matched:.1%} ({pairs} pairs, {alone} unpaired)</li>"
-        + "".join(f"<li>{_e(n)}</li>" for n in cmp.notes) + "</ul>",
-        _steps_chart(cmp.steps),
-    ]
-    if len(cmp.modules):
-        parts.append(_module_chart(cmp.modules))
-        parts.append(_regressions_chart(cmp.modules, top))
-        parts.append(_module_table(cmp.modules))
-    else:
-        parts.append("<p>No nn.Module events on either side: no module comparison.</p>")
-    parts.append(_ops_table(cmp.ops, top))
-    parts.append("</body></html>")
-    return "".join(parts)
+    return render_page(compare_title(cmp), esc(f"times compared: {cmp.basis} time per module call"),
+                       compare_sections(cmp, top), charts=True)
 
 
-def _steps_chart(steps: pd.DataFrame) -> str:
+def _steps(steps: pd.DataFrame) -> str:
     if not len(steps):
-        return "<h2>Step breakdown</h2><p>No steps.</p>"
-    means = steps.groupby("side", sort=False)[["dur_ns", *PART_COLORS]].mean()
-    longest = float(means["dur_ns"].max()) or 1.0
-    rows = []
-    for i, (side, r) in enumerate(means.iterrows()):
-        x, y = LABEL_W, i * (ROW_H + 8)
-        rows.append(f"<text x='0' y='{y + 13}'>{_e(side)} ({_ms(r['dur_ns'])} ms/step)</text>")
-        for part in ("compute_ns", "exposed_comm_ns", "idle_ns"):
-            w = float(r[part]) / longest * BAR_W
-            rows.append(f"<rect x='{x:.1f}' y='{y}' width='{max(w, 0):.1f}' height='{ROW_H}' "
-                        f"fill='{PART_COLORS[part]}'><title>{PART_LABELS[part]}: {_ms(r[part])} ms</title></rect>")
-            x += max(w, 0)
-    key = "".join(f"<span style='color:{PART_COLORS[p]}'>&#9632;</span> {PART_LABELS[p]} " for p in
-                  ("compute_ns", "exposed_comm_ns", "idle_ns"))
-    table = steps[["side", "step", "basis", "dur_ns", *PART_COLORS]].copy()
-    body = "".join(
-        "<tr>" + f"<td class='l'>{_e(r.side)}</td><td>{r.step}</td><td class='l'>{_e(r.basis)}</td>"
-        + "".join(f"<td>{_ms(getattr(r, c))}</td>" for c in ("dur_ns", *PART_COLORS)) + "</tr>"
-        for r in table.itertuples(index=False))
-    head = "".join(f"<th>{h}</th>" for h in ("step ms", *(PART_LABELS[p] + " ms" for p in PART_COLORS)))
-    height = len(means) * (ROW_H + 8)
-    return (f"<h2>Step breakdown (mean per step)</h2><div class='key'>{key}</div>"
-            f"<svg width='{LABEL_W + BAR_W + 10}' height='{height}'>{''.join(rows)}</svg>"
-            f"<table id='steps'><tr><th class='l'>side</th><th>step</th><th class='l'>basis</th>{head}</tr>"
-            f"{body}</table>")
+        return "<h3>Step breakdown</h3><p>No steps.</p>"
+    means = steps.groupby("side", sort=False)[["dur_ns", *[p for p, _, _ in PARTS], "overlapped_comm_ns"]].mean()
+    chart = bar_chart("compare-steps", [f"{side} ({ms(r['dur_ns'])} ms/step)" for side, r in means.iterrows()],
+                      [{"label": label, "data": (means[col] / 1e6).tolist(), "color": color}
+                       for col, label, color in PARTS], "ms", stacked=True)
+    rows = [[r.side, str(r.step), r.basis, ms(r.dur_ns), *[ms(getattr(r, c)) for c, _, _ in PARTS],
+             ms(r.overlapped_comm_ns), pct(r.compute_ns / r.dur_ns) if r.dur_ns else ""]
+            for r in steps.itertuples(index=False)]
+    head = ["side", "step", "basis", "step ms", *[f"{label} ms" for _, label, _ in PARTS],
+            "overlapped comm ms", "compute %"]
+    return ("<h3>Step breakdown (mean per step)</h3>" + chart
+            + table("steps", head, rows, [False, True, False, *[True] * 6]))
 
 
 def _chart_modules(modules: pd.DataFrame) -> pd.DataFrame:
@@ -104,85 +114,56 @@ def _chart_modules(modules: pd.DataFrame) -> pd.DataFrame:
 
 def _module_chart(modules: pd.DataFrame) -> str:
     frame = _chart_modules(modules)
-    longest = float(frame[["base_ns", "target_ns"]].fillna(0).to_numpy().max()) or 1.0
-    rows = []
-    for i, r in enumerate(frame.itertuples(index=False)):
-        y = i * (2 * ROW_H + 6)
-        rows.append(f"<text x='0' y='{y + ROW_H}'>{_e(str(r.module_path)[-60:])}</text>")
-        for k, (label, value, color) in enumerate((("base", r.base_ns, BASE_COLOR), ("target", r.target_ns,
-                                                                                    TARGET_COLOR))):
-            v = 0.0 if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
-            w = v / longest * BAR_W
-            rows.append(f"<rect x='{LABEL_W}' y='{y + k * ROW_H}' width='{w:.1f}' height='{ROW_H - 2}' "
-                        f"fill='{color}'><title>{label}: {_ms(v)} ms</title></rect>"
-                        f"<text x='{LABEL_W + w + 4:.1f}' y='{y + k * ROW_H + 12}'>{_ms(v)}</text>")
-    key = (f"<span style='color:{BASE_COLOR}'>&#9632;</span> base <span style='color:{TARGET_COLOR}'>&#9632;"
-           "</span> target (ms per call)")
-    return (f"<h2>Per-module time, side by side</h2><div class='key'>{key}</div>"
-            f"<svg id='module-chart' width='{LABEL_W + BAR_W + 80}' height='{len(frame) * (2 * ROW_H + 6)}'>"
-            f"{''.join(rows)}</svg>")
+    return ("<h3>Per-module time, side by side (ms per call)</h3>" + bar_chart(
+        "module-chart", [_label(str(p)) for p in frame["module_path"]],
+        [{"label": "base", "data": (frame["base_ns"] / 1e6).tolist(), "color": BASE_COLOR},
+         {"label": "target", "data": (frame["target_ns"] / 1e6).tolist(), "color": TARGET_COLOR}], "ms"))
 
 
-def _regressions_chart(modules: pd.DataFrame, top: int) -> str:
+def _regressions(modules: pd.DataFrame, top: int) -> str:
     worse = modules[modules["delta_ns"] > 0]
     worse = worse.loc[worse["delta_ns"].sort_values(ascending=False, kind="stable").index[:top]]
     if not len(worse):
-        return "<h2>Largest regressions</h2><p>No module is slower on the target.</p>"
-    longest = float(worse["delta_ns"].max()) or 1.0
-    rows = []
-    for i, r in enumerate(worse.itertuples(index=False)):
-        y = i * (ROW_H + 4)
-        w = float(r.delta_ns) / longest * BAR_W
-        rows.append(f"<text x='0' y='{y + 13}'>{_e(str(r.module_path)[-60:])}</text>"
-                    f"<rect x='{LABEL_W}' y='{y}' width='{w:.1f}' height='{ROW_H}' fill='#e15759'>"
-                    f"<title>+{_ms(r.delta_ns)} ms ({_ratio(r.ratio)}, {_e(r.status)})</title></rect>"
-                    f"<text x='{LABEL_W + w + 4:.1f}' y='{y + 13}'>+{_ms(r.delta_ns)} ms {_ratio(r.ratio)}</text>")
-    return (f"<h2>Largest regressions (target slower, ms per call)</h2>"
-            f"<svg id='regressions' width='{LABEL_W + BAR_W + 140}' height='{len(worse) * (ROW_H + 4)}'>"
-            f"{''.join(rows)}</svg>")
+        return "<h3>Largest regressions</h3><p>No module is slower on the target.</p>"
+    labels = [f"{_label(str(r.module_path), 48)} ({_ratio(r.ratio) or r.status})" for r in worse.itertuples()]
+    return ("<h3>Largest regressions (target slower, ms per call)</h3>" + bar_chart(
+        "regressions", labels, [{"label": "target − base", "data": (worse["delta_ns"] / 1e6).tolist(),
+                                 "color": "#e15759"}], "ms"))
 
 
 MODULE_HEAD = ("module", "type", "status", "calls b/t", "base ms", "target ms", "delta ms", "ratio",
-               "device fwd ms b/t", "device bwd ms b/t", "kernels b/t", "input shapes b/t", "weight b/t")
+               "device fwd ms b/t", "device bwd ms b/t", "kernels b/t", "input shapes (b / t)", "weight (b / t)")
 
 
 def _module_table(modules: pd.DataFrame) -> str:
-    head = "".join(f"<th class='l'>{h}</th>" if i in (0, 1, 2, 11, 12) else f"<th>{h}</th>"
-                   for i, h in enumerate(MODULE_HEAD))
-    body = []
-    for r in modules.itertuples(index=False):
-        indent = "&nbsp;" * 2 * int(r.depth)
-        body.append(
-            f"<tr class='{_e(r.status)}'><td class='l'>{indent}{_e(r.module_path)}</td><td class='l'>"
-            f"{_e(r.module_type)}</td><td class='l'>{_e(r.status)}</td><td>{_pair(r.base_calls, r.target_calls)}</td>"
-            f"<td>{_ms(r.base_ns)}</td><td>{_ms(r.target_ns)}</td><td>{_ms(r.delta_ns)}</td><td>{_ratio(r.ratio)}</td>"
-            f"<td>{_ms(r.base_device_ns_fwd)} / {_ms(r.target_device_ns_fwd)}</td>"
-            f"<td>{_ms(r.base_device_ns_bwd)} / {_ms(r.target_device_ns_bwd)}</td>"
-            f"<td>{_pair(r.base_kernels, r.target_kernels)}</td>"
-            f"<td class='l'>{_e(r.base_input_shapes)} / {_e(r.target_input_shapes)}</td>"
-            f"<td class='l'>{_e(r.base_weight_shape)} / {_e(r.target_weight_shape)}</td></tr>")
-    return (f"<h2>Modules ({len(modules)})</h2><table id='modules'><tr>{head}</tr>{''.join(body)}</table>")
-
-
-def _pair(a, b) -> str:
-    def one(v):
-        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:g}"
-    return f"{one(a)} / {one(b)}"
+    rows = [[("\u00a0\u00a0\u00a0" * int(r.depth)) + str(r.module_path).rsplit("/", 1)[-1], r.module_type, r.status,
+             _pair(r.base_calls, r.target_calls), ms(r.base_ns), ms(r.target_ns), ms(r.delta_ns), _ratio(r.ratio),
+             _pair(r.base_device_ns_fwd, r.target_device_ns_fwd, ms),
+             _pair(r.base_device_ns_bwd, r.target_device_ns_bwd, ms), _pair(r.base_kernels, r.target_kernels),
+             _same_or_pair(r.base_input_shapes, r.target_input_shapes, shape_text),
+             _same_or_pair(r.base_weight_shape, r.target_weight_shape, shape_text)]
+            for r in modules.itertuples(index=False)]
+    numeric = [False, False, False, *[True] * 8, False, False]
+    head = list(MODULE_HEAD)
+    if not (modules[["base_device_ns_bwd", "target_device_ns_bwd"]].fillna(0).to_numpy() > 0).any():
+        drop = head.index("device bwd ms b/t")  # no backward on either side: nothing measured
+        rows, numeric = [r[:drop] + r[drop + 1:] for r in rows], numeric[:drop] + numeric[drop + 1:]
+        head.pop(drop)
+    html = table("modules", head, rows, numeric, row_class=[str(s) for s in modules["status"]],
+                 whole=("module", "type", "status"), row_title=[str(p) for p in modules["module_path"]])
+    return f"<h3>All modules ({len(modules):,}; indented by depth)</h3>" + html
 
 
 def _ops_table(ops: pd.DataFrame, top: int) -> str:
     if not len(ops):
-        return "<h2>Ops</h2><p>No ops.</p>"
+        return "<p>No ops.</p>"
     rows = top_deltas(ops, top * 2)
-    head = "".join(f"<th class='l'>{h}</th>" if i < 4 else f"<th>{h}</th>" for i, h in enumerate(
-        ("module", "phase", "op (base / target)", "status", "base ms", "target ms", "delta ms", "ratio",
-         "kernels b/t", "shapes b/t")))
-    body = "".join(
-        f"<tr class='{_e(r.status)}'><td class='l'>{_e(r.module_path) or '(no module)'}</td><td class='l'>"
-        f"{_e(r.phase)}</td><td class='l'>{_e(r.base_op)} / {_e(r.target_op)}</td><td class='l'>{_e(r.status)}</td>"
-        f"<td>{_ms(r.base_ns)}</td><td>{_ms(r.target_ns)}</td><td>{_ms(r.delta_ns)}</td><td>{_ratio(r.ratio)}</td>"
-        f"<td>{_pair(r.base_kernel_count, r.target_kernel_count)}</td>"
-        f"<td class='l'>{_e(r.base_shapes)} / {_e(r.target_shapes)}</td></tr>"
-        for r in rows.itertuples(index=False))
-    return (f"<h2>Ops with the largest |delta| ({len(rows)} of {len(ops)}; all in compare_ops.parquet)</h2>"
-            f"<table id='ops'><tr>{head}</tr>{body}</table>")
+    head = ["module", "phase", "op (base / target)", "status", "base ms", "target ms", "delta ms", "ratio",
+            "kernels b/t", "shapes (b / t)"]
+    body = [[r.module_path if not missing(r.module_path) and r.module_path else "(no module)", r.phase,
+             _same_or_pair(r.base_op, r.target_op), r.status, ms(r.base_ns), ms(r.target_ns), ms(r.delta_ns),
+             _ratio(r.ratio), _pair(r.base_kernel_count, r.target_kernel_count),
+             _same_or_pair(r.base_shapes, r.target_shapes, shape_text)] for r in rows.itertuples(index=False)]
+    return (f"<p class='note'>{len(rows)} of {len(ops):,} ops by |delta|; all in compare_ops.parquet.</p>"
+            + table("ops", head, body, [False, False, False, False, *[True] * 5, False],
+                    row_class=[str(s) for s in rows["status"]], whole=("phase", "status")))

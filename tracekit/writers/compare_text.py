@@ -40,12 +40,13 @@ def render_top(modules: pd.DataFrame, ops: pd.DataFrame, n: int, console: Consol
     """Top-n modules and ops by |target - base| time per call."""
     table = Table(title=f"top {n} modules by |delta| ({basis} time per call)")
     for col, just in (("module", "left"), ("type", "left"), ("status", "left"), ("base ms", "right"),
-                      ("target ms", "right"), ("delta ms", "right"), ("ratio", "right"), ("shapes", "left")):
+                      ("target ms", "right"), ("delta ms", "right"), ("ratio", "right"),
+                      ("comm ms b/t", "right"), ("format cast ms b/t", "right"), ("shapes", "left")):
         table.add_column(col, justify=just)
     for r in top_deltas(modules, n).itertuples(index=False):
         shapes = f"{r.base_input_shapes} -> {r.target_input_shapes}" if r.shapes_differ else ""
         table.add_row(str(r.module_path), str(r.module_type), str(r.status), _ms(r.base_ns), _ms(r.target_ns),
-                      _ms(r.delta_ns), _ratio(r.ratio), shapes)
+                      _ms(r.delta_ns), _ratio(r.ratio), _pair(r, "comm_ns"), _pair(r, "format_cast_ns"), shapes)
     console.print(table)
     if not len(ops):
         return
@@ -61,5 +62,27 @@ def render_top(modules: pd.DataFrame, ops: pd.DataFrame, n: int, console: Consol
     console.print(table)
 
 
+def _pair(row, col: str) -> str:
+    """`base/target` ms of a per-module part (comm, format casts); `-` where a side has none recorded."""
+    def one(value) -> str:
+        return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else _ms(value)
+
+    return f"{one(getattr(row, f'base_{col}', None))}/{one(getattr(row, f'target_{col}', None))}"
+
+
 def _num(value) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:g}"
+
+
+def render_one_sided(frame: pd.DataFrame, n: int, console: Console) -> None:
+    """Ops found on one side only (no partner under the equivalence map), largest time first per side."""
+    if not len(frame):
+        return
+    table = Table(title="ops on one side only (no partner, equivalences applied)")
+    for col, just in (("side", "left"), ("op", "left"), ("phase", "left"), ("occurrences", "right"),
+                      ("modules", "right"), ("ms per call", "right")):
+        table.add_column(col, justify=just)
+    for side, part in frame.groupby("side", sort=False):
+        for r in part.head(n).itertuples(index=False):
+            table.add_row(str(side), str(r.op), str(r.phase), str(r.occurrences), str(r.modules), _ms(r.time_ns))
+    console.print(table)

@@ -65,4 +65,9 @@ def to_csv(view: pd.DataFrame) -> str:
 
 
 def to_json(view: pd.DataFrame) -> str:
-    return view[list(DISPLAY_COLUMNS)].to_json(orient="records", indent=1)
+    """Records; the shape columns as JSON lists of shapes (not JSON text inside strings)."""
+    frame = view[list(DISPLAY_COLUMNS)].copy()
+    for col in ("input_shapes", "output_shapes"):
+        frame[col] = [json.loads(v) if isinstance(v, str) else None for v in frame[col]]
+    records = json.loads(frame.to_json(orient="records"))
+    return "[\n" + ",\n".join(json.dumps(r, separators=(", ", ": ")) for r in records) + "\n]"

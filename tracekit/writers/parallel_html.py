@@ -1,59 +1,94 @@
-"""A small self-contained HTML page with the charts of `tracekit parallel --html` (inline SVG, no scripts)."""
+"""`tracekit parallel --html`: per-rank and per-group charts and the tables with units, in the report's style."""
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from tracekit.parallel.report import terminal_view
+from tracekit.report.blocks import bar_chart, table
+from tracekit.report.fmt import missing
+from tracekit.report.page import Section, render_page
 from tracekit.writers.atomic import staged_file
+from tracekit.writers.pipeline_svg import pipeline_section
 
-COLORS = {"compute": "#4e79a7", "exposed communication": "#e15759", "idle": "#bab0ac",
-          "overlapped": "#76b7b2", "exposed": "#e15759"}
-
-
-def _bars(title: str, rows: list[tuple[str, dict[str, float]]], unit: str) -> str:
-    """Horizontal stacked bars: one row per label, segments in the order of COLORS present."""
-    width, height, left = 760, 22, 220
-    top = max((sum(v.values()) for _, v in rows), default=0) or 1
-    parts = [f"<h2>{html.escape(title)}</h2>",
-             f'<svg width="{width + left + 120}" height="{height * len(rows) + 30}" font-family="sans-serif" '
-             f'font-size="12">']
-    for i, (label, segs) in enumerate(rows):
-        y, x = 10 + i * height, left
-        parts.append(f'<text x="{left - 8}" y="{y + 14}" text-anchor="end">{html.escape(label)}</text>')
-        for name, value in segs.items():
-            w = width * value / top
-            parts.append(f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{height - 4}" fill="{COLORS[name]}">'
-                         f"<title>{html.escape(name)}: {value:,.3f} {unit}</title></rect>")
-            x += w
-        parts.append(f'<text x="{x + 6:.1f}" y="{y + 14}">{sum(segs.values()):,.1f} {unit}</text>')
-    parts.append("</svg>")
-    legend = " ".join(f'<span style="color:{c}">&#9632;</span> {html.escape(n)}' for n, c in COLORS.items()
-                      if any(n in s for _, s in rows))
-    return "\n".join([*parts, f"<p>{legend}</p>"])
+SPLIT_COLORS = {"compute": "#59a14f", "exposed communication": "#e15759", "idle": "#bab0ac"}
+TABLE_TITLES = {"groups": "Process groups", "by_group": "Collectives per parallel dimension and group (all ranks)",
+                "by_module": "Per module: what each parallel dimension added", "by_rank": "Per rank",
+                "stragglers": "Straggler per step (most compute; the others wait for it)"}
 
 
-def render_html(tables: dict[str, pd.DataFrame]) -> str:
-    """Per-rank compute / exposed communication / idle, and per parallel dimension overlapped vs exposed time."""
+def _cell(value: object, column: str) -> str:
+    if missing(value):
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return ", ".join(map(str, value))
+    if isinstance(value, (float, np.floating)):
+        return f"{value:,.2f}" if "MB" in column or "GB/s" in column else f"{value:,.3f}"
+    if isinstance(value, (int, np.integer)):
+        return f"{value:,}" if column not in ("rank", "step", "longest step on rank") else str(value)
+    return str(value)
+
+
+def _frame_table(table_id: str, frame: pd.DataFrame) -> str:
+    numeric = [(pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]))
+               or str(frame[c].iloc[0]).endswith("%") for c in frame.columns] if len(frame) else []
+    rows = [[_cell(v, c) for v, c in zip(row, frame.columns)] for row in frame.itertuples(index=False)]
+    percent = [bool(len(frame)) and str(frame[c].iloc[0]).endswith("%") and "%" not in str(c) for c in frame.columns]
+    return table(table_id, [f"{c} %" if p else str(c) for c, p in zip(frame.columns, percent)], rows, numeric)
+
+
+def _groups_view(groups: pd.DataFrame) -> pd.DataFrame:
+    if not len(groups):
+        return groups
+    return pd.DataFrame({"group": groups["group"], "description": groups["desc"], "ranks": groups["ranks"],
+                         "dimension": groups["parallel_dim"], "dimension inferred": groups["dim_inferred"],
+                         "from": groups["from"]})
+
+
+def parallel_sections(tables: dict[str, pd.DataFrame]) -> list[Section]:
+    """Charts first (per rank, per group), then every table in ms, MB and %."""
     by_rank, by_group = tables["by_rank"], tables["by_group"]
-    ranks = [(f"rank {int(r['rank'])}", {"compute": r["compute_ns"] / 1e6,
-                                          "exposed communication": r["exposed_comm_ns"] / 1e6,
-                                          "idle": r["idle_ns"] / 1e6}) for _, r in by_rank.iterrows()]
-    dims = [(f"{g['parallel_dim']} {g['group_desc'] or g['group']} [{g['group_ranks']}]",
-             {"overlapped": (g["time_ns"] - g["exposed_ns"]) / 1e6, "exposed": g["exposed_ns"] / 1e6})
-            for _, g in by_group.iterrows()]
-    body = [_bars("Per rank: where step time went", ranks, "ms"),
-            _bars("Per parallel dimension and group: communication time (all ranks)", dims, "ms")]
-    for name in ("by_group", "by_module", "stragglers"):
-        if len(tables[name]):
-            body.append(f"<h2>{name.replace('_', ' ')}</h2>" + tables[name].to_html(index=False, na_rep=""))
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>tracekit parallel</title></head>"
-            "<body style='font-family:sans-serif'><h1>tracekit parallel</h1>" + "\n".join(body) + "</body></html>")
+    body = ""
+    if len(by_rank):
+        body += "<h3>Per rank: where step time went (all steps)</h3>" + bar_chart(
+            "rank-split", [f"rank {int(r)}" for r in by_rank["rank"]],
+            [{"label": label, "data": (by_rank[col] / 1e6).tolist(), "color": SPLIT_COLORS[label]}
+             for col, label in (("compute_ns", "compute"), ("exposed_comm_ns", "exposed communication"),
+                                ("idle_ns", "idle"))], "ms", stacked=True)
+    if len(by_group):
+        labels = [f"{g.parallel_dim} {g.group_desc or g.group} [{g.group_ranks}]" for g in by_group.itertuples()]
+        body += "<h3>Per parallel dimension and group: communication time (summed over ranks)</h3>" + bar_chart(
+            "group-comm", labels,
+            [{"label": "overlapped with compute", "color": "#76b7b2",
+              "data": ((by_group["time_ns"] - by_group["exposed_ns"]) / 1e6).tolist()},
+             {"label": "exposed", "data": (by_group["exposed_ns"] / 1e6).tolist(), "color": "#e15759"}],
+            "ms", stacked=True)
+    body += pipeline_section(tables)  # PP runs only (tracekit/writers/pipeline_svg.py)
+    view = terminal_view(tables)
+    view["groups"] = _groups_view(tables["groups"])
+    for name, title in TABLE_TITLES.items():
+        frame = view.get(name)
+        if frame is not None and len(frame):
+            body += f"<h3>{title}</h3>" + _frame_table(f"parallel-{name.replace('_', '-')}", frame)
+    return [Section("parallel", "Parallel: ranks, groups and collectives", body or "<p>No ranks.</p>")]
 
 
-def write_html(tables: dict[str, pd.DataFrame], path: Path) -> None:
+def render_html(tables: dict[str, pd.DataFrame], inputs: list[str] | None = None) -> str:
+    """The parallel page on its own; `inputs` (the command's arguments) name it."""
+    names = [Path(p).name for p in inputs or []]
+    ranks = len(tables["by_rank"])
+    shown = ", ".join(names) if len(names) <= 2 else f"{names[0]}, … {names[-1]}"
+    title = "tracekit parallel" + (f": {shown}" if names else "") + f" ({ranks} ranks)"
+    return render_page(title, f"{ranks} ranks · {len(tables['groups'])} process groups", parallel_sections(tables),
+                       charts=True)
+
+
+def write_html(tables: dict[str, pd.DataFrame], path: Path, inputs: list[str] | None = None) -> None:
     """Write the page atomically."""
     with staged_file(path) as tmp:
-        tmp.write_text(render_html(tables), encoding="utf-8")
+        tmp.write_text(render_html(tables, inputs), encoding="utf-8")

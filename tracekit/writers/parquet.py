@@ -174,11 +174,24 @@ def _arrow_table(columns: dict[str, object]) -> pa.Table:
     return pa.table(arrays)
 
 
+# Module paths and types repeat one string over many rows and can be long: stored as dictionary codes
+# (as in events.parquet), never one copy per row (a 1 MB module name over 300 ops took 1 GB).
+_DICTIONARY_COLUMNS = ("module_path", "module_type")
+
+
+def _dictionary_at(values: pd.Series, rows: np.ndarray) -> pa.DictionaryArray:
+    codes = values.cat.codes.to_numpy()[rows]
+    cats = pa.array(values.cat.categories.to_numpy(dtype=object), pa.string())
+    return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32), mask=codes < 0), cats)
+
+
 def _module_columns(ev: pd.DataFrame, rows: np.ndarray) -> dict[str, np.ndarray]:
     """module_path, module_type, phase, recompute and module_from of `rows`, where attributed."""
-    out: dict[str, np.ndarray] = {}
+    out: dict[str, np.ndarray | pa.Array] = {}
     for col in ("module_path", "module_type", "phase", "module_from"):
-        if col in ev:
+        if col in ev and col in _DICTIONARY_COLUMNS and isinstance(ev[col].dtype, pd.CategoricalDtype):
+            out[col] = _dictionary_at(ev[col], rows)
+        elif col in ev:
             out[col] = strings(ev[col])[rows]
     if "recompute" in ev:
         out["recompute"] = ev["recompute"].to_numpy()[rows]

@@ -1,0 +1,425 @@
+"""The process group of each collective CALL, from the calls of all ranks (pure functions over call tables).
+
+Input: one table of calls of all ranks with the columns in `MATCH_COLUMNS` (the collectives table, or the
+same columns read from rank-partitioned Parquet), the candidate groups, and the rows to decide.
+Evidence, per call x on rank r and candidate group G (r in G, more than one member):
+
+1. Counterpart: every other member m of G (the two ring neighbours of r in G when G is larger than
+   `FULL_CHECK`) has a call of the same collective and size (all_to_all: any size, splits may be uneven)
+   whose execution [start, end] overlaps x's (a collective
+   cannot finish on one member before another member started it). For send/recv: the member at the peer
+   index has the opposite op of the same size naming r's index in G as its peer, overlapping in time.
+   Groups that pass are the call's candidates. One candidate -> that group.
+2. Execution thread: gloo runs each process group's work on worker threads owned by that group
+   (`exec_thread`: set only for such gloo work; device streams are not used, as recent torch may run
+   synchronous NCCL collectives of all groups on the compute stream). The calls of one worker thread
+   share one group: a group that is a candidate of every call of the thread that has candidates,
+   while every other group misses a counterpart for at least one of them, labels all of them.
+3. Counterparts: a labelled call's counterpart on another member takes the same group where exactly one
+   call there can be it (same collective and size, overlapping, not labelled otherwise).
+4. Agreement: for every group, the labelled calls of each pair of members (ring neighbours) must be the
+   same sequence of collectives and sizes, pairwise overlapping in time; otherwise the group's inferred
+   labels on all its members are withdrawn. A shorter sequence that matches exactly one contiguous stretch
+   of the longer one (a window that cut a call or two at its start or end) withdraws only the calls left
+   over at the edges. So a labelled call has an equally labelled counterpart on every member.
+
+Work is sorting plus binary searches: O(calls x groups per rank x log calls) over all ranks.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+MATCH_COLUMNS = ("rank", "collective", "bytes", "start_ns", "dur_ns", "peer", "thread", "exec_row", "exec_thread",
+                 "exec_link_set")
+FULL_CHECK = 8  # groups up to this size are checked against every member, larger ones against ring neighbours
+_P2P = {"send": "recv", "recv": "send"}
+_UNEVEN = {"all_to_all"}  # split sizes may differ between members: matched by collective and time only
+_UNTIMED = ("unknown: the trace shows only the call's enqueue, not its execution (no worker-thread annotation or "
+            "device kernel), so it cannot be matched in time")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A process group a call may belong to: its name and global ranks."""
+
+    name: str
+    ranks: tuple[int, ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {list(self.ranks)}"
+
+
+def _members_to_check(group: Candidate, rank: int) -> list[int]:
+    others = [m for m in group.ranks if m != rank]
+    if len(group.ranks) <= FULL_CHECK:
+        return others
+    i = group.ranks.index(rank)
+    return sorted({group.ranks[(i + 1) % len(group.ranks)], group.ranks[i - 1]})
+
+
+class _Index:
+    """Per (rank, sig): calls sorted by start with the running maximum of their ends, for overlap queries."""
+
+    def __init__(self, calls: pd.DataFrame, tolerance_ns: int):
+        self.tol = tolerance_ns
+        self.by_key: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]] = {}
+        for key, frame in calls.groupby(["rank", "_sig"], sort=False):
+            order = np.argsort(frame["start_ns"].to_numpy(), kind="stable")
+            starts = frame["start_ns"].to_numpy(dtype=np.int64)[order]
+            ends = frame["_end"].to_numpy(dtype=np.int64)[order]
+            rows = frame.index.to_numpy(dtype=np.int64)[order]  # labels are positions in the full call table
+            self.by_key[key] = (starts, ends, np.maximum.accumulate(ends), rows, int((ends - starts).max()))
+
+    def overlaps(self, rank: int, sig: tuple, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+        """For each [start, end]: does `rank` have a call of `sig` overlapping it (within the tolerance)?"""
+        found = self.by_key.get((rank, sig))
+        if found is None:
+            return np.zeros(len(start), dtype=bool)
+        starts, _ends, max_end, _rows, _longest = found
+        k = np.searchsorted(starts, end + self.tol, side="right")
+        return (k > 0) & (max_end[np.maximum(k - 1, 0)] >= start - self.tol)
+
+    def overlapping(self, rank: int, sig: tuple, start: int, end: int) -> np.ndarray:
+        """Positions (in the call table) of `rank`'s calls of `sig` that overlap [start, end]."""
+        found = self.by_key.get((rank, sig))
+        if found is None:
+            return np.zeros(0, dtype=np.int64)
+        starts, ends, _max_end, rows, longest = found
+        lo = np.searchsorted(starts, start - self.tol - longest, side="left")
+        hi = np.searchsorted(starts, end + self.tol, side="right")
+        return rows[lo:hi][ends[lo:hi] >= start - self.tol]
+
+
+def _signatures(calls: pd.DataFrame) -> list[tuple]:
+    sizes = calls["bytes"].astype("Float64").fillna(-1).astype("int64").tolist()
+    peers = calls["peer"].astype("Float64").fillna(-1).astype("int64").tolist()
+    return [(c, -1 if c in _UNEVEN else b, p if c in _P2P else -1)
+            for c, b, p in zip(calls["collective"].tolist(), sizes, peers)]
+
+
+def candidate_matrix(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Candidate], tolerance_ns: int = 0,
+                     index: _Index | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(passes, checkable, slots) for the rows `todo`, one column per group of the call's rank (a rank is in a
+    few groups, so memory stays linear): slots[i, k] is the group index of column k (-1: none); checkable: the
+    group has another member and every member to check is among the inputs; passes: evidence 1 holds."""
+    present = set(calls["rank"].unique().tolist())
+    index = _Index(calls, tolerance_ns) if index is None else index
+    sub = calls.iloc[todo]
+    ranks = sub["rank"].to_numpy()
+    of_rank: dict[int, list[int]] = {}
+    for gi, group in enumerate(groups):
+        if len(group.ranks) > 1:
+            for r in group.ranks:
+                of_rank.setdefault(int(r), []).append(gi)
+    width = max([len(of_rank.get(int(r), [])) for r in set(ranks.tolist())] + [1])
+    passes = np.zeros((len(todo), width), dtype=bool)
+    checkable = np.zeros_like(passes)
+    slots = np.full((len(todo), width), -1, dtype=np.int64)
+    sigs = np.empty(len(sub), dtype=object)
+    sigs[:] = sub["_sig"].tolist()
+    codes = sub["_code"].to_numpy()
+    p2p = np.array([sig[0] in _P2P for sig in sigs.tolist()], dtype=bool)
+    start, end = sub["start_ns"].to_numpy(dtype=np.int64), sub["_end"].to_numpy(dtype=np.int64)
+    for rank, rows in pd.Series(np.arange(len(todo))).groupby(ranks).indices.items():
+        rank = int(rank)
+        mine = of_rank.get(rank, [])
+        slots[np.ix_(rows, np.arange(len(mine)))] = mine
+        coll_rows, p2p_rows = rows[~p2p[rows]], rows[p2p[rows]]
+        by_sig = pd.Series(coll_rows).groupby(codes[coll_rows]).indices if len(coll_rows) else {}
+        for k, gi in enumerate(mine):
+            group = groups[gi]
+            members = _members_to_check(group, rank)
+            if len(coll_rows) and all(m in present for m in members):
+                checkable[coll_rows, k] = True
+                for positions in by_sig.values():
+                    same = coll_rows[positions]
+                    ok = np.ones(len(same), dtype=bool)
+                    for m in members:
+                        ok &= index.overlaps(m, sigs[same[0]], start[same], end[same])
+                    passes[same, k] = ok
+            me = group.ranks.index(rank)
+            for r in p2p_rows.tolist():
+                kind, size, peer = sigs[r]
+                if not 0 <= peer < len(group.ranks) or group.ranks[peer] == rank or group.ranks[peer] not in present:
+                    continue
+                checkable[r, k] = True
+                want = (_P2P[kind], size, me)
+                passes[r, k] = bool(index.overlaps(group.ranks[peer], want, start[r:r + 1], end[r:r + 1])[0])
+    return passes, checkable, slots
+
+
+@dataclass
+class _State:
+    """Decisions so far for the rows to decide: label (group index or -1) and the evidence of each."""
+
+    todo: np.ndarray
+    passes: np.ndarray
+    checkable: np.ndarray
+    slots: np.ndarray
+    label: np.ndarray
+    reasons: list[str]
+
+    def may_be(self, i: int, group: int) -> bool:
+        """Does evidence 1 allow row i in `group`?"""
+        k = np.flatnonzero(self.slots[i] == group)
+        return bool(len(k) and self.passes[i, k[0]])
+
+    def names(self, i: int, groups: Sequence[Candidate]) -> list[str]:
+        """Labels of the groups evidence 1 allows for row i."""
+        return [groups[g].label for g in self.slots[i][self.passes[i]].tolist()]
+
+
+def _lane_step(lanes: dict[tuple[int, int], np.ndarray], st: _State, groups: Sequence[Candidate]) -> list[int]:
+    """Evidence 2: label the open calls of each execution lane whose group is certain; returns them."""
+    new: list[int] = []
+    for (rank, thread), pos in lanes.items():
+        open_ = pos[st.label[pos] < 0]
+        if not len(open_):
+            continue
+        slot_map = st.slots[pos[0]]  # one rank: the same columns for every row of the lane
+        known = set(st.label[pos][st.label[pos] >= 0].tolist())
+        has_any = st.passes[pos].any(axis=1)
+        support = st.passes[pos][has_any].sum(axis=0)
+        refuted = (~st.passes[pos] & st.checkable[pos])[has_any].sum(axis=0)
+        if len(known) == 1:
+            win = known.pop()
+            k = np.flatnonzero(slot_map == win)
+            if not len(k) or refuted[k[0]]:
+                continue
+            why = (f"inferred: ran on execution thread {thread} of rank {rank}, owned by one process group, whose "
+                   f"other calls are matched in {groups[win].label}")
+        elif not known:
+            alive = [k for k in range(len(slot_map)) if slot_map[k] >= 0 and support[k] and not refuted[k]]
+            if len(alive) != 1:
+                continue
+            win = int(slot_map[alive[0]])
+            others = [groups[g].label for k, g in enumerate(slot_map.tolist())
+                      if g >= 0 and g != win and st.checkable[pos][:, k].any()]
+            why = (f"inferred: ran on execution thread {thread} of rank {rank}, owned by one process group; "
+                   f"{int(support[alive[0]])} of its {len(pos)} calls have matching calls overlapping in time on "
+                   f"every member of {groups[win].label}" + (f", while {', '.join(others)} lack a counterpart for "
+                                                             f"at least one of them" if others else ""))
+        else:
+            continue
+        for i in open_.tolist():
+            st.label[i] = win
+            st.reasons[i] = why + ("" if st.may_be(i, win) else "; this call itself has no counterpart in the window")
+        new.extend(open_.tolist())
+    return new
+
+
+def _propagate(new: list[int], calls: pd.DataFrame, st: _State, groups: Sequence[Candidate], index: _Index,
+               stated: np.ndarray) -> list[int]:
+    """Evidence 1 across ranks: the counterpart of a labelled call on each member, where exactly one call there
+    (same collective and size, overlapping, not labelled otherwise) can be it, takes the same group."""
+    pos_of = np.full(len(calls), -1, dtype=np.int64)
+    pos_of[st.todo] = np.arange(len(st.todo))
+    ranks, sigs = calls["rank"].to_numpy(), calls["_sig"].to_numpy()
+    start, end = calls["start_ns"].to_numpy(dtype=np.int64), calls["_end"].to_numpy(dtype=np.int64)
+    open_left = Counter(zip(ranks[st.todo[st.label < 0]].tolist(), sigs[st.todo[st.label < 0]].tolist()))
+    found: list[int] = []
+    queue = list(new)
+    while queue:
+        i = queue.pop()
+        row, g = int(st.todo[i]), int(st.label[i])
+        group, rank, sig = groups[g], int(ranks[row]), sigs[row]
+        if sig[0] in _P2P:
+            if not 0 <= sig[2] < len(group.ranks):
+                continue
+            targets = [(group.ranks[sig[2]], (_P2P[sig[0]], sig[1], group.ranks.index(rank)))]
+        else:
+            targets = [(m, sig) for m in _members_to_check(group, rank)]
+        for member, want in targets:
+            if not open_left[(member, want)]:
+                continue
+            viable = []
+            for c in index.overlapping(member, want, int(start[row]), int(end[row])).tolist():
+                p = int(pos_of[c])
+                if p >= 0 and (st.label[p] == g or (st.label[p] < 0 and st.may_be(p, g))):
+                    viable.append(p)
+                elif p < 0 and stated[c] == group.name:
+                    viable.append(-1)
+            if len(viable) == 1 and viable[0] >= 0 and st.label[viable[0]] < 0:
+                p = viable[0]
+                open_left[(member, want)] -= 1
+                st.label[p] = g
+                st.reasons[p] = (f"inferred: the only call here that can be the counterpart of rank {rank}'s "
+                                 f"{sig[0]} matched in {group.label} (same collective and size, overlapping in time)")
+                found.append(p)
+                queue.append(p)
+    return found
+
+
+def _disagreements(calls: pd.DataFrame, label: np.ndarray, groups: Sequence[Candidate],
+                   tolerance_ns: int) -> tuple[dict[int, str], dict[int, str]]:
+    """Evidence 4. Returns (groups whose labelled calls differ between two members -> reason, calls at the edge
+    of one member's window whose counterpart lies outside the other member's traced window -> reason)."""
+    bad: dict[int, str] = {}
+    edge: dict[int, str] = {}
+    hit = label >= 0
+    frame = calls.loc[hit, ["rank", "start_ns", "_end", "_code", "_sig"]].assign(_label=label[hit])
+    frame = frame.sort_values(["_label", "rank", "start_ns"], kind="stable")
+    is_p2p = frame["_sig"].map(lambda sig: sig[0] in _P2P).to_numpy(dtype=bool)
+    seqs = {key: (part["_code"].to_numpy(), part["start_ns"].to_numpy(), part["_end"].to_numpy(),
+                  part.index.to_numpy()) for key, part in frame[~is_p2p].groupby(["_label", "rank"], sort=False)}
+    empty = (np.zeros(0, dtype=np.int64),) * 4
+    first = calls.groupby("rank")["start_ns"].min().to_dict()
+    last = calls.groupby("rank")["_end"].max().to_dict()
+    for gi in sorted({int(g) for g, _r in seqs}):
+        group = groups[gi]
+        for rank in group.ranks:
+            mine = seqs.get((gi, rank), empty)
+            for m in _members_to_check(group, rank):
+                why, extra = _compare(mine, seqs.get((gi, m), empty), tolerance_ns,
+                                      windows=((first[rank], last[rank]), (first.get(m, 0), last.get(m, 0))))
+                if why and gi not in bad:
+                    bad[gi] = f"{group.label}: rank {rank} vs rank {m}: {why}"
+                for row in extra.tolist():
+                    edge[row] = (f"undecided: matched in {group.label}, but its counterpart on rank "
+                                 f"{m if row in mine[3] else rank} lies outside that rank's traced window")
+    p2p = frame[is_p2p]
+    by_key = {key: part for key, part in p2p.groupby(["_label", "rank", "_sig"], sort=False)}
+    for (gi, rank, sig), sends in by_key.items():
+        if sig[0] != "send":
+            continue
+        group = groups[int(gi)]
+        other = group.ranks[sig[2]]
+        recvs = by_key.get((gi, other, ("recv", sig[1], group.ranks.index(rank))), p2p.iloc[:0])
+        why, _extra = _compare((None, sends["start_ns"].to_numpy(), sends["_end"].to_numpy(), sends.index.to_numpy()),
+                               (None, recvs["start_ns"].to_numpy(), recvs["_end"].to_numpy(), recvs.index.to_numpy()),
+                               tolerance_ns, trim=False)
+        if why and int(gi) not in bad:
+            bad[int(gi)] = f"{group.label}: sends rank {rank} -> {other} vs its receives: {why}"
+    return bad, edge
+
+
+def _compare(mine: tuple, theirs: tuple, tol: int, trim: bool = True,
+             windows: tuple = ((0, 0), (0, 0))) -> tuple[str | None, np.ndarray]:
+    """Why two members' sequences (sig codes or None, starts, ends, rows) of one group cannot be the same calls
+    (None if they are), and the rows of the longer one left over at its window's edges when the shorter one
+    matches exactly one contiguous stretch of it and the leftovers start before the other member's first call
+    or end after its last (traces whose windows cut a call or two at the start or end)."""
+    none = np.zeros(0, dtype=np.int64)
+    if len(mine[1]) == len(theirs[1]):
+        why = _mismatch(mine, theirs, tol)
+        if why is None or not trim:
+            return why, none
+    if not trim or not len(mine[1]) or not len(theirs[1]):
+        return f"{len(mine[1])} vs {len(theirs[1])} calls", none
+    short, long_ = (mine, theirs) if len(mine[1]) <= len(theirs[1]) else (theirs, mine)
+    win_first, win_last = windows[0] if short is mine else windows[1]
+    n, extra = len(short[1]), len(long_[1]) - len(short[1])
+    fits = [o for o in range(extra + 1)
+            if _mismatch(short, tuple(x[o:o + n] if x is not None else None for x in long_), tol) is None
+            and (long_[1][:o] < win_first).all() and (long_[2][o + n:] > win_last).all()]
+    if len(fits) != 1 or extra == 0 or extra > max(2, n // 10):
+        return f"{len(mine[1])} vs {len(theirs[1])} calls" + (", no unique alignment" if extra else ""), none
+    rows = long_[3]
+    return None, np.concatenate([rows[:fits[0]], rows[fits[0] + n:]])
+
+
+def _mismatch(mine: tuple, theirs: tuple, tol: int) -> str | None:
+    c1, s1, e1 = mine[:3]
+    c2, s2, e2 = theirs[:3]
+    if c1 is not None:
+        diff = np.flatnonzero(c1 != c2)
+        if len(diff):
+            return f"different collective or size at position {diff[0]}"
+    apart = np.flatnonzero((s1 > e2 + tol) | (s2 > e1 + tol))
+    return f"the calls at position {apart[0]} do not overlap in time" if len(apart) else None
+
+
+def infer_call_groups(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Candidate],
+                      tolerance_ns: int = 0) -> pd.DataFrame:
+    """For the rows `todo` (positions in `calls`, which holds every rank's calls with `MATCH_COLUMNS` and, for
+    calls whose events name their group, `group`): `group` (index into `groups`, -1 when undecided),
+    `group_from` (the evidence, or why there is none) and `candidates` (labels of the groups the evidence could
+    not tell apart)."""
+    calls = calls.reset_index(drop=True)
+    calls = calls.assign(_sig=_signatures(calls),
+                         _end=calls["start_ns"].to_numpy(dtype=np.int64) + calls["dur_ns"].to_numpy(dtype=np.int64))
+    calls["_code"] = pd.factorize(calls["_sig"])[0]
+    todo = np.asarray(todo, dtype=np.int64)
+    timed = (calls["exec_row"] >= 0).to_numpy(dtype=bool) if "exec_row" in calls else np.ones(len(calls), dtype=bool)
+    index = _Index(calls[timed], tolerance_ns)
+    passes, checkable, slots = candidate_matrix(calls, todo, groups, tolerance_ns, index)
+    passes[~timed[todo]] = False
+    checkable[~timed[todo]] = False
+    st = _State(todo, passes, checkable, slots, np.full(len(todo), -1, dtype=np.int64), [""] * len(todo))
+    stated = calls["group"].astype(object).to_numpy() if "group" in calls else np.full(len(calls), None)
+    sub = calls.iloc[todo]
+    exec_thread = sub["exec_thread"].astype("Float64") if "exec_thread" in sub else pd.Series(np.nan, index=sub.index)
+    own = (exec_thread.notna() & (exec_thread != sub["thread"].astype("Float64"))).to_numpy(dtype=bool)
+    keys = list(zip(sub["rank"].astype(int).tolist(), exec_thread.fillna(-1).astype(int).tolist()))
+    lanes: dict[tuple[int, int], list[int]] = {}
+    for i in np.flatnonzero(own).tolist():
+        lanes.setdefault(keys[i], []).append(i)
+    lane_pos = {k: np.asarray(v, dtype=np.int64) for k, v in lanes.items()}
+    single = np.flatnonzero(passes.sum(axis=1) == 1)
+    for i in single.tolist():
+        st.label[i] = int(slots[i, np.flatnonzero(passes[i])[0]])
+        st.reasons[i] = (f"inferred: the only candidate group whose members all have a matching call overlapping "
+                         f"this one in time ({int(checkable[i].sum())} groups checked)")
+    new = single.tolist()
+    while True:
+        new = new + _lane_step(lane_pos, st, groups)
+        if not new:
+            break
+        new = _propagate(new, calls, st, groups, index, stated)
+    for (rank, thread), pos in lane_pos.items():  # a worker thread serves one group: conflicting labels are wrong
+        seen = Counter(st.label[pos][st.label[pos] >= 0].tolist())
+        if len(seen) > 1:
+            counts = ", ".join(f"{groups[g].label}: {n}" for g, n in seen.items())
+            why = (f"undecided: calls of execution thread {thread} of rank {rank}, which serves one process group, "
+                   f"were matched in different groups ({counts})")
+            for i in pos[st.label[pos] >= 0].tolist():
+                st.label[i], st.reasons[i] = -1, why
+    if "exec_link_set" in sub:  # calls whose gloo work may have gone to one another must agree
+        sets = sub["exec_link_set"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+        for key in np.unique(sets[~np.isnan(sets)]).tolist():
+            pos = np.flatnonzero(sets == key)
+            found = set(st.label[pos].tolist())
+            if len(found) > 1:
+                named = ", ".join(groups[g].label for g in sorted(found) if g >= 0)
+                why = (f"undecided: its gloo work cannot be told apart from that of {len(pos) - 1} other call(s) of "
+                       f"the same collective and size waiting at the same time, and those ran in different groups "
+                       f"({named}{', or undecided' if -1 in found else ''})")
+                for i in pos.tolist():
+                    st.label[i], st.reasons[i] = -1, why
+    cands: list[list[str]] = [[] for _ in range(len(todo))]
+    for i in np.flatnonzero(st.label < 0).tolist():
+        names = st.names(i, groups)
+        if st.reasons[i]:
+            cands[i] = names
+        elif names:
+            cands[i] = names
+            st.reasons[i] = (f"undecided: {len(names)} groups have matching calls overlapping this one on every "
+                             f"member ({', '.join(names)}); neither its execution thread nor its counterparts "
+                             f"tell them apart")
+        else:
+            st.reasons[i] = ("unknown: no candidate group has a matching call overlapping this one on every member"
+                             if checkable[i].any() else _UNTIMED if not timed[todo[i]] else
+                             "unknown: the events do not name their group and no other member of the rank's groups "
+                             "is among the inputs")
+    pos_of = {int(row): i for i, row in enumerate(todo.tolist())}
+    for _ in range(4):  # withdrawing edge calls can change another pair's sequences: check again
+        label = np.full(len(calls), -1, dtype=np.int64)
+        label[todo] = st.label
+        bad, edge = _disagreements(calls, label, groups, tolerance_ns)
+        edge = {pos_of[row]: why for row, why in edge.items() if row in pos_of}
+        for i in sorted(set(np.flatnonzero(np.isin(st.label, list(bad))).tolist()) | set(edge)):
+            g = int(st.label[i])
+            cands[i] = st.names(i, groups) or [groups[g].label]
+            st.reasons[i] = (f"undecided: labelled calls disagree across ranks ({bad[g]})" if g in bad
+                             else edge[i])
+            st.label[i] = -1
+        if not bad and not edge:
+            break
+    return pd.DataFrame({"group": st.label, "group_from": st.reasons, "candidates": cands}, index=sub.index)

@@ -1,0 +1,1 @@
+"""One self-contained, offline HTML report: overview, model drawing, module tree, ops, parallel, comparison."""

@@ -1,0 +1,79 @@
+"""`tracekit report`: read the inputs once, gather every section, render one offline page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from tracekit.compare.steps import step_breakdown
+from tracekit.info import trace_info
+from tracekit.inputs import expand_inputs
+from tracekit.modules.table import module_table
+from tracekit.modules.view import step_time_ns, tree_view
+from tracekit.pipeline import process, read_inputs
+from tracekit.report.fmt import esc
+from tracekit.report.page import Section, render_page
+from tracekit.report.sections import device_names, model_section, modules_section, ops_section, overview, short_names
+
+STEPS_BASE = 4  # reading, processing, modules, rendering
+
+
+def report_steps(n_inputs: int, base: bool) -> int:
+    """How many progress steps build_report takes (for a bar with a percentage)."""
+    return STEPS_BASE + (n_inputs if n_inputs > 1 else 0) + (3 if base else 0)
+
+
+def build_report(inputs: Sequence[str | Path], base: str | Path | None = None, workers: int | None = None,
+                 top: int = 15, progress: Callable[[str], None] | None = None) -> str:
+    """The report page of INPUTS (one run; several ranks add the parallel view; BASE adds the comparison).
+
+    With several ranks the overview, model and module sections describe the first rank's trace; the
+    parallel section covers all of them.
+    """
+    step = progress or (lambda _msg: None)
+    paths = expand_inputs(inputs)
+    first = paths[:1]
+    step(f"reading {first[0]}")
+    table = read_inputs(first)
+    step("building the call tree and module attribution")
+    processed = process(table)
+    info = trace_info(processed, top=top)
+    step("building the module table")
+    modules = module_table(processed.table, processed.modules)
+    view = tree_view(modules, step_time_ns(processed.table))
+    sections = [overview(info, step_breakdown(processed.table), len(view))]
+    if len(paths) > 1:
+        info["sources"][0]["path"] += f" (and {len(paths) - 1} more ranks: see Parallel)"
+    if len(view):
+        sections += [model_section(view, short_names([str(p) for p in first])[0]), modules_section(view)]
+    else:
+        sections.append(Section("model", "Model", "<p>No nn.Module events in this trace (record with "
+                                "with_modules=True or with_stack=True, or trace the Python code with VizTracer): "
+                                "no model to draw.</p>"))
+    sections.append(ops_section(info))
+    if len(paths) > 1:
+        from tracekit.parallel.tables import parallel_tables
+        from tracekit.ranks import analyse_ranks
+        from tracekit.writers.parallel_html import parallel_sections
+
+        coll, steps, groups = analyse_ranks(paths, workers, progress=step)
+        sections += parallel_sections(parallel_tables(coll, steps, groups))
+    if base is not None:
+        from tracekit.compare.job import compare_paths
+        from tracekit.writers.compare_html import compare_sections
+
+        sections += compare_sections(compare_paths(base, paths[0], progress=step), top)
+    step("rendering the page")
+    title = "tracekit report: " + _named(paths[0]) + (f" + {len(paths) - 1} ranks" if len(paths) > 1 else "")
+    if base is not None:
+        title += f" vs {_named(Path(base))}"
+    subtitle = " · ".join(esc(s) for s in (
+        device_names(info),
+        f"{len(info['steps'])} steps" if info["steps"] else "no ProfilerStep annotations",
+        f"{len(view):,} modules"))
+    return render_page(title, subtitle, sections, charts=True)
+
+
+def _named(path: Path) -> str:
+    """A file with its folder (gpt/prof.json.gz): sample and profiler file names alone say little."""
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name

@@ -1,0 +1,120 @@
+"""The report's sections about one run: overview, model drawing, module tree, top ops and kernels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tracekit.modules.spans import RECORD_FUNCTION
+from tracekit.report.blocks import bar_chart, facts, table
+from tracekit.report.fmt import esc, json_script, ms, pct
+from tracekit.report.model import model_graph
+from tracekit.report.page import Section
+from tracekit.report.tree_table import tree_table
+
+SPLIT = (("compute_ns", "compute", "#59a14f"), ("exposed_comm_ns", "exposed communication", "#e15759"),
+         ("idle_ns", "idle / waiting", "#bab0ac"))
+
+
+def short_names(paths: list[str]) -> list[str]:
+    """File names, with the parent folder where two inputs share a name."""
+    names = [Path(p).name for p in paths]
+    return [f"{Path(p).parent.name}/{n}" if names.count(n) > 1 else n for p, n in zip(paths, names)]
+
+
+def device_names(info: dict[str, Any]) -> str:
+    """The devices the trace names; where it names none but has device events, say that instead of 'CPU only'."""
+    named = [d["name"] for d in info["devices"] if d.get("id") is not None or "CPU only" not in d["name"]]
+    device_events = sum(info["counts_by_kind"].get(k, 0) for k in ("kernel", "memcpy", "memset"))
+    if named:
+        return ", ".join(dict.fromkeys(named))
+    if device_events and any(s["format"] == "npu" for s in info["sources"]):
+        return f"Ascend NPU ({device_events:,} device events; the trace names no device model)"
+    if device_events:
+        return f"device events ({device_events:,}) without device properties in the trace"
+    return "CPU only (no device events)"
+
+
+def overview(info: dict[str, Any], steps: pd.DataFrame, n_modules: int) -> Section:
+    """Inputs, devices, ranks, steps, time span and where the step time went."""
+    sources = info["sources"]
+    inputs = "<br>".join(f"{esc(s['path'])} <span class='note'>({esc(s['format'])}, {s['events']:,} events)</span>"
+                         for s in sources)
+    ranks = info["ranks"]
+    rows = [("inputs", inputs), ("devices", esc(device_names(info))),
+            ("ranks", esc(f"{len(ranks)} ({', '.join(map(str, ranks))})" if ranks else "not distributed")),
+            ("steps", esc(f"{len(info['steps'])} ProfilerStep(s)" if info["steps"] else "no ProfilerStep annotations")),
+            ("time span", esc(f"{ms(info['time_span_ns']['duration'])} ms")),
+            ("modules", esc(f"{n_modules:,}" if n_modules else "no nn.Module events"))]
+    body = facts(rows)
+    for s in sources:
+        for note in s["damage"]:
+            body += f"<p class='note'>damage in {esc(s['path'])}: {esc(note)}</p>"
+    if len(steps):
+        basis = str(steps["basis"].iloc[0])
+        labels = [f"step {int(s)}" if s >= 0 else "whole trace" for s in steps["step"]]
+        body += "<h3>Time split per step (" + ("GPU/NPU time" if basis == "device" else "host time: no device events")
+        body += ")</h3>" + bar_chart("step-split", labels, [
+            {"label": label, "data": (steps[col] / 1e6).tolist(), "color": color} for col, label, color in SPLIT],
+            "ms", stacked=True)
+        mean = steps[["dur_ns", *[c for c, _, _ in SPLIT]]].mean()
+        body += table("step-table", ["", "step ms", *[f"{label} ms" for _, label, _ in SPLIT],
+                                     *[f"{label} %" for _, label, _ in SPLIT]],
+                      [["mean", ms(mean["dur_ns"]), *[ms(mean[c]) for c, _, _ in SPLIT],
+                        *[pct(mean[c] / mean["dur_ns"]) if mean["dur_ns"] else "" for c, _, _ in SPLIT]]],
+                      [False, *[True] * 7], sortable=False)
+    return Section("overview", "Overview", body)
+
+
+def model_section(view: pd.DataFrame, source_name: str) -> Section:
+    """The model drawing of the first source (blocks in forward order, repeats folded)."""
+    graph = model_graph(view)
+    note = ("Drawn from the trace alone: each block is a module in forward (first-call) order, nested as in the "
+            "code, with its type, parameters, forward FLOPs, time per call and share of step time (colour). "
+            "Identical consecutive blocks are folded (× N). Arrows carry the input shape of the next block; a "
+            "dashed arrow means that input is not the previous block's output (the trace records call order, "
+            "not data flow). Click a block to open it and see its details.")
+    if (view["module_type"] == RECORD_FUNCTION).all():
+        note = ("<b>This trace has no nn.Module events</b> (record with with_modules=True or with_stack=True): "
+                "the blocks are its record_function annotations, not the model's modules. ") + note
+    if view["source_index"].nunique() > 1:
+        note += f" Shown: {esc(source_name)} (the first input)."
+    tools = ("<div class='mdl-tools'><button class='expand-all'>open all</button><button class='collapse-all'>"
+             f"close all</button><span>{graph['modules']:,} modules</span><span>share of step time: 0 "
+             f"<span class='heat'></span> {pct(graph['max_share'])}</span></div>")
+    body = (f"<div class='model-wrap'><div>{tools}<div class='model' id='model-drawing'></div></div>"
+            f"<aside class='details'></aside>{json_script('model-data', graph)}</div>")
+    return Section("model", "Model", body, note)
+
+
+def modules_section(view: pd.DataFrame) -> Section:
+    note = ("Indented as in the code; ▸ opens a module, a column title sorts siblings (module: back to forward "
+            "order). first = first call, steady = median of later calls; times are host (CPU) time unless marked "
+            "device. Blank: not measurable from this trace (no device events, no backward, one call only).")
+    return Section("tree", f"Module tree ({len(view):,} modules)", tree_table(view), note)
+
+
+def ops_section(info: dict[str, Any]) -> Section:
+    """Top ops (outermost, host time) and top kernels (device time) as charts and tables."""
+    body = ""
+    for key, title, chart_id in (("top_ops", "Top ops by host time (outermost ops)", "top-ops"),
+                                 ("top_kernels", "Top kernels by device time", "top-kernels")):
+        rows = info[key]
+        if not rows:
+            body += f"<h3>{esc(title)}</h3><p class='note'>none in this trace</p>"
+            continue
+        labels = [_short(r["name"]) for r in rows]
+        body += f"<h3>{esc(title)}</h3>" + bar_chart(chart_id, labels, [
+            {"label": "total", "data": [r["total_ns"] / 1e6 for r in rows], "color": "#4e79a7"}], "ms")
+        body += table(f"{chart_id}-table", ["name", "total ms", "calls", "mean µs", "% of all"],
+                      [[_short(r["name"], 150), ms(r["total_ns"]), f"{r['calls']:,}",
+                        f"{r['total_ns'] / r['calls'] / 1e3:,.1f}", pct(r["share"])] for r in rows],
+                      [False, True, True, True, True])
+    return Section("top-ops-kernels", "Top ops and kernels", body)
+
+
+def _short(name: str, width: int = 70) -> str:
+    return name if len(name) <= width else name[: width - 1] + "…"
+

@@ -1,0 +1,78 @@
+"""The module tree as an indented, collapsible, sortable table (the page script adds the behaviour)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from tracekit.report.fmt import count, esc, missing, ms, pct, shape_text
+
+# (title, value column, formatter, numeric)
+COLUMNS: tuple[tuple[str, str | None, Any, bool], ...] = (
+    ("module", None, None, False), ("type", "module_type", str, False), ("input", "input_shapes", shape_text, False),
+    ("output", "output_shapes", shape_text, False), ("calls", "calls", lambda v: f"{int(v):,}", True),
+    ("first ms", "first_call_ns", ms, True), ("steady ms", "steady_ns", ms, True),
+    ("bwd ms", "backward_ns", ms, True), ("dev fwd ms", "device_ns_fwd", ms, True),
+    ("dev bwd ms", "device_ns_bwd", ms, True), ("params", "params", count, True),
+    ("FLOPs fwd", "flops_fwd", count, True), ("TFLOP/s", "achieved_tflops", lambda v: f"{float(v):.2f}", True),
+    ("% of step", "share", pct, True),
+)
+
+
+HINTS = {"first ms": "host time of the first call (often slower: warm-up)",
+         "steady ms": "host time per call after the first (median)", "bwd ms": "backward host time, all calls",
+         "dev fwd ms": "device (GPU/NPU) time of the forward kernels, all calls",
+         "dev bwd ms": "device time of the backward kernels, all calls", "FLOPs fwd": "forward FLOPs per call",
+         "TFLOP/s": "achieved: FLOPs / device time", "% of step": "forward + backward host time / step time"}
+
+
+def _cell_class(column: str, numeric: bool) -> str:
+    """Numbers right-aligned; the type kept whole; shapes may break inside when the window is narrow."""
+    return "n" if numeric else "l nw" if column == "module_type" else "l sh"
+
+
+def _measurable(frame: pd.DataFrame) -> dict[str, bool]:
+    """Which columns hold a measurement for this source: device times need device events, backward needs
+    backward events; a column with nothing measured is shown blank, never as 0."""
+    device = bool((frame["kernel_count"] > 0).any())
+    backward = bool((frame["backward_ns"] > 0).any())
+    return {"device_ns_fwd": device, "device_ns_bwd": device and backward, "backward_ns": backward,
+            "achieved_tflops": device}
+
+
+def tree_table(view: pd.DataFrame, table_id: str = "module-tree", open_depth: int = 1) -> str:
+    """Rows in tree order; `data-parent` links each row to its parent row; rows deeper than open_depth start folded."""
+    head = "".join(f"<th class='{'n' if num else 'l'}' data-col='{i}' title='{esc(HINTS.get(title, title))}'>"
+                   f"{esc(title)}</th>"
+                   for i, (title, _col, _f, num) in enumerate(COLUMNS))
+    rows = []
+    for _source, frame in view.groupby("source_index", sort=False):
+        measured = _measurable(frame)
+        index_of: dict[str, int] = {}
+        paths = frame["module_path"].astype(str).tolist()
+        has_kids = {p.rpartition("/")[0] for p in paths}
+        for r in frame.itertuples(index=False):
+            path = str(r.module_path)
+            index_of[path] = len(rows)
+            parent = index_of.get(r.parent_path, -1) if isinstance(r.parent_path, str) else -1
+            depth = int(r.depth)
+            cells, keys = [], []
+            for _title, col, fmt, _num in COLUMNS[1:]:
+                value = getattr(r, col)
+                blank = missing(value) or not measured.get(col, True)
+                cells.append("" if blank else fmt(value))
+                keys.append("" if blank or not _num else f"{float(value):.6g}")
+            folded = depth >= open_depth and path in has_kids
+            toggle = (f"<button class='tg' aria-label='fold or unfold'>{'▸' if folded else '▾'}</button>"
+                      if path in has_kids else "<i class='tg'></i>")
+            classes = " ".join(c for c, on in (("hidden", depth > open_depth), ("folded", folded)) if on)
+            tds = "".join(
+                f"<td class='{_cell_class(col, num)}'" + (f" data-v='{k}'" if k else "") + f">{esc(c)}</td>"
+                for c, k, (_t, col, _f, num) in zip(cells, keys, COLUMNS[1:]))
+            name = esc(path.rsplit("/", 1)[-1])
+            rows.append(f"<tr data-id='{len(rows)}' data-parent='{parent}' data-depth='{depth}' class='{classes}'"
+                        f" title='{esc(path)}'><td class='l name' style='padding-left:{6 + 16 * depth}px'>"
+                        f"{toggle}{name}</td>{tds}</tr>")
+    return (f"<div class='tablewrap'><table id='{esc(table_id)}' class='data tree'><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table></div>")

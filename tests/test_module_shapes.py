@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from conftest import SAMPLES, shared
 
-from tracekit.modules.opshapes import OpArgs, module_output, output_shape
+from tracekit.modules.opshapes import OpArgs, created_shape, module_output, output_shape
 
 # (type of module k, type of module k+1): the next sibling does not take module k's output
 NOT_A_CHAIN = {
@@ -27,6 +27,9 @@ NOT_A_CHAIN = {
     ("AdaptiveAvgPool2d", "Linear"): "torch.flatten between avgpool and fc (ResNet)",
     ("BatchNorm2d", "Sequential"): "ResNet downsample takes the block input (residual branch)",
     ("ViTPatchEmbeddings", "Dropout"): "the CLS token is concatenated before dropout (196 -> 197 tokens)",
+    ("QKVParallelLinear", "YaRNScalingRotaryEmbedding"): "vLLM rotary takes positions, then q and k",
+    ("QKVParallelLinear", "Attention"): "vLLM splits qkv [T, 640] into q [T, 512], k, v before attention",
+    ("Linear", "FusedMoE"): "the router's logits go in beside the hidden states, which come first",
 }
 
 TRACES = {
@@ -35,6 +38,7 @@ TRACES = {
     "bert_h100": ("shared", "gpu/tracelens/h100/gaunernst_bert-small-uncased__1016001.json.gz"),
     "vit_h100": ("shared", "gpu/tracelens/h100/Falconsai_nsfw_image_detection__1016002.json.gz"),
     "resnet_mi300": ("shared", "gpu/tracelens/mi300/resnet_act_checkpoint.json.gz"),
+    "gptoss_b200": ("shared", "gpu/tracelens/b200/eager_trace.json.gz"),
     "gpt_cpu": ("shared", "cpu/gpt/prof_stack_modules.json.gz"),
     "alexnet_npu": ("shared", "npu/msinsight_alexnet_dp/text/level1/rank0_ascend_pt"),
     "alexnet_cpu": ("sample", "alexnet/cpu_rank0.json.gz"),
@@ -172,3 +176,29 @@ def test_output_rules_broadcast_and_in_place():
     assert module_output("aten::relu_", _op([[2, 64]]), [[64, 3]]) == ([2, 64], "last op aten::relu_ (in place: "
                                                                        "its first input)")
     assert output_shape("aten::conv2d", _op([[1, 3, 8, 8], [4, 3, 3, 3]])) is None  # no stride recorded
+
+
+def test_vllm_attention_input_reading_its_own_out_buffer_is_unknown(modules_of):
+    """vLLM's Attention starts with `empty([888, 512])` then `static_scaled_fp8_quant(out, q, scale)`: the
+    first tensor-input op reads the buffer the module just made, so which input is q cannot be told."""
+    modules = modules_of("gptoss_b200")
+    attention = modules[modules["module_type"] == "Attention"]
+    assert len(attention) > 0 and attention["input_shapes"].isna().all()
+    # `empty_like(x)` opening a TransformerBlock reads x: that is the block's input
+    blocks = modules[modules["module_type"] == "TransformerBlock"]
+    assert set(blocks["input_shapes"]) <= {"[[888, 2880]]", "[[888, 2880], [888, 2880]]"}  # (hidden, residual)
+    assert blocks["input_shapes"].notna().all()
+    assert (blocks["output_from"] == "last op aten::slice").all()
+
+
+def test_index_and_factory_rules():
+    assert output_shape("aten::slice", _op([[1000, 2880], [], [], [], []], concrete=["", "0", "0", "888", "1"])) \
+        == [888, 2880]
+    assert output_shape("aten::slice", _op([[10, 4]], concrete=["", "1", "0", "9223372036854775807", "2"])) \
+        == [10, 2]
+    assert output_shape("aten::select", _op([[4, 5, 6]], concrete=["", "1", "0"])) == [4, 6]
+    assert output_shape("aten::expand", _op([[1, 64, 1]], concrete=["", "[16, -1, 559]", ""])) == [16, 64, 559]
+    assert output_shape("aten::slice", _op([[10, 4]])) is None  # nothing recorded: no guess
+    assert created_shape("aten::empty", _op([[], []], concrete=["[888, 512]", "24"])) == [888, 512]
+    assert created_shape("aten::empty_like", _op([[3, 4]])) == [3, 4]
+    assert created_shape("aten::linear", _op([[3, 4], [5, 4]])) is None

@@ -109,6 +109,7 @@ PARAM_INPUTS: dict[str, tuple[int, ...]] = {
     "aten::layer_norm": (2, 3), "aten::group_norm": (2, 3), "aten::batch_norm": (1, 2),
     "aten::instance_norm": (1, 2), "aten::embedding": (0,), "aten::rms_norm": (2,),
     "aten::embedding_bag": (0,), "aten::prelu": (1,),
+    "_C::rms_norm": (2,), "_C::fused_add_rms_norm": (2,),  # vLLM: (out|input, input|residual, weight, eps)
 }
 # inputs that are state but not parameters (running stats)
 BUFFER_INPUTS: dict[str, tuple[int, ...]] = {"aten::batch_norm": (3, 4), "aten::instance_norm": (3, 4)}
@@ -144,6 +145,21 @@ def input_tensors(name: str, op: OpArgs) -> list[tuple[list[int], str]]:
     """(shape, dtype) of the data inputs of one op: parameters and buffers left out."""
     skip = PARAM_INPUTS.get(name, ()) + BUFFER_INPUTS.get(name, ())
     return op.tensor_inputs(skip)
+
+
+_FACTORIES = ("aten::empty", "aten::zeros", "aten::ones", "aten::full", "aten::empty_strided", "aten::rand",
+              "aten::randn", "aten::new_empty", "aten::new_zeros")
+_LIKE_FACTORIES = ("aten::empty_like", "aten::zeros_like", "aten::ones_like", "aten::full_like", "aten::rand_like",
+                   "aten::randn_like")
+
+
+def created_shape(name: str, op: OpArgs) -> list[int] | None:
+    """Shape of the tensor a factory op (`empty`, `zeros_like`...) creates; None for other ops."""
+    if name in _LIKE_FACTORIES:
+        return op.shape(0)
+    if name in _FACTORIES:
+        return op.ints(1 if name.startswith("aten::new_") else 0)
+    return None
 
 
 def output_shape(name: str, op: OpArgs) -> list[int] | None:
@@ -182,7 +198,8 @@ def output_shape(name: str, op: OpArgs) -> list[int] | None:
     return None
 
 
-_SAME_LAYOUT = ("aten::contiguous", "aten::clone", "aten::to", "aten::_to_copy", "aten::detach", "aten::dropout_")
+_SAME_LAYOUT = ("aten::contiguous", "aten::clone", "aten::to", "aten::_to_copy", "aten::detach", "aten::dropout_",
+                "aten::alias", "aten::type_as", "aten::float", "aten::half", "aten::bfloat16")
 
 
 def _layout_shape(name: str, a: list[int], op: OpArgs) -> list[int] | None:
@@ -201,12 +218,36 @@ def _layout_shape(name: str, a: list[int], op: OpArgs) -> list[int] | None:
         dims = op.ints(1)
         if dims and len(dims) == len(a):
             return [a[d] for d in dims]
+    if name in ("aten::slice", "aten::select", "aten::squeeze", "aten::expand"):
+        return _index_shape(name, a, op)
     if name == "aten::unsqueeze":
         d = op.ints(1)
         if d and -len(a) - 1 <= d[0] <= len(a):
             pos = d[0] % (len(a) + 1)
             return [*a[:pos], 1, *a[pos:]]
     return None
+
+
+def _index_shape(name: str, a: list[int], op: OpArgs) -> list[int] | None:
+    """slice(self, dim, start, end, step), select(self, dim, index), squeeze(self, dim), expand(self, size)."""
+    if name == "aten::expand":
+        size = op.ints(1)
+        if not size or len(size) < len(a):
+            return None
+        lead = len(size) - len(a)
+        return [*size[:lead], *(a[i] if v == -1 else v for i, v in enumerate(size[lead:]))]
+    dim = op.ints(1)
+    if not dim or len(dim) != 1 or not -len(a) <= dim[0] < len(a):
+        return None  # squeeze() without dims, or no recorded dim
+    d = dim[0] % len(a)
+    if name == "aten::select":
+        return [*a[:d], *a[d + 1:]]
+    if name == "aten::squeeze":
+        return [*a[:d], *a[d + 1:]] if a[d] == 1 else list(a)
+    start, end, step = op.ints(2), op.ints(3), op.ints(4)
+    if not (start and end and step) or step[0] <= 0:
+        return None
+    return [*a[:d], len(range(*slice(start[0], end[0], step[0]).indices(a[d]))), *a[d + 1:]]
 
 
 def flops(name: str, op: OpArgs) -> int | None:

@@ -12,6 +12,7 @@ from tracekit.ancestry import nearest_marked
 from tracekit.modules.attribute import BACKWARD_PREFIX, ModuleColumns
 from tracekit.modules.opshapes import (
     PARAM_INPUTS,
+    created_shape,
     decode_op_args,
     flops,
     input_tensors,
@@ -234,10 +235,17 @@ def _first_call_details(out: pd.DataFrame, ev: pd.DataFrame, table: EventTable, 
             own_shapes.setdefault(idx, []).extend(param_shapes(str(names[row]), decoded[row]))
     shapes, dtypes, outputs, output_from = [], [], [], []
     for idx in out.index:
-        tensors = []
+        tensors, created = [], []
         for first in firsts.get(idx, []):  # the first op with tensor inputs (arange, empty... have none)
             # zero-element tensors (checkpoint's `empty(0)` placeholder) are not the module's data
             tensors = [t for t in input_tensors(str(names[first]), decoded[first]) if 0 not in t[0]]
+            made = created_shape(str(names[first]), decoded[first])
+            if made is not None and not tensors:  # `empty(size)`; `empty_like(x)` reads the input x
+                created.append(made)
+                continue
+            if any(t[0] in created for t in tensors):
+                tensors = []  # it may read a buffer the module just created (an `out=` tensor): not known
+                break
             if tensors:
                 break
         shapes.append(json.dumps([t[0] for t in tensors]) if tensors else None)

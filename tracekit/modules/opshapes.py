@@ -109,13 +109,25 @@ PARAM_INPUTS: dict[str, tuple[int, ...]] = {
     "aten::layer_norm": (2, 3), "aten::group_norm": (2, 3), "aten::batch_norm": (1, 2),
     "aten::instance_norm": (1, 2), "aten::embedding": (0,), "aten::rms_norm": (2,),
     "aten::embedding_bag": (0,), "aten::prelu": (1,),
+    "_C::rms_norm": (2,), "_C::fused_add_rms_norm": (2,),  # vLLM: (out|input, input|residual, weight, eps)
 }
 # inputs that are state but not parameters (running stats)
 BUFFER_INPUTS: dict[str, tuple[int, ...]] = {"aten::batch_norm": (3, 4), "aten::instance_norm": (3, 4)}
+# unary ops (and norms) whose output has the shape of their first input
 _SAME_SHAPE = (
     "aten::layer_norm", "aten::group_norm", "aten::batch_norm", "aten::rms_norm", "aten::gelu", "aten::relu",
-    "aten::relu_", "aten::silu", "aten::dropout", "aten::softmax", "aten::add", "aten::mul", "aten::tanh",
-    "aten::sigmoid", "aten::hardtanh", "aten::hardtanh_", "aten::instance_norm", "aten::feature_dropout",
+    "aten::silu", "aten::dropout", "aten::softmax", "aten::log_softmax", "aten::tanh", "aten::sigmoid",
+    "aten::hardtanh", "aten::instance_norm", "aten::feature_dropout", "aten::native_layer_norm",
+    "aten::neg", "aten::exp", "aten::rsqrt", "aten::sqrt", "aten::abs", "aten::erf", "aten::cos", "aten::sin",
+    "aten::gelu_", "aten::hardswish", "aten::leaky_relu", "aten::elu", "aten::mish",
+)
+# elementwise ops over several tensors: the output has the broadcast shape of all tensor inputs
+# (`weight * x` in an RMSNorm is [B, S, H], not the weight's [H])
+_BROADCAST = (
+    "aten::add", "aten::sub", "aten::mul", "aten::div", "aten::rsub", "aten::pow", "aten::where",
+    "aten::maximum", "aten::minimum", "aten::masked_fill", "aten::remainder", "aten::floor_divide",
+    "aten::eq", "aten::ne", "aten::lt", "aten::le", "aten::gt", "aten::ge", "aten::addcmul", "aten::addcdiv",
+    "aten::logical_and", "aten::logical_or", "aten::lerp",
 )
 
 
@@ -133,6 +145,21 @@ def input_tensors(name: str, op: OpArgs) -> list[tuple[list[int], str]]:
     """(shape, dtype) of the data inputs of one op: parameters and buffers left out."""
     skip = PARAM_INPUTS.get(name, ()) + BUFFER_INPUTS.get(name, ())
     return op.tensor_inputs(skip)
+
+
+_FACTORIES = ("aten::empty", "aten::zeros", "aten::ones", "aten::full", "aten::empty_strided", "aten::rand",
+              "aten::randn", "aten::new_empty", "aten::new_zeros")
+_LIKE_FACTORIES = ("aten::empty_like", "aten::zeros_like", "aten::ones_like", "aten::full_like", "aten::rand_like",
+                   "aten::randn_like")
+
+
+def created_shape(name: str, op: OpArgs) -> list[int] | None:
+    """Shape of the tensor a factory op (`empty`, `zeros_like`...) creates; None for other ops."""
+    if name in _LIKE_FACTORIES:
+        return op.shape(0)
+    if name in _FACTORIES:
+        return op.ints(1 if name.startswith("aten::new_") else 0)
+    return None
 
 
 def output_shape(name: str, op: OpArgs) -> list[int] | None:
@@ -162,12 +189,17 @@ def output_shape(name: str, op: OpArgs) -> list[int] | None:
         return [*a[:start], math.prod(a[start:end + 1]), *a[end + 1:]]
     if name in _SAME_SHAPE and a is not None:
         return a
+    if name in _BROADCAST:
+        return _broadcast([shape for shape, _ in op.tensor_inputs()] or ([a] if a is not None else []))
+    if _is_inplace(name) and a is not None:
+        return a  # an in-place op returns its first input (`self`)
     if a is not None:
         return _layout_shape(name, a, op)
     return None
 
 
-_SAME_LAYOUT = ("aten::contiguous", "aten::clone", "aten::to", "aten::_to_copy", "aten::detach", "aten::dropout_")
+_SAME_LAYOUT = ("aten::contiguous", "aten::clone", "aten::to", "aten::_to_copy", "aten::detach", "aten::dropout_",
+                "aten::alias", "aten::type_as", "aten::float", "aten::half", "aten::bfloat16")
 
 
 def _layout_shape(name: str, a: list[int], op: OpArgs) -> list[int] | None:
@@ -186,12 +218,36 @@ def _layout_shape(name: str, a: list[int], op: OpArgs) -> list[int] | None:
         dims = op.ints(1)
         if dims and len(dims) == len(a):
             return [a[d] for d in dims]
+    if name in ("aten::slice", "aten::select", "aten::squeeze", "aten::expand"):
+        return _index_shape(name, a, op)
     if name == "aten::unsqueeze":
         d = op.ints(1)
         if d and -len(a) - 1 <= d[0] <= len(a):
             pos = d[0] % (len(a) + 1)
             return [*a[:pos], 1, *a[pos:]]
     return None
+
+
+def _index_shape(name: str, a: list[int], op: OpArgs) -> list[int] | None:
+    """slice(self, dim, start, end, step), select(self, dim, index), squeeze(self, dim), expand(self, size)."""
+    if name == "aten::expand":
+        size = op.ints(1)
+        if not size or len(size) < len(a):
+            return None
+        lead = len(size) - len(a)
+        return [*size[:lead], *(a[i] if v == -1 else v for i, v in enumerate(size[lead:]))]
+    dim = op.ints(1)
+    if not dim or len(dim) != 1 or not -len(a) <= dim[0] < len(a):
+        return None  # squeeze() without dims, or no recorded dim
+    d = dim[0] % len(a)
+    if name == "aten::select":
+        return [*a[:d], *a[d + 1:]]
+    if name == "aten::squeeze":
+        return [*a[:d], *a[d + 1:]] if a[d] == 1 else list(a)
+    start, end, step = op.ints(2), op.ints(3), op.ints(4)
+    if not (start and end and step) or step[0] <= 0:
+        return None
+    return [*a[:d], len(range(*slice(start[0], end[0], step[0]).indices(a[d]))), *a[d + 1:]]
 
 
 def flops(name: str, op: OpArgs) -> int | None:
@@ -217,6 +273,55 @@ def flops(name: str, op: OpArgs) -> int | None:
         forward = 2 * math.prod(q[:-1]) * k[-2] * (q[-1] + v[-1])
         return int(forward * 2.5) if "backward" in name else forward
     return None
+
+
+# in-place ops that fill or copy into a tensor (a cache, a buffer, a parameter being initialised): their
+# result is the tensor written into, not evidently what the module returns
+_WRITE_INTO = ("aten::copy_", "aten::fill_", "aten::zero_", "aten::index_copy_", "aten::index_put_",
+               "aten::normal_", "aten::uniform_", "aten::masked_scatter_", "aten::scatter_", "aten::set_",
+               "aten::resize_", "aten::as_strided_", "aten::detach_", "aten::requires_grad_")
+
+
+def module_output(name: str, op: OpArgs, param_shapes: list[list[int]]) -> tuple[list[int] | None, str]:
+    """Output shape of a module from its last top-level op `name`, and where it comes from.
+
+    None (with the reason) where the last op's result is not evidently the module's output: no shape rule,
+    an op that writes into a tensor in place (`copy_` into a cache), or an in-place op on a tensor shaped
+    like one of the module's parameters (a weight update, not an activation).
+    """
+    if name in _WRITE_INTO:
+        return None, f"unknown: its last op {name} writes into a tensor in place (cache/buffer?), not evidently" \
+                     " the output"
+    shape = output_shape(name, op)
+    if shape is None and not op.concrete and ("conv" in name or "pool" in name):
+        return None, f"unknown: its last op {name} has no recorded stride/padding/size (Concrete Inputs)"
+    if shape is None:
+        return None, f"unknown: no shape rule for its last op {name}"
+    if _is_inplace(name):
+        if shape in param_shapes:
+            return None, f"unknown: its last op {name} is in place on a tensor shaped like a parameter {shape}"
+        return shape, f"last op {name} (in place: its first input)"
+    return shape, f"last op {name}"
+
+
+def param_shapes(name: str, op: OpArgs) -> list[list[int]]:
+    """Shapes of the parameter inputs of one op."""
+    return [shape for i in PARAM_INPUTS.get(name, ()) if (shape := op.shape(i))]
+
+
+def _is_inplace(name: str) -> bool:
+    """`aten::add_`, `aten::relu_`...: ops that write into their first input and return it."""
+    return name.endswith("_") and not name.endswith("__") and name.startswith("aten::")
+
+
+def _broadcast(shapes: list[list[int]]) -> list[int] | None:
+    """Broadcast shape of `shapes` (None when they do not broadcast or none is given)."""
+    if not shapes:
+        return None
+    try:
+        return list(np.broadcast_shapes(*(tuple(s) for s in shapes)))
+    except ValueError:
+        return None
 
 
 def _matmul_shape(a: list[int], b: list[int]) -> list[int] | None:
@@ -247,8 +352,8 @@ def _matmul_flops(a: list[int] | None, b: list[int] | None) -> int | None:
 
 def _conv_output(op: OpArgs) -> list[int] | None:
     x, w = op.shape(0), op.shape(1)
-    if not x or not w or len(x) < 3:
-        return None
+    if not x or not w or len(x) < 3 or not op.concrete:
+        return None  # without the recorded stride/padding (torch_npu, old Kineto) the size is not known
     spatial = len(x) - 2
     stride = _expand(op.ints(3), spatial, 1)
     padding = _expand(op.ints(4), spatial, 0)
@@ -260,6 +365,8 @@ def _conv_output(op: OpArgs) -> list[int] | None:
 
 
 def _pool_output(op: OpArgs, x: list[int]) -> list[int] | None:
+    if not op.concrete:
+        return None  # stride/padding not recorded: defaults would be a guess
     kernel = op.ints(1)
     if not kernel:
         return None

@@ -10,7 +10,16 @@ import pandas as pd
 
 from tracekit.ancestry import nearest_marked
 from tracekit.modules.attribute import BACKWARD_PREFIX, ModuleColumns
-from tracekit.modules.opshapes import PARAM_INPUTS, decode_op_args, flops, input_tensors, output_shape, param_count
+from tracekit.modules.opshapes import (
+    PARAM_INPUTS,
+    created_shape,
+    decode_op_args,
+    flops,
+    input_tensors,
+    module_output,
+    param_count,
+    param_shapes,
+)
 from tracekit.table import DEVICE_KINDS, EventTable, kind_in, matches, strings
 from tracekit.tree import track_codes
 
@@ -211,7 +220,8 @@ def _first_call_details(out: pd.DataFrame, ev: pd.DataFrame, table: EventTable, 
         top = inside[(op_parent[inside] < 0) | (ts[np.maximum(op_parent[inside], 0)] < ts[span])]
         if len(top):
             firsts[idx], lasts[idx] = top[:FIRST_OPS_TRIED], int(top[-1])
-    own = {}
+    own: dict[int, int] = {}
+    own_shapes: dict[int, list[list[int]]] = {}
     param_names = set(PARAM_INPUTS)
     param_rows = ops[np.isin(names[ops], list(param_names))]
     first_ops = [int(r) for rows in firsts.values() for r in rows]
@@ -222,20 +232,29 @@ def _first_call_details(out: pd.DataFrame, ev: pd.DataFrame, table: EventTable, 
         idx = first_rows.get(int(module[row]))
         if idx is not None:
             own[idx] = own.get(idx, 0) + param_count(str(names[row]), decoded[row])
+            own_shapes.setdefault(idx, []).extend(param_shapes(str(names[row]), decoded[row]))
     shapes, dtypes, outputs, output_from = [], [], [], []
     for idx in out.index:
-        tensors = []
+        tensors, created = [], []
         for first in firsts.get(idx, []):  # the first op with tensor inputs (arange, empty... have none)
-            tensors = input_tensors(str(names[first]), decoded[first])
+            # zero-element tensors (checkpoint's `empty(0)` placeholder) are not the module's data
+            tensors = [t for t in input_tensors(str(names[first]), decoded[first]) if 0 not in t[0]]
+            made = created_shape(str(names[first]), decoded[first])
+            if made is not None and not tensors:  # `empty(size)`; `empty_like(x)` reads the input x
+                created.append(made)
+                continue
+            if any(t[0] in created for t in tensors):
+                tensors = []  # it may read a buffer the module just created (an `out=` tensor): not known
+                break
             if tensors:
                 break
         shapes.append(json.dumps([t[0] for t in tensors]) if tensors else None)
         dtypes.append(json.dumps([t[1] for t in tensors]) if tensors else None)
         last = lasts.get(idx)
-        shape = output_shape(str(names[last]), decoded[last]) if last is not None else None
+        shape, why = (module_output(str(names[last]), decoded[last], own_shapes.get(idx, []))
+                      if last is not None else (None, "no ops recorded"))
         outputs.append(json.dumps([shape]) if shape is not None else None)
-        output_from.append("no ops recorded" if last is None else (
-            f"last op {names[last]}" if shape is not None else f"unknown: no shape rule for its last op {names[last]}"))
+        output_from.append(why)
     out["input_shapes"], out["input_dtypes"], out["output_shapes"] = shapes, dtypes, outputs
     out["output_from"] = output_from
     out["own_params"] = [own.get(idx, 0) for idx in out.index]

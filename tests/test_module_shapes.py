@@ -1,0 +1,204 @@
+"""Module input/output shapes are right or explicitly unknown, never a parameter's shape or a guess.
+
+The audit runs over real traces: in a chain of sibling modules (forward order, one parent), the output
+of module k is the input of module k+1 wherever both are known. The only exceptions are listed by
+(module type, next module type) with the reason the model's code gives.
+"""
+
+from __future__ import annotations
+
+import json
+from itertools import pairwise
+
+import pandas as pd
+import pytest
+from conftest import SAMPLES, shared
+
+from tracekit.modules.opshapes import OpArgs, created_shape, module_output, output_shape
+
+# (type of module k, type of module k+1): the next sibling does not take module k's output
+NOT_A_CHAIN = {
+    ("Embedding", "Qwen2RotaryEmbedding"): "rotary embedding reads its inv_freq buffer and position ids",
+    ("Qwen2RotaryEmbedding", "Qwen2DecoderLayer"): "cos/sin go to attention; the layer takes hidden states",
+    ("SiLU", "Linear"): "gated MLP: up_proj takes the MLP input, not act(gate_proj(x))",
+    ("Embedding", "Embedding"): "token, position (and type) embeddings each take their own ids",
+    ("Embedding", "Block"): "the block takes token + position embeddings, added outside the modules",
+    ("AdaptiveAvgPool2d", "Sequential"): "torch.flatten between avgpool and classifier",
+    ("AdaptiveAvgPool2d", "Linear"): "torch.flatten between avgpool and fc (ResNet)",
+    ("BatchNorm2d", "Sequential"): "ResNet downsample takes the block input (residual branch)",
+    ("ViTPatchEmbeddings", "Dropout"): "the CLS token is concatenated before dropout (196 -> 197 tokens)",
+    ("QKVParallelLinear", "YaRNScalingRotaryEmbedding"): "vLLM rotary takes positions, then q and k",
+    ("QKVParallelLinear", "Attention"): "vLLM splits qkv [T, 640] into q [T, 512], k, v before attention",
+    ("Linear", "FusedMoE"): "the router's logits go in beside the hidden states, which come first",
+}
+
+TRACES = {
+    "qwen_h100": ("shared", "gpu/tracelens/h100/Qwen_Qwen1.5-0.5B-Chat__1016005.json.gz"),
+    "qwen_mi300": ("shared", "gpu/tracelens/mi300/Qwen_Qwen1.5-0.5B-Chat__1016005.json.gz"),
+    "bert_h100": ("shared", "gpu/tracelens/h100/gaunernst_bert-small-uncased__1016001.json.gz"),
+    "vit_h100": ("shared", "gpu/tracelens/h100/Falconsai_nsfw_image_detection__1016002.json.gz"),
+    "resnet_mi300": ("shared", "gpu/tracelens/mi300/resnet_act_checkpoint.json.gz"),
+    "gptoss_b200": ("shared", "gpu/tracelens/b200/eager_trace.json.gz"),
+    "gpt_cpu": ("shared", "cpu/gpt/prof_stack_modules.json.gz"),
+    "alexnet_npu": ("shared", "npu/msinsight_alexnet_dp/text/level1/rank0_ascend_pt"),
+    "alexnet_cpu": ("sample", "alexnet/cpu_rank0.json.gz"),
+    "alexnet_cuda": ("sample", "alexnet/cuda_rank0.json.gz"),
+    "gpt_sample": ("sample", "gpt/prof.json.gz"),
+    "cnn_sample": ("sample", "cnn/prof.json.gz"),
+}
+
+
+@pytest.fixture(scope="session")
+def modules_of(converted):
+    """modules_of(name) -> modules.parquet of that trace (converted once per session)."""
+    def run(name: str) -> pd.DataFrame:
+        where, rel = TRACES[name]
+        path = shared(rel) if where == "shared" else SAMPLES / rel
+        out, _ = converted(path)
+        return pd.read_parquet(out / "modules.parquet")
+    return run
+
+
+def _shape(value) -> list | None:
+    return json.loads(value)[0] if isinstance(value, str) else None
+
+
+def chain_breaks(modules: pd.DataFrame) -> list[tuple[str, str, list, list]]:
+    """(module k, module k+1, output of k, input of k+1) where siblings disagree and no exception applies."""
+    breaks = []
+    for _, siblings in modules.groupby(["source_index", modules["parent_path"].fillna("")], sort=False):
+        rows = siblings.to_dict("records")  # modules.parquet is in first-call order
+        for a, b in pairwise(rows):
+            out, nxt = _shape(a["output_shapes"]), _shape(b["input_shapes"])
+            if out is None or nxt is None or out == nxt:
+                continue
+            if (a["module_type"], b["module_type"]) not in NOT_A_CHAIN:
+                breaks.append((a["module_path"], b["module_path"], out, nxt))
+    return breaks
+
+
+@pytest.mark.parametrize("name", sorted(TRACES))
+def test_sibling_chains_agree_on_real_traces(modules_of, name):
+    modules = modules_of(name)
+    assert modules["output_shapes"].notna().sum() > 0
+    assert chain_breaks(modules) == []
+
+
+@pytest.mark.parametrize("name", sorted(TRACES))
+def test_every_unknown_output_says_why(modules_of, name):
+    modules = modules_of(name)
+    unknown = modules[modules["output_shapes"].isna()]
+    assert unknown["output_from"].str.match(r"^(unknown: |no ops recorded)").all()
+    known = modules[modules["output_shapes"].notna()]
+    assert known["output_from"].str.startswith("last op aten::").all()
+
+
+@pytest.mark.parametrize("name", ["qwen_h100", "qwen_mi300"])
+def test_qwen_rmsnorm_output_is_the_activation_not_the_weight(modules_of, name):
+    """`self.weight * hidden.to(dtype)` ends Qwen2RMSNorm: the result broadcasts to [B, S, 1024]."""
+    modules = modules_of(name)
+    norms = modules[modules["module_type"] == "Qwen2RMSNorm"]
+    assert len(norms) == 49  # 2 per decoder layer x 24 + the final norm
+    assert {row for row in norms["output_shapes"]} == {"[[16, 559, 1024]]"}
+    assert (norms["output_from"] == "last op aten::mul").all()
+    assert {row for row in norms["input_shapes"]} == {"[[16, 559, 1024]]"}
+    root = modules[modules["depth"] == 0]
+    assert root["module_type"].tolist() == ["Qwen2Model"]
+    assert _shape(root["output_shapes"].iloc[0]) == [16, 559, 1024]
+    # no module's output is a bare parameter shape ([1024] or [1024, 1024])
+    assert not modules["output_shapes"].isin(["[[1024]]", "[[1024, 1024]]"]).any()
+
+
+ALEXNET = {  # torchvision AlexNet on a [32, 3, 224, 224] batch
+    "Conv2d_0": [32, 64, 55, 55], "MaxPool2d_0": [32, 64, 27, 27], "Conv2d_1": [32, 192, 27, 27],
+    "MaxPool2d_1": [32, 192, 13, 13], "Conv2d_2": [32, 384, 13, 13], "Conv2d_3": [32, 256, 13, 13],
+    "Conv2d_4": [32, 256, 13, 13], "MaxPool2d_2": [32, 256, 6, 6], "AdaptiveAvgPool2d_0": [32, 256, 6, 6],
+    "Linear_0": [32, 4096], "Linear_1": [32, 4096], "Linear_2": [32, 1000], "AlexNet_0": [32, 1000],
+}
+
+
+@pytest.mark.parametrize("name", ["alexnet_cpu", "alexnet_cuda"])
+def test_alexnet_layer_shapes_exact(modules_of, name):
+    modules = modules_of(name)
+    outputs = {p.rpartition("/")[2]: _shape(s) for p, s in zip(modules["module_path"], modules["output_shapes"])}
+    assert {k: outputs[k] for k in ALEXNET} == ALEXNET
+    inputs = {p.rpartition("/")[2]: _shape(s) for p, s in zip(modules["module_path"], modules["input_shapes"])}
+    assert inputs["Conv2d_0"] == [32, 3, 224, 224] and inputs["Linear_0"] == [32, 9216]
+    assert modules.loc[modules["module_type"] == "ReLU", "output_from"].str.contains("in place").all()
+
+
+def test_npu_alexnet_conv_without_stride_is_unknown_not_guessed(modules_of):
+    """torch_npu records no Concrete Inputs: conv/pool sizes depend on stride/padding, so they stay unknown
+    (the old default stride 1 / padding 0 gave Conv2d_0 [32, 64, 214, 214] instead of [32, 64, 55, 55])."""
+    modules = modules_of("alexnet_npu")
+    convs = modules[modules["module_type"].isin(["Conv2d", "MaxPool2d"])]
+    assert len(convs) == 8 and convs["output_shapes"].isna().all()
+    assert convs["output_from"].str.contains("no recorded stride/padding").all()
+    linear = modules[modules["module_path"].str.endswith("Sequential_1/Linear_2")]
+    assert _shape(linear["output_shapes"].iloc[0]) == [32, 1000]
+    relu = modules[modules["module_path"].str.endswith("Sequential_0/ReLU_0")]
+    assert _shape(relu["output_shapes"].iloc[0]) == [32, 64, 55, 55]
+
+
+@pytest.mark.parametrize("name", ["gpt_cpu", "gpt_sample"])
+def test_gpt_block_shapes(modules_of, name):
+    modules = modules_of(name)
+    blocks = modules[modules["module_type"] == "Block"]
+    assert len(blocks) >= 2
+    assert (blocks["input_shapes"] == blocks["output_shapes"]).all()  # residual blocks keep [B, T, C]
+    token = modules[modules["module_path"].str.endswith("/Embedding_0")].iloc[0]
+    assert _shape(token["output_shapes"]) == _shape(blocks["input_shapes"].iloc[0])
+    root = modules[modules["depth"] == 0].iloc[0]  # the LM head: [B, T, vocab] from the token ids [B, T]
+    assert _shape(root["output_shapes"])[:2] == _shape(root["input_shapes"])
+
+
+def test_resnet_checkpoint_placeholder_is_not_the_input(modules_of):
+    """torch.utils.checkpoint's first op reads a zero-element tensor: the wrapper's input is the activation."""
+    modules = modules_of("resnet_mi300")
+    wrappers = modules[modules["module_type"] == "CheckpointWrapper"]
+    assert len(wrappers) == 4
+    assert not wrappers["input_shapes"].str.contains(r"\[0\]").any()
+    assert _shape(wrappers["input_shapes"].iloc[0]) == [10, 64, 56, 56]
+
+
+def _op(dims, types=None, concrete=None) -> OpArgs:
+    return OpArgs(dims, types or ["float"] * len(dims), concrete or [])
+
+
+def test_output_rules_broadcast_and_in_place():
+    assert output_shape("aten::mul", _op([[1024], [16, 559, 1024]])) == [16, 559, 1024]
+    assert output_shape("aten::add", _op([[4, 1, 8], [3, 1], []])) == [4, 3, 8]
+    assert output_shape("aten::add", _op([[2, 3], [4]])) is None  # does not broadcast: no guess
+    shape, why = module_output("aten::copy_", _op([[8, 16], [8, 16]]), [])
+    assert shape is None and why.startswith("unknown: ") and "in place" in why
+    shape, why = module_output("aten::mul_", _op([[64], []]), [[64]])
+    assert shape is None and "parameter" in why
+    assert module_output("aten::relu_", _op([[2, 64]]), [[64, 3]]) == ([2, 64], "last op aten::relu_ (in place: "
+                                                                       "its first input)")
+    assert output_shape("aten::conv2d", _op([[1, 3, 8, 8], [4, 3, 3, 3]])) is None  # no stride recorded
+
+
+def test_vllm_attention_input_reading_its_own_out_buffer_is_unknown(modules_of):
+    """vLLM's Attention starts with `empty([888, 512])` then `static_scaled_fp8_quant(out, q, scale)`: the
+    first tensor-input op reads the buffer the module just made, so which input is q cannot be told."""
+    modules = modules_of("gptoss_b200")
+    attention = modules[modules["module_type"] == "Attention"]
+    assert len(attention) > 0 and attention["input_shapes"].isna().all()
+    # `empty_like(x)` opening a TransformerBlock reads x: that is the block's input
+    blocks = modules[modules["module_type"] == "TransformerBlock"]
+    assert set(blocks["input_shapes"]) <= {"[[888, 2880]]", "[[888, 2880], [888, 2880]]"}  # (hidden, residual)
+    assert blocks["input_shapes"].notna().all()
+    assert (blocks["output_from"] == "last op aten::slice").all()
+
+
+def test_index_and_factory_rules():
+    assert output_shape("aten::slice", _op([[1000, 2880], [], [], [], []], concrete=["", "0", "0", "888", "1"])) \
+        == [888, 2880]
+    assert output_shape("aten::slice", _op([[10, 4]], concrete=["", "1", "0", "9223372036854775807", "2"])) \
+        == [10, 2]
+    assert output_shape("aten::select", _op([[4, 5, 6]], concrete=["", "1", "0"])) == [4, 6]
+    assert output_shape("aten::expand", _op([[1, 64, 1]], concrete=["", "[16, -1, 559]", ""])) == [16, 64, 559]
+    assert output_shape("aten::slice", _op([[10, 4]])) is None  # nothing recorded: no guess
+    assert created_shape("aten::empty", _op([[], []], concrete=["[888, 512]", "24"])) == [888, 512]
+    assert created_shape("aten::empty_like", _op([[3, 4]])) == [3, 4]
+    assert created_shape("aten::linear", _op([[3, 4], [5, 4]])) is None

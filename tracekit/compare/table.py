@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from tracekit.compare.align import align_modules
-from tracekit.compare.ops import SEQ_COLUMNS, align_ops, sequences
+from tracekit.compare.ops import SEQ_COLUMNS, align_ops
+from tracekit.compare.seqtable import SequenceTable, sequence_table
 from tracekit.compare.side import Side
 
 SIDES = ("base", "target")
@@ -83,8 +84,8 @@ def compare_modules(base: Side, target: Side, basis: str) -> pd.DataFrame:
     out.insert(2, "depth", [p.count("/") for p in out["module_path"]])
     _ratio_delta(out)
     out["shapes_differ"] = (out["status"] == "matched") & (
-        (out["base_input_shapes"].fillna("") != out["target_input_shapes"].fillna(""))
-        | (out["base_weight_shape"].fillna("") != out["target_weight_shape"].fillna("")))
+        (_or_empty(out["base_input_shapes"]) != _or_empty(out["target_input_shapes"]))
+        | (_or_empty(out["base_weight_shape"]) != _or_empty(out["target_weight_shape"])))
     return out.reset_index(drop=True)
 
 
@@ -107,69 +108,78 @@ def compare_ops(base: Side, target: Side, modules: pd.DataFrame, canon: dict[str
     """One row per op of either run: ops of matched modules aligned per phase, the others listed alone.
 
     Ops outside any module (loss, optimizer, a trace without module events) are aligned as the
-    pseudo-module None.
+    pseudo-module None. Each side's sequences are one flat table (tracekit.compare.seqtable); the
+    alignment yields row numbers into both, and the output is taken from them in one pass.
     """
-    seq_a, seq_b = sequences(base.ops), sequences(target.ops)
-    pairs = [(p, q) for p, q in zip(modules["base_path"], modules["target_path"])]
-    pairs = [(p if isinstance(p, str) else None, q if isinstance(q, str) else None) for p, q in pairs]
+    seq_a, seq_b = sequence_table(base.ops), sequence_table(target.ops)
+    pairs = [(p if isinstance(p, str) else None, q if isinstance(q, str) else None)
+             for p, q in zip(modules["base_path"], modules["target_path"])]
     pairs.append((None, None))
-    parts = []
-    for p, q in pairs:
-        a_ok, b_ok = p is not None or q is None, q is not None or p is None  # not a one-sided module
-        phases = sorted(({ph for (path, ph) in seq_a if path == p} if a_ok else set())
-                        | ({ph for (path, ph) in seq_b if path == q} if b_ok else set()),
-                        key=lambda ph: PHASE_ORDER.get(ph, 9))
-        for phase in phases:
-            a = seq_a.get((p, phase)) if a_ok else None
-            b = seq_b.get((q, phase)) if b_ok else None
-            parts.append(_pair_frame(p, q, phase, a, b, canon))
-    if not parts:
+    rows = _aligned_rows(seq_a, seq_b, pairs, canon)
+    if not len(rows["phase"]):
         return pd.DataFrame()
-    out = pd.concat(parts, ignore_index=True)
+    ia, ib = np.asarray(rows["ia"], dtype=np.int64), np.asarray(rows["ib"], dtype=np.int64)
+    in_a = ia >= 0
+    name, nested, collective = (_pick(seq_a, seq_b, ia, ib, c) for c in ("name", "nested", "collective"))
+    status = np.where(in_a & (ib >= 0), "matched", np.where(in_a, "base_only", "target_only"))
+    head = pd.DataFrame({
+        "module_path": pd.Series([p if p is not None else q for p, q in zip(rows["p"], rows["q"])], dtype=object),
+        "base_module_path": pd.Series(rows["p"], dtype=object),
+        "target_module_path": pd.Series(rows["q"], dtype=object), "phase": rows["phase"],
+        "position": np.asarray(rows["position"], dtype=np.int64),
+        "op": [canon.get(n, n) for n in name.tolist()], "status": status.tolist(),
+        "nested": [bool(v) for v in nested.tolist()], "collective": [bool(v) for v in collective.tolist()],
+    })
+    kept = [c for c in SEQ_COLUMNS if c not in ("nested", "collective")]
+    sides = [seq_a.take(ia, kept, rows["absent_a"]).add_prefix("base_"),
+             seq_b.take(ib, kept, rows["absent_b"]).add_prefix("target_")]
+    out = pd.concat([head, *sides], axis=1).rename(columns={"base_name": "base_op", "target_name": "target_op"})
     for label in SIDES:
         kind = "device" if basis_of(basis, label) == "device" else "host"
         out[f"{label}_ns"] = out[f"{label}_{kind}_ns"]
     _ratio_delta(out)
-    out["shapes_equal"] = out["base_shapes"].fillna("") == out["target_shapes"].fillna("")
+    out["shapes_equal"] = _or_empty(out["base_shapes"]) == _or_empty(out["target_shapes"])
     return out
 
 
-def _empty(n: int) -> pd.DataFrame:
-    return pd.DataFrame({c: [None] * n for c in SEQ_COLUMNS})
+def _aligned_rows(seq_a: SequenceTable, seq_b: SequenceTable, pairs: list[tuple[str | None, str | None]],
+                  canon: dict[str, str]) -> dict:
+    """Per output row: module pair, phase, position, and the row in each side's table (-1: none);
+    `absent_a`/`absent_b`: whether some rows come from a pair and phase with no sequence on that side."""
+    rows: dict = {"p": [], "q": [], "phase": [], "position": [], "ia": [], "ib": [], "absent_a": False,
+                  "absent_b": False}
+    for p, q in pairs:
+        a_ok, b_ok = p is not None or q is None, q is not None or p is None  # not a one-sided module
+        phases = sorted((seq_a.phases(p) if a_ok else set()) | (seq_b.phases(q) if b_ok else set()),
+                        key=lambda ph: PHASE_ORDER.get(ph, 9))
+        for phase in phases:
+            span_a = seq_a.span(p, phase) if a_ok else None
+            span_b = seq_b.span(q, phase) if b_ok else None
+            if span_a is not None and span_b is not None:
+                steps = align_ops(seq_a.view(span_a), seq_b.view(span_b), canon)
+            else:
+                steps = ([(i, None) for i in range(len(span_a or ()))] + [(None, j) for j in range(len(span_b or ()))])
+            n = len(steps)
+            rows["absent_a"] |= span_a is None
+            rows["absent_b"] |= span_b is None
+            rows["p"].extend([p] * n)
+            rows["q"].extend([q] * n)
+            rows["phase"].extend([phase] * n)
+            rows["position"].extend(range(n))
+            rows["ia"].extend(span_a[i] if i is not None else -1 for i, _ in steps)
+            rows["ib"].extend(span_b[j] if j is not None else -1 for _, j in steps)
+    return rows
 
 
-def _pair_frame(p: str | None, q: str | None, phase: str, a: pd.DataFrame | None, b: pd.DataFrame | None,
-                canon: dict[str, str]) -> pd.DataFrame:
-    a = a if a is not None else _empty(0)
-    b = b if b is not None else _empty(0)
-    pairs = align_ops(a, b, canon) if len(a) and len(b) else ([(i, None) for i in range(len(a))]
-                                                               + [(None, j) for j in range(len(b))])
-    ia = [i for i, _ in pairs]
-    ib = [j for _, j in pairs]
-    left = _take(a, ia).add_prefix("base_")
-    right = _take(b, ib).add_prefix("target_")
-    frame = pd.concat([left, right], axis=1)
-    status = ["matched" if i is not None and j is not None else ("base_only" if i is not None else "target_only")
-              for i, j in pairs]
-    cols_a = {c: a[c].tolist() for c in ("name", "nested", "collective")}
-    cols_b = {c: b[c].tolist() for c in ("name", "nested", "collective")}
-
-    def pick(col: str) -> list:
-        return [cols_a[col][i] if i is not None else cols_b[col][j] for i, j in pairs]
-
-    head = pd.DataFrame({
-        "module_path": [p if p is not None else q] * len(pairs), "base_module_path": [p] * len(pairs),
-        "target_module_path": [q] * len(pairs), "phase": phase, "position": np.arange(len(pairs)),
-        "op": [canon.get(n, n) for n in pick("name")], "status": status,
-        "nested": [bool(v) for v in pick("nested")], "collective": [bool(v) for v in pick("collective")],
-    })
-    frame = frame.drop(columns=[c for c in frame.columns if c.endswith(("_nested", "_collective"))])
-    return pd.concat([head, frame.rename(columns={"base_name": "base_op", "target_name": "target_op"})], axis=1)
+def _pick(seq_a: SequenceTable, seq_b: SequenceTable, ia: np.ndarray, ib: np.ndarray, column: str) -> np.ndarray:
+    """Per output row, `column` of its base op, or of its target op where it has no base op."""
+    out = np.empty(len(ia), dtype=object)
+    in_a = ia >= 0
+    out[in_a] = seq_a.column(column)[ia[in_a]]
+    out[~in_a] = seq_b.column(column)[ib[~in_a]]
+    return out
 
 
-def _take(seq: pd.DataFrame, idx: list[int | None]) -> pd.DataFrame:
-    """Rows of seq at idx (None gives an empty row)."""
-    if not len(seq):
-        return _empty(len(idx))
-    picked = seq.reindex([i if i is not None else -1 for i in idx]).reset_index(drop=True)
-    return picked
+def _or_empty(values: pd.Series) -> pd.Series:
+    """Text values with missing ones as "" (also for an all-missing float column)."""
+    return values.astype(object).where(values.notna(), "")

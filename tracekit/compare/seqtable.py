@@ -1,0 +1,90 @@
+"""All op sequences of one run as one flat table, for aligning many module pairs in one pass.
+
+The same rows as tracekit.compare.ops.sequences (the op at each ordinal of each (module path,
+phase), averaged over the calls that ran it), but kept in one frame with a row range per
+sequence instead of one small frame per sequence, which is what made compare slow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from tracekit.compare.ops import SEQ_COLUMNS
+
+PER_CALL = ("host_ns", "device_ns", "kernel_count", "cast_ns", "cast_count")
+TEXT_COLUMNS = frozenset({"name", "kernel_names", "shapes", "dtypes", "local_shapes", "weight_shape"})
+
+
+@dataclass(frozen=True)
+class SequenceTable:
+    """`frame`: SEQ_COLUMNS rows, each sequence contiguous; `spans`: (path, phase) -> its rows."""
+
+    frame: pd.DataFrame
+    spans: dict[tuple[str | None, str], range]
+
+    def phases(self, path: str | None) -> set[str]:
+        """Phases that have a sequence for module path `path` (None: ops outside any module)."""
+        return {phase for (p, phase) in self.spans if p == path}
+
+    def span(self, path: str | None, phase: str) -> range | None:
+        return self.spans.get((path, phase))
+
+    def column(self, name: str) -> np.ndarray:
+        """A column as an object array (for picking rows by number)."""
+        return self.frame[name].to_numpy(dtype=object)
+
+    def view(self, span: range) -> dict[str, list]:
+        """The names and shapes of one sequence (what tracekit.compare.ops.align_ops reads)."""
+        return {c: self.frame[c].iloc[span.start:span.stop].tolist() for c in ("name", "shapes")}
+
+    def take(self, rows: np.ndarray, columns: list[str], absent: bool) -> pd.DataFrame:
+        """`columns` at `rows` (-1: a missing row, all values missing).
+
+        `absent`: some rows are of a module or phase this run has no sequence for; an all-missing
+        text column is then None (object), else NaN (float), as compare has always written it.
+        """
+        if not len(self.frame):
+            return pd.DataFrame({c: [None] * len(rows) for c in columns})
+        out = self.frame[columns].reindex(rows).reset_index(drop=True)
+        for col in TEXT_COLUMNS.intersection(columns) if absent else ():
+            if out[col].dtype.kind == "f":
+                out[col] = pd.Series([None] * len(out), dtype=object)
+        return out
+
+
+def sequence_table(ops: pd.DataFrame) -> SequenceTable:
+    """The sequences of an op frame (tracekit.compare.opframe.op_frame) as one table."""
+    if not len(ops):
+        return SequenceTable(pd.DataFrame({c: [] for c in SEQ_COLUMNS}), {})
+    frame = ops.assign(module_path=ops["module_path"].astype(object).where(ops["module_path"].notna(), None))
+    calls = frame.groupby(["module_path", "phase"], dropna=False)["call"].nunique()
+    known = {(p, str(ph)): int(n) for (p, ph), n in calls.items() if isinstance(p, str)}
+    grouped = frame.groupby(["module_path", "phase", "ordinal", "name"], dropna=False, sort=False)
+    agg = grouped.agg(count=("row", "size"), host_ns=("host_ns", "sum"), device_ns=("device_ns", "sum"),
+                      kernel_count=("kernel_count", "sum"), cast_ns=("cast_ns", "sum"),
+                      cast_count=("cast_count", "sum"), kernel_names=("kernel_names", "first"),
+                      shapes=("shapes", "first"), dtypes=("dtypes", "first"), local_shapes=("local_shapes", "first"),
+                      weight_shape=("weight_shape", "first"), nested=("nested", "first"),
+                      collective=("collective", "first")).reset_index()
+    agg = agg.sort_values(["module_path", "phase", "ordinal", "count"], ascending=[True, True, True, False],
+                          kind="stable", na_position="first")
+    agg = agg.drop_duplicates(["module_path", "phase", "ordinal"]).reset_index(drop=True)
+    group = agg.groupby(["module_path", "phase"], dropna=False, sort=False).ngroup().to_numpy()
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    stops = np.r_[starts[1:], len(agg)]
+    paths, phases, count = agg["module_path"].tolist(), agg["phase"].tolist(), agg["count"].to_numpy()
+    calls_per_row = np.zeros(len(agg), dtype=np.int64)
+    spans = {}
+    for start, stop in zip(starts.tolist(), stops.tolist()):
+        path = paths[start] if isinstance(paths[start], str) else None
+        key = (path, str(phases[start]))
+        calls_per_row[start:stop] = known.get(key, 0) or int(count[start:stop].max())
+        spans[key] = range(start, stop)
+    agg["calls"] = calls_per_row
+    divisor = np.maximum(calls_per_row, 1)
+    for col in PER_CALL:  # per call of the module
+        agg[col] = agg[col] / divisor
+    return SequenceTable(agg[list(SEQ_COLUMNS)], spans)

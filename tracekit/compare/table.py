@@ -91,11 +91,12 @@ def compare_modules(base: Side, target: Side, basis: str) -> pd.DataFrame:
 
 def _rolled_up(values: pd.Series, paths: pd.Index) -> pd.Series:
     """Per module path, the sum of `values` (indexed by module path) over the module and its descendants."""
-    out = {}
-    for path in paths:
-        prefix = f"{path}/"
-        out[path] = float(sum(v for p, v in values.items() if p == path or str(p).startswith(prefix)))
-    return pd.Series(out, dtype=float)
+    totals: dict[str, object] = {}
+    for p, v in values.items():  # each value goes to its own path and to every ancestor path
+        p = str(p)
+        for end in [i for i, ch in enumerate(p) if ch == "/"] + [len(p)]:
+            totals[p[:end]] = totals.get(p[:end], 0) + v
+    return pd.Series({path: float(totals.get(path, 0)) for path in paths}, dtype=float)
 
 
 def _weight_shapes(ops: pd.DataFrame) -> pd.Series:

@@ -38,6 +38,8 @@ def test_sequence_table_holds_the_same_sequences(name):
         spans = sorted(table.spans.values(), key=lambda r: r.start)
         assert [r.start for r in spans] == [0] + [r.stop for r in spans[:-1]]  # contiguous, no row twice
         assert spans[-1].stop == len(table.frame)
+        for path in {p for p, _ in reference} | {"no/such/module"}:
+            assert table.phases(path) == {ph for p, ph in reference if p == path}
         for key, span in table.spans.items():
             got = table.frame.iloc[span.start:span.stop].reset_index(drop=True)
             pd.testing.assert_frame_equal(got, reference[key], check_dtype=True)

@@ -7,7 +7,7 @@ sequence instead of one small frame per sequence, which is what made compare slo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -24,10 +24,11 @@ class SequenceTable:
 
     frame: pd.DataFrame
     spans: dict[tuple[str | None, str], range]
+    phases_of: dict[str | None, set[str]] = field(default_factory=dict)
 
     def phases(self, path: str | None) -> set[str]:
         """Phases that have a sequence for module path `path` (None: ops outside any module)."""
-        return {phase for (p, phase) in self.spans if p == path}
+        return self.phases_of.get(path, set())
 
     def span(self, path: str | None, phase: str) -> range | None:
         return self.spans.get((path, phase))
@@ -77,14 +78,15 @@ def sequence_table(ops: pd.DataFrame) -> SequenceTable:
     stops = np.r_[starts[1:], len(agg)]
     paths, phases, count = agg["module_path"].tolist(), agg["phase"].tolist(), agg["count"].to_numpy()
     calls_per_row = np.zeros(len(agg), dtype=np.int64)
-    spans = {}
+    spans, phases_of = {}, {}
     for start, stop in zip(starts.tolist(), stops.tolist()):
         path = paths[start] if isinstance(paths[start], str) else None
         key = (path, str(phases[start]))
         calls_per_row[start:stop] = known.get(key, 0) or int(count[start:stop].max())
         spans[key] = range(start, stop)
+        phases_of.setdefault(path, set()).add(key[1])
     agg["calls"] = calls_per_row
     divisor = np.maximum(calls_per_row, 1)
     for col in PER_CALL:  # per call of the module
         agg[col] = agg[col] / divisor
-    return SequenceTable(agg[list(SEQ_COLUMNS)], spans)
+    return SequenceTable(agg[list(SEQ_COLUMNS)], spans, phases_of)

@@ -178,17 +178,21 @@ def test_output_rules_broadcast_and_in_place():
     assert output_shape("aten::conv2d", _op([[1, 3, 8, 8], [4, 3, 3, 3]])) is None  # no stride recorded
 
 
-def test_vllm_attention_input_reading_its_own_out_buffer_is_unknown(modules_of):
+def test_vllm_out_buffers_are_not_inputs(modules_of):
     """vLLM's Attention starts with `empty([888, 512])` then `static_scaled_fp8_quant(out, q, scale)`: the
-    first tensor-input op reads the buffer the module just made, so which input is q cannot be told."""
+    `out` buffer the module just made is left out, q [888, 512] is the input (its first tensor argument)."""
     modules = modules_of("gptoss_b200")
     attention = modules[modules["module_type"] == "Attention"]
-    assert len(attention) > 0 and attention["input_shapes"].isna().all()
+    assert len(attention) == 36 and set(attention["input_shapes"]) == {"[[888, 512]]"}
     # `empty_like(x)` opening a TransformerBlock reads x: that is the block's input
     blocks = modules[modules["module_type"] == "TransformerBlock"]
     assert set(blocks["input_shapes"]) <= {"[[888, 2880]]", "[[888, 2880], [888, 2880]]"}  # (hidden, residual)
     assert blocks["input_shapes"].notna().all()
     assert (blocks["output_from"] == "last op aten::slice").all()
+    # fused_add_rms_norm's weight [2880] is a parameter: never an input, counted in params
+    norms = modules[modules["module_type"] == "RMSNorm"]
+    assert not norms["input_shapes"].str.contains(r"\[2880\]\]").any()
+    assert (norms["own_params"] == 2880).all()
 
 
 def test_index_and_factory_rules():

@@ -28,25 +28,31 @@ STAGES = {
 }
 
 
-def instrument() -> dict[str, float]:
-    """Replace each stage function by a timed wrapper; returns the dict the timings go into."""
+def instrument() -> tuple[dict[str, float], dict[str, float]]:
+    """Replace each stage function by a timed wrapper; returns the dicts the wall and CPU times go into.
+
+    CPU time (user + system of this process) is the steadier figure on a machine shared with other
+    jobs: contention stretches wall time, not the work done.
+    """
     import importlib
 
     spent: dict[str, float] = defaultdict(float)
+    cpu: dict[str, float] = defaultdict(float)
     for module_name, names in STAGES.items():
         module = importlib.import_module(module_name)
         for name in names:
             inner = getattr(module, name)
 
             def timed(*args, _inner=inner, _name=name, **kwargs):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 try:
                     return _inner(*args, **kwargs)
                 finally:
                     spent[_name] += time.perf_counter() - t0
+                    cpu[_name] += time.process_time() - c0
 
             setattr(module, name, timed)
-    return spent
+    return spent, cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,24 +63,25 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from tracekit.convert import convert
 
-    spent = instrument()
+    spent, cpu = instrument()
     tmp = tempfile.mkdtemp(prefix="tracekit-stages-")
     try:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         summary = convert([args.trace], Path(tmp) / "out", parquet=not args.no_parquet)
-        total = time.perf_counter() - t0
+        total, total_cpu = time.perf_counter() - t0, time.process_time() - c0
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     events = summary["input_events"]
-    spent["other"] = total - sum(spent.values())
-    spent["total"] = total
-    print(f"{args.trace}: {events} events")
-    print(f"{'stage':<22} {'seconds':>9} {'us/event':>9}")
+    spent["other"], cpu["other"] = total - sum(spent.values()), total_cpu - sum(cpu.values())
+    spent["total"], cpu["total"] = total, total_cpu
+    print(f"{args.trace}: {events} events, {Path(args.trace).stat().st_size / 1e6:.0f} MB")
+    print(f"{'stage':<22} {'wall s':>9} {'cpu s':>9} {'cpu us/event':>13}")
     for name, secs in spent.items():
-        print(f"{name:<22} {secs:9.3f} {secs / max(events, 1) * 1e6:9.3f}")
+        print(f"{name:<22} {secs:9.3f} {cpu[name]:9.3f} {cpu[name] / max(events, 1) * 1e6:13.3f}")
     if args.json:
         with open(args.json, "a") as fh:
-            fh.write(json.dumps({"trace": args.trace, "events": events, "stages": dict(spent)}) + "\n")
+            fh.write(json.dumps({"trace": args.trace, "bytes": Path(args.trace).stat().st_size, "events": events,
+                                 "wall": dict(spent), "cpu": dict(cpu)}) + "\n")
     return 0
 
 

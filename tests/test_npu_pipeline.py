@@ -100,3 +100,16 @@ def test_no_pipeline_section_without_pp():
         coll, steps, groups = analyse_ranks(
             [shared(f"npu/msinsight_alexnet_dp/text/level1/rank{r}_ascend_pt") for r in (0, 1)], workers=1)
     assert pipeline_tables(coll, steps, groups) == {}
+
+
+def test_pipeline_from_a_converted_dataset_equals_the_raw_traces(pipeline, tmp_path):
+    from tracekit.dataset.load import dataset_of, parallel_of
+    from tracekit.ranks import convert_ranks
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        convert_ranks([shared(p) for p in RANKS], tmp_path / "ds", workers=1)
+        coll, steps, groups = parallel_of(dataset_of([tmp_path / "ds"]))
+    again = pipeline_tables(coll, steps, groups)["pipeline_bubble"]
+    cols = ["rank", "compute_ns", "bubble_start_ns", "bubble_end_ns", "pp_wait_ns"]
+    assert again[cols].equals(pipeline["pipeline_bubble"][cols])

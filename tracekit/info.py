@@ -1,18 +1,53 @@
-"""The facts `tracekit info` reports about a processed trace (pure: table in, dict out)."""
+"""The facts `tracekit info` reports about a trace (pure: table in, dict out).
+
+`quick_info` runs only the stages the facts need (call tree, launch links, steps) on the table as
+read: no module attribution and no copy of the table with derived columns, so `info` costs little
+more than reading. `trace_info` gives the same facts from an already processed table.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from tracekit.pipeline import Processed
-from tracekit.table import DEVICE_KINDS, time_span
+from tracekit.table import DEVICE_KINDS, EventTable, kind_in, matches, time_span
+
+_VIZ_FORWARD = re.compile(r".*\.forward \(")
 
 
-def trace_info(processed: Processed, top: int = 10) -> dict[str, Any]:
+def quick_info(table: EventTable, top: int = 10) -> dict[str, Any]:
+    """The facts of `trace_info`, from a table as read (runs call tree, links and steps only)."""
+    from tracekit.link import link_launches
+    from tracekit.steps import assign_steps
+    from tracekit.table import track_view
+    from tracekit.tree import build_call_tree
+
+    ev = table.events
+    tree = build_call_tree(track_view(ev))
+    links = link_launches(ev, tree.parent)
+    step = assign_steps(track_view(ev), links.launch)
+    return _facts(table, tree.parent, tree.depth, step, links.unlinked, top)
+
+
+def trace_info(processed, top: int = 10) -> dict[str, Any]:
     """Format, devices, ranks, steps, counts by kind, time span, top ops and kernels by time."""
-    table = processed.table
+    ev = processed.table.events
+    return _facts(processed.table, ev["parent"].to_numpy(), ev["depth"].to_numpy(), ev["step"].to_numpy(),
+                  processed.unlinked, top)
+
+
+def _kind_in(ev: pd.DataFrame, kinds: tuple[str, ...]) -> np.ndarray:
+    """kind_in on the categorical kind column of a read table; a plain column (a dataset's) by value."""
+    if isinstance(ev["kind"].dtype, pd.CategoricalDtype):
+        return kind_in(ev, kinds)
+    return ev["kind"].isin(kinds).to_numpy(dtype=bool)
+
+
+def _facts(table: EventTable, parent: np.ndarray, depth: np.ndarray, step: np.ndarray,
+           unlinked: dict[str, int], top: int) -> dict[str, Any]:
     ev = table.events
     start, end = time_span(ev)
     counts = ev["kind"].value_counts()
@@ -20,9 +55,10 @@ def trace_info(processed: Processed, top: int = 10) -> dict[str, Any]:
         {"name": d.get("name", "?"), "id": d.get("id"), "memory_gb": round(d.get("totalGlobalMem", 0) / 2**30, 1)}
         for s in table.sources for d in s.devices
     ]
-    steps = sorted(int(s) for s in ev.loc[ev["kind"] == "step", "step"].unique() if s >= 0)
-    has_modules = bool((ev["kind"] == "module").any()) or bool(
-        ev["name"].astype(str).str.contains(r"\.forward \(", regex=True).any())
+    is_step = _kind_in(ev, ("step",))
+    steps = sorted(int(s) for s in np.unique(step[is_step]) if s >= 0)
+    has_modules = bool(_kind_in(ev, ("module",)).any()) or bool(matches(ev["name"], _VIZ_FORWARD).any())
+    is_op = _kind_in(ev, ("cpu_op", "collective")) & (depth >= 0)
     return {
         "sources": [{"path": s.path, "format": s.format, "events": s.input_events, "damage": s.damage,
                      "base_from": s.base_from} for s in table.sources],
@@ -33,21 +69,35 @@ def trace_info(processed: Processed, top: int = 10) -> dict[str, Any]:
         "has_modules": has_modules,
         "counts_by_kind": {k: int(v) for k, v in counts.items() if v},
         "time_span_ns": {"start": start, "end": end, "duration": end - start},
-        "top_ops": _top(ev[ev["kind"].isin(["cpu_op", "collective"]) & (ev["depth"] >= 0)], top, outermost=True),
-        "top_kernels": _top(ev[ev["kind"].isin(DEVICE_KINDS)], top),
-        "unlinked_device_events": processed.unlinked,
+        "top_ops": _top(ev, is_op & ~_parent_in(parent, is_op), top),
+        "top_kernels": _top(ev, _kind_in(ev, DEVICE_KINDS), top),
+        "unlinked_device_events": unlinked,
         "skipped": table.skipped,
     }
 
 
-def _top(frame: pd.DataFrame, n: int, outermost: bool = False) -> list[dict[str, Any]]:
-    """Largest total time by name; for ops only the outermost op of a nest counts (no double time)."""
-    if outermost and len(frame):
-        op_rows = set(frame.index.tolist())
-        frame = frame[~frame["parent"].isin(op_rows)]
-    if not len(frame):
+def _parent_in(parent: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Rows whose parent is a row of `mask` (for ops: not the outermost op of a nest)."""
+    has = parent >= 0
+    out = np.zeros(len(parent), dtype=bool)
+    out[has] = mask[parent[has]]
+    return out
+
+
+def _top(ev: pd.DataFrame, rows: np.ndarray, n: int) -> list[dict[str, Any]]:
+    """Largest total time by name over the masked rows (for ops: the outermost only, no double time)."""
+    picked = np.flatnonzero(rows)
+    if not len(picked):
         return []
-    grouped = frame.groupby(frame["name"].astype(str))["dur_ns"].agg(["sum", "count"])
+    name = ev["name"]
+    codes = name.cat.codes.to_numpy()[picked] if isinstance(name.dtype, pd.CategoricalDtype) else None
+    frame = pd.DataFrame({"name": name.to_numpy()[picked].astype(str) if codes is None else codes,
+                          "dur": ev["dur_ns"].to_numpy()[picked]})
+    grouped = frame.groupby("name")["dur"].agg(["sum", "count"])
+    if codes is not None:
+        labels = np.append(np.asarray(name.cat.categories, dtype=object).astype(str), "nan")
+        grouped.index = labels[grouped.index.to_numpy()]
+        grouped = grouped.groupby(level=0).sum().sort_index()
     total = grouped["sum"].sum() or 1
     best = grouped.sort_values("sum", ascending=False).head(n)
     return [{"name": name, "total_ns": int(r["sum"]), "calls": int(r["count"]),

@@ -62,13 +62,14 @@ def parallel_of(ds: Dataset) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
     for raw traces): the collectives table as stored, the step split rank by rank from a few event columns, so
     memory holds one rank's events at a time."""
     from tracekit.parallel.groups import groups_from_ranks
+    from tracekit.parallel.pipeline import with_compute_spans
     from tracekit.parallel.report import step_split
 
     coll = ds.read("collectives")
     splits = []
     for rank, events in ds.event_parts(SPLIT_COLUMNS):
         calls = coll[coll["rank"] == rank] if rank >= 0 else coll
-        splits.append(step_split(events, calls).assign(rank=rank))
+        splits.append(with_compute_spans(step_split(events, calls), events, calls).assign(rank=rank))
     steps = pd.concat(splits, ignore_index=True) if splits else pd.DataFrame()
     groups = groups_from_ranks([s.distributed for s in ds.sources], coll)
     table = [{"group": g.name, "desc": g.desc, "ranks": list(g.ranks), "parallel_dim": g.dim,

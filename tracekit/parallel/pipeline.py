@@ -86,6 +86,9 @@ def pipeline_tables(coll: pd.DataFrame, steps: pd.DataFrame, groups: list[dict[s
     stage, pp, source = stage_map(coll, groups)
     if not pp:
         return {}
+    if "compute_spans" not in steps:  # step splits made without with_compute_spans: compute unknown
+        steps = steps.assign(compute_spans=[[] for _ in range(len(steps))], layers=[[] for _ in range(len(steps))],
+                             has_compute=False)
     coll = coll.assign(stage=coll["rank"].map(stage)) if len(coll) else coll
     steps = steps.assign(stage=steps["rank"].map(stage))
     return {"pipeline_stages": _stages(stage, pp, source, steps, coll),

@@ -11,6 +11,7 @@ import pandas as pd
 from tracekit.ancestry import nearest_marked
 from tracekit.modules.attribute import BACKWARD_PREFIX, ModuleColumns
 from tracekit.modules.opshapes import (
+    OUT_INPUTS,
     PARAM_INPUTS,
     created_shape,
     decode_op_args,
@@ -243,7 +244,7 @@ def _first_call_details(out: pd.DataFrame, ev: pd.DataFrame, table: EventTable, 
             if made is not None and not tensors:  # `empty(size)`; `empty_like(x)` reads the input x
                 created.append(made)
                 continue
-            if any(t[0] in created for t in tensors):
+            if str(names[first]) not in OUT_INPUTS and any(t[0] in created for t in tensors):
                 tensors = []  # it may read a buffer the module just created (an `out=` tensor): not known
                 break
             if tensors:

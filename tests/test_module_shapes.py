@@ -151,6 +151,22 @@ def test_npu_alexnet_conv_without_stride_is_unknown_not_guessed(modules_of):
     assert _shape(relu["output_shapes"].iloc[0]) == [32, 64, 55, 55]
 
 
+def test_uncountable_conv_flops_are_unknown_not_zero(modules_of):
+    """Without stride/padding a conv's forward FLOPs cannot be counted: the conv and every module above it
+    say unknown (NaN), not a smaller sum; its backward (counted from the recorded grad shape) is kept and
+    equals the CPU recording of the same model."""
+    npu, cpu = modules_of("alexnet_npu"), modules_of("alexnet_cpu")
+    conv_npu = npu[npu["module_type"] == "Conv2d"]
+    assert conv_npu["flops_fwd"].isna().all()
+    root = npu[npu["module_path"] == "DistributedDataParallel_0/AlexNet_0"].iloc[0]
+    assert pd.isna(root["flops_fwd"])
+    linear_npu = npu[npu["module_type"] == "Linear"].set_index("module_path")["flops_fwd"]
+    linear_cpu = cpu[cpu["module_type"] == "Linear"].set_index("module_path")["flops_fwd"]
+    assert linear_npu.notna().all() and (linear_npu == linear_cpu.reindex(linear_npu.index)).all()
+    bwd = npu.set_index("module_path")["flops_bwd"]
+    assert (bwd == cpu.set_index("module_path")["flops_bwd"].reindex(bwd.index)).all()
+
+
 @pytest.mark.parametrize("name", ["gpt_cpu", "gpt_sample"])
 def test_gpt_block_shapes(modules_of, name):
     modules = modules_of(name)

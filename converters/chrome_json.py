@@ -23,8 +23,9 @@ import pyarrow as pa
 from tracekit.errors import TraceError, warn
 from tracekit.timeconv import us_to_ns_ranged
 
+from .chrome_doc import decode_document, decode_top, decode_top_recovered
 from .link_args import LINK_FIELDS, empty_link_columns, link_chunk
-from .loading import RawInput, recover_truncated_json, release_free_memory
+from .loading import RawInput, release_free_memory
 
 Num = Union[int, float, str, None]
 
@@ -43,12 +44,6 @@ class RawEvent(msgspec.Struct, gc=False):
     bp: str | None = None
     s: str | None = None
     args: msgspec.Raw = msgspec.Raw(b"")
-
-
-class ChromeDoc(msgspec.Struct):
-    """Top level of a chrome trace object: the events, each kept as undecoded JSON for now."""
-
-    traceEvents: Union[list[msgspec.Raw], None] = None
 
 
 class _Track(msgspec.Struct, gc=False):
@@ -149,83 +144,8 @@ class ChromeColumns:
     metadata_folded: int = 0  # M events: read into `meta`, no row kept
 
 
-_doc_decoder = msgspec.json.Decoder(ChromeDoc)
-_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 _chunk_decoder = msgspec.json.Decoder(list[RawEvent])
 _track_decoder = msgspec.json.Decoder(list[_Track])
-
-
-def _decode_document(raw: RawInput) -> tuple[list[msgspec.Raw], bytes | None, list[str], bool]:
-    """Split the event list (object or bare list form) into raw events, recovering a truncated file.
-
-    Returns (raw events, data to read the other top-level keys from or None, damage, object form).
-    """
-    data, damage = raw.data, list(raw.damage)
-    first = re.search(rb"\S", data[:4096])
-    head = data[first.start() : first.start() + 1] if first else b""
-    if head not in (b"{", b"["):
-        raise TraceError(raw.path, "not JSON (does not start with '{' or '[')")
-    decoder = _doc_decoder if head == b"{" else _list_decoder
-    try:
-        doc = decoder.decode(data)
-        cut = None
-    except RecursionError:
-        raise TraceError(raw.path, "JSON is nested deeper than the reader allows (about 1,000 levels)"
-                         + _deep_where(data)) from None
-    except msgspec.ValidationError as exc:
-        raise TraceError(raw.path, f"not a chrome trace: {exc}") from None
-    except msgspec.DecodeError as exc:
-        if not _cut_off(str(exc), data):
-            raise TraceError(raw.path, f"malformed JSON: {exc}") from None
-        doc, note = recover_truncated_json(raw.path, data, decoder.decode)
-        warn(raw.path, note)
-        damage.append(note)
-        cut = True
-    if head == b"{" and doc.traceEvents is None:
-        raise TraceError(raw.path, "not a chrome trace: the JSON object has no 'traceEvents' list")
-    events = doc.traceEvents if head == b"{" else doc
-    top_raw = data if (head == b"{" and cut is None) else None
-    return events, top_raw, damage, head == b"{"
-
-
-def _cut_off(message: str, data: bytes) -> bool:
-    """Whether a decode error is the file ending early: msgspec says "truncated", or the error is at
-    the very end (a cut inside a number such as `"dur": 42.` reads as an invalid number)."""
-    if "truncated" in message:
-        return True
-    found = re.search(r"\(byte (\d+)\)", message)
-    return bool(found) and int(found.group(1)) >= len(data.rstrip()) - 3
-
-
-def _deep_where(data: bytes, limit: int = 900) -> str:
-    """ " near byte N" for the first place the bracket depth passes `limit` (strings not parsed: approximate)."""
-    buf = np.frombuffer(data, dtype=np.uint8)
-    step = np.zeros(len(buf), dtype=np.int32)
-    step[(buf == ord("[")) | (buf == ord("{"))] = 1
-    step[(buf == ord("]")) | (buf == ord("}"))] = -1
-    deep = np.flatnonzero(np.cumsum(step) > limit)
-    return f", near byte {int(deep[0])}" if len(deep) else ""
-
-
-def _decode_top(data: bytes | None) -> dict[str, Any]:
-    """Decode the top-level keys other than traceEvents (cheap: the events are skipped raw)."""
-    if data is None:
-        return {}
-    import orjson  # local: only used for the small top-level object
-
-    meta = msgspec.json.decode(data, type=dict[str, msgspec.Raw])
-    meta.pop("traceEvents", None)
-    top = {}
-    for key, value in meta.items():
-        try:
-            top[key] = orjson.loads(bytes(value))
-        except (orjson.JSONDecodeError, RecursionError):
-            top[key] = None  # undecodable (bad UTF-8, too deep): as if absent; reported by the caller
-            _TOP_DROPPED.append(key)
-    return top
-
-
-_TOP_DROPPED: list[str] = []
 
 
 class _IdMap:
@@ -485,19 +405,17 @@ def decode_chrome(raw: RawInput, require_events: bool = True, chunk_events: int 
     depend on it. With `release_input`, `raw.data` is dropped (set to b"") once it has been
     read, so that its memory is freed early.
     """
-    events, top_raw, damage, object_form = _decode_document(raw)
+    events, top_raw, damage, object_form = decode_document(raw)
     if require_events and not events:
         raise TraceError(raw.path, "trace holds no events (traceEvents is empty)")
-    _TOP_DROPPED.clear()
     try:
-        top = _decode_top(top_raw) if top_raw is not None else _decode_top_recovered(raw.data)
+        top, dropped = decode_top(top_raw) if top_raw is not None else (decode_top_recovered(raw.data), [])
     except (msgspec.DecodeError, RecursionError) as exc:
         raise TraceError(raw.path, f"malformed top-level JSON: {exc}") from None
-    if _TOP_DROPPED:
-        note = f"top-level keys {', '.join(_TOP_DROPPED)} are not valid JSON text (bad UTF-8 or too deep); ignored"
+    if dropped:
+        note = f"top-level keys {', '.join(dropped)} are not valid JSON text (bad UTF-8 or too deep); ignored"
         warn(raw.path, note)
         damage.append(note)
-        top = {k: v for k, v in top.items() if k not in _TOP_DROPPED}
     del top_raw
     n = len(events)
     chunk_events = max(int(chunk_events or CHUNK_EVENTS), 1)
@@ -688,22 +606,6 @@ def _name(value: object) -> str:
     if value is None:
         return ""
     return value if isinstance(value, str) else str(value)
-
-
-def _decode_top_recovered(data: bytes) -> dict[str, Any]:
-    """For a truncated file, keep the top-level keys written before traceEvents."""
-    start = data.find(b'"traceEvents"')
-    if start <= 0:
-        return {}
-    head = data[:start].rstrip()
-    if head.endswith(b","):
-        head = head[:-1]
-    try:
-        import orjson
-
-        return orjson.loads(head + b"}")
-    except Exception:
-        return {}
 
 
 def _take(cols: ChromeColumns, rows: np.ndarray) -> ChromeColumns:

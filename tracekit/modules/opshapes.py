@@ -113,6 +113,11 @@ PARAM_INPUTS: dict[str, tuple[int, ...]] = {
 }
 # inputs that are state but not parameters (running stats)
 BUFFER_INPUTS: dict[str, tuple[int, ...]] = {"aten::batch_norm": (3, 4), "aten::instance_norm": (3, 4)}
+# inputs that are the buffer an op writes its result into (vLLM custom ops take `out` first)
+OUT_INPUTS: dict[str, tuple[int, ...]] = {
+    "_C::static_scaled_fp8_quant": (0,), "_C::dynamic_scaled_fp8_quant": (0,), "_C::rms_norm": (0,),
+    "_C::silu_and_mul": (0,), "_C::gelu_and_mul": (0,),
+}
 # unary ops (and norms) whose output has the shape of their first input
 _SAME_SHAPE = (
     "aten::layer_norm", "aten::group_norm", "aten::batch_norm", "aten::rms_norm", "aten::gelu", "aten::relu",
@@ -142,8 +147,8 @@ def param_count(name: str, op: OpArgs) -> int:
 
 
 def input_tensors(name: str, op: OpArgs) -> list[tuple[list[int], str]]:
-    """(shape, dtype) of the data inputs of one op: parameters and buffers left out."""
-    skip = PARAM_INPUTS.get(name, ()) + BUFFER_INPUTS.get(name, ())
+    """(shape, dtype) of the data inputs of one op: parameters, buffers and `out` tensors left out."""
+    skip = PARAM_INPUTS.get(name, ()) + BUFFER_INPUTS.get(name, ()) + OUT_INPUTS.get(name, ())
     return op.tensor_inputs(skip)
 
 

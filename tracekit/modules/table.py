@@ -11,6 +11,7 @@ import pandas as pd
 from tracekit.ancestry import nearest_marked
 from tracekit.modules.attribute import BACKWARD_PREFIX, ModuleColumns
 from tracekit.modules.opshapes import (
+    OUT_INPUTS,
     PARAM_INPUTS,
     created_shape,
     decode_op_args,
@@ -99,9 +100,15 @@ def module_table(table: EventTable, modules: ModuleColumns) -> pd.DataFrame:
         weight = np.zeros(len(ev), dtype=np.float64)
         pick = flop_rows[(phase[flop_rows] == which) & ~recompute[flop_rows]]
         mask[pick] = True
-        weight[flop_rows] = flop_values
+        weight[flop_rows] = np.nan_to_num(flop_values)
         total = _inclusive(out, src, paths, mask, weight)
-        out[f"flops_{'fwd' if which == 'forward' else 'bwd'}"] = np.round(total / out["calls"].to_numpy())
+        # an op with a FLOP rule whose shapes did not allow counting (no stride/padding recorded, ...)
+        # makes its modules' FLOPs unknown (NaN, shown blank), not a smaller number
+        unknown = np.zeros(len(ev), dtype=bool)
+        unknown[pick[np.isnan(flop_values[np.searchsorted(flop_rows, pick)])]] = True
+        uncounted = _inclusive(out, src, paths, unknown, None)
+        out[f"flops_{'fwd' if which == 'forward' else 'bwd'}"] = np.where(
+            uncounted > 0, np.nan, np.round(total / out["calls"].to_numpy()))
     device_ns = out["device_ns_fwd"] + out["device_ns_bwd"]
     total_flops = (out["flops_fwd"] + out["flops_bwd"]) * out["calls"]
     out["achieved_tflops"] = np.where(device_ns > 0, total_flops / np.maximum(device_ns, 1) / 1e3, np.nan)
@@ -190,12 +197,13 @@ class _PathTrie:
 
 def _op_flops(ev: pd.DataFrame, table: EventTable, names: np.ndarray, host_ops: np.ndarray
               ) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of the outermost FLOP-counted ops and their FLOPs."""
+    """Rows of the outermost FLOP-counted ops and their FLOPs (NaN where the op's shapes did not allow counting)."""
     has_rule = host_ops & matches(ev["name"], _FLOP_OPS)
     outer = has_rule & (nearest_marked(ev["parent"].to_numpy(), has_rule, include_self=False) < 0)
     rows = np.flatnonzero(outer)
     decoded = decode_op_args(table.args, rows)
-    values = np.array([flops(str(names[r]), decoded[r]) or 0 for r in rows.tolist()], dtype=np.float64)
+    counted = (flops(str(names[r]), decoded[r]) for r in rows.tolist())
+    values = np.array([np.nan if f is None else f for f in counted], dtype=np.float64)
     return rows, values
 
 
@@ -243,7 +251,7 @@ def _first_call_details(out: pd.DataFrame, ev: pd.DataFrame, table: EventTable, 
             if made is not None and not tensors:  # `empty(size)`; `empty_like(x)` reads the input x
                 created.append(made)
                 continue
-            if any(t[0] in created for t in tensors):
+            if str(names[first]) not in OUT_INPUTS and any(t[0] in created for t in tensors):
                 tensors = []  # it may read a buffer the module just created (an `out=` tensor): not known
                 break
             if tensors:

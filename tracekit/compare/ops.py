@@ -17,10 +17,9 @@ SEQ_COLUMNS = ("name", "calls", "count", "host_ns", "device_ns", "kernel_count",
                "kernel_names", "shapes", "dtypes", "local_shapes", "weight_shape", "nested", "collective")
 
 
-def sequences(ops: pd.DataFrame) -> dict[tuple[str | None, str], pd.DataFrame]:
-    """(module path, phase) -> the op at each ordinal, averaged over the calls that ran it."""
-    if not len(ops):
-        return {}
+def per_ordinal(ops: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
+    """(calls per (module path, phase), the op at each (module path, phase, ordinal): the most frequent name,
+    summed over the calls that ran it), sorted by path, phase and ordinal."""
     frame = ops.assign(module_path=ops["module_path"].astype(object).where(ops["module_path"].notna(), None))
     calls = frame.groupby(["module_path", "phase"], dropna=False)["call"].nunique()
     grouped = frame.groupby(["module_path", "phase", "ordinal", "name"], dropna=False, sort=False)
@@ -32,7 +31,14 @@ def sequences(ops: pd.DataFrame) -> dict[tuple[str | None, str], pd.DataFrame]:
                       collective=("collective", "first")).reset_index()
     agg = agg.sort_values(["module_path", "phase", "ordinal", "count"], ascending=[True, True, True, False],
                           kind="stable", na_position="first")
-    agg = agg.drop_duplicates(["module_path", "phase", "ordinal"])
+    return calls, agg.drop_duplicates(["module_path", "phase", "ordinal"])
+
+
+def sequences(ops: pd.DataFrame) -> dict[tuple[str | None, str], pd.DataFrame]:
+    """(module path, phase) -> the op at each ordinal, averaged over the calls that ran it."""
+    if not len(ops):
+        return {}
+    calls, agg = per_ordinal(ops)
     out = {}
     for (path, phase), seq in agg.groupby(["module_path", "phase"], dropna=False, sort=False):
         path = None if not isinstance(path, str) else path

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from tracekit.compare.ops import SEQ_COLUMNS
+from tracekit.compare.ops import SEQ_COLUMNS, per_ordinal
 
 PER_CALL = ("host_ns", "device_ns", "kernel_count", "cast_ns", "cast_count")
 TEXT_COLUMNS = frozenset({"name", "kernel_names", "shapes", "dtypes", "local_shapes", "weight_shape"})
@@ -60,19 +60,9 @@ def sequence_table(ops: pd.DataFrame) -> SequenceTable:
     """The sequences of an op frame (tracekit.compare.opframe.op_frame) as one table."""
     if not len(ops):
         return SequenceTable(pd.DataFrame({c: [] for c in SEQ_COLUMNS}), {})
-    frame = ops.assign(module_path=ops["module_path"].astype(object).where(ops["module_path"].notna(), None))
-    calls = frame.groupby(["module_path", "phase"], dropna=False)["call"].nunique()
+    calls, agg = per_ordinal(ops)
+    agg = agg.reset_index(drop=True)
     known = {(p, str(ph)): int(n) for (p, ph), n in calls.items() if isinstance(p, str)}
-    grouped = frame.groupby(["module_path", "phase", "ordinal", "name"], dropna=False, sort=False)
-    agg = grouped.agg(count=("row", "size"), host_ns=("host_ns", "sum"), device_ns=("device_ns", "sum"),
-                      kernel_count=("kernel_count", "sum"), cast_ns=("cast_ns", "sum"),
-                      cast_count=("cast_count", "sum"), kernel_names=("kernel_names", "first"),
-                      shapes=("shapes", "first"), dtypes=("dtypes", "first"), local_shapes=("local_shapes", "first"),
-                      weight_shape=("weight_shape", "first"), nested=("nested", "first"),
-                      collective=("collective", "first")).reset_index()
-    agg = agg.sort_values(["module_path", "phase", "ordinal", "count"], ascending=[True, True, True, False],
-                          kind="stable", na_position="first")
-    agg = agg.drop_duplicates(["module_path", "phase", "ordinal"]).reset_index(drop=True)
     group = agg.groupby(["module_path", "phase"], dropna=False, sort=False).ngroup().to_numpy()
     starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
     stops = np.r_[starts[1:], len(agg)]

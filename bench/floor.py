@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sweep import ORJSON, PY, SHARED, TRACEKIT, _raw_size, run  # noqa: E402
+from sweep import ORJSON, PY, SHARED, TRACEKIT, _raw_size, run
 
 DEFAULT = [SHARED / "gpu/hta/v100_large.json.gz", SHARED / "gpu/hta/mtia_rank_0_large.json.gz",
            SHARED / "gpu/tracelens/h100/google_owlv2-large-patch14-ensemble__1016001.json.gz"]

@@ -81,10 +81,11 @@ def _in_order(path: Path, events: list, size: int, object_form: bool, keep_args:
     try:
         for start in mine:
             yield decode_chunk(path, events[start : start + size], start, object_form, keep_args)
-        done = child.finish() if child is not None else {}
+        sent = child.finish() if child is not None else iter(())
         for start in theirs:
-            message = done.pop(start, None)
-            if message is None:  # the child did not get this far: decode it here
+            message = next(sent, None)
+            if message is None or message[-1] != start:  # the child did not get this far: decode it here
+                sent = iter(())
                 yield decode_chunk(path, events[start : start + size], start, object_form, keep_args)
             elif message[0] == "error":
                 raise _error(*message[1:])
@@ -118,19 +119,19 @@ class _Child:
         self.reader.start()
         self.reaped = False
 
-    def finish(self) -> dict[int, tuple]:
-        """Wait for the child; its messages by chunk start (a chunk it did not send is absent)."""
+    def finish(self) -> Iterator[tuple]:
+        """Wait for the child; then its messages in order, each unpickled only when asked for (so that
+        one chunk at a time exists twice), up to the first that is cut off."""
         self.reader.join()
         self._reap()
-        done = {}
-        for blob in self.blobs:
+        blobs = self.blobs
+        blobs.reverse()
+        while blobs:
             try:
-                message = pickle.loads(blob)
-            except Exception:
-                break
-            done[message[1].start if message[0] == "chunk" else message[4]] = message
-        self.blobs.clear()
-        return done
+                yield pickle.loads(blobs.pop())
+            except Exception:  # a cut message: that chunk and the rest are decoded again
+                blobs.clear()
+                return
 
     def stop(self) -> None:
         if not self.reaped:
@@ -149,7 +150,8 @@ def _send(fd: int, path: Path, events: list, size: int, object_form: bool, keep_
     with os.fdopen(fd, "wb", buffering=1 << 20) as out:
         for start in starts:
             try:
-                message = ("chunk", decode_chunk(path, events[start : start + size], start, object_form, keep_args))
+                message = ("chunk", decode_chunk(path, events[start : start + size], start, object_form, keep_args),
+                           start)
             except TraceError as exc:
                 message = ("error", exc.path, str(exc), exc.index, start)
             blob = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)

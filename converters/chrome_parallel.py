@@ -1,11 +1,11 @@
 """Decode the chunks of a large trace on two cores: a forked child decodes the second half.
 
 msgspec holds the GIL while it decodes, so threads cannot share the work; a forked child can, and
-it sees the parent's raw events without a copy. The child sends each decoded chunk back (pickled,
-through a pipe that a parent thread drains) and the parent yields every chunk in file order, so the
-result is the same as a serial decode. An error in the child's half is raised after the parent's
-own half is decoded, so the first bad event in the file is the one reported. If the child dies, the
-parent decodes what is missing itself.
+it sees the parent's raw events without a copy. The child decodes every other chunk and sends each back
+(pickled, through a pipe that a parent thread drains); the parent decodes the others and yields every
+chunk in file order, so the result is the same as a serial decode, and few decoded chunks wait in
+memory. An error is raised when its chunk's turn comes, so the first bad event in the file is the
+one reported. If the child dies, the parent decodes what is missing itself.
 
 TRACEKIT_DECODE_PROCESSES=1 turns this off (2 forces it on, even for small traces); it is off
 inside worker processes (multi-rank convert), which already use the cores.
@@ -17,6 +17,7 @@ import contextlib
 import multiprocessing
 import os
 import pickle
+import queue
 import struct
 import threading
 import warnings
@@ -54,11 +55,8 @@ def decode_chunks(path: Path, events: list[msgspec.Raw], size: int, object_form:
     starts = list(range(0, len(events), size))
     child = None
     if decode_processes(len(starts)) >= 2:
-        half = len(starts) // 2
-        child = _Child(path, events, size, object_form, keep_args, starts[half:])
-        starts, theirs = starts[:half], starts[half:]
-    return _Chunks(_in_order(path, events, size, object_form, keep_args, starts, child, theirs if child else []),
-                   child)
+        child = _Child(path, events, size, object_form, keep_args, starts[1::2])
+    return _Chunks(_in_order(path, events, size, object_form, keep_args, starts, child), child)
 
 
 class _Chunks:
@@ -76,16 +74,17 @@ class _Chunks:
             self.child.stop()
 
 
-def _in_order(path: Path, events: list, size: int, object_form: bool, keep_args: bool, mine: list[int],
-              child: _Child | None, theirs: list[int]) -> Iterator[Chunk]:
+def _in_order(path: Path, events: list, size: int, object_form: bool, keep_args: bool, starts: list[int],
+              child: _Child | None) -> Iterator[Chunk]:
+    """Every chunk in order: the even ones decoded here, the odd ones taken from the child as it sends
+    them (so that at most a few of its chunks wait in memory), or decoded here if it stopped."""
     try:
-        for start in mine:
-            yield decode_chunk(path, events[start : start + size], start, object_form, keep_args)
-        sent = child.finish() if child is not None else iter(())
-        for start in theirs:
-            message = next(sent, None)
-            if message is None or message[-1] != start:  # the child did not get this far: decode it here
-                sent = iter(())
+        for k, start in enumerate(starts):
+            message = child.next_message() if child is not None and k % 2 else None
+            if message is None or message[-1] != start:
+                if message is not None:
+                    child.stop()  # out of step (cannot happen unless the child broke): do the rest here
+                    child = None
                 yield decode_chunk(path, events[start : start + size], start, object_form, keep_args)
             elif message[0] == "error":
                 raise _error(*message[1:])
@@ -114,40 +113,37 @@ class _Child:
             finally:
                 os._exit(code)
         os.close(write_fd)
-        self.blobs: list[bytes] = []
+        self.blobs: queue.SimpleQueue = queue.SimpleQueue()
         self.reader = threading.Thread(target=_drain, args=(read_fd, self.blobs), daemon=True)
         self.reader.start()
         self.reaped = False
+        self.ended = False
 
-    def finish(self) -> Iterator[tuple]:
-        """Wait for the child; then its messages in order, each unpickled only when asked for (so that
-        one chunk at a time exists twice), up to the first that is cut off."""
-        self.reader.join()
-        self._reap()
-        blobs = self.blobs
-        blobs.reverse()
-        while blobs:
-            try:
-                yield pickle.loads(blobs.pop())
-            except Exception:  # a cut message: that chunk and the rest are decoded again
-                blobs.clear()
-                return
+    def next_message(self) -> tuple | None:
+        """The child's next message (waits for it); None once it has stopped sending or sent a cut one."""
+        if self.ended:
+            return None
+        blob = self.blobs.get()
+        try:
+            if blob is not None:
+                return pickle.loads(blob)
+        except Exception:  # a cut message: that chunk and the rest are decoded here
+            pass
+        self.ended = True
+        return None
 
     def stop(self) -> None:
         if not self.reaped:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, 9)
-            self._reap()
-
-    def _reap(self) -> None:
-        if not self.reaped:
             os.waitpid(self.pid, 0)
             self.reaped = True
+            self.reader.join()
 
 
 def _send(fd: int, path: Path, events: list, size: int, object_form: bool, keep_args: bool,
           starts: list[int]) -> None:
-    with os.fdopen(fd, "wb", buffering=1 << 20) as out:
+    with os.fdopen(fd, "wb", buffering=0) as out:
         for start in starts:
             try:
                 message = ("chunk", decode_chunk(path, events[start : start + size], start, object_form, keep_args),
@@ -155,21 +151,20 @@ def _send(fd: int, path: Path, events: list, size: int, object_form: bool, keep_
             except TraceError as exc:
                 message = ("error", exc.path, str(exc), exc.index, start)
             blob = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-            out.write(_HEADER.pack(len(blob)))
-            out.write(blob)
+            out.write(_HEADER.pack(len(blob)) + blob)
             if message[0] == "error":
                 return
 
 
-def _drain(fd: int, blobs: list[bytes]) -> None:
-    """Read the child's framed messages until it closes the pipe."""
+def _drain(fd: int, blobs: queue.SimpleQueue) -> None:
+    """Pass the child's framed messages on as they arrive; None when it closes the pipe."""
     with os.fdopen(fd, "rb", buffering=1 << 20) as src:
         while True:
             head = src.read(_HEADER.size)
             if len(head) < _HEADER.size:
-                return
-            blob = src.read(_HEADER.unpack(head)[0])
-            blobs.append(blob)
+                break
+            blobs.put(src.read(_HEADER.unpack(head)[0]))
+    blobs.put(None)
 
 
 def _error(path: str, text: str, index: int | None, _start: int) -> TraceError:

@@ -14,7 +14,6 @@ inside worker processes (multi-rank convert), which already use the cores.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import pickle
 import queue
@@ -40,6 +39,8 @@ def decode_processes(chunks: int) -> int:
     forced = os.environ.get(ENV, "").strip()
     if forced:
         return 2 if forced.isdigit() and int(forced) >= 2 and chunks >= 2 and hasattr(os, "fork") else 1
+    import multiprocessing  # here: `tracekit --help` does not import it
+
     if chunks < MIN_CHUNKS or not hasattr(os, "fork") or multiprocessing.parent_process() is not None:
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -55,7 +56,10 @@ def decode_chunks(path: Path, events: list[msgspec.Raw], size: int, object_form:
     starts = list(range(0, len(events), size))
     child = None
     if decode_processes(len(starts)) >= 2:
-        child = _Child(path, events, size, object_form, keep_args, starts[1::2])
+        try:
+            child = _Child(path, events, size, object_form, keep_args, starts[1::2])
+        except OSError:  # no process or pipe to spare (memory, limits): decode here alone
+            child = None
     return _Chunks(_in_order(path, events, size, object_form, keep_args, starts, child), child)
 
 
@@ -101,9 +105,14 @@ class _Child:
     def __init__(self, path: Path, events: list, size: int, object_form: bool, keep_args: bool,
                  starts: list[int]) -> None:
         read_fd, write_fd = os.pipe()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # Python 3.12+: fork with threads
-            self.pid = os.fork()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # Python 3.12+: fork with threads
+                self.pid = os.fork()
+        except OSError:
+            os.close(read_fd)
+            os.close(write_fd)
+            raise
         if self.pid == 0:  # the child: decode, send, and leave without running the parent's cleanup
             code = 1
             try:

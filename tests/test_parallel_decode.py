@@ -111,3 +111,16 @@ def test_lean_read_of_damaged_links_counts_them_once(tmp_path: Path, monkeypatch
     pd.testing.assert_frame_equal(full.events, lean.events, check_exact=True)
     assert lean_warnings == full_warnings
     assert any("link ids" in w for w in lean_warnings)
+
+
+def test_no_fork_to_spare_decodes_alone(monkeypatch) -> None:
+    """fork refused (memory, process limits): one process decodes everything, with no error."""
+    path = shared("gpu/hta/mi250_minitoy_train_ROCm6_2_kineto.json.gz")
+    serial, _ = read(path, "1", monkeypatch, chunk=20)
+
+    def refuse():
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(os, "fork", refuse)
+    alone, _ = read(path, "2", monkeypatch, chunk=20)
+    assert_same_table(serial, alone)

@@ -16,6 +16,7 @@ import argparse
 import json
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -27,12 +28,21 @@ DEFAULT = [SHARED / "gpu/hta/v100_large.json.gz", SHARED / "gpu/hta/mtia_rank_0_
            SHARED / "gpu/tracelens/h100/google_owlv2-large-patch14-ensemble__1016001.json.gz"]
 
 
+CRITICAL = str(Path(__file__).resolve().parent / "critical.py")
+
+
 def commands(trace: Path, out: Path) -> dict[str, list[str]]:
     return {
         "orjson.loads": [PY, "-c", ORJSON, str(trace)],
         "tracekit convert": [TRACEKIT, "convert", str(trace), "-o", str(out / "convert")],
         "tracekit info": [TRACEKIT, "info", "--json", str(trace), "-o", str(out / "info.json")],
     }
+
+
+def critical(trace: Path, command: str) -> dict:
+    """bench/critical.py in a child: imports + main-thread CPU (the idle two-core wall estimate)."""
+    done = subprocess.run([PY, CRITICAL, str(trace), command], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
                     samples[name].append(run(cmd))
             rows = {k: {m: statistics.median(r[m] for r in v) for m in ("wall", "cpu", "rss_mb")} | {
                 "rc": max(r["rc"] for r in v)} for k, v in samples.items()}
+            for command in ("convert", "info"):
+                crit = [critical(trace, command) for _ in range(args.repeat)]
+                rows[f"tracekit {command}"]["critical"] = {
+                    k: statistics.median(c[k] for c in crit) for k in crit[0]}
             raw_mb = _raw_size(trace) / 1e6
             results.append({"trace": str(trace), "raw_mb": raw_mb, "rows": rows})
             floor = rows["orjson.loads"]
@@ -62,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {name:<18} wall {r['wall']:6.2f} s ({r['wall'] / floor['wall']:.2f}x)  cpu {r['cpu']:6.2f} s "
                       f"({r['cpu'] / floor['cpu']:.2f}x)  rss {r['rss_mb']:6.0f} MB ({r['rss_mb'] / raw_mb:.2f}x raw)"
                       + ("" if r["rc"] == 0 else f"  EXIT {r['rc']}"), flush=True)
+                if "critical" in r:
+                    c = r["critical"]
+                    path = c["imports_cpu"] + c["main_thread_cpu"]
+                    print(f"    main thread (imports + work) {path:6.2f} s CPU ({path / floor['cpu']:.2f}x), "
+                          f"other threads {c['threads_cpu'] - c['main_thread_cpu']:.2f} s, "
+                          f"decode child {c['child_cpu']:.2f} s", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.json:

@@ -1,11 +1,12 @@
-"""Decode the chunks of a large trace on two cores: a forked child decodes the second half.
+"""Decode the chunks of a large trace on two cores: the parent and a forked child share them.
 
 msgspec holds the GIL while it decodes, so threads cannot share the work; a forked child can, and
-it sees the parent's raw events without a copy. The child decodes every other chunk and sends each back
-(pickled, through a pipe that a parent thread drains); the parent decodes the others and yields every
-chunk in file order, so the result is the same as a serial decode, and few decoded chunks wait in
-memory. An error is raised when its chunk's turn comes, so the first bad event in the file is the
-one reported. If the child dies, the parent decodes what is missing itself.
+it sees the parent's raw events without a copy. Parent and child each claim the next chunk from a
+shared counter, so the faster one does more; the child sends each chunk back (pickled, through a
+pipe that a parent thread drains) and the parent yields every chunk in file order, so the result is
+the same as a serial decode and few decoded chunks wait in memory. An error is raised when its
+chunk's turn comes, so the first bad event in the file is the one reported. If the child dies, the
+parent decodes what is missing itself.
 
 TRACEKIT_DECODE_PROCESSES=1 turns this off (2 forces it on, even for small traces); it is off
 inside worker processes (multi-rank convert), which already use the cores.
@@ -57,7 +58,7 @@ def decode_chunks(path: Path, events: list[msgspec.Raw], size: int, object_form:
     child = None
     if decode_processes(len(starts)) >= 2:
         try:
-            child = _Child(path, events, size, object_form, keep_args, starts[1::2])
+            child = _Child(path, events, size, object_form, keep_args, len(starts))
         except OSError:  # no process or pipe to spare (memory, limits): decode here alone
             child = None
     return _Chunks(_in_order(path, events, size, object_form, keep_args, starts, child), child)
@@ -80,30 +81,71 @@ class _Chunks:
 
 def _in_order(path: Path, events: list, size: int, object_form: bool, keep_args: bool, starts: list[int],
               child: _Child | None) -> Iterator[Chunk]:
-    """Every chunk in order: the even ones decoded here, the odd ones taken from the child as it sends
-    them (so that at most a few of its chunks wait in memory), or decoded here if it stopped."""
+    """Every chunk in order. Parent and child claim the next unclaimed chunk from a shared counter
+    (so each does as much as its speed allows); the parent keeps what arrives early until its turn,
+    so few decoded chunks wait in memory. An error is raised at its chunk's turn. If the child stops,
+    the parent decodes what is missing."""
+    n = len(starts)
+    waiting: dict[int, tuple] = {}  # chunk number -> ("chunk", Chunk, start) or ("error", ...)
+    alive = child is not None
     try:
-        for k, start in enumerate(starts):
-            message = child.next_message() if child is not None and k % 2 else None
-            if message is None or message[-1] != start:
-                if message is not None:
-                    child.stop()  # out of step (cannot happen unless the child broke): do the rest here
-                    child = None
-                yield decode_chunk(path, events[start : start + size], start, object_form, keep_args)
-            elif message[0] == "error":
-                raise _error(*message[1:])
-            else:
+        done = 0
+        while done < n:
+            if done in waiting:
+                message = waiting.pop(done)
+                if message[0] == "error":
+                    raise _error(*message[1:])
                 yield message[1]
+                done += 1
+                continue
+            while alive:  # what the child sent meanwhile
+                message = child.poll()
+                if message is _NOTHING:
+                    break
+                if message is None:
+                    alive = False
+                    break
+                waiting[message[-1] // size] = message
+            if done in waiting:
+                continue
+            k = child.claim() if alive else done
+            if k is None:  # the child holds the lock and does not let go: it is gone
+                alive = False
+                k = done
+            if k >= n:  # all claimed: the next chunk is the child's, wait for it
+                message = child.next_message()
+                if message is None:
+                    alive = False
+                else:
+                    waiting[message[-1] // size] = message
+                continue
+            waiting[k] = _decode(path, events, starts[k], size, object_form, keep_args)
     finally:
         if child is not None:
             child.stop()
 
 
-class _Child:
-    """A forked process decoding `starts`, and the parent thread collecting what it sends."""
+_NOTHING = object()  # poll: nothing has arrived yet
 
-    def __init__(self, path: Path, events: list, size: int, object_form: bool, keep_args: bool,
-                 starts: list[int]) -> None:
+
+def _decode(path: Path, events: list, start: int, size: int, object_form: bool, keep_args: bool) -> tuple:
+    """One chunk as a message: ("chunk", Chunk, start), or ("error", path, text, index, start)."""
+    try:
+        return ("chunk", decode_chunk(path, events[start : start + size], start, object_form, keep_args), start)
+    except TraceError as exc:
+        return ("error", exc.path, str(exc), exc.index, start)
+
+
+class _Child:
+    """A forked process decoding the chunks it claims, and the parent thread collecting what it sends."""
+
+    def __init__(self, path: Path, events: list, size: int, object_form: bool, keep_args: bool, chunks: int) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("fork")
+        self.counter = context.RawValue("q", 0)  # the next unclaimed chunk, shared with the child
+        self.lock = context.Lock()
+        self.chunks = chunks
         read_fd, write_fd = os.pipe()
         try:
             with warnings.catch_warnings():
@@ -117,7 +159,7 @@ class _Child:
             code = 1
             try:
                 os.close(read_fd)
-                _send(write_fd, path, events, size, object_form, keep_args, starts)
+                _send(write_fd, self, path, events, size, object_form, keep_args)
                 code = 0
             finally:
                 os._exit(code)
@@ -128,11 +170,34 @@ class _Child:
         self.reaped = False
         self.ended = False
 
+    def claim(self) -> int | None:
+        """The next unclaimed chunk number (>= chunks when none is left); None if the lock is not freed."""
+        if not self.lock.acquire(timeout=5):
+            return None
+        try:
+            k = self.counter.value
+            self.counter.value = k + 1
+            return k
+        finally:
+            self.lock.release()
+
+    def poll(self) -> tuple | object | None:
+        """The next message if one has arrived, _NOTHING if none has, None once the child has ended."""
+        if self.ended:
+            return None
+        try:
+            blob = self.blobs.get(block=False)
+        except queue.Empty:
+            return _NOTHING
+        return self._unpickle(blob)
+
     def next_message(self) -> tuple | None:
         """The child's next message (waits for it); None once it has stopped sending or sent a cut one."""
         if self.ended:
             return None
-        blob = self.blobs.get()
+        return self._unpickle(self.blobs.get())
+
+    def _unpickle(self, blob: bytes | None) -> tuple | None:
         try:
             if blob is not None:
                 return pickle.loads(blob)
@@ -150,15 +215,14 @@ class _Child:
             self.reader.join()
 
 
-def _send(fd: int, path: Path, events: list, size: int, object_form: bool, keep_args: bool,
-          starts: list[int]) -> None:
+def _send(fd: int, child: _Child, path: Path, events: list, size: int, object_form: bool, keep_args: bool) -> None:
+    """In the child: decode the chunks it claims and send them, until none is left or one is bad."""
     with os.fdopen(fd, "wb", buffering=0) as out:
-        for start in starts:
-            try:
-                message = ("chunk", decode_chunk(path, events[start : start + size], start, object_form, keep_args),
-                           start)
-            except TraceError as exc:
-                message = ("error", exc.path, str(exc), exc.index, start)
+        while True:
+            k = child.claim()
+            if k is None or k >= child.chunks:
+                return
+            message = _decode(path, events, k * size, size, object_form, keep_args)
             blob = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
             out.write(_HEADER.pack(len(blob)) + blob)
             if message[0] == "error":

@@ -32,6 +32,7 @@ from .chrome_chunks import Chunk, decode_chunk
 
 ENV = "TRACEKIT_DECODE_PROCESSES"
 MIN_CHUNKS = 4  # below this many chunks a second process costs more than it saves
+MAX_AHEAD = 8  # decoded chunks the parent keeps waiting for their turn (memory) before it waits instead
 _HEADER = struct.Struct("<Q")
 
 
@@ -108,11 +109,12 @@ def _in_order(path: Path, events: list, size: int, object_form: bool, keep_args:
                 waiting[message[-1] // size] = message
             if done in waiting:
                 continue
-            k = child.claim() if alive else done
+            # At most MAX_AHEAD decoded chunks wait; past that, wait for the child's next one.
+            k = (child.claim() if len(waiting) < MAX_AHEAD else n) if alive else done
             if k is None:  # the child holds the lock and does not let go: it is gone
                 alive = False
                 k = done
-            if k >= n:  # all claimed: the next chunk is the child's, wait for it
+            if k >= n:  # all claimed (or enough waiting): the next chunk is the child's, wait for it
                 message = child.next_message()
                 if message is None:
                     alive = False

@@ -52,13 +52,13 @@ def step_table(events: pd.DataFrame) -> pd.DataFrame:
     if not len(rows):
         return pd.DataFrame({c: [] for c in STEP_COLUMNS})
     si = events["source_index"].to_numpy()[rows] if "source_index" in events else np.zeros(len(rows), np.int64)
-    numbers = [_step_number(name) for name in strings(events["name"])[rows]]
+    numbers = [_step_number(name) for name in strings(events["name"], rows)]
     has_number = np.array([n is not None for n in numbers], dtype=bool)
     number = np.array([-1 if n is None else n for n in numbers], dtype=np.int64)
     start = events["ts_ns"].to_numpy()[rows]
     end = start + np.maximum(events["dur_ns"].to_numpy()[rows], 0)
-    is_copy = strings(events["cat"])[rows] == DEVICE_COPY_CAT
-    source = strings(events["source"])[rows]
+    is_copy = strings(events["cat"], rows) == DEVICE_COPY_CAT
+    source = strings(events["source"], rows)
     rank = events["rank"].to_numpy()[rows]
     # groups (source_index, step) in sorted order, a step without a number last in its source
     keys = sorted({(int(s), not h, int(n)) for s, h, n in zip(si, has_number, number)})

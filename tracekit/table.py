@@ -119,7 +119,10 @@ def track_view(events: pd.DataFrame) -> pd.DataFrame:
 
 
 def is_in(column: pd.Series, values) -> np.ndarray:
-    """Mask of the rows of a categorical column whose value is one of `values`, computed on the codes."""
+    """Mask of the rows of a categorical column whose value is one of `values`, computed on the codes
+    (a plain column is compared row by row)."""
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        return np.isin(column.to_numpy(dtype=object), list(values))
     wanted = np.isin(np.asarray(column.cat.categories, dtype=object), list(values))
     return np.append(wanted, False)[column.cat.codes.to_numpy()]  # code -1 (missing) -> False
 
@@ -144,14 +147,17 @@ def categorical(values: list) -> pd.Categorical:
     return pd.Categorical.from_codes(codes, categories=pd.Index(encoded.dictionary.to_pylist(), dtype=object))
 
 
-def strings(column: pd.Series) -> np.ndarray:
-    """Object array of the values of a categorical (or plain) string column; missing -> None."""
+def strings(column: pd.Series, rows: np.ndarray | None = None) -> np.ndarray:
+    """Object array of the values of a categorical (or plain) string column, or of its `rows`; missing -> None."""
     if isinstance(column.dtype, pd.CategoricalDtype):
         cats = np.asarray(column.cat.categories, dtype=object)
         codes = column.cat.codes.to_numpy()
+        if rows is not None:
+            codes = codes[rows]
         out = np.append(cats, None)[codes] if len(cats) else np.full(len(codes), None, dtype=object)
         return out
-    return column.astype(object).to_numpy()
+    values = column.astype(object).to_numpy()
+    return values if rows is None else values[rows]
 
 
 def int_column(values: list) -> np.ndarray:

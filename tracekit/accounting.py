@@ -29,8 +29,8 @@ def flow_status(events: pd.DataFrame, launch: np.ndarray) -> tuple[np.ndarray, p
         return status, pd.DataFrame(columns=["start", "end", "cat"])
     rows = np.flatnonzero(is_flow)
     src = events["source_index"].to_numpy()
-    cat_codes = events["cat"].cat.codes.to_numpy()[rows]
-    id_codes = events["flow_id"].cat.codes.to_numpy()[rows]
+    cat_codes = events["cat"].array.codes[rows]
+    id_codes = events["flow_id"].array.codes[rows]
     replaced = is_in(events["cat"], LAUNCH_FLOW_CATS)[rows] & _is_linked_correlation(
         events, launch, src[rows], id_codes)
     status[rows[replaced]] = FLOW_REPLACED
@@ -53,7 +53,7 @@ def flow_status(events: pd.DataFrame, launch: np.ndarray) -> tuple[np.ndarray, p
     paired[f_at] = True
     status[rest[paired]] = WRITTEN
     status[rest[~paired]] = UNMATCHED_FLOW
-    cat_text = np.append(events["cat"].cat.categories.astype(str).to_numpy(dtype=object), "nan")  # -1: as str(NaN)
+    cat_text = np.append(events["cat"].array.categories.astype(str).to_numpy(dtype=object), "nan")  # -1: as str(NaN)
     out = pd.DataFrame({"start": bound[s_at], "end": bound[f_at],
                         "cat": cat_text[rest_cat[s_at]],
                         "start_row": rest[s_at], "end_row": rest[f_at]})
@@ -67,7 +67,7 @@ def _is_linked_correlation(events: pd.DataFrame, launch: np.ndarray, flow_src: n
     if not device.any():
         return np.zeros(len(id_codes), dtype=bool)
     # An id is comparable only where its text is the canonical text of an int64 (str(int(text)) == text).
-    parsed = [_canonical_int(text) for text in events["flow_id"].cat.categories]
+    parsed = [_canonical_int(text) for text in events["flow_id"].array.categories]
     comparable = np.array([v is not None for v in parsed] + [False], dtype=bool)[id_codes]
     id_int = np.array([0 if v is None else v for v in parsed] + [0], dtype=np.int64)[id_codes]
     out = np.zeros(len(id_codes), dtype=bool)

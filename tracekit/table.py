@@ -123,8 +123,8 @@ def is_in(column: pd.Series, values) -> np.ndarray:
     (a plain column is compared row by row)."""
     if not isinstance(column.dtype, pd.CategoricalDtype):
         return np.isin(column.to_numpy(dtype=object), list(values))
-    wanted = np.isin(np.asarray(column.cat.categories, dtype=object), list(values))
-    return np.append(wanted, False)[column.cat.codes.to_numpy()]  # code -1 (missing) -> False
+    wanted = np.isin(np.asarray(column.array.categories, dtype=object), list(values))
+    return np.append(wanted, False)[column.array.codes]  # code -1 (missing) -> False
 
 
 def kind_in(events: pd.DataFrame, kinds) -> np.ndarray:
@@ -150,8 +150,8 @@ def categorical(values: list) -> pd.Categorical:
 def strings(column: pd.Series, rows: np.ndarray | None = None) -> np.ndarray:
     """Object array of the values of a categorical (or plain) string column, or of its `rows`; missing -> None."""
     if isinstance(column.dtype, pd.CategoricalDtype):
-        cats = np.asarray(column.cat.categories, dtype=object)
-        codes = column.cat.codes.to_numpy()
+        cats = np.asarray(column.array.categories, dtype=object)
+        codes = column.array.codes
         if rows is not None:
             codes = codes[rows]
         out = np.append(cats, None)[codes] if len(cats) else np.full(len(codes), None, dtype=object)
@@ -180,8 +180,10 @@ def matches(column: pd.Series, pattern: str | re.Pattern) -> np.ndarray:
     distinct value rather than once per row."""
     if not isinstance(column.dtype, pd.CategoricalDtype):
         return column.astype(object).str.match(pattern, na=False).to_numpy(dtype=bool)
-    hits = pd.Series(column.cat.categories, dtype=object).str.match(pattern, na=False).to_numpy(dtype=bool)
-    codes = column.cat.codes.to_numpy()
+    regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+    cats = column.array.categories
+    hits = np.fromiter((isinstance(c, str) and regex.match(c) is not None for c in cats), dtype=bool, count=len(cats))
+    codes = column.array.codes
     return np.append(hits, False)[codes]  # code -1 (missing) -> False
 
 

@@ -69,8 +69,8 @@ def build_call_tree(events: pd.DataFrame) -> CallTree:
 def _nest_rank(kind: pd.Series) -> np.ndarray:
     """_NEST_RANK of every row's kind (9 for other kinds and missing ones), looked up once per category."""
     if isinstance(kind.dtype, pd.CategoricalDtype):
-        per_code = np.array([_NEST_RANK.get(k, 9) for k in kind.cat.categories] + [9], dtype=np.float64)
-        return per_code[kind.cat.codes.to_numpy()]
+        per_code = np.array([_NEST_RANK.get(k, 9) for k in kind.array.categories] + [9], dtype=np.float64)
+        return per_code[kind.array.codes]
     return kind.map(_NEST_RANK).astype("float").fillna(9).to_numpy()
 
 

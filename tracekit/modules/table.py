@@ -160,8 +160,8 @@ class _Inclusive:
 
     def __init__(self, src: np.ndarray, path_column: pd.Series, out_src: np.ndarray, out_paths: np.ndarray):
         if isinstance(path_column.dtype, pd.CategoricalDtype):
-            codes = path_column.cat.codes.to_numpy().astype(np.int64)
-            cats = np.asarray(path_column.cat.categories, dtype=object)
+            codes = path_column.array.codes.astype(np.int64)
+            cats = np.asarray(path_column.array.categories, dtype=object)
         else:
             codes, cats = pd.factorize(path_column.to_numpy(dtype=object))
             cats = np.asarray(cats, dtype=object)

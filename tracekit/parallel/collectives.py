@@ -180,8 +180,8 @@ def collective_calls(table: EventTable) -> tuple[pd.DataFrame, dict[str, int]]:
     ev = table.events
     names = strings(ev["name"])
     cats = strings(ev["cat"])
-    kind_of = [_name_kind(n) for n in ev["name"].cat.categories] if len(ev) else []
-    base_kind = np.array([*kind_of, None], dtype=object)[ev["name"].cat.codes.to_numpy()]  # code -1 -> None
+    kind_of = [_name_kind(n) for n in ev["name"].array.categories] if len(ev) else []
+    base_kind = np.array([*kind_of, None], dtype=object)[ev["name"].array.codes]  # code -1 -> None
     device_side = cats == "gpu_user_annotation"
     cand = np.flatnonzero(np.not_equal(base_kind, None) & ~device_side & (ev["ph"].to_numpy() == "X"))
     parent = ev["parent"].to_numpy()

@@ -142,9 +142,9 @@ class _ModuleArgs:
         self.active = "module_path" in ev and len(ev) > 0
         if not self.active:
             return
-        self.path_codes = ev["module_path"].cat.codes.to_numpy()
+        self.path_codes = ev["module_path"].array.codes
         self.attributed = (self.path_codes >= 0) & ~kind_in(ev, ("flow", "metadata"))
-        self.quoted = pa.array([msgspec.json.encode(str(c)).decode() for c in ev["module_path"].cat.categories],
+        self.quoted = pa.array([msgspec.json.encode(str(c)).decode() for c in ev["module_path"].array.categories],
                                pa.large_string())
         self.phase = strings(ev["phase"])
 

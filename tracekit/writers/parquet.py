@@ -180,8 +180,8 @@ _DICTIONARY_COLUMNS = ("module_path", "module_type")
 
 
 def _dictionary_at(values: pd.Series, rows: np.ndarray) -> pa.DictionaryArray:
-    codes = values.cat.codes.to_numpy()[rows]
-    cats = pa.array(values.cat.categories.to_numpy(dtype=object), pa.string())
+    codes = values.array.codes[rows]
+    cats = pa.array(values.array.categories.to_numpy(dtype=object), pa.string())
     return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32), mask=codes < 0), cats)
 
 

@@ -191,19 +191,39 @@ def group_codes(*columns: np.ndarray, sort: bool = False) -> tuple[np.ndarray, i
     """Per row, the number of its group of rows equal in every column, and the number of groups.
 
     Groups are numbered in order of first appearance, or with `sort` in lexicographic order of their
-    values. Hash factorization per column (no sort of the rows), so it costs microseconds on small
-    tables and stays linear on large ones, where a pandas groupby or merge costs a millisecond each."""
+    values. Integer columns are packed into one int64 key while their value ranges fit (others are
+    factorized first), then one hash factorization numbers the groups: no sort of the rows, microseconds on
+    small tables and linear on large ones, where a pandas groupby or merge costs a millisecond each."""
     n = len(columns[0]) if columns else 0
-    code = np.zeros(n, dtype=np.int64)
-    groups = 1 if n else 0
-    for at, column in enumerate(columns):
-        values, uniques = pd.factorize(column, sort=sort, use_na_sentinel=False)
-        if at:
-            code, combined = pd.factorize(code * len(uniques) + values, sort=sort)
-            groups = len(combined)
-        else:
-            code, groups = values.astype(np.int64), len(uniques)
-    return code.astype(np.int64, copy=False), groups
+    if not n:
+        return np.zeros(0, dtype=np.int64), 0
+    key, span = np.zeros(n, dtype=np.int64), 1
+    for column in columns:
+        values, width = _dense(np.asarray(column), sort)
+        if span * width >= _PACKED:
+            key, uniques = pd.factorize(key, sort=sort)
+            span = len(uniques)
+        if span * width >= _PACKED:
+            values, uniques = pd.factorize(values, sort=sort)
+            width = len(uniques)
+        key = key * width + values
+        span *= width
+    code, uniques = pd.factorize(key, sort=sort)
+    return code.astype(np.int64, copy=False), len(uniques)
+
+
+_PACKED = 1 << 62
+
+
+def _dense(values: np.ndarray, sort: bool) -> tuple[np.ndarray, int]:
+    """Non-negative int64 codes of a column (order-preserving) and their bound: integers minus their minimum
+    where their range is small enough to pack, else hash factorization (missing values are one value)."""
+    if values.dtype.kind in "iub":
+        low, high = int(values.min()), int(values.max())
+        if high - low < _PACKED:
+            return values.astype(np.int64) - low, high - low + 1
+    codes, uniques = pd.factorize(values, sort=sort, use_na_sentinel=False)
+    return codes.astype(np.int64, copy=False), max(len(uniques), 1)
 
 
 def first_of_group(code: np.ndarray, groups: int) -> np.ndarray:

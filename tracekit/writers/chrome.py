@@ -28,7 +28,7 @@ from tracekit.table import (
     strings,
     track_view,
 )
-from tracekit.writers.json_rows import event_rows, write_rows
+from tracekit.writers.json_rows import JsonText, event_rows, write_rows
 from tracekit.writers.module_track import module_track_events
 from tracekit.writers.out_event import OutEvent
 
@@ -80,7 +80,7 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
     doc_meta["tracekit"].update(meta or {})
     encoder = msgspec.json.Encoder()
     written = 0
-    names, cats, scope = strings(ev["name"]), strings(ev["cat"]), strings(ev["scope"])
+    names, cats, scope = JsonText(ev["name"]), JsonText(ev["cat"]), JsonText(ev["scope"], missing="t")
     ts_ns, dur_ns = ev["ts_ns"].to_numpy(), ev["dur_ns"].to_numpy()
     module_args = _ModuleArgs(ev)
     with _open_out(path, gzip_output) as fh:
@@ -91,8 +91,8 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
             first = False
         for part in _parts(rows, module_args.row_bytes(rows)):
             text = event_rows(
-                ph[part], out_pid_arr[part], out_tid_arr[part], names[part], cats[part],
-                ts_ns[part] - base_ns, dur_ns[part], scope[part],
+                ph[part], out_pid_arr[part], out_tid_arr[part], names.at(part), cats.at(part),
+                ts_ns[part] - base_ns, dur_ns[part], scope.at(part),
                 module_args.extend(part, kernel_args.extend(part, table.args.take(pa.array(part)))),
                 prefix=",",
             )

@@ -57,7 +57,7 @@ def classify(ph: pd.Categorical, cat: pd.Categorical, name: pd.Categorical) -> p
     """Vectorized classify_one over categorical columns: one call per distinct (ph, cat, name)."""
     code, groups = group_codes(ph.codes, cat.codes, name.codes)
     first = first_of_group(code, groups)
-    ph_v, cat_v, name_v = ph.categories, cat.categories, name.categories
+    ph_v, cat_v, name_v = ph.categories.tolist(), cat.categories.tolist(), name.categories.tolist()
     kind_code = {k: i for i, k in enumerate(KINDS)}
     combo_kind = np.array([
         kind_code.get(classify_one(

@@ -97,7 +97,7 @@ def module_table(table: EventTable, modules: ModuleColumns) -> pd.DataFrame:
         pick = flop_rows[(phase[flop_rows] == which) & ~recompute[flop_rows]]
         mask[pick] = True
         weight[flop_rows] = np.nan_to_num(flop_values)
-        total = _inclusive(out["source_index"], out["module_path"], src, paths, mask, weight)
+        total = _flop_sums(inclusive, out, src, paths, mask, weight)
         # an op with a FLOP rule whose shapes did not allow counting (no stride/padding recorded, ...)
         # makes its modules' FLOPs unknown (NaN, shown blank), not a smaller number
         unknown = np.zeros(len(ev), dtype=bool)
@@ -213,6 +213,20 @@ def _type_from(spans) -> np.ndarray:
     if spans.type_from is not None:
         return spans.type_from
     return np.full(len(spans.rows), None, dtype=object)
+
+
+def _flop_sums(inclusive: _Inclusive, out: dict[str, object], src: np.ndarray, paths: np.ndarray,
+               mask: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Per module, the FLOPs of the masked rows in it or below it. Whole numbers whose total stays below 2**53
+    sum exactly in int64, in any order, to what the float sums give; others take the float path."""
+    picked = weight[mask]
+    if not len(picked):
+        return np.zeros(len(out["calls"]))
+    if np.all(np.floor(picked) == picked) and picked.min() >= 0 and picked.sum() < 2.0**53:
+        whole = np.zeros(len(weight), dtype=np.int64)
+        whole[mask] = picked.astype(np.int64)
+        return inclusive.sums(mask, whole).astype(np.float64)
+    return _inclusive(out["source_index"], out["module_path"], src, paths, mask, weight)
 
 
 def _inclusive(out_src: np.ndarray, out_paths: np.ndarray, src: np.ndarray, paths: np.ndarray, mask: np.ndarray,

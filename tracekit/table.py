@@ -79,7 +79,10 @@ class EventTable:
 
     def with_columns(self, **columns: Any) -> EventTable:
         """A copy of the table with columns added or replaced (the table itself is unchanged)."""
-        events = self.events.assign(**columns)
+        if any(name in self.events for name in columns):
+            events = self.events.assign(**columns)
+        else:  # one concat: assign inserts the columns one at a time, ~3x slower on a small table
+            events = pd.concat([self.events, pd.DataFrame(columns, index=self.events.index)], axis=1)
         return EventTable(events, self.args, self.sources)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,8 +128,10 @@ def is_in(column: pd.Series, values) -> np.ndarray:
     (a plain column is compared row by row)."""
     if not isinstance(column.dtype, pd.CategoricalDtype):
         return np.isin(column.to_numpy(dtype=object), list(values))
-    wanted = np.isin(np.asarray(column.array.categories, dtype=object), list(values))
-    return np.append(wanted, False)[column.array.codes]  # code -1 (missing) -> False
+    wanted = set(values)
+    cats = column.array.categories
+    hits = np.fromiter((c in wanted for c in cats), dtype=bool, count=len(cats))
+    return np.append(hits, False)[column.array.codes]  # code -1 (missing) -> False
 
 
 def kind_in(events: pd.DataFrame, kinds) -> np.ndarray:
@@ -184,10 +188,29 @@ def matches(column: pd.Series, pattern: str | re.Pattern) -> np.ndarray:
     if not isinstance(column.dtype, pd.CategoricalDtype):
         return column.astype(object).str.match(pattern, na=False).to_numpy(dtype=bool)
     regex = re.compile(pattern) if isinstance(pattern, str) else pattern
-    cats = column.array.categories
+    return np.append(_category_matches(column.array.categories, regex), False)[column.array.codes]  # -1 -> False
+
+
+_MATCHED_LOCK = threading.Lock()
+_MATCHED: OrderedDict[tuple[int, str, int], tuple[pd.Index, np.ndarray]] = OrderedDict()
+
+
+def _category_matches(cats: pd.Index, regex: re.Pattern) -> np.ndarray:
+    """Which categories `regex` matches at their start. The stages ask the same questions of the same name
+    column several times: the answers for the last few (categories, pattern) pairs are kept (an Index is
+    immutable; the entry holds it, so its id is not reused while cached)."""
+    key = (id(cats), regex.pattern, regex.flags)
+    with _MATCHED_LOCK:
+        found = _MATCHED.get(key)
+        if found is not None and found[0] is cats:
+            _MATCHED.move_to_end(key)
+            return found[1]
     hits = np.fromiter((isinstance(c, str) and regex.match(c) is not None for c in cats), dtype=bool, count=len(cats))
-    codes = column.array.codes
-    return np.append(hits, False)[codes]  # code -1 (missing) -> False
+    with _MATCHED_LOCK:
+        _MATCHED[key] = (cats, hits)
+        if len(_MATCHED) > 32:
+            _MATCHED.popitem(last=False)
+    return hits
 
 
 def group_codes(*columns: np.ndarray, sort: bool = False) -> tuple[np.ndarray, int]:

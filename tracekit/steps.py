@@ -16,18 +16,18 @@ def assign_steps(events: pd.DataFrame, launch: np.ndarray) -> np.ndarray:
     """Step number per row (-1 outside any step); device events take the step of their launch."""
     n = len(events)
     step = np.full(n, -1, dtype=np.int32)
-    kind = events["kind"].to_numpy()
     src = events["source_index"].to_numpy()
     ts = events["ts_ns"].to_numpy()
+    dur = events["dur_ns"].to_numpy()
     when = np.where(launch >= 0, ts[np.maximum(launch, 0)], ts)
-    step_rows = np.flatnonzero(kind == "step")
+    step_rows = np.flatnonzero(kind_in(events, ("step",)))
     for source in np.unique(src[step_rows]):
         mine = step_rows[src[step_rows] == source]
         numbers = np.array(
             [int(m.group(1)) if (m := _STEP_NUMBER.search(str(nm))) else -1
-             for nm in events["name"].to_numpy()[mine]], dtype=np.int32)
+             for nm in strings(events["name"], mine)], dtype=np.int32)
         starts = ts[mine]
-        ends = starts + np.maximum(events["dur_ns"].to_numpy()[mine], 0)
+        ends = starts + np.maximum(dur[mine], 0)
         order = np.argsort(starts, kind="stable")
         starts, ends, numbers = starts[order], ends[order], numbers[order]
         rows = np.flatnonzero(src == source)

@@ -67,11 +67,12 @@ def one_sided(ops: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["side", "op", "phase", "occurrences", "modules", "time_ns"])
     rows = []
     for side in ("base", "target"):
-        part = ops[ops["status"] == f"{side}_only"]
+        part = ops.loc[ops["status"] == f"{side}_only", [f"{side}_op", "phase", "module_path", "status", f"{side}_ns"]]
         if not len(part):
             continue
+        part = part.assign(module_or_none=part["module_path"].fillna("(no module)"))  # ops outside modules count once
         grouped = part.groupby([f"{side}_op", "phase"], dropna=False).agg(
-            occurrences=("status", "size"), modules=("module_path", lambda s: s.fillna("(no module)").nunique()),
+            occurrences=("status", "size"), modules=("module_or_none", "nunique"),
             time_ns=(f"{side}_ns", "sum")).reset_index().rename(columns={f"{side}_op": "op"})
         rows.append(grouped.assign(side=side))
     if not rows:

@@ -18,6 +18,11 @@
   ``c10d::_allgather_base_`` and ``c10d::_reduce_scatter_base_`` on the main thread with the same
   tensor sizes. Gradients: LayerNorm weights (replicated over tp) are all-reduced over tp, then every
   gradient over cp.
+* ``ep_dp``  (mesh dp=2 x ep=2): a tiny mixture-of-experts layer with expert parallelism. Each rank holds
+  one of the ep group's two experts; a top-1 router sends every token to an expert, and the tokens go to
+  the expert's rank and back with ``dist.all_to_all_single`` with UNEVEN split sizes (as many as were routed;
+  backward: the reverse all-to-alls). Gradients: the expert's over dp (its replicas), the router's and the
+  norm's over ep then dp.
 
 Every rank writes ``rank-<r>.json.gz`` and the recorder writes ``run_log.json`` with the ground
 truth: per rank, the mesh groups and, in issue order, every collective of the traced steps as
@@ -36,8 +41,9 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CASES = {"dp_cp": ("dp", "cp"), "cp_allgather": ("cp", "tp"), "dp_cp_async": ("dp", "cp")}
-FOLDERS = {"dp_cp": "dist_dp_cp", "cp_allgather": "dist_cp_allgather", "dp_cp_async": "dist_dp_cp_async"}
+CASES = {"dp_cp": ("dp", "cp"), "cp_allgather": ("cp", "tp"), "dp_cp_async": ("dp", "cp"), "ep_dp": ("dp", "ep")}
+FOLDERS = {"dp_cp": "dist_dp_cp", "cp_allgather": "dist_cp_allgather", "dp_cp_async": "dist_dp_cp_async",
+           "ep_dp": "dist_ep_dp"}
 WORLD, STEPS, TRACED = 4, 4, (2, 3)
 
 
@@ -227,6 +233,96 @@ def _build_cp_allgather(mesh, step_ref: list, log: list):
     return step
 
 
+def _all_to_all(step_ref: list, log: list):
+    """Autograd-aware all_to_all_single along dim 0 with uneven splits, logging what it issues."""
+    import torch
+    import torch.distributed as dist
+
+    def exchange(x, send: list[int], recv: list[int], group):
+        out = x.new_empty((sum(recv), *x.shape[1:]))
+        _log(log, step_ref[0], "all_to_all", "ep", x.numel())
+        dist.all_to_all_single(out, x.contiguous(), output_split_sizes=recv, input_split_sizes=send, group=group)
+        return out
+
+    class AllToAll(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, send, recv, group):
+            ctx.send, ctx.recv, ctx.group = send, recv, group
+            return exchange(x, send, recv, group)
+
+        @staticmethod
+        def backward(ctx, grad):
+            return exchange(grad, ctx.recv, ctx.send, ctx.group), None, None, None
+
+    return AllToAll.apply
+
+
+def _build_ep_dp(mesh, step_ref: list, log: list):
+    import torch
+    import torch.distributed as dist
+    import torch.nn as nn
+
+    dp, ep = mesh["dp"].get_group(), mesh["ep"].get_group()
+    all_to_all = _all_to_all(step_ref, log)
+    d, hidden, tokens, n_ep = 16, 32, 24, 2
+    ep_rank, dp_rank = mesh["ep"].get_local_rank(), mesh["dp"].get_local_rank()
+
+    class Expert(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(d, hidden), nn.Linear(hidden, d)
+
+        def forward(self, x):
+            return self.fc2(nn.functional.gelu(self.fc1(x)))
+
+    class MoE(nn.Module):
+        """Top-1 routing over the ep group's experts; this rank holds expert `ep_rank`."""
+
+        def __init__(self):
+            super().__init__()
+            self.norm, self.router, self.expert = nn.LayerNorm(d), nn.Linear(d, n_ep), Expert()
+
+        def forward(self, x):
+            h = self.norm(x)
+            scores = torch.softmax(self.router(h), dim=-1)
+            choice = scores.argmax(dim=-1)
+            order = torch.argsort(choice, stable=True)
+            send = torch.bincount(choice, minlength=n_ep)
+            recv = torch.empty_like(send)
+            _log(log, step_ref[0], "all_to_all", "ep", send.numel())
+            dist.all_to_all_single(recv, send, group=ep)  # how many tokens each expert gets from each rank
+            send_l, recv_l = send.tolist(), recv.tolist()
+            arrived = all_to_all(h[order], send_l, recv_l, ep)
+            back = all_to_all(self.expert(arrived), recv_l, send_l, ep)
+            out = torch.empty_like(back).index_copy(0, order, back)
+            return x + out * scores.gather(1, choice[:, None])
+
+    torch.manual_seed(0)
+    model = MoE()
+    torch.manual_seed(100 + ep_rank)  # each expert its own weights, the same on its dp replicas
+    model.expert = Expert()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    gen = torch.Generator().manual_seed(2000 + dp_rank * n_ep + ep_rank)
+    x = torch.randn(tokens, d, generator=gen)
+    shared_params = [p for name, p in model.named_parameters() if not name.startswith("expert.")]
+
+    def step():
+        opt.zero_grad()
+        loss = model(x).pow(2).mean()
+        loss.backward()
+        for p in model.expert.parameters():
+            _log(log, step_ref[0], "all_reduce", "dp", p.grad.numel())
+            dist.all_reduce(p.grad, group=dp)
+        for p in shared_params:
+            for dim, group in (("ep", ep), ("dp", dp)):
+                _log(log, step_ref[0], "all_reduce", dim, p.grad.numel())
+                dist.all_reduce(p.grad, group=group)
+        opt.step()
+        return float(loss.detach())
+
+    return step
+
+
 def _worker(rank: int, case: str, out_dir: str, init_file: str) -> None:
     import torch
     import torch.distributed as dist
@@ -240,13 +336,16 @@ def _worker(rank: int, case: str, out_dir: str, init_file: str) -> None:
     step_ref, log = [0], []
     if case == "cp_allgather":
         step = _build_cp_allgather(mesh, step_ref, log)
+    elif case == "ep_dp":
+        step = _build_ep_dp(mesh, step_ref, log)
     else:
         step = _build_dp_cp(mesh, step_ref, log, async_op=case == "dp_cp_async")
     path = os.path.join(out_dir, f"rank-{rank}.json.gz")
     losses = []
     with profile(activities=[ProfilerActivity.CPU], schedule=schedule(wait=1, warmup=1, active=2),
                  on_trace_ready=lambda p: p.export_chrome_trace(path), record_shapes=True,
-                 with_modules=True) as prof:
+                 with_modules=True, with_stack=case == "ep_dp") as prof:  # torch 2.13 writes nn.Module events
+        # only with the Python stack; the older cases were recorded without it and are kept as they are
         for i in range(STEPS):
             step_ref[0] = i
             losses.append(step())

@@ -109,8 +109,8 @@ def _add_shapes(frame: pd.DataFrame, table: EventTable, parent: np.ndarray, name
     """Recorded shapes/dtypes, local shapes under tensor-subclass dispatch, and the (local) weight shape."""
     rows = frame["row"].to_numpy()
     inputs = op_inputs(table.args, rows)
-    frame["shapes"] = [_as_lists(d, shapes=True) for d in inputs.dims]
-    frame["dtypes"] = [_as_lists(t) for t in inputs.types]
+    frame["shapes"] = _each_once(inputs.dims, lambda d: _as_lists(d, shapes=True))
+    frame["dtypes"] = _each_once(inputs.types, _as_lists)
     is_sub = names == SUBCLASS_NODE
     local = np.flatnonzero((parent >= 0) & is_sub[np.maximum(parent, 0)] & (parent >= 0))
     owner = nearest_marked(parent, listed)[local]
@@ -125,6 +125,12 @@ def _add_shapes(frame: pd.DataFrame, table: EventTable, parent: np.ndarray, name
                              for r in rows.tolist()]
     frame["weight_shape"] = [_weight(str(n), s, per_owner.get(r)) for r, n, s in
                              zip(rows.tolist(), frame["name"], frame["shapes"])]
+
+
+def _each_once(texts, convert) -> list:
+    """`convert` of each text, computed once per distinct text (ops repeat the same few shapes)."""
+    done: dict = {}
+    return [done[t] if t in done else done.setdefault(t, convert(t)) for t in texts]
 
 
 def _as_lists(text: str, shapes: bool = False) -> str | None:

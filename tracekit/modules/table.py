@@ -109,7 +109,10 @@ def module_table(table: EventTable, modules: ModuleColumns) -> pd.DataFrame:
     total_flops = (out["flops_fwd"] + out["flops_bwd"]) * out["calls"]
     out["achieved_tflops"] = np.where(device_ns > 0, total_flops / np.maximum(device_ns, 1) / 1e3, np.nan)
     out.update(_first_call_details(out, ev, table, names, kind, modules))
-    return pd.DataFrame({name: out[name] for name in MODULE_COLUMNS})
+    frame = pd.DataFrame({name: out[name] for name in MODULE_COLUMNS})
+    if not len(frame):  # every span is a recomputation: the column types the earlier pandas version gave
+        frame = frame.astype({"module_path": np.float64, "steady_ns": np.int64})
+    return frame
 
 
 def _groups_in_order(src: np.ndarray, paths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

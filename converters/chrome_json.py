@@ -246,8 +246,9 @@ class _Builder:
         self.bp.add(chunk.bp)
         self.scope.add(chunk.scope)
         pids, tids = chunk.pid, chunk.tid
-        self.pid.append(self._ids(pids))
-        self.tid.append(self._ids(tids))
+        # A list here is one that chunk_ids already found not to be all ints: mapped value by value.
+        self.pid.append(self._ids(pids, tried=True))
+        self.tid.append(self._ids(tids, tried=True))
         if self.pid[-1].min(initial=0) <= _TEMP_ID or self.tid[-1].min(initial=0) <= _TEMP_ID:
             self._name_tracks(pids, tids, self.pid[-1], self.tid[-1])
         for key, store, (ns, ok, lossy, out) in (("ts", self.ts, chunk.ts), ("dur", self.dur, chunk.dur)):
@@ -279,13 +280,18 @@ class _Builder:
             self._name_tracks(pids, tids, pid, tid)
         self.metadata_folded += len(meta)
 
-    def _ids(self, values: np.ndarray | list) -> np.ndarray:
+    def _ids(self, values: np.ndarray | list, tried: bool = False) -> np.ndarray:
+        """int64 ids of pids/tids as written (`tried`: chunk_ids is known to give the list back)."""
         if isinstance(values, np.ndarray):
             return values
-        fast = chunk_ids(values)
-        if isinstance(fast, np.ndarray):
-            return fast
-        return np.fromiter(map(self.ids, values), dtype=np.int64, count=len(values))
+        if not tried:
+            fast = chunk_ids(values)
+            if isinstance(fast, np.ndarray):
+                return fast
+        # Each distinct value is mapped once, in order of first appearance (so synthetic ids are
+        # handed out in the same order as mapping value by value would).
+        mapped = {value: self.ids(value) for value in dict.fromkeys(values)}
+        return np.fromiter(map(mapped.__getitem__, values), dtype=np.int64, count=len(values))
 
     def _name_tracks(self, pids: list, tids: list, pid: np.ndarray, tid: np.ndarray) -> None:
         """Tracks with text names ("Spans", "stream 7"): the text is the process/thread name."""

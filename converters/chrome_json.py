@@ -37,6 +37,8 @@ class _Track(msgspec.Struct, gc=False):
 # Events are decoded into structs (chrome_chunks) this many at a time, turned into columns and dropped,
 # so that the per-event Python objects of only one chunk exist at once.
 CHUNK_EVENTS = 16_384
+# Below this input size, handing freed memory back to the OS after decoding costs more than it saves.
+_RELEASE_BYTES = 8 << 20
 # Synthetic ids of text pids/tids while decoding; renumbered -1, -2, ... at the end.
 _TEMP_ID = -(1 << 40)
 
@@ -186,6 +188,10 @@ class _Codes:
         self.parts: list[np.ndarray] = []
 
     def add(self, values: pa.Array) -> np.ndarray:
+        if values.null_count == len(values):  # common for bp, scope, flow ids: nothing to encode
+            codes = np.full(len(values), -1, dtype=np.int32)
+            self.parts.append(codes)
+            return codes
         encoded = values.dictionary_encode()
         local = encoded.dictionary.to_pylist()
         index = self.index
@@ -313,6 +319,7 @@ def decode_chrome(raw: RawInput, require_events: bool = True, chunk_events: int 
     read, so that its memory is freed early. Without `keep_args` the args column is empty (every
     other column is the same): for readers that need only the link ids (`tracekit info`).
     """
+    size = len(raw.data)
     events, top_raw, damage, object_form = decode_document(raw)
     if require_events and not events:
         raise TraceError(raw.path, "trace holds no events (traceEvents is empty)")
@@ -334,7 +341,8 @@ def decode_chrome(raw: RawInput, require_events: bool = True, chunk_events: int 
     del events
     if release_input:
         raw.data = b""
-        release_free_memory()
+        if size >= _RELEASE_BYTES:
+            release_free_memory()
     for key in ("ts", "dur"):
         if builder.lossy[key]:
             warn(raw.path, f"{builder.lossy[key]} '{key}' values are beyond float precision; ns digits may be off")

@@ -1,0 +1,141 @@
+"""The cross-rank collectives stage over rank-partitioned Parquet: the per-rank call tables that workers wrote
+(`<folder>/rank=R/part-I.parquet`, one file per input) become collectives.parquet without holding every rank's
+calls in memory.
+
+1. Group inference, parallel dimensions, HCCL group members and bandwidth (collectives.label_calls) run on a
+   NARROW table of all ranks' calls: the matching, size and group columns only (no names, module paths or
+   provenance texts). A group's member list is one shared object however many calls name it.
+2. Each rank is then finished alone: its full partition read back, the labels of its rows put in, sorted by
+   start, and appended to collectives.parquet (one row group per rank).
+
+Rows, order and types are those of collectives.build_collectives over the same calls held in memory.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tracekit.parallel.collectives import COLUMNS, build_collectives, label_calls, ordered
+
+# Columns no cross-rank stage reads: left out of the narrow table, taken from each rank's partition at the end.
+WIDE_ONLY = ("step", "name", "dtype", "bytes_from", "exposed_ns", "call_ns", "module_path", "module_from", "call_row",
+             "hccl_wait_ns", "hccl_transit_bytes", "hccl_bandwidth_GBps")
+_PART = re.compile(r"part-(\d+)\.parquet$")
+
+
+def part_path(folder: Path, rank: int, index: int) -> Path:
+    """`<folder>/rank=<rank>/part-<index>.parquet` (Hive layout, as the dataset's tables)."""
+    return folder / f"rank={rank}" / f"part-{index:05d}.parquet"
+
+
+def write_part(frame: pd.DataFrame, folder: Path, rank: int, index: int) -> int:
+    """Write one input's calls (without the rank column: the folder holds it); returns the row count."""
+    table = pa.Table.from_pandas(frame.drop(columns=["rank"], errors="ignore"), preserve_index=False)
+    path = part_path(folder, rank, index)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, compression="zstd")
+    return table.num_rows
+
+
+def list_parts(folder: Path) -> list[tuple[int, int, Path]]:
+    """(input index, rank, file) of every partition, in input order."""
+    out = []
+    for path in Path(folder).glob("rank=*/part-*.parquet"):
+        m = _PART.search(path.name)
+        out.append((int(m.group(1)) if m else 0, int(path.parent.name.removeprefix("rank=")), path))
+    return sorted(out)
+
+
+def _read(path: Path, rank: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    schema = pq.read_schema(path)
+    wanted = None if columns is None else [c for c in columns if c in schema.names]
+    table = pq.read_table(path, columns=wanted)
+    frame = table.to_pandas()
+    for field in table.schema:  # text written from object columns (`string`) back to objects with None
+        if field.type == pa.string():
+            col = frame[field.name]
+            frame[field.name] = col.astype(object).where(col.notna(), None)
+    frame.insert(0, "rank", rank)
+    return frame
+
+
+def narrow_calls(parts: Sequence[tuple[int, int, Path]]) -> tuple[pd.DataFrame, list[tuple[int, int, Path, int]]]:
+    """The calls of every (non-empty) partition, in input order, without the WIDE_ONLY columns; and each used
+    partition with the position of its first row in that table."""
+    frames, used, offset = [], [], 0
+    for index, rank, path in parts:
+        n = pq.ParquetFile(path).metadata.num_rows
+        if not n:
+            continue  # as build_collectives: empty tables add no columns
+        names = [c for c in pq.read_schema(path).names if c not in WIDE_ONLY]
+        frames.append(_read(path, rank, names))
+        used.append((index, rank, path, offset))
+        offset += n
+    return (pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]) if frames else pd.DataFrame(), used
+
+
+def _finished_ranks(labelled: pd.DataFrame, used: list[tuple[int, int, Path, int]]) -> Iterator[pd.DataFrame]:
+    """Each rank's finished rows (rank order): its partitions read whole, with the labelled columns put in."""
+    by_rank: dict[int, list[tuple[Path, int]]] = {}
+    names: dict[str, None] = {}  # every column any partition has (an HCCL column may be missing on some ranks)
+    for _index, rank, path, offset in used:
+        by_rank.setdefault(rank, []).append((path, offset))
+        names.update(dict.fromkeys(pq.read_schema(path).names))
+    for rank in sorted(by_rank):
+        wide, labels = [], []
+        for path, offset in by_rank[rank]:
+            part = _read(path, rank)
+            wide.append(part)
+            labels.append(labelled.iloc[offset:offset + len(part)])
+        frame = pd.concat(wide, ignore_index=True) if len(wide) > 1 else wide[0]
+        label = pd.concat(labels) if len(labels) > 1 else labels[0]
+        for col in label.columns:
+            if col not in WIDE_ONLY:
+                frame[col] = label[col].set_axis(frame.index)  # keeps the dtype (object stays object)
+        for col in names:
+            if col not in frame:
+                frame[col] = None
+        yield ordered(frame).sort_values("start_ns", kind="stable", ignore_index=True)
+
+
+def write_collectives_from_parts(folder: Path, distributed: list[dict[str, Any]], out: Path) -> int:
+    """collectives.parquet from the per-rank call partitions under `folder`; returns its row count."""
+    from tracekit.writers.collectives import collectives_arrow, write_collectives
+
+    narrow, used = narrow_calls(list_parts(folder))
+    if not len(narrow):
+        return write_collectives(build_collectives([], distributed), out)
+    labelled = label_calls(narrow, distributed)
+    del narrow
+    scratch = Path(tempfile.mkdtemp(prefix=".collectives-", dir=out.parent))
+    try:  # one file per rank first: the table's types are known only when every rank is seen
+        chunks, schemas = [], []
+        for i, frame in enumerate(_finished_ranks(labelled, used)):
+            table = collectives_arrow(frame)
+            chunks.append(scratch / f"{i:06d}.parquet")
+            pq.write_table(table, chunks[-1], compression="zstd")
+            schemas.append(table.schema)
+        schema = pa.unify_schemas(schemas, promote_options="permissive").with_metadata(schemas[0].metadata)
+        rows = 0
+        with pq.ParquetWriter(out, schema, compression="zstd") as writer:
+            for chunk in chunks:
+                table = pq.read_table(chunk).cast(schema)
+                writer.write_table(table)
+                rows += table.num_rows
+        return rows
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def empty_calls() -> pd.DataFrame:
+    """A call table with no rows (the columns collective_calls gives)."""
+    return pd.DataFrame(columns=list(COLUMNS))

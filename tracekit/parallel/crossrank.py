@@ -30,6 +30,7 @@ from tracekit.parallel.collectives import COLUMNS, build_collectives, label_call
 WIDE_ONLY = ("step", "name", "dtype", "bytes_from", "exposed_ns", "call_ns", "module_path", "module_from", "call_row",
              "hccl_wait_ns", "hccl_transit_bytes", "hccl_bandwidth_GBps")
 _PART = re.compile(r"part-(\d+)\.parquet$")
+BATCH_BYTES = 4 << 20  # ranks' finished rows are gathered up to this size, then written as one row group
 
 
 def part_path(folder: Path, rank: int, index: int) -> Path:
@@ -55,10 +56,8 @@ def list_parts(folder: Path) -> list[tuple[int, int, Path]]:
     return sorted(out)
 
 
-def _read(path: Path, rank: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    schema = pq.read_schema(path)
-    wanted = None if columns is None else [c for c in columns if c in schema.names]
-    table = pq.read_table(path, columns=wanted)
+def _read(file: pq.ParquetFile, rank: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    table = file.read(columns=columns, use_threads=False)  # small files: no thread pool
     frame = table.to_pandas()
     for field in table.schema:  # text written from object columns (`string`) back to objects with None
         if field.type == pa.string():
@@ -68,32 +67,36 @@ def _read(path: Path, rank: int, columns: Sequence[str] | None = None) -> pd.Dat
     return frame
 
 
-def narrow_calls(parts: Sequence[tuple[int, int, Path]]) -> tuple[pd.DataFrame, list[tuple[int, int, Path, int]]]:
+Used = tuple[int, Path, int, list[str]]  # rank, file, position of its first row in the narrow table, its columns
+
+
+def narrow_calls(parts: Sequence[tuple[int, int, Path]]) -> tuple[pd.DataFrame, list[Used]]:
     """The calls of every (non-empty) partition, in input order, without the WIDE_ONLY columns; and each used
     partition with the position of its first row in that table."""
     frames, used, offset = [], [], 0
-    for index, rank, path in parts:
-        n = pq.ParquetFile(path).metadata.num_rows
+    for _index, rank, path in parts:
+        file = pq.ParquetFile(path)
+        n = file.metadata.num_rows
         if not n:
             continue  # as build_collectives: empty tables add no columns
-        names = [c for c in pq.read_schema(path).names if c not in WIDE_ONLY]
-        frames.append(_read(path, rank, names))
-        used.append((index, rank, path, offset))
+        names = file.schema_arrow.names
+        frames.append(_read(file, rank, [c for c in names if c not in WIDE_ONLY]))
+        used.append((rank, path, offset, names))
         offset += n
     return (pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]) if frames else pd.DataFrame(), used
 
 
-def _finished_ranks(labelled: pd.DataFrame, used: list[tuple[int, int, Path, int]]) -> Iterator[pd.DataFrame]:
+def _finished_ranks(labelled: pd.DataFrame, used: list[Used]) -> Iterator[pd.DataFrame]:
     """Each rank's finished rows (rank order): its partitions read whole, with the labelled columns put in."""
     by_rank: dict[int, list[tuple[Path, int]]] = {}
     names: dict[str, None] = {}  # every column any partition has (an HCCL column may be missing on some ranks)
-    for _index, rank, path, offset in used:
+    for rank, path, offset, columns in used:
         by_rank.setdefault(rank, []).append((path, offset))
-        names.update(dict.fromkeys(pq.read_schema(path).names))
+        names.update(dict.fromkeys(columns))
     for rank in sorted(by_rank):
         wide, labels = [], []
         for path, offset in by_rank[rank]:
-            part = _read(path, rank)
+            part = _read(pq.ParquetFile(path), rank)
             wide.append(part)
             labels.append(labelled.iloc[offset:offset + len(part)])
         frame = pd.concat(wide, ignore_index=True) if len(wide) > 1 else wide[0]
@@ -117,19 +120,33 @@ def write_collectives_from_parts(folder: Path, distributed: list[dict[str, Any]]
     labelled = label_calls(narrow, distributed)
     del narrow
     scratch = Path(tempfile.mkdtemp(prefix=".collectives-", dir=out.parent))
-    try:  # one file per rank first: the table's types are known only when every rank is seen
-        chunks, schemas = [], []
-        for i, frame in enumerate(_finished_ranks(labelled, used)):
-            table = collectives_arrow(frame)
-            chunks.append(scratch / f"{i:06d}.parquet")
-            pq.write_table(table, chunks[-1], compression="zstd")
+    try:  # batches of ranks to scratch files first: the table's types are known only when every rank is seen
+        batches: list[Path] = []
+        schemas: list[pa.Schema] = []
+        pending: list[pa.Table] = []
+
+        def flush() -> None:
+            table = pa.concat_tables(pending, promote_options="permissive") if len(pending) > 1 else pending[0]
+            batches.append(scratch / f"{len(batches):06d}.parquet")
+            pq.write_table(table, batches[-1], compression="zstd")
             schemas.append(table.schema)
+            pending.clear()
+
+        size = 0
+        for frame in _finished_ranks(labelled, used):
+            pending.append(collectives_arrow(frame))
+            size += pending[-1].nbytes
+            if size >= BATCH_BYTES:
+                flush()
+                size = 0
+        if pending:
+            flush()
         schema = pa.unify_schemas(schemas, promote_options="permissive").with_metadata(schemas[0].metadata)
         rows = 0
         with pq.ParquetWriter(out, schema, compression="zstd") as writer:
-            for chunk in chunks:
-                table = pq.read_table(chunk).cast(schema)
-                writer.write_table(table)
+            for batch in batches:  # one row group per batch
+                table = pq.ParquetFile(batch).read(use_threads=False).cast(schema)
+                writer.write_table(table, row_group_size=max(1, table.num_rows))
                 rows += table.num_rows
         return rows
     finally:

@@ -388,6 +388,7 @@ def analyse_ranks(paths: Sequence[Path], workers: int | None = None,
     import shutil
     import tempfile
 
+    from tracekit.parallel.crossrank import collectives_frame
     from tracekit.parallel.groups import groups_from_ranks
 
     step = progress or (lambda _msg: None)
@@ -403,7 +404,7 @@ def analyse_ranks(paths: Sequence[Path], workers: int | None = None,
         results = run_ranks(jobs, workers, on_done=done, executor=executor)
         check_ranks(results)
         collectives_of(results, scratch / "calls", scratch / "collectives.parquet")
-        coll = pq.read_table(scratch / "collectives.parquet").to_pandas()
+        coll = collectives_frame(pq.read_table(scratch / "collectives.parquet"))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     steps = pd.concat([r.steps for r in results], ignore_index=True)

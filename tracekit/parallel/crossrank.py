@@ -153,6 +153,55 @@ def write_collectives_from_parts(folder: Path, distributed: list[dict[str, Any]]
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def shared_lists(column: pa.ChunkedArray | pa.Array) -> list[list[int] | None]:
+    """A list<int> column as Python lists, rows with equal lists sharing ONE list object: a group's member list
+    (group_ranks) is stored on every call of the group, so memory would otherwise grow as calls x group size."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if isinstance(array, pa.ChunkedArray):  # no chunks
+        return []
+    offsets = array.offsets.to_numpy()
+    values = array.values.to_numpy(zero_copy_only=False)
+    valid = array.is_valid().to_numpy(zero_copy_only=False)
+    cache: dict[bytes, list[int]] = {}
+    out: list[list[int] | None] = []
+    for k in range(len(array)):
+        if not valid[k]:
+            out.append(None)
+            continue
+        members = values[offsets[k]:offsets[k + 1]]
+        key = members.tobytes()
+        if key not in cache:
+            cache[key] = members.tolist()
+        out.append(cache[key])
+    return out
+
+
+def collectives_frame(table: pa.Table) -> pd.DataFrame:
+    """The collectives table as pandas, with group_ranks as shared lists (see shared_lists)."""
+    name = "group_ranks"
+    if name not in table.column_names or not pa.types.is_list(table.schema.field(name).type):
+        return table.to_pandas()
+    position = table.column_names.index(name)
+    frame = table.drop_columns([name]).to_pandas()
+    frame.insert(position, name, pd.Series(shared_lists(table[name]), index=frame.index, dtype=object))
+    return frame
+
+
+def ranks_text(column: pd.Series) -> list[str]:
+    """`0,1,2,3` for each row's member list (`?` where none), each distinct list joined once."""
+    done: dict[int, str] = {}
+    out = []
+    for members in column.tolist():
+        if members is None or (not hasattr(members, "__len__") and pd.isna(members)):
+            out.append("?")
+            continue
+        key = id(members)
+        if key not in done:
+            done[key] = ",".join(map(str, members))
+        out.append(done[key])
+    return out
+
+
 def empty_calls() -> pd.DataFrame:
     """A call table with no rows (the columns collective_calls gives)."""
     return pd.DataFrame(columns=list(COLUMNS))

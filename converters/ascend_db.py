@@ -116,6 +116,7 @@ def read_db(files: AscendFiles) -> EventTable:
         raise TraceError(path, f"not a torch_npu profiler export: no {', '.join(missing)} table "
                                "(analysis.db holds only aggregates; pass ascend_pytorch_profiler_*.db)")
     READING[:] = [None, None]
+    UNUSABLE.clear()
     try:
         return _read(con, tables, files)
     except sqlite3.Error as exc:
@@ -152,6 +153,7 @@ def _read(con: sqlite3.Connection, tables: set[str], files: AscendFiles) -> Even
                 _spans(ev, [r for rows in comm_rows.values() for r in rows]), _select)
     add_counters(con, tables, ev, names, hw_pid, _select, s)
     _flows(con, tables, ev, api_rows, cann_rows, task_rows, comm_rows)
+    _report_unusable(str(files.db), ev)
     info = SourceInfo(path=str(files.db), format="npu", source="npu", base_ns=0, base_from=BASE_FROM,
                       rank=meta.rank, rank_from=meta.rank_from, distributed=meta.distributed, top=dict(meta.top))
     info.process_names.update(names["process"])
@@ -395,39 +397,83 @@ def _select(con: sqlite3.Connection, table: str, columns: str) -> _Rows:
 # row's handling can still be located.
 READING: list = [None, None]
 _MAX_ABS = 2**62
+# Per table, the columns without which a row says nothing (a NULL there makes the row unusable too).
+NEEDED = {
+    "STRING_IDS": ("id",), "CONNECTION_IDS": ("id", "connectionId"), "COMPUTE_TASK_INFO": ("globalTaskId",),
+    "PYTORCH_API": ("startNs", "endNs", "globalTid"), "CANN_API": ("startNs", "endNs", "globalTid"),
+    "TASK": ("startNs", "endNs", "streamId"), "COMMUNICATION_OP": ("startNs", "endNs"),
+    "OVERLAP_ANALYSIS": ("startNs", "endNs", "type"), "AICORE_FREQ": ("timestampNs",), "HBM": ("timestampNs",),
+    "LLC": ("timestampNs",), "NPU_MEM": ("timestampNs",), "ACC_PMU": ("timestampNs",),
+    "SOC_BANDWIDTH_LEVEL": ("timestampNs",),
+}
+# Tables whose rows become events: an unusable row there is an input event skipped.
+EVENT_TABLES = frozenset({"PYTORCH_API", "CANN_API", "TASK", "COMMUNICATION_OP", "OVERLAP_ANALYSIS", "AICORE_FREQ",
+                          "HBM", "LLC", "NPU_MEM", "ACC_PMU", "SOC_BANDWIDTH_LEVEL"})
+SKIP_BAD_ROW = "db_row_with_unusable_value"
+# table -> [rows skipped, first such row, its column, the value shown], for the rows _Rows leaves out.
+UNUSABLE: dict[str, list] = {}
 
 
 class _Rows:
-    """The rows of one SELECT, each checked: no BLOBs, numbers finite and within ±2**62, text in a
-    numeric column only if it is an integer. A bad value is a TraceError naming the table, row and column."""
+    """The rows of one SELECT, each checked: no BLOBs, numbers finite and within ±2**62, text in a numeric
+    column only if it is an integer (then read as one), no NULL in the table's NEEDED columns. A row that
+    fails is left out and counted in UNUSABLE (table, first row, column), so the rest of the file is read."""
 
     def __init__(self, cursor: sqlite3.Cursor, table: str, columns: list[str], numeric: list[bool]) -> None:
         self.cursor, self.table, self.columns, self.numeric = cursor, table, columns, numeric
+        self.needed = [c in NEEDED.get(table, ()) for c in columns]
         self.row = 0
 
-    def _check(self, values: tuple) -> tuple:
+    def _check(self, values: tuple) -> tuple | None:
         self.row += 1
         READING[:] = [self.table, self.row]
-        for column, value, numeric in zip(self.columns, values, self.numeric):
-            if value is None or (type(value) is int and -_MAX_ABS < value < _MAX_ABS):
+        fixed = None
+        for i, (column, value, numeric, needed) in enumerate(zip(self.columns, values, self.numeric, self.needed)):
+            if type(value) is int and -_MAX_ABS < value < _MAX_ABS:
                 continue
+            if value is None:
+                if needed:
+                    return self._unusable(column, value)
+                continue
+            if numeric and isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 40:
+                value = int(value)
+                fixed = list(values) if fixed is None else fixed
+                fixed[i] = value
             bad = (isinstance(value, bytes) or (isinstance(value, (int, float)) and not -_MAX_ABS < value < _MAX_ABS)
-                   or (numeric and isinstance(value, str) and not value.strip().lstrip("-").isdigit()))
+                   or (numeric and isinstance(value, str)))
             if bad:
-                shown = repr(value if not isinstance(value, (str, bytes)) else value[:40])
-                raise TraceError(con_path(self.cursor.connection), f"column {column}: value {shown} is not a "
-                                 "number this reader can use (binary, text, NaN/infinite or beyond ±2**62)",
-                                 table=self.table, row=self.row)
-        return values
+                return self._unusable(column, value)
+        return values if fixed is None else tuple(fixed)
+
+    def _unusable(self, column: str, value: Any) -> None:
+        seen = UNUSABLE.setdefault(self.table, [0, self.row, column,
+                                                repr(value if not isinstance(value, (str, bytes)) else value[:40])])
+        seen[0] += 1
+        return None
 
     def __iter__(self):
         for values in self.cursor:
-            yield self._check(values)
+            checked = self._check(values)
+            if checked is not None:
+                yield checked
         READING[:] = [None, None]
 
     def fetchone(self) -> tuple | None:
-        values = self.cursor.fetchone()
-        return None if values is None else self._check(values)
+        while (values := self.cursor.fetchone()) is not None:
+            checked = self._check(values)
+            if checked is not None:
+                return checked
+        return None
+
+
+def _report_unusable(path: str, ev: _Events) -> None:
+    """Count the rows _Rows left out (events among them as skipped input events) and warn once per table."""
+    for table, (count, row, column, shown) in UNUSABLE.items():
+        lost = "input events skipped" if table in EVENT_TABLES else "rows not used"
+        warn(path, f"table {table}: {count} {lost}: a value this reader cannot use (NULL where one is needed, "
+                   f"binary, text, NaN/infinite or beyond ±2**62); first at row {row}, column {column}: {shown}")
+        if table in EVENT_TABLES:
+            ev.skipped[SKIP_BAD_ROW] = ev.skipped.get(SKIP_BAD_ROW, 0) + count
 
 
 def con_path(con: sqlite3.Connection) -> str:

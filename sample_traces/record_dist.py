@@ -18,6 +18,14 @@
   ``c10d::_allgather_base_`` and ``c10d::_reduce_scatter_base_`` on the main thread with the same
   tensor sizes. Gradients: LayerNorm weights (replicated over tp) are all-reduced over tp, then every
   gradient over cp.
+* ``ep_dp``  (mesh dp=2 x ep=2): a tiny mixture-of-experts layer with expert parallelism. Each rank holds
+  one of the ep group's two experts; a top-1 router sends every token to an expert, and the tokens go to
+  the expert's rank and back with ``dist.all_to_all_single`` with UNEVEN split sizes (as many as were routed;
+  backward: the reverse all-to-alls). Gradients: the expert's over dp (its replicas), the router's and the
+  norm's over ep then dp.
+* ``pp_dp``  (mesh dp=2 x pp=2): a two-stage pipeline (GPipe schedule over 4 micro-batches): stage 0 sends
+  each micro-batch's activations to stage 1 with ``dist.send`` and receives their gradients back with
+  ``dist.recv``; then each stage all-reduces its gradients over dp.
 
 Every rank writes ``rank-<r>.json.gz`` and the recorder writes ``run_log.json`` with the ground
 truth: per rank, the mesh groups and, in issue order, every collective of the traced steps as
@@ -36,8 +44,11 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CASES = {"dp_cp": ("dp", "cp"), "cp_allgather": ("cp", "tp"), "dp_cp_async": ("dp", "cp")}
-FOLDERS = {"dp_cp": "dist_dp_cp", "cp_allgather": "dist_cp_allgather", "dp_cp_async": "dist_dp_cp_async"}
+CASES = {"dp_cp": ("dp", "cp"), "cp_allgather": ("cp", "tp"), "dp_cp_async": ("dp", "cp"), "ep_dp": ("dp", "ep"),
+         "pp_dp": ("dp", "pp")}
+FOLDERS = {"dp_cp": "dist_dp_cp", "cp_allgather": "dist_cp_allgather", "dp_cp_async": "dist_dp_cp_async",
+           "ep_dp": "dist_ep_dp", "pp_dp": "dist_pp_dp"}
+WITH_STACK = {"ep_dp", "pp_dp"}  # torch 2.13 writes nn.Module events only with the Python stack
 WORLD, STEPS, TRACED = 4, 4, (2, 3)
 
 
@@ -227,6 +238,167 @@ def _build_cp_allgather(mesh, step_ref: list, log: list):
     return step
 
 
+def _all_to_all(step_ref: list, log: list):
+    """Autograd-aware all_to_all_single along dim 0 with uneven splits, logging what it issues."""
+    import torch
+    import torch.distributed as dist
+
+    def exchange(x, send: list[int], recv: list[int], group):
+        out = x.new_empty((sum(recv), *x.shape[1:]))
+        _log(log, step_ref[0], "all_to_all", "ep", x.numel())
+        dist.all_to_all_single(out, x.contiguous(), output_split_sizes=recv, input_split_sizes=send, group=group)
+        return out
+
+    class AllToAll(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, send, recv, group):
+            ctx.send, ctx.recv, ctx.group = send, recv, group
+            return exchange(x, send, recv, group)
+
+        @staticmethod
+        def backward(ctx, grad):
+            return exchange(grad, ctx.recv, ctx.send, ctx.group), None, None, None
+
+    return AllToAll.apply
+
+
+def _build_ep_dp(mesh, step_ref: list, log: list):
+    import torch
+    import torch.distributed as dist
+    import torch.nn as nn
+
+    dp, ep = mesh["dp"].get_group(), mesh["ep"].get_group()
+    all_to_all = _all_to_all(step_ref, log)
+    d, hidden, tokens, n_ep = 16, 32, 24, 2
+    ep_rank, dp_rank = mesh["ep"].get_local_rank(), mesh["dp"].get_local_rank()
+
+    class Expert(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(d, hidden), nn.Linear(hidden, d)
+
+        def forward(self, x):
+            return self.fc2(nn.functional.gelu(self.fc1(x)))
+
+    class MoE(nn.Module):
+        """Top-1 routing over the ep group's experts; this rank holds expert `ep_rank`."""
+
+        def __init__(self):
+            super().__init__()
+            self.norm, self.router, self.expert = nn.LayerNorm(d), nn.Linear(d, n_ep), Expert()
+
+        def forward(self, x):
+            h = self.norm(x)
+            scores = torch.softmax(self.router(h), dim=-1)
+            choice = scores.argmax(dim=-1)
+            order = torch.argsort(choice, stable=True)
+            send = torch.bincount(choice, minlength=n_ep)
+            recv = torch.empty_like(send)
+            _log(log, step_ref[0], "all_to_all", "ep", send.numel())
+            dist.all_to_all_single(recv, send, group=ep)  # how many tokens each expert gets from each rank
+            send_l, recv_l = send.tolist(), recv.tolist()
+            arrived = all_to_all(h[order], send_l, recv_l, ep)
+            back = all_to_all(self.expert(arrived), recv_l, send_l, ep)
+            out = torch.empty_like(back).index_copy(0, order, back)
+            return x + out * scores.gather(1, choice[:, None])
+
+    torch.manual_seed(0)
+    model = MoE()
+    torch.manual_seed(100 + ep_rank)  # each expert its own weights, the same on its dp replicas
+    model.expert = Expert()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    gen = torch.Generator().manual_seed(2000 + dp_rank * n_ep + ep_rank)
+    x = torch.randn(tokens, d, generator=gen)
+    shared_params = [p for name, p in model.named_parameters() if not name.startswith("expert.")]
+
+    def step():
+        opt.zero_grad()
+        loss = model(x).pow(2).mean()
+        loss.backward()
+        for p in model.expert.parameters():
+            _log(log, step_ref[0], "all_reduce", "dp", p.grad.numel())
+            dist.all_reduce(p.grad, group=dp)
+        for p in shared_params:
+            for dim, group in (("ep", ep), ("dp", dp)):
+                _log(log, step_ref[0], "all_reduce", dim, p.grad.numel())
+                dist.all_reduce(p.grad, group=group)
+        opt.step()
+        return float(loss.detach())
+
+    return step
+
+
+def _build_pp_dp(mesh, step_ref: list, log: list):
+    import torch
+    import torch.distributed as dist
+    import torch.nn as nn
+
+    dp, pp = mesh["dp"].get_group(), mesh["pp"].get_group()
+    stage = mesh["pp"].get_local_rank()
+    peer = dist.get_process_group_ranks(pp)[1 - stage]
+    d, hidden, classes, micro, batch = 16, 32, 8, 4, 6
+
+    class Stage0(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed, self.fc = nn.Linear(d, hidden), nn.Linear(hidden, hidden)
+
+        def forward(self, x):
+            return torch.relu(self.fc(torch.relu(self.embed(x))))
+
+    class Stage1(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.head = nn.Linear(hidden, hidden), nn.Linear(hidden, classes)
+
+        def forward(self, h):
+            return self.head(torch.relu(self.fc(h)))
+
+    torch.manual_seed(0)
+    model = Stage0() if stage == 0 else Stage1()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    gen = torch.Generator().manual_seed(3000 + mesh["dp"].get_local_rank())
+    xs = [torch.randn(batch, d, generator=gen) for _ in range(micro)]
+    ys = [torch.randint(0, classes, (batch,), generator=gen) for _ in range(micro)]
+
+    def p2p(op: str, tensor):
+        _log(log, step_ref[0], op, "pp", tensor.numel())
+        (dist.send if op == "send" else dist.recv)(tensor, peer, group=pp)
+
+    def step():
+        opt.zero_grad()
+        total = 0.0
+        if stage == 0:
+            outs = []
+            for x in xs:  # forward of every micro-batch, activations to stage 1
+                out = model(x)
+                p2p("send", out.detach())
+                outs.append(out)
+            for out in outs:  # then their gradients back, in the same order
+                grad = torch.empty_like(out)
+                p2p("recv", grad)
+                out.backward(grad)
+        else:
+            ins, losses = [], []
+            for y in ys:
+                h = torch.empty(batch, hidden)
+                p2p("recv", h)
+                h.requires_grad_(True)
+                losses.append(nn.functional.cross_entropy(model(h), y) / micro)
+                ins.append(h)
+            for h, loss in zip(ins, losses):
+                loss.backward()
+                total += float(loss.detach())
+                p2p("send", h.grad)
+        for p in model.parameters():
+            _log(log, step_ref[0], "all_reduce", "dp", p.grad.numel())
+            dist.all_reduce(p.grad, group=dp)
+        opt.step()
+        return total
+
+    return step
+
+
 def _worker(rank: int, case: str, out_dir: str, init_file: str) -> None:
     import torch
     import torch.distributed as dist
@@ -240,13 +412,17 @@ def _worker(rank: int, case: str, out_dir: str, init_file: str) -> None:
     step_ref, log = [0], []
     if case == "cp_allgather":
         step = _build_cp_allgather(mesh, step_ref, log)
+    elif case == "ep_dp":
+        step = _build_ep_dp(mesh, step_ref, log)
+    elif case == "pp_dp":
+        step = _build_pp_dp(mesh, step_ref, log)
     else:
         step = _build_dp_cp(mesh, step_ref, log, async_op=case == "dp_cp_async")
     path = os.path.join(out_dir, f"rank-{rank}.json.gz")
     losses = []
     with profile(activities=[ProfilerActivity.CPU], schedule=schedule(wait=1, warmup=1, active=2),
                  on_trace_ready=lambda p: p.export_chrome_trace(path), record_shapes=True,
-                 with_modules=True) as prof:
+                 with_modules=True, with_stack=case in WITH_STACK) as prof:
         for i in range(STEPS):
             step_ref[0] = i
             losses.append(step())

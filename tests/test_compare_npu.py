@@ -149,3 +149,30 @@ def test_compare_cli_summary_lists_one_sided_ops(tmp_path):
     assert summary["modules"]["matched_fraction"] == 1.0 and summary["basis"] == "device"
     assert summary["ops"]["one_side_only"] and {"side", "op", "occurrences"} <= set(summary["ops"]["one_side_only"][0])
     assert "ops on one side only" in result.output
+
+
+def test_compare_page_shows_comm_and_format_cast_per_module(npu_vs_gpu):
+    """The page's module table carries the comm and format-cast columns, with the same values as the table."""
+    import re
+
+    from tracekit.report.fmt import ms
+    from tracekit.writers.compare_html import render_report
+
+    page = render_report(npu_vs_gpu, top=10)
+    table = page[page.index("<table id='modules' "):]
+    table = table[:table.index("</table>")]
+    head = re.findall(r"<th[^>]*>(.*?)</th>", table[:table.index("</thead>")])
+    head = [re.sub(r"<[^>]+>", "", h) for h in head]
+    assert "comm ms b/t" in head and "format cast ms b/t" in head
+    mods = npu_vs_gpu.modules.set_index("module_path")
+    lin2 = mods.loc["DistributedDataParallel_0/AlexNet_0/Sequential_1/Linear_2"]
+    row = next(r for r in re.findall(r"<tr[^>]*>.*?</tr>", table, re.S)
+               if "title='DistributedDataParallel_0/AlexNet_0/Sequential_1/Linear_2'" in r)
+    cells = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+    assert cells[head.index("comm ms b/t")] == f"{ms(lin2['base_comm_ns'])} / {ms(lin2['target_comm_ns'])}"
+    conv0 = mods.loc["DistributedDataParallel_0/AlexNet_0/Sequential_0/Conv2d_0"]
+    row = next(r for r in re.findall(r"<tr[^>]*>.*?</tr>", table, re.S)
+               if "title='DistributedDataParallel_0/AlexNet_0/Sequential_0/Conv2d_0'" in r)
+    cells = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+    cast = f"{ms(conv0['base_format_cast_ns'])} / {ms(conv0['target_format_cast_ns'])}"
+    assert cells[head.index("format cast ms b/t")] == cast and float(cast.split(" / ")[0]) > 0

@@ -1,4 +1,4 @@
-"""Per-rank work on a real Dask cluster (LocalCluster, 2 workers) gives the same dataset as the local pool."""
+"""Per-rank work on a real Dask cluster (LocalCluster, 2 worker processes) gives the same dataset as the local pool."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ TABLES = ("events", "kernels", "ops", "steps", "modules", "collectives")
 def cluster():
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cl:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl:
         yield cl
 
 

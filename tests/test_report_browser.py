@@ -292,6 +292,25 @@ def test_compare_page_fits_and_names_inputs(browser, tmp_path):
     assert page.eval("document.querySelectorAll('canvas').length") >= 3
 
 
+@pytest.mark.slow
+def test_npu_vs_gpu_compare_page_shows_comm_and_format_casts(browser, tmp_path):
+    """Ascend AlexNet (DDP over 8 NPUs) vs the one-GPU CUDA recording: the extra columns fit the page."""
+    base = shared("npu/msinsight_alexnet_dp/text/level1/rank0_ascend_pt")
+    out = tmp_path / "cmp"
+    result = CliRunner().invoke(main, ["compare", str(base), str(SAMPLES / "alexnet" / "cuda_rank0.json.gz"),
+                                       "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    page = _open(browser, out / "report.html", tmp_path / "compare_npu.png")
+    head = page.eval("[...document.querySelectorAll('#modules th')].map(c => c.textContent)")
+    assert "comm ms b/t" in head and "format cast ms b/t" in head
+    cells = page.eval("[...document.querySelector('#modules tr[title$=\"Sequential_1/Linear_2\"]').cells]"
+                      ".map(c => c.textContent)")
+    base_comm = float(cells[head.index("comm ms b/t")].split(" / ")[0])
+    modules = pd.read_parquet(out / "compare_modules.parquet").set_index("module_path")
+    assert base_comm == pytest.approx(modules.loc["DistributedDataParallel_0/AlexNet_0/Sequential_1/Linear_2",
+                                                  "base_comm_ns"] / 1e6, abs=1e-3)
+
+
 def test_parallel_page_has_units(browser, tmp_path):
     out = tmp_path / "parallel.html"
     result = CliRunner().invoke(main, ["parallel", str(shared("cpu/dist_cp_tp")), "--html", str(out)])

@@ -143,6 +143,16 @@ def tensor_size(dims: Any, types: Any) -> tuple[int | None, str | None]:
     return best, best_type
 
 
+def sent_size(dims: Any, types: Any) -> tuple[int | None, str | None]:
+    """Elements and dtype of the input operand of c10d::alltoall_base_ / alltoall_ (output first, input
+    second): what the rank sends. With uneven splits the output is another size."""
+    if isinstance(dims, list) and isinstance(types, list) and len(dims) > 1 and len(types) > 1:
+        n, t = tensor_size(dims[1:2], types[1:2])
+        if n is not None:
+            return n, t
+    return tensor_size(dims, types)
+
+
 def size_bytes(elems: int | None, dtype: str | None) -> int | None:
     """elems x element size of dtype, None when either is unknown."""
     size = DTYPE_BYTES.get(str(dtype).lower()) if dtype else None
@@ -254,15 +264,19 @@ def _facts(top: int, rows: list[int], names, base_kind, args, kernels: list[int]
         dtype = size_from.get("dtype") or dtype
         elem = DTYPE_BYTES.get(str(dtype).lower())
         count = max(size_from.get("In msg nelems", 0), size_from.get("Out msg nelems", 0) or 0)
+        if kind == "all_to_all":  # what this rank sends: splits may be uneven, so out may differ from in
+            count = size_from.get("In msg nelems", 0)
         if elem and count:
             nbytes, bytes_from = count * elem, "In/Out msg nelems"
     elems = None
     if nbytes is None:
         for r in sorted(rows, key=lambda r: (r != top, r)):
-            n, t = tensor_size(args[r].get("Input Dims"), args[r].get("Input type"))
+            sent = kind == "all_to_all" and str(names[r]).startswith("c10d::alltoall")
+            n, t = (sent_size if sent else tensor_size)(args[r].get("Input Dims"), args[r].get("Input type"))
             elems = elems if elems is not None else n
             if size_bytes(n, t) is not None:
-                nbytes, dtype, bytes_from = size_bytes(n, t), dtype or t, f"Input Dims of {names[r]}"
+                nbytes, dtype = size_bytes(n, t), dtype or t
+                bytes_from = f"Input Dims of {names[r]}" + (" (its input: what this rank sends)" if sent else "")
                 break
     if kind is None:
         if nbytes is None and not kernels:

@@ -1,8 +1,9 @@
 """Pipeline parallelism: stages, the send/recv between them, the DP gradient sync per stage and the bubble.
 
 Per rank (in its worker, `with_compute_spans`): each step window gets the merged compute intervals of the
-rank (non-communication device kernels; see collectives.compute_intervals) and the module paths its
-compute ran in (`layers`, depth <= 3), so the parent can lay ranks side by side without their events.
+rank (non-communication device kernels, or cpu ops on a CPU-only rank; see collectives.compute_intervals) and
+the module paths its compute ran in (`layers`, depth <= 3), so the parent can lay ranks side by side without
+their events.
 
 Across ranks (`pipeline_tables`):
 - stages: from the PP process groups (parallel_group_info `pp`, Megatron PIPELINE groups, or the groups of
@@ -21,6 +22,7 @@ Across ranks (`pipeline_tables`):
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -40,6 +42,8 @@ def with_compute_spans(steps: pd.DataFrame, ev: pd.DataFrame, calls: pd.DataFram
     dev = kind_in(ev, DEVICE_KINDS)
     has_compute = bool(len(compute))
     paths = strings(ev["module_path"]) if "module_path" in ev else None
+    # the layers a stage ran: the modules of its device kernels, or of its cpu ops where it has no device
+    layer_rows = dev if dev.any() else kind_in(ev, ["cpu_op"])
     spans, layers = [], []
     for start, dur in zip(steps["start_ns"].tolist(), steps["dur_ns"].tolist()):
         end = start + dur
@@ -47,7 +51,7 @@ def with_compute_spans(steps: pd.DataFrame, ev: pd.DataFrame, calls: pd.DataFram
         spans.append(np.clip(inside, start, end).tolist())
         if paths is not None:
             ts = ev["ts_ns"].to_numpy()
-            rows = np.flatnonzero(dev & (ts >= start) & (ts < end))
+            rows = np.flatnonzero(layer_rows & (ts >= start) & (ts < end))
             found = {"/".join(str(p).split("/")[:LAYER_DEPTH]) for p in pd.unique(paths[rows])
                      if isinstance(p, str) and p}
             layers.append(sorted(found))
@@ -90,11 +94,55 @@ def pipeline_tables(coll: pd.DataFrame, steps: pd.DataFrame, groups: list[dict[s
     if "compute_spans" not in steps:  # step splits made without with_compute_spans: compute unknown
         steps = steps.assign(compute_spans=[[] for _ in range(len(steps))], layers=[[] for _ in range(len(steps))],
                              has_compute=False)
-    coll = coll.assign(stage=coll["rank"].map(stage)) if len(coll) else coll
+    coll = _with_pp_transfers(coll.assign(stage=coll["rank"].map(stage)), pp) if len(coll) else coll
     steps = steps.assign(stage=steps["rank"].map(stage))
     return {"pipeline_stages": _stages(stage, pp, source, steps, coll),
             "pipeline_p2p": _p2p(coll), "pipeline_dp_sync": _dp_sync(coll),
             "pipeline_bubble": _bubbles(steps, coll), "pipeline_timeline": _timeline(steps, coll)}
+
+
+_LABEL = re.compile(r"^(.*) \[([\d, ]*)\]$")
+
+
+def _with_pp_transfers(coll: pd.DataFrame, pp: list[tuple[int, ...]]) -> pd.DataFrame:
+    """`pp_transfer` and `pp_peer_rank` for every call: a send/recv labelled PP, or one whose group is undecided
+    but whose peer is the same rank in every candidate group and sits in another stage of the rank's PP group
+    (counted as a pipeline transfer: where it goes is known, only the group's name is not; `pp_from` says so)."""
+    pp_of = {int(r): set(g) for g in pp for r in g}
+    is_p2p = coll["collective"].isin(P2P).to_numpy()
+    dims = coll["parallel_dim"].to_numpy(dtype=object)
+    transfer, peer_rank, source = [], [], []
+    for i, (rank, peer, ranks, cands) in enumerate(zip(coll["rank"].tolist(), coll["peer"].tolist(),
+                                                      coll["group_ranks"].tolist(),
+                                                      coll.get("group_candidates", pd.Series([None] * len(coll))))):
+        target, why = None, ""
+        if is_p2p[i] and pd.notna(peer):
+            if dims[i] == "PP":
+                target = _peer_in(ranks, int(peer))
+                why = "group" if target is not None else ""
+            elif not isinstance(dims[i], str) and isinstance(cands, (list, tuple, np.ndarray)) and len(cands):
+                peers = {_peer_in(_ranks_of(c), int(peer)) for c in cands}
+                one = peers.pop() if len(peers) == 1 else None
+                if one is not None and one != rank and one in pp_of.get(int(rank), ()):
+                    target = one
+                    why = (f"peer rank {one} in every candidate group ({'; '.join(map(str, cands))}), in another "
+                           "stage of this rank's PP group; the group itself is undecided")
+        transfer.append(target is not None)
+        peer_rank.append(target)
+        source.append(why)
+    return coll.assign(pp_transfer=transfer, pp_peer_rank=pd.array(peer_rank, dtype="Int64"), pp_from=source)
+
+
+def _ranks_of(label: Any) -> list[int] | None:
+    m = _LABEL.match(str(label))
+    return [int(x) for x in m.group(2).split(",") if x.strip()] if m else None
+
+
+def _peer_in(ranks: Any, peer: int) -> int | None:
+    """The global rank at group index `peer`."""
+    if isinstance(ranks, (list, tuple, np.ndarray)) and 0 <= peer < len(ranks):
+        return int(ranks[peer])
+    return None
 
 
 def _stages(stage: dict[int, int], pp: list[tuple[int, ...]], source: str, steps: pd.DataFrame,
@@ -116,12 +164,12 @@ def _stages(stage: dict[int, int], pp: list[tuple[int, ...]], source: str, steps
 def _p2p(coll: pd.DataFrame) -> pd.DataFrame:
     if not len(coll):
         return pd.DataFrame()
-    rows = coll[(coll["parallel_dim"] == "PP") & coll["collective"].isin(P2P)].copy()
+    rows = coll[coll["pp_transfer"]].copy()
     if not len(rows):
         return pd.DataFrame()
-    peer_rank = [int(g[int(p)]) if isinstance(g, (list, tuple, np.ndarray)) and pd.notna(p) and int(p) < len(g)
-                 else None for g, p in zip(rows["group_ranks"], rows["peer"])]
+    peer_rank = [None if pd.isna(r) else int(r) for r in rows["pp_peer_rank"]]
     rows["peer_rank"] = peer_rank
+    rows["undecided"] = rows["pp_from"] != "group"
     stage_of = dict(zip(coll["rank"], coll["stage"]))
     rows["peer_stage"] = [stage_of.get(r) if r is not None else None for r in peer_rank]
     transit = pd.to_numeric(rows["hccl_transit_bytes"], errors="coerce") if "hccl_transit_bytes" in rows else np.nan
@@ -131,6 +179,7 @@ def _p2p(coll: pd.DataFrame) -> pd.DataFrame:
     out = rows.groupby(["stage", "peer_stage", "rank", "peer_rank", "collective"], dropna=False).agg(
         calls=("collective", "size"), bytes=("moved", lambda s: s.sum(min_count=1)), time_ns=("dur_ns", "sum"),
         wait_ns=("wait", lambda s: s.sum(min_count=1)), exposed_ns=("exposed", lambda s: s.sum(min_count=1)),
+        group_undecided=("undecided", "sum"),
     ).reset_index()
     return out.sort_values(["stage", "rank"], ignore_index=True)
 
@@ -168,7 +217,7 @@ def _next_compute(spans: np.ndarray, t: int, hi: int) -> int:
 
 def _bubbles(steps: pd.DataFrame, coll: pd.DataFrame) -> pd.DataFrame:
     rows = []
-    p2p = coll[(coll["parallel_dim"] == "PP") & coll["collective"].isin(P2P)] if len(coll) else coll
+    p2p = coll[coll["pp_transfer"]] if len(coll) else coll
     for step, frame in steps.groupby("step"):
         lo, hi = int(frame["start_ns"].min()), int((frame["start_ns"] + frame["dur_ns"]).max())
         for r in frame.itertuples(index=False):
@@ -218,7 +267,7 @@ def _timeline(steps: pd.DataFrame, coll: pd.DataFrame) -> pd.DataFrame:
         for a, b in r.compute_spans:
             rows.append((int(r.rank), int(r.stage), int(r.step), "compute", int(a), int(b), ""))
     for r in coll[coll["stage"].notna()].itertuples(index=False) if len(coll) else []:
-        pp = r.parallel_dim == "PP" and r.collective in P2P
+        pp = bool(r.pp_transfer)
         kind = "PP p2p" if pp else f"{r.parallel_dim or '?'} {r.collective}"
         rows.append((int(r.rank), int(r.stage), int(r.step), kind, int(r.start_ns), int(r.start_ns + r.dur_ns),
                      str(r.name)))
@@ -246,7 +295,8 @@ def pipeline_view(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
         out["send/recv between stages (PP)"] = pd.DataFrame({
             "stage": p["stage"], "rank": p["rank"], "peer stage": p["peer_stage"], "peer rank": p["peer_rank"],
             "op": p["collective"], "calls": p["calls"], "MB": p["bytes"] / 1e6, "time ms": p["time_ns"] / ms,
-            "waiting for peer ms": p["wait_ns"] / ms})
+            "waiting for peer ms": p["wait_ns"] / ms,
+            "of them group undecided": p.get("group_undecided", 0)})
     d = tables["pipeline_dp_sync"]
     if len(d):
         out["DP gradient sync per stage"] = pd.DataFrame({

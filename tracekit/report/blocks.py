@@ -16,7 +16,8 @@ def table(table_id: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], 
           row_title: Sequence[str] | None = None) -> str:
     """A table whose column titles carry the units; `rows` hold already formatted text (escaped here).
 
-    Text columns wrap anywhere (paths, shapes) except those named in `whole` (short words: type, status).
+    Text columns wrap anywhere (paths, shapes) except those named in `whole` (short words: type, status);
+    numbers never wrap, except a "base / target" pair, which may break after its "/" where the page is narrow.
     """
     numeric = numeric or [False] * len(columns)
     kinds = ["n" if n else "l nw" if c in whole else "l" for c, n in zip(columns, numeric)]
@@ -25,10 +26,15 @@ def table(table_id: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], 
     for i, row in enumerate(rows):
         cls = f" class='{esc(row_class[i])}'" if row_class else ""
         cls += f" title='{esc(row_title[i])}'" if row_title else ""
-        body.append(f"<tr{cls}>" + "".join(f"<td class='{k}'>{esc(v)}</td>" for v, k in zip(row, kinds)) + "</tr>")
+        body.append(f"<tr{cls}>" + "".join(f"<td class='{_pair_kind(k, v)}'>{esc(v)}</td>" for v, k in zip(row, kinds))
+                    + "</tr>")
     sort = " sortable" if sortable else ""
     return (f"<div class='tablewrap'><table id='{esc(table_id)}' class='data{sort}'><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table></div>")
+
+
+def _pair_kind(kind: str, value: Any) -> str:
+    return kind + " p" if kind == "n" and " / " in str(value) else kind
 
 
 def facts(items: Sequence[tuple[str, str]]) -> str:

@@ -132,21 +132,34 @@ def _regressions(modules: pd.DataFrame, top: int) -> str:
 
 
 MODULE_HEAD = ("module", "type", "status", "calls b/t", "base ms", "target ms", "delta ms", "ratio",
-               "device fwd ms b/t", "device bwd ms b/t", "kernels b/t", "input shapes (b / t)", "weight (b / t)")
+               "device fwd ms b/t", "device bwd ms b/t", "kernels b/t", "comm ms b/t", "format cast ms b/t",
+               "input shapes (b / t)", "weight (b / t)")
+# Optional numeric columns: shown only where either side measured something in them.
+_SHOWN_IF_ANY = {"device bwd ms b/t": ("base_device_ns_bwd", "target_device_ns_bwd"),
+                 "comm ms b/t": ("base_comm_ns", "target_comm_ns"),
+                 "format cast ms b/t": ("base_format_cast_ns", "target_format_cast_ns")}
 
 
 def _module_table(modules: pd.DataFrame) -> str:
+    def pair_of(row, base: str, target: str, fmt=None) -> str:
+        return _pair(getattr(row, base, None), getattr(row, target, None), fmt)
+
     rows = [[("\u00a0\u00a0\u00a0" * int(r.depth)) + str(r.module_path).rsplit("/", 1)[-1], r.module_type, r.status,
              _pair(r.base_calls, r.target_calls), ms(r.base_ns), ms(r.target_ns), ms(r.delta_ns), _ratio(r.ratio),
              _pair(r.base_device_ns_fwd, r.target_device_ns_fwd, ms),
              _pair(r.base_device_ns_bwd, r.target_device_ns_bwd, ms), _pair(r.base_kernels, r.target_kernels),
+             pair_of(r, "base_comm_ns", "target_comm_ns", ms),
+             pair_of(r, "base_format_cast_ns", "target_format_cast_ns", ms),
              _same_or_pair(r.base_input_shapes, r.target_input_shapes, shape_text),
              _same_or_pair(r.base_weight_shape, r.target_weight_shape, shape_text)]
             for r in modules.itertuples(index=False)]
-    numeric = [False, False, False, *[True] * 8, False, False]
+    numeric = [False, False, False, *[True] * 10, False, False]
     head = list(MODULE_HEAD)
-    if not (modules[["base_device_ns_bwd", "target_device_ns_bwd"]].fillna(0).to_numpy() > 0).any():
-        drop = head.index("device bwd ms b/t")  # no backward on either side: nothing measured
+    for name, columns in _SHOWN_IF_ANY.items():
+        present = [c for c in columns if c in modules.columns]
+        if present and (modules[present].fillna(0).to_numpy() > 0).any():
+            continue
+        drop = head.index(name)  # nothing measured on either side: no column
         rows, numeric = [r[:drop] + r[drop + 1:] for r in rows], numeric[:drop] + numeric[drop + 1:]
         head.pop(drop)
     html = table("modules", head, rows, numeric, row_class=[str(s) for s in modules["status"]],

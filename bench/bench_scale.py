@@ -145,7 +145,8 @@ def make_ranks(source: Path, n: int, folder: Path) -> int:
     return total
 
 
-def run_scale(ranks: list[int], workers: int, source: Path, work: Path, raw_up_to: int | None = None) -> list[dict]:
+def run_scale(ranks: list[int], workers: int, source: Path, work: Path, raw_up_to: int | None = None,
+              partial: Path | None = None) -> list[dict]:
     rows = []
     for n in ranks:
         folder, out = work / f"ranks{n}", work / f"out{n}"
@@ -162,6 +163,8 @@ def run_scale(ranks: list[int], workers: int, source: Path, work: Path, raw_up_t
             row[key]["wall_x_orjson"] = row[key]["wall_s"] / row["orjson"]["wall_s"]
         rows.append(row)
         print(_line(row), flush=True)
+        if partial:  # each finished row is kept even if a later, larger one is stopped
+            partial.write_text(json.dumps({"scale": rows}, indent=1))
         shutil.rmtree(folder, ignore_errors=True)
         shutil.rmtree(out, ignore_errors=True)
     return rows
@@ -240,7 +243,8 @@ def main() -> None:
         results = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                                "affinity": len(os.sched_getaffinity(0))},
                    "source": str(opts.source),
-                   "scale": run_scale(opts.ranks, opts.workers, opts.source, work, opts.raw_up_to)}
+                   "scale": run_scale(opts.ranks, opts.workers, opts.source, work, opts.raw_up_to,
+                                      opts.json.with_suffix(".partial.json") if opts.json else None)}
         results["growth"] = growth(results["scale"])
         for line in results["growth"]["lines"]:
             print(line)

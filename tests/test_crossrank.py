@@ -105,3 +105,15 @@ def test_sixteen_synthetic_ranks_one_world_group(tmp_path):
     assert (coll["group_ranks"].map(len) == 16).all() and (coll["parallel_dim"] == "world").all()
     assert coll["group_from"].str.startswith("inferred").all()
     assert len({id(r) for r in coll["group_ranks"]}) == 1
+
+
+def test_worker_start_method(monkeypatch):
+    """spawn by default; TRACEKIT_WORKER_START=forkserver starts workers from a fork server that preloads
+    modules, and the pool still gives results in job order."""
+    from tracekit.executors import LocalPool, worker_context
+
+    monkeypatch.delenv("TRACEKIT_WORKER_START", raising=False)
+    assert worker_context().get_start_method() == "spawn"
+    monkeypatch.setenv("TRACEKIT_WORKER_START", "forkserver")
+    assert worker_context(["tracekit.executors"]).get_start_method() == "forkserver"
+    assert LocalPool(2, preload=["tracekit.executors"]).run(abs, [-3, -1, -2]) == [3, 1, 2]

@@ -16,10 +16,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tracekit.executors import Executor, make_executor
+from tracekit.executors import Executor, LocalPool, make_executor
 from tracekit.rankset import PERFETTO_MAX_BYTES, parse_ranks
 
 HOUR_NS = 3_600_000_000_000
+# What convert_rank imports: loaded once by the local pool's fork server, not by every worker.
+WORKER_MODULES = ("tracekit.convert", "tracekit.converters", "tracekit.inputs", "tracekit.modules.table",
+                  "tracekit.parallel.collectives", "tracekit.parallel.crossrank", "tracekit.parallel.pipeline",
+                  "tracekit.parallel.report", "tracekit.pipeline", "tracekit.steps", "tracekit.writers.chrome",
+                  "tracekit.writers.parquet", "tracekit.dataset.manifest", "tracekit.ranks")
 __all__ = ["PERFETTO_MAX_BYTES", "parse_ranks"]  # re-exported (tracekit.rankset holds them)
 
 
@@ -178,6 +183,8 @@ def run_ranks(jobs: Sequence[RankJob], workers: int | None = None,
     is raised here, and the warnings of every rank are re-emitted here.
     """
     runner = make_executor(executor, workers)
+    if isinstance(runner, LocalPool) and not runner.preload:
+        runner.preload = WORKER_MODULES
     outcomes = runner.run(_convert_rank_relayed, list(jobs),
                           on_done=(lambda o: on_done(_unwrap(o))) if on_done else None)
     return [_unwrap_quiet(o) for o in outcomes] if on_done else [_unwrap(o) for o in outcomes]

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -56,13 +57,17 @@ def list_parts(folder: Path) -> list[tuple[int, int, Path]]:
     return sorted(out)
 
 
-def _read(file: pq.ParquetFile, rank: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    table = file.read(columns=columns, use_threads=False)  # small files: no thread pool
+def _pandas(table: pa.Table) -> pd.DataFrame:
     frame = table.to_pandas()
     for field in table.schema:  # text written from object columns (`string`) back to objects with None
         if field.type == pa.string():
             col = frame[field.name]
             frame[field.name] = col.astype(object).where(col.notna(), None)
+    return frame
+
+
+def _read(file: pq.ParquetFile, rank: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    frame = _pandas(file.read(columns=columns, use_threads=False))  # small files: no thread pool
     frame.insert(0, "rank", rank)
     return frame
 
@@ -71,19 +76,22 @@ Used = tuple[int, Path, int, list[str]]  # rank, file, position of its first row
 
 
 def narrow_calls(parts: Sequence[tuple[int, int, Path]]) -> tuple[pd.DataFrame, list[Used]]:
-    """The calls of every (non-empty) partition, in input order, without the WIDE_ONLY columns; and each used
-    partition with the position of its first row in that table."""
-    frames, used, offset = [], [], 0
+    """The calls of every (non-empty) partition, in input order, without the WIDE_ONLY columns (gathered as
+    arrow, made pandas once); and each used partition with the position of its first row in that table."""
+    tables, used, offset = [], [], 0
     for _index, rank, path in parts:
         file = pq.ParquetFile(path)
         n = file.metadata.num_rows
         if not n:
             continue  # as build_collectives: empty tables add no columns
         names = file.schema_arrow.names
-        frames.append(_read(file, rank, [c for c in names if c not in WIDE_ONLY]))
+        table = file.read(columns=[c for c in names if c not in WIDE_ONLY], use_threads=False)
+        tables.append(table.add_column(0, "rank", pa.array(np.full(n, rank, dtype=np.int64))))
         used.append((rank, path, offset, names))
         offset += n
-    return (pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]) if frames else pd.DataFrame(), used
+    if not tables:
+        return pd.DataFrame(), used
+    return _pandas(pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]), used
 
 
 def _finished_ranks(labelled: pd.DataFrame, used: list[Used]) -> Iterator[pd.DataFrame]:

@@ -146,7 +146,7 @@ def make_ranks(source: Path, n: int, folder: Path) -> int:
 
 
 def run_scale(ranks: list[int], workers: int, source: Path, work: Path, raw_up_to: int | None = None,
-              partial: Path | None = None) -> list[dict]:
+              partial: Path | None = None, convert_only: bool = False) -> list[dict]:
     rows = []
     for n in ranks:
         folder, out = work / f"ranks{n}", work / f"out{n}"
@@ -154,9 +154,10 @@ def run_scale(ranks: list[int], workers: int, source: Path, work: Path, raw_up_t
         row = {"ranks": n, "input_gz_mb": gz / MB, "workers": workers}
         row["orjson"] = measure("orjson", [str(folder)])
         row["convert"] = measure("convert", ["convert", str(folder), "-o", str(out), "--workers", str(workers)])
-        if raw_up_to is None or n <= raw_up_to:
+        if not convert_only and (raw_up_to is None or n <= raw_up_to):
             row["parallel_raw"] = measure("parallel", ["parallel", str(folder), "--json", "--workers", str(workers)])
-        row["parallel_dataset"] = measure("parallel", ["parallel", str(out), "--json"])
+        if not convert_only:
+            row["parallel_dataset"] = measure("parallel", ["parallel", str(out), "--json"])
         for key in [k for k in ("convert", "parallel_raw", "parallel_dataset") if k in row]:
             row[key]["x_orjson"] = row[key]["cpu_s"] / row["orjson"]["cpu_s"]
             row[key]["cpu_s_per_rank"] = row[key]["cpu_s"] / n
@@ -171,7 +172,8 @@ def run_scale(ranks: list[int], workers: int, source: Path, work: Path, raw_up_t
 
 
 def _line(row: dict) -> str:
-    c, o, pd_ = row["convert"], row["orjson"], row["parallel_dataset"]
+    c, o = row["convert"], row["orjson"]
+    pd_ = row.get("parallel_dataset", {"cpu_s": float("nan"), "x_orjson": float("nan"), "self_peak_mb": float("nan")})
     pr = row.get("parallel_raw", {"cpu_s": float("nan"), "x_orjson": float("nan")})
     return (f"{row['ranks']:>5} ranks (CPU s): orjson {o['cpu_s']:.2f} | convert {c['cpu_s']:.2f} "
             f"({c['x_orjson']:.1f}x, {c['cpu_s_per_rank'] * 1000:.0f} ms/rank, parent peak {c['self_peak_mb']:.0f} MB, "
@@ -237,6 +239,7 @@ def main() -> None:
     ap.add_argument("--raw-up-to", type=int, default=None,
                     help="Run `parallel` on the raw files only up to this many ranks (it repeats convert's per-rank "
                          "work; the dataset row still runs).")
+    ap.add_argument("--convert-only", action="store_true", help="Measure orjson and convert only.")
     opts = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tracekit-scale-"))
     try:
@@ -244,7 +247,8 @@ def main() -> None:
                                "affinity": len(os.sched_getaffinity(0))},
                    "source": str(opts.source),
                    "scale": run_scale(opts.ranks, opts.workers, opts.source, work, opts.raw_up_to,
-                                      opts.json.with_suffix(".partial.json") if opts.json else None)}
+                                      opts.json.with_suffix(".partial.json") if opts.json else None,
+                                      opts.convert_only)}
         results["growth"] = growth(results["scale"])
         for line in results["growth"]["lines"]:
             print(line)

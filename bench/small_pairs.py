@@ -1,15 +1,22 @@
-"""compare and merge of small traces, against orjson.loads of their inputs, in one interleaved run.
+"""Small traces: start-up, convert/info of bert-small against HTA's and TraceLens's loaders, and compare and
+merge of small traces against orjson.loads of their inputs, in one interleaved run.
 
-`--before REV` also runs compare with tracekit/compare/table.py as of git revision REV (loaded in
-place of today's module), so a change to the compare tables is timed against its baseline in the
-same run. CPU s = user + sys of the child; medians over --repeat rounds.
+    .venv/bin/python bench/small_pairs.py --before 60b1f8e --repeat 5 [--json bench/results_small.json]
 
-    .venv/bin/python bench/small_pairs.py --before c9f68dd --repeat 5
+`--before REV` runs every tracekit row a second time with tracekit as of git revision REV (its tracekit/ and
+converters/ unpacked into the work folder and put first on PYTHONPATH), so a change is timed against its
+baseline in the same run. Both trees are byte-compiled first, as an installed package is: with
+PYTHONDONTWRITEBYTECODE set and no __pycache__, every run would compile tracekit's sources again (~0.06 s CPU).
+HTA (`TraceAnalysis(trace_dir=...)`) and TraceLens (`TreePerfAnalyzer.from_file`) run from their own venvs
+(bench/.venv-hta, bench/.venv-tracelens; see BENCHMARKS.md) when they exist. CPU s = user + sys of the child;
+medians over --repeat rounds; peak RSS is the largest of the rounds.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -18,73 +25,168 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sweep import ORJSON, PY, REPO, SHARED, TRACEKIT, run
+from sweep import HTA, ORJSON, PY, REPO, SHARED, run
 
-OLD_TABLE = ("import importlib.util, sys\n"
-             "spec = importlib.util.spec_from_file_location('tracekit.compare.table', sys.argv[1])\n"
-             "mod = importlib.util.module_from_spec(spec)\nsys.modules['tracekit.compare.table'] = mod\n"
-             "spec.loader.exec_module(mod)\nfrom tracekit.cli import main\n"
-             "sys.argv = ['tracekit'] + sys.argv[2:]\nsys.exit(main())\n")
 H100 = SHARED / "gpu/tracelens/h100"
+MI300 = SHARED / "gpu/tracelens/mi300"
+BERT = H100 / "gaunernst_bert-small-uncased__1016001.json.gz"
 PAIRS = {
-    "compare bert-small vs Falconsai (H100)": [H100 / "gaunernst_bert-small-uncased__1016001.json.gz",
-                                               H100 / "Falconsai_nsfw_image_detection__1016002.json.gz"],
-    "compare bert-small H100 vs MI300": [H100 / "gaunernst_bert-small-uncased__1016001.json.gz",
-                                         SHARED / "gpu/tracelens/mi300/gaunernst_bert-small-uncased__1016001.json.gz"],
+    "compare bert-small vs Falconsai (H100)": [BERT, H100 / "Falconsai_nsfw_image_detection__1016002.json.gz"],
+    "compare bert-small H100 vs MI300": [BERT, MI300 / "gaunernst_bert-small-uncased__1016001.json.gz"],
     "compare Qwen1.5-0.5B H100 vs MI300": [H100 / "Qwen_Qwen1.5-0.5B-Chat__1016005.json.gz",
-                                           SHARED / "gpu/tracelens/mi300/Qwen_Qwen1.5-0.5B-Chat__1016005.json.gz"],
+                                           MI300 / "Qwen_Qwen1.5-0.5B-Chat__1016005.json.gz"],
 }
-IMPORTS = ("import tracekit.cli.compare, tracekit.compare.job, tracekit.writers.compare_html, "
-           "tracekit.writers.compare_text")
 MERGED = [SHARED / "cpu/gpt/viz_both.json", SHARED / "cpu/gpt/prof_both.json"]
+IMPORTS = {  # what each command imports before it reads anything (the modules its run imports)
+    "compare": "import tracekit.cli, tracekit.compare.job, tracekit.compare.ops, tracekit.writers.compare_html, "
+               "tracekit.writers.compare_text, tracekit.dataset.load",
+    "merge": "import tracekit.cli, tracekit.merge",
+    "info": "import tracekit.cli, tracekit.dataset.load, tracekit.info, tracekit.pipeline",
+    "convert": "import tracekit.cli, tracekit.convert",
+}
+CLI = "import sys\nfrom tracekit.cli import main\nsys.argv[0] = 'tracekit'\nsys.exit(main())\n"
+TRACELENS = "import sys\nfrom TraceLens import TreePerfAnalyzer\nTreePerfAnalyzer.from_file(sys.argv[1])\n"
 
 
-def commands(work: Path, old_table: Path | None) -> dict[str, list[str]]:
-    cmds: dict[str, list[str]] = {"python start-up": [PY, "-c", "pass"], "compare's imports only": [PY, "-c", IMPORTS]}
+def unpack(rev: str, dest: Path) -> Path:
+    """tracekit/ and converters/ of git revision `rev` in `dest`, laid out as installed (converters inside)."""
+    dest.mkdir(parents=True)
+    tar = subprocess.run(["git", "archive", rev, "tracekit", "converters"], cwd=REPO, check=True,
+                         capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=tar, check=True)
+    shutil.rmtree(dest / "tracekit" / "converters", ignore_errors=True)
+    (dest / "converters").rename(dest / "tracekit" / "converters")
+    return dest
+
+
+def check_before(before: Path) -> None:
+    """The before rows must load tracekit (and its converters) from `before`, not from the installed tree."""
+    code = "import tracekit, tracekit.converters; print(tracekit.__file__, tracekit.converters.__file__)"
+    out = subprocess.run([PY, "-P", "-c", code], env={**os.environ, "PYTHONPATH": str(before)}, cwd=REPO,
+                         check=True, capture_output=True, text=True).stdout.split()
+    if not all(Path(f).resolve().is_relative_to(before.resolve()) for f in out):
+        raise SystemExit(f"--before tree not used: {out}")
+
+
+def compile_tree(root: Path) -> None:
+    subprocess.run([PY, "-m", "compileall", "-q", str(root)], check=True, capture_output=True)
+
+
+class Runner:
+    """Commands of the tracekit under test (`now`, the installed tree) and of `before` (PYTHONPATH tree)."""
+
+    def __init__(self, before: Path | None):
+        self.before = before
+
+    def env(self, which: str) -> dict[str, str] | None:
+        if which == "now":
+            return None
+        return {**os.environ, "PYTHONPATH": str(self.before)}
+
+    def versions(self) -> list[str]:
+        return ["before", "now"] if self.before else ["now"]
+
+
+def commands(work: Path, runner: Runner, hta_python: str | None, tracelens_python: str | None
+             ) -> dict[str, tuple[list[str], dict | None]]:
+    cmds: dict[str, tuple[list[str], dict | None]] = {"python start-up": ([PY, "-c", "pass"], None),
+                                                      "import pandas": ([PY, "-c", "import pandas"], None)}
+    for version in runner.versions():
+        env = runner.env(version)
+        cmds[f"tracekit --help: {version}"] = ([PY, "-P", "-c", CLI, "--help"], env)
+        for command, code in IMPORTS.items():
+            cmds[f"{command}'s imports only: {version}"] = ([PY, "-P", "-c", code], env)
+    cmds["bert-small H100 (1.1 MB): orjson.loads"] = ([PY, "-c", ORJSON, str(BERT)], None)
+    for version in runner.versions():
+        env = runner.env(version)
+        cmds[f"bert-small H100 (1.1 MB): tracekit convert: {version}"] = (
+            [PY, "-P", "-c", CLI, "convert", str(BERT), "-o", str(work / "out/convert")], env)
+        cmds[f"bert-small H100 (1.1 MB): tracekit info --json: {version}"] = (
+            [PY, "-P", "-c", CLI, "info", "--json", str(BERT)], env)
+    if tracelens_python:
+        cmds["bert-small H100 (1.1 MB): TraceLens TreePerfAnalyzer.from_file"] = (
+            [tracelens_python, "-c", TRACELENS, str(BERT)], None)
+    if hta_python:
+        hta_dir = work / "hta-bert"
+        hta_dir.mkdir(exist_ok=True)
+        (hta_dir / BERT.name).symlink_to(BERT)
+        cmds["bert-small H100 (1.1 MB): HTA TraceAnalysis"] = ([hta_python, "-c", HTA, str(hta_dir)], None)
     for label, paths in PAIRS.items():
         both = [str(p) for p in paths]
-        cmds[f"{label}: orjson.loads of both"] = [PY, "-c", ORJSON, *both]
-        if old_table:
-            cmds[f"{label}: before"] = [PY, "-c", OLD_TABLE, str(old_table), "compare", *both, "-o", str(work / "old")]
-        cmds[f"{label}: now"] = [TRACEKIT, "compare", *both, "-o", str(work / "new")]
+        cmds[f"{label}: orjson.loads of both"] = ([PY, "-c", ORJSON, *both], None)
+        for version in runner.versions():
+            cmds[f"{label}: {version}"] = ([PY, "-P", "-c", CLI, "compare", *both, "-o", str(work / "out/cmp")],
+                                           runner.env(version))
     merged = [str(p) for p in MERGED]
-    cmds["merge gpt viz_both + prof_both: orjson.loads of both"] = [PY, "-c", ORJSON, *merged]
-    cmds["merge gpt viz_both + prof_both: now"] = [TRACEKIT, "merge", *merged, "-o", str(work / "m.json")]
+    cmds["merge gpt viz_both + prof_both: orjson.loads of both"] = ([PY, "-c", ORJSON, *merged], None)
+    for version in runner.versions():
+        cmds[f"merge gpt viz_both + prof_both: {version}"] = (
+            [PY, "-P", "-c", CLI, "merge", *merged, "-o", str(work / "out/m.json")], runner.env(version))
     return cmds
+
+
+def run_env(cmd: list[str], env: dict | None) -> dict:
+    if env is None:
+        return run(cmd)
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        return run(cmd)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--before", default=None, help="git revision whose tracekit/compare/table.py is the baseline")
+    ap.add_argument("--before", default=None, help="git revision whose tracekit is the baseline")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--hta-python", default=str(REPO / "bench/.venv-hta/bin/python"))
+    ap.add_argument("--tracelens-python", default=str(REPO / "bench/.venv-tracelens/bin/python"))
+    ap.add_argument("--json", default=None, help="also write the medians here")
     args = ap.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="tracekit-pairs-"))
-    old_table = None
-    if args.before:
-        old_table = work / "old_table.py"
-        old_table.write_bytes(subprocess.run(["git", "show", f"{args.before}:tracekit/compare/table.py"], cwd=REPO,
-                                             check=True, capture_output=True).stdout)
-    cmds = commands(work, old_table)
+    work = Path(tempfile.mkdtemp(prefix="tracekit-small-"))
+    before = unpack(args.before, work / "before") if args.before else None
+    for root in [REPO / "tracekit", REPO / "converters"] + ([before] if before else []):
+        compile_tree(root)
+    if before:
+        check_before(before)
+    hta = args.hta_python if Path(args.hta_python).exists() else None
+    tracelens = args.tracelens_python if Path(args.tracelens_python).exists() else None
+    cmds = commands(work, Runner(before), hta, tracelens)
     results: dict[str, list[dict]] = {k: [] for k in cmds}
     for _ in range(args.repeat):
-        for label, cmd in cmds.items():
-            for out in ("old", "new"):
-                shutil.rmtree(work / out, ignore_errors=True)
-            result = run(cmd)
+        for label, (cmd, env) in cmds.items():
+            shutil.rmtree(work / "out", ignore_errors=True)
+            (work / "out").mkdir()
+            result = run_env(cmd, env)
             if result["rc"]:
                 raise SystemExit(f"{label}: exit code {result['rc']}: {' '.join(cmd)}")
             results[label].append(result)
-    print("| command | CPU s | wall s | × orjson (CPU) | peak RSS MB |\n|---|---:|---:|---:|---:|")
-    floor = 1.0
+            print(f"  {label}: {result}", file=sys.stderr, flush=True)
+    print(report(results))
+    if args.json:
+        medians = {label: {m: statistics.median(r[m] for r in runs) for m in ("cpu", "wall", "rss_mb")}
+                   for label, runs in results.items()}
+        Path(args.json).write_text(json.dumps({"repeat": args.repeat, "before": args.before, "rows": medians},
+                                              indent=2))
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def report(results: dict[str, list[dict]]) -> str:
+    """Markdown table; × orjson is CPU s over the CPU s of the group's orjson.loads row."""
+    lines = ["| command | CPU s | wall s | × orjson (CPU) | peak RSS MB |", "|---|---:|---:|---:|---:|"]
+    floor = {}
     for label, runs in results.items():
         cpu, wall = (statistics.median(r[m] for r in runs) for m in ("cpu", "wall"))
         rss = max(r["rss_mb"] for r in runs)
-        if label.endswith("orjson.loads of both"):
-            floor = cpu
-        ratio = "" if not label.startswith(("compare ", "merge ")) else f"{cpu / floor:.1f}×"
-        print(f"| {label} | {cpu:.2f} | {wall:.2f} | {ratio} | {rss:.0f} |")
-    shutil.rmtree(work, ignore_errors=True)
-    return 0
+        group = label.split(": ")[0]
+        if label.endswith(("orjson.loads", "orjson.loads of both")):
+            floor[group] = cpu
+        ratio = f"{cpu / floor[group]:.1f}×" if group in floor else ""
+        lines.append(f"| {label} | {cpu:.2f} | {wall:.2f} | {ratio} | {rss:.0f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

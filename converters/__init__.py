@@ -17,18 +17,21 @@ from .viztracer import looks_like_viztracer, read_viztracer
 FORMATS = ("torch", "viztracer", "npu")
 
 
-def read_trace(path: str | Path) -> EventTable:
+def read_trace(path: str | Path, keep_args: bool = True) -> EventTable:
     """Read one trace of any supported format into the normalized event table.
 
     A folder or a SQLite file is torch_npu output (`*_ascend_pt/`, `ASCEND_PROFILER_OUTPUT/`,
-    `ascend_pytorch_profiler_*.db`); a JSON file is told apart by its content.
+    `ascend_pytorch_profiler_*.db`); a JSON file is told apart by its content. Without `keep_args` the
+    table's args are empty (`info` needs only the columns); torch_npu output keeps them (its reader uses them).
     """
     if Path(path).is_dir() or is_sqlite(Path(path)):
         return read_npu(path)
     raw = read_bytes(path)
-    cols = decode_chrome(raw)
+    cols = decode_chrome(raw, keep_args=keep_args)
     label = str(raw.path)
     if looks_like_npu(cols):
+        if not keep_args:
+            return read_trace(path)
         return read_npu_decoded(cols, raw.path)
     if looks_like_viztracer(cols.top, cols.cat):
         return read_viztracer(cols, label)

@@ -53,7 +53,7 @@ def decode_document(raw: RawInput) -> tuple[list[msgspec.Raw], bytes | None, lis
     if head == b"{" and doc.traceEvents is None:
         raise TraceError(raw.path, "not a chrome trace: the JSON object has no 'traceEvents' list")
     events = doc.traceEvents if head == b"{" else doc
-    top_raw = data if (head == b"{" and cut is None) else None
+    top_raw = without_events(data, events) if (head == b"{" and cut is None) else None
     return events, top_raw, damage, head == b"{"
 
 
@@ -74,6 +74,20 @@ def deep_where(data: bytes, limit: int = 900) -> str:
     step[(buf == ord("]")) | (buf == ord("}"))] = -1
     deep = np.flatnonzero(np.cumsum(step) > limit)
     return f", near byte {int(deep[0])}" if len(deep) else ""
+
+
+def without_events(data: bytes, events: list[msgspec.Raw]) -> bytes:
+    """The document with the text of its events cut out (`"traceEvents": [ ]` stays), so that reading
+    the other top-level keys does not scan the events again. The raw events are slices of `data`
+    (msgspec decodes Raw without a copy): their addresses give where the list starts and ends."""
+    if not events:
+        return data
+    base = np.frombuffer(data, dtype=np.uint8).ctypes.data
+    first = np.frombuffer(events[0], dtype=np.uint8).ctypes.data - base
+    end = np.frombuffer(events[-1], dtype=np.uint8).ctypes.data - base + len(events[-1])
+    if not 0 < first < end <= len(data):  # not slices of data after all: keep it whole
+        return data
+    return data[:first] + data[end:]
 
 
 def decode_top(data: bytes) -> tuple[dict[str, Any], list[str]]:

@@ -8,12 +8,10 @@ right away and dropped, so only one chunk of per-event Python objects exists at 
 
 from __future__ import annotations
 
-import codecs
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -21,29 +19,12 @@ import pandas as pd
 import pyarrow as pa
 
 from tracekit.errors import TraceError, warn
-from tracekit.timeconv import us_to_ns_ranged
 
+from .chrome_chunks import INT_MAX, INT_MIN, Chunk, chunk_ids
 from .chrome_doc import decode_document, decode_top, decode_top_recovered
-from .link_args import LINK_FIELDS, empty_link_columns, link_chunk
+from .chrome_parallel import decode_chunks
+from .link_args import LINK_FIELDS, empty_link_columns
 from .loading import RawInput, release_free_memory
-
-Num = Union[int, float, str, None]
-
-
-class RawEvent(msgspec.Struct, gc=False):
-    """One chrome trace event as decoded; `args` stays undecoded JSON."""
-
-    ph: str | None = None
-    name: str | int | float | None = None
-    cat: str | None = None
-    pid: int | str | None = None
-    tid: int | str | None = None
-    ts: Num = None
-    dur: Num = None
-    id: int | str | None = None
-    bp: str | None = None
-    s: str | None = None
-    args: msgspec.Raw = msgspec.Raw(b"")
 
 
 class _Track(msgspec.Struct, gc=False):
@@ -53,15 +34,11 @@ class _Track(msgspec.Struct, gc=False):
     tid: int | str | None = None
 
 
-# Events are decoded into RawEvent structs this many at a time, turned into columns and dropped,
+# Events are decoded into structs (chrome_chunks) this many at a time, turned into columns and dropped,
 # so that the per-event Python objects of only one chunk exist at once.
 CHUNK_EVENTS = 16_384
 # Synthetic ids of text pids/tids while decoding; renumbered -1, -2, ... at the end.
 _TEMP_ID = -(1 << 40)
-# pids/tids are ids, not quantities: one beyond this range is kept as text (a named track), not clamped.
-_INT_MIN, _INT_MAX = -(1 << 62), 1 << 62
-# Each invalid UTF-8 sequence in an event becomes one "?" (never longer than the bytes it replaces).
-codecs.register_error("tracekit_qmark", lambda err: ("?", err.end))
 
 
 class StrColumn(Sequence):
@@ -144,7 +121,6 @@ class ChromeColumns:
     metadata_folded: int = 0  # M events: read into `meta`, no row kept
 
 
-_chunk_decoder = msgspec.json.Decoder(list[RawEvent])
 _track_decoder = msgspec.json.Decoder(list[_Track])
 
 
@@ -160,7 +136,7 @@ class _IdMap:
         self.final: dict[int, int] = {}
 
     def __call__(self, value: object) -> int:
-        if isinstance(value, int) and _INT_MIN < value < _INT_MAX:
+        if isinstance(value, int) and INT_MIN < value < INT_MAX:
             return int(value)
         if value is None:
             return 0
@@ -230,30 +206,6 @@ class _Codes:
         return StrColumn(codes, list(self.index))
 
 
-def _strings(values: list, convert) -> pa.Array:
-    """Arrow strings of a list of str/None, or of `convert(v)` per value where some are not."""
-    try:
-        return pa.array(values, type=pa.string())
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
-        return pa.array([convert(v) for v in values], type=pa.string())
-
-
-def _flow_id_text(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
-def _flow_ids(values: list) -> pa.Array:
-    """Flow ids (int, str or None) as text, like str(id)."""
-    try:
-        arr = pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
-        arr = None
-    if arr is not None and (pa.types.is_integer(arr.type) or pa.types.is_null(arr.type)
-                            or pa.types.is_string(arr.type)):
-        return arr.cast(pa.string())
-    return pa.array([_flow_id_text(v) for v in values], type=pa.string())
-
-
 class _Builder:
     """Accumulates the columns of the decoded chunks."""
 
@@ -282,98 +234,58 @@ class _Builder:
         self.args_used = 0
         self.args_len: list[np.ndarray] = []
 
-    def add(self, raws: list[msgspec.Raw], start: int, object_form: bool) -> None:
-        """Decode the events `raws` (starting at event `start`) and append their columns."""
-        text = b"[" + b",".join(raws) + b"]"
-        if not text.isascii():
-            text, raws = self._repair_utf8(text, raws, start)
-        try:
-            events = _chunk_decoder.decode(text)
-        except msgspec.ValidationError as exc:
-            raise _malformed(self.path, exc, start, object_form) from None
-        except RecursionError:
-            raise TraceError(self.path, "an event is nested deeper than the JSON reader allows (about 1,000 "
-                                        f"levels), in events {start}-{start + len(raws) - 1}") from None
-        phs = [e.ph for e in events]
-        if "M" in phs:
-            events, raws, phs, kept = self._fold_metadata(events, raws, phs)
-            text = b"[" + b",".join(raws) + b"]"
-            self.index.append(start + kept)
-        else:
-            self.index.append(np.arange(start, start + len(events), dtype=np.int64))
-        ph = self.ph.add(pa.array(phs, type=pa.string()))
-        self.name.add(_strings([e.name for e in events], _name).fill_null(""))
-        self.cat.add(pa.array([e.cat for e in events], type=pa.string()))
-        self.flow_id.add(_flow_ids([e.id for e in events]))
-        self.bp.add(pa.array([e.bp for e in events], type=pa.string()))
-        self.scope.add(pa.array([e.s for e in events], type=pa.string()))
-        pids, tids = [e.pid for e in events], [e.tid for e in events]
+    def append(self, chunk: Chunk) -> None:
+        """Append the columns of a decoded chunk (chunks in file order)."""
+        if chunk.meta:
+            self._fold_metadata(chunk.meta)
+        self.index.append(chunk.index)
+        self.ph.add(chunk.ph)
+        self.name.add(chunk.name)
+        self.cat.add(chunk.cat)
+        self.flow_id.add(chunk.flow_id)
+        self.bp.add(chunk.bp)
+        self.scope.add(chunk.scope)
+        pids, tids = chunk.pid, chunk.tid
         self.pid.append(self._ids(pids))
         self.tid.append(self._ids(tids))
         if self.pid[-1].min(initial=0) <= _TEMP_ID or self.tid[-1].min(initial=0) <= _TEMP_ID:
             self._name_tracks(pids, tids, self.pid[-1], self.tid[-1])
-        for key, store, values in (("ts", self.ts, [e.ts for e in events]),
-                                   ("dur", self.dur, [e.dur for e in events])):
-            ns, ok, lossy, out = us_to_ns_ranged(values)
+        for key, store, (ns, ok, lossy, out) in (("ts", self.ts, chunk.ts), ("dur", self.dur, chunk.dur)):
             store.append((ns, ok))
             self.out_of_range[key].append(out)
             self.lossy[key] += lossy
-        raw_args = [e.args for e in events]
-        lengths = np.fromiter(map(len, raw_args), dtype=np.int64, count=len(raw_args))
-        joined = b"".join(raw_args)
-        self.args_data[self.args_used : self.args_used + len(joined)] = np.frombuffer(joined, dtype=np.uint8)
-        self.args_used += len(joined)
-        self.args_len.append(lengths)
-        # Join ids are read for the events that can become slices (B events become X).
-        span = (ph == self.ph.index.get("X", -2)) | (ph == self.ph.index.get("B", -2))
-        link = link_chunk(text, raw_args, span)
+        if chunk.args is not None:
+            self.args_data[self.args_used : self.args_used + len(chunk.args)] = np.frombuffer(chunk.args, np.uint8)
+            self.args_used += len(chunk.args)
+            self.args_len.append(chunk.args_len)
+        else:
+            self.args_len.append(np.zeros(len(chunk.index), dtype=np.int64))
+        if chunk.bad_utf8_events:
+            self.bad_utf8_events += chunk.bad_utf8_events
+            if self.first_bad_utf8 is None:
+                self.first_bad_utf8 = chunk.first_bad_utf8
+        link = dict(chunk.link)
         self.bad_link_rows += int(link.pop("bad_rows", 0))
         self.link.append(link)
 
-    def _repair_utf8(self, text: bytes, raws: list[msgspec.Raw], start: int) -> tuple[bytes, list[msgspec.Raw]]:
-        """Replace each invalid UTF-8 sequence in the chunk's events by "?" (counted, warned once)."""
-        try:
-            text.decode("utf-8")
-            return text, raws
-        except UnicodeDecodeError:
-            pass
-        fixed = []
-        for i, raw in enumerate(raws):
-            piece = bytes(raw)
-            try:
-                piece.decode("utf-8")
-            except UnicodeDecodeError:
-                piece = piece.decode("utf-8", "tracekit_qmark").encode("utf-8")
-                raw = msgspec.Raw(piece)
-                self.bad_utf8_events += 1
-                if self.first_bad_utf8 is None:
-                    self.first_bad_utf8 = start + i
-            fixed.append(raw)
-        return b"[" + b",".join(fixed) + b"]", fixed
-
-    def _fold_metadata(self, events: list, raws: list, phs: list) -> tuple[list, list, list, np.ndarray]:
+    def _fold_metadata(self, meta: list[tuple]) -> None:
         """Read the M events of a chunk into `meta` (their text pids/tids get ids and track names as
-        any row's would); return the other events, their raw text, their ph and their chunk positions."""
-        meta = [e for e in events if e.ph == "M"]
-        for e in meta:
-            self.meta.add((_name(e.name), e.pid, e.tid, bytes(e.args)))
-        pids, tids = [e.pid for e in meta], [e.tid for e in meta]
+        any row's would)."""
+        for key in meta:
+            self.meta.add(key)
+        pids, tids = [m[1] for m in meta], [m[2] for m in meta]
         pid, tid = self._ids(pids), self._ids(tids)
         if pid.min(initial=0) <= _TEMP_ID or tid.min(initial=0) <= _TEMP_ID:
             self._name_tracks(pids, tids, pid, tid)
         self.metadata_folded += len(meta)
-        kept = [i for i, p in enumerate(phs) if p != "M"]
-        return ([events[i] for i in kept], [raws[i] for i in kept], [phs[i] for i in kept],
-                np.asarray(kept, dtype=np.int64))
 
-    def _ids(self, values: list) -> np.ndarray:
-        try:
-            ids = pa.array(values, type=pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
-            return np.fromiter(map(self.ids, values), dtype=np.int64, count=len(values))
-        if len(ids) and (ids.min() <= _INT_MIN or ids.max() >= _INT_MAX):
-            return np.fromiter(map(self.ids, values), dtype=np.int64, count=len(values))
-        return ids
+    def _ids(self, values: np.ndarray | list) -> np.ndarray:
+        if isinstance(values, np.ndarray):
+            return values
+        fast = chunk_ids(values)
+        if isinstance(fast, np.ndarray):
+            return fast
+        return np.fromiter(map(self.ids, values), dtype=np.int64, count=len(values))
 
     def _name_tracks(self, pids: list, tids: list, pid: np.ndarray, tid: np.ndarray) -> None:
         """Tracks with text names ("Spans", "stream 7"): the text is the process/thread name."""
@@ -386,42 +298,30 @@ class _Builder:
                 self.track_names.setdefault((p, t), tids[i])
 
 
-def _malformed(path: Path, exc: msgspec.ValidationError, start: int, object_form: bool) -> TraceError:
-    """The error for an event that does not fit RawEvent, with its index in the whole file."""
-    text = str(exc)
-    found = re.search(r"\$\[(\d+)\]", text)
-    if not found:
-        return TraceError(path, f"malformed event: {text}")
-    index = start + int(found.group(1))
-    where = f"$.traceEvents[{index}]" if object_form else f"$[{index}]"
-    return TraceError(path, f"malformed event: {text[: found.start()]}{where}{text[found.end():]}", index)
-
-
 def decode_chrome(raw: RawInput, require_events: bool = True, chunk_events: int | None = None,
-                  release_input: bool = True) -> ChromeColumns:
+                  release_input: bool = True, keep_args: bool = True) -> ChromeColumns:
     """Decode a chrome-trace JSON file into columns; timestamps become exact integer ns.
 
     The events are decoded `chunk_events` (default CHUNK_EVENTS) at a time; the result does not
     depend on it. With `release_input`, `raw.data` is dropped (set to b"") once it has been
-    read, so that its memory is freed early.
+    read, so that its memory is freed early. Without `keep_args` the args column is empty (every
+    other column is the same): for readers that need only the link ids (`tracekit info`).
     """
     events, top_raw, damage, object_form = decode_document(raw)
     if require_events and not events:
         raise TraceError(raw.path, "trace holds no events (traceEvents is empty)")
-    try:
-        top, dropped = decode_top(top_raw) if top_raw is not None else (decode_top_recovered(raw.data), [])
-    except (msgspec.DecodeError, RecursionError) as exc:
-        raise TraceError(raw.path, f"malformed top-level JSON: {exc}") from None
-    if dropped:
-        note = f"top-level keys {', '.join(dropped)} are not valid JSON text (bad UTF-8 or too deep); ignored"
-        warn(raw.path, note)
-        damage.append(note)
-    del top_raw
     n = len(events)
     chunk_events = max(int(chunk_events or CHUNK_EVENTS), 1)
-    builder = _Builder(raw.path, len(raw.data))
-    for begin in range(0, n, chunk_events):
-        builder.add(events[begin : begin + chunk_events], begin, object_form)
+    # A second process may start decoding the later chunks now, while this one reads the top level.
+    chunks = decode_chunks(raw.path, events, chunk_events, object_form, keep_args)
+    try:
+        top = _top_keys(raw, top_raw, damage)
+        del top_raw
+        builder = _Builder(raw.path, len(raw.data) if keep_args else 0)
+        for chunk in chunks:
+            builder.append(chunk)
+    finally:
+        chunks.close()
     ph = builder.ph.column()
     begin_end = "B" in ph.categories or "E" in ph.categories
     raw_tracks = _raw_tracks(events, chunk_events) if begin_end else None
@@ -543,6 +443,19 @@ def decode_chrome(raw: RawInput, require_events: bool = True, chunk_events: int 
     return cols
 
 
+def _top_keys(raw: RawInput, top_raw: bytes | None, damage: list[str]) -> dict[str, Any]:
+    """The top-level keys other than traceEvents (of a truncated file: those before it)."""
+    try:
+        top, dropped = decode_top(top_raw) if top_raw is not None else (decode_top_recovered(raw.data), [])
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise TraceError(raw.path, f"malformed top-level JSON: {exc}") from None
+    if dropped:
+        note = f"top-level keys {', '.join(dropped)} are not valid JSON text (bad UTF-8 or too deep); ignored"
+        warn(raw.path, note)
+        damage.append(note)
+    return top
+
+
 def _raw_tracks(events: list[msgspec.Raw], chunk_events: int) -> tuple[list, list]:
     """pid and tid of every event as written (B/E pairing tells "5" and 5 apart, as written)."""
     pids: list = []
@@ -600,12 +513,6 @@ def _pair_begin_end(path, ph: list, pid: list, tid: list, ts_ns: np.ndarray, dur
         damage.append(note)
         skipped["unmatched_end"] = unmatched_end
     return stay
-
-
-def _name(value: object) -> str:
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else str(value)
 
 
 def _take(cols: ChromeColumns, rows: np.ndarray) -> ChromeColumns:

@@ -58,8 +58,6 @@ def link_chunk(events_json: bytes, raw_args: list, span: np.ndarray) -> dict[str
     bad_rows = 0
     try:
         decoded = [e.args for e in _events_decoder.decode(events_json)]
-        if None in decoded:
-            decoded = [_NONE if a is None else a for a in decoded]
     except (msgspec.ValidationError, RecursionError):
         decoded = [_NONE] * n
         for i in np.flatnonzero(span).tolist():
@@ -68,6 +66,16 @@ def link_chunk(events_json: bytes, raw_args: list, span: np.ndarray) -> dict[str
             if one is _BAD:
                 bad_rows += 1
             decoded[i] = one if isinstance(one, LinkArgs) else _NONE
+    out = link_columns(decoded, span)
+    if bad_rows:
+        out["bad_rows"] = bad_rows  # popped by the caller, which counts and reports them
+    return out
+
+
+def link_columns(decoded: list, span: np.ndarray) -> dict[str, np.ndarray]:
+    """int64 columns (-1 where absent) of decoded LinkArgs (None: no args); rows not in `span` get -1."""
+    if None in decoded:
+        decoded = [_NONE if a is None else a for a in decoded]
     out = {
         "correlation": int_column([a.correlation for a in decoded]),
         "sequence": int_column([a.sequence for a in decoded]),
@@ -81,8 +89,6 @@ def link_chunk(events_json: bytes, raw_args: list, span: np.ndarray) -> dict[str
     }
     if not span.all():
         out = {k: np.where(span, v, -1) for k, v in out.items()}
-    if bad_rows:
-        out["bad_rows"] = bad_rows  # popped by the caller, which counts and reports them
     return out
 
 

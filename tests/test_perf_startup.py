@@ -1,16 +1,23 @@
 """Start-up: `tracekit --help` and importing the CLI load no pandas/numpy/pyarrow (the commands import
-their stages when they run)."""
+their stages when they run), and each command, run on a real trace, loads only what it needs."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+from conftest import SAMPLES, shared
 
 HEAVY = ("pandas", "numpy", "pyarrow", "rich", "msgspec", "orjson", "tracekit.pipeline", "tracekit.convert")
 
 
-def loaded_after(code: str) -> list[str]:
-    probe = f"{code}\nimport sys\nprint('LOADED:', *(m for m in {HEAVY!r} if m in sys.modules))"
+# Never needed by compare, merge or info (dask/distributed: the dask executor; duckdb: `tracekit sql`).
+NEVER = ("dask", "distributed", "duckdb", "matplotlib", "torch")
+
+
+def loaded_after(code: str, watch: tuple[str, ...] = HEAVY) -> list[str]:
+    probe = f"{code}\nimport sys\nprint('LOADED:', *(m for m in {watch!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     return out.stdout.rsplit("LOADED:", 1)[1].split()
 
@@ -31,3 +38,35 @@ def test_sort_choices_match_the_view() -> None:
     from tracekit.modules.view import SORT_KEYS
 
     assert list(SORT_CHOICES) == list(SORT_KEYS)
+
+
+def loaded_by_command(args: list[str], watch: tuple[str, ...]) -> list[str]:
+    """The modules of `watch` that one CLI run (exit code 0) has imported when it ends."""
+    code = (f"from tracekit.cli import main\n"
+            f"try:\n    main({[str(a) for a in args]!r}, standalone_mode=False)\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n")
+    return loaded_after(code, watch)
+
+
+def test_compare_imports_no_trace_writer_unless_asked(tmp_path: Path) -> None:
+    """compare without --trace writes no chrome trace, so it imports neither the chrome writer nor convert's job;
+    with --trace it does (so the probe can see them)."""
+    pair = [SAMPLES / "gpt/prof.json.gz", SAMPLES / "gpt/prof_cuda.json.gz"]
+    watch = ("tracekit.writers.chrome", "tracekit.convert", "tracekit.ranks", *NEVER)
+    assert loaded_by_command(["compare", *pair, "-o", tmp_path / "a"], watch) == []
+    assert "tracekit.writers.chrome" in loaded_by_command(["compare", *pair, "-o", tmp_path / "b", "--trace"], watch)
+
+
+def test_info_imports_only_what_it_needs() -> None:
+    """info --json on a raw trace: no rich (tables are not printed), no module table, writers or report code."""
+    watch = ("rich", "tracekit.modules.table", "tracekit.writers.chrome", "tracekit.writers.parquet",
+             "tracekit.report", "tracekit.convert", "tracekit.compare", *NEVER)
+    trace = shared("gpu/tracelens/h100/gaunernst_bert-small-uncased__1016001.json.gz")
+    assert loaded_by_command(["info", "--json", trace], watch) == []
+
+
+def test_merge_imports_only_what_it_needs(tmp_path: Path) -> None:
+    """merge without --parquet: no compare, module table, report or rich tables."""
+    watch = ("rich", "tracekit.compare", "tracekit.modules.table", "tracekit.report", *NEVER)
+    inputs = [SAMPLES / "gpt/viz_both.json.gz", SAMPLES / "gpt/prof_both.json.gz"]
+    assert loaded_by_command(["merge", *inputs, "-o", tmp_path / "m.json"], watch) == []

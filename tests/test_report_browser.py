@@ -311,6 +311,18 @@ def test_npu_vs_gpu_compare_page_shows_comm_and_format_casts(browser, tmp_path):
                                                   "base_comm_ns"] / 1e6, abs=1e-3)
 
 
+def test_pipeline_report_names_the_stage_drawn_and_has_units(browser, tmp_path):
+    """A PP run (sample_traces/dist_pp_dp): the model drawn is rank 0's stage, the note names the other
+    stage's layers, and the pipeline tables are in ms like every other table (no raw _ns columns)."""
+    path = _report(tmp_path, str(SAMPLES / "dist_pp_dp"))
+    page = _open(browser, path, tmp_path / "pp_report.png")
+    model = page.eval("document.querySelector('#model').innerText")
+    assert "this drawing is rank 0's, stage 0 of 2" in model and "stage 1 (ranks 1, 3): Stage1_0" in model
+    text = page.eval("document.querySelector('#parallel').innerText")
+    assert "_ns" not in text and "bubble start ms" in text and "Send/recv between stages (PP)" in text
+    assert page.eval("document.querySelectorAll('#parallel svg').length") >= 1
+
+
 def test_parallel_page_has_units(browser, tmp_path):
     out = tmp_path / "parallel.html"
     result = CliRunner().invoke(main, ["parallel", str(shared("cpu/dist_cp_tp")), "--html", str(out)])

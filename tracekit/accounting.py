@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tracekit.table import DEVICE_KINDS, is_in, kind_in
+from tracekit.table import DEVICE_KINDS, first_match, is_in, kind_in
 
 WRITTEN = "written"
 METADATA = "metadata"  # M events: folded into tracekit's own process/thread names
@@ -24,13 +24,13 @@ def flow_status(events: pd.DataFrame, launch: np.ndarray) -> tuple[np.ndarray, p
     no Python string per row.
     """
     status = np.full(len(events), "", dtype=object)
-    is_flow = (events["kind"] == "flow").to_numpy()
+    is_flow = kind_in(events, ("flow",))
     if not is_flow.any():
         return status, pd.DataFrame(columns=["start", "end", "cat"])
     rows = np.flatnonzero(is_flow)
     src = events["source_index"].to_numpy()
-    cat_codes = events["cat"].cat.codes.to_numpy()[rows]
-    id_codes = events["flow_id"].cat.codes.to_numpy()[rows]
+    cat_codes = events["cat"].array.codes[rows]
+    id_codes = events["flow_id"].array.codes[rows]
     replaced = is_in(events["cat"], LAUNCH_FLOW_CATS)[rows] & _is_linked_correlation(
         events, launch, src[rows], id_codes)
     status[rows[replaced]] = FLOW_REPLACED
@@ -40,17 +40,23 @@ def flow_status(events: pd.DataFrame, launch: np.ndarray) -> tuple[np.ndarray, p
     keep = bound >= 0
     rest, bound = rest[keep], bound[keep]
     rest_cat, rest_id = cat_codes[~replaced][keep], id_codes[~replaced][keep]
-    flows = pd.DataFrame({"src": src[rest], "cat": rest_cat, "id": rest_id, "row": rest, "slice": bound})
-    starts = flows[is_in(events["ph"], ("s",))[rest]].drop_duplicates(["src", "cat", "id"])
-    ends = flows[is_in(events["ph"], ("f",))[rest]]
-    pairs = starts.merge(ends, on=["src", "cat", "id"], suffixes=("_s", "_f"))
-    paired = np.isin(rest, np.concatenate([pairs["row_s"].to_numpy(), pairs["row_f"].to_numpy()]))
+    key = (src[rest], rest_cat, rest_id)
+    ph = events["ph"]
+    is_start, is_end = np.flatnonzero(is_in(ph, ("s",))[rest]), np.flatnonzero(is_in(ph, ("f",))[rest])
+    # every end with the first start of its key, in the order of the starts, then of the ends (an inner merge)
+    start_of = first_match(tuple(k[is_end] for k in key), tuple(k[is_start] for k in key))
+    paired_end = np.flatnonzero(start_of >= 0)
+    order = np.lexsort((paired_end, start_of[paired_end]))
+    s_at, f_at = is_start[start_of[paired_end[order]]], is_end[paired_end[order]]
+    paired = np.zeros(len(rest), dtype=bool)
+    paired[s_at] = True
+    paired[f_at] = True
     status[rest[paired]] = WRITTEN
     status[rest[~paired]] = UNMATCHED_FLOW
-    cat_text = np.append(events["cat"].cat.categories.astype(str).to_numpy(dtype=object), "nan")  # -1: as str(NaN)
-    out = pd.DataFrame({"start": pairs["slice_s"].to_numpy(), "end": pairs["slice_f"].to_numpy(),
-                        "cat": cat_text[pairs["cat"].to_numpy()], "start_row": pairs["row_s"].to_numpy(),
-                        "end_row": pairs["row_f"].to_numpy()})
+    cat_text = np.append(events["cat"].array.categories.astype(str).to_numpy(dtype=object), "nan")  # -1: as str(NaN)
+    out = pd.DataFrame({"start": bound[s_at], "end": bound[f_at],
+                        "cat": cat_text[rest_cat[s_at]],
+                        "start_row": rest[s_at], "end_row": rest[f_at]})
     return status, out
 
 
@@ -61,13 +67,13 @@ def _is_linked_correlation(events: pd.DataFrame, launch: np.ndarray, flow_src: n
     if not device.any():
         return np.zeros(len(id_codes), dtype=bool)
     # An id is comparable only where its text is the canonical text of an int64 (str(int(text)) == text).
-    parsed = [_canonical_int(text) for text in events["flow_id"].cat.categories]
+    parsed = [_canonical_int(text) for text in events["flow_id"].array.categories]
     comparable = np.array([v is not None for v in parsed] + [False], dtype=bool)[id_codes]
     id_int = np.array([0 if v is None else v for v in parsed] + [0], dtype=np.int64)[id_codes]
-    linked = pd.MultiIndex.from_arrays([events["source_index"].to_numpy()[device],
-                                        events["correlation"].to_numpy()[device]])
     out = np.zeros(len(id_codes), dtype=bool)
-    out[comparable] = pd.MultiIndex.from_arrays([flow_src[comparable], id_int[comparable]]).isin(linked)
+    out[comparable] = first_match(
+        (flow_src[comparable], id_int[comparable]),
+        (events["source_index"].to_numpy()[device], events["correlation"].to_numpy()[device])) >= 0
     return out
 
 
@@ -80,16 +86,16 @@ def _canonical_int(text: object) -> int | None:
 
 
 def _bind_to_slices(events: pd.DataFrame, flow_rows: np.ndarray) -> np.ndarray:
-    """Row of the X slice starting exactly at each flow event's ts on its track (-1 if none)."""
-    spans = np.flatnonzero((events["ph"] == "X").to_numpy())
-    keys = ("source_index", "pid", "tid", "ts_ns")
-    columns = {k: events[k].to_numpy() for k in keys}
-    keyed = pd.DataFrame({**{k: v[spans] for k, v in columns.items()}, "slice": spans,
-                          "dur": events["dur_ns"].to_numpy()[spans]})
-    keyed = keyed.sort_values("dur", ascending=False).drop_duplicates(list(keys))
-    flows = pd.DataFrame({k: v[flow_rows] for k, v in columns.items()})
-    joined = flows.merge(keyed, on=list(keys), how="left")
-    return joined["slice"].fillna(-1).astype(np.int64).to_numpy()
+    """Row of the X slice starting exactly at each flow event's ts on its track (-1 if none); of several, the
+    longest (ties: the order pandas' descending quicksort left them in, kept so that the output stays the same)."""
+    spans = np.flatnonzero(is_in(events["ph"], ("X",)))
+    if not len(flow_rows) or not len(spans):
+        return np.full(len(flow_rows), -1, dtype=np.int64)
+    dur = events["dur_ns"].to_numpy()[spans]
+    longest_first = spans[np.arange(len(spans))[::-1][dur[::-1].argsort(kind="quicksort")][::-1]]
+    columns = [events[k].to_numpy() for k in ("source_index", "pid", "tid", "ts_ns")]
+    at = first_match(tuple(c[flow_rows] for c in columns), tuple(c[longest_first] for c in columns))
+    return np.where(at >= 0, longest_first[np.maximum(at, 0)], -1)
 
 
 def summarize_status(status: np.ndarray, skipped_before: dict[str, int], metadata_before: int = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -41,23 +42,31 @@ def convert(inputs: Sequence[str | Path], outdir: str | Path, gzip_trace: bool =
     step("building call tree and links")
     processed = process(table)
     trace_name = "trace.json.gz" if gzip_trace else "trace.json"
-    with staged_dir(outdir) as stage:
+    with staged_dir(outdir) as stage, ThreadPoolExecutor(max_workers=1) as pool:
+        # The Parquet tables are written in a second thread while this one writes the chrome trace:
+        # both only read the processed table, and arrow encodes and compresses without the GIL.
         step("writing chrome trace")
-        chrome = write_chrome_trace(processed.table, stage / trace_name, gzip_output=gzip_trace)
-        counts = {}
+        tables = pool.submit(write_tables, processed, stage) if parquet else None
         if parquet:
             step("writing parquet")
-            counts = write_parquet_tables(processed.table, stage)
-            counts["modules"] = write_module_table(processed, stage)
-            calls, _left_out = collective_calls(processed.table)
-            coll = build_collectives([calls], [s.distributed for s in processed.table.sources])
-            counts["collectives"] = write_collectives(coll, stage / "collectives.parquet")
+        chrome = write_chrome_trace(processed.table, stage / trace_name, gzip_output=gzip_trace)
+        counts = tables.result() if tables is not None else {}
         summary = build_summary(processed, chrome, counts, trace_name)
         (stage / "summary.json").write_text(json.dumps(summary, indent=2))
         write_manifest(stage, [fingerprint(p) for p in paths],
                        [source_record(s, i) for i, s in enumerate(processed.table.sources)], summary["ranks"],
                        counts, [trace_name])
     return summary
+
+
+def write_tables(processed, stage: Path) -> dict[str, int]:
+    """The Parquet tables (events, kernels, ops, steps, modules, collectives); returns their row counts."""
+    counts = write_parquet_tables(processed.table, stage)
+    counts["modules"] = write_module_table(processed, stage)
+    calls, _left_out = collective_calls(processed.table)
+    coll = build_collectives([calls], [s.distributed for s in processed.table.sources])
+    counts["collectives"] = write_collectives(coll, stage / "collectives.parquet")
+    return counts
 
 
 def build_summary(processed, chrome, counts: dict[str, int], trace_name: str) -> dict[str, Any]:

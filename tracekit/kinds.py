@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from tracekit.table import KIND_DTYPE
+from tracekit.table import KIND_DTYPE, KINDS, first_of_group, group_codes
 
 _CAT_KIND = {
     "cpu_op": "cpu_op", "operator": "cpu_op",
@@ -54,24 +54,20 @@ def classify_one(ph: str, cat: str | None, name: str) -> str:
 
 
 def classify(ph: pd.Categorical, cat: pd.Categorical, name: pd.Categorical) -> pd.Categorical:
-    """Vectorized classify_one over categorical columns."""
-    frame = pd.DataFrame(
-        {"ph": ph.codes.astype(np.int64), "cat": cat.codes.astype(np.int64), "name": name.codes.astype(np.int64)}
-    )
-    combos = frame.drop_duplicates()
-    ph_v, cat_v, name_v = ph.categories, cat.categories, name.categories
-    combo_kind = [
-        classify_one(
+    """Vectorized classify_one over categorical columns: one call per distinct (ph, cat, name)."""
+    code, groups = group_codes(ph.codes, cat.codes, name.codes)
+    first = first_of_group(code, groups)
+    ph_v, cat_v, name_v = ph.categories.tolist(), cat.categories.tolist(), name.categories.tolist()
+    kind_code = {k: i for i, k in enumerate(KINDS)}
+    combo_kind = np.array([
+        kind_code.get(classify_one(
             ph_v[p] if p >= 0 else "",
             cat_v[c] if c >= 0 else None,
             name_v[n] if n >= 0 else "",
-        )
-        for p, c, n in combos.itertuples(index=False)
-    ]
-    combos = combos.assign(kind=combo_kind)
-    kinds = frame.merge(combos, on=["ph", "cat", "name"], how="left")["kind"]
-    return pd.Categorical(kinds.to_numpy(), dtype=KIND_DTYPE)
-
+        ), -1)
+        for p, c, n in zip(ph.codes[first].tolist(), cat.codes[first].tolist(), name.codes[first].tolist())
+    ], dtype=np.int8)
+    return pd.Categorical.from_codes(combo_kind[code], dtype=KIND_DTYPE)
 
 
 # --- Ascend NPU (torch_npu) -------------------------------------------------------------------

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from tracekit.ancestry import nearest_marked
-from tracekit.table import DEVICE_KINDS, NO_ROW, kind_in
+from tracekit.table import DEVICE_KINDS, NO_ROW, first_match, kind_in
 
 OP_KINDS = ("cpu_op", "collective")
 
@@ -31,14 +31,11 @@ def link_launches(events: pd.DataFrame, parent: np.ndarray) -> Links:
     corr = events["correlation"].to_numpy()
     src = events["source_index"].to_numpy()
     device = kind_in(events, DEVICE_KINDS)
-    runtime = kind == "runtime"
-    rt = pd.DataFrame({"src": src[runtime], "corr": corr[runtime], "rt_row": np.flatnonzero(runtime)})
-    rt = rt[rt["corr"] >= 0].drop_duplicates(["src", "corr"])
+    runtime = kind_in(events, ("runtime",))
+    rt_rows = np.flatnonzero(runtime & (corr >= 0))
     dev_rows = np.flatnonzero(device)
-    dev = pd.DataFrame({"src": src[dev_rows], "corr": corr[dev_rows], "row": dev_rows})
-    joined = dev.merge(rt, on=["src", "corr"], how="left")
-    found = joined["rt_row"].notna().to_numpy()
-    launch[joined["row"].to_numpy()[found]] = joined["rt_row"].to_numpy()[found].astype(np.int64)
+    at = first_match((src[dev_rows], corr[dev_rows]), (src[rt_rows], corr[rt_rows]))
+    launch[dev_rows[at >= 0]] = rt_rows[at[at >= 0]]
     op_of_row = nearest_marked(parent, kind_in(events, OP_KINDS), include_self=False)
     has_launch = launch >= 0
     launcher[has_launch] = op_of_row[launch[has_launch]]
@@ -58,8 +55,5 @@ def _external_id_fallback(events, kind, src, device, launcher) -> None:
     if not len(need):
         return
     ops = np.flatnonzero(kind_in(events, OP_KINDS) & (ext >= 0))
-    table = pd.DataFrame({"src": src[ops], "ext": ext[ops], "op": ops}).drop_duplicates(["src", "ext"])
-    want = pd.DataFrame({"src": src[need], "ext": ext[need], "row": need})
-    joined = want.merge(table, on=["src", "ext"], how="left")
-    ok = joined["op"].notna().to_numpy()
-    launcher[joined["row"].to_numpy()[ok]] = joined["op"].to_numpy()[ok].astype(np.int64)
+    at = first_match((src[need], ext[need]), (src[ops], ext[ops]))
+    launcher[need[at >= 0]] = ops[at[at >= 0]]

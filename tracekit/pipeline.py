@@ -29,14 +29,15 @@ class Processed:
 
 
 def read_inputs(paths: Sequence[str | Path], on_file: Callable[[str], None] | None = None,
-                unique: bool = True) -> EventTable:
+                unique: bool = True, keep_args: bool = True) -> EventTable:
     """Read every input (files, rank folders, globs: see tracekit.inputs) into one table; a `source_index`
-    column tells the files apart; with unique=False a file given twice is read twice (merge)."""
+    column tells the files apart; with unique=False a file given twice is read twice (merge); without
+    keep_args the args column is left empty (see converters.read_trace)."""
     tables = []
     for index, path in enumerate(expand_inputs(paths, unique)):
         if on_file:
             on_file(str(path))
-        table = with_name_rank(read_trace(path), path)
+        table = with_name_rank(read_trace(path, keep_args=keep_args), path)
         table.events["source_index"] = np.int32(index)
         tables.append(table)
     return concat(tables)

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from tracekit.table import DEVICE_KINDS
+from tracekit.table import DEVICE_KINDS, kind_in, strings
 
 _STEP_NUMBER = re.compile(r"#(\d+)$")
 
@@ -16,18 +16,18 @@ def assign_steps(events: pd.DataFrame, launch: np.ndarray) -> np.ndarray:
     """Step number per row (-1 outside any step); device events take the step of their launch."""
     n = len(events)
     step = np.full(n, -1, dtype=np.int32)
-    kind = events["kind"].to_numpy()
     src = events["source_index"].to_numpy()
     ts = events["ts_ns"].to_numpy()
+    dur = events["dur_ns"].to_numpy()
     when = np.where(launch >= 0, ts[np.maximum(launch, 0)], ts)
-    step_rows = np.flatnonzero(kind == "step")
+    step_rows = np.flatnonzero(kind_in(events, ("step",)))
     for source in np.unique(src[step_rows]):
         mine = step_rows[src[step_rows] == source]
         numbers = np.array(
             [int(m.group(1)) if (m := _STEP_NUMBER.search(str(nm))) else -1
-             for nm in events["name"].to_numpy()[mine]], dtype=np.int32)
+             for nm in strings(events["name"], mine)], dtype=np.int32)
         starts = ts[mine]
-        ends = starts + np.maximum(events["dur_ns"].to_numpy()[mine], 0)
+        ends = starts + np.maximum(dur[mine], 0)
         order = np.argsort(starts, kind="stable")
         starts, ends, numbers = starts[order], ends[order], numbers[order]
         rows = np.flatnonzero(src == source)
@@ -45,51 +45,95 @@ STEP_COLUMNS = ("source_index", "source", "rank", "step", "start_ns", "dur_ns", 
 def step_table(events: pd.DataFrame) -> pd.DataFrame:
     """One row per (source, step): the host extent of its ProfilerStep annotation (`start_ns`, `dur_ns`) and
     its device extent: the annotation's GPU copy where Kineto wrote one (`device_from = gpu_user_annotation`),
-    else the first start to last end of the device events launched in the step (`device_events`), else none."""
-    rows = events[events["kind"] == "step"]
+    else the first start to last end of the device events launched in the step (`device_events`), else none.
+
+    In numpy: a trace has few steps, and pandas groupby/join on a handful of rows costs more than the events."""
+    rows = np.flatnonzero(kind_in(events, ("step",)))
     if not len(rows):
         return pd.DataFrame({c: [] for c in STEP_COLUMNS})
-    frame = pd.DataFrame({
-        "source_index": rows["source_index"].to_numpy() if "source_index" in rows else 0,
-        "source": rows["source"].astype(str).to_numpy(), "rank": rows["rank"].to_numpy(),
-        "step": rows["name"].astype(str).str.extract(_STEP_NUMBER, expand=False).astype("Int64").to_numpy(),
-        "start": rows["ts_ns"].to_numpy(), "end": rows["ts_ns"].to_numpy() + np.maximum(rows["dur_ns"].to_numpy(), 0),
-        "device_copy": (rows["cat"].astype(str) == DEVICE_COPY_CAT).to_numpy(),
-    })
-    key = ["source_index", "step"]
-    host = frame[~frame["device_copy"]].groupby(key, dropna=False).agg(
-        source=("source", "first"), rank=("rank", "first"), start=("start", "min"), end=("end", "max"))
-    copy = frame[frame["device_copy"]].groupby(key, dropna=False).agg(
-        source=("source", "first"), rank=("rank", "first"), start=("start", "min"), end=("end", "max"))
-    host, copy = (f.astype({"start": "Int64", "end": "Int64"}) for f in (host, copy))  # no float: ns need 19 digits
-    out = host.join(copy, how="outer", rsuffix="_dev")
-    out["source"] = out["source"].fillna(out["source_dev"])
-    out["rank"] = out["rank"].fillna(out["rank_dev"])
-    launched = _device_extents(events)
-    out = out.join(launched, how="left")
-    has_copy = out["start_dev"].notna()
-    out["device_start_ns"] = out["start_dev"].where(has_copy, out["kernel_start"])
-    out["device_end"] = out["end_dev"].where(has_copy, out["kernel_end"])
-    launched_from = np.where(out["kernel_start"].notna(), "device_events", None)
-    out["device_from"] = np.where(has_copy, DEVICE_COPY_CAT, launched_from)
-    out = out.reset_index()
+    si = events["source_index"].to_numpy()[rows] if "source_index" in events else np.zeros(len(rows), np.int64)
+    numbers = [_step_number(name) for name in strings(events["name"], rows)]
+    has_number = np.array([n is not None for n in numbers], dtype=bool)
+    number = np.array([-1 if n is None else n for n in numbers], dtype=np.int64)
+    start = events["ts_ns"].to_numpy()[rows]
+    end = start + np.maximum(events["dur_ns"].to_numpy()[rows], 0)
+    is_copy = strings(events["cat"], rows) == DEVICE_COPY_CAT
+    source = strings(events["source"], rows)
+    rank = events["rank"].to_numpy()[rows]
+    # groups (source_index, step) in sorted order, a step without a number last in its source
+    keys = sorted({(int(s), not h, int(n)) for s, h, n in zip(si, has_number, number)})
+    key_of = {k: i for i, k in enumerate(keys)}
+    group = np.array([key_of[(int(s), not h, int(n))] for s, h, n in zip(si, has_number, number)], dtype=np.int64)
+    host, copy = _extents(group, ~is_copy, start, end, len(keys)), _extents(group, is_copy, start, end, len(keys))
+    first_host, first_copy = host[2], copy[2]
+    first = np.where(first_host >= 0, first_host, first_copy)  # the row that names the group's source and rank
+    kernel_start, kernel_end, has_kernels = _device_extents(events, keys)
+    has_copy = copy[2] >= 0
+    dev_start = np.where(has_copy, copy[0], kernel_start)
+    dev_end = np.where(has_copy, copy[1], kernel_end)
+    has_dev = has_copy | has_kernels
+    has_host = first_host >= 0
+    device_from = np.where(has_copy, DEVICE_COPY_CAT, np.where(has_kernels, "device_events", None)).astype(object)
+    out_si = np.array([k[0] for k in keys], dtype=np.int64)
+    out_step = np.array([k[2] for k in keys], dtype=np.int64)
+    step_known = np.array([not k[1] for k in keys], dtype=bool)
+    # sort by (source_index, start_ns, device_start_ns), missing values last, ties in key order
+    order = np.lexsort((dev_start, ~has_dev, host[0], ~has_host, out_si))
     return pd.DataFrame({
-        "source_index": out["source_index"].astype(np.int32), "source": out["source"].astype(str),
-        "rank": out["rank"].astype(np.int64), "step": out["step"].astype("Int64"),
-        "start_ns": out["start"].astype("Int64"), "dur_ns": (out["end"] - out["start"]).astype("Int64"),
-        "device_start_ns": out["device_start_ns"].astype("Int64"),
-        "device_dur_ns": (out["device_end"] - out["device_start_ns"]).astype("Int64"),
-        "device_from": out["device_from"].astype(object),
-    }).sort_values(["source_index", "start_ns", "device_start_ns"], na_position="last").reset_index(drop=True)
+        "source_index": out_si[order].astype(np.int32),
+        "source": pd.Series(source[first[order]], dtype=object).astype(str),
+        "rank": rank[first[order]].astype(np.int64),
+        "step": _nullable(out_step, step_known)[order],
+        "start_ns": _nullable(host[0], has_host)[order],
+        "dur_ns": _nullable(host[1] - host[0], has_host)[order],
+        "device_start_ns": _nullable(dev_start, has_dev)[order],
+        "device_dur_ns": _nullable(dev_end - dev_start, has_dev)[order],
+        "device_from": pd.Series(device_from[order], dtype=object),
+    })
 
 
-def _device_extents(events: pd.DataFrame) -> pd.DataFrame:
-    """Per (source_index, step): first start and last end of the device events that ran in the step."""
-    device = events[events["kind"].isin(DEVICE_KINDS) & (events["step"] >= 0)] if "step" in events else events[:0]
-    frame = pd.DataFrame({"source_index": device["source_index"].to_numpy(),
-                          "step": device["step"].astype("Int64").to_numpy(),
-                          "kernel_start": device["ts_ns"].to_numpy(),
-                          "kernel_end": device["ts_ns"].to_numpy() + np.maximum(device["dur_ns"].to_numpy(), 0)})
-    out = frame.groupby(["source_index", "step"]).agg(kernel_start=("kernel_start", "min"),
-                                                      kernel_end=("kernel_end", "max"))
-    return out.astype("Int64")
+def _step_number(name: object) -> int | None:
+    found = _STEP_NUMBER.search(str(name))
+    return int(found.group(1)) if found else None
+
+
+def _nullable(values: np.ndarray, known: np.ndarray) -> pd.arrays.IntegerArray:
+    """An Int64 array (missing where not known)."""
+    return pd.arrays.IntegerArray(np.where(known, values, 0).astype(np.int64), ~known)
+
+
+def _extents(group: np.ndarray, pick: np.ndarray, start: np.ndarray, end: np.ndarray, groups: int
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per group over the picked rows: min start, max end, and the first picked row (-1: none)."""
+    lo = np.full(groups, np.iinfo(np.int64).max, dtype=np.int64)
+    hi = np.full(groups, np.iinfo(np.int64).min, dtype=np.int64)
+    first = np.full(groups, len(group), dtype=np.int64)
+    at = np.flatnonzero(pick)
+    np.minimum.at(lo, group[at], start[at])
+    np.maximum.at(hi, group[at], end[at])
+    np.minimum.at(first, group[at], at)
+    return lo, hi, np.where(first < len(group), first, -1)
+
+
+def _device_extents(events: pd.DataFrame, keys: list[tuple[int, bool, int]]
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per step key: first start and last end of the device events that ran in the step, and whether any did."""
+    lo = np.full(len(keys), np.iinfo(np.int64).max, dtype=np.int64)
+    hi = np.full(len(keys), np.iinfo(np.int64).min, dtype=np.int64)
+    if "step" not in events:
+        return lo, hi, np.zeros(len(keys), dtype=bool)
+    step = events["step"].to_numpy()
+    rows = np.flatnonzero(kind_in(events, DEVICE_KINDS) & (step >= 0))
+    si = events["source_index"].to_numpy()[rows]
+    known = [i for i, (_, missing, n) in enumerate(keys) if not missing and n < 2**31]
+    key_code = np.array([(keys[i][0] << 32) | keys[i][2] for i in known], dtype=np.int64)
+    row_code = (si.astype(np.int64) << 32) | step[rows].astype(np.int64)
+    at = np.minimum(np.searchsorted(key_code, row_code), max(len(known) - 1, 0))
+    hit = np.flatnonzero(key_code[at] == row_code) if len(known) else np.zeros(0, dtype=np.int64)
+    group = np.asarray(known, dtype=np.int64)[at[hit]]
+    ts = events["ts_ns"].to_numpy()[rows[hit]]
+    np.minimum.at(lo, group, ts)
+    np.maximum.at(hi, group, ts + np.maximum(events["dur_ns"].to_numpy()[rows[hit]], 0))
+    has = np.zeros(len(keys), dtype=bool)
+    has[group] = True
+    return lo, hi, has

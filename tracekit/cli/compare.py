@@ -28,21 +28,23 @@ def compare_cmd(base: Path, target: Path, outdir: Path, with_trace: bool, top: i
     """Compare BASE and TARGET: compare_modules/ops/steps.parquet, report.html, summary.json [, trace.json]."""
     from tracekit.compare.job import compare_paths
     from tracekit.compare.ops import one_sided
-    from tracekit.compare.trace import side_by_side
-    from tracekit.writers.chrome import write_chrome_trace
     from tracekit.writers.compare_html import render_report
     from tracekit.writers.compare_text import render_one_sided, render_steps, render_top
 
     with progress_steps(total=6 if with_trace else 5) as advance:
         cmp = compare_paths(base, target, equiv, progress=advance)
+        only = one_sided(cmp.ops)
         with staged_dir(outdir) as stage:
             advance("writing tables and report")
             cmp.modules.to_parquet(stage / "compare_modules.parquet", index=False)
             cmp.ops.to_parquet(stage / "compare_ops.parquet", index=False)
             cmp.steps.to_parquet(stage / "compare_steps.parquet", index=False)
             (stage / "report.html").write_text(render_report(cmp, top))
-            (stage / "summary.json").write_text(json.dumps(_summary(cmp), indent=2))
-            if with_trace:
+            (stage / "summary.json").write_text(json.dumps(_summary(cmp, only), indent=2))
+            if with_trace:  # the chrome writer is imported only when it is needed
+                from tracekit.compare.trace import side_by_side
+                from tracekit.writers.chrome import write_chrome_trace
+
                 advance("writing the side-by-side trace")
                 write_chrome_trace(side_by_side(cmp.base, cmp.target), stage / "trace.json")
     console = out_console()
@@ -52,11 +54,12 @@ def compare_cmd(base: Path, target: Path, outdir: Path, with_trace: bool, top: i
     if len(cmp.modules):
         console.print(f"modules matched: {cmp.matched_fraction():.1%}")
     render_top(cmp.modules, cmp.ops, top, console, cmp.basis)
-    render_one_sided(one_sided(cmp.ops), top, console)
+    render_one_sided(only, top, console)
     click.echo(f"wrote {outdir}")
 
 
-def _summary(cmp) -> dict:
+def _summary(cmp, only=None) -> dict:
+    """summary.json; `only` is one_sided(cmp.ops) when the caller has it already."""
     from tracekit.compare.ops import one_sided
 
     modules, ops = cmp.modules, cmp.ops
@@ -65,7 +68,7 @@ def _summary(cmp) -> dict:
         "modules": {"matched_fraction": cmp.matched_fraction(),
                     "by_status": modules["status"].value_counts().to_dict() if len(modules) else {}},
         "ops": {"by_status": ops["status"].value_counts().to_dict() if len(ops) else {},
-                "one_side_only": json.loads(one_sided(ops).to_json(orient="records"))},
+                "one_side_only": json.loads((one_sided(ops) if only is None else only).to_json(orient="records"))},
         "steps": {side: {"steps": len(f), "mean_step_ns": float(f["dur_ns"].mean()),
                          "mean_compute_ns": float(f["compute_ns"].mean()),
                          "mean_exposed_comm_ns": float(f["exposed_comm_ns"].mean()),

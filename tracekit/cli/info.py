@@ -42,7 +42,7 @@ def info_cmd(inputs: tuple[Path, ...], top: int, fmt: str | None, as_json: bool,
         else:  # raw traces: only the stages the facts need (tracekit.info.quick_info)
             from tracekit.pipeline import read_inputs
 
-            table = read_inputs(inputs, on_file=on_file)
+            table = read_inputs(inputs, on_file=on_file, keep_args=False)  # info reads no args
             advance("building call tree and links")
             facts = quick_info(table, top=top)
     fmt = fmt or ("json" if as_json else format_from_suffix(out, ("json",), "table"))

@@ -5,8 +5,6 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Sequence
 
-import numpy as np
-
 DP_CELLS = 1_000_000  # above this, difflib's matcher (near-linear on real op streams) is used
 
 
@@ -20,23 +18,24 @@ def align(a: Sequence, b: Sequence, score: Callable[[object, object], int],
     if len(a) * len(b) > DP_CELLS:
         return _difflib(a, b, score, key)
     n, m = len(a), len(b)
-    table = np.zeros((n + 1, m + 1), dtype=np.int64)
+    # Python lists, not a numpy table: the loop reads one cell at a time, and a numpy scalar read costs ~10x
+    table = [[0] * (m + 1) for _ in range(n + 1)]
     scores = [[score(x, y) for y in b] for x in a]
     for i in range(n - 1, -1, -1):
         row, below = table[i], table[i + 1]
         s = scores[i]
         for j in range(m - 1, -1, -1):
-            best = max(below[j], row[j + 1])
-            if s[j]:
-                best = max(best, below[j + 1] + s[j])
+            best = below[j] if below[j] >= row[j + 1] else row[j + 1]
+            if s[j] and below[j + 1] + s[j] > best:
+                best = below[j + 1] + s[j]
             row[j] = best
     out: list[tuple[int | None, int | None]] = []
     i = j = 0
     while i < n and j < m:
-        if scores[i][j] and table[i, j] == table[i + 1, j + 1] + scores[i][j]:
+        if scores[i][j] and table[i][j] == table[i + 1][j + 1] + scores[i][j]:
             out.append((i, j))
             i, j = i + 1, j + 1
-        elif table[i + 1, j] >= table[i, j + 1]:
+        elif table[i + 1][j] >= table[i][j + 1]:
             out.append((i, None))
             i += 1
         else:

@@ -78,14 +78,30 @@ def _add_kernels(frame: pd.DataFrame, ev: pd.DataFrame, kind: np.ndarray, parent
     sums = dev.groupby("owner")["dur"].agg(["sum", "size"])
     frame["device_ns"] = frame["row"].map(sums["sum"]).fillna(0).astype(np.int64).to_numpy()
     frame["kernel_count"] = frame["row"].map(sums["size"]).fillna(0).astype(np.int64).to_numpy()
-    is_cast = np.array([is_format_cast(str(n)) for n in dev["name"]], dtype=bool)
+    codes, uniques = pd.factorize(dev["name"].to_numpy(), use_na_sentinel=False)  # each kernel name tested once
+    is_cast = np.array([is_format_cast(str(n)) for n in uniques], dtype=bool)[codes]
     casts = dev[is_cast].groupby("owner")["dur"].agg(["sum", "size"])
     frame["cast_ns"] = frame["row"].map(casts["sum"]).fillna(0).astype(np.int64).to_numpy()
     frame["cast_count"] = frame["row"].map(casts["size"]).fillna(0).astype(np.int64).to_numpy()
     top = (dev.groupby(["owner", "name"]).size().reset_index(name="n")
            .sort_values(["owner", "n"], ascending=[True, False]).groupby("owner").head(KERNEL_NAMES_KEPT))
-    joined = top.groupby("owner")["name"].agg(lambda s: " | ".join(str(x) for x in s))
+    joined = _joined_by_owner(top["owner"].to_numpy(), top["name"].to_numpy())
     frame["kernel_names"] = frame["row"].map(joined).to_numpy()
+
+
+def _joined_by_owner(owner: np.ndarray, names: np.ndarray) -> pd.Series:
+    """Per owner (sorted), its names in the given order joined by " | " (rows of an owner are adjacent)."""
+    keys: list = []
+    texts: list[str] = []
+    for key, name in zip(owner.tolist(), names.tolist()):
+        if keys and keys[-1] == key:
+            texts[-1] += f" | {name}"
+        else:
+            keys.append(key)
+            texts.append(str(name))
+    order = np.argsort(np.asarray(keys, dtype=np.int64), kind="stable")
+    return pd.Series([texts[i] for i in order], index=np.asarray(keys, dtype=np.int64)[order], name="name",
+                     dtype=object)
 
 
 def _add_shapes(frame: pd.DataFrame, table: EventTable, parent: np.ndarray, names: np.ndarray,
@@ -93,8 +109,8 @@ def _add_shapes(frame: pd.DataFrame, table: EventTable, parent: np.ndarray, name
     """Recorded shapes/dtypes, local shapes under tensor-subclass dispatch, and the (local) weight shape."""
     rows = frame["row"].to_numpy()
     inputs = op_inputs(table.args, rows)
-    frame["shapes"] = [_as_lists(d, shapes=True) for d in inputs.dims]
-    frame["dtypes"] = [_as_lists(t) for t in inputs.types]
+    frame["shapes"] = _each_once(inputs.dims, lambda d: _as_lists(d, shapes=True))
+    frame["dtypes"] = _each_once(inputs.types, _as_lists)
     is_sub = names == SUBCLASS_NODE
     local = np.flatnonzero((parent >= 0) & is_sub[np.maximum(parent, 0)] & (parent >= 0))
     owner = nearest_marked(parent, listed)[local]
@@ -109,6 +125,12 @@ def _add_shapes(frame: pd.DataFrame, table: EventTable, parent: np.ndarray, name
                              for r in rows.tolist()]
     frame["weight_shape"] = [_weight(str(n), s, per_owner.get(r)) for r, n, s in
                              zip(rows.tolist(), frame["name"], frame["shapes"])]
+
+
+def _each_once(texts, convert) -> list:
+    """`convert` of each text, computed once per distinct text (ops repeat the same few shapes)."""
+    done: dict = {}
+    return [done[t] if t in done else done.setdefault(t, convert(t)) for t in texts]
 
 
 def _as_lists(text: str, shapes: bool = False) -> str | None:

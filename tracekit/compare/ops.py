@@ -17,18 +17,19 @@ SEQ_COLUMNS = ("name", "calls", "count", "host_ns", "device_ns", "kernel_count",
                "kernel_names", "shapes", "dtypes", "local_shapes", "weight_shape", "nested", "collective")
 
 
+_SUMMED = ("host_ns", "device_ns", "kernel_count", "cast_ns", "cast_count")
+_FIRST = ("kernel_names", "shapes", "dtypes", "local_shapes", "weight_shape", "nested", "collective")
+
+
 def per_ordinal(ops: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
     """(calls per (module path, phase), the op at each (module path, phase, ordinal): the most frequent name,
     summed over the calls that ran it), sorted by path, phase and ordinal."""
     frame = ops.assign(module_path=ops["module_path"].astype(object).where(ops["module_path"].notna(), None))
     calls = frame.groupby(["module_path", "phase"], dropna=False)["call"].nunique()
     grouped = frame.groupby(["module_path", "phase", "ordinal", "name"], dropna=False, sort=False)
-    agg = grouped.agg(count=("row", "size"), host_ns=("host_ns", "sum"), device_ns=("device_ns", "sum"),
-                      kernel_count=("kernel_count", "sum"), cast_ns=("cast_ns", "sum"),
-                      cast_count=("cast_count", "sum"), kernel_names=("kernel_names", "first"),
-                      shapes=("shapes", "first"), dtypes=("dtypes", "first"), local_shapes=("local_shapes", "first"),
-                      weight_shape=("weight_shape", "first"), nested=("nested", "first"),
-                      collective=("collective", "first")).reset_index()
+    # one call per kind of aggregate (size, sum, first: the first non-missing value), not one per column
+    agg = pd.concat([grouped.size().rename("count"), grouped[list(_SUMMED)].sum(), grouped[list(_FIRST)].first()],
+                    axis=1).reset_index()
     agg = agg.sort_values(["module_path", "phase", "ordinal", "count"], ascending=[True, True, True, False],
                           kind="stable", na_position="first")
     return calls, agg.drop_duplicates(["module_path", "phase", "ordinal"])
@@ -67,11 +68,12 @@ def one_sided(ops: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["side", "op", "phase", "occurrences", "modules", "time_ns"])
     rows = []
     for side in ("base", "target"):
-        part = ops[ops["status"] == f"{side}_only"]
+        part = ops.loc[ops["status"] == f"{side}_only", [f"{side}_op", "phase", "module_path", "status", f"{side}_ns"]]
         if not len(part):
             continue
+        part = part.assign(module_or_none=part["module_path"].fillna("(no module)"))  # ops outside modules count once
         grouped = part.groupby([f"{side}_op", "phase"], dropna=False).agg(
-            occurrences=("status", "size"), modules=("module_path", lambda s: s.fillna("(no module)").nunique()),
+            occurrences=("status", "size"), modules=("module_or_none", "nunique"),
             time_ns=(f"{side}_ns", "sum")).reset_index().rename(columns={f"{side}_op": "op"})
         rows.append(grouped.assign(side=side))
     if not rows:

@@ -25,6 +25,7 @@ class SequenceTable:
     frame: pd.DataFrame
     spans: dict[tuple[str | None, str], range]
     phases_of: dict[str | None, set[str]] = field(default_factory=dict)
+    lists: dict[str, list] = field(default_factory=dict, repr=False, compare=False)  # view's cache
 
     def phases(self, path: str | None) -> set[str]:
         """Phases that have a sequence for module path `path` (None: ops outside any module)."""
@@ -39,7 +40,9 @@ class SequenceTable:
 
     def view(self, span: range) -> dict[str, list]:
         """The names and shapes of one sequence (what tracekit.compare.ops.align_ops reads)."""
-        return {c: self.frame[c].iloc[span.start:span.stop].tolist() for c in ("name", "shapes")}
+        if not self.lists:  # both columns as lists once: slicing a list is far cheaper than a Series per span
+            self.lists.update({c: self.frame[c].tolist() for c in ("name", "shapes")})
+        return {c: values[span.start:span.stop] for c, values in self.lists.items()}
 
     def take(self, rows: np.ndarray, columns: list[str], absent: bool) -> pd.DataFrame:
         """`columns` at `rows` (-1: a missing row, all values missing).

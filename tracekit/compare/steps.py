@@ -94,6 +94,15 @@ def step_windows(table: EventTable, iterations: bool = False) -> pd.DataFrame:
     return pd.DataFrame({"step": [-1], "start_ns": [start], "dur_ns": [end - start], "step_kind": [WHOLE_TRACE]})
 
 
+def comm_named(names: np.ndarray) -> np.ndarray:
+    """Which names are collective kernels by name (NCCL/RCCL/HCCL, allreduce, ...): each distinct name searched once."""
+    if not len(names):
+        return np.zeros(0, dtype=bool)
+    codes, uniques = pd.factorize(names, use_na_sentinel=False)
+    hits = np.array([bool(_COMM_KERNEL.search(str(n))) for n in uniques], dtype=bool)
+    return hits[codes]
+
+
 def step_breakdown(table: EventTable, iterations: bool = False) -> pd.DataFrame:
     """One row per step window with its compute / exposed communication / idle split."""
     ev = table.events
@@ -105,7 +114,8 @@ def step_breakdown(table: EventTable, iterations: bool = False) -> pd.DataFrame:
         basis = "device"
         launcher = ev["launcher"].to_numpy()
         coll_op = kind[np.maximum(launcher, 0)] == "collective"
-        named = np.array([bool(_COMM_KERNEL.search(str(n))) for n in strings(ev["name"])], dtype=bool)
+        named = np.zeros(len(kind), dtype=bool)
+        named[device] = comm_named(strings(ev["name"])[device])
         comm = device & (((launcher >= 0) & coll_op) | named)
         compute = device & ~comm
     else:

@@ -22,6 +22,8 @@ from tracekit.compare.seqtable import SequenceTable, sequence_table
 from tracekit.compare.side import Side
 
 SIDES = ("base", "target")
+MODULE_FIELDS = ("calls", "module_type", "total_ns", "backward_ns", "device_ns_fwd", "device_ns_bwd", "kernel_count",
+                 "op_count", "input_shapes", "input_dtypes", "output_shapes", "params", "flops_fwd")
 PHASE_ORDER = {"forward": 0, "backward": 1, "loss": 2, "optimizer": 3, "other": 4}
 
 
@@ -56,16 +58,16 @@ def compare_modules(base: Side, target: Side, basis: str) -> pd.DataFrame:
     out = pairs.copy()
     for label, side, col in (("base", base, "base_path"), ("target", target, "target_path")):
         m = side.modules.set_index("module_path")
-        calls = out[col].map(m["calls"]).astype(float)
+        row = m[list(MODULE_FIELDS)].reindex(out[col].to_numpy()).set_axis(out.index)  # one lookup per side
+        calls = row["calls"].astype(float)
         per = {
-            "calls": calls, "type": out[col].map(m["module_type"]),
-            "host_fwd_ns": out[col].map(m["total_ns"]) / calls, "host_bwd_ns": out[col].map(m["backward_ns"]) / calls,
-            "device_ns_fwd": out[col].map(m["device_ns_fwd"]) / calls,
-            "device_ns_bwd": out[col].map(m["device_ns_bwd"]) / calls,
-            "kernels": out[col].map(m["kernel_count"]) / calls, "ops": out[col].map(m["op_count"]) / calls,
-            "input_shapes": out[col].map(m["input_shapes"]), "input_dtypes": out[col].map(m["input_dtypes"]),
-            "output_shapes": out[col].map(m["output_shapes"]), "params": out[col].map(m["params"]),
-            "flops_fwd": out[col].map(m["flops_fwd"]), "weight_shape": out[col].map(_weight_shapes(side.ops)),
+            "calls": calls, "type": row["module_type"],
+            "host_fwd_ns": row["total_ns"] / calls, "host_bwd_ns": row["backward_ns"] / calls,
+            "device_ns_fwd": row["device_ns_fwd"] / calls, "device_ns_bwd": row["device_ns_bwd"] / calls,
+            "kernels": row["kernel_count"] / calls, "ops": row["op_count"] / calls,
+            "input_shapes": row["input_shapes"], "input_dtypes": row["input_dtypes"],
+            "output_shapes": row["output_shapes"], "params": row["params"],
+            "flops_fwd": row["flops_fwd"], "weight_shape": out[col].map(_weight_shapes(side.ops)),
         }
         for name, values in per.items():
             out[f"{label}_{name}"] = values

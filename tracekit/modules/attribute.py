@@ -26,7 +26,7 @@ from tracekit.accounting import flow_status
 from tracekit.ancestry import nearest_marked
 from tracekit.modules.infer import infer_from_step_pattern
 from tracekit.modules.spans import ModuleSpans, find_module_spans
-from tracekit.table import DEVICE_KINDS, NO_ROW, EventTable, kind_in, matches, strings
+from tracekit.table import DEVICE_KINDS, NO_ROW, EventTable, first_match, kind_in, matches, strings
 from tracekit.tree import track_codes
 
 BACKWARD_PREFIX = "autograd::engine::evaluate_function: "
@@ -87,11 +87,10 @@ def attribute_modules(table: EventTable) -> ModuleColumns:
     module_from[plain_bw] = node_from[bw_of[plain_bw]]
 
     seq = ev["sequence"].to_numpy()
-    bw_seqs = pd.MultiIndex.from_arrays([src[is_bw], seq[is_bw]])
     is_opt = kind_in(ev, ("annotation", "cpu_op")) & matches(ev["name"], _OPTIMIZER)
     opt_of = np.maximum(nearest_marked(parent, is_opt), _within_ranges(ev, np.flatnonzero(is_opt)))
     loss_mark = ((kind == "cpu_op") & (seq >= 0) & ~in_bw & (mod_of < 0) & (opt_of < 0)
-                 & pd.MultiIndex.from_arrays([src, seq]).isin(bw_seqs))
+                 & (first_match((src, seq), (src[is_bw], seq[is_bw])) >= 0))
     loss_of = nearest_marked(parent, loss_mark)
 
     phase = np.full(n, None, dtype=object)
@@ -173,13 +172,11 @@ def _backward_node_modules(ev: pd.DataFrame, names: np.ndarray, is_bw: np.ndarra
     seq = ev["sequence"].to_numpy()
     forward = (kind_in(ev, ("cpu_op", "collective")) & (seq >= 0) & (mod_of >= 0) & ~is_bw
                & ((bw_of < 0) | span_in_bw))
-    fwd = pd.DataFrame({"src": src[forward], "seq": seq[forward], "mod": mod_of[forward]})
-    fwd = fwd.drop_duplicates(["src", "seq"])
-    want = pd.DataFrame({"src": src[nodes], "seq": seq[nodes], "row": nodes})
-    joined = want.merge(fwd, on=["src", "seq"], how="left")
-    found = joined["mod"].notna().to_numpy()
-    node_module[joined["row"].to_numpy()[found]] = joined["mod"].to_numpy()[found].astype(np.int64)
-    node_from[joined["row"].to_numpy()[found]] = "sequence"
+    fwd = np.flatnonzero(forward)
+    at = first_match((src[nodes], seq[nodes]), (src[fwd], seq[fwd]))
+    found = nodes[at >= 0]
+    node_module[found] = mod_of[fwd[at[at >= 0]]]
+    node_from[found] = "sequence"
     _from_fwdbwd_flows(ev, bw_of, mod_of, node_module, node_from)
     _accumulate_grad_from_previous(ev, names, nodes, node_module, node_from)
     return node_module, node_from
@@ -204,12 +201,10 @@ def _from_fwdbwd_flows(ev: pd.DataFrame, bw_of: np.ndarray, mod_of: np.ndarray, 
 def _accumulate_grad_from_previous(ev: pd.DataFrame, names: np.ndarray, nodes: np.ndarray,
                                    node_module: np.ndarray, node_from: np.ndarray) -> None:
     """AccumulateGrad runs right after the node that produced the gradient: take that node's module."""
-    frame = pd.DataFrame({
-        "s": ev["source_index"].to_numpy()[nodes], "p": ev["pid"].to_numpy()[nodes],
-        "t": ev["tid"].to_numpy()[nodes], "ts": ev["ts_ns"].to_numpy()[nodes], "row": nodes,
-    }).sort_values(["s", "p", "t", "ts", "row"], kind="stable")
+    src, pid, tid = (ev[k].to_numpy()[nodes] for k in ("source_index", "pid", "tid"))
+    order = np.lexsort((nodes, ev["ts_ns"].to_numpy()[nodes], tid, pid, src))
     last: dict[tuple, int] = {}
-    for s, p, t, row in zip(frame["s"].tolist(), frame["p"].tolist(), frame["t"].tolist(), frame["row"].tolist()):
+    for s, p, t, row in zip(src[order].tolist(), pid[order].tolist(), tid[order].tolist(), nodes[order].tolist()):
         key = (s, p, t)
         if node_module[row] >= 0:
             last[key] = int(node_module[row])
@@ -252,9 +247,6 @@ def _link_by_gpu_annotation(ev: pd.DataFrame, kind: np.ndarray, src: np.ndarray,
     ann_of = _within_ranges(ev, np.flatnonzero(is_gpu_ann))[need]
     ext = ev["external_id"].to_numpy()
     host = np.flatnonzero(~is_gpu_ann & (ext >= 0) & kind_in(ev, ("annotation", "collective", "step", "cpu_op")))
-    table = pd.DataFrame({"src": src[host], "ext": ext[host], "host": host}).drop_duplicates(["src", "ext"])
     ok = ann_of >= 0
-    want = pd.DataFrame({"src": src[need[ok]], "ext": ext[ann_of[ok]], "row": need[ok]})
-    joined = want.merge(table, on=["src", "ext"], how="left")
-    found = joined["host"].notna().to_numpy()
-    link[joined["row"].to_numpy()[found]] = joined["host"].to_numpy()[found].astype(np.int64)
+    at = first_match((src[need[ok]], ext[ann_of[ok]]), (src[host], ext[host]))
+    link[need[ok][at >= 0]] = host[at[at >= 0]]

@@ -32,7 +32,7 @@ def infer_from_step_pattern(ev: pd.DataFrame, module: np.ndarray, module_from: n
     track = track_codes(ev)[device]
     order = np.lexsort((ev["ts_ns"].to_numpy()[device], track))
     rows, track = device[order], track[order]
-    codes = ev["name"].cat.codes.to_numpy()[rows].astype(np.int64)
+    codes = ev["name"].array.codes[rows].astype(np.int64)
     inferred = 0
     for code in np.unique(track).tolist():
         lo, hi = np.searchsorted(track, code, side="left"), np.searchsorted(track, code, side="right")

@@ -49,24 +49,23 @@ def module_table(table: EventTable, modules: ModuleColumns) -> pd.DataFrame:
     ts = ev["ts_ns"].to_numpy()
     dur = np.maximum(ev["dur_ns"].to_numpy(), 0)
     recompute = ev["recompute"].to_numpy()
-    paths = strings(ev["module_path"])
     phase = strings(ev["phase"])
 
     fwd_spans = spans.rows[~recompute[spans.rows]]
-    span_frame = pd.DataFrame({
-        "row": fwd_spans, "source_index": src[fwd_spans], "module_path": [modules.span_path[r] for r in fwd_spans],
-        "module_type": spans.module_type[np.searchsorted(spans.rows, fwd_spans)],
-        "type_from": _type_from(spans)[np.searchsorted(spans.rows, fwd_spans)], "ts": ts[fwd_spans],
-        "dur": dur[fwd_spans],
-    }).sort_values(["source_index", "ts", "row"], kind="stable")
-    key = ["source_index", "module_path"]
-    grouped = span_frame.groupby(key, sort=False)
-    out = grouped.agg(module_type=("module_type", "first"), type_from=("type_from", "first"),
-                      calls=("row", "size"), total_ns=("dur", "sum"),
-                      first_row=("row", "first")).reset_index()
-    out["first_call_ns"] = grouped["dur"].first().to_numpy()
-    out["steady_ns"] = grouped["dur"].apply(lambda d: float(np.median(d.to_numpy()[1:])) if len(d) > 1 else np.nan
-                                            ).to_numpy()
+    fwd_spans = fwd_spans[np.lexsort((fwd_spans, ts[fwd_spans], src[fwd_spans]))]
+    at_span = np.searchsorted(spans.rows, fwd_spans)
+    span_path = np.array([modules.span_path[r] for r in fwd_spans.tolist()], dtype=object)
+    group, first = _groups_in_order(src[fwd_spans], span_path)
+    first_row = fwd_spans[first]
+    span_dur = dur[fwd_spans]
+    out: dict[str, object] = {
+        "source_index": src[first_row], "module_path": span_path[first],
+        "module_type": _first_known(group, spans.module_type[at_span], len(first)),
+        "type_from": _first_known(group, _type_from(spans)[at_span], len(first)),
+        "calls": np.bincount(group, minlength=len(first)), "total_ns": _sum_int(group, span_dur, len(first)),
+        "first_row": first_row, "first_call_ns": span_dur[first],
+        "steady_ns": _steady(group, first, span_dur),
+    }
     out["parent_path"] = [p.rpartition("/")[0] or None for p in out["module_path"]]
     out["depth"] = [p.count("/") for p in out["module_path"]]
     rank_of = {i: s.rank for i, s in enumerate(table.sources)}
@@ -74,48 +73,142 @@ def module_table(table: EventTable, modules: ModuleColumns) -> pd.DataFrame:
 
     is_span = np.zeros(len(ev), dtype=bool)
     is_span[fwd_spans] = True
-    enclosing = nearest_marked(ev["parent"].to_numpy(), is_span, include_self=False)
-    child_time = pd.DataFrame({"up": enclosing[fwd_spans], "dur": dur[fwd_spans]})
-    child_time = child_time[child_time["up"] >= 0].groupby("up")["dur"].sum()
-    span_frame["child"] = span_frame["row"].map(child_time).fillna(0)
-    self_ns = span_frame.assign(own=span_frame["dur"] - span_frame["child"]).groupby(key)["own"].sum()
-    out["self_ns"] = out.set_index(key).index.map(self_ns).to_numpy()
+    enclosing = nearest_marked(ev["parent"].to_numpy(), is_span, include_self=False)[fwd_spans]
+    child = np.zeros(len(ev), dtype=np.int64)
+    np.add.at(child, enclosing[enclosing >= 0], span_dur[enclosing >= 0])
+    out["self_ns"] = _sum_int(group, span_dur - child[fwd_spans], len(first))
 
     device = kind_in(ev, DEVICE_KINDS)
     host_ops = kind_in(ev, ("cpu_op", "collective"))
     is_node = host_ops & matches(ev["name"], re.escape(BACKWARD_PREFIX))
     top_node = is_node & (nearest_marked(ev["parent"].to_numpy(), is_node, include_self=False) < 0)
     flop_rows, flop_values = _op_flops(ev, table, names, host_ops)
-    sums = {
-        "device_ns_fwd": _inclusive(out, src, paths, device & (phase == "forward") & ~recompute, dur),
-        "device_ns_bwd": _inclusive(out, src, paths, device & (phase == "backward"), dur),
-        "backward_ns": _inclusive(out, src, paths, top_node, dur),
-        "kernel_count": _inclusive(out, src, paths, device & np.isin(phase, ("forward", "backward")), None),
-        "op_count": _inclusive(out, src, paths, host_ops & np.isin(phase, ("forward", "backward")), None),
-    }
-    for name, values in sums.items():
-        out[name] = values
+    inclusive = _Inclusive(src, ev["module_path"], out["source_index"], out["module_path"])
+    forward, backward = phase == "forward", phase == "backward"
+    out["device_ns_fwd"] = inclusive.sums(device & forward & ~recompute, dur)
+    out["device_ns_bwd"] = inclusive.sums(device & backward, dur)
+    out["backward_ns"] = inclusive.sums(top_node, dur)
+    out["kernel_count"] = inclusive.sums(device & (forward | backward))
+    out["op_count"] = inclusive.sums(host_ops & (forward | backward))
+    paths = inclusive.paths
     for which in ("forward", "backward"):
         mask = np.zeros(len(ev), dtype=bool)
         weight = np.zeros(len(ev), dtype=np.float64)
         pick = flop_rows[(phase[flop_rows] == which) & ~recompute[flop_rows]]
         mask[pick] = True
         weight[flop_rows] = np.nan_to_num(flop_values)
-        total = _inclusive(out, src, paths, mask, weight)
+        total = _flop_sums(inclusive, out, src, paths, mask, weight)
         # an op with a FLOP rule whose shapes did not allow counting (no stride/padding recorded, ...)
         # makes its modules' FLOPs unknown (NaN, shown blank), not a smaller number
         unknown = np.zeros(len(ev), dtype=bool)
         unknown[pick[np.isnan(flop_values[np.searchsorted(flop_rows, pick)])]] = True
-        uncounted = _inclusive(out, src, paths, unknown, None)
+        uncounted = inclusive.sums(unknown)
         out[f"flops_{'fwd' if which == 'forward' else 'bwd'}"] = np.where(
-            uncounted > 0, np.nan, np.round(total / out["calls"].to_numpy()))
+            uncounted > 0, np.nan, np.round(total / out["calls"]))
     device_ns = out["device_ns_fwd"] + out["device_ns_bwd"]
     total_flops = (out["flops_fwd"] + out["flops_bwd"]) * out["calls"]
     out["achieved_tflops"] = np.where(device_ns > 0, total_flops / np.maximum(device_ns, 1) / 1e3, np.nan)
-    _first_call_details(out, ev, table, names, kind, modules)
-    for name in ("self_ns", "backward_ns", "device_ns_fwd", "device_ns_bwd", "kernel_count", "op_count"):
-        out[name] = out[name].astype(np.int64)
-    return out[list(MODULE_COLUMNS)]
+    out.update(_first_call_details(out, ev, table, names, kind, modules))
+    frame = pd.DataFrame({name: out[name] for name in MODULE_COLUMNS})
+    if not len(frame):  # every span is a recomputation: the column types the earlier pandas version gave
+        frame = frame.astype({"module_path": np.float64, "steady_ns": np.int64})
+    return frame
+
+
+def _groups_in_order(src: np.ndarray, paths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group of each (source, path) pair, numbered in order of first appearance, and each group's first position."""
+    path_codes, path_values = pd.factorize(paths)
+    group, _ = pd.factorize(src.astype(np.int64) * max(len(path_values), 1) + path_codes)
+    first = np.full(int(group.max()) + 1 if len(group) else 0, len(group), dtype=np.int64)
+    np.minimum.at(first, group, np.arange(len(group)))
+    return group, first
+
+
+def _first_known(group: np.ndarray, values: np.ndarray, groups: int) -> np.ndarray:
+    """Per group, its first value that is not None (None where all are)."""
+    known = np.flatnonzero(values != None)  # noqa: E711 (object array)
+    first = np.full(groups, len(values), dtype=np.int64)
+    np.minimum.at(first, group[known], known)
+    return np.append(values, None)[first]
+
+
+def _sum_int(group: np.ndarray, values: np.ndarray, groups: int) -> np.ndarray:
+    total = np.zeros(groups, dtype=np.int64)
+    np.add.at(total, group, values)
+    return total
+
+
+def _steady(group: np.ndarray, first: np.ndarray, dur: np.ndarray) -> np.ndarray:
+    """Per group, the median duration of the calls after the first (NaN with one call)."""
+    later = np.ones(len(group), dtype=bool)
+    later[first] = False
+    g, d = group[later], dur[later]
+    order = np.lexsort((d, g))
+    g, d = g[order], d[order].astype(np.float64)
+    count = np.bincount(g, minlength=len(first))
+    begin = np.cumsum(count) - count
+    out = np.full(len(first), np.nan)
+    has = count > 0
+    lo, hi = begin[has] + (count[has] - 1) // 2, begin[has] + count[has] // 2
+    out[has] = (d[lo] + d[hi]) / 2
+    return out
+
+
+class _Inclusive:
+    """Sums over the rows in a module or any module below it, for many row masks.
+
+    The (source, path) pairs of the rows and of the modules go once into a trie of their `/`-separated
+    parts (see _roll_up); its nodes in depth-first order make every module's subtree one contiguous
+    range, so a sum over a subtree is a difference of prefix sums, vectorized per mask."""
+
+    def __init__(self, src: np.ndarray, path_column: pd.Series, out_src: np.ndarray, out_paths: np.ndarray):
+        if isinstance(path_column.dtype, pd.CategoricalDtype):
+            codes = path_column.array.codes.astype(np.int64)
+            cats = np.asarray(path_column.array.categories, dtype=object)
+        else:
+            codes, cats = pd.factorize(path_column.to_numpy(dtype=object))
+            cats = np.asarray(cats, dtype=object)
+        self.paths = np.append(cats, None)[codes]
+        has = np.flatnonzero(codes >= 0)
+        pair, pair_keys = pd.factorize(src[has].astype(np.int64) * max(len(cats), 1) + codes[has])
+        trie = _PathTrie()
+        pair_keys = np.asarray(pair_keys, dtype=np.int64)
+        pair_node = np.array([trie.node(int(k // max(len(cats), 1)), cats[k % max(len(cats), 1)], create=True)
+                              for k in pair_keys.tolist()], dtype=np.int64)
+        out_node = np.array([trie.node(int(s), p, create=True) for s, p in zip(out_src.tolist(), out_paths)],
+                            dtype=np.int64)
+        pos, size = _preorder(trie.up)
+        self.row_pos = np.full(len(codes), -1, dtype=np.int64)
+        self.row_pos[has] = pos[pair_node[pair]]
+        self.nodes = len(trie.up)
+        self.begin, self.end = pos[out_node], pos[out_node] + size[out_node]
+
+    def sums(self, mask: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+        """Per module: the sum of the integer `weight` (or the count) of the masked rows in it or below it."""
+        rows = np.flatnonzero(mask & (self.row_pos >= 0))
+        at_node = np.zeros(self.nodes, dtype=np.int64)
+        np.add.at(at_node, self.row_pos[rows], 1 if weight is None else weight[rows])
+        prefix = np.append(0, np.cumsum(at_node))
+        return prefix[self.end] - prefix[self.begin]
+
+
+def _preorder(up: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Depth-first position of every trie node and the size of its subtree (itself included)."""
+    children: list[list[int]] = [[] for _ in up]
+    for node in range(1, len(up)):
+        children[up[node]].append(node)
+    pos = np.zeros(len(up), dtype=np.int64)
+    size = np.ones(len(up), dtype=np.int64)
+    order: list[int] = []
+    stack = [0]
+    while stack:
+        node = stack.pop()
+        pos[node] = len(order)
+        order.append(node)
+        stack.extend(reversed(children[node]))
+    for node in reversed(order[1:]):
+        size[up[node]] += size[node]
+    return pos, size
 
 
 def _type_from(spans) -> np.ndarray:
@@ -125,14 +218,29 @@ def _type_from(spans) -> np.ndarray:
     return np.full(len(spans.rows), None, dtype=object)
 
 
-def _inclusive(out: pd.DataFrame, src: np.ndarray, paths: np.ndarray, mask: np.ndarray,
-               weight: np.ndarray | None) -> np.ndarray:
-    """Per module row: the sum of `weight` (or count) over masked rows in it or any descendant."""
+def _flop_sums(inclusive: _Inclusive, out: dict[str, object], src: np.ndarray, paths: np.ndarray,
+               mask: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Per module, the FLOPs of the masked rows in it or below it. Whole numbers whose total stays below 2**53
+    sum exactly in int64, in any order, to what the float sums give; others take the float path."""
+    picked = weight[mask]
+    if not len(picked):
+        return np.zeros(len(out["calls"]))
+    if np.all(np.floor(picked) == picked) and picked.min() >= 0 and picked.sum() < 2.0**53:
+        whole = np.zeros(len(weight), dtype=np.int64)
+        whole[mask] = picked.astype(np.int64)
+        return inclusive.sums(mask, whole).astype(np.float64)
+    return _inclusive(out["source_index"], out["module_path"], src, paths, mask, weight)
+
+
+def _inclusive(out_src: np.ndarray, out_paths: np.ndarray, src: np.ndarray, paths: np.ndarray, mask: np.ndarray,
+               weight: np.ndarray) -> np.ndarray:
+    """Per module row: the sum of the float `weight` over masked rows in it or any descendant (the FLOP sums:
+    summed per path by pandas, then up the trie, in that order, so that the float result stays the same)."""
     rows = np.flatnonzero(mask & (paths != None))  # noqa: E711 (object array)
-    frame = pd.DataFrame({"s": src[rows], "p": paths[rows],
-                          "w": weight[rows] if weight is not None else np.ones(len(rows))})
-    return np.array(_roll_up(frame.groupby(["s", "p"])["w"].sum().to_dict(),
-                             zip(out["source_index"], out["module_path"])))
+    if not len(rows):
+        return np.zeros(len(out_src))
+    frame = pd.DataFrame({"s": src[rows], "p": paths[rows], "w": weight[rows]})
+    return np.array(_roll_up(frame.groupby(["s", "p"])["w"].sum().to_dict(), zip(out_src, out_paths)))
 
 
 def _roll_up(exact: dict[tuple[int, str], float], keys) -> list[float]:
@@ -207,9 +315,9 @@ def _op_flops(ev: pd.DataFrame, table: EventTable, names: np.ndarray, host_ops: 
     return rows, values
 
 
-def _first_call_details(out: pd.DataFrame, ev: pd.DataFrame, table: EventTable, names: np.ndarray,
-                        kind: np.ndarray, modules: ModuleColumns) -> None:
-    """input/output shapes and params from the ops of each module's first call."""
+def _first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTable, names: np.ndarray,
+                        kind: np.ndarray, modules: ModuleColumns) -> dict[str, list]:
+    """input/output shapes and params from the ops of each module's first call (columns by name)."""
     ops = np.flatnonzero(kind == "cpu_op")
     module = ev["module"].to_numpy()
     track = track_codes(ev)
@@ -219,7 +327,8 @@ def _first_call_details(out: pd.DataFrame, ev: pd.DataFrame, table: EventTable, 
     order = ops[np.lexsort((ops, ts[ops], track[ops]))]
     order_track, order_ts = track[order], ts[order]
     firsts, lasts = {}, {}
-    for idx, span in zip(out.index, out.get("first_row", [])):
+    index = range(len(out["first_row"]))
+    for idx, span in zip(index, out["first_row"].tolist()):
         lo = np.searchsorted(order_track, track[span], side="left")
         hi = np.searchsorted(order_track, track[span], side="right")
         a = lo + np.searchsorted(order_ts[lo:hi], ts[span], side="left")
@@ -235,14 +344,14 @@ def _first_call_details(out: pd.DataFrame, ev: pd.DataFrame, table: EventTable, 
     first_ops = [int(r) for rows in firsts.values() for r in rows]
     wanted = np.unique(np.array(first_ops + list(lasts.values()) + param_rows.tolist(), dtype=np.int64))
     decoded = decode_op_args(table.args, wanted)
-    first_rows = dict(zip(out["first_row"].tolist(), out.index))
+    first_rows = dict(zip(out["first_row"].tolist(), index))
     for row in param_rows.tolist():
         idx = first_rows.get(int(module[row]))
         if idx is not None:
             own[idx] = own.get(idx, 0) + param_count(str(names[row]), decoded[row])
             own_shapes.setdefault(idx, []).extend(param_shapes(str(names[row]), decoded[row]))
     shapes, dtypes, outputs, output_from = [], [], [], []
-    for idx in out.index:
+    for idx in index:
         tensors, created = [], []
         for first in firsts.get(idx, []):  # the first op with tensor inputs (arange, empty... have none)
             # zero-element tensors (checkpoint's `empty(0)` placeholder) are not the module's data
@@ -263,12 +372,11 @@ def _first_call_details(out: pd.DataFrame, ev: pd.DataFrame, table: EventTable, 
                       if last is not None else (None, "no ops recorded"))
         outputs.append(json.dumps([shape]) if shape is not None else None)
         output_from.append(why)
-    out["input_shapes"], out["input_dtypes"], out["output_shapes"] = shapes, dtypes, outputs
-    out["output_from"] = output_from
-    out["own_params"] = [own.get(idx, 0) for idx in out.index]
-    out["params"] = _inclusive_params(out)
+    own_params = [own.get(idx, 0) for idx in index]
+    return {"input_shapes": shapes, "input_dtypes": dtypes, "output_shapes": outputs, "output_from": output_from,
+            "own_params": own_params, "params": _inclusive_params(out["source_index"], out["module_path"], own_params)}
 
 
-def _inclusive_params(out: pd.DataFrame) -> list[int]:
-    own = {(int(s), p): int(n) for s, p, n in zip(out["source_index"], out["module_path"], out["own_params"])}
-    return _roll_up(own, zip(out["source_index"], out["module_path"]))
+def _inclusive_params(out_src: np.ndarray, out_paths: np.ndarray, own_params: list[int]) -> list[int]:
+    own = {(int(s), p): int(n) for s, p, n in zip(out_src, out_paths, own_params)}
+    return _roll_up(own, zip(out_src, out_paths))

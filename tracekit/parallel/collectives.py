@@ -19,7 +19,7 @@ import pandas as pd
 
 from tracekit.parallel.hccl import EXTRA as HCCL_EXTRA
 from tracekit.parallel.hccl import compute_free, label_hccl_groups, with_hccl
-from tracekit.table import DEVICE_KINDS, EventTable, kind_in, matches, strings
+from tracekit.table import DEVICE_KINDS, EventTable, is_in, kind_in, matches, strings
 
 _PREFIX = re.compile(r"^(?:c10d::|_c10d_functional::|c10d_functional::|nccl:|gloo:|hccl:|vllm::|symm_mem::)(.+)$")
 _RPC = "record_param_comms"
@@ -189,11 +189,10 @@ def collective_calls(table: EventTable) -> tuple[pd.DataFrame, dict[str, int]]:
     """Collective calls of one rank's processed table, and counts of what was left out and why."""
     ev = table.events
     names = strings(ev["name"])
-    cats = strings(ev["cat"])
-    kind_of = [_name_kind(n) for n in ev["name"].cat.categories] if len(ev) else []
-    base_kind = np.array([*kind_of, None], dtype=object)[ev["name"].cat.codes.to_numpy()]  # code -1 -> None
-    device_side = cats == "gpu_user_annotation"
-    cand = np.flatnonzero(np.not_equal(base_kind, None) & ~device_side & (ev["ph"].to_numpy() == "X"))
+    kind_of = [_name_kind(n) for n in ev["name"].array.categories.tolist()] if len(ev) else []
+    base_kind = np.array([*kind_of, None], dtype=object)[ev["name"].array.codes]  # code -1 -> None
+    device_side = is_in(ev["cat"], ("gpu_user_annotation",))
+    cand = np.flatnonzero(np.not_equal(base_kind, None) & ~device_side & is_in(ev["ph"], ("X",)))
     parent = ev["parent"].to_numpy()
     outer = _outermost(cand, parent)
     args = _args(table, cand.tolist())
@@ -357,13 +356,14 @@ def _runs(exec_kind: str, exec_elems: int | None, call_kind: str, call_elems) ->
 def compute_intervals(ev: pd.DataFrame, calls: pd.DataFrame) -> np.ndarray:
     """Merged [start, end) intervals of compute on one rank: non-communication device kernels when the rank
     has any, else cpu ops that neither contain nor are communication or a wait."""
-    kind = ev["kind"].to_numpy()
-    ts, end = ev["ts_ns"].to_numpy(), ev["ts_ns"].to_numpy() + np.maximum(ev["dur_ns"].to_numpy(), 0)
+    ts = ev["ts_ns"].to_numpy()
+    end = ts + np.maximum(ev["dur_ns"].to_numpy(), 0)
     dev = kind_in(ev, DEVICE_KINDS)
     if dev.any():
         comm = matches(ev["name"], _COMM_KERNEL)
         rows = np.flatnonzero(dev & ~comm)
     else:
+        kind = ev["kind"].to_numpy()
         parent = ev["parent"].to_numpy()
         blocked = np.zeros(len(ev), dtype=bool)
         waits = np.flatnonzero(kind_in(ev, ["collective"]) | matches(ev["name"], _WAIT) & (kind == "cpu_op"))

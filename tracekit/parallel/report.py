@@ -9,6 +9,8 @@ import pandas as pd
 
 from tracekit.parallel.collectives import compute_intervals, covered_ns, merge_intervals
 from tracekit.parallel.crossrank import ranks_text
+from tracekit.steps import _STEP_NUMBER
+from tracekit.table import is_in, strings
 
 SPLIT_COLUMNS = ("step", "start_ns", "dur_ns", "compute_ns", "comm_ns", "exposed_comm_ns", "idle_ns")
 
@@ -18,14 +20,16 @@ def step_split(ev: pd.DataFrame, calls: pd.DataFrame) -> pd.DataFrame:
 
     Without ProfilerStep annotations the whole trace is one window with step -1.
     """
-    steps = ev[ev["kind"] == "step"]
+    ts, dur = ev["ts_ns"].to_numpy(), np.maximum(ev["dur_ns"].to_numpy(), 0)
+    steps = np.flatnonzero(is_in(ev["kind"], ("step",)))
     if len(steps):
-        numbers = steps["name"].astype(str).str.extract(r"#(\d+)$", expand=False).fillna(-1).astype(int)
-        windows = list(zip(numbers, steps["ts_ns"], steps["ts_ns"] + steps["dur_ns"].clip(lower=0)))
+        numbers = [int(m.group(1)) if (m := _STEP_NUMBER.search(str(name))) else -1
+                   for name in strings(ev["name"], steps)]
+        windows = list(zip(numbers, ts[steps].tolist(), (ts[steps] + dur[steps]).tolist()))
     else:
-        spans = ev[ev["ph"] == "X"]
-        start = int(spans["ts_ns"].min()) if len(spans) else 0
-        end = int((spans["ts_ns"] + spans["dur_ns"].clip(lower=0)).max()) if len(spans) else 0
+        spans = np.flatnonzero(is_in(ev["ph"], ("X",)))
+        start = int(ts[spans].min()) if len(spans) else 0
+        end = int((ts[spans] + dur[spans]).max()) if len(spans) else 0
         windows = [(-1, start, end)]
     compute = compute_intervals(ev, calls)
     cs = calls["start_ns"].to_numpy(dtype=np.int64) if len(calls) else np.zeros(0, dtype=np.int64)

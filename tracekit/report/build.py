@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from tracekit.compare.steps import step_breakdown
@@ -42,22 +43,25 @@ def build_report(inputs: Sequence[str | Path], base: str | Path | None = None, w
     modules = module_table(processed.table, processed.modules)
     view = tree_view(modules, step_time_ns(processed.table))
     sections = [overview(info, step_breakdown(processed.table), len(view))]
+    parallel = None
     if len(paths) > 1:
+        from tracekit.parallel.tables import parallel_tables
+        from tracekit.ranks import analyse_ranks
+
         info["sources"][0]["path"] += f" (and {len(paths) - 1} more ranks: see Parallel)"
+        parallel = parallel_tables(*analyse_ranks(paths, workers, progress=step))
     if len(view):
-        sections += [model_section(view, short_names([str(p) for p in first])[0]), modules_section(view)]
+        model = model_section(view, short_names([str(p) for p in first])[0])
+        sections += [_with_stage_note(model, parallel), modules_section(view)]
     else:
         sections.append(Section("model", "Model", "<p>No nn.Module events in this trace (record with "
                                 "with_modules=True or with_stack=True, or trace the Python code with VizTracer): "
                                 "no model to draw.</p>"))
     sections.append(ops_section(info))
-    if len(paths) > 1:
-        from tracekit.parallel.tables import parallel_tables
-        from tracekit.ranks import analyse_ranks
+    if parallel is not None:
         from tracekit.writers.parallel_html import parallel_sections
 
-        coll, steps, groups = analyse_ranks(paths, workers, progress=step)
-        sections += parallel_sections(parallel_tables(coll, steps, groups))
+        sections += parallel_sections(parallel)
     if base is not None:
         from tracekit.compare.job import compare_paths
         from tracekit.writers.compare_html import compare_sections
@@ -72,6 +76,20 @@ def build_report(inputs: Sequence[str | Path], base: str | Path | None = None, w
         f"{len(info['steps'])} steps" if info["steps"] else "no ProfilerStep annotations",
         f"{len(view):,} modules"))
     return render_page(title, subtitle, sections, charts=True)
+
+
+def _with_stage_note(model: Section, parallel: dict | None) -> Section:
+    """With pipeline parallelism the first rank holds one stage only: say which, and what the others run."""
+    stages = (parallel or {}).get("pipeline_stages")
+    if stages is None or not len(stages) or len(stages) < 2:
+        return model
+    mine = next((r for r in stages.itertuples(index=False) if 0 in list(r.ranks)), None)
+    others = "; ".join(f"stage {r.stage} (ranks {', '.join(map(str, r.ranks))}): {r.layers}"
+                       for r in stages.itertuples(index=False) if mine is None or r.stage != mine.stage)
+    here = f"stage {mine.stage} of {len(stages)}" if mine is not None else f"one of {len(stages)} stages"
+    note = (f"<p class='note'>Pipeline parallelism: this drawing is rank 0's, {esc(here)}. The other stages run "
+            f"other layers: {esc(others)} (see Parallel → Pipeline).</p>")
+    return replace(model, body=note + model.body)
 
 
 def _named(path: Path) -> str:

@@ -17,8 +17,18 @@ import pyarrow.compute as pc
 from tracekit.accounting import METADATA, WRITTEN, flow_status
 from tracekit.converters.loading import release_free_memory
 from tracekit.opargs import op_inputs
-from tracekit.table import DEVICE_KINDS, EventTable, SourceInfo, kind_in, strings, track_view
-from tracekit.writers.json_rows import event_rows, write_rows
+from tracekit.table import (
+    DEVICE_KINDS,
+    EventTable,
+    SourceInfo,
+    first_of_group,
+    group_codes,
+    is_in,
+    kind_in,
+    strings,
+    track_view,
+)
+from tracekit.writers.json_rows import JsonText, event_rows, write_rows
 from tracekit.writers.module_track import module_track_events
 from tracekit.writers.out_event import OutEvent
 
@@ -70,7 +80,7 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
     doc_meta["tracekit"].update(meta or {})
     encoder = msgspec.json.Encoder()
     written = 0
-    names, cats, scope = strings(ev["name"]), strings(ev["cat"]), strings(ev["scope"])
+    names, cats, scope = JsonText(ev["name"]), JsonText(ev["cat"]), JsonText(ev["scope"], missing="t")
     ts_ns, dur_ns = ev["ts_ns"].to_numpy(), ev["dur_ns"].to_numpy()
     module_args = _ModuleArgs(ev)
     with _open_out(path, gzip_output) as fh:
@@ -81,8 +91,8 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
             first = False
         for part in _parts(rows, module_args.row_bytes(rows)):
             text = event_rows(
-                ph[part], out_pid_arr[part], out_tid_arr[part], names[part], cats[part],
-                ts_ns[part] - base_ns, dur_ns[part], scope[part],
+                ph[part], out_pid_arr[part], out_tid_arr[part], names.at(part), cats.at(part),
+                ts_ns[part] - base_ns, dur_ns[part], scope.at(part),
                 module_args.extend(part, kernel_args.extend(part, table.args.take(pa.array(part)))),
                 prefix=",",
             )
@@ -132,9 +142,9 @@ class _ModuleArgs:
         self.active = "module_path" in ev and len(ev) > 0
         if not self.active:
             return
-        self.path_codes = ev["module_path"].cat.codes.to_numpy()
+        self.path_codes = ev["module_path"].array.codes
         self.attributed = (self.path_codes >= 0) & ~kind_in(ev, ("flow", "metadata"))
-        self.quoted = pa.array([msgspec.json.encode(str(c)).decode() for c in ev["module_path"].cat.categories],
+        self.quoted = pa.array([msgspec.json.encode(str(c)).decode() for c in ev["module_path"].array.categories],
                                pa.large_string())
         self.phase = strings(ev["phase"])
 
@@ -283,14 +293,6 @@ class _KernelArgs:
         return _append_fields(args, mask, added)
 
 
-def _lookup(keys: pd.DataFrame, mapping: dict[tuple, int]) -> np.ndarray:
-    """mapping[tuple(row)] for every row of `keys` (every row's key is in `mapping`)."""
-    table = pd.DataFrame(list(mapping), columns=list(keys.columns)).astype(keys.dtypes.to_dict())
-    table["_value"] = np.fromiter(mapping.values(), dtype=np.int64, count=len(mapping))
-    joined = keys.merge(table, on=list(keys.columns), how="left", sort=False)
-    return joined["_value"].to_numpy()
-
-
 class _Layout:
     """Output pids/tids, names and sort order of every track (host first, then devices)."""
 
@@ -311,23 +313,26 @@ class _Layout:
         lane = ev["lane"].to_numpy()
         out_pid = np.zeros(len(ev), dtype=np.int64)
         out_tid = np.zeros(len(ev), dtype=np.int64)
-        tracks = pd.DataFrame({"src": src[rows], "pid": pid[rows], "tid": tid[rows], "lane": lane[rows],
-                               "device": kind_in(ev, DEVICE_KINDS)[rows]
-                               | (strings(ev["cat"])[rows] == "gpu_user_annotation")})
-        procs = tracks.groupby(["src", "pid"], sort=True)["device"].any().reset_index()
+        r_src, r_pid, r_tid, r_lane = src[rows], pid[rows], tid[rows], lane[rows]
+        device = (kind_in(ev, DEVICE_KINDS) | is_in(ev["cat"], ("gpu_user_annotation",)))[rows]
+        proc_code, procs = group_codes(r_src, r_pid, sort=True)  # processes in (src, pid) order
+        proc_first = first_of_group(proc_code, procs)
+        proc_device = np.zeros(procs, dtype=bool)
+        proc_device[proc_code[device]] = True
         multi = len(self.sources) > 1
         used: set[int] = set()
         pid_map: dict[tuple[int, int], int] = {}
-        next_free = max([int(p) for p in procs["pid"].tolist() if p >= 0] + [0]) + 1
+        next_free = max([p for p in r_pid[proc_first].tolist() if p >= 0] + [0]) + 1
         next_free += self.slot * PID_STRIDE
         order = []
-        for s, p, is_dev in procs.itertuples(index=False):
-            s, p = int(s), int(p)
+        new_pids = []
+        for s, p, is_dev in zip(r_src[proc_first].tolist(), r_pid[proc_first].tolist(), proc_device.tolist()):
             new = p + self.slot * PID_STRIDE if (p >= 0 and p + self.slot * PID_STRIDE not in used) else None
             if new is None:
                 new, next_free = next_free, next_free + 1
             used.add(new)
             pid_map[(s, p)] = new
+            new_pids.append(new)
             info = self.sources[s]
             group = 2 if p < 0 else (1 if is_dev else 0)
             order.append((s, group, p, new, self._process_name(info, p, bool(is_dev), multi)))
@@ -336,12 +341,13 @@ class _Layout:
                                       args=msgspec.Raw(msgspec.json.encode({"name": name}))))
             self.meta.append(OutEvent(ph="M", pid=new, tid=0, name="process_sort_index", args=msgspec.Raw(
                 msgspec.json.encode({"sort_index": self.slot * SORT_STRIDE + sort_index}))))
-        thr = tracks.drop_duplicates(["src", "pid", "tid", "lane"]).sort_values(["src", "pid", "tid", "lane"])
-        tid_map: dict[tuple[int, int, int, int], int] = {}
+        thread_code, threads = group_codes(r_src, r_pid, r_tid, r_lane, sort=True)
+        thread_first = first_of_group(thread_code, threads)
         per_pid_used: dict[int, set[int]] = {}
         per_pid_rank: dict[int, list] = {}
-        for s, p, t, ln, _dev in thr.itertuples(index=False):
-            s, p, t, ln = int(s), int(p), int(t), int(ln)
+        new_tids = []
+        for s, p, t, ln in zip(r_src[thread_first].tolist(), r_pid[thread_first].tolist(),
+                               r_tid[thread_first].tolist(), r_lane[thread_first].tolist()):
             newp = pid_map[(s, p)]
             taken = per_pid_used.setdefault(newp, set())
             new = t if (ln == 0 and t >= 0 and t not in taken) else None
@@ -350,7 +356,7 @@ class _Layout:
                 while new in taken:
                     new += 1
             taken.add(new)
-            tid_map[(s, p, t, ln)] = new
+            new_tids.append(new)
             info = self.sources[s]
             name = info.thread_names.get((p, t)) or self._default_thread_name(p, t)
             if ln:
@@ -365,9 +371,8 @@ class _Layout:
                                           args=msgspec.Raw(msgspec.json.encode({"name": name}))))
                 self.meta.append(OutEvent(ph="M", pid=newp, tid=new, name="thread_sort_index",
                                           args=msgspec.Raw(msgspec.json.encode({"sort_index": sort_index}))))
-        keys = pd.DataFrame({"src": src[rows], "pid": pid[rows], "tid": tid[rows], "lane": lane[rows]})
-        out_pid[rows] = _lookup(keys[["src", "pid"]], pid_map)
-        out_tid[rows] = _lookup(keys, tid_map)
+        out_pid[rows] = np.asarray(new_pids, dtype=np.int64)[proc_code]
+        out_tid[rows] = np.asarray(new_tids, dtype=np.int64)[thread_code]
         return out_pid, out_tid
 
     def metadata_events(self) -> list[OutEvent]:

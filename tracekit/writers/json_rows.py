@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -31,25 +32,44 @@ def json_strings(values: np.ndarray) -> pa.Array:
     return table.take(encoded.indices)
 
 
-def event_rows(ph: np.ndarray, pid: np.ndarray, tid: np.ndarray, name: np.ndarray, cat: np.ndarray,
-               ts_rel_ns: np.ndarray, dur_ns: np.ndarray, scope: np.ndarray, args: pa.Array,
+class JsonText:
+    """A categorical text column as the JSON text of each of its rows, every distinct value encoded once
+    (for the whole table: the chunks of rows written then only take from it)."""
+
+    def __init__(self, column: pd.Series, missing: str | None = None):
+        values = column.array if isinstance(column.dtype, pd.CategoricalDtype) else column.astype("category").array
+        self.codes = values.codes
+        texts = [msgspec.json.encode(c).decode() for c in values.categories]
+        if missing is not None:
+            texts.append(msgspec.json.encode(missing).decode())
+        self.table = pa.array(texts, LS)
+        self.missing = missing
+
+    def at(self, rows: np.ndarray) -> pa.Array:
+        """JSON text of `rows`: a missing value is null, or the text of `missing`."""
+        codes = self.codes[rows]
+        if self.missing is None:
+            return self.table.take(pa.array(codes, mask=codes < 0))
+        return self.table.take(pa.array(np.where(codes < 0, len(self.table) - 1, codes)))
+
+
+def event_rows(ph: np.ndarray, pid: np.ndarray, tid: np.ndarray, name: pa.Array, cat: pa.Array,
+               ts_rel_ns: np.ndarray, dur_ns: np.ndarray, scope: pa.Array, args: pa.Array,
                prefix: str = "") -> pa.Array:
     """`{"ph":..,"pid":..,"tid":..,"name":..,"cat":..,"ts":..,"dur":..,"s":..,"args":..}` per event.
 
-    `cat`/`scope` entries that are None, `dur` of non-X events and empty `args` are left out.
-    Every row starts with `prefix` (e.g. the separator, see write_rows).
+    `name`, `cat` and `scope` are JSON text (JsonText.at): a null `cat` is left out, as are `dur` of non-X
+    events, `s` of non-instant ones and empty `args`. Every row starts with `prefix` (e.g. the separator,
+    see write_rows).
     """
     empty = _lit("")
     is_x = pa.array(ph == "X")
     is_instant = pa.array((ph == "i") | (ph == "I"))
     ph_out = np.where(ph == "I", "i", ph)
-    has_cat = pa.array(np.array([c is not None for c in cat], dtype=bool)) if len(cat) else pa.array([], pa.bool_())
-    cat_text = json_strings(np.where(np.equal(cat, None), "", cat).astype(object))
-    cat_part = pc.if_else(has_cat, pc.binary_join_element_wise(_lit(',"cat":'), cat_text, empty), empty)
+    cat_part = pc.if_else(cat.is_valid(), pc.binary_join_element_wise(_lit(',"cat":'), cat, empty), empty)
     dur_part = pc.if_else(is_x, pc.binary_join_element_wise(_lit(',"dur":'), exact_us(np.maximum(dur_ns, 0)),
                                                             empty), empty)
-    scope_text = json_strings(np.where(np.equal(scope, None), "t", scope).astype(object))
-    s_part = pc.if_else(is_instant, pc.binary_join_element_wise(_lit(',"s":'), scope_text, empty), empty)
+    s_part = pc.if_else(is_instant, pc.binary_join_element_wise(_lit(',"s":'), scope, empty), empty)
     args_text = pc.cast(args, LS)
     has_args = pc.greater(pc.binary_length(args), 0)
     args_part = pc.if_else(has_args, pc.binary_join_element_wise(_lit(',"args":'), args_text, empty), empty)
@@ -57,7 +77,7 @@ def event_rows(ph: np.ndarray, pid: np.ndarray, tid: np.ndarray, name: np.ndarra
         _lit(prefix + '{"ph":'), json_strings(ph_out.astype(object)),
         _lit(',"pid":'), pc.cast(pa.array(pid, pa.int64()), LS),
         _lit(',"tid":'), pc.cast(pa.array(tid, pa.int64()), LS),
-        _lit(',"name":'), json_strings(name),
+        _lit(',"name":'), name,
         cat_part,
         _lit(',"ts":'), exact_us(ts_rel_ns),
         dur_part, s_part, args_part,

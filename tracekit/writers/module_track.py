@@ -23,7 +23,7 @@ TRACK_TID_BASE = 1_500_000_000
 def module_track_events(ev: pd.DataFrame, out_pid: np.ndarray, out_tid: np.ndarray, base_ns: int,
                         thread_names: dict[tuple[int, int], str]) -> list[OutEvent]:
     """Span and metadata events of the module tracks (empty when no event has a module)."""
-    if "module_path" not in ev or not ev["module_path"].notna().any():
+    if "module_path" not in ev or not (_codes(ev["module_path"]) >= 0).any():
         return []
     kind = ev["kind"].to_numpy()
     paths = strings(ev["module_path"])
@@ -52,12 +52,21 @@ def module_track_events(ev: pd.DataFrame, out_pid: np.ndarray, out_tid: np.ndarr
         events.append(OutEvent("X", int(out_pid[row]), track_of[(int(out_pid[row]), int(out_tid[row]))],
                                  paths[row].rsplit("/", 1)[-1], "module", us(int(ts[row])), int(dur[row]) / 1000.0,
                                  args=raw_args({"module_path": paths[row], "module_type": types[row], "phase": phase})))
-    frame = pd.DataFrame({"row": top_nodes, "pid": out_pid[top_nodes], "tid": out_tid[top_nodes],
-                          "ts": ts[top_nodes]}).sort_values(["pid", "tid", "ts"], kind="stable")
-    for (pid, tid), group in frame.groupby(["pid", "tid"], sort=False):
-        events.extend(_backward_spans(group["row"].to_numpy(), paths, ts, dur, int(pid),
-                                      track_of[(int(pid), int(tid))], us))
+    nodes = top_nodes[np.lexsort((ts[top_nodes], out_tid[top_nodes], out_pid[top_nodes]))]  # by thread, then time
+    node_pid, node_tid = out_pid[nodes], out_tid[nodes]
+    cut = np.flatnonzero((node_pid[1:] != node_pid[:-1]) | (node_tid[1:] != node_tid[:-1])) + 1
+    for begin, end in zip([0, *cut.tolist()], [*cut.tolist(), len(nodes)]):
+        if begin < end:
+            pid, tid = int(node_pid[begin]), int(node_tid[begin])
+            events.extend(_backward_spans(nodes[begin:end], paths, ts, dur, pid, track_of[(pid, tid)], us))
     return events
+
+
+def _codes(column: pd.Series) -> np.ndarray:
+    """Category codes (-1: missing) of a categorical column; of a plain one, -1 where missing."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.array.codes
+    return np.where(column.notna().to_numpy(), 0, -1)
 
 
 def _backward_spans(rows: np.ndarray, paths: np.ndarray, ts: np.ndarray, dur: np.ndarray, pid: int, tid: int,

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tracekit.parallel.pipeline import pipeline_view
 from tracekit.parallel.report import terminal_view
 from tracekit.report.blocks import bar_chart, table
 from tracekit.report.fmt import missing
@@ -69,6 +70,9 @@ def parallel_sections(tables: dict[str, pd.DataFrame]) -> list[Section]:
              {"label": "exposed", "data": (by_group["exposed_ns"] / 1e6).tolist(), "color": "#e15759"}],
             "ms", stacked=True)
     body += pipeline_section(tables)  # PP runs only (tracekit/writers/pipeline_svg.py)
+    for i, (title, frame) in enumerate(pipeline_view(tables).items()):
+        if len(frame):
+            body += f"<h3>{title[:1].upper() + title[1:]}</h3>" + _frame_table(f"pipeline-{i}", frame)
     view = terminal_view(tables)
     view["groups"] = _groups_view(tables["groups"])
     for name, title in TABLE_TITLES.items():

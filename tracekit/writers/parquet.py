@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from tracekit.converters.loading import release_free_memory
 from tracekit.opargs import _Inputs, op_inputs
 from tracekit.steps import step_table
-from tracekit.table import DEVICE_KINDS, EventTable, strings
+from tracekit.table import DEVICE_KINDS, EventTable, kind_in, strings
 
 EVENT_COLUMNS = (
     "source", "rank", "pid", "tid", "ts_ns", "dur_ns", "name", "cat", "kind", "ph", "parent", "depth",
@@ -35,7 +35,7 @@ def events_frame(table: EventTable) -> pa.Table:
 def kernels_frame(table: EventTable) -> pa.Table:
     """One row per device event (kernel, memcpy, memset) with its launch and launching op."""
     ev = table.events
-    rows = np.flatnonzero(ev["kind"].isin(DEVICE_KINDS).to_numpy())
+    rows = np.flatnonzero(kind_in(ev, DEVICE_KINDS))
     launch = ev["launch"].to_numpy()[rows]
     launcher = ev["launcher"].to_numpy()[rows]
     names = strings(ev["name"])
@@ -44,11 +44,11 @@ def kernels_frame(table: EventTable) -> pa.Table:
     at = pa.array(np.searchsorted(ops, launcher), mask=launcher < 0) if len(ops) else None
     return _arrow_table({
         "row": rows,
-        "source": strings(ev["source"])[rows],
+        "source": strings(ev["source"], rows),
         "rank": ev["rank"].to_numpy()[rows],
         "device": ev["pid"].to_numpy()[rows],
         "stream": ev["tid"].to_numpy()[rows],
-        "kind": strings(ev["kind"])[rows],
+        "kind": strings(ev["kind"], rows),
         "name": names[rows],
         "ts_ns": ev["ts_ns"].to_numpy()[rows],
         "dur_ns": ev["dur_ns"].to_numpy()[rows],
@@ -135,18 +135,18 @@ def _raw_text(raws: list) -> pa.Array:
 def ops_frame(table: EventTable) -> pa.Table:
     """One row per cpu op (collective ops included) with input dims and types as JSON text."""
     ev = table.events
-    rows = np.flatnonzero(ev["kind"].isin(["cpu_op", "collective"]).to_numpy())
+    rows = np.flatnonzero(kind_in(ev, ("cpu_op", "collective")))
     dims, types = op_input_columns(table.args, rows)
     launcher = ev["launcher"].to_numpy()
     kernel_count = np.bincount(launcher[launcher >= 0], minlength=len(ev))[rows] if len(ev) else np.zeros(0, np.int64)
     return _arrow_table({
         "row": rows,
-        "source": strings(ev["source"])[rows],
+        "source": strings(ev["source"], rows),
         "rank": ev["rank"].to_numpy()[rows],
         "pid": ev["pid"].to_numpy()[rows],
         "tid": ev["tid"].to_numpy()[rows],
-        "name": strings(ev["name"])[rows],
-        "kind": strings(ev["kind"])[rows],
+        "name": strings(ev["name"], rows),
+        "kind": strings(ev["kind"], rows),
         "ts_ns": ev["ts_ns"].to_numpy()[rows],
         "dur_ns": ev["dur_ns"].to_numpy()[rows],
         "parent": ev["parent"].to_numpy()[rows],
@@ -180,8 +180,8 @@ _DICTIONARY_COLUMNS = ("module_path", "module_type")
 
 
 def _dictionary_at(values: pd.Series, rows: np.ndarray) -> pa.DictionaryArray:
-    codes = values.cat.codes.to_numpy()[rows]
-    cats = pa.array(values.cat.categories.to_numpy(dtype=object), pa.string())
+    codes = values.array.codes[rows]
+    cats = pa.array(values.array.categories.to_numpy(dtype=object), pa.string())
     return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32), mask=codes < 0), cats)
 
 
@@ -192,7 +192,7 @@ def _module_columns(ev: pd.DataFrame, rows: np.ndarray) -> dict[str, np.ndarray]
         if col in ev and col in _DICTIONARY_COLUMNS and isinstance(ev[col].dtype, pd.CategoricalDtype):
             out[col] = _dictionary_at(ev[col], rows)
         elif col in ev:
-            out[col] = strings(ev[col])[rows]
+            out[col] = strings(ev[col], rows)
     if "recompute" in ev:
         out["recompute"] = ev["recompute"].to_numpy()[rows]
     return out

@@ -77,7 +77,7 @@ def _bubble_text(rows: pd.DataFrame | None) -> str:
 
 
 def pipeline_section(tables: dict[str, pd.DataFrame]) -> str:
-    """The HTML of the pipeline section: the picture, its legend and the stage/bubble/p2p/DP tables."""
+    """The HTML of the pipeline picture and its legend (the page adds the tables, in ms and MB)."""
     timeline = tables.get("pipeline_timeline")
     if timeline is None or not len(timeline):
         return ""
@@ -85,8 +85,4 @@ def pipeline_section(tables: dict[str, pd.DataFrame]) -> str:
     legend = " ".join(f'<span style="color:{c}">&#9632;</span> {html.escape(n)}' for n, c in COLORS.items())
     body = ["<h2>Pipeline: stages, transfers and bubble</h2>", pipeline_svg(timeline, bubble),
             f"<p>{legend} &#160; grey: idle (no compute)</p>"]
-    for name in ("pipeline_stages", "pipeline_bubble", "pipeline_p2p", "pipeline_dp_sync"):
-        frame = tables.get(name)
-        if frame is not None and len(frame):
-            body.append(f"<h3>{name.replace('_', ' ')}</h3>" + frame.to_html(index=False, na_rep=""))
     return "\n".join(body)

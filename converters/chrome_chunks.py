@@ -1,0 +1,229 @@
+"""Decode one chunk of raw chrome-trace events into column pieces (pure: raw JSON in, arrays out).
+
+`decode_chunk` holds no state across chunks, so chunks can be decoded in any process (see
+chrome_parallel); the caller (chrome_json._Builder) merges the pieces in file order, giving strings
+their global codes and text pids/tids their ids.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Union
+
+import msgspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tracekit.errors import TraceError
+from tracekit.timeconv import us_to_ns_ranged
+
+from .link_args import LinkArgs, link_chunk, link_columns
+
+Num = Union[int, float, str, None]
+
+# pids/tids are ids, not quantities: one beyond this range is kept as text (a named track), not clamped.
+INT_MIN, INT_MAX = -(1 << 62), 1 << 62
+# Each invalid UTF-8 sequence in an event becomes one "?" (never longer than the bytes it replaces).
+codecs.register_error("tracekit_qmark", lambda err: ("?", err.end))
+
+
+class RawEvent(msgspec.Struct, gc=False):
+    """One chrome trace event as decoded; `args` stays undecoded JSON."""
+
+    ph: str | None = None
+    name: str | int | float | None = None
+    cat: str | None = None
+    pid: int | str | None = None
+    tid: int | str | None = None
+    ts: Num = None
+    dur: Num = None
+    id: int | str | None = None
+    bp: str | None = None
+    s: str | None = None
+    args: msgspec.Raw = msgspec.Raw(b"")
+
+
+class LeanEvent(msgspec.Struct, gc=False):
+    """An event for readers that do not keep args: only the link fields of args are decoded."""
+
+    ph: str | None = None
+    name: str | int | float | None = None
+    cat: str | None = None
+    pid: int | str | None = None
+    tid: int | str | None = None
+    ts: Num = None
+    dur: Num = None
+    id: int | str | None = None
+    bp: str | None = None
+    s: str | None = None
+    args: Union[LinkArgs, None] = None
+
+
+_chunk_decoder = msgspec.json.Decoder(list[RawEvent])
+_lean_decoder = msgspec.json.Decoder(list[LeanEvent])
+
+
+@dataclass
+class Chunk:
+    """The column pieces of one chunk of events (M events folded out into `meta`)."""
+
+    start: int  # position of the chunk's first event in traceEvents
+    index: np.ndarray  # positions of the kept (non-M) events
+    ph: pa.Array
+    name: pa.Array
+    cat: pa.Array
+    flow_id: pa.Array
+    bp: pa.Array
+    scope: pa.Array
+    pid: np.ndarray | list  # int64, or the values as written when some are text
+    tid: np.ndarray | list
+    ts: tuple  # us_to_ns_ranged of ts: (ns, ok, lossy, out_of_range)
+    dur: tuple
+    args: bytes | None  # the args of the kept events back to back (None: args not kept)
+    args_len: np.ndarray | None
+    link: dict[str, np.ndarray]
+    meta: list[tuple] = field(default_factory=list)  # (name, pid, tid, args bytes) of the M events
+    bad_utf8_events: int = 0
+    first_bad_utf8: int | None = None
+
+
+def decode_chunk(path: Path, raws: list[msgspec.Raw], start: int, object_form: bool, keep_args: bool = True) -> Chunk:
+    """Decode the events `raws` (event `start` onwards). Without `keep_args`, args are parsed for the link
+    fields only (one pass instead of two) and not kept; a chunk that does not fit that lean form is
+    decoded the full way, so the result and the damage counted are the same."""
+    text = b"[" + b",".join(raws) + b"]"
+    bad_utf8, first_bad = 0, None
+    if not text.isascii():
+        text, raws, bad_utf8, first_bad = _repair_utf8(text, raws, start)
+    lean = None
+    if not keep_args:
+        try:
+            lean = _lean_decoder.decode(text)
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+            lean = None  # the full decode below reports or recovers it, as for convert
+    if lean is not None:
+        events, has_meta = lean, False
+        phs = [e.ph for e in events]
+        if "M" in phs:
+            has_meta = True
+    else:
+        try:
+            events = _chunk_decoder.decode(text)
+        except msgspec.ValidationError as exc:
+            raise malformed(path, exc, start, object_form) from None
+        except RecursionError:
+            raise TraceError(path, "an event is nested deeper than the JSON reader allows (about 1,000 "
+                                   f"levels), in events {start}-{start + len(raws) - 1}") from None
+        phs = [e.ph for e in events]
+        has_meta = "M" in phs
+    meta: list[tuple] = []
+    if has_meta:
+        kept = [i for i, p in enumerate(phs) if p != "M"]
+        meta_raws = [raws[i] for i, p in enumerate(phs) if p == "M"]
+        full = events if lean is None else _chunk_decoder.decode(b"[" + b",".join(meta_raws) + b"]")
+        meta = [(_name(e.name), e.pid, e.tid, bytes(e.args)) for e in full if e.ph == "M"]
+        events, raws, phs = [events[i] for i in kept], [raws[i] for i in kept], [phs[i] for i in kept]
+        index = start + np.asarray(kept, dtype=np.int64)
+        if lean is None:
+            text = b"[" + b",".join(raws) + b"]"
+    else:
+        index = np.arange(start, start + len(events), dtype=np.int64)
+    ph = pa.array(phs, type=pa.string())
+    # Join ids are read for the events that can become slices (B events become X).
+    span = pc.is_in(ph, value_set=pa.array(["X", "B"])).to_numpy(zero_copy_only=False)
+    if lean is None:
+        raw_args = [e.args for e in events]
+        args_len = np.fromiter(map(len, raw_args), dtype=np.int64, count=len(raw_args))
+        args = b"".join(raw_args) if keep_args else None
+        link = link_chunk(text, raw_args, span)
+    else:
+        args, args_len = None, None
+        link = link_columns([e.args for e in events], span)
+    return Chunk(
+        start=start, index=index, ph=ph,
+        name=_strings([e.name for e in events], _name).fill_null(""),
+        cat=pa.array([e.cat for e in events], type=pa.string()),
+        flow_id=_flow_ids([e.id for e in events]),
+        bp=pa.array([e.bp for e in events], type=pa.string()),
+        scope=pa.array([e.s for e in events], type=pa.string()),
+        pid=chunk_ids([e.pid for e in events]), tid=chunk_ids([e.tid for e in events]),
+        ts=us_to_ns_ranged([e.ts for e in events]), dur=us_to_ns_ranged([e.dur for e in events]),
+        args=args, args_len=args_len if keep_args else None, link=link, meta=meta,
+        bad_utf8_events=bad_utf8, first_bad_utf8=first_bad,
+    )
+
+
+def _repair_utf8(text: bytes, raws: list[msgspec.Raw], start: int) -> tuple[bytes, list, int, int | None]:
+    """Replace each invalid UTF-8 sequence in the chunk's events by "?"; (text, raws, events fixed, first)."""
+    try:
+        text.decode("utf-8")
+        return text, raws, 0, None
+    except UnicodeDecodeError:
+        pass
+    fixed, bad, first = [], 0, None
+    for i, raw in enumerate(raws):
+        piece = bytes(raw)
+        try:
+            piece.decode("utf-8")
+        except UnicodeDecodeError:
+            raw = msgspec.Raw(piece.decode("utf-8", "tracekit_qmark").encode("utf-8"))
+            bad += 1
+            first = start + i if first is None else first
+        fixed.append(raw)
+    return b"[" + b",".join(fixed) + b"]", fixed, bad, first
+
+
+def chunk_ids(values: list) -> np.ndarray | list:
+    """int64 pids/tids (None is 0), or `values` itself when some are text or beyond INT_MIN..INT_MAX."""
+    try:
+        ids = pa.array(values, type=pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        return values
+    if len(ids) and (ids.min() <= INT_MIN or ids.max() >= INT_MAX):
+        return values
+    return ids
+
+
+def malformed(path: Path, exc: msgspec.ValidationError, start: int, object_form: bool) -> TraceError:
+    """The error for an event that does not fit RawEvent, with its index in the whole file."""
+    text = str(exc)
+    found = re.search(r"\$\[(\d+)\]", text)
+    if not found:
+        return TraceError(path, f"malformed event: {text}")
+    index = start + int(found.group(1))
+    where = f"$.traceEvents[{index}]" if object_form else f"$[{index}]"
+    return TraceError(path, f"malformed event: {text[: found.start()]}{where}{text[found.end():]}", index)
+
+
+def _strings(values: list, convert) -> pa.Array:
+    """Arrow strings of a list of str/None, or of `convert(v)` per value where some are not."""
+    try:
+        return pa.array(values, type=pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        return pa.array([convert(v) for v in values], type=pa.string())
+
+
+def _flow_id_text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _flow_ids(values: list) -> pa.Array:
+    """Flow ids (int, str or None) as text, like str(id)."""
+    try:
+        arr = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        arr = None
+    if arr is not None and (pa.types.is_integer(arr.type) or pa.types.is_null(arr.type)
+                            or pa.types.is_string(arr.type)):
+        return arr.cast(pa.string())
+    return pa.array([_flow_id_text(v) for v in values], type=pa.string())
+
+
+def _name(value: object) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else str(value)

@@ -2,9 +2,11 @@
 
 Synthetic ranks are copies of the shared rank files (default: gpu/param_dlrm_8ranks) with the rank id rewritten
 (distributedInfo.rank = i, world_size = N; file rank-i.json.gz). Every measurement runs in a FRESH child
-interpreter (this script with --child); the child times the work alone (imports excluded) and reports its own
-peak RSS (ru_maxrss, VmHWM); the parent samples the RSS of the child's whole process tree (psutil, every 20 ms)
-for the total peak (parent + worker processes). Measurements per N:
+interpreter (this script with --child); the child times the work alone (imports excluded): CPU seconds
+(user + sys of the child and of the worker processes it waited for, from getrusage; the machine is shared, so
+wall seconds stretch with the other load, CPU seconds much less) and wall seconds, and reports its own peak RSS
+(ru_maxrss, VmHWM); the parent samples the RSS of the child's whole process tree (psutil, every 20 ms) for the
+total peak (parent + worker processes). Ratios (x_orjson, per-rank growth) are of CPU seconds. Measurements per N:
 
 * ``orjson``   - gunzip + orjson.loads of every file, one after the other (the JSON floor);
 * ``convert``  - ``tracekit convert DIR -o OUT --workers W`` (trace, Parquet dataset, collectives, manifest);
@@ -52,6 +54,14 @@ def _peaks() -> dict[str, float]:
     return {"self_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB, "vm_hwm_mb": hwm}
 
 
+def _cpu_s() -> float:
+    """user + sys seconds of this process and of its children that ended (the pool's workers)."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def child(mode: str, args: list[str]) -> None:
     import orjson
 
@@ -61,21 +71,21 @@ def child(mode: str, args: list[str]) -> None:
         import orjson
 
         files = sorted(Path(args[0]).glob("*.json.gz"))
-        start = time.perf_counter()
+        cpu0, start = _cpu_s(), time.perf_counter()
         for f in files:
             with gzip.open(f, "rb") as fh:
                 doc = orjson.loads(fh.read())
             del doc
         wall = time.perf_counter() - start
     else:
-        start = time.perf_counter()
+        cpu0, start = _cpu_s(), time.perf_counter()
         try:
             main(args, standalone_mode=False)
         except SystemExit as exc:
             if exc.code:
                 raise
         wall = time.perf_counter() - start
-    print("RESULT " + json.dumps({"wall_s": wall, **_peaks()}), file=sys.stderr)
+    print("RESULT " + json.dumps({"wall_s": wall, "cpu_s": _cpu_s() - cpu0, **_peaks()}), file=sys.stderr)
 
 
 # --------------------------------------------------------------------------------------------- parent side
@@ -135,7 +145,8 @@ def make_ranks(source: Path, n: int, folder: Path) -> int:
     return total
 
 
-def run_scale(ranks: list[int], workers: int, source: Path, work: Path) -> list[dict]:
+def run_scale(ranks: list[int], workers: int, source: Path, work: Path, raw_up_to: int | None = None,
+              partial: Path | None = None, convert_only: bool = False) -> list[dict]:
     rows = []
     for n in ranks:
         folder, out = work / f"ranks{n}", work / f"out{n}"
@@ -143,24 +154,53 @@ def run_scale(ranks: list[int], workers: int, source: Path, work: Path) -> list[
         row = {"ranks": n, "input_gz_mb": gz / MB, "workers": workers}
         row["orjson"] = measure("orjson", [str(folder)])
         row["convert"] = measure("convert", ["convert", str(folder), "-o", str(out), "--workers", str(workers)])
-        row["parallel_raw"] = measure("parallel", ["parallel", str(folder), "--json", "--workers", str(workers)])
-        row["parallel_dataset"] = measure("parallel", ["parallel", str(out), "--json"])
-        for key in ("convert", "parallel_raw", "parallel_dataset"):
-            row[key]["x_orjson"] = row[key]["wall_s"] / row["orjson"]["wall_s"]
-            row[key]["s_per_rank"] = row[key]["wall_s"] / n
+        if not convert_only and (raw_up_to is None or n <= raw_up_to):
+            row["parallel_raw"] = measure("parallel", ["parallel", str(folder), "--json", "--workers", str(workers)])
+        if not convert_only:
+            row["parallel_dataset"] = measure("parallel", ["parallel", str(out), "--json"])
+        for key in [k for k in ("convert", "parallel_raw", "parallel_dataset") if k in row]:
+            row[key]["x_orjson"] = row[key]["cpu_s"] / row["orjson"]["cpu_s"]
+            row[key]["cpu_s_per_rank"] = row[key]["cpu_s"] / n
+            row[key]["wall_x_orjson"] = row[key]["wall_s"] / row["orjson"]["wall_s"]
         rows.append(row)
         print(_line(row), flush=True)
+        if partial:  # each finished row is kept even if a later, larger one is stopped
+            partial.write_text(json.dumps({"scale": rows}, indent=1))
         shutil.rmtree(folder, ignore_errors=True)
         shutil.rmtree(out, ignore_errors=True)
     return rows
 
 
 def _line(row: dict) -> str:
-    c, o, pr, pd_ = row["convert"], row["orjson"], row["parallel_raw"], row["parallel_dataset"]
-    return (f"{row['ranks']:>5} ranks: orjson {o['wall_s']:.2f} s | convert {c['wall_s']:.2f} s "
-            f"({c['x_orjson']:.1f}x, {c['s_per_rank'] * 1000:.0f} ms/rank, parent peak {c['self_peak_mb']:.0f} MB, "
-            f"total peak {c['total_peak_mb']:.0f} MB) | parallel raw {pr['wall_s']:.2f} s, "
-            f"dataset {pd_['wall_s']:.2f} s (parent peak {pd_['self_peak_mb']:.0f} MB)")
+    c, o = row["convert"], row["orjson"]
+    pd_ = row.get("parallel_dataset", {"cpu_s": float("nan"), "x_orjson": float("nan"), "self_peak_mb": float("nan")})
+    pr = row.get("parallel_raw", {"cpu_s": float("nan"), "x_orjson": float("nan")})
+    return (f"{row['ranks']:>5} ranks (CPU s): orjson {o['cpu_s']:.2f} | convert {c['cpu_s']:.2f} "
+            f"({c['x_orjson']:.1f}x, {c['cpu_s_per_rank'] * 1000:.0f} ms/rank, parent peak {c['self_peak_mb']:.0f} MB, "
+            f"total peak {c['total_peak_mb']:.0f} MB) | parallel raw {pr['cpu_s']:.2f} ({pr['x_orjson']:.1f}x), "
+            f"dataset {pd_['cpu_s']:.2f} ({pd_['x_orjson']:.1f}x, parent peak {pd_['self_peak_mb']:.0f} MB)")
+
+
+def growth(rows: list[dict]) -> dict:
+    """Time per rank of each row against the smallest row, normalised by orjson per rank of the same run (the
+    issue's target: within 1.5x from 8 to 512 ranks), and the parent peak per rank above the smallest row."""
+    if not rows:
+        return {"lines": []}
+    first, out, lines = rows[0], {}, []
+    for row in rows[1:]:
+        key = f"{first['ranks']}->{row['ranks']}"
+        entry = {}
+        for stage in ("convert", "parallel_raw", "parallel_dataset"):
+            if stage in row and stage in first:
+                entry[stage] = row[stage]["x_orjson"] / first[stage]["x_orjson"]
+        entry["convert_parent_peak_mb_per_rank"] = ((row["convert"]["self_peak_mb"] - first["convert"]["self_peak_mb"])
+                                                    / (row["ranks"] - first["ranks"]))
+        out[key] = entry
+        lines.append(f"time per rank {key}, normalised by orjson: " + ", ".join(
+            f"{k} {v:.2f}x" for k, v in entry.items() if not k.endswith("per_rank")) +
+            f"; convert parent peak {entry['convert_parent_peak_mb_per_rank']:+.3f} MB per rank")
+    out["lines"] = lines
+    return out
 
 
 def run_modules(traces: list[Path], work: Path, repeat: int) -> list[dict]:
@@ -196,12 +236,22 @@ def main() -> None:
                              SHARED / "cpu/gpt/prof_stack_modules.json.gz"])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", type=Path, default=None, help="Write the results here.")
+    ap.add_argument("--raw-up-to", type=int, default=None,
+                    help="Run `parallel` on the raw files only up to this many ranks (it repeats convert's per-rank "
+                         "work; the dataset row still runs).")
+    ap.add_argument("--convert-only", action="store_true", help="Measure orjson and convert only.")
     opts = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tracekit-scale-"))
     try:
         results = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                                "affinity": len(os.sched_getaffinity(0))},
-                   "source": str(opts.source), "scale": run_scale(opts.ranks, opts.workers, opts.source, work)}
+                   "source": str(opts.source),
+                   "scale": run_scale(opts.ranks, opts.workers, opts.source, work, opts.raw_up_to,
+                                      opts.json.with_suffix(".partial.json") if opts.json else None,
+                                      opts.convert_only)}
+        results["growth"] = growth(results["scale"])
+        for line in results["growth"]["lines"]:
+            print(line)
         if opts.modules:
             results["modules"] = run_modules(opts.modules_traces, work, opts.repeat)
     finally:

@@ -1,6 +1,8 @@
 """Convert the ranks of a job in parallel worker processes: each reads ONE rank, writes its Parquet
-partitions (events/rank=N/part-I.parquet, ...) and a chrome-trace fragment, and returns only small results
-(collectives, per-step split, summary). Memory stays that of one rank per worker."""
+partitions (events/rank=N/part-I.parquet, ...), its collective calls (.calls/rank=N/part-I.parquet) and a
+chrome-trace fragment, and returns only a small record (summary, source, distributedInfo). The cross-rank
+stage (tracekit.parallel.crossrank) then reads the call partitions, so the parent holds a few KB per rank and
+a narrow table of the calls, and memory per worker stays that of one rank."""
 
 from __future__ import annotations
 
@@ -14,10 +16,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tracekit.executors import Executor, make_executor
+from tracekit.executors import Executor, LocalPool, make_executor
 from tracekit.rankset import PERFETTO_MAX_BYTES, parse_ranks
 
 HOUR_NS = 3_600_000_000_000
+# What convert_rank imports: loaded once by the local pool's fork server, not by every worker.
+WORKER_MODULES = ("tracekit.convert", "tracekit.converters", "tracekit.inputs", "tracekit.modules.table",
+                  "tracekit.parallel.collectives", "tracekit.parallel.crossrank", "tracekit.parallel.pipeline",
+                  "tracekit.parallel.report", "tracekit.pipeline", "tracekit.steps", "tracekit.writers.chrome",
+                  "tracekit.writers.parquet", "tracekit.dataset.manifest", "tracekit.ranks")
 __all__ = ["PERFETTO_MAX_BYTES", "parse_ranks"]  # re-exported (tracekit.rankset holds them)
 
 
@@ -31,6 +38,8 @@ class RankJob:
     slot: int = 0
     parquet: bool = True
     chrome: bool = True
+    calls: str = ""  # folder for the rank's collective calls (rank=N/part-I.parquet); "": sent back in the result
+    splits: bool = True  # compute the per-step split (tracekit parallel); convert does not need it
 
 
 @dataclass
@@ -44,9 +53,9 @@ class RankResult:
     worker_pid: int
     summary: dict[str, Any]
     distributed: dict[str, Any]
-    collectives: pd.DataFrame
+    collectives: pd.DataFrame | None  # None once written to the calls partition (by the worker or the parent)
     skipped_collectives: dict[str, int]
-    steps: pd.DataFrame
+    steps: pd.DataFrame | None  # None without job.splits
     fragment: str | None = None
     fragment_base_ns: int = 0
     devices: list = field(default_factory=list)
@@ -113,11 +122,16 @@ def convert_rank(job: RankJob) -> RankResult:
     calls, skipped = collective_calls(processed.table)
     calls["rank"] = rank
     summary = build_summary(processed, chrome, counts, "") if chrome else {}
+    steps = with_compute_spans(step_split(ev, calls), ev, calls).assign(rank=rank) if job.splits else None
+    if job.calls:
+        from tracekit.parallel.crossrank import write_part
+
+        write_part(calls, Path(job.calls), rank, job.index)
     return RankResult(
         index=job.index, path=job.path, rank=rank, rank_from=rank_from, worker_pid=os.getpid(), summary=summary,
-        distributed=dict(src.distributed), collectives=calls, skipped_collectives=skipped,
-        steps=with_compute_spans(step_split(ev, calls), ev, calls).assign(rank=rank), fragment=fragment,
-        fragment_base_ns=base, devices=list(src.devices), input=fingerprint_, source=source,
+        distributed=dict(src.distributed), collectives=None if job.calls else calls, skipped_collectives=skipped,
+        steps=steps, fragment=fragment, fragment_base_ns=base, devices=list(src.devices), input=fingerprint_,
+        source=source,
     )
 
 
@@ -169,6 +183,8 @@ def run_ranks(jobs: Sequence[RankJob], workers: int | None = None,
     is raised here, and the warnings of every rank are re-emitted here.
     """
     runner = make_executor(executor, workers)
+    if isinstance(runner, LocalPool) and not runner.preload:
+        runner.preload = WORKER_MODULES
     outcomes = runner.run(_convert_rank_relayed, list(jobs),
                           on_done=(lambda o: on_done(_unwrap(o))) if on_done else None)
     return [_unwrap_quiet(o) for o in outcomes] if on_done else [_unwrap(o) for o in outcomes]
@@ -180,16 +196,31 @@ def _unwrap_quiet(outcome: _Outcome) -> RankResult:
     return outcome.result
 
 
-def job_list(paths: Sequence[Path], stage: Path, parquet: bool = True, chrome: bool = True) -> list[RankJob]:
+def job_list(paths: Sequence[Path], stage: Path, parquet: bool = True, chrome: bool = True, calls: str = "",
+             splits: bool = True) -> list[RankJob]:
     """One job per input; the slot (pid/flow-id range in the merged trace) is the input position."""
-    return [RankJob(i, str(p), str(stage), slot=i, parquet=parquet, chrome=chrome) for i, p in enumerate(paths)]
+    return [RankJob(i, str(p), str(stage), slot=i, parquet=parquet, chrome=chrome, calls=calls, splits=splits)
+            for i, p in enumerate(paths)]
 
 
-def collectives_of(results: Sequence[RankResult]) -> pd.DataFrame:
-    """The collectives table of all ranks (groups stated or inferred across ranks)."""
-    from tracekit.parallel.collectives import build_collectives
+def collectives_of(results: Sequence[RankResult], calls: Path, out: Path) -> int:
+    """Write the collectives table of all ranks (groups stated or inferred across ranks) to `out` from the call
+    partitions under `calls`; returns its rows."""
+    from tracekit.parallel.crossrank import write_collectives_from_parts
 
-    return build_collectives([r.collectives for r in results], [r.distributed for r in results])
+    return write_collectives_from_parts(calls, [r.distributed for r in results], out)
+
+
+def keep_calls(folder: Path) -> Callable[[RankResult], None]:
+    """An on_done callback that writes the calls a worker sent back to `folder` (rank-partitioned) and drops
+    them from the result (workers that cannot write where the parent reads, as on a Dask cluster)."""
+    from tracekit.parallel.crossrank import write_part
+
+    def keep(result: RankResult) -> None:
+        if result.collectives is not None:
+            write_part(result.collectives, folder, result.rank, result.index)
+            result.collectives = None
+    return keep
 
 
 def check_ranks(results: Sequence[RankResult]) -> None:
@@ -212,7 +243,7 @@ def _sum_dicts(dicts: Sequence[dict[str, int]]) -> dict[str, int]:
 
 
 def merged_summary(results: Sequence[RankResult], trace_name: str, base_ns: int, counts: dict[str, int],
-                   coll: pd.DataFrame) -> dict[str, Any]:
+                   coll_rows: int) -> dict[str, Any]:
     """The convert summary of a multi-rank job: per-rank summaries added up, plus ranks and workers."""
     per = [r.summary for r in results]
     starts = [s["time_span_ns"]["start"] for s in per]
@@ -239,7 +270,7 @@ def merged_summary(results: Sequence[RankResult], trace_name: str, base_ns: int,
         "time_span_ns": {"start": min(starts), "end": max(ends), "duration": max(ends) - min(starts)},
         "workers": {"processes": len({r.worker_pid for r in results}),
                     "pids": sorted({r.worker_pid for r in results})},
-        "collectives": {"rows": len(coll), "left_out": _sum_dicts([r.skipped_collectives for r in results])},
+        "collectives": {"rows": coll_rows, "left_out": _sum_dicts([r.skipped_collectives for r in results])},
     }
 
 
@@ -327,22 +358,27 @@ def convert_ranks(paths: Sequence[Path], outdir: str | Path, gzip_trace: bool = 
 
     from tracekit.dataset.manifest import write_manifest
     from tracekit.writers.atomic import staged_dir
-    from tracekit.writers.collectives import write_collectives
 
     step = progress or (lambda _msg: None)
     trace_name = "trace.json.gz" if gzip_trace else "trace.json"
     with staged_dir(outdir) as stage:
-        results = run_ranks(job_list(paths, stage, parquet), workers,
+        calls = stage / ".calls"
+        results = run_ranks(job_list(paths, stage, parquet, calls=str(calls), splits=False), workers,
                             on_done=lambda r: step(f"converted rank {r.rank}: {r.path}"), executor=executor)
         check_ranks(results)
         step("writing the merged chrome trace")
         base, traces = write_traces(results, stage, trace_name, gzip_trace, max_trace_bytes, trace_ranks)
         shutil.rmtree(stage / ".fragments", ignore_errors=True)
-        coll = collectives_of(results)
+        step("matching collectives across ranks")
+        coll_path = stage / ("collectives.parquet" if parquet else ".collectives.parquet")
+        coll_rows = collectives_of(results, calls, coll_path)
+        shutil.rmtree(calls, ignore_errors=True)
         counts = _sum_dicts([r.summary["parquet"] for r in results]) if parquet else {}
         if parquet:
-            counts["collectives"] = write_collectives(coll, stage / "collectives.parquet")
-        summary = merged_summary(results, trace_name, base, counts, coll)
+            counts["collectives"] = coll_rows
+        else:
+            coll_path.unlink(missing_ok=True)
+        summary = merged_summary(results, trace_name, base, counts, coll_rows)
         summary["trace"].update(traces)
         (stage / "summary.json").write_text(json.dumps(summary, indent=2))
         write_manifest(stage, [r.input for r in results if r.input], [r.source for r in results if r.source],
@@ -353,14 +389,31 @@ def convert_ranks(paths: Sequence[Path], outdir: str | Path, gzip_trace: bool = 
 def analyse_ranks(paths: Sequence[Path], workers: int | None = None,
                   progress: Callable[[str], None] | None = None,
                   executor: Executor | str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
-    """Collectives, per-rank step splits and process groups of the inputs (no files written)."""
+    """Collectives, per-rank step splits and process groups of the inputs (no files written but a scratch folder:
+    the calls each worker sends back go to rank-partitioned Parquet there as they arrive, and the cross-rank stage
+    reads them as it does during convert; the collectives table is then read back as from a dataset)."""
+    import shutil
+    import tempfile
+
+    from tracekit.parallel.crossrank import collectives_frame
     from tracekit.parallel.groups import groups_from_ranks
 
     step = progress or (lambda _msg: None)
     jobs = job_list(paths, Path("."), parquet=False, chrome=False)
-    results = run_ranks(jobs, workers, on_done=lambda r: step(f"read rank {r.rank}: {r.path}"), executor=executor)
-    check_ranks(results)
-    coll = collectives_of(results)
+    scratch = Path(tempfile.mkdtemp(prefix="tracekit-parallel-"))
+    try:
+        keep = keep_calls(scratch / "calls")
+
+        def done(result: RankResult) -> None:
+            keep(result)
+            step(f"read rank {result.rank}: {result.path}")
+
+        results = run_ranks(jobs, workers, on_done=done, executor=executor)
+        check_ranks(results)
+        collectives_of(results, scratch / "calls", scratch / "collectives.parquet")
+        coll = collectives_frame(pq.read_table(scratch / "collectives.parquet"))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     steps = pd.concat([r.steps for r in results], ignore_index=True)
     groups = groups_from_ranks([r.distributed for r in results], coll)
     table = [{"group": g.name, "desc": g.desc, "ranks": list(g.ranks), "parallel_dim": g.dim,

@@ -61,11 +61,12 @@ def parallel_of(ds: Dataset) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
     """Collectives, per-rank step splits and process groups of a dataset (as tracekit.ranks.analyse_ranks gives
     for raw traces): the collectives table as stored, the step split rank by rank from a few event columns, so
     memory holds one rank's events at a time."""
+    from tracekit.parallel.crossrank import collectives_frame
     from tracekit.parallel.groups import groups_from_ranks
     from tracekit.parallel.pipeline import with_compute_spans
     from tracekit.parallel.report import step_split
 
-    coll = ds.read("collectives")
+    coll = collectives_frame(ds.read_arrow("collectives"))
     splits = []
     for rank, events in ds.event_parts(SPLIT_COLUMNS):
         calls = coll[coll["rank"] == rank] if rank >= 0 else coll

@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -55,12 +56,19 @@ class Candidate:
     def label(self) -> str:
         return f"{self.name} {list(self.ranks)}"
 
+    @cached_property
+    def position(self) -> dict[int, int]:
+        """Each member's index in the group (its first, as list.index gives)."""
+        out: dict[int, int] = {}
+        for i, r in enumerate(self.ranks):
+            out.setdefault(r, i)
+        return out
+
 
 def _members_to_check(group: Candidate, rank: int) -> list[int]:
-    others = [m for m in group.ranks if m != rank]
     if len(group.ranks) <= FULL_CHECK:
-        return others
-    i = group.ranks.index(rank)
+        return [m for m in group.ranks if m != rank]
+    i = group.position[rank]  # large groups: the ring neighbours only, found without a scan of the members
     return sorted({group.ranks[(i + 1) % len(group.ranks)], group.ranks[i - 1]})
 
 
@@ -144,7 +152,7 @@ def candidate_matrix(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Can
                     for m in members:
                         ok &= index.overlaps(m, sigs[same[0]], start[same], end[same])
                     passes[same, k] = ok
-            me = group.ranks.index(rank)
+            me = group.position[rank]
             for r in p2p_rows.tolist():
                 kind, size, peer = sigs[r]
                 if not 0 <= peer < len(group.ranks) or group.ranks[peer] == rank or group.ranks[peer] not in present:
@@ -233,7 +241,7 @@ def _propagate(new: list[int], calls: pd.DataFrame, st: _State, groups: Sequence
         if sig[0] in _P2P:
             if not 0 <= sig[2] < len(group.ranks):
                 continue
-            targets = [(group.ranks[sig[2]], (_P2P[sig[0]], sig[1], group.ranks.index(rank)))]
+            targets = [(group.ranks[sig[2]], (_P2P[sig[0]], sig[1], group.position[rank]))]
         else:
             targets = [(m, sig) for m in _members_to_check(group, rank)]
         for member, want in targets:
@@ -291,7 +299,7 @@ def _disagreements(calls: pd.DataFrame, label: np.ndarray, groups: Sequence[Cand
             continue
         group = groups[int(gi)]
         other = group.ranks[sig[2]]
-        recvs = by_key.get((gi, other, ("recv", sig[1], group.ranks.index(rank))), p2p.iloc[:0])
+        recvs = by_key.get((gi, other, ("recv", sig[1], group.position[rank])), p2p.iloc[:0])
         why, _extra = _compare((None, sends["start_ns"].to_numpy(), sends["_end"].to_numpy(), sends.index.to_numpy()),
                                (None, recvs["start_ns"].to_numpy(), recvs["_end"].to_numpy(), recvs.index.to_numpy()),
                                tolerance_ns, trim=False)

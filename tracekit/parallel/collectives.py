@@ -435,19 +435,32 @@ def with_bandwidth(calls: pd.DataFrame) -> pd.DataFrame:
     return calls.assign(algbw=algbw, busbw=algbw * factor)
 
 
-def build_collectives(frames: list[pd.DataFrame], distributed: list[dict[str, Any]]) -> pd.DataFrame:
-    """The collectives table of all ranks: groups (stated or inferred), parallel dimension, bandwidth."""
+ORDER = ("rank", "step", "name", "collective", "group", "group_desc", "group_ranks", "group_from", "parallel_dim",
+         "parallel_dim_inferred", "peer", "dtype", "bytes", "bytes_from", "start_ns", "dur_ns", "algbw", "busbw",
+         "exposed_ns", "call_ns", "module_path", "module_from", "call_row", "exec_row", "thread", "exec_thread",
+         "exec_link_set", "group_candidates")
+
+
+def label_calls(calls: pd.DataFrame, distributed: list[dict[str, Any]]) -> pd.DataFrame:
+    """The cross-rank part of the collectives table: groups (stated or inferred across ranks), parallel dimension,
+    HCCL group members and bandwidth of every call. Reads only the group, matching and size columns, so it runs
+    on a narrow table of all ranks' calls (tracekit.parallel.crossrank); rows keep their order and index."""
     from tracekit.parallel.groups import assign_groups, groups_from_ranks, label_dims
 
-    frames = [f for f in frames if len(f)]
-    calls = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(COLUMNS))
     groups = groups_from_ranks(distributed, calls)
     calls = label_dims(assign_groups(calls, groups), groups)
     calls = label_hccl_groups(calls, groups)
-    calls = with_bandwidth(calls)
-    order = ["rank", "step", "name", "collective", "group", "group_desc", "group_ranks", "group_from",
-             "parallel_dim", "parallel_dim_inferred", "peer", "dtype", "bytes", "bytes_from", "start_ns", "dur_ns",
-             "algbw", "busbw", "exposed_ns", "call_ns", "module_path", "module_from", "call_row", "exec_row", "thread",
-             "exec_thread", "exec_link_set", "group_candidates"]
-    order += [c for c in HCCL_EXTRA if c in calls]
-    return calls[order].sort_values(["rank", "start_ns"], ignore_index=True)
+    return with_bandwidth(calls)
+
+
+def ordered(calls: pd.DataFrame) -> pd.DataFrame:
+    """The collectives table's columns in their order (HCCL columns last, where present)."""
+    return calls[[*ORDER, *(c for c in HCCL_EXTRA if c in calls)]]
+
+
+def build_collectives(frames: list[pd.DataFrame], distributed: list[dict[str, Any]]) -> pd.DataFrame:
+    """The collectives table of all ranks held in memory (one input; many ranks go through
+    tracekit.parallel.crossrank, which reads them from rank-partitioned Parquet)."""
+    frames = [f for f in frames if len(f)]
+    calls = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(COLUMNS))
+    return ordered(label_calls(calls, distributed)).sort_values(["rank", "start_ns"], ignore_index=True)

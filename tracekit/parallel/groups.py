@@ -118,9 +118,11 @@ def assign_groups(calls: pd.DataFrame, groups: dict[tuple[str, tuple], Group], t
     hit = chosen >= 0
     if hit.any():
         picked = [glist[g] for g in chosen[hit]]
+        members = {g: list(glist[g].ranks) for g in set(chosen[hit].tolist())}  # one list per group, shared by rows
         out.loc[idx[hit], "group"] = [g.name for g in picked]
         out.loc[idx[hit], "group_desc"] = [g.desc for g in picked]
-        out.loc[idx[hit], "group_ranks"] = pd.Series([list(g.ranks) for g in picked], index=idx[hit], dtype=object)
+        out.loc[idx[hit], "group_ranks"] = pd.Series([members[g] for g in chosen[hit].tolist()], index=idx[hit],
+                                                     dtype=object)
     return out
 
 
@@ -144,8 +146,12 @@ def label_dims(calls: pd.DataFrame, groups: dict[tuple[str, tuple], Group]) -> p
     by_key = {(g.name, g.ranks): g for g in groups.values()}
     by_name = {g.name: g for g in groups.values()}
     dims, inferred = [], []
+    found: dict[tuple[str, int], Group | None] = {}  # rows of one group share its member list: look it up once
     for name, ranks, how in zip(calls["group"].tolist(), calls["group_ranks"].tolist(), calls["group_from"].tolist()):
-        g = by_key.get((str(name), tuple(ranks) if ranks is not None else ())) or by_name.get(str(name))
+        key = (str(name), id(ranks))
+        if key not in found:
+            found[key] = by_key.get((str(name), tuple(ranks) if ranks is not None else ())) or by_name.get(str(name))
+        g = found[key]
         dims.append(g.dim if g else None)
         inferred.append((bool(g.dim_inferred) or str(how).startswith("inferred")) if g else None)
     return calls.assign(parallel_dim=dims, parallel_dim_inferred=pd.array(inferred, dtype="boolean"))

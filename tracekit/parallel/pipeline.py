@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from tracekit.parallel.collectives import compute_intervals, covered_ns, merge_intervals
+from tracekit.parallel.crossrank import ranks_text
 from tracekit.table import DEVICE_KINDS, kind_in, strings
 
 P2P = ("send", "recv", "send_recv")
@@ -189,7 +190,7 @@ def _dp_sync(coll: pd.DataFrame) -> pd.DataFrame:
     rows = coll[coll["parallel_dim"] == "DP"]
     if not len(rows):
         return pd.DataFrame()
-    rows = rows.assign(ranks=rows["group_ranks"].map(lambda r: ",".join(map(str, r)) if r is not None else "?"),
+    rows = rows.assign(ranks=ranks_text(rows["group_ranks"]),
                        link=pd.to_numeric(rows["hccl_transit_bytes"], errors="coerce")
                        if "hccl_transit_bytes" in rows else np.nan)
     out = rows.groupby(["stage", "ranks", "collective"], dropna=False).agg(

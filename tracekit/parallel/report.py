@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from tracekit.parallel.collectives import compute_intervals, covered_ns, merge_intervals
+from tracekit.parallel.crossrank import ranks_text
 from tracekit.steps import _STEP_NUMBER
 from tracekit.table import is_in, strings
 
@@ -58,7 +59,7 @@ def by_group(coll: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     frame = coll.assign(parallel_dim=coll["parallel_dim"].fillna("?"), group=coll["group"].fillna("?"),
                         group_desc=coll["group_desc"].fillna(""),
-                        group_ranks=coll["group_ranks"].map(lambda r: ",".join(map(str, r)) if r is not None else "?"))
+                        group_ranks=ranks_text(coll["group_ranks"]))
     out = frame.groupby(["parallel_dim", "group", "group_desc", "group_ranks"], dropna=False).agg(
         ranks=("rank", "nunique"), calls=("rank", "size"), bytes=("bytes", _sum_known), time_ns=("dur_ns", "sum"),
         exposed_ns=("exposed_ns", "sum"), busbw=("busbw", "median"),

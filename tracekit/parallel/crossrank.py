@@ -1,0 +1,215 @@
+"""The cross-rank collectives stage over rank-partitioned Parquet: the per-rank call tables that workers wrote
+(`<folder>/rank=R/part-I.parquet`, one file per input) become collectives.parquet without holding every rank's
+calls in memory.
+
+1. Group inference, parallel dimensions, HCCL group members and bandwidth (collectives.label_calls) run on a
+   NARROW table of all ranks' calls: the matching, size and group columns only (no names, module paths or
+   provenance texts). A group's member list is one shared object however many calls name it.
+2. Each rank is then finished alone: its full partition read back, the labels of its rows put in, sorted by
+   start, and appended to collectives.parquet (one row group per rank).
+
+Rows, order and types are those of collectives.build_collectives over the same calls held in memory.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tracekit.parallel.collectives import COLUMNS, build_collectives, label_calls, ordered
+
+# Columns no cross-rank stage reads: left out of the narrow table, taken from each rank's partition at the end.
+WIDE_ONLY = ("step", "name", "dtype", "bytes_from", "exposed_ns", "call_ns", "module_path", "module_from", "call_row",
+             "hccl_wait_ns", "hccl_transit_bytes", "hccl_bandwidth_GBps")
+_PART = re.compile(r"part-(\d+)\.parquet$")
+BATCH_BYTES = 4 << 20  # ranks' finished rows are gathered up to this size, then written as one row group
+
+
+def part_path(folder: Path, rank: int, index: int) -> Path:
+    """`<folder>/rank=<rank>/part-<index>.parquet` (Hive layout, as the dataset's tables)."""
+    return folder / f"rank={rank}" / f"part-{index:05d}.parquet"
+
+
+def write_part(frame: pd.DataFrame, folder: Path, rank: int, index: int) -> int:
+    """Write one input's calls (without the rank column: the folder holds it); returns the row count."""
+    table = pa.Table.from_pandas(frame.drop(columns=["rank"], errors="ignore"), preserve_index=False)
+    path = part_path(folder, rank, index)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, compression="zstd")
+    return table.num_rows
+
+
+def list_parts(folder: Path) -> list[tuple[int, int, Path]]:
+    """(input index, rank, file) of every partition, in input order."""
+    out = []
+    for path in Path(folder).glob("rank=*/part-*.parquet"):
+        m = _PART.search(path.name)
+        out.append((int(m.group(1)) if m else 0, int(path.parent.name.removeprefix("rank=")), path))
+    return sorted(out)
+
+
+def _pandas(table: pa.Table) -> pd.DataFrame:
+    frame = table.to_pandas()
+    for field in table.schema:  # text written from object columns (`string`) back to objects with None
+        if field.type == pa.string():
+            col = frame[field.name]
+            frame[field.name] = col.astype(object).where(col.notna(), None)
+    return frame
+
+
+def _read(file: pq.ParquetFile, rank: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    frame = _pandas(file.read(columns=columns, use_threads=False))  # small files: no thread pool
+    frame.insert(0, "rank", rank)
+    return frame
+
+
+Used = tuple[int, Path, int, list[str]]  # rank, file, position of its first row in the narrow table, its columns
+
+
+def narrow_calls(parts: Sequence[tuple[int, int, Path]]) -> tuple[pd.DataFrame, list[Used]]:
+    """The calls of every (non-empty) partition, in input order, without the WIDE_ONLY columns (gathered as
+    arrow, made pandas once); and each used partition with the position of its first row in that table."""
+    tables, used, offset = [], [], 0
+    for _index, rank, path in parts:
+        file = pq.ParquetFile(path)
+        n = file.metadata.num_rows
+        if not n:
+            continue  # as build_collectives: empty tables add no columns
+        names = file.schema_arrow.names
+        table = file.read(columns=[c for c in names if c not in WIDE_ONLY], use_threads=False)
+        tables.append(table.add_column(0, "rank", pa.array(np.full(n, rank, dtype=np.int64))))
+        used.append((rank, path, offset, names))
+        offset += n
+    if not tables:
+        return pd.DataFrame(), used
+    return _pandas(pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]), used
+
+
+def _finished_ranks(labelled: pd.DataFrame, used: list[Used]) -> Iterator[pd.DataFrame]:
+    """Each rank's finished rows (rank order): its partitions read whole, with the labelled columns put in."""
+    by_rank: dict[int, list[tuple[Path, int]]] = {}
+    names: dict[str, None] = {}  # every column any partition has (an HCCL column may be missing on some ranks)
+    for rank, path, offset, columns in used:
+        by_rank.setdefault(rank, []).append((path, offset))
+        names.update(dict.fromkeys(columns))
+    for rank in sorted(by_rank):
+        wide, labels = [], []
+        for path, offset in by_rank[rank]:
+            part = _read(pq.ParquetFile(path), rank)
+            wide.append(part)
+            labels.append(labelled.iloc[offset:offset + len(part)])
+        frame = pd.concat(wide, ignore_index=True) if len(wide) > 1 else wide[0]
+        label = pd.concat(labels) if len(labels) > 1 else labels[0]
+        for col in label.columns:
+            if col not in WIDE_ONLY:
+                frame[col] = label[col].set_axis(frame.index)  # keeps the dtype (object stays object)
+        for col in names:
+            if col not in frame:
+                frame[col] = None
+        yield ordered(frame).sort_values("start_ns", kind="stable", ignore_index=True)
+
+
+def write_collectives_from_parts(folder: Path, distributed: list[dict[str, Any]], out: Path) -> int:
+    """collectives.parquet from the per-rank call partitions under `folder`; returns its row count."""
+    from tracekit.writers.collectives import collectives_arrow, write_collectives
+
+    narrow, used = narrow_calls(list_parts(folder))
+    if not len(narrow):
+        return write_collectives(build_collectives([], distributed), out)
+    labelled = label_calls(narrow, distributed)
+    del narrow
+    scratch = Path(tempfile.mkdtemp(prefix=".collectives-", dir=out.parent))
+    try:  # batches of ranks to scratch files first: the table's types are known only when every rank is seen
+        batches: list[Path] = []
+        schemas: list[pa.Schema] = []
+        pending: list[pa.Table] = []
+
+        def flush() -> None:
+            table = pa.concat_tables(pending, promote_options="permissive") if len(pending) > 1 else pending[0]
+            batches.append(scratch / f"{len(batches):06d}.parquet")
+            pq.write_table(table, batches[-1], compression="zstd")
+            schemas.append(table.schema)
+            pending.clear()
+
+        size = 0
+        for frame in _finished_ranks(labelled, used):
+            pending.append(collectives_arrow(frame))
+            size += pending[-1].nbytes
+            if size >= BATCH_BYTES:
+                flush()
+                size = 0
+        if pending:
+            flush()
+        schema = pa.unify_schemas(schemas, promote_options="permissive").with_metadata(schemas[0].metadata)
+        rows = 0
+        with pq.ParquetWriter(out, schema, compression="zstd") as writer:
+            for batch in batches:  # one row group per batch
+                table = pq.ParquetFile(batch).read(use_threads=False).cast(schema)
+                writer.write_table(table, row_group_size=max(1, table.num_rows))
+                rows += table.num_rows
+        return rows
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def shared_lists(column: pa.ChunkedArray | pa.Array) -> list[list[int] | None]:
+    """A list<int> column as Python lists, rows with equal lists sharing ONE list object: a group's member list
+    (group_ranks) is stored on every call of the group, so memory would otherwise grow as calls x group size."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if isinstance(array, pa.ChunkedArray):  # no chunks
+        return []
+    offsets = array.offsets.to_numpy()
+    values = array.values.to_numpy(zero_copy_only=False)
+    valid = array.is_valid().to_numpy(zero_copy_only=False)
+    cache: dict[bytes, list[int]] = {}
+    out: list[list[int] | None] = []
+    for k in range(len(array)):
+        if not valid[k]:
+            out.append(None)
+            continue
+        members = values[offsets[k]:offsets[k + 1]]
+        key = members.tobytes()
+        if key not in cache:
+            cache[key] = members.tolist()
+        out.append(cache[key])
+    return out
+
+
+def collectives_frame(table: pa.Table) -> pd.DataFrame:
+    """The collectives table as pandas, with group_ranks as shared lists (see shared_lists)."""
+    name = "group_ranks"
+    if name not in table.column_names or not pa.types.is_list(table.schema.field(name).type):
+        return table.to_pandas()
+    position = table.column_names.index(name)
+    frame = table.drop_columns([name]).to_pandas()
+    frame.insert(position, name, pd.Series(shared_lists(table[name]), index=frame.index, dtype=object))
+    return frame
+
+
+def ranks_text(column: pd.Series) -> list[str]:
+    """`0,1,2,3` for each row's member list (`?` where none), each distinct list joined once."""
+    done: dict[int, str] = {}
+    out = []
+    for members in column.tolist():
+        if members is None or (not hasattr(members, "__len__") and pd.isna(members)):
+            out.append("?")
+            continue
+        key = id(members)
+        if key not in done:
+            done[key] = ",".join(map(str, members))
+        out.append(done[key])
+    return out
+
+
+def empty_calls() -> pd.DataFrame:
+    """A call table with no rows (the columns collective_calls gives)."""
+    return pd.DataFrame(columns=list(COLUMNS))

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from tracekit.errors import TraceError
 from tracekit.timeconv import us_to_ns_ranged
 
-from .link_args import LinkArgs, link_chunk, link_columns
+from .link_args import LinkArgs, link_chunk, link_columns, link_fits
 
 Num = Union[int, float, str, None]
 
@@ -137,13 +137,7 @@ def decode_chunk(path: Path, raws: list[msgspec.Raw], start: int, object_form: b
     bp, scope = [e.bp for e in events], [e.s for e in events]
     ph_array = pa.array(ph, type=pa.string())
     if lean is None:
-        # Join ids are read for the events that can become slices (B events become X); the M events
-        # are not slices, so the chunk's text is decoded as it is and their rows dropped after.
-        all_span = _span(ph_array if keep is None else pa.array(all_ph, type=pa.string()))
-        link = link_chunk(text, all_args, all_span)
-        if keep is not None:
-            mask = np.asarray(keep, dtype=bool)
-            link = {k: (v[mask] if isinstance(v, np.ndarray) else v) for k, v in link.items()}
+        link = _links(text, raws, all_args, all_ph, keep)
         args_len = np.fromiter(map(len, raw_args), dtype=np.int64, count=len(raw_args))
         args = b"".join(raw_args) if keep_args else None
     else:
@@ -161,6 +155,22 @@ def decode_chunk(path: Path, raws: list[msgspec.Raw], start: int, object_form: b
         args=args, args_len=args_len if keep_args else None, link=link, meta=meta,
         bad_utf8_events=bad_utf8, first_bad_utf8=first_bad,
     )
+
+
+def _links(text: bytes, raws: list, args: list, ph: list, keep: list[bool] | None) -> dict[str, np.ndarray]:
+    """Link columns of the kept rows of a chunk (`text`: all its events; `keep`: None when all are kept).
+
+    The dropped M events are no slices: the chunk's text is decoded as it is and their rows dropped
+    after, unless their args hold a link field of another type (then every row of the chunk would take
+    the slow, row-by-row way): the kept events are then joined into a text of their own."""
+    span = _span(pa.array(ph, type=pa.string()))
+    if keep is None:
+        return link_chunk(text, args, span)
+    mask = np.asarray(keep, dtype=bool)
+    if not link_fits(b"[" + b",".join(compress(raws, (not k for k in keep))) + b"]"):
+        return link_chunk(b"[" + b",".join(compress(raws, keep)) + b"]", list(compress(args, keep)), span[mask])
+    link = link_chunk(text, args, span)
+    return {k: (v[mask] if isinstance(v, np.ndarray) else v) for k, v in link.items()}
 
 
 def _span(ph: pa.Array) -> np.ndarray:

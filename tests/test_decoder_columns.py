@@ -72,3 +72,27 @@ def test_all_null_string_column_codes() -> None:
     assert codes.add(pa.array(["a", None, "b"], type=pa.string())).tolist() == [0, -1, 1]
     column = codes.column()
     assert list(column) == [None, None, "a", None, "b"] and column.categories == ["a", "b"]
+
+
+def test_metadata_args_of_another_type_do_not_slow_or_change_link_ids(tmp_path, monkeypatch) -> None:
+    """M events whose args hold a link field as text ("device": "cpu") are dropped rows: the other rows'
+    link ids are the same and are still decoded in one pass (no row-by-row decode, nothing counted bad)."""
+    from tracekit.converters import link_args
+
+    doc = orjson.loads(gzip.decompress(shared(DLRM).read_bytes()))
+    for event in doc["traceEvents"]:
+        if event.get("ph") == "M":
+            event.setdefault("args", {})["device"] = "cpu"
+    path = tmp_path / "meta_device_text.json"
+    path.write_bytes(orjson.dumps(doc))
+    one_by_one = []
+    lenient = link_args._decode_lenient
+    monkeypatch.setattr(link_args, "_decode_lenient", lambda piece: one_by_one.append(1) or lenient(piece))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cols = chrome_json.decode_chrome(read_bytes(path), chunk_events=37)
+    plain = decode(DLRM, chunk_events=37)
+    assert not one_by_one and not any("link ids" in str(w.message) for w in caught)
+    assert cols.index.tolist() == plain.index.tolist()
+    for field in plain.link:
+        assert np.array_equal(cols.link[field], plain.link[field]), field

@@ -32,8 +32,8 @@ INT_MIN, INT_MAX = -(1 << 62), 1 << 62
 codecs.register_error("tracekit_qmark", lambda err: ("?", err.end))
 
 
-class RawEvent(msgspec.Struct, gc=False):
-    """One chrome trace event as decoded; `args` stays undecoded JSON."""
+class _EventFields(msgspec.Struct, gc=False):
+    """The fields every reader decodes from an event (args are added by the subclasses)."""
 
     ph: str | None = None
     name: str | int | float | None = None
@@ -45,22 +45,17 @@ class RawEvent(msgspec.Struct, gc=False):
     id: int | str | None = None
     bp: str | None = None
     s: str | None = None
+
+
+class RawEvent(_EventFields, gc=False):
+    """One chrome trace event as decoded; `args` stays undecoded JSON."""
+
     args: msgspec.Raw = msgspec.Raw(b"")
 
 
-class LeanEvent(msgspec.Struct, gc=False):
+class LeanEvent(_EventFields, gc=False):
     """An event for readers that do not keep args: only the link fields of args are decoded."""
 
-    ph: str | None = None
-    name: str | int | float | None = None
-    cat: str | None = None
-    pid: int | str | None = None
-    tid: int | str | None = None
-    ts: Num = None
-    dur: Num = None
-    id: int | str | None = None
-    bp: str | None = None
-    s: str | None = None
     args: Union[LinkArgs, None] = None
 
 

@@ -134,9 +134,21 @@ def test_eight_ranks_use_several_worker_processes(tmp_path):
     assert os.getpid() not in summary["workers"]["pids"]
 
 
-def test_default_workers_are_the_machine_cores(ranks_out):
-    _, summary, _ = ranks_out("gpu/param_dlrm_8ranks")
+def test_default_workers_are_the_machine_cores(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRACEKIT_IN_PROCESS_BELOW", "0")  # as for inputs above the small-job size
+    summary = convert([shared("gpu/param_dlrm_8ranks")], tmp_path / "out", parquet=False)
     assert summary["workers"]["processes"] == min(8, len(os.sched_getaffinity(0)))
+
+
+def test_small_inputs_convert_in_process_by_default(ranks_out, tmp_path):
+    """8 rank files of 0.6 MB in all: worker start-up would cost more than the work, so no worker is started;
+    the tables are the same as on a pool of workers."""
+    out, summary, coll = ranks_out("gpu/param_dlrm_8ranks")
+    assert summary["workers"] == {**summary["workers"], "processes": 1, "pids": [os.getpid()]}
+    pooled = convert([shared("gpu/param_dlrm_8ranks")], tmp_path / "pool", workers=2)
+    assert pooled["workers"]["processes"] == 2
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "pool" / "collectives.parquet"), coll)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "pool" / "events"), pd.read_parquet(out / "events"))
 
 
 def test_rebase_is_exact():

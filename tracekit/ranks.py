@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tracekit.executors import Executor, LocalPool, make_executor
+from tracekit.executors import Executor, LocalPool, make_executor, sized_for
 from tracekit.rankset import PERFETTO_MAX_BYTES, parse_ranks
 
 HOUR_NS = 3_600_000_000_000
@@ -177,12 +177,13 @@ def _unwrap(outcome: _Outcome) -> RankResult:
 def run_ranks(jobs: Sequence[RankJob], workers: int | None = None,
               on_done: Callable[[RankResult], None] | None = None,
               executor: Executor | str | None = None) -> list[RankResult]:
-    """Convert every job on the executor (default: a local pool of the machine's cores); results in job order.
+    """Convert every job on the executor (default: a local pool of the machine's cores, or in-process for inputs
+    under 4 MB on disk, `executors.sized_for`); results in job order.
 
     Workers start once per run and each takes ranks in turn. An error in one rank (TraceError naming its file)
     is raised here, and the warnings of every rank are re-emitted here.
     """
-    runner = make_executor(executor, workers)
+    runner = sized_for(make_executor(executor, workers), [job.path for job in jobs])
     if isinstance(runner, LocalPool) and not runner.preload:
         runner.preload = WORKER_MODULES
     outcomes = runner.run(_convert_rank_relayed, list(jobs),

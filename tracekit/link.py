@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from tracekit.ancestry import nearest_marked
-from tracekit.table import DEVICE_KINDS, NO_ROW, first_match, kind_in
+from tracekit.table import DEVICE_KINDS, NO_ROW, column, first_match, kind_in
 
 OP_KINDS = ("cpu_op", "collective")
 
@@ -28,8 +28,8 @@ def link_launches(events: pd.DataFrame, parent: np.ndarray) -> Links:
     launch = np.full(n, NO_ROW, dtype=np.int64)
     launcher = np.full(n, NO_ROW, dtype=np.int64)
     kind = events["kind"].to_numpy()
-    corr = events["correlation"].to_numpy()
-    src = events["source_index"].to_numpy()
+    corr = column(events, "correlation")
+    src = column(events, "source_index")
     device = kind_in(events, DEVICE_KINDS)
     runtime = kind_in(events, ("runtime",))
     rt_rows = np.flatnonzero(runtime & (corr >= 0))
@@ -50,7 +50,7 @@ def link_launches(events: pd.DataFrame, parent: np.ndarray) -> Links:
 
 def _external_id_fallback(events, kind, src, device, launcher) -> None:
     """Device events whose launch sits outside any op: join the op by External id (legacy schema)."""
-    ext = events["external_id"].to_numpy()
+    ext = column(events, "external_id")
     need = np.flatnonzero(device & (launcher < 0) & (ext >= 0))
     if not len(need):
         return

@@ -69,7 +69,9 @@ def partition_path(stage: Path, table: str, rank: int, index: int) -> Path:
 
 
 def _write_partition(frame: pa.Table | pd.DataFrame, path: Path) -> int:
-    table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+    from tracekit.writers.parquet import frame_to_arrow
+
+    table = frame if isinstance(frame, pa.Table) else frame_to_arrow(frame)
     if "rank" in table.column_names:  # the partition folder holds it
         table = table.drop_columns(["rank"])
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from tracekit.table import DEVICE_KINDS, kind_in, strings
+from tracekit.table import DEVICE_KINDS, column, kind_in, strings
 
 _STEP_NUMBER = re.compile(r"#(\d+)$")
 
@@ -16,16 +16,16 @@ def assign_steps(events: pd.DataFrame, launch: np.ndarray) -> np.ndarray:
     """Step number per row (-1 outside any step); device events take the step of their launch."""
     n = len(events)
     step = np.full(n, -1, dtype=np.int32)
-    src = events["source_index"].to_numpy()
-    ts = events["ts_ns"].to_numpy()
-    dur = events["dur_ns"].to_numpy()
+    src = column(events, "source_index")
+    ts = column(events, "ts_ns")
+    dur = column(events, "dur_ns")
     when = np.where(launch >= 0, ts[np.maximum(launch, 0)], ts)
     step_rows = np.flatnonzero(kind_in(events, ("step",)))
     for source in np.unique(src[step_rows]):
         mine = step_rows[src[step_rows] == source]
         numbers = np.array(
             [int(m.group(1)) if (m := _STEP_NUMBER.search(str(nm))) else -1
-             for nm in strings(events["name"], mine)], dtype=np.int32)
+             for nm in strings(column(events, "name"), mine)], dtype=np.int32)
         starts = ts[mine]
         ends = starts + np.maximum(dur[mine], 0)
         order = np.argsort(starts, kind="stable")
@@ -51,15 +51,15 @@ def step_table(events: pd.DataFrame) -> pd.DataFrame:
     rows = np.flatnonzero(kind_in(events, ("step",)))
     if not len(rows):
         return pd.DataFrame({c: [] for c in STEP_COLUMNS})
-    si = events["source_index"].to_numpy()[rows] if "source_index" in events else np.zeros(len(rows), np.int64)
-    numbers = [_step_number(name) for name in strings(events["name"], rows)]
+    si = column(events, "source_index")[rows] if "source_index" in events else np.zeros(len(rows), np.int64)
+    numbers = [_step_number(name) for name in strings(column(events, "name"), rows)]
     has_number = np.array([n is not None for n in numbers], dtype=bool)
     number = np.array([-1 if n is None else n for n in numbers], dtype=np.int64)
-    start = events["ts_ns"].to_numpy()[rows]
-    end = start + np.maximum(events["dur_ns"].to_numpy()[rows], 0)
-    is_copy = strings(events["cat"], rows) == DEVICE_COPY_CAT
-    source = strings(events["source"], rows)
-    rank = events["rank"].to_numpy()[rows]
+    start = column(events, "ts_ns")[rows]
+    end = start + np.maximum(column(events, "dur_ns")[rows], 0)
+    is_copy = strings(column(events, "cat"), rows) == DEVICE_COPY_CAT
+    source = strings(column(events, "source"), rows)
+    rank = column(events, "rank")[rows]
     # groups (source_index, step) in sorted order, a step without a number last in its source
     keys = sorted({(int(s), not h, int(n)) for s, h, n in zip(si, has_number, number)})
     key_of = {k: i for i, k in enumerate(keys)}
@@ -122,18 +122,18 @@ def _device_extents(events: pd.DataFrame, keys: list[tuple[int, bool, int]]
     hi = np.full(len(keys), np.iinfo(np.int64).min, dtype=np.int64)
     if "step" not in events:
         return lo, hi, np.zeros(len(keys), dtype=bool)
-    step = events["step"].to_numpy()
+    step = column(events, "step")
     rows = np.flatnonzero(kind_in(events, DEVICE_KINDS) & (step >= 0))
-    si = events["source_index"].to_numpy()[rows]
+    si = column(events, "source_index")[rows]
     known = [i for i, (_, missing, n) in enumerate(keys) if not missing and n < 2**31]
     key_code = np.array([(keys[i][0] << 32) | keys[i][2] for i in known], dtype=np.int64)
     row_code = (si.astype(np.int64) << 32) | step[rows].astype(np.int64)
     at = np.minimum(np.searchsorted(key_code, row_code), max(len(known) - 1, 0))
     hit = np.flatnonzero(key_code[at] == row_code) if len(known) else np.zeros(0, dtype=np.int64)
     group = np.asarray(known, dtype=np.int64)[at[hit]]
-    ts = events["ts_ns"].to_numpy()[rows[hit]]
+    ts = column(events, "ts_ns")[rows[hit]]
     np.minimum.at(lo, group, ts)
-    np.maximum.at(hi, group, ts + np.maximum(events["dur_ns"].to_numpy()[rows[hit]], 0))
+    np.maximum.at(hi, group, ts + np.maximum(column(events, "dur_ns")[rows[hit]], 0))
     has = np.zeros(len(keys), dtype=bool)
     has[group] = True
     return lo, hi, has

@@ -123,20 +123,61 @@ def track_view(events: pd.DataFrame) -> pd.DataFrame:
     return events.assign(source_index=events["track_source"])
 
 
-def is_in(column: pd.Series, values) -> np.ndarray:
+_NUMPY_EXTENSION = getattr(pd.arrays, "NumpyExtensionArray", None) or pd.arrays.PandasArray  # pandas < 2.1
+
+
+def column_array(frame: pd.DataFrame, name: str) -> np.ndarray | pd.api.extensions.ExtensionArray:
+    """The array that holds column `name` (numpy, or a pandas extension array such as a Categorical),
+    without building a Series; numpy arrays come read-only. See `column`."""
+    try:
+        loc = frame.columns.get_loc(name)
+        values = frame._get_column_array(loc) if isinstance(loc, int) else frame[name].array
+    except AttributeError:  # a pandas without the accessor: the public way
+        values = frame[name].array
+    if isinstance(values, _NUMPY_EXTENSION):
+        values = values.to_numpy()
+    if isinstance(values, np.ndarray):
+        values = values.view()
+        values.flags.writeable = False
+    return values
+
+
+def column(frame: pd.DataFrame, name: str) -> np.ndarray | pd.Categorical:
+    """The values of column `name` without building a Series: a read-only numpy array (what
+    `frame[name].to_numpy()` gives), or the Categorical of a categorical column (`frame[name].array`).
+
+    `frame[name]` costs ~15-30 us with pandas 3 (a Series, its index, copy-on-write references); the
+    per-rank stages read a few hundred columns of frames of a few thousand rows, where that is the cost."""
+    values = column_array(frame, name)
+    if isinstance(values, np.ndarray | pd.Categorical):
+        return values
+    return frame[name].to_numpy()
+
+
+def _categorical(values) -> pd.Categorical | None:
+    """The Categorical of a categorical Series or a Categorical itself; None for other columns."""
+    if isinstance(values, pd.Categorical):
+        return values
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+        return values.array
+    return None
+
+
+def is_in(column: pd.Series | pd.Categorical | np.ndarray, values) -> np.ndarray:
     """Mask of the rows of a categorical column whose value is one of `values`, computed on the codes
     (a plain column is compared row by row)."""
-    if not isinstance(column.dtype, pd.CategoricalDtype):
-        return np.isin(column.to_numpy(dtype=object), list(values))
+    cat = _categorical(column)
+    if cat is None:
+        return np.isin(np.asarray(column, dtype=object), list(values))
     wanted = set(values)
-    cats = column.array.categories
+    cats = cat.categories
     hits = np.fromiter((c in wanted for c in cats), dtype=bool, count=len(cats))
-    return np.append(hits, False)[column.array.codes]  # code -1 (missing) -> False
+    return np.append(hits, False)[cat.codes]  # code -1 (missing) -> False
 
 
 def kind_in(events: pd.DataFrame, kinds) -> np.ndarray:
     """Mask of the rows whose kind is one of `kinds`."""
-    return is_in(events["kind"], kinds)
+    return is_in(column(events, "kind"), kinds)
 
 
 def object_categories(values: pd.Categorical) -> pd.Categorical:
@@ -154,16 +195,17 @@ def categorical(values: list) -> pd.Categorical:
     return pd.Categorical.from_codes(codes, categories=pd.Index(encoded.dictionary.to_pylist(), dtype=object))
 
 
-def strings(column: pd.Series, rows: np.ndarray | None = None) -> np.ndarray:
+def strings(column: pd.Series | pd.Categorical | np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
     """Object array of the values of a categorical (or plain) string column, or of its `rows`; missing -> None."""
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        cats = np.asarray(column.array.categories, dtype=object)
-        codes = column.array.codes
+    cat = _categorical(column)
+    if cat is not None:
+        cats = np.asarray(cat.categories, dtype=object)
+        codes = cat.codes
         if rows is not None:
             codes = codes[rows]
         out = np.append(cats, None)[codes] if len(cats) else np.full(len(codes), None, dtype=object)
         return out
-    values = column.astype(object).to_numpy()
+    values = column.astype(object).to_numpy() if isinstance(column, pd.Series) else np.asarray(column, dtype=object)
     return values if rows is None else values[rows]
 
 
@@ -175,20 +217,23 @@ def int_column(values: list) -> np.ndarray:
 
 def time_span(events: pd.DataFrame) -> tuple[int, int]:
     """(first start, last end) in ns of the non-metadata events, (0, 0) when there are none (no frame copy)."""
-    timed = (events["ph"] != "M").to_numpy()
+    ph = column(events, "ph")
+    timed = ~is_in(ph, ("M",)) if isinstance(ph, pd.Categorical) else (events["ph"] != "M").to_numpy()
     if not timed.any():
         return 0, 0
-    ts = events["ts_ns"].to_numpy()[timed]
-    return int(ts.min()), int((ts + np.maximum(events["dur_ns"].to_numpy()[timed], 0)).max())
+    ts = column(events, "ts_ns")[timed]
+    return int(ts.min()), int((ts + np.maximum(column(events, "dur_ns")[timed], 0)).max())
 
 
-def matches(column: pd.Series, pattern: str | re.Pattern) -> np.ndarray:
+def matches(column: pd.Series | pd.Categorical | np.ndarray, pattern: str | re.Pattern) -> np.ndarray:
     """Rows of a (categorical) string column that match `pattern` at their start, tested once per
     distinct value rather than once per row."""
-    if not isinstance(column.dtype, pd.CategoricalDtype):
-        return column.astype(object).str.match(pattern, na=False).to_numpy(dtype=bool)
+    cat = _categorical(column)
+    if cat is None:
+        plain = column if isinstance(column, pd.Series) else pd.Series(np.asarray(column, dtype=object))
+        return plain.astype(object).str.match(pattern, na=False).to_numpy(dtype=bool)
     regex = re.compile(pattern) if isinstance(pattern, str) else pattern
-    return np.append(_category_matches(column.array.categories, regex), False)[column.array.codes]  # -1 -> False
+    return np.append(_category_matches(cat.categories, regex), False)[cat.codes]  # -1 -> False
 
 
 _MATCHED_LOCK = threading.Lock()

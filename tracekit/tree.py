@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from tracekit.table import NO_ROW, group_codes, is_in
+from tracekit.table import NO_ROW, column, group_codes, is_in
 
 # When two events start and end together, the one with the lower rank is the outer one.
 _NEST_RANK = {
@@ -32,7 +32,7 @@ class CallTree:
 
 def track_codes(events: pd.DataFrame) -> np.ndarray:
     """One integer per (source file, pid, tid) track."""
-    code, _ = group_codes(events["source_index"].to_numpy(), events["pid"].to_numpy(), events["tid"].to_numpy(),
+    code, _ = group_codes(column(events, "source_index"), column(events, "pid"), column(events, "tid"),
                           sort=True)
     return code
 
@@ -48,15 +48,15 @@ def build_call_tree(events: pd.DataFrame) -> CallTree:
     parent = np.full(n, NO_ROW, dtype=np.int64)
     depth = np.full(n, -1, dtype=np.int32)
     lane = np.zeros(n, dtype=np.int16)
-    is_span = is_in(events["ph"], _SPAN_PH) if isinstance(events["ph"].dtype, pd.CategoricalDtype) \
-        else events["ph"].isin(_SPAN_PH).to_numpy()
+    ph = column(events, "ph")
+    is_span = is_in(ph, _SPAN_PH) if isinstance(ph, pd.Categorical) else events["ph"].isin(_SPAN_PH).to_numpy()
     rows = np.flatnonzero(is_span)
     if not len(rows):
         return CallTree(parent, depth, lane)
     track = track_codes(events)[rows]
-    start = events["ts_ns"].to_numpy()[rows]
-    dur = np.maximum(events["dur_ns"].to_numpy()[rows], 0)
-    rank = _nest_rank(events["kind"])[rows]
+    start = column(events, "ts_ns")[rows]
+    dur = np.maximum(column(events, "dur_ns")[rows], 0)
+    rank = _nest_rank(events)[rows]
     order = np.lexsort((rows, rank, -dur, start, track))
     rows, track, start, end = rows[order], track[order], start[order], (start + dur)[order]
     tangled = _nest_vectorized(rows, track, start, end, parent, depth)
@@ -66,12 +66,13 @@ def build_call_tree(events: pd.DataFrame) -> CallTree:
     return CallTree(parent, depth, lane)
 
 
-def _nest_rank(kind: pd.Series) -> np.ndarray:
+def _nest_rank(events: pd.DataFrame) -> np.ndarray:
     """_NEST_RANK of every row's kind (9 for other kinds and missing ones), looked up once per category."""
-    if isinstance(kind.dtype, pd.CategoricalDtype):
-        per_code = np.array([_NEST_RANK.get(k, 9) for k in kind.array.categories] + [9], dtype=np.float64)
-        return per_code[kind.array.codes]
-    return kind.map(_NEST_RANK).astype("float").fillna(9).to_numpy()
+    kind = column(events, "kind")
+    if isinstance(kind, pd.Categorical):
+        per_code = np.array([_NEST_RANK.get(k, 9) for k in kind.categories] + [9], dtype=np.float64)
+        return per_code[kind.codes]
+    return events["kind"].map(_NEST_RANK).astype("float").fillna(9).to_numpy()
 
 
 def _nest_vectorized(rows, track, start, end, parent, depth) -> tuple[np.ndarray, np.ndarray] | None:

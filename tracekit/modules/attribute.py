@@ -26,7 +26,7 @@ from tracekit.accounting import flow_status
 from tracekit.ancestry import nearest_marked
 from tracekit.modules.infer import infer_from_step_pattern
 from tracekit.modules.spans import ModuleSpans, find_module_spans
-from tracekit.table import DEVICE_KINDS, NO_ROW, EventTable, first_match, kind_in, matches, strings
+from tracekit.table import DEVICE_KINDS, NO_ROW, EventTable, column, first_match, kind_in, matches, strings
 from tracekit.tree import track_codes
 
 BACKWARD_PREFIX = "autograd::engine::evaluate_function: "
@@ -59,16 +59,16 @@ def attribute_modules(table: EventTable) -> ModuleColumns:
     """Module, path, type, phase for every row of a table that has tree and link columns."""
     ev = table.events
     n = len(ev)
-    parent = ev["parent"].to_numpy()
+    parent = column(ev, "parent")
     kind = ev["kind"].to_numpy()
-    names = strings(ev["name"])
-    src = ev["source_index"].to_numpy()
+    names = strings(column(ev, "name"))
+    src = column(ev, "source_index")
     spans = find_module_spans(ev, table.sources, table.args)
 
     is_span = np.zeros(n, dtype=bool)
     is_span[spans.rows] = True
     mod_of = nearest_marked(parent, is_span)
-    is_bw = (kind == "cpu_op") & matches(ev["name"], re.escape(BACKWARD_PREFIX))
+    is_bw = (kind == "cpu_op") & matches(column(ev, "name"), re.escape(BACKWARD_PREFIX))
     bw_of = nearest_marked(parent, is_bw)
     span_path = _canonical_paths(ev, spans, parent, is_span, bw_of)
 
@@ -86,8 +86,8 @@ def attribute_modules(table: EventTable) -> ModuleColumns:
     module[plain_bw] = node_module[bw_of[plain_bw]]
     module_from[plain_bw] = node_from[bw_of[plain_bw]]
 
-    seq = ev["sequence"].to_numpy()
-    is_opt = kind_in(ev, ("annotation", "cpu_op")) & matches(ev["name"], _OPTIMIZER)
+    seq = column(ev, "sequence")
+    is_opt = kind_in(ev, ("annotation", "cpu_op")) & matches(column(ev, "name"), _OPTIMIZER)
     opt_of = np.maximum(nearest_marked(parent, is_opt), _within_ranges(ev, np.flatnonzero(is_opt)))
     loss_mark = ((kind == "cpu_op") & (seq >= 0) & ~in_bw & (mod_of < 0) & (opt_of < 0)
                  & (first_match((src, seq), (src[is_bw], seq[is_bw])) >= 0))
@@ -123,8 +123,8 @@ def _within_ranges(ev: pd.DataFrame, range_rows: np.ndarray) -> np.ndarray:
     if not len(range_rows):
         return out
     track = track_codes(ev)
-    ts = ev["ts_ns"].to_numpy()
-    end = ts + np.maximum(ev["dur_ns"].to_numpy(), 0)
+    ts = column(ev, "ts_ns")
+    end = ts + np.maximum(column(ev, "dur_ns"), 0)
     for code in np.unique(track[range_rows]).tolist():
         mine = range_rows[track[range_rows] == code]
         mine = mine[np.argsort(ts[mine], kind="stable")]
@@ -141,8 +141,8 @@ def _canonical_paths(ev: pd.DataFrame, spans: ModuleSpans, parent: np.ndarray, i
     if not len(spans):
         return {}
     enclosing = nearest_marked(parent, is_span, include_self=False)
-    src = ev["source_index"].to_numpy()
-    ts = ev["ts_ns"].to_numpy()
+    src = column(ev, "source_index")
+    ts = column(ev, "ts_ns")
     rows = spans.rows
     instance = dict(zip(rows.tolist(), spans.instance.tolist()))
     # forward calls first, then in time order: an instance's path is fixed by its first forward call
@@ -168,8 +168,8 @@ def _backward_node_modules(ev: pd.DataFrame, names: np.ndarray, is_bw: np.ndarra
     nodes = np.flatnonzero(is_bw)
     if not len(nodes):
         return node_module, node_from
-    src = ev["source_index"].to_numpy()
-    seq = ev["sequence"].to_numpy()
+    src = column(ev, "source_index")
+    seq = column(ev, "sequence")
     forward = (kind_in(ev, ("cpu_op", "collective")) & (seq >= 0) & (mod_of >= 0) & ~is_bw
                & ((bw_of < 0) | span_in_bw))
     fwd = np.flatnonzero(forward)
@@ -202,7 +202,7 @@ def _accumulate_grad_from_previous(ev: pd.DataFrame, names: np.ndarray, nodes: n
                                    node_module: np.ndarray, node_from: np.ndarray) -> None:
     """AccumulateGrad runs right after the node that produced the gradient: take that node's module."""
     src, pid, tid = (ev[k].to_numpy()[nodes] for k in ("source_index", "pid", "tid"))
-    order = np.lexsort((nodes, ev["ts_ns"].to_numpy()[nodes], tid, pid, src))
+    order = np.lexsort((nodes, column(ev, "ts_ns")[nodes], tid, pid, src))
     last: dict[tuple, int] = {}
     for s, p, t, row in zip(src[order].tolist(), pid[order].tolist(), tid[order].tolist(), nodes[order].tolist()):
         key = (s, p, t)
@@ -218,8 +218,8 @@ def _attribute_device(ev: pd.DataFrame, kind: np.ndarray, src: np.ndarray, names
                       recompute: np.ndarray) -> None:
     """Device rows take module/phase of their launch, launching op, or the host twin of their annotation."""
     device = kind_in(ev, DEVICE_KINDS)
-    launch = ev["launch"].to_numpy()
-    launcher = ev["launcher"].to_numpy()
+    launch = column(ev, "launch")
+    launcher = column(ev, "launcher")
     link = np.where(launcher >= 0, launcher, launch)  # the op (NPU launches sit on the CANN thread, outside it)
     link[~device] = NO_ROW
     _link_by_gpu_annotation(ev, kind, src, device, link)
@@ -239,13 +239,13 @@ def _attribute_device(ev: pd.DataFrame, kind: np.ndarray, src: np.ndarray, names
 def _link_by_gpu_annotation(ev: pd.DataFrame, kind: np.ndarray, src: np.ndarray, device: np.ndarray,
                             link: np.ndarray) -> None:
     """Kernels with no launch, inside a `gpu_user_annotation`: the host row with the same External id."""
-    cat = strings(ev["cat"])
+    cat = strings(column(ev, "cat"))
     is_gpu_ann = cat == "gpu_user_annotation"
     need = np.flatnonzero(device & (link < 0))
     if not len(need) or not is_gpu_ann.any():
         return
     ann_of = _within_ranges(ev, np.flatnonzero(is_gpu_ann))[need]
-    ext = ev["external_id"].to_numpy()
+    ext = column(ev, "external_id")
     host = np.flatnonzero(~is_gpu_ann & (ext >= 0) & kind_in(ev, ("annotation", "collective", "step", "cpu_op")))
     ok = ann_of >= 0
     at = first_match((src[need[ok]], ext[ann_of[ok]]), (src[host], ext[host]))

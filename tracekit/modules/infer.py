@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tracekit.table import DEVICE_KINDS, kind_in
+from tracekit.table import DEVICE_KINDS, column, kind_in
 from tracekit.tree import track_codes
 
 MIN_MATCH = 0.9
@@ -30,9 +30,9 @@ def infer_from_step_pattern(ev: pd.DataFrame, module: np.ndarray, module_from: n
     if not len(device) or not (module[device] < 0).any() or not (module[device] >= 0).any():
         return 0
     track = track_codes(ev)[device]
-    order = np.lexsort((ev["ts_ns"].to_numpy()[device], track))
+    order = np.lexsort((column(ev, "ts_ns")[device], track))
     rows, track = device[order], track[order]
-    codes = ev["name"].array.codes[rows].astype(np.int64)
+    codes = column(ev, "name").codes[rows].astype(np.int64)
     inferred = 0
     for code in np.unique(track).tolist():
         lo, hi = np.searchsorted(track, code, side="left"), np.searchsorted(track, code, side="right")

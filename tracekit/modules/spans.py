@@ -22,7 +22,7 @@ import pyarrow as pa
 from tracekit.ancestry import nearest_marked
 from tracekit.errors import warn
 from tracekit.modules.runtime_class import runtime_classes
-from tracekit.table import SourceInfo, matches, strings
+from tracekit.table import SourceInfo, column, matches, strings
 
 TORCH_PREFIX = "nn.Module: "
 _VIZ_FORWARD = re.compile(r"^(?:(?P<cls>[\w.<>]+)\.)?forward \((?P<path>.+):(?P<line>\d+)\)$")
@@ -55,7 +55,7 @@ _MODULE_ID = b'"Python module id"'
 
 def find_module_spans(events: pd.DataFrame, sources: list[SourceInfo], args: pa.Array | None = None) -> ModuleSpans:
     """Module spans of every source, torch-named or VizTracer-derived."""
-    names = strings(events["name"])
+    names = strings(column(events, "name"))
     kind = events["kind"].to_numpy()
     rows_out, inst_out, type_out, from_out = [], [], [], []
     slashed = 0
@@ -74,9 +74,9 @@ def find_module_spans(events: pd.DataFrame, sources: list[SourceInfo], args: pa.
     if slashed:
         warn(sources[0].path if len(sources) == 1 else "modules",
              f"{slashed} module spans have a '/' in their class name; it is written as '|' in module paths")
-    src = events["source_index"].to_numpy()
+    src = column(events, "source_index")
     with_modules = set(src[np.asarray(rows_out, dtype=np.int64)].tolist())
-    cat = strings(events["cat"])
+    cat = strings(column(events, "cat"))
     for row in np.flatnonzero((kind == "annotation") & (cat == "user_annotation")).tolist():
         name = str(names[row])
         if int(src[row]) not in with_modules and not _NOT_A_LAYER.match(name):
@@ -126,14 +126,14 @@ def _unknown_spans(events: pd.DataFrame, names: np.ndarray, kind: np.ndarray, ar
     rows = np.array([r for r, a in zip(rows.tolist(), raw) if a and _MODULE_ID in a], dtype=np.int64)
     if not len(rows):
         return _empty()
-    src = events["source_index"].to_numpy()
+    src = column(events, "source_index")
     for s in np.unique(src[rows]).tolist():
         warn(sources[int(s)].path, f"{int((src[rows] == s).sum())} module spans are named 'unknown' (Kineto writes "
              "non-ASCII class names so): kept as tree levels 'unknown_N', their class is not known")
-    ts = events["ts_ns"].to_numpy()
+    ts = column(events, "ts_ns")
     is_span = (kind == "module")
     is_span[rows] = True
-    enclosing = nearest_marked(events["parent"].to_numpy(), is_span, include_self=False)
+    enclosing = nearest_marked(column(events, "parent"), is_span, include_self=False)
     torch_names = {int(r): str(names[r])[len(TORCH_PREFIX):].strip() for r in np.flatnonzero(kind == "module")}
     instance = _number_instances(rows[np.lexsort((rows, ts[rows], src[rows]))], dict.fromkeys(rows.tolist(), UNKNOWN),
                                  enclosing, src, torch_names)
@@ -149,12 +149,12 @@ def _type_of(instance: str) -> str:
 def _viztracer_spans(events: pd.DataFrame, names: np.ndarray, kind: np.ndarray,
                      sources: list[SourceInfo]) -> ModuleSpans:
     """`X.forward` frames whose caller is `Module._call_impl`, numbered per class in first-call order."""
-    python = np.flatnonzero((kind == "python") & matches(events["name"], _VIZ_FORWARD))
+    python = np.flatnonzero((kind == "python") & matches(column(events, "name"), _VIZ_FORWARD))
     if not len(python):
         return _empty()
-    parent = events["parent"].to_numpy()
-    src = events["source_index"].to_numpy()
-    ts = events["ts_ns"].to_numpy()
+    parent = column(events, "parent")
+    src = column(events, "source_index")
+    ts = column(events, "ts_ns")
     candidates = []
     for row in python.tolist():
         match = _VIZ_FORWARD.match(str(names[row]))

@@ -21,7 +21,7 @@ from tracekit.modules.opshapes import (
     param_count,
     param_shapes,
 )
-from tracekit.table import DEVICE_KINDS, EventTable, kind_in, matches, strings
+from tracekit.table import DEVICE_KINDS, EventTable, column, kind_in, matches, strings
 from tracekit.tree import track_codes
 
 _FLOP_OPS = re.compile(
@@ -43,13 +43,13 @@ def module_table(table: EventTable, modules: ModuleColumns) -> pd.DataFrame:
     spans = modules.spans
     if not len(spans):
         return pd.DataFrame({c: [] for c in MODULE_COLUMNS})
-    names = strings(ev["name"])
+    names = strings(column(ev, "name"))
     kind = ev["kind"].to_numpy()
-    src = ev["source_index"].to_numpy()
-    ts = ev["ts_ns"].to_numpy()
-    dur = np.maximum(ev["dur_ns"].to_numpy(), 0)
-    recompute = ev["recompute"].to_numpy()
-    phase = strings(ev["phase"])
+    src = column(ev, "source_index")
+    ts = column(ev, "ts_ns")
+    dur = np.maximum(column(ev, "dur_ns"), 0)
+    recompute = column(ev, "recompute")
+    phase = strings(column(ev, "phase"))
 
     fwd_spans = spans.rows[~recompute[spans.rows]]
     fwd_spans = fwd_spans[np.lexsort((fwd_spans, ts[fwd_spans], src[fwd_spans]))]
@@ -73,15 +73,15 @@ def module_table(table: EventTable, modules: ModuleColumns) -> pd.DataFrame:
 
     is_span = np.zeros(len(ev), dtype=bool)
     is_span[fwd_spans] = True
-    enclosing = nearest_marked(ev["parent"].to_numpy(), is_span, include_self=False)[fwd_spans]
+    enclosing = nearest_marked(column(ev, "parent"), is_span, include_self=False)[fwd_spans]
     child = np.zeros(len(ev), dtype=np.int64)
     np.add.at(child, enclosing[enclosing >= 0], span_dur[enclosing >= 0])
     out["self_ns"] = _sum_int(group, span_dur - child[fwd_spans], len(first))
 
     device = kind_in(ev, DEVICE_KINDS)
     host_ops = kind_in(ev, ("cpu_op", "collective"))
-    is_node = host_ops & matches(ev["name"], re.escape(BACKWARD_PREFIX))
-    top_node = is_node & (nearest_marked(ev["parent"].to_numpy(), is_node, include_self=False) < 0)
+    is_node = host_ops & matches(column(ev, "name"), re.escape(BACKWARD_PREFIX))
+    top_node = is_node & (nearest_marked(column(ev, "parent"), is_node, include_self=False) < 0)
     flop_rows, flop_values = _op_flops(ev, table, names, host_ops)
     inclusive = _Inclusive(src, ev["module_path"], out["source_index"], out["module_path"])
     forward, backward = phase == "forward", phase == "backward"
@@ -306,8 +306,8 @@ class _PathTrie:
 def _op_flops(ev: pd.DataFrame, table: EventTable, names: np.ndarray, host_ops: np.ndarray
               ) -> tuple[np.ndarray, np.ndarray]:
     """Rows of the outermost FLOP-counted ops and their FLOPs (NaN where the op's shapes did not allow counting)."""
-    has_rule = host_ops & matches(ev["name"], _FLOP_OPS)
-    outer = has_rule & (nearest_marked(ev["parent"].to_numpy(), has_rule, include_self=False) < 0)
+    has_rule = host_ops & matches(column(ev, "name"), _FLOP_OPS)
+    outer = has_rule & (nearest_marked(column(ev, "parent"), has_rule, include_self=False) < 0)
     rows = np.flatnonzero(outer)
     decoded = decode_op_args(table.args, rows)
     counted = (flops(str(names[r]), decoded[r]) for r in rows.tolist())
@@ -319,11 +319,11 @@ def _first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTa
                         kind: np.ndarray, modules: ModuleColumns) -> dict[str, list]:
     """input/output shapes and params from the ops of each module's first call (columns by name)."""
     ops = np.flatnonzero(kind == "cpu_op")
-    module = ev["module"].to_numpy()
+    module = column(ev, "module")
     track = track_codes(ev)
-    ts = ev["ts_ns"].to_numpy()
-    end = ts + np.maximum(ev["dur_ns"].to_numpy(), 0)
-    op_parent = nearest_marked(ev["parent"].to_numpy(), kind_in(ev, ("cpu_op",)), include_self=False)
+    ts = column(ev, "ts_ns")
+    end = ts + np.maximum(column(ev, "dur_ns"), 0)
+    op_parent = nearest_marked(column(ev, "parent"), kind_in(ev, ("cpu_op",)), include_self=False)
     order = ops[np.lexsort((ops, ts[ops], track[ops]))]
     order_track, order_ts = track[order], ts[order]
     firsts, lasts = {}, {}

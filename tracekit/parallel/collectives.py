@@ -19,7 +19,7 @@ import pandas as pd
 
 from tracekit.parallel.hccl import EXTRA as HCCL_EXTRA
 from tracekit.parallel.hccl import compute_free, label_hccl_groups, with_hccl
-from tracekit.table import DEVICE_KINDS, EventTable, is_in, kind_in, matches, strings
+from tracekit.table import DEVICE_KINDS, EventTable, column, is_in, kind_in, matches, strings
 
 _PREFIX = re.compile(r"^(?:c10d::|_c10d_functional::|c10d_functional::|nccl:|gloo:|hccl:|vllm::|symm_mem::)(.+)$")
 _RPC = "record_param_comms"
@@ -176,7 +176,7 @@ def _outermost(cand: np.ndarray, parent: np.ndarray) -> dict[int, int]:
 
 def _enclosing_modules(ev: pd.DataFrame, names: np.ndarray, row: int) -> str | None:
     """`A_0/B_1/...` from the nn.Module events enclosing `row` (forward only; fallback without tracekit.modules)."""
-    parent, kind = ev["parent"].to_numpy(), ev["kind"].to_numpy()
+    parent, kind = column(ev, "parent"), ev["kind"].to_numpy()
     path, cur = [], int(parent[row])
     while cur >= 0:
         if kind[cur] == "module":
@@ -188,29 +188,29 @@ def _enclosing_modules(ev: pd.DataFrame, names: np.ndarray, row: int) -> str | N
 def collective_calls(table: EventTable) -> tuple[pd.DataFrame, dict[str, int]]:
     """Collective calls of one rank's processed table, and counts of what was left out and why."""
     ev = table.events
-    names = strings(ev["name"])
-    kind_of = [_name_kind(n) for n in ev["name"].array.categories.tolist()] if len(ev) else []
-    base_kind = np.array([*kind_of, None], dtype=object)[ev["name"].array.codes]  # code -1 -> None
-    device_side = is_in(ev["cat"], ("gpu_user_annotation",))
-    cand = np.flatnonzero(np.not_equal(base_kind, None) & ~device_side & is_in(ev["ph"], ("X",)))
-    parent = ev["parent"].to_numpy()
+    names = strings(column(ev, "name"))
+    kind_of = [_name_kind(n) for n in column(ev, "name").categories.tolist()] if len(ev) else []
+    base_kind = np.array([*kind_of, None], dtype=object)[column(ev, "name").codes]  # code -1 -> None
+    device_side = is_in(column(ev, "cat"), ("gpu_user_annotation",))
+    cand = np.flatnonzero(np.not_equal(base_kind, None) & ~device_side & is_in(column(ev, "ph"), ("X",)))
+    parent = column(ev, "parent")
     outer = _outermost(cand, parent)
     args = _args(table, cand.tolist())
     members: dict[int, list[int]] = {}
     for row, top in outer.items():
         members.setdefault(top, []).append(row)
-    launcher = ev["launcher"].to_numpy()
+    launcher = column(ev, "launcher")
     is_dev = kind_in(ev, DEVICE_KINDS)
     kernels_of: dict[int, list[int]] = {}
     for k in np.flatnonzero(is_dev & (launcher >= 0)).tolist():
         if int(launcher[k]) in outer:
             kernels_of.setdefault(outer[int(launcher[k])], []).append(k)
     kernel_args = _args(table, [k for ks in kernels_of.values() for k in ks])
-    ts, dur = ev["ts_ns"].to_numpy(), np.maximum(ev["dur_ns"].to_numpy(), 0)
-    tid = ev["tid"].to_numpy()
+    ts, dur = column(ev, "ts_ns"), np.maximum(column(ev, "dur_ns"), 0)
+    tid = column(ev, "tid")
     has_modules = "module_path" in ev
-    rank, step = ev["rank"].to_numpy(), ev["step"].to_numpy()
-    module_paths = strings(ev["module_path"]) if has_modules else None
+    rank, step = column(ev, "rank"), column(ev, "step")
+    module_paths = strings(column(ev, "module_path")) if has_modules else None
     rows, skipped = [], {}
     calls, execs = [], []
     for top in sorted(members, key=lambda r: (ts[r], r)):
@@ -356,17 +356,17 @@ def _runs(exec_kind: str, exec_elems: int | None, call_kind: str, call_elems) ->
 def compute_intervals(ev: pd.DataFrame, calls: pd.DataFrame) -> np.ndarray:
     """Merged [start, end) intervals of compute on one rank: non-communication device kernels when the rank
     has any, else cpu ops that neither contain nor are communication or a wait."""
-    ts = ev["ts_ns"].to_numpy()
-    end = ts + np.maximum(ev["dur_ns"].to_numpy(), 0)
+    ts = column(ev, "ts_ns")
+    end = ts + np.maximum(column(ev, "dur_ns"), 0)
     dev = kind_in(ev, DEVICE_KINDS)
     if dev.any():
-        comm = matches(ev["name"], _COMM_KERNEL)
+        comm = matches(column(ev, "name"), _COMM_KERNEL)
         rows = np.flatnonzero(dev & ~comm)
     else:
         kind = ev["kind"].to_numpy()
-        parent = ev["parent"].to_numpy()
+        parent = column(ev, "parent")
         blocked = np.zeros(len(ev), dtype=bool)
-        waits = np.flatnonzero(kind_in(ev, ["collective"]) | matches(ev["name"], _WAIT) & (kind == "cpu_op"))
+        waits = np.flatnonzero(kind_in(ev, ["collective"]) | matches(column(ev, "name"), _WAIT) & (kind == "cpu_op"))
         for row in np.concatenate([waits, calls["call_row"].to_numpy()]).tolist():
             cur = int(row)
             while cur >= 0 and not blocked[cur]:

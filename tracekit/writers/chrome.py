@@ -21,6 +21,7 @@ from tracekit.table import (
     DEVICE_KINDS,
     EventTable,
     SourceInfo,
+    column,
     first_of_group,
     group_codes,
     is_in,
@@ -62,8 +63,8 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
     release_free_memory()
     ev = table.events
     kind = ev["kind"].to_numpy()
-    ph = strings(ev["ph"])
-    launch = ev["launch"].to_numpy()
+    ph = strings(column(ev, "ph"))
+    launch = column(ev, "launch")
     status, flow_pairs = flow_status(ev, launch)
     is_meta = ph == "M"
     is_flow = kind == "flow"
@@ -72,7 +73,7 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
     status[body] = WRITTEN
     rows = np.flatnonzero(body)
     if base_ns is None:
-        base_ns = int(ev["ts_ns"].to_numpy()[rows].min()) // 1000 * 1000 if len(rows) else 0
+        base_ns = int(column(ev, "ts_ns")[rows].min()) // 1000 * 1000 if len(rows) else 0
     layout = _Layout(track_view(ev), table.sources, slot)
     out_pid_arr, out_tid_arr = layout.place(rows)
     kernel_args = _KernelArgs(table)
@@ -80,8 +81,9 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
     doc_meta["tracekit"].update(meta or {})
     encoder = msgspec.json.Encoder()
     written = 0
-    names, cats, scope = JsonText(ev["name"]), JsonText(ev["cat"]), JsonText(ev["scope"], missing="t")
-    ts_ns, dur_ns = ev["ts_ns"].to_numpy(), ev["dur_ns"].to_numpy()
+    names, cats = JsonText(column(ev, "name")), JsonText(column(ev, "cat"))
+    scope = JsonText(column(ev, "scope"), missing="t")
+    ts_ns, dur_ns = column(ev, "ts_ns"), column(ev, "dur_ns")
     module_args = _ModuleArgs(ev)
     with _open_out(path, gzip_output) as fh:
         fh.write(b'{"traceEvents":[')
@@ -142,11 +144,11 @@ class _ModuleArgs:
         self.active = "module_path" in ev and len(ev) > 0
         if not self.active:
             return
-        self.path_codes = ev["module_path"].array.codes
+        self.path_codes = column(ev, "module_path").codes
         self.attributed = (self.path_codes >= 0) & ~kind_in(ev, ("flow", "metadata"))
-        self.quoted = pa.array([msgspec.json.encode(str(c)).decode() for c in ev["module_path"].array.categories],
+        self.quoted = pa.array([msgspec.json.encode(str(c)).decode() for c in column(ev, "module_path").categories],
                                pa.large_string())
-        self.phase = strings(ev["phase"])
+        self.phase = strings(column(ev, "phase"))
 
     def row_bytes(self, rows: np.ndarray) -> np.ndarray | None:
         """Bytes of module path each of `rows` gets in its args (None: no module paths)."""
@@ -226,7 +228,7 @@ def _flow_events(ev: pd.DataFrame, launch: np.ndarray, pairs: pd.DataFrame, out_
     Flow ids count up from `first_id` + 1. Yields lists of at most 2 * `chunk` events (a start and
     an end per flow), in order.
     """
-    ts_ns = ev["ts_ns"].to_numpy()
+    ts_ns = column(ev, "ts_ns")
     dev = np.flatnonzero(kind_in(ev, DEVICE_KINDS) & (launch >= 0))
     starts = np.concatenate([launch[dev], pairs["start"].to_numpy(dtype=np.int64)])
     ends = np.concatenate([dev, pairs["end"].to_numpy(dtype=np.int64)])
@@ -263,7 +265,7 @@ class _KernelArgs:
 
     def __init__(self, table: EventTable):
         ev = table.events
-        launcher = ev["launcher"].to_numpy()
+        launcher = column(ev, "launcher")
         self.is_row = kind_in(ev, DEVICE_KINDS) & (launcher >= 0)
         self.rows = np.flatnonzero(self.is_row)
         self.ops = np.unique(launcher[self.rows])
@@ -271,7 +273,7 @@ class _KernelArgs:
         if not len(self.rows):
             return
         inputs = op_inputs(table.args, self.ops)
-        names = strings(ev["name"])
+        names = strings(column(ev, "name"))
         per_op = []
         for op, dims, types in zip(self.ops.tolist(), inputs.dims, inputs.types):
             added = b'"launcher op":' + msgspec.json.encode(names[op])
@@ -307,14 +309,14 @@ class _Layout:
 
     def place(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ev = self.ev
-        src = ev["source_index"].to_numpy()
-        pid = ev["pid"].to_numpy()
-        tid = ev["tid"].to_numpy()
-        lane = ev["lane"].to_numpy()
+        src = column(ev, "source_index")
+        pid = column(ev, "pid")
+        tid = column(ev, "tid")
+        lane = column(ev, "lane")
         out_pid = np.zeros(len(ev), dtype=np.int64)
         out_tid = np.zeros(len(ev), dtype=np.int64)
         r_src, r_pid, r_tid, r_lane = src[rows], pid[rows], tid[rows], lane[rows]
-        device = (kind_in(ev, DEVICE_KINDS) | is_in(ev["cat"], ("gpu_user_annotation",)))[rows]
+        device = (kind_in(ev, DEVICE_KINDS) | is_in(column(ev, "cat"), ("gpu_user_annotation",)))[rows]
         proc_code, procs = group_codes(r_src, r_pid, sort=True)  # processes in (src, pid) order
         proc_first = first_of_group(proc_code, procs)
         proc_device = np.zeros(procs, dtype=bool)

@@ -36,8 +36,13 @@ class JsonText:
     """A categorical text column as the JSON text of each of its rows, every distinct value encoded once
     (for the whole table: the chunks of rows written then only take from it)."""
 
-    def __init__(self, column: pd.Series, missing: str | None = None):
-        values = column.array if isinstance(column.dtype, pd.CategoricalDtype) else column.astype("category").array
+    def __init__(self, column: pd.Series | pd.Categorical | np.ndarray, missing: str | None = None):
+        if isinstance(column, pd.Categorical):
+            values = column
+        elif isinstance(column, pd.Series) and isinstance(column.dtype, pd.CategoricalDtype):
+            values = column.array
+        else:
+            values = pd.Series(column).astype("category").array
         self.codes = values.codes
         texts = [msgspec.json.encode(c).decode() for c in values.categories]
         if missing is not None:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from tracekit.ancestry import nearest_marked
 from tracekit.modules.attribute import BACKWARD_PREFIX
-from tracekit.table import matches, strings
+from tracekit.table import column, matches, strings
 from tracekit.writers.out_event import OutEvent, raw_args
 
 TRACK_TID_BASE = 1_500_000_000
@@ -23,17 +23,17 @@ TRACK_TID_BASE = 1_500_000_000
 def module_track_events(ev: pd.DataFrame, out_pid: np.ndarray, out_tid: np.ndarray, base_ns: int,
                         thread_names: dict[tuple[int, int], str]) -> list[OutEvent]:
     """Span and metadata events of the module tracks (empty when no event has a module)."""
-    if "module_path" not in ev or not (_codes(ev["module_path"]) >= 0).any():
+    if "module_path" not in ev or not (_codes(column(ev, "module_path")) >= 0).any():
         return []
     kind = ev["kind"].to_numpy()
-    paths = strings(ev["module_path"])
-    types = strings(ev["module_type"])
-    ts, dur = ev["ts_ns"].to_numpy(), np.maximum(ev["dur_ns"].to_numpy(), 0)
-    recompute = ev["recompute"].to_numpy()
-    module = ev["module"].to_numpy()
+    paths = strings(column(ev, "module_path"))
+    types = strings(column(ev, "module_type"))
+    ts, dur = column(ev, "ts_ns"), np.maximum(column(ev, "dur_ns"), 0)
+    recompute = column(ev, "recompute")
+    module = column(ev, "module")
     spans = np.flatnonzero((module == np.arange(len(ev))) & (kind != "flow"))
-    is_node = (kind == "cpu_op") & matches(ev["name"], re.escape(BACKWARD_PREFIX))
-    top_nodes = np.flatnonzero(is_node & (nearest_marked(ev["parent"].to_numpy(), is_node, include_self=False) < 0)
+    is_node = (kind == "cpu_op") & matches(column(ev, "name"), re.escape(BACKWARD_PREFIX))
+    top_nodes = np.flatnonzero(is_node & (nearest_marked(column(ev, "parent"), is_node, include_self=False) < 0)
                                & (paths != None) & ~recompute)  # noqa: E711
     threads = sorted({(int(out_pid[r]), int(out_tid[r])) for r in np.concatenate([spans, top_nodes]).tolist()})
     track_of = {key: TRACK_TID_BASE + i for i, key in enumerate(threads)}
@@ -62,11 +62,11 @@ def module_track_events(ev: pd.DataFrame, out_pid: np.ndarray, out_tid: np.ndarr
     return events
 
 
-def _codes(column: pd.Series) -> np.ndarray:
+def _codes(column: pd.Categorical | np.ndarray) -> np.ndarray:
     """Category codes (-1: missing) of a categorical column; of a plain one, -1 where missing."""
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        return column.array.codes
-    return np.where(column.notna().to_numpy(), 0, -1)
+    if isinstance(column, pd.Categorical):
+        return column.codes
+    return np.where(pd.notna(column), 0, -1)
 
 
 def _backward_spans(rows: np.ndarray, paths: np.ndarray, ts: np.ndarray, dur: np.ndarray, pid: int, tid: int,

@@ -10,11 +10,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pyarrow import pandas_compat
 
 from tracekit.converters.loading import release_free_memory
 from tracekit.opargs import _Inputs, op_inputs
 from tracekit.steps import step_table
-from tracekit.table import DEVICE_KINDS, EventTable, kind_in, strings
+from tracekit.table import DEVICE_KINDS, EventTable, column, column_array, kind_in, strings
 
 EVENT_COLUMNS = (
     "source", "rank", "pid", "tid", "ts_ns", "dur_ns", "name", "cat", "kind", "ph", "parent", "depth",
@@ -28,32 +29,70 @@ def events_frame(table: EventTable) -> pa.Table:
     """The event table as arrow, with the original args as JSON text."""
     ev = table.events
     cols = [c for c in EVENT_COLUMNS if c in ev]
-    arrow = pa.Table.from_pandas(ev, columns=cols, preserve_index=False)  # no copy of the frame
+    arrow = frame_to_arrow(ev, cols)  # no copy of the frame
     return arrow.append_column("args", table.args.cast(pa.large_string()))
+
+
+def frame_to_arrow(frame: pd.DataFrame, columns: list[str] | None = None) -> pa.Table:
+    """What `pa.Table.from_pandas(frame, columns=columns, preserve_index=False)` gives (types, values, and the
+    pandas schema metadata that restores the dtypes), built from the column arrays.
+
+    from_pandas builds a Series per column and converts categoricals through pandas: ~80 us a column, most of
+    the cost on the frames of a few thousand rows that each rank writes. Here numeric columns go to arrow
+    without a copy and categoricals with text categories as their codes and categories; any other column
+    goes the way from_pandas takes it, and the metadata is made by pyarrow's own function."""
+    names = list(frame.columns) if columns is None else list(columns)
+    try:
+        values = [_column_for_arrow(frame, name) for name in names]
+        arrays = [_to_arrow(v) for v in values]
+        metadata = pandas_compat.construct_metadata(values, frame, names, [], [], False, [a.type for a in arrays],
+                                                    names)
+    except TypeError:  # a pyarrow whose metadata function takes other arguments
+        return pa.Table.from_pandas(frame, columns=columns, preserve_index=False)
+    return pa.Table.from_arrays(arrays, names=names, metadata=metadata)
+
+
+def _column_for_arrow(frame: pd.DataFrame, name: str) -> np.ndarray | pd.Categorical | pd.Series:
+    """The column as the fast conversion takes it: a numeric array, a Categorical, or else its Series."""
+    values = column_array(frame, name)
+    if isinstance(values, pd.Categorical) or (isinstance(values, np.ndarray) and values.dtype.kind in "biuf"):
+        return values
+    return frame[name]
+
+
+def _to_arrow(values: np.ndarray | pd.Categorical | pd.Series) -> pa.Array:
+    """One column as from_pandas converts it (`pa.array(..., from_pandas=True)`: NaN is null)."""
+    if isinstance(values, pd.Categorical):
+        cats = values.categories
+        if cats.dtype == object and len(cats) and all(type(c) is str for c in cats):
+            codes = values.codes
+            return pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0),
+                                                  pa.array(cats.to_numpy(), pa.string()), ordered=values.ordered)
+    return pa.array(values, from_pandas=True)
 
 
 def kernels_frame(table: EventTable) -> pa.Table:
     """One row per device event (kernel, memcpy, memset) with its launch and launching op."""
     ev = table.events
     rows = np.flatnonzero(kind_in(ev, DEVICE_KINDS))
-    launch = ev["launch"].to_numpy()[rows]
-    launcher = ev["launcher"].to_numpy()[rows]
-    names = strings(ev["name"])
+    launch = column(ev, "launch")[rows]
+    launcher = column(ev, "launcher")[rows]
+    names = strings(column(ev, "name"))
     ops = np.unique(launcher[launcher >= 0])
     dims, types = op_input_columns(table.args, ops)
     at = pa.array(np.searchsorted(ops, launcher), mask=launcher < 0) if len(ops) else None
     return _arrow_table({
         "row": rows,
-        "source": strings(ev["source"], rows),
-        "rank": ev["rank"].to_numpy()[rows],
-        "device": ev["pid"].to_numpy()[rows],
-        "stream": ev["tid"].to_numpy()[rows],
-        "kind": strings(ev["kind"], rows),
+        "source": strings(column(ev, "source"), rows),
+        "rank": column(ev, "rank")[rows],
+        "device": column(ev, "pid")[rows],
+        "stream": column(ev, "tid")[rows],
+        "kind": strings(column(ev, "kind"), rows),
         "name": names[rows],
-        "ts_ns": ev["ts_ns"].to_numpy()[rows],
-        "dur_ns": ev["dur_ns"].to_numpy()[rows],
-        "step": ev["step"].to_numpy()[rows],
-        "correlation": ev["correlation"].to_numpy()[rows],
+        "ts_ns": column(ev, "ts_ns")[rows],
+        "dur_ns": column(ev, "dur_ns")[rows],
+        "step": column(ev, "step")[rows],
+        "correlation": column(ev, "correlation")[rows],
         "launch_row": launch,
         "launch_name": _names_at(names, launch),
         "launcher_row": launcher,
@@ -137,23 +176,23 @@ def ops_frame(table: EventTable) -> pa.Table:
     ev = table.events
     rows = np.flatnonzero(kind_in(ev, ("cpu_op", "collective")))
     dims, types = op_input_columns(table.args, rows)
-    launcher = ev["launcher"].to_numpy()
+    launcher = column(ev, "launcher")
     kernel_count = np.bincount(launcher[launcher >= 0], minlength=len(ev))[rows] if len(ev) else np.zeros(0, np.int64)
     return _arrow_table({
         "row": rows,
-        "source": strings(ev["source"], rows),
-        "rank": ev["rank"].to_numpy()[rows],
-        "pid": ev["pid"].to_numpy()[rows],
-        "tid": ev["tid"].to_numpy()[rows],
-        "name": strings(ev["name"], rows),
-        "kind": strings(ev["kind"], rows),
-        "ts_ns": ev["ts_ns"].to_numpy()[rows],
-        "dur_ns": ev["dur_ns"].to_numpy()[rows],
-        "parent": ev["parent"].to_numpy()[rows],
-        "depth": ev["depth"].to_numpy()[rows],
-        "step": ev["step"].to_numpy()[rows],
-        "sequence": ev["sequence"].to_numpy()[rows],
-        "external_id": ev["external_id"].to_numpy()[rows],
+        "source": strings(column(ev, "source"), rows),
+        "rank": column(ev, "rank")[rows],
+        "pid": column(ev, "pid")[rows],
+        "tid": column(ev, "tid")[rows],
+        "name": strings(column(ev, "name"), rows),
+        "kind": strings(column(ev, "kind"), rows),
+        "ts_ns": column(ev, "ts_ns")[rows],
+        "dur_ns": column(ev, "dur_ns")[rows],
+        "parent": column(ev, "parent")[rows],
+        "depth": column(ev, "depth")[rows],
+        "step": column(ev, "step")[rows],
+        "sequence": column(ev, "sequence")[rows],
+        "external_id": column(ev, "external_id")[rows],
         "input_dims": dims,
         "input_types": types,
         "kernel_count": kernel_count,
@@ -179,9 +218,9 @@ def _arrow_table(columns: dict[str, object]) -> pa.Table:
 _DICTIONARY_COLUMNS = ("module_path", "module_type")
 
 
-def _dictionary_at(values: pd.Series, rows: np.ndarray) -> pa.DictionaryArray:
-    codes = values.array.codes[rows]
-    cats = pa.array(values.array.categories.to_numpy(dtype=object), pa.string())
+def _dictionary_at(values: pd.Categorical, rows: np.ndarray) -> pa.DictionaryArray:
+    codes = values.codes[rows]
+    cats = pa.array(values.categories.to_numpy(dtype=object), pa.string())
     return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32), mask=codes < 0), cats)
 
 
@@ -189,12 +228,15 @@ def _module_columns(ev: pd.DataFrame, rows: np.ndarray) -> dict[str, np.ndarray]
     """module_path, module_type, phase, recompute and module_from of `rows`, where attributed."""
     out: dict[str, np.ndarray | pa.Array] = {}
     for col in ("module_path", "module_type", "phase", "module_from"):
-        if col in ev and col in _DICTIONARY_COLUMNS and isinstance(ev[col].dtype, pd.CategoricalDtype):
-            out[col] = _dictionary_at(ev[col], rows)
-        elif col in ev:
-            out[col] = strings(ev[col], rows)
+        if col not in ev:
+            continue
+        values = column(ev, col)
+        if col in _DICTIONARY_COLUMNS and isinstance(values, pd.Categorical):
+            out[col] = _dictionary_at(values, rows)
+        else:
+            out[col] = strings(values, rows)
     if "recompute" in ev:
-        out["recompute"] = ev["recompute"].to_numpy()[rows]
+        out["recompute"] = column(ev, "recompute")[rows]
     return out
 
 
@@ -213,7 +255,7 @@ def write_parquet_tables(table: EventTable, outdir: Path) -> dict[str, int]:
     frames = (("kernels", kernels_frame), ("ops", ops_frame), ("steps", lambda t: step_table(t.events)))
     for name, make in frames:
         made = make(table)
-        arrow = made if isinstance(made, pa.Table) else pa.Table.from_pandas(made, preserve_index=False)
+        arrow = made if isinstance(made, pa.Table) else frame_to_arrow(made)
         del made
         pq.write_table(arrow, outdir / f"{name}.parquet", compression="zstd")
         counts[name] = arrow.num_rows
@@ -227,5 +269,5 @@ def write_module_table(processed, outdir: Path) -> int:
     from tracekit.modules.table import module_table
 
     frame = module_table(processed.table, processed.modules)
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), outdir / "modules.parquet", compression="zstd")
+    pq.write_table(frame_to_arrow(frame), outdir / "modules.parquet", compression="zstd")
     return len(frame)

@@ -118,3 +118,43 @@ def test_frame_to_arrow_equals_from_pandas_on_every_kind_of_column() -> None:
     _same_as_from_pandas(frame)
     _same_as_from_pandas(frame, ["cat", "i8", "f"])
     _same_as_from_pandas(frame.iloc[:0])
+
+
+def test_small_tables_do_not_hand_memory_back_large_ones_do() -> None:
+    from tracekit.converters.loading import release_free_memory
+    from tracekit.writers.memory import RELEASE_ROWS, releaser
+
+    assert releaser(RELEASE_ROWS) is release_free_memory
+    assert releaser(10 * RELEASE_ROWS) is release_free_memory
+    small = releaser(RELEASE_ROWS - 1)
+    assert small is not release_free_memory
+    assert small() is None
+
+
+def test_rank_partitions_read_back_the_same_table(tmp_path) -> None:
+    """The partition writer's options (dictionary pages for dictionary columns only, statistics for the
+    columns that are not text) change how the file is laid out, not what is read back."""
+    import pyarrow.parquet as pq
+
+    from tracekit.ranks import _write_partition, partition_options
+
+    processed = _processed(TRACES[0])
+    ev = processed.table.events
+    for name, made in (("events", events_frame(processed.table)), ("ops", ops_frame(processed.table)),
+                       ("modules", module_table(processed.table, processed.modules)), ("steps", step_table(ev))):
+        path = tmp_path / name / "rank=3" / "part-00000.parquet"
+        rows = _write_partition(made, path)
+        want = made if isinstance(made, pa.Table) else pa.Table.from_pandas(made, preserve_index=False)
+        want = want.drop_columns(["rank"]) if "rank" in want.column_names else want
+        got = pq.read_table(path)
+        assert rows == want.num_rows == got.num_rows
+        assert got.schema.equals(want.schema, check_metadata=True)
+        assert got.equals(want)
+        meta = pq.ParquetFile(path).metadata.row_group(0)
+        options = partition_options(want.schema)
+        for i in range(meta.num_columns):
+            col = meta.column(i)
+            field = want.schema.field(col.path_in_schema)
+            assert col.is_stats_set == (field.name in (options["write_statistics"] or [])), field
+            assert ("RLE_DICTIONARY" in col.encodings or "PLAIN_DICTIONARY" in col.encodings) == \
+                pa.types.is_dictionary(field.type), field

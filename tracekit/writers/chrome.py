@@ -15,7 +15,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tracekit.accounting import METADATA, WRITTEN, flow_status
-from tracekit.converters.loading import release_free_memory
 from tracekit.opargs import op_inputs
 from tracekit.table import (
     DEVICE_KINDS,
@@ -30,6 +29,7 @@ from tracekit.table import (
     track_view,
 )
 from tracekit.writers.json_rows import JsonText, event_rows, write_rows
+from tracekit.writers.memory import releaser
 from tracekit.writers.module_track import module_track_events
 from tracekit.writers.out_event import OutEvent
 
@@ -60,8 +60,9 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
     and process sort indices into their own range, so traces of several ranks splice into one file;
     `meta` is added to the document's `tracekit` metadata.
     """
-    release_free_memory()
     ev = table.events
+    release = releaser(len(ev))
+    release()
     kind = ev["kind"].to_numpy()
     ph = strings(column(ev, "ph"))
     launch = column(ev, "launch")
@@ -101,7 +102,7 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
             # Every row starts with its separator; the file's first event drops it.
             write_rows(fh, text, skip=1 if first else 0)
             del text
-            release_free_memory()
+            release()
             first = False
             written += len(part)
         track = module_track_events(ev, out_pid_arr, out_tid_arr, base_ns, layout.out_thread_names)

@@ -12,10 +12,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import pandas_compat
 
-from tracekit.converters.loading import release_free_memory
 from tracekit.opargs import _Inputs, op_inputs
 from tracekit.steps import step_table
 from tracekit.table import DEVICE_KINDS, EventTable, column, column_array, kind_in, strings
+from tracekit.writers.memory import releaser
 
 EVENT_COLUMNS = (
     "source", "rank", "pid", "tid", "ts_ns", "dur_ns", "name", "cat", "kind", "ph", "parent", "depth",
@@ -62,12 +62,11 @@ def _column_for_arrow(frame: pd.DataFrame, name: str) -> np.ndarray | pd.Categor
 
 def _to_arrow(values: np.ndarray | pd.Categorical | pd.Series) -> pa.Array:
     """One column as from_pandas converts it (`pa.array(..., from_pandas=True)`: NaN is null)."""
-    if isinstance(values, pd.Categorical):
-        cats = values.categories
-        if cats.dtype == object and len(cats) and all(type(c) is str for c in cats):
+    if isinstance(values, pd.Categorical) and values.categories.dtype == object:
+        cats = pa.array(values.categories.to_numpy(), from_pandas=True)  # the type from_pandas infers
+        if pa.types.is_string(cats.type):
             codes = values.codes
-            return pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0),
-                                                  pa.array(cats.to_numpy(), pa.string()), ordered=values.ordered)
+            return pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0), cats, ordered=values.ordered)
     return pa.array(values, from_pandas=True)
 
 
@@ -246,12 +245,13 @@ def write_parquet_tables(table: EventTable, outdir: Path) -> dict[str, int]:
     One table at a time: each is dropped once written, so their memory does not add up.
     """
     counts = {}
-    release_free_memory()
+    release = releaser(len(table.events))
+    release()
     events = events_frame(table)
     pq.write_table(events, outdir / "events.parquet", compression="zstd")
     counts["events"] = events.num_rows
     del events
-    release_free_memory()
+    release()
     frames = (("kernels", kernels_frame), ("ops", ops_frame), ("steps", lambda t: step_table(t.events)))
     for name, make in frames:
         made = make(table)
@@ -260,7 +260,7 @@ def write_parquet_tables(table: EventTable, outdir: Path) -> dict[str, int]:
         pq.write_table(arrow, outdir / f"{name}.parquet", compression="zstd")
         counts[name] = arrow.num_rows
         del arrow
-        release_free_memory()
+        release()
     return counts
 
 

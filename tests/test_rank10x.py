@@ -122,6 +122,7 @@ def test_frame_to_arrow_equals_from_pandas_on_every_kind_of_column() -> None:
 
 def test_small_tables_do_not_hand_memory_back_large_ones_do() -> None:
     from tracekit.converters.loading import release_free_memory
+
     from tracekit.writers.memory import RELEASE_ROWS, releaser
 
     assert releaser(RELEASE_ROWS) is release_free_memory

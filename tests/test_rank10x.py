@@ -159,3 +159,15 @@ def test_rank_partitions_read_back_the_same_table(tmp_path) -> None:
             assert col.is_stats_set == (field.name in (options["write_statistics"] or [])), field
             assert ("RLE_DICTIONARY" in col.encodings or "PLAIN_DICTIONARY" in col.encodings) == \
                 pa.types.is_dictionary(field.type), field
+
+
+def test_small_partitions_written_from_memory_are_the_same_bytes(tmp_path, monkeypatch) -> None:
+    import tracekit.ranks as ranks
+
+    processed = _processed(TRACES[0])
+    table = events_frame(processed.table)
+    assert table.num_rows < ranks.SMALL_PARTITION_ROWS
+    ranks._write_partition(table, tmp_path / "memory" / "part.parquet")
+    monkeypatch.setattr(ranks, "SMALL_PARTITION_ROWS", 0)  # the file-system way, as for a large rank
+    ranks._write_partition(table, tmp_path / "file" / "part.parquet")
+    assert (tmp_path / "memory" / "part.parquet").read_bytes() == (tmp_path / "file" / "part.parquet").read_bytes()

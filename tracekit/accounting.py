@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pandas as pd
 
-from tracekit.table import DEVICE_KINDS, first_match, is_in, kind_in
+from tracekit.table import DEVICE_KINDS, column, first_match, is_in, kind_in
 
 WRITTEN = "written"
 METADATA = "metadata"  # M events: folded into tracekit's own process/thread names
@@ -28,10 +30,10 @@ def flow_status(events: pd.DataFrame, launch: np.ndarray) -> tuple[np.ndarray, p
     if not is_flow.any():
         return status, pd.DataFrame(columns=["start", "end", "cat"])
     rows = np.flatnonzero(is_flow)
-    src = events["source_index"].to_numpy()
-    cat_codes = events["cat"].array.codes[rows]
-    id_codes = events["flow_id"].array.codes[rows]
-    replaced = is_in(events["cat"], LAUNCH_FLOW_CATS)[rows] & _is_linked_correlation(
+    src = column(events, "source_index")
+    cat_codes = column(events, "cat").codes[rows]
+    id_codes = column(events, "flow_id").codes[rows]
+    replaced = is_in(column(events, "cat"), LAUNCH_FLOW_CATS)[rows] & _is_linked_correlation(
         events, launch, src[rows], id_codes)
     status[rows[replaced]] = FLOW_REPLACED
     rest = rows[~replaced]
@@ -41,7 +43,7 @@ def flow_status(events: pd.DataFrame, launch: np.ndarray) -> tuple[np.ndarray, p
     rest, bound = rest[keep], bound[keep]
     rest_cat, rest_id = cat_codes[~replaced][keep], id_codes[~replaced][keep]
     key = (src[rest], rest_cat, rest_id)
-    ph = events["ph"]
+    ph = column(events, "ph")
     is_start, is_end = np.flatnonzero(is_in(ph, ("s",))[rest]), np.flatnonzero(is_in(ph, ("f",))[rest])
     # every end with the first start of its key, in the order of the starts, then of the ends (an inner merge)
     start_of = first_match(tuple(k[is_end] for k in key), tuple(k[is_start] for k in key))
@@ -53,7 +55,7 @@ def flow_status(events: pd.DataFrame, launch: np.ndarray) -> tuple[np.ndarray, p
     paired[f_at] = True
     status[rest[paired]] = WRITTEN
     status[rest[~paired]] = UNMATCHED_FLOW
-    cat_text = np.append(events["cat"].array.categories.astype(str).to_numpy(dtype=object), "nan")  # -1: as str(NaN)
+    cat_text = np.append(column(events, "cat").categories.astype(str).to_numpy(dtype=object), "nan")  # -1: as str(NaN)
     out = pd.DataFrame({"start": bound[s_at], "end": bound[f_at],
                         "cat": cat_text[rest_cat[s_at]],
                         "start_row": rest[s_at], "end_row": rest[f_at]})
@@ -67,13 +69,13 @@ def _is_linked_correlation(events: pd.DataFrame, launch: np.ndarray, flow_src: n
     if not device.any():
         return np.zeros(len(id_codes), dtype=bool)
     # An id is comparable only where its text is the canonical text of an int64 (str(int(text)) == text).
-    parsed = [_canonical_int(text) for text in events["flow_id"].array.categories]
+    parsed = [_canonical_int(text) for text in column(events, "flow_id").categories]
     comparable = np.array([v is not None for v in parsed] + [False], dtype=bool)[id_codes]
     id_int = np.array([0 if v is None else v for v in parsed] + [0], dtype=np.int64)[id_codes]
     out = np.zeros(len(id_codes), dtype=bool)
     out[comparable] = first_match(
         (flow_src[comparable], id_int[comparable]),
-        (events["source_index"].to_numpy()[device], events["correlation"].to_numpy()[device])) >= 0
+        (column(events, "source_index")[device], column(events, "correlation")[device])) >= 0
     return out
 
 
@@ -88,12 +90,12 @@ def _canonical_int(text: object) -> int | None:
 def _bind_to_slices(events: pd.DataFrame, flow_rows: np.ndarray) -> np.ndarray:
     """Row of the X slice starting exactly at each flow event's ts on its track (-1 if none); of several, the
     longest (ties: the order pandas' descending quicksort left them in, kept so that the output stays the same)."""
-    spans = np.flatnonzero(is_in(events["ph"], ("X",)))
+    spans = np.flatnonzero(is_in(column(events, "ph"), ("X",)))
     if not len(flow_rows) or not len(spans):
         return np.full(len(flow_rows), -1, dtype=np.int64)
-    dur = events["dur_ns"].to_numpy()[spans]
+    dur = column(events, "dur_ns")[spans]
     longest_first = spans[np.arange(len(spans))[::-1][dur[::-1].argsort(kind="quicksort")][::-1]]
-    columns = [events[k].to_numpy() for k in ("source_index", "pid", "tid", "ts_ns")]
+    columns = [column(events, k) for k in ("source_index", "pid", "tid", "ts_ns")]
     at = first_match(tuple(c[flow_rows] for c in columns), tuple(c[longest_first] for c in columns))
     return np.where(at >= 0, longest_first[np.maximum(at, 0)], -1)
 
@@ -101,7 +103,7 @@ def _bind_to_slices(events: pd.DataFrame, flow_rows: np.ndarray) -> np.ndarray:
 def summarize_status(status: np.ndarray, skipped_before: dict[str, int], metadata_before: int = 0
                      ) -> dict[str, object]:
     """Counts per status plus events skipped, and M events folded, while reading (conservation by construction)."""
-    by = pd.Series(status).value_counts().to_dict()
+    by = Counter(status.tolist())  # counts per status (what value_counts gives, without a Series)
     skipped = dict(skipped_before)
     for key in (UNMATCHED_FLOW, UNBOUND_FLOW):
         if by.get(key):

@@ -27,7 +27,6 @@ def link_launches(events: pd.DataFrame, parent: np.ndarray) -> Links:
     n = len(events)
     launch = np.full(n, NO_ROW, dtype=np.int64)
     launcher = np.full(n, NO_ROW, dtype=np.int64)
-    kind = events["kind"].to_numpy()
     corr = column(events, "correlation")
     src = column(events, "source_index")
     device = kind_in(events, DEVICE_KINDS)
@@ -39,7 +38,7 @@ def link_launches(events: pd.DataFrame, parent: np.ndarray) -> Links:
     op_of_row = nearest_marked(parent, kind_in(events, OP_KINDS), include_self=False)
     has_launch = launch >= 0
     launcher[has_launch] = op_of_row[launch[has_launch]]
-    _external_id_fallback(events, kind, src, device, launcher)
+    _external_id_fallback(events, src, device, launcher)
     unlinked = {
         "no_correlation_id": int((device & (corr < 0)).sum()),
         "launch_not_in_trace": int((device & (corr >= 0) & (launch < 0)).sum()),
@@ -48,7 +47,7 @@ def link_launches(events: pd.DataFrame, parent: np.ndarray) -> Links:
     return Links(launch, launcher, {k: v for k, v in unlinked.items() if v})
 
 
-def _external_id_fallback(events, kind, src, device, launcher) -> None:
+def _external_id_fallback(events, src, device, launcher) -> None:
     """Device events whose launch sits outside any op: join the op by External id (legacy schema)."""
     ext = column(events, "external_id")
     need = np.flatnonzero(device & (launcher < 0) & (ext >= 0))

@@ -75,8 +75,17 @@ def _write_partition(frame: pa.Table | pd.DataFrame, path: Path) -> int:
     if "rank" in table.column_names:  # the partition folder holds it
         table = table.drop_columns(["rank"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path, compression="zstd", **partition_options(table.schema))
+    options = partition_options(table.schema)
+    if table.num_rows >= SMALL_PARTITION_ROWS:
+        pq.write_table(table, path, compression="zstd", **options)
+    else:  # the same bytes, without arrow's file system layer (~0.15 ms a file)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd", **options)
+        path.write_bytes(sink.getvalue())
     return table.num_rows
+
+
+SMALL_PARTITION_ROWS = 32_768  # below, a partition is encoded in memory and written in one call
 
 
 def partition_options(schema: pa.Schema) -> dict[str, Any]:

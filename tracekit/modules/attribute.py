@@ -26,7 +26,7 @@ from tracekit.accounting import flow_status
 from tracekit.ancestry import nearest_marked
 from tracekit.modules.infer import infer_from_step_pattern
 from tracekit.modules.spans import ModuleSpans, find_module_spans
-from tracekit.table import DEVICE_KINDS, NO_ROW, EventTable, column, first_match, kind_in, matches, strings
+from tracekit.table import DEVICE_KINDS, NO_ROW, EventTable, column, first_match, is_in, kind_in, matches, strings
 from tracekit.tree import track_codes
 
 BACKWARD_PREFIX = "autograd::engine::evaluate_function: "
@@ -185,7 +185,7 @@ def _backward_node_modules(ev: pd.DataFrame, names: np.ndarray, is_bw: np.ndarra
 def _from_fwdbwd_flows(ev: pd.DataFrame, bw_of: np.ndarray, mod_of: np.ndarray, node_module: np.ndarray,
                        node_from: np.ndarray) -> None:
     """Nodes without a Sequence number (torch_npu writes -1): follow the `fwdbwd` flow from the forward op."""
-    if not ((ev["kind"] == "flow") & (ev["cat"] == "fwdbwd")).any():
+    if not (kind_in(ev, ("flow",)) & is_in(column(ev, "cat"), ("fwdbwd",))).any():
         return
     _, pairs = flow_status(ev, np.full(len(ev), NO_ROW, dtype=np.int64))
     pairs = pairs[pairs["cat"] == "fwdbwd"]
@@ -201,7 +201,7 @@ def _from_fwdbwd_flows(ev: pd.DataFrame, bw_of: np.ndarray, mod_of: np.ndarray, 
 def _accumulate_grad_from_previous(ev: pd.DataFrame, names: np.ndarray, nodes: np.ndarray,
                                    node_module: np.ndarray, node_from: np.ndarray) -> None:
     """AccumulateGrad runs right after the node that produced the gradient: take that node's module."""
-    src, pid, tid = (ev[k].to_numpy()[nodes] for k in ("source_index", "pid", "tid"))
+    src, pid, tid = (column(ev, k)[nodes] for k in ("source_index", "pid", "tid"))
     order = np.lexsort((nodes, column(ev, "ts_ns")[nodes], tid, pid, src))
     last: dict[tuple, int] = {}
     for s, p, t, row in zip(src[order].tolist(), pid[order].tolist(), tid[order].tolist(), nodes[order].tolist()):

@@ -243,11 +243,12 @@ def collective_calls(table: EventTable) -> tuple[pd.DataFrame, dict[str, int]]:
     frame = _link_gloo_execs(frame, execs, names, base_kind, args, ts, dur, ev, skipped)
     frame = with_hccl(table, frame)  # Ascend: HCCL ops (tracekit/parallel/hccl.py)
     frame["exposed_ns"] = exposed_ns(ev, frame) if not compute_free(table) else None
-    frame["bytes"] = frame["bytes"].astype("Int64")
-    frame["peer"] = frame["peer"].astype("Int64")
-    frame["exec_thread"] = frame["exec_thread"].astype("Int64")
+    frame = frame.astype({"bytes": "Int64", "peer": "Int64", "exec_thread": "Int64"})
     extra = [c for c in HCCL_EXTRA if c in frame]
-    return frame[[*COLUMNS, *extra]].sort_values(["start_ns", "call_row"], ignore_index=True), skipped
+    frame = frame[[*COLUMNS, *extra]]
+    # sort_values(["start_ns", "call_row"]) as a stable lexsort on the two int columns: one take
+    order = np.lexsort((column(frame, "call_row"), column(frame, "start_ns")))
+    return frame.take(order).reset_index(drop=True), skipped
 
 
 def _facts(top: int, rows: list[int], names, base_kind, args, kernels: list[int], kernel_args) -> dict | None:

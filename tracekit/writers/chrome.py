@@ -63,12 +63,11 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
     ev = table.events
     release = releaser(len(ev))
     release()
-    kind = ev["kind"].to_numpy()
     ph = strings(column(ev, "ph"))
     launch = column(ev, "launch")
     status, flow_pairs = flow_status(ev, launch)
     is_meta = ph == "M"
-    is_flow = kind == "flow"
+    is_flow = kind_in(ev, ("flow",))
     status[is_meta] = METADATA
     body = ~is_meta & ~is_flow
     status[body] = WRITTEN

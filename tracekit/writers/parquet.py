@@ -37,7 +37,7 @@ def frame_to_arrow(frame: pd.DataFrame, columns: list[str] | None = None) -> pa.
     """What `pa.Table.from_pandas(frame, columns=columns, preserve_index=False)` gives (types, values, and the
     pandas schema metadata that restores the dtypes), built from the column arrays.
 
-    from_pandas builds a Series per column and converts categoricals through pandas: ~80 us a column, most of
+    from_pandas builds a Series per column and converts categoricals through pandas (up to ~80 us a column): most of
     the cost on the frames of a few thousand rows that each rank writes. Here numeric columns go to arrow
     without a copy and categoricals with text categories as their codes and categories; any other column
     goes the way from_pandas takes it, and the metadata is made by pyarrow's own function."""

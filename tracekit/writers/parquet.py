@@ -82,11 +82,11 @@ def kernels_frame(table: EventTable) -> pa.Table:
     at = pa.array(np.searchsorted(ops, launcher), mask=launcher < 0) if len(ops) else None
     return _arrow_table({
         "row": rows,
-        "source": strings(column(ev, "source"), rows),
+        "source": _text_of(column(ev, "source"), rows),
         "rank": column(ev, "rank")[rows],
         "device": column(ev, "pid")[rows],
         "stream": column(ev, "tid")[rows],
-        "kind": strings(column(ev, "kind"), rows),
+        "kind": _text_of(column(ev, "kind"), rows),
         "name": names[rows],
         "ts_ns": column(ev, "ts_ns")[rows],
         "dur_ns": column(ev, "dur_ns")[rows],
@@ -100,6 +100,16 @@ def kernels_frame(table: EventTable) -> pa.Table:
         "op_input_types": _text_at(types, at, len(rows)),
         **_module_columns(ev, rows),
     })
+
+
+def _text_of(values: pd.Categorical | np.ndarray, rows: np.ndarray) -> pa.Array | np.ndarray:
+    """The text of `rows` of a string column as large_string (missing: null): of a categorical column, its
+    categories taken at the codes (what arrow makes of `strings(values, rows)`, without a str object per row)."""
+    if not isinstance(values, pd.Categorical) or values.categories.dtype != object:
+        return strings(values, rows)
+    cats = pa.array(values.categories.to_numpy(), pa.large_string())
+    codes = values.codes[rows]
+    return cats.take(pa.array(codes, mask=codes < 0))
 
 
 def _names_at(names: np.ndarray, rows: np.ndarray) -> np.ndarray | list:
@@ -179,12 +189,12 @@ def ops_frame(table: EventTable) -> pa.Table:
     kernel_count = np.bincount(launcher[launcher >= 0], minlength=len(ev))[rows] if len(ev) else np.zeros(0, np.int64)
     return _arrow_table({
         "row": rows,
-        "source": strings(column(ev, "source"), rows),
+        "source": _text_of(column(ev, "source"), rows),
         "rank": column(ev, "rank")[rows],
         "pid": column(ev, "pid")[rows],
         "tid": column(ev, "tid")[rows],
-        "name": strings(column(ev, "name"), rows),
-        "kind": strings(column(ev, "kind"), rows),
+        "name": _text_of(column(ev, "name"), rows),
+        "kind": _text_of(column(ev, "kind"), rows),
         "ts_ns": column(ev, "ts_ns")[rows],
         "dur_ns": column(ev, "dur_ns")[rows],
         "parent": column(ev, "parent")[rows],
@@ -233,7 +243,7 @@ def _module_columns(ev: pd.DataFrame, rows: np.ndarray) -> dict[str, np.ndarray]
         if col in _DICTIONARY_COLUMNS and isinstance(values, pd.Categorical):
             out[col] = _dictionary_at(values, rows)
         else:
-            out[col] = strings(values, rows)
+            out[col] = _text_of(values, rows)
     if "recompute" in ev:
         out["recompute"] = column(ev, "recompute")[rows]
     return out

@@ -118,3 +118,17 @@ def test_input_read_by_slicing_is_flagged_not_asserted(converted) -> None:
     shown = CliRunner().invoke(main, ["modules", str(shared(bert)), "--depth", "2"], terminal_width=250)
     assert shown.exit_code == 0
     assert "[1,512]?" in shown.output and SLICE_NOTE in shown.output
+
+
+def test_report_marks_an_input_read_by_slicing(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from tracekit.cli import main
+
+    page = tmp_path / "modules.html"
+    bert = shared("gpu/tracelens/h100/gaunernst_bert-small-uncased__1016001.json.gz")
+    done = CliRunner().invoke(main, ["modules", str(bert), "--format", "html", "-o", str(page)])
+    assert done.exit_code == 0, done.output
+    html = page.read_text()
+    assert ">[1, 512]?<" in html or ">[1,512]?<" in html
+    assert ">[1, 141]?<" not in html and ">[1,141]?<" not in html

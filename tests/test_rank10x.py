@@ -171,3 +171,10 @@ def test_small_partitions_written_from_memory_are_the_same_bytes(tmp_path, monke
     monkeypatch.setattr(ranks, "SMALL_PARTITION_ROWS", 0)  # the file-system way, as for a large rank
     ranks._write_partition(table, tmp_path / "file" / "part.parquet")
     assert (tmp_path / "memory" / "part.parquet").read_bytes() == (tmp_path / "file" / "part.parquet").read_bytes()
+
+
+def test_column_of_a_name_held_twice_is_what_the_frame_gives() -> None:
+    frame = pd.DataFrame([[1, 2, 3], [4, 5, 6]], columns=["a", "b", "a"])
+    np.testing.assert_array_equal(column(frame, "a"), frame["a"].to_numpy())
+    np.testing.assert_array_equal(column(frame, "b"), np.array([2, 5]))
+    assert not column(frame, "b").flags.writeable

@@ -129,11 +129,13 @@ _NUMPY_EXTENSION = getattr(pd.arrays, "NumpyExtensionArray", None) or pd.arrays.
 def column_array(frame: pd.DataFrame, name: str) -> np.ndarray | pd.api.extensions.ExtensionArray:
     """The array that holds column `name` (numpy, or a pandas extension array such as a Categorical),
     without building a Series; numpy arrays come read-only. See `column`."""
-    try:
-        loc = frame.columns.get_loc(name)
-        values = frame._get_column_array(loc) if isinstance(loc, int) else frame[name].array
-    except AttributeError:  # a pandas without the accessor: the public way
-        values = frame[name].array
+    loc = frame.columns.get_loc(name)  # KeyError for a missing column, as frame[name]
+    getter = getattr(frame, "_get_column_array", None)  # pandas internals; the public way where absent
+    if isinstance(loc, int) and getter is not None:
+        values = getter(loc)
+    else:  # also a name held by several columns: what frame[name] gives
+        selected = frame[name]
+        values = selected.array if isinstance(selected, pd.Series) else selected.to_numpy()
     if isinstance(values, _NUMPY_EXTENSION):
         values = values.to_numpy()
     if isinstance(values, np.ndarray):

@@ -191,3 +191,16 @@ def test_parallel_reads_the_split_partitions_and_spans_only_for_pipelines(tmp_pa
         assert bool(tables) == pipeline
         if pipeline:  # the bubble is drawn from the spans read back
             assert tables["pipeline_bubble"]["compute_ns"].notna().all()
+
+
+@pytest.mark.parametrize("rel, pipeline", [(DLRM, False), ("sample_traces/dist_pp_dp", True)])
+def test_dataset_parallel_keeps_narrow_splits_unless_pipeline(rel, pipeline, tmp_path):
+    from tracekit.dataset.load import dataset_of, parallel_of
+
+    paths = _inputs(rel)
+    convert(paths, tmp_path / "ds", workers=1)
+    coll, steps, groups = parallel_of(dataset_of([tmp_path / "ds"]))
+    raw = analyse_ranks(paths, workers=1)[1]
+    assert set(SPANS) <= set(steps.columns) if pipeline else not set(SPANS) & set(steps.columns)
+    pd.testing.assert_frame_equal(steps, raw)  # the same split as from the raw traces' workers
+    assert bool(pipeline_tables(coll, steps, groups)) == pipeline

@@ -64,25 +64,16 @@ def modules_of(inputs: Sequence[str | Path], on_file: Callable[[str], None] | No
 
 def parallel_of(ds: Dataset) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
     """Collectives, per-rank step splits and process groups of a dataset (as tracekit.ranks.analyse_ranks gives
-    for raw traces): the collectives table as stored, the step split rank by rank from a few event columns,
-    written to scratch Parquet partitions and read back narrow (tracekit.parallel.splits), so memory holds one
-    rank's events at a time and never every rank's compute spans."""
-    import shutil
-    import tempfile
-
+    for raw traces): the collectives table as stored, the step split rank by rank from a few event columns, so
+    memory holds one rank's events at a time, and each rank's compute spans only for a pipeline-parallel run
+    (tracekit.parallel.splits)."""
     from tracekit.parallel.crossrank import collectives_frame
-    from tracekit.parallel.splits import dataset_splits, pipeline_possible, read_splits
+    from tracekit.parallel.splits import dataset_splits, pipeline_possible
     from tracekit.ranks import group_table
 
     coll = collectives_frame(ds.read_arrow("collectives"))
     table = group_table([s.distributed for s in ds.sources], coll)
-    scratch = Path(tempfile.mkdtemp(prefix="tracekit-splits-"))
-    try:
-        dataset_splits(ds, coll, scratch, SPLIT_COLUMNS)
-        steps = read_splits(scratch, spans=pipeline_possible(coll, table))
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return coll, steps, table
+    return coll, dataset_splits(ds, coll, SPLIT_COLUMNS, pipeline_possible(coll, table)), table
 
 
 def side_tables(path: str | Path):

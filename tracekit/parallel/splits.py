@@ -1,14 +1,15 @@
 """Per-rank step splits (report.step_split with pipeline.with_compute_spans) as rank-partitioned Parquet.
 
-`tracekit parallel` writes each rank's split to `<folder>/rank=R/part-I.parquet` as the rank is done (from a
-worker's result on raw traces, or from the rank's event columns of a dataset), so the parent never holds every
-rank's compute spans and layers. The per-rank, per-group and straggler tables read back the NARROW split (step
-window, compute / communication / exposed / idle ns, has_compute: a few numbers per rank and step); the compute
-spans and layers are read back only where the pipeline tables will use them (a run with pipeline-parallel
-groups: its bubble and timeline are drawn from them).
+On raw traces, `tracekit parallel` writes each rank's split (made in its worker) to
+`<folder>/rank=R/part-I.parquet` as the rank is done, so the parent never holds every rank's compute spans and
+layers. The per-rank, per-group and straggler tables read back the NARROW split (step window, compute /
+communication / exposed / idle ns, has_compute: a few numbers per rank and step); the compute spans and layers
+are read back only where the pipeline tables will use them (a run with pipeline-parallel groups: its bubble and
+timeline are drawn from them).
 
 The frame read back equals the per-rank frames concatenated in input order (same columns, order and types;
-list columns as Python lists).
+list columns as Python lists). On a dataset the process groups are known before any rank's events are read, so
+dataset_splits makes the narrow rows directly (spans only for a pipeline run), with no scratch files.
 """
 
 from __future__ import annotations
@@ -74,11 +75,18 @@ def pipeline_possible(coll: pd.DataFrame, groups: Sequence[dict[str, Any]]) -> b
     return bool(stage_map(coll, groups + hccl_groups(coll, groups))[1])
 
 
-def dataset_splits(ds: Any, coll: pd.DataFrame, folder: Path, columns: Sequence[str]) -> None:
-    """Write the step split of every rank of a dataset to `folder`, one rank's event `columns` in memory at a time."""
+def dataset_splits(ds: Any, coll: pd.DataFrame, columns: Sequence[str], spans: bool) -> pd.DataFrame:
+    """The step split of every rank of a dataset, one rank's event `columns` in memory at a time. Whether the
+    pipeline tables will need compute spans is known here before any rank is read (pipeline_possible), so
+    without them each rank adds its narrow rows only (its spans and layers are not even computed); with them, the
+    events' module paths are read too, so a stage's layers are named as on the raw traces."""
     from tracekit.parallel.pipeline import with_compute_spans
     from tracekit.parallel.report import step_split
 
-    for index, (rank, events) in enumerate(ds.event_parts(columns)):
+    frames = []
+    if spans:  # the layers each stage ran come from the module paths of its events
+        columns = [*columns, "module_path"]
+    for rank, events in ds.event_parts(columns):
         calls = coll[coll["rank"] == rank] if rank >= 0 else coll
-        write_split(with_compute_spans(step_split(events, calls), events, calls), folder, rank, index)
+        frames.append(with_compute_spans(step_split(events, calls), events, calls, spans).assign(rank=rank))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -204,3 +204,34 @@ def test_dataset_parallel_keeps_narrow_splits_unless_pipeline(rel, pipeline, tmp
     assert set(SPANS) <= set(steps.columns) if pipeline else not set(SPANS) & set(steps.columns)
     pd.testing.assert_frame_equal(steps, raw)  # the same split as from the raw traces' workers
     assert bool(pipeline_tables(coll, steps, groups)) == pipeline
+
+
+@pytest.mark.parametrize("rel", [DLRM, QWEN])
+def test_collectives_read_row_group_by_row_group_equal_the_whole_read(rel, tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    import tracekit.parallel.crossrank as crossrank
+
+    monkeypatch.setattr(crossrank, "BATCH_BYTES", 1)  # one row group per rank
+    paths = _inputs(rel)
+    results = ranks_mod.run_ranks(ranks_mod.job_list(paths, tmp_path, parquet=False, chrome=False,
+                                                     calls=str(tmp_path / "calls"), splits=False), 1)
+    crossrank.write_collectives_from_parts(tmp_path / "calls", [r.distributed for r in results], tmp_path / "c.parquet")
+    assert pq.ParquetFile(tmp_path / "c.parquet").metadata.num_row_groups == len({r.rank for r in results}) > 1
+    whole = crossrank.collectives_frame(pq.read_table(tmp_path / "c.parquet"))
+    parts = crossrank.read_collectives(tmp_path / "c.parquet")
+    pd.testing.assert_frame_equal(parts, whole)
+    # one list object per distinct member list, across row groups
+    assert parts["group_ranks"].map(id).nunique() == parts["group_ranks"].map(tuple).nunique()
+
+
+def test_memory_released_every_step(monkeypatch):
+    import tracekit.memory as memory
+
+    calls = []
+    monkeypatch.setattr(memory, "release_freed_memory", lambda: calls.append(1))
+    for count in range(1, 50):
+        memory.every(count)
+    assert len(calls) == 49 // memory.EVERY
+    monkeypatch.undo()
+    memory.release_freed_memory()  # really runs here (glibc: malloc_trim), and never raises

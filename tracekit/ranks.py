@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tracekit.executors import Executor, LocalPool, make_executor, sized_for
+from tracekit.memory import every, release_freed_memory
 from tracekit.rankrecords import RankRecords, dump_streamed
 from tracekit.rankset import PERFETTO_MAX_BYTES, parse_ranks
 
@@ -407,6 +408,7 @@ def convert_ranks(paths: Sequence[Path], outdir: str | Path, gzip_trace: bool = 
 
         def done(result: RankResult) -> None:
             records.add(result)
+            every(records.count)  # in-process ranks (one worker) leave freed heap pages behind
             step(f"converted rank {result.rank}: {result.path}")
 
         results = run_ranks(job_list(paths, stage, parquet, calls=str(calls), splits=False), workers,
@@ -446,7 +448,7 @@ def analyse_ranks(paths: Sequence[Path], workers: int | None = None,
     import shutil
     import tempfile
 
-    from tracekit.parallel.crossrank import collectives_frame
+    from tracekit.parallel.crossrank import read_collectives
     from tracekit.parallel.splits import keep_splits, pipeline_possible, read_splits
 
     step = progress or (lambda _msg: None)
@@ -460,13 +462,15 @@ def analyse_ranks(paths: Sequence[Path], workers: int | None = None,
             keep(result)
             keep_split(result)
             records.add(result)
+            every(records.count)
             step(f"read rank {result.rank}: {result.path}")
 
         results = run_ranks(jobs, workers, on_done=done, executor=executor)
         check_ranks(results)
         distributed = list(records.field("distributed"))
         collectives_of(distributed, scratch / "calls", scratch / "collectives.parquet")
-        coll = collectives_frame(pq.read_table(scratch / "collectives.parquet"))
+        coll = read_collectives(scratch / "collectives.parquet")
+        release_freed_memory()
         table = group_table(distributed, coll)
         steps = read_splits(scratch / "splits", spans=pipeline_possible(coll, table))
     finally:

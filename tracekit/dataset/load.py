@@ -67,11 +67,13 @@ def parallel_of(ds: Dataset) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
     for raw traces): the collectives table as stored, the step split rank by rank from a few event columns, so
     memory holds one rank's events at a time, and each rank's compute spans only for a pipeline-parallel run
     (tracekit.parallel.splits)."""
-    from tracekit.parallel.crossrank import collectives_frame
+    from tracekit.memory import release_freed_memory
+    from tracekit.parallel.crossrank import read_collectives
     from tracekit.parallel.splits import dataset_splits, pipeline_possible
     from tracekit.ranks import group_table
 
-    coll = collectives_frame(ds.read_arrow("collectives"))
+    coll = read_collectives(ds.path("collectives"))
+    release_freed_memory()
     table = group_table([s.distributed for s in ds.sources], coll)
     return coll, dataset_splits(ds, coll, SPLIT_COLUMNS, pipeline_possible(coll, table)), table
 

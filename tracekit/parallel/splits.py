@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tracekit.memory import every
 from tracekit.parallel.crossrank import list_parts, write_part
 
 SPANS = ("compute_spans", "layers")  # per step: merged compute intervals and module paths (pipeline tables only)
@@ -89,4 +90,5 @@ def dataset_splits(ds: Any, coll: pd.DataFrame, columns: Sequence[str], spans: b
     for rank, events in ds.event_parts(columns):
         calls = coll[coll["rank"] == rank] if rank >= 0 else coll
         frames.append(with_compute_spans(step_split(events, calls), events, calls, spans).assign(rank=rank))
+        every(len(frames))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -97,3 +97,38 @@ def test_deep_recursion_stays_one_module(tmp_path: Path) -> None:
     assert modules.total_ns.tolist() == [events[0]["dur"] * 1000]
     ops = pq.read_table(tmp_path / "out" / "ops.parquet").to_pandas()
     assert ops.module_path.tolist() == ["Block_0"]
+
+
+def test_input_read_by_slicing_is_flagged_not_asserted(converted) -> None:
+    """HF BERT's embeddings slice the `position_ids` buffer [1, 512] before reading `input_ids` [1, 141]: the
+    shapes from such a first op are marked as possibly a buffer; a plain first op is not marked."""
+    from click.testing import CliRunner
+
+    from tracekit.cli import main
+    from tracekit.modules.table import SLICE_NOTE
+
+    bert = "gpu/tracelens/h100/gaunernst_bert-small-uncased__1016001.json.gz"
+    modules = _modules(converted, bert).set_index("module_path")
+    top = "BertLMHeadModel_0/BertModel_0/BertEmbeddings_0"
+    assert modules.loc[top, "input_from"] == f"first op aten::slice: {SLICE_NOTE}"
+    word = modules.loc[f"{top}/Embedding_0"]
+    assert word.input_from == "first op aten::embedding" and json.loads(word.input_shapes) == [[1, 141]]
+    flagged = modules.input_from.str.contains(SLICE_NOTE, regex=False, na=False)
+    assert 0 < flagged.sum() < len(modules) / 2
+    shown = CliRunner().invoke(main, ["modules", str(shared(bert)), "--depth", "2"], terminal_width=250)
+    assert shown.exit_code == 0
+    assert "[1,512]?" in shown.output and SLICE_NOTE in shown.output
+
+
+def test_report_marks_an_input_read_by_slicing(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from tracekit.cli import main
+
+    page = tmp_path / "modules.html"
+    bert = shared("gpu/tracelens/h100/gaunernst_bert-small-uncased__1016001.json.gz")
+    done = CliRunner().invoke(main, ["modules", str(bert), "--format", "html", "-o", str(page)])
+    assert done.exit_code == 0, done.output
+    html = page.read_text()
+    assert ">[1, 512]?<" in html or ">[1,512]?<" in html
+    assert ">[1, 141]?<" not in html and ">[1,141]?<" not in html

@@ -33,8 +33,8 @@ FIRST_OPS_TRIED = 8
 MODULE_COLUMNS = (
     "source_index", "rank", "module_path", "module_type", "type_from", "parent_path", "depth", "calls", "first_call_ns",
     "steady_ns", "total_ns", "self_ns", "backward_ns", "device_ns_fwd", "device_ns_bwd", "kernel_count",
-    "op_count", "input_shapes", "input_dtypes", "output_shapes", "output_from", "own_params", "params", "flops_fwd",
-    "flops_bwd", "achieved_tflops",
+    "op_count", "input_shapes", "input_dtypes", "input_from", "output_shapes", "output_from", "own_params", "params",
+    "flops_fwd", "flops_bwd", "achieved_tflops",
 )
 
 
@@ -352,9 +352,9 @@ def _first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTa
         if idx is not None:
             own[idx] = own.get(idx, 0) + param_count(str(names[row]), decoded[row])
             own_shapes.setdefault(idx, []).extend(param_shapes(str(names[row]), decoded[row]))
-    shapes, dtypes, outputs, output_from = [], [], [], []
+    shapes, dtypes, input_from, outputs, output_from = [], [], [], [], []
     for idx in index:
-        tensors, created = [], []
+        tensors, created, first = [], [], -1
         for first in firsts.get(idx, []):  # the first op with tensor inputs (arange, empty... have none)
             # zero-element tensors (checkpoint's `empty(0)` placeholder) are not the module's data
             tensors = [t for t in input_tensors(str(names[first]), decoded[first]) if 0 not in t[0]]
@@ -369,15 +369,28 @@ def _first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTa
                 break
         shapes.append(json.dumps([t[0] for t in tensors]) if tensors else None)
         dtypes.append(json.dumps([t[1] for t in tensors]) if tensors else None)
+        input_from.append(_input_from(str(names[first])) if tensors else None)
         last = lasts.get(idx)
         shape, why = (module_output(str(names[last]), decoded[last], own_shapes.get(idx, []))
                       if last is not None else (None, "no ops recorded"))
         outputs.append(json.dumps([shape]) if shape is not None else None)
         output_from.append(why)
     own_params = [own.get(idx, 0) for idx in index]
-    return {"input_shapes": shapes, "input_dtypes": dtypes, "output_shapes": outputs, "output_from": output_from,
+    return {"input_shapes": shapes, "input_dtypes": dtypes, "input_from": input_from, "output_shapes": outputs,
+            "output_from": output_from,
             "own_params": own_params,
             "params": _inclusive_params(out["source_index"], out["module_path"], out["type_from"], own_params)}
+
+
+# Ops that read a part of a tensor: as a module's first op they may read a registered buffer (HF BERT slices its
+# `position_ids` buffer [1, 512] before it touches `input_ids` [1, 141]) as well as the module's input.
+_PART_READS = ("aten::slice", "aten::select", "aten::narrow", "aten::as_strided", "aten::index_select")
+SLICE_NOTE = "a part of a tensor, which may be a registered buffer rather than the input"
+
+
+def _input_from(op: str) -> str:
+    """How a module's input shapes were found: its first op with tensor inputs, flagged where that op slices."""
+    return f"first op {op}: {SLICE_NOTE}" if op in _PART_READS else f"first op {op}"
 
 
 def _inclusive_params(out_src: np.ndarray, out_paths: np.ndarray, type_from, own_params: list[int]) -> list[int]:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pandas as pd
 
+from tracekit.modules.table import SLICE_NOTE
 from tracekit.report.fmt import count, esc, missing, ms, pct, shape_text
 
 # (title, value column, formatter, numeric)
@@ -20,11 +21,18 @@ COLUMNS: tuple[tuple[str, str | None, Any, bool], ...] = (
 )
 
 
-HINTS = {"first ms": "host time of the first call (often slower: warm-up)",
+HINTS = {"input": "from the module's first op with tensor inputs; '?': that op reads a part of a tensor, which "
+                  "may be a registered buffer rather than the input",
+         "first ms": "host time of the first call (often slower: warm-up)",
          "steady ms": "host time per call after the first (median)", "bwd ms": "backward host time, all calls",
          "dev fwd ms": "device (GPU/NPU) time of the forward kernels, all calls",
          "dev bwd ms": "device time of the backward kernels, all calls", "FLOPs fwd": "forward FLOPs per call",
          "TFLOP/s": "achieved: FLOPs / device time", "% of step": "forward + backward host time / step time"}
+
+
+def _unsure_input(row: Any) -> bool:
+    """The module's input shapes came from an op that reads a part of a tensor (maybe a buffer): shown with '?'."""
+    return SLICE_NOTE in str(getattr(row, "input_from", "") or "")
 
 
 def _cell_class(column: str, numeric: bool) -> str:
@@ -61,7 +69,7 @@ def tree_table(view: pd.DataFrame, table_id: str = "module-tree", open_depth: in
             for _title, col, fmt, _num in COLUMNS[1:]:
                 value = getattr(r, col)
                 blank = missing(value) or not measured.get(col, True)
-                cells.append("" if blank else fmt(value))
+                cells.append("" if blank else fmt(value) + ("?" if col == "input_shapes" and _unsure_input(r) else ""))
                 keys.append("" if blank or not _num else f"{float(value):.6g}")
             folded = depth >= open_depth and path in has_kids
             toggle = (f"<button class='tg' aria-label='fold or unfold'>{'▸' if folded else '▾'}</button>"

@@ -9,9 +9,11 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from tracekit.modules.table import SLICE_NOTE
+
 DISPLAY_COLUMNS = (
-    "module_path", "module_type", "type_from", "depth", "calls", "input_shapes", "output_shapes", "params",
-    "first_call_ns", "steady_ns", "total_ns", "self_ns", "backward_ns", "device_ns_fwd", "device_ns_bwd",
+    "module_path", "module_type", "type_from", "depth", "calls", "input_shapes", "input_from", "output_shapes",
+    "params", "first_call_ns", "steady_ns", "total_ns", "self_ns", "backward_ns", "device_ns_fwd", "device_ns_bwd",
     "kernel_count", "flops_fwd", "flops_bwd", "achieved_tflops", "share",
 )
 
@@ -39,6 +41,7 @@ def render_table(view: pd.DataFrame, console: Console, title: str) -> None:
                           ("FLOPs fwd", "right"), ("share", "right")) if has_device or "device" not in c[0]]
     for name, justify in columns:
         table.add_column(name, justify=justify, no_wrap=name in ("module", "input", "output"))
+    notes: set[str] = set()
     for row in view.itertuples(index=False):
         name = "  " * int(row.depth) + str(row.module_path).rsplit("/", 1)[-1]
         share = "" if pd.isna(row.share) else f"{row.share:.1%}"
@@ -46,10 +49,14 @@ def render_table(view: pd.DataFrame, console: Console, title: str) -> None:
         defining = getattr(row, "type_from", None) == "defining_class"
         mtype = str(row.module_type) + ("*" if defining else "")
         if defining:
-            table.caption = "* the class that defines forward; the module's own class may be a subclass of it"
-        table.add_row(name, mtype, _shape(row.input_shapes), _shape(row.output_shapes),
+            notes.add("* the class that defines forward; the module's own class may be a subclass of it")
+        unsure = SLICE_NOTE in str(getattr(row, "input_from", "") or "")
+        if unsure:
+            notes.add(f"? input from the module's first op: {SLICE_NOTE}")
+        table.add_row(name, mtype, _shape(row.input_shapes) + ("?" if unsure else ""), _shape(row.output_shapes),
                       _count(row.params), str(row.calls), _ms(row.first_call_ns), _ms(row.steady_ns),
                       _ms(row.backward_ns), *device, _count(row.flops_fwd), share)
+    table.caption = "\n".join(sorted(notes)) or None
     console.print(table)
 
 

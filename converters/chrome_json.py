@@ -23,6 +23,7 @@ from tracekit.errors import TraceError, warn
 from .chrome_chunks import INT_MAX, INT_MIN, Chunk, chunk_ids
 from .chrome_doc import decode_document, decode_top, decode_top_recovered
 from .chrome_parallel import decode_chunks
+from .chrome_slices import EventSlices
 from .link_args import LINK_FIELDS, empty_link_columns
 from .loading import RawInput, release_free_memory
 
@@ -315,32 +316,47 @@ def decode_chrome(raw: RawInput, require_events: bool = True, chunk_events: int 
     """Decode a chrome-trace JSON file into columns; timestamps become exact integer ns.
 
     The events are decoded `chunk_events` (default CHUNK_EVENTS) at a time; the result does not
-    depend on it. With `release_input`, `raw.data` is dropped (set to b"") once it has been
-    read, so that its memory is freed early. Without `keep_args` the args column is empty (every
+    depend on it. With `release_input`, `raw.data` is dropped (set to b"", a map closed) once it has
+    been read, so that its memory is freed early, and on an error. Without `keep_args` the args column is empty (every
     other column is the same): for readers that need only the link ids (`tracekit info`).
     """
+    try:
+        return _decode_chrome(raw, require_events, chunk_events, release_input, keep_args)
+    finally:
+        if release_input:
+            raw.close()
+
+
+def _decode_chrome(raw: RawInput, require_events: bool, chunk_events: int | None, release_input: bool,
+                   keep_args: bool) -> ChromeColumns:
     size = len(raw.data)
-    events, top_raw, damage, object_form = decode_document(raw)
-    if require_events and not events:
+    events_list, top_raw, damage, object_form = decode_document(raw)
+    if require_events and not events_list:
         raise TraceError(raw.path, "trace holds no events (traceEvents is empty)")
-    n = len(events)
+    n = len(events_list)
     chunk_events = max(int(chunk_events or CHUNK_EVENTS), 1)
+    # Only the byte range of each chunk is kept; a mapped input leaves resident memory until each
+    # chunk is read again to be decoded.
+    events = EventSlices(raw.data, events_list, chunk_events)
+    del events_list
+    events.drop_all()
     # A second process may start decoding the later chunks now, while this one reads the top level.
-    chunks = decode_chunks(raw.path, events, chunk_events, object_form, keep_args)
+    chunks = decode_chunks(raw.path, events, object_form, keep_args)
     try:
         top = _top_keys(raw, top_raw, damage)
         del top_raw
-        builder = _Builder(raw.path, len(raw.data) if keep_args else 0)
+        builder = _Builder(raw.path, size if keep_args else 0)
         for chunk in chunks:
             builder.append(chunk)
     finally:
         chunks.close()
     ph = builder.ph.column()
     begin_end = "B" in ph.categories or "E" in ph.categories
-    raw_tracks = _raw_tracks(events, chunk_events) if begin_end else None
+    raw_tracks = _raw_tracks(events) if begin_end else None
+    events.release()
     del events
     if release_input:
-        raw.data = b""
+        raw.close()
         if size >= _RELEASE_BYTES:
             release_free_memory()
     for key in ("ts", "dur"):
@@ -356,7 +372,8 @@ def decode_chrome(raw: RawInput, require_events: bool = True, chunk_events: int 
                 "type or beyond int64; those ids were ignored")
         warn(raw.path, note)
         damage.append(note)
-    index = np.concatenate(builder.index) if builder.index else np.zeros(0, dtype=np.int64)
+    # (each column's pieces are freed as it is joined: the pieces and the whole never coexist for all columns)
+    index = _joined(builder.index)
     m = len(index)  # rows: the events other than M
     if raw_tracks is not None and m < n:
         raw_tracks = ([raw_tracks[0][i] for i in index.tolist()], [raw_tracks[1][i] for i in index.tolist()])
@@ -365,13 +382,12 @@ def decode_chrome(raw: RawInput, require_events: bool = True, chunk_events: int 
         raise TraceError(raw.path, f"event has no 'ph' (phase); {len(bad)} such events", int(index[bad[0]]))
 
     def joined(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-        if not parts:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        values, ok = [p[0] for p in parts], [p[1] for p in parts]
+        parts.clear()
+        return _joined(values), _joined(ok, bool)
 
     ts_ns, ts_ok = joined(builder.ts)
     dur_ns, dur_ok = joined(builder.dur)
-    builder.ts = builder.dur = []
     skipped: dict[str, int] = {}
     keep = np.ones(m, dtype=bool)
     for key, ok_mask in (("ts", ts_ok), ("dur", dur_ok)):
@@ -417,22 +433,23 @@ def decode_chrome(raw: RawInput, require_events: bool = True, chunk_events: int 
         ph.add(pa.array(ph_list, type=pa.string()))
         ph = ph.column()
         del ph_list, raw_tracks
-    lengths = np.concatenate(builder.args_len) if builder.args_len else np.zeros(0, dtype=np.int64)
+    lengths = _joined(builder.args_len)
     offsets = np.zeros(m + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     args = pa.LargeBinaryArray.from_buffers(
         pa.large_binary(), m, [None, pa.py_buffer(offsets), pa.py_buffer(builder.args_data[: builder.args_used])]
     )
     link_parts = builder.link
-    link = {k: np.concatenate([p[k] for p in link_parts]) for k in LINK_FIELDS} if link_parts else \
+    link = {k: _joined([p.pop(k) for p in link_parts]) for k in LINK_FIELDS} if link_parts else \
         empty_link_columns(0)
+    builder.link = []
     cols = ChromeColumns(
         index=index,
         ph=ph,
         name=builder.name.column(),
         cat=builder.cat.column(),
-        pid=np.concatenate(builder.pid) if builder.pid else np.zeros(0, dtype=np.int64),
-        tid=np.concatenate(builder.tid) if builder.tid else np.zeros(0, dtype=np.int64),
+        pid=_joined(builder.pid),
+        tid=_joined(builder.tid),
         ts_ns=ts_ns,
         dur_ns=dur_ns,
         flow_id=builder.flow_id.column(),
@@ -457,6 +474,13 @@ def decode_chrome(raw: RawInput, require_events: bool = True, chunk_events: int 
     return cols
 
 
+def _joined(parts: list[np.ndarray], dtype=np.int64) -> np.ndarray:
+    """The pieces joined into one array; the list is emptied (so the pieces can be freed)."""
+    whole = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+    parts.clear()
+    return whole
+
+
 def _top_keys(raw: RawInput, top_raw: bytes | None, damage: list[str]) -> dict[str, Any]:
     """The top-level keys other than traceEvents (of a truncated file: those before it)."""
     try:
@@ -470,12 +494,13 @@ def _top_keys(raw: RawInput, top_raw: bytes | None, damage: list[str]) -> dict[s
     return top
 
 
-def _raw_tracks(events: list[msgspec.Raw], chunk_events: int) -> tuple[list, list]:
+def _raw_tracks(events: EventSlices) -> tuple[list, list]:
     """pid and tid of every event as written (B/E pairing tells "5" and 5 apart, as written)."""
     pids: list = []
     tids: list = []
-    for begin in range(0, len(events), chunk_events):
-        tracks = _track_decoder.decode(b"[" + b",".join(events[begin : begin + chunk_events]) + b"]")
+    for k in range(len(events)):
+        tracks = _track_decoder.decode(events.text(k))
+        events.done(k)
         pids += [t.pid for t in tracks]
         tids += [t.tid for t in tracks]
     return pids, tids

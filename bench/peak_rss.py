@@ -24,7 +24,6 @@ import statistics
 import subprocess
 import tempfile
 import time
-import zlib
 from pathlib import Path
 
 IMPORTS = "import tracekit.cli, tracekit.convert, tracekit.info"

@@ -40,7 +40,7 @@ def build_table(cols: ChromeColumns, info: SourceInfo) -> EventTable:
         "input_index": cols.index,
         **cols.link,
     }
-    events = pd.DataFrame(columns)
+    events = pd.DataFrame(columns, copy=False)  # the columns are new arrays: no second copy of them
     return EventTable(events, cols.args, [info])
 
 

@@ -58,9 +58,11 @@ def test_compare_imports_no_trace_writer_unless_asked(tmp_path: Path) -> None:
 
 
 def test_info_imports_only_what_it_needs() -> None:
-    """info --json on a raw trace: no rich (tables are not printed), no module table, writers or report code."""
+    """info --json on a raw trace: no rich (tables are not printed), no module table, writers or report code,
+    and no dataset reader or Parquet (a raw trace is not a dataset)."""
     watch = ("rich", "tracekit.modules.table", "tracekit.writers.chrome", "tracekit.writers.parquet",
-             "tracekit.report", "tracekit.convert", "tracekit.compare", *NEVER)
+             "tracekit.report", "tracekit.convert", "tracekit.compare", "tracekit.dataset.read", "pyarrow.parquet",
+             *NEVER)
     trace = shared("gpu/tracelens/h100/gaunernst_bert-small-uncased__1016001.json.gz")
     assert loaded_by_command(["info", "--json", trace], watch) == []
 

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from tracekit.dataset.manifest import is_dataset
-from tracekit.dataset.read import Dataset, open_dataset
 from tracekit.errors import TraceError
+
+if TYPE_CHECKING:
+    from tracekit.dataset.read import Dataset
 
 INFO_COLUMNS = ("source_index", "kind", "step", "name", "depth", "parent", "dur_ns", "ts_ns", "ph")
 STEP_TIME_COLUMNS = ("source_index", "ph", "kind", "ts_ns", "dur_ns")
@@ -27,6 +30,8 @@ def dataset_of(inputs: Sequence[str | Path]) -> Dataset | None:
     if len(inputs) > 1:
         raise TraceError(found[0], "is a tracekit dataset: give it as the only input (it already holds all its "
                                    "ranks), not together with other traces or datasets")
+    from tracekit.dataset.read import open_dataset
+
     return open_dataset(found[0])
 
 

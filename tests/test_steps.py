@@ -109,3 +109,24 @@ def test_repeated_block_of_inline_loop_calls():
     names = ["setup", "fwd", "fwd", "bwd", "step", "fwd", "fwd", "bwd", "step", "save"]
     assert repeated_block(names, np.ones(len(names))) == (1, 4, 2)
     assert repeated_block(["a", "b", "c"], np.ones(3)) is None
+
+
+@pytest.mark.parametrize("rel", ["gpt/prof_cuda.json.gz", "cnn/prof_cuda.json.gz", "alexnet/cuda_rank0.json.gz"])
+def test_every_host_event_in_a_step_range_has_that_step(converted, rel):
+    """Recorded CUDA training steps: Kineto's device copy of ProfilerStep#N starts inside the host range and ends
+    before it; the host events after it (backward, optimizer) and the kernels they launch are still in step N."""
+    import pyarrow.parquet as pq
+
+    outdir, _ = converted(SAMPLES / rel)
+    ev = pq.read_table(outdir / "events.parquet",
+                       columns=["kind", "cat", "ts_ns", "dur_ns", "step", "launch", "phase"]).to_pandas()
+    host_steps = ev[(ev.kind == "step") & (ev.cat != "gpu_user_annotation")]
+    assert len(host_steps) >= 1 and (ev.cat == "gpu_user_annotation").any()
+    host = ev[~ev.kind.isin(["kernel", "memcpy", "memset", "flow"]) & (ev.cat != "gpu_user_annotation")]
+    for start, dur, number in zip(host_steps.ts_ns, host_steps.dur_ns, host_steps.step):
+        inside = host[(host.ts_ns >= start) & (host.ts_ns < start + dur)]
+        assert (inside.step == number).all(), inside[inside.step != number].head()
+    kernels = ev[(ev.kind == "kernel") & (ev.launch >= 0)]
+    assert (kernels.step.to_numpy() == ev.step.to_numpy()[kernels.launch.to_numpy()]).all()
+    trained = kernels[kernels.phase.isin(["backward", "optimizer"])]
+    assert len(trained) and (trained.step >= 0).all()

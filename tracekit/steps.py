@@ -13,7 +13,14 @@ _STEP_NUMBER = re.compile(r"#(\d+)$")
 
 
 def assign_steps(events: pd.DataFrame, launch: np.ndarray) -> np.ndarray:
-    """Step number per row (-1 outside any step); device events take the step of their launch."""
+    """Step number per row (-1 outside any step); device events take the step of their launch.
+
+    Host rows (and device rows through their launch) are placed by the host `ProfilerStep#N` ranges only:
+    Kineto's device copy of a step (`gpu_user_annotation`) starts inside the host range and ends long before
+    it, so looking it up with the host ranges sent every host event after the copy's end (the backward and
+    optimizer of a training step) to no step. Device rows without a launch in the trace are placed by the
+    device copies where the trace has them (the device runs behind the host), and where no copy holds
+    them by the host ranges."""
     n = len(events)
     step = np.full(n, -1, dtype=np.int32)
     src = events["source_index"].to_numpy()
@@ -21,20 +28,36 @@ def assign_steps(events: pd.DataFrame, launch: np.ndarray) -> np.ndarray:
     dur = events["dur_ns"].to_numpy()
     when = np.where(launch >= 0, ts[np.maximum(launch, 0)], ts)
     step_rows = np.flatnonzero(kind_in(events, ("step",)))
+    is_copy = strings(events["cat"], step_rows) == DEVICE_COPY_CAT
+    unlinked_device = kind_in(events, DEVICE_KINDS) & (launch < 0)
+    unlinked_device[step_rows[is_copy]] = True  # a device copy is in its own range
     for source in np.unique(src[step_rows]):
-        mine = step_rows[src[step_rows] == source]
-        numbers = np.array(
-            [int(m.group(1)) if (m := _STEP_NUMBER.search(str(nm))) else -1
-             for nm in strings(events["name"], mine)], dtype=np.int32)
-        starts = ts[mine]
-        ends = starts + np.maximum(dur[mine], 0)
-        order = np.argsort(starts, kind="stable")
-        starts, ends, numbers = starts[order], ends[order], numbers[order]
+        in_source = src[step_rows] == source
+        host, copies = step_rows[in_source & ~is_copy], step_rows[in_source & is_copy]
         rows = np.flatnonzero(src == source)
-        pos = np.searchsorted(starts, when[rows], side="right") - 1
-        inside = (pos >= 0) & (when[rows] < ends[np.maximum(pos, 0)])
-        step[rows[inside]] = numbers[pos[inside]]
+        if not len(host) or not len(copies):  # one kind of range only: every row by it
+            _place(events, step, rows, when, step_rows[in_source], ts, dur)
+            continue
+        on_device = unlinked_device[rows]
+        _place(events, step, rows[~on_device], when, host, ts, dur)
+        _place(events, step, rows[on_device], when, copies, ts, dur)
+        outside = rows[on_device][step[rows[on_device]] < 0]  # ROCm's copies can be a few us long
+        _place(events, step, outside, when, host, ts, dur)
     return step
+
+
+def _place(events: pd.DataFrame, step: np.ndarray, rows: np.ndarray, when: np.ndarray, ranges: np.ndarray,
+           ts: np.ndarray, dur: np.ndarray) -> None:
+    """Set `step` of the rows whose time falls in one of the step ranges (the latest one started before it)."""
+    numbers = np.array([int(m.group(1)) if (m := _STEP_NUMBER.search(str(nm))) else -1
+                        for nm in strings(events["name"], ranges)], dtype=np.int32)
+    starts = ts[ranges]
+    ends = starts + np.maximum(dur[ranges], 0)
+    order = np.argsort(starts, kind="stable")
+    starts, ends, numbers = starts[order], ends[order], numbers[order]
+    pos = np.searchsorted(starts, when[rows], side="right") - 1
+    inside = (pos >= 0) & (when[rows] < ends[np.maximum(pos, 0)])
+    step[rows[inside]] = numbers[pos[inside]]
 
 
 DEVICE_COPY_CAT = "gpu_user_annotation"  # Kineto's device-side copy of a ProfilerStep annotation

@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -46,7 +46,9 @@ class ModuleColumns:
     recompute: np.ndarray  # bool: inside a module span that runs inside backward
     module_from: np.ndarray  # object: span / sequence / previous_node / launch / gpu_annotation / None
     spans: ModuleSpans
-    span_path: dict[int, str]  # span row -> canonical path of its instance
+    span_path: dict[int, str]  # span row -> path of the call (see _canonical_paths)
+    # span rows that call an instance already running around them (recursion): part of that call, not another
+    repeat_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def as_columns(self) -> dict[str, object]:
         return {
@@ -70,7 +72,7 @@ def attribute_modules(table: EventTable) -> ModuleColumns:
     mod_of = nearest_marked(parent, is_span)
     is_bw = (kind == "cpu_op") & matches(ev["name"], re.escape(BACKWARD_PREFIX))
     bw_of = nearest_marked(parent, is_bw)
-    span_path = _canonical_paths(ev, spans, parent, is_span, bw_of)
+    span_path, repeat_rows = _canonical_paths(ev, spans, parent, is_span, bw_of)
 
     module = mod_of.copy()
     module_from = np.where(mod_of >= 0, "span", None).astype(object)
@@ -110,7 +112,8 @@ def attribute_modules(table: EventTable) -> ModuleColumns:
         type_of_row[row] = mtype
     module_path = path_of_row[module]
     module_type = type_of_row[module]
-    return ModuleColumns(module, module_path, module_type, phase, recompute, module_from, spans, span_path)
+    return ModuleColumns(module, module_path, module_type, phase, recompute, module_from, spans, span_path,
+                         repeat_rows)
 
 
 def _within_ranges(ev: pd.DataFrame, range_rows: np.ndarray) -> np.ndarray:
@@ -136,27 +139,68 @@ def _within_ranges(ev: pd.DataFrame, range_rows: np.ndarray) -> np.ndarray:
 
 
 def _canonical_paths(ev: pd.DataFrame, spans: ModuleSpans, parent: np.ndarray, is_span: np.ndarray,
-                     bw_of: np.ndarray) -> dict[int, str]:
-    """Path of every span row: the chain of enclosing instances at the instance's first forward call."""
+                     bw_of: np.ndarray) -> tuple[dict[int, str], np.ndarray]:
+    """Path of every span row: the chain of instances that enclose this call, innermost last.
+
+    A module is named by where it is called: an instance called from several parents (vLLM's one rotary
+    embedding shared by every attention layer, OWLv2's post-layernorm reused by its detection head)
+    appears under each of them with its own instance name, so each call's time, shapes, ops and kernels
+    stay with the parent that made them. A call of an instance already open around it (recursion, a
+    wrapper's `forward` inside itself) is that enclosing call's module. A call with no enclosing span
+    inside backward (the root of an activation-checkpointing recomputation) takes the path of its
+    instance's first forward call, so the recomputed subtree lands in the forward tree.
+    Also returns the rows of those recursive calls.
+    """
     if not len(spans):
-        return {}
+        return {}, np.zeros(0, dtype=np.int64)
     enclosing = nearest_marked(parent, is_span, include_self=False)
     src = ev["source_index"].to_numpy()
     ts = ev["ts_ns"].to_numpy()
     rows = spans.rows
     instance = dict(zip(rows.tolist(), spans.instance.tolist()))
-    # forward calls first, then in time order: an instance's path is fixed by its first forward call
-    order = rows[np.lexsort((ts[rows], bw_of[rows] >= 0))]
-    local: dict[int, str] = {}
-    canonical: dict[tuple[int, str], str] = {}
-    for row in order.tolist():
+    children: dict[int, list[int]] = {}
+    roots = []
+    for row in rows[np.argsort(ts[rows], kind="stable")].tolist():
         up = int(enclosing[row])
-        if up >= 0 and up not in local:
-            local[up] = canonical.get((int(src[up]), instance[up]), instance[up])
-        path = f"{local[up]}/{instance[row]}" if up >= 0 else instance[row]
-        local[row] = path
-        canonical.setdefault((int(src[row]), instance[row]), path)
-    return {row: canonical[(int(src[row]), instance[row])] for row in rows.tolist()}
+        if up >= 0:
+            children.setdefault(up, []).append(row)
+        else:
+            roots.append(row)
+    roots.sort(key=lambda r: bw_of[r] >= 0)  # forward roots first (stable: in time order)
+    first_forward: dict[tuple[int, str], str] = {}  # (source, instance) -> path of its first forward call
+    path: dict[int, str] = {}
+    repeats: list[int] = []
+    for root in roots:
+        key = (int(src[root]), instance[root])
+        path[root] = first_forward.get(key, instance[root]) if bw_of[root] >= 0 else instance[root]
+        _name_subtree(root, path, children, instance, src, bw_of, first_forward, repeats)
+    return {row: path[row] for row in rows.tolist()}, np.sort(np.asarray(repeats, dtype=np.int64))
+
+
+def _name_subtree(root: int, path: dict[int, str], children: dict[int, list[int]], instance: dict[int, str],
+                  src: np.ndarray, bw_of: np.ndarray, first_forward: dict[tuple[int, str], str],
+                  repeats: list[int]) -> None:
+    """Depth-first from a named root: each call's path below its enclosing call's, recursion collapsed."""
+    source = int(src[root])
+    open_paths = {instance[root]: path[root]}  # instance -> its path, for the calls open on the current chain
+    if bw_of[root] < 0:
+        first_forward.setdefault((source, instance[root]), path[root])
+    stack = [(c, path[root]) for c in reversed(children.get(root, []))]
+    while stack:
+        call, up_path = stack.pop()
+        if call < 0:  # every call below ~call is named: close it
+            del open_paths[instance[~call]]
+            continue
+        name = instance[call]
+        if name in open_paths:  # the instance is already running around this call
+            path[call] = open_paths[name]
+            repeats.append(call)
+        else:
+            path[call] = open_paths[name] = f"{up_path}/{name}"
+            stack.append((~call, ""))
+        if bw_of[call] < 0:
+            first_forward.setdefault((source, name), path[call])
+        stack.extend((c, path[call]) for c in reversed(children.get(call, [])))
 
 
 def _backward_node_modules(ev: pd.DataFrame, names: np.ndarray, is_bw: np.ndarray, mod_of: np.ndarray,

@@ -21,6 +21,7 @@ from tracekit.modules.opshapes import (
     param_count,
     param_shapes,
 )
+from tracekit.modules.spans import RECORD_FUNCTION
 from tracekit.table import DEVICE_KINDS, EventTable, kind_in, matches, strings
 from tracekit.tree import track_codes
 
@@ -51,7 +52,8 @@ def module_table(table: EventTable, modules: ModuleColumns) -> pd.DataFrame:
     recompute = ev["recompute"].to_numpy()
     phase = strings(ev["phase"])
 
-    fwd_spans = spans.rows[~recompute[spans.rows]]
+    # a recursive call (an instance called inside its own running call) is part of that call: not counted again
+    fwd_spans = spans.rows[~recompute[spans.rows] & ~np.isin(spans.rows, modules.repeat_rows)]
     fwd_spans = fwd_spans[np.lexsort((fwd_spans, ts[fwd_spans], src[fwd_spans]))]
     at_span = np.searchsorted(spans.rows, fwd_spans)
     span_path = np.array([modules.span_path[r] for r in fwd_spans.tolist()], dtype=object)
@@ -374,9 +376,35 @@ def _first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTa
         output_from.append(why)
     own_params = [own.get(idx, 0) for idx in index]
     return {"input_shapes": shapes, "input_dtypes": dtypes, "output_shapes": outputs, "output_from": output_from,
-            "own_params": own_params, "params": _inclusive_params(out["source_index"], out["module_path"], own_params)}
+            "own_params": own_params,
+            "params": _inclusive_params(out["source_index"], out["module_path"], out["type_from"], own_params)}
 
 
-def _inclusive_params(out_src: np.ndarray, out_paths: np.ndarray, own_params: list[int]) -> list[int]:
-    own = {(int(s), p): int(n) for s, p, n in zip(out_src, out_paths, own_params)}
-    return _roll_up(own, zip(out_src, out_paths))
+def _inclusive_params(out_src: np.ndarray, out_paths: np.ndarray, type_from, own_params: list[int]) -> list[int]:
+    """Own params plus those of every module below, each instance once, as `module.parameters()` counts them:
+    an instance called from several parents (one path under each) counts once in a subtree that holds
+    several of its paths. record_function annotations of the same name are different code: each counted."""
+    trie = _PathTrie()
+    node = [trie.node(int(s), p, create=True) for s, p in zip(np.asarray(out_src).tolist(), out_paths)]
+    for n, own in zip(node, own_params):
+        trie.total[n] = trie.total[n] + int(own)
+    total, up = trie.total, trie.up
+    for n in range(len(up) - 1, 0, -1):
+        total[up[n]] = total[up[n]] + total[n]
+    paths_of: dict[tuple[int, str], list[int]] = {}
+    for i, (s, p, how) in enumerate(zip(np.asarray(out_src).tolist(), out_paths, type_from)):
+        if how != RECORD_FUNCTION:
+            paths_of.setdefault((int(s), str(p).rpartition("/")[2]), []).append(i)
+    for rows in paths_of.values():
+        own = int(own_params[rows[0]])
+        if len(rows) < 2 or not own:
+            continue
+        held: dict[int, int] = {}  # trie node -> how many of this instance's paths lie in its subtree
+        for i in rows:
+            n = node[i]
+            while n > 0:
+                held[n] = held.get(n, 0) + 1
+                n = up[n]
+        for n, count in held.items():
+            total[n] -= (count - 1) * own
+    return [int(total[n]) for n in node]

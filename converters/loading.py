@@ -55,7 +55,7 @@ def read_bytes(path: str | Path, max_bytes: int | None = None) -> RawInput:
     Only regular files are read (a FIFO or a device would block or never end). The file, and its
     decompressed content, may hold at most `max_bytes` (default: limits.max_input_bytes()). Gzip
     is decompressed in blocks; a large result is held in a mapped scratch file, and a large plain
-    file is mapped as it is (see converters/scratch), so that neither counts as process memory.
+    file is copied into one (see converters/scratch), so that neither counts as process memory.
     """
     path = Path(path)
     limit = max_input_bytes() if max_bytes is None else max_bytes
@@ -71,9 +71,8 @@ def read_bytes(path: str | Path, max_bytes: int | None = None) -> RawInput:
             data, damage = _gunzip(path, _Blocks(fh, head, min(size, limit) + 1, threshold), limit, threshold)
             return RawInput(path, data, True, damage)
         if threshold is not None and size >= max(threshold, 1):
-            mapped = _map_plain(path, fh, size)
-            if mapped is not None:
-                return RawInput(path, mapped, False)
+            return RawInput(path, _copy_plain(path, _Blocks(fh, head, min(size, limit) + 1, threshold), limit,
+                                              threshold), False)
         # read(n) allocates n bytes up front: ask for what the file holds (a file that grows while
         # read is cut at its size when opened, plus one byte, still within the limit check below).
         blob = head + fh.read(min(size, limit) + 1 - len(head))
@@ -86,23 +85,28 @@ def read_bytes(path: str | Path, max_bytes: int | None = None) -> RawInput:
     return RawInput(path, blob, False)
 
 
-def _map_plain(path: Path, fh, size: int) -> mmap.mmap | None:
-    """The plain file mapped as it is (None if it cannot be: then it is read). A file emptied or cut
-    while mapped would fault on access, so the size mapped is the size it has now."""
+def _copy_plain(path: Path, blocks: _Blocks, limit: int, threshold: int) -> bytes | mmap.mmap:
+    """A large plain file copied in blocks into a scratch file, and that mapped. The user's file itself is not
+    mapped: one emptied or rewritten while mapped (a profiler run writing the same name again) would kill
+    the process on access (SIGBUS) instead of giving an error."""
+    out = scratch.ScratchWriter(threshold)
     try:
-        size = min(size, os.fstat(fh.fileno()).st_size)
-        mapped = scratch.map_fd(fh.fileno(), size) if size else None
-    except (OSError, ValueError):
-        return None
-    if mapped is None:
-        return None
-    if re.search(rb"\S", mapped) is None:
-        scratch.close_map(mapped)
+        while block := blocks.next():
+            out.write(block)
+            if out.total > limit:
+                raise TraceError(path, too_big(out.total, limit))
+        data = out.result()
+    finally:
+        out.close()
+    if out.problem:
+        warnings.warn(f"{path}: {out.problem}; read into memory instead", RuntimeWarning, stacklevel=2)
+    if re.search(rb"\S", data) is None:
+        scratch.close_map(data)
         raise TraceError(path, "file is empty")
     if path.suffix == ".gz":
-        scratch.close_map(mapped)
+        scratch.close_map(data)
         raise TraceError(path, "name ends in .gz but the content is not gzip (no gzip magic bytes)")
-    return mapped
+    return data
 
 
 def regular_file_size(path: Path) -> int:

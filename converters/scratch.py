@@ -2,7 +2,8 @@
 
 A gzip input is decompressed in bounded blocks; past `min_bytes()` of output the blocks go to an
 unnamed scratch file in the temporary folder (TMPDIR), which is then mapped read-only. A plain
-JSON input of that size is mapped as it is. The mapped bytes are page cache: once a region has been
+JSON input of that size is copied into one (the user's file is not mapped: rewritten while mapped, it would
+kill the process with SIGBUS). The mapped bytes are page cache: once a region has been
 read, `drop_pages` takes it out of the process's resident memory (the kernel reads it again if it is
 touched later), so the raw text no longer adds to the reader's peak.
 

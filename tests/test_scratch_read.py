@@ -1,5 +1,5 @@
 """Large inputs read through a memory map (converters/scratch): gzip decompressed in blocks into an unnamed
-scratch file, plain JSON mapped as it is. The table, warnings and errors are those of the in-memory read;
+scratch file, plain JSON copied into one. The table, warnings and errors are those of the in-memory read;
 the scratch file never has a name in TMPDIR and is closed after success, errors and SIGTERM."""
 
 from __future__ import annotations
@@ -99,13 +99,19 @@ def test_mapped_gzip_gives_the_in_memory_table(rel: str, monkeypatch, tmpdir_env
     assert list(tmpdir_env.iterdir()) == [] and scratch_fds(tmpdir_env) == [] and scratch_maps(tmpdir_env) == []
 
 
-def test_plain_json_is_mapped_as_it_is(tmp_path: Path, monkeypatch) -> None:
+def test_plain_json_is_copied_to_a_mapped_scratch_file(tmp_path: Path, monkeypatch) -> None:
+    """A plain trace is copied, not mapped in place: emptied by another program while tracekit reads it (a
+    profiler writing the same name again), the read goes on (a map of the file itself would SIGBUS)."""
     path = tmp_path / "prof.json"
-    path.write_bytes(gzip.decompress((SAMPLES / "gpt" / "prof.json.gz").read_bytes()))
+    text = gzip.decompress((SAMPLES / "gpt" / "prof.json.gz").read_bytes())
+    path.write_bytes(text)
     monkeypatch.setenv(scratch.ENV, "on")
     raw = loading.read_bytes(path)
-    assert raw.mapped and not raw.compressed and raw.data[:] == path.read_bytes()
+    assert raw.mapped and not raw.compressed and raw.data[:] == text
+    path.write_bytes(b"")  # the file is rewritten while the read holds it
+    assert raw.data[:] == text
     raw.close()
+    path.write_bytes(text)
     assert raw.data == b""
     memory, memory_warnings = read(path, "off", monkeypatch, chunk=50)
     mapped, mapped_warnings = read(path, "on", monkeypatch, chunk=50)

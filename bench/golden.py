@@ -57,37 +57,32 @@ def convert_one(path: Path, out: Path) -> str:
         return "error"
 
 
-def _summary(path: Path) -> dict:
-    """summary.json without the worker pids (they differ between any two multi-rank runs)."""
-    doc = json.loads(path.read_text())
-    if isinstance(doc.get("workers"), dict):
-        doc["workers"].pop("pids", None)
-    return doc
-
-
 def same(ref: Path, new: Path) -> list[str]:
-    """Differences between two convert outputs; folders (rank partitions) are compared file by file, Parquet
-    tables by schema (with its metadata: pandas dtypes) and content."""
     problems = []
     names = sorted(p.name for p in ref.iterdir())
     if names != sorted(p.name for p in new.iterdir()):
-        return [f"{ref}: files differ: {names} vs {sorted(p.name for p in new.iterdir())}"]
+        return [f"files differ: {names} vs {sorted(p.name for p in new.iterdir())}"]
     for name in names:
         a, b = ref / name, new / name
-        if a.is_dir():
-            problems += same(a, b)
+        if a.is_dir():  # a table partitioned by rank (rank=N/part-I.parquet), per-rank traces
+            problems += [f"{name}/{p}" for p in same(a, b)]
         elif name.endswith(".parquet"):
             ta, tb = pq.read_table(a), pq.read_table(b)
-            if not ta.schema.equals(tb.schema, check_metadata=True):
-                problems.append(f"{a}: schema {ta.schema} vs {tb.schema}")
+            if not ta.schema.equals(tb.schema, check_metadata=True):  # the pandas metadata (dtypes) too
+                problems.append(f"{name}: schema {ta.schema} vs {tb.schema}")
             elif not ta.equals(tb):
                 cols = [c for c in ta.column_names if not ta[c].equals(tb[c])]
-                problems.append(f"{a}: columns differ: {cols}")
-        elif name == "summary.json":
-            if _summary(a) != _summary(b):
-                problems.append(f"{a} differs")
+                problems.append(f"{name}: columns differ: {cols}")
+        elif name == "summary.json":  # the same but for the worker pids (another process each run)
+            sa, sb = json.loads(a.read_text()), json.loads(b.read_text())
+            for s in (sa, sb):
+                s.get("workers", {}).pop("pids", None)
+            if sa != sb:
+                problems.append("summary.json differs")
+            elif json.dumps(json.loads(b.read_text()), indent=2) != b.read_text():
+                problems.append("summary.json is not written as json.dumps(indent=2) was")
         elif a.read_bytes() != b.read_bytes():
-            problems.append(f"{a} differs")
+            problems.append(f"{name} differs")
     return problems
 
 

@@ -87,14 +87,18 @@ class Chunk:
     first_bad_utf8: int | None = None
 
 
-def decode_chunk(path: Path, raws: list[msgspec.Raw], start: int, object_form: bool, keep_args: bool = True) -> Chunk:
-    """Decode the events `raws` (event `start` onwards). Without `keep_args`, args are parsed for the link
-    fields only (one pass instead of two) and not kept; a chunk that does not fit that lean form is
-    decoded the full way, so the result and the damage counted are the same."""
-    text = b"[" + b",".join(raws) + b"]"
+def decode_chunk(path: Path, text: bytes, count: int, start: int, object_form: bool,
+                 keep_args: bool = True) -> Chunk:
+    """Decode the chunk `text` (a JSON array of `count` events, event `start` onwards). Without
+    `keep_args`, args are parsed for the link fields only (one pass instead of two) and not kept; a chunk
+    that does not fit that lean form is decoded the full way, so the result and the damage counted are
+    the same. Each event's own text is split out only where it is needed (metadata events, bad UTF-8)."""
+    raws = _Raws(text)
     bad_utf8, first_bad = 0, None
     if not text.isascii():
-        text, raws, bad_utf8, first_bad = _repair_utf8(text, raws, start)
+        text, fixed, bad_utf8, first_bad = _repair_utf8(text, raws, start)
+        if fixed is not None:
+            raws = _Raws(text, fixed)
     lean = None
     if not keep_args:
         try:
@@ -108,7 +112,7 @@ def decode_chunk(path: Path, raws: list[msgspec.Raw], start: int, object_form: b
             raise malformed(path, exc, start, object_form) from None
         except RecursionError:
             raise TraceError(path, "an event is nested deeper than the JSON reader allows (about 1,000 "
-                                   f"levels), in events {start}-{start + len(raws) - 1}") from None
+                                   f"levels), in events {start}-{start + count - 1}") from None
     else:
         events = lean
     ph, all_args = [e.ph for e in events], [e.args for e in events]
@@ -119,7 +123,7 @@ def decode_chunk(path: Path, raws: list[msgspec.Raw], start: int, object_form: b
     if "M" in ph:
         is_meta = [p == "M" for p in ph]
         full = events if lean is None else _chunk_decoder.decode(
-            b"[" + b",".join(compress(raws, is_meta)) + b"]")
+            b"[" + b",".join(compress(raws.get(), is_meta)) + b"]")
         meta = [(_name(e.name), e.pid, e.tid, bytes(e.args)) for e in full if e.ph == "M"]
         keep = [not m for m in is_meta]
         index = index[np.asarray(keep, dtype=bool)]
@@ -152,7 +156,7 @@ def decode_chunk(path: Path, raws: list[msgspec.Raw], start: int, object_form: b
     )
 
 
-def _links(text: bytes, raws: list, args: list, ph: list, keep: list[bool] | None) -> dict[str, np.ndarray]:
+def _links(text: bytes, raws: _Raws, args: list, ph: list, keep: list[bool] | None) -> dict[str, np.ndarray]:
     """Link columns of the kept rows of a chunk (`text`: all its events; `keep`: None when all are kept).
 
     The dropped M events are no slices: the chunk's text is decoded as it is and their rows dropped
@@ -162,8 +166,9 @@ def _links(text: bytes, raws: list, args: list, ph: list, keep: list[bool] | Non
     if keep is None:
         return link_chunk(text, args, span)
     mask = np.asarray(keep, dtype=bool)
-    if not link_fits(b"[" + b",".join(compress(raws, (not k for k in keep))) + b"]"):
-        return link_chunk(b"[" + b",".join(compress(raws, keep)) + b"]", list(compress(args, keep)), span[mask])
+    if not link_fits(b"[" + b",".join(compress(raws.get(), (not k for k in keep))) + b"]"):
+        return link_chunk(b"[" + b",".join(compress(raws.get(), keep)) + b"]", list(compress(args, keep)),
+                          span[mask])
     link = link_chunk(text, args, span)
     return {k: (v[mask] if isinstance(v, np.ndarray) else v) for k, v in link.items()}
 
@@ -173,15 +178,30 @@ def _span(ph: pa.Array) -> np.ndarray:
     return pc.is_in(ph, value_set=pa.array(["X", "B"])).to_numpy(zero_copy_only=False)
 
 
-def _repair_utf8(text: bytes, raws: list[msgspec.Raw], start: int) -> tuple[bytes, list, int, int | None]:
-    """Replace each invalid UTF-8 sequence in the chunk's events by "?"; (text, raws, events fixed, first)."""
+class _Raws:
+    """The events of a chunk's text as raw slices, split out the first time they are asked for."""
+
+    _split = msgspec.json.Decoder(list[msgspec.Raw])
+
+    def __init__(self, text: bytes, raws: list | None = None) -> None:
+        self.text, self.raws = text, raws
+
+    def get(self) -> list:
+        if self.raws is None:
+            self.raws = self._split.decode(self.text)
+        return self.raws
+
+
+def _repair_utf8(text: bytes, raws: _Raws, start: int) -> tuple[bytes, list | None, int, int | None]:
+    """Replace each invalid UTF-8 sequence in the chunk's events by "?"; (text, raws, events fixed, first).
+    Valid UTF-8 comes back as it is (raws None)."""
     try:
         text.decode("utf-8")
-        return text, raws, 0, None
+        return text, None, 0, None
     except UnicodeDecodeError:
         pass
     fixed, bad, first = [], 0, None
-    for i, raw in enumerate(raws):
+    for i, raw in enumerate(raws.get()):
         piece = bytes(raw)
         try:
             piece.decode("utf-8")

@@ -63,7 +63,18 @@ def cut_off(message: str, data: bytes) -> bool:
     if "truncated" in message:
         return True
     found = re.search(r"\(byte (\d+)\)", message)
-    return bool(found) and int(found.group(1)) >= len(data.rstrip()) - 3
+    return bool(found) and int(found.group(1)) >= _stripped_length(data) - 3
+
+
+def _stripped_length(data) -> int:
+    """len(data.rstrip()) of bytes or a memory map (which has no rstrip), without copying the whole."""
+    end = len(data)
+    while end:
+        tail = bytes(data[max(0, end - 4096) : end]).rstrip()
+        if tail:
+            return end - 4096 + len(tail) if end >= 4096 else len(tail)
+        end = max(0, end - 4096)
+    return 0
 
 
 def deep_where(data: bytes, limit: int = 900) -> str:

@@ -23,7 +23,8 @@ from tracekit.errors import TraceError, warn
 from .chrome_chunks import INT_MAX, INT_MIN, Chunk, chunk_ids
 from .chrome_doc import decode_document, decode_top, decode_top_recovered
 from .chrome_parallel import decode_chunks
-from .link_args import LINK_FIELDS, empty_link_columns
+from .chrome_slices import EventSlices
+from .link_args import LINK_FIELDS
 from .loading import RawInput, release_free_memory
 
 
@@ -180,12 +181,32 @@ class _IdMap:
                 values[temp] = targets[np.searchsorted(lookup, values[temp])]
 
 
-class _Codes:
-    """Dictionary-encodes a string column chunk by chunk into one global code space."""
+class _Column:
+    """A column filled chunk by chunk into one array of the final size (no pieces to join after:
+    pieces and their join would need twice the memory, and freed pieces stay in the heap)."""
 
-    def __init__(self) -> None:
+    def __init__(self, rows: int, dtype) -> None:
+        self.data = np.empty(rows, dtype=dtype)
+        self.used = 0
+
+    def append(self, values: np.ndarray) -> None:
+        end = self.used + len(values)
+        self.data[self.used : end] = values
+        self.used = end
+
+    def whole(self) -> np.ndarray:
+        """The rows filled (a view of the array: its untouched end is never resident)."""
+        data, self.data = self.data[: self.used], np.zeros(0, dtype=self.data.dtype)
+        return data
+
+
+class _Codes:
+    """Dictionary-encodes a string column chunk by chunk into one global code space (`rows`: the most
+    rows it will get, if known)."""
+
+    def __init__(self, rows: int | None = None) -> None:
         self.index: dict[str, int] = {}
-        self.parts: list[np.ndarray] = []
+        self.parts: list[np.ndarray] | _Column = [] if rows is None else _Column(rows, np.int32)
 
     def add(self, values: pa.Array) -> np.ndarray:
         if values.null_count == len(values):  # common for bp, scope, flow ids: nothing to encode
@@ -207,7 +228,10 @@ class _Codes:
         return codes
 
     def column(self) -> StrColumn:
-        codes = np.concatenate(self.parts) if self.parts else np.zeros(0, dtype=np.int32)
+        if isinstance(self.parts, _Column):
+            codes = self.parts.whole()
+        else:
+            codes = np.concatenate(self.parts) if self.parts else np.zeros(0, dtype=np.int32)
         self.parts = []
         return StrColumn(codes, list(self.index))
 
@@ -215,30 +239,31 @@ class _Codes:
 class _Builder:
     """Accumulates the columns of the decoded chunks."""
 
-    def __init__(self, path: Path, size_hint: int) -> None:
+    def __init__(self, path: Path, size_hint: int, rows: int) -> None:
+        """`rows`: the number of events (an upper bound of the rows: M events get none)."""
         self.path = path
-        self.ph, self.name, self.cat = _Codes(), _Codes(), _Codes()
-        self.flow_id, self.bp, self.scope = _Codes(), _Codes(), _Codes()
+        self.ph, self.name, self.cat = _Codes(rows), _Codes(rows), _Codes(rows)
+        self.flow_id, self.bp, self.scope = _Codes(rows), _Codes(rows), _Codes(rows)
         self.ids = _IdMap()
-        self.pid: list[np.ndarray] = []
-        self.tid: list[np.ndarray] = []
-        self.ts: list[tuple[np.ndarray, np.ndarray]] = []
-        self.dur: list[tuple[np.ndarray, np.ndarray]] = []
+        self.pid = _Column(rows, np.int64)
+        self.tid = _Column(rows, np.int64)
+        self.ts = (_Column(rows, np.int64), _Column(rows, bool))  # ns, valid
+        self.dur = (_Column(rows, np.int64), _Column(rows, bool))
         self.lossy = {"ts": 0, "dur": 0}
-        self.out_of_range: dict[str, list[np.ndarray]] = {"ts": [], "dur": []}
+        self.out_of_range = {"ts": _Column(rows, bool), "dur": _Column(rows, bool)}
         self.bad_utf8_events = 0
         self.first_bad_utf8: int | None = None
         self.bad_link_rows = 0
-        self.link: list[dict[str, np.ndarray]] = []
+        self.link = {k: _Column(rows, np.int64) for k in LINK_FIELDS}
         self.meta: set[tuple] = set()
         self.metadata_folded = 0  # M events: read into `meta`, given no row
-        self.index: list[np.ndarray] = []  # position in traceEvents of every row
+        self.index = _Column(rows, np.int64)  # position in traceEvents of every row
         self.track_names: dict[tuple, str] = {}
         # The args bytes of every event, back to back. Their total is below the input's size, so
         # this buffer never grows; the pages past what is written are never touched.
         self.args_data = np.empty(max(size_hint, 1), dtype=np.uint8)
         self.args_used = 0
-        self.args_len: list[np.ndarray] = []
+        self.args_len = _Column(rows, np.int64)
 
     def append(self, chunk: Chunk) -> None:
         """Append the columns of a decoded chunk (chunks in file order)."""
@@ -253,12 +278,14 @@ class _Builder:
         self.scope.add(chunk.scope)
         pids, tids = chunk.pid, chunk.tid
         # A list here is one that chunk_ids already found not to be all ints: mapped value by value.
-        self.pid.append(self._ids(pids, tried=True))
-        self.tid.append(self._ids(tids, tried=True))
-        if self.pid[-1].min(initial=0) <= _TEMP_ID or self.tid[-1].min(initial=0) <= _TEMP_ID:
-            self._name_tracks(pids, tids, self.pid[-1], self.tid[-1])
+        pid, tid = self._ids(pids, tried=True), self._ids(tids, tried=True)
+        self.pid.append(pid)
+        self.tid.append(tid)
+        if pid.min(initial=0) <= _TEMP_ID or tid.min(initial=0) <= _TEMP_ID:
+            self._name_tracks(pids, tids, pid, tid)
         for key, store, (ns, ok, lossy, out) in (("ts", self.ts, chunk.ts), ("dur", self.dur, chunk.dur)):
-            store.append((ns, ok))
+            store[0].append(ns)
+            store[1].append(ok)
             self.out_of_range[key].append(out)
             self.lossy[key] += lossy
         if chunk.args is not None:
@@ -271,9 +298,9 @@ class _Builder:
             self.bad_utf8_events += chunk.bad_utf8_events
             if self.first_bad_utf8 is None:
                 self.first_bad_utf8 = chunk.first_bad_utf8
-        link = dict(chunk.link)
-        self.bad_link_rows += int(link.pop("bad_rows", 0))
-        self.link.append(link)
+        self.bad_link_rows += int(chunk.link.get("bad_rows", 0))
+        for key, column in self.link.items():
+            column.append(chunk.link[key])
 
     def _fold_metadata(self, meta: list[tuple]) -> None:
         """Read the M events of a chunk into `meta` (their text pids/tids get ids and track names as
@@ -315,32 +342,47 @@ def decode_chrome(raw: RawInput, require_events: bool = True, chunk_events: int 
     """Decode a chrome-trace JSON file into columns; timestamps become exact integer ns.
 
     The events are decoded `chunk_events` (default CHUNK_EVENTS) at a time; the result does not
-    depend on it. With `release_input`, `raw.data` is dropped (set to b"") once it has been
-    read, so that its memory is freed early. Without `keep_args` the args column is empty (every
+    depend on it. With `release_input`, `raw.data` is dropped (set to b"", a map closed) once it has
+    been read, so that its memory is freed early, and on an error. Without `keep_args` the args column is empty (every
     other column is the same): for readers that need only the link ids (`tracekit info`).
     """
+    try:
+        return _decode_chrome(raw, require_events, chunk_events, release_input, keep_args)
+    finally:
+        if release_input:
+            raw.close()
+
+
+def _decode_chrome(raw: RawInput, require_events: bool, chunk_events: int | None, release_input: bool,
+                   keep_args: bool) -> ChromeColumns:
     size = len(raw.data)
-    events, top_raw, damage, object_form = decode_document(raw)
-    if require_events and not events:
+    events_list, top_raw, damage, object_form = decode_document(raw)
+    if require_events and not events_list:
         raise TraceError(raw.path, "trace holds no events (traceEvents is empty)")
-    n = len(events)
+    n = len(events_list)
     chunk_events = max(int(chunk_events or CHUNK_EVENTS), 1)
+    # Only the byte range of each chunk is kept; a mapped input leaves resident memory until each
+    # chunk is read again to be decoded.
+    events = EventSlices(raw.data, events_list, chunk_events)
+    del events_list
+    events.drop_all()
     # A second process may start decoding the later chunks now, while this one reads the top level.
-    chunks = decode_chunks(raw.path, events, chunk_events, object_form, keep_args)
+    chunks = decode_chunks(raw.path, events, object_form, keep_args)
     try:
         top = _top_keys(raw, top_raw, damage)
         del top_raw
-        builder = _Builder(raw.path, len(raw.data) if keep_args else 0)
+        builder = _Builder(raw.path, size if keep_args else 0, n)
         for chunk in chunks:
             builder.append(chunk)
     finally:
         chunks.close()
     ph = builder.ph.column()
     begin_end = "B" in ph.categories or "E" in ph.categories
-    raw_tracks = _raw_tracks(events, chunk_events) if begin_end else None
+    raw_tracks = _raw_tracks(events) if begin_end else None
+    events.release()
     del events
     if release_input:
-        raw.data = b""
+        raw.close()
         if size >= _RELEASE_BYTES:
             release_free_memory()
     for key in ("ts", "dur"):
@@ -356,7 +398,7 @@ def decode_chrome(raw: RawInput, require_events: bool = True, chunk_events: int 
                 "type or beyond int64; those ids were ignored")
         warn(raw.path, note)
         damage.append(note)
-    index = np.concatenate(builder.index) if builder.index else np.zeros(0, dtype=np.int64)
+    index = builder.index.whole()
     m = len(index)  # rows: the events other than M
     if raw_tracks is not None and m < n:
         raw_tracks = ([raw_tracks[0][i] for i in index.tolist()], [raw_tracks[1][i] for i in index.tolist()])
@@ -364,19 +406,12 @@ def decode_chrome(raw: RawInput, require_events: bool = True, chunk_events: int 
         bad = np.flatnonzero((ph.codes < 0) | (ph.codes == ph.code_of("")))
         raise TraceError(raw.path, f"event has no 'ph' (phase); {len(bad)} such events", int(index[bad[0]]))
 
-    def joined(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-        if not parts:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-    ts_ns, ts_ok = joined(builder.ts)
-    dur_ns, dur_ok = joined(builder.dur)
-    builder.ts = builder.dur = []
+    ts_ns, ts_ok = builder.ts[0].whole(), builder.ts[1].whole()
+    dur_ns, dur_ok = builder.dur[0].whole(), builder.dur[1].whole()
     skipped: dict[str, int] = {}
     keep = np.ones(m, dtype=bool)
     for key, ok_mask in (("ts", ts_ok), ("dur", dur_ok)):
-        parts = builder.out_of_range[key]
-        out = np.concatenate(parts) if parts else np.zeros(m, dtype=bool)
+        out = builder.out_of_range[key].whole()
         out &= keep
         if out.any():
             first = int(index[np.flatnonzero(out)[0]])
@@ -417,22 +452,20 @@ def decode_chrome(raw: RawInput, require_events: bool = True, chunk_events: int 
         ph.add(pa.array(ph_list, type=pa.string()))
         ph = ph.column()
         del ph_list, raw_tracks
-    lengths = np.concatenate(builder.args_len) if builder.args_len else np.zeros(0, dtype=np.int64)
+    lengths = builder.args_len.whole()
     offsets = np.zeros(m + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     args = pa.LargeBinaryArray.from_buffers(
         pa.large_binary(), m, [None, pa.py_buffer(offsets), pa.py_buffer(builder.args_data[: builder.args_used])]
     )
-    link_parts = builder.link
-    link = {k: np.concatenate([p[k] for p in link_parts]) for k in LINK_FIELDS} if link_parts else \
-        empty_link_columns(0)
+    link = {k: builder.link[k].whole() for k in LINK_FIELDS}
     cols = ChromeColumns(
         index=index,
         ph=ph,
         name=builder.name.column(),
         cat=builder.cat.column(),
-        pid=np.concatenate(builder.pid) if builder.pid else np.zeros(0, dtype=np.int64),
-        tid=np.concatenate(builder.tid) if builder.tid else np.zeros(0, dtype=np.int64),
+        pid=builder.pid.whole(),
+        tid=builder.tid.whole(),
         ts_ns=ts_ns,
         dur_ns=dur_ns,
         flow_id=builder.flow_id.column(),
@@ -470,12 +503,13 @@ def _top_keys(raw: RawInput, top_raw: bytes | None, damage: list[str]) -> dict[s
     return top
 
 
-def _raw_tracks(events: list[msgspec.Raw], chunk_events: int) -> tuple[list, list]:
+def _raw_tracks(events: EventSlices) -> tuple[list, list]:
     """pid and tid of every event as written (B/E pairing tells "5" and 5 apart, as written)."""
     pids: list = []
     tids: list = []
-    for begin in range(0, len(events), chunk_events):
-        tracks = _track_decoder.decode(b"[" + b",".join(events[begin : begin + chunk_events]) + b"]")
+    for k in range(len(events)):
+        tracks = _track_decoder.decode(events.text(k))
+        events.done(k)
         pids += [t.pid for t in tracks]
         tids += [t.tid for t in tracks]
     return pids, tids

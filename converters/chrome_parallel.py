@@ -1,7 +1,7 @@
 """Decode the chunks of a large trace on two cores: the parent and a forked child share them.
 
 msgspec holds the GIL while it decodes, so threads cannot share the work; a forked child can, and
-it sees the parent's raw events without a copy. Parent and child each claim the next chunk from a
+it sees the parent's input (bytes or a shared map) without a copy. Parent and child each claim the next chunk from a
 shared counter, so the faster one does more; the child sends each chunk back (pickled, through a
 pipe that a parent thread drains) and the parent yields every chunk in file order, so the result is
 the same as a serial decode and few decoded chunks wait in memory. An error is raised when its
@@ -24,11 +24,10 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-import msgspec
-
 from tracekit.errors import TraceError
 
 from .chrome_chunks import Chunk, decode_chunk
+from .chrome_slices import EventSlices
 
 ENV = "TRACEKIT_DECODE_PROCESSES"
 MIN_CHUNKS = 4  # below this many chunks a second process costs more than it saves
@@ -49,20 +48,18 @@ def decode_processes(chunks: int) -> int:
     return 2 if cores >= 2 else 1
 
 
-def decode_chunks(path: Path, events: list[msgspec.Raw], size: int, object_form: bool,
-                  keep_args: bool) -> _Chunks:
-    """The decoded chunks of `size` events each, in file order (see the module doc).
+def decode_chunks(path: Path, events: EventSlices, object_form: bool, keep_args: bool) -> _Chunks:
+    """The decoded chunks of `events`, in file order (see the module doc).
 
     The child (if any) starts at once, so the caller's work before it iterates overlaps with it;
     close the iterator (or exhaust it) to reap the child."""
-    starts = list(range(0, len(events), size))
     child = None
-    if decode_processes(len(starts)) >= 2:
+    if decode_processes(len(events)) >= 2:
         try:
-            child = _Child(path, events, size, object_form, keep_args, len(starts))
+            child = _Child(path, events, object_form, keep_args)
         except OSError:  # no process or pipe to spare (memory, limits): decode here alone
             child = None
-    return _Chunks(_in_order(path, events, size, object_form, keep_args, starts, child), child)
+    return _Chunks(_in_order(path, events, object_form, keep_args, child), child)
 
 
 class _Chunks:
@@ -80,13 +77,13 @@ class _Chunks:
             self.child.stop()
 
 
-def _in_order(path: Path, events: list, size: int, object_form: bool, keep_args: bool, starts: list[int],
+def _in_order(path: Path, events: EventSlices, object_form: bool, keep_args: bool,
               child: _Child | None) -> Iterator[Chunk]:
     """Every chunk in order. Parent and child claim the next unclaimed chunk from a shared counter
     (so each does as much as its speed allows); the parent keeps what arrives early until its turn,
     so few decoded chunks wait in memory. An error is raised at its chunk's turn. If the child stops,
     the parent decodes what is missing."""
-    n = len(starts)
+    n, size = len(events), events.size
     waiting: dict[int, tuple] = {}  # chunk number -> ("chunk", Chunk, start) or ("error", ...)
     alive = child is not None
     try:
@@ -121,7 +118,7 @@ def _in_order(path: Path, events: list, size: int, object_form: bool, keep_args:
                 else:
                     waiting[message[-1] // size] = message
                 continue
-            waiting[k] = _decode(path, events, starts[k], size, object_form, keep_args)
+            waiting[k] = _decode(path, events, k, object_form, keep_args)
     finally:
         if child is not None:
             child.stop()
@@ -130,24 +127,29 @@ def _in_order(path: Path, events: list, size: int, object_form: bool, keep_args:
 _NOTHING = object()  # poll: nothing has arrived yet
 
 
-def _decode(path: Path, events: list, start: int, size: int, object_form: bool, keep_args: bool) -> tuple:
-    """One chunk as a message: ("chunk", Chunk, start), or ("error", path, text, index, start)."""
+def _decode(path: Path, events: EventSlices, k: int, object_form: bool, keep_args: bool) -> tuple:
+    """Chunk k as a message: ("chunk", Chunk, start), or ("error", path, text, index, start). Its pages of a
+    mapped input then leave this process's resident memory."""
+    start = events.start(k)
     try:
-        return ("chunk", decode_chunk(path, events[start : start + size], start, object_form, keep_args), start)
+        chunk = decode_chunk(path, events.text(k), events.count(k), start, object_form, keep_args)
+        return ("chunk", chunk, start)
     except TraceError as exc:
         return ("error", exc.path, str(exc), exc.index, start)
+    finally:
+        events.done(k)
 
 
 class _Child:
     """A forked process decoding the chunks it claims, and the parent thread collecting what it sends."""
 
-    def __init__(self, path: Path, events: list, size: int, object_form: bool, keep_args: bool, chunks: int) -> None:
+    def __init__(self, path: Path, events: EventSlices, object_form: bool, keep_args: bool) -> None:
         import multiprocessing
 
         context = multiprocessing.get_context("fork")
         self.counter = context.RawValue("q", 0)  # the next unclaimed chunk, shared with the child
         self.lock = context.Lock()
-        self.chunks = chunks
+        self.chunks = len(events)
         read_fd, write_fd = os.pipe()
         try:
             with warnings.catch_warnings():
@@ -161,7 +163,7 @@ class _Child:
             code = 1
             try:
                 os.close(read_fd)
-                _send(write_fd, self, path, events, size, object_form, keep_args)
+                _send(write_fd, self, path, events, object_form, keep_args)
                 code = 0
             finally:
                 os._exit(code)
@@ -217,14 +219,14 @@ class _Child:
             self.reader.join()
 
 
-def _send(fd: int, child: _Child, path: Path, events: list, size: int, object_form: bool, keep_args: bool) -> None:
+def _send(fd: int, child: _Child, path: Path, events: EventSlices, object_form: bool, keep_args: bool) -> None:
     """In the child: decode the chunks it claims and send them, until none is left or one is bad."""
     with os.fdopen(fd, "wb", buffering=0) as out:
         while True:
             k = child.claim()
             if k is None or k >= child.chunks:
                 return
-            message = _decode(path, events, k * size, size, object_form, keep_args)
+            message = _decode(path, events, k, object_form, keep_args)
             blob = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
             out.write(_HEADER.pack(len(blob)) + blob)
             if message[0] == "error":

@@ -40,7 +40,7 @@ def build_table(cols: ChromeColumns, info: SourceInfo) -> EventTable:
         "input_index": cols.index,
         **cols.link,
     }
-    events = pd.DataFrame(columns)
+    events = pd.DataFrame(columns, copy=False)  # the columns are new arrays: no second copy of them
     return EventTable(events, cols.args, [info])
 
 
@@ -49,14 +49,29 @@ def _one_category(value: str) -> pd.CategoricalDtype:
 
 
 def _classify(ph: pd.Categorical, cat: pd.Categorical, name: pd.Categorical) -> pd.Categorical:
-    """kinds.classify, run once per distinct (ph, cat, name) and spread to the rows."""
+    """kinds.classify, run once per distinct (ph, cat, name) and spread to the rows.
+
+    The triple is one int64 key per row, built in place and factorized by hashing (no sort of the
+    rows, no per-row copies of the three code columns); each distinct key is decoded back into its
+    (ph, cat, name) codes."""
     if not len(ph):
         return classify(ph, cat, name)
-    ph_c, cat_c, name_c = (np.asarray(c.codes, dtype=np.int64) + 1 for c in (ph, cat, name))
-    key = (ph_c * (len(cat.categories) + 1) + cat_c) * (len(name.categories) + 1) + name_c
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    kinds = classify(ph[first], cat[first], name[first])
-    return pd.Categorical.from_codes(np.asarray(kinds.codes)[inverse.ravel()], dtype=kinds.dtype)
+    cats, names = len(cat.categories) + 1, len(name.categories) + 1
+    key = np.asarray(ph.codes, dtype=np.int64) + 1
+    key *= cats
+    key += cat.codes
+    key += 1
+    key *= names
+    key += name.codes
+    key += 1
+    inverse, distinct = pd.factorize(key)
+    del key
+    distinct = np.asarray(distinct, dtype=np.int64)
+    name_c, rest = distinct % names - 1, distinct // names
+    cat_c, ph_c = rest % cats - 1, rest // cats - 1
+    kinds = classify(pd.Categorical.from_codes(ph_c, dtype=ph.dtype), pd.Categorical.from_codes(cat_c, dtype=cat.dtype),
+                     pd.Categorical.from_codes(name_c, dtype=name.dtype))
+    return pd.Categorical.from_codes(np.asarray(kinds.codes)[inverse], dtype=kinds.dtype)
 
 
 class MetaArgs(msgspec.Struct):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 import stat
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,46 +16,97 @@ import msgspec
 from tracekit.errors import TraceError, set_current_input, warn
 from tracekit.limits import max_input_bytes
 
+from . import scratch
+
 GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass
 class RawInput:
-    """Decompressed bytes of one input file, plus what was lost recovering it."""
+    """Decompressed bytes of one input file, plus what was lost recovering it.
+
+    `data` is bytes, or for a large input a read-only memory map (of a scratch file holding the
+    gunzipped bytes, or of the JSON file itself; see converters/scratch): both read like bytes
+    (slices, find, len) and msgspec decodes either without a copy. `close()` frees it.
+    """
 
     path: Path
-    data: bytes
+    data: bytes | mmap.mmap
     compressed: bool
     damage: list[str] = field(default_factory=list)
+
+    @property
+    def mapped(self) -> bool:
+        return isinstance(self.data, mmap.mmap)
+
+    def close(self) -> None:
+        """Drop the bytes (unmap a map: its scratch file, having no name, is then gone)."""
+        data, self.data = self.data, b""
+        scratch.close_map(data)
+
+
+_READ_BLOCK = 1 << 20  # compressed bytes read at a time
+_OUT_BLOCK = 1 << 22  # decompressed bytes made at a time
 
 
 def read_bytes(path: str | Path, max_bytes: int | None = None) -> RawInput:
     """Read a file, gunzipping it when it starts with the gzip magic (whatever its name).
 
     Only regular files are read (a FIFO or a device would block or never end). The file, and its
-    decompressed content, may hold at most `max_bytes` (default: limits.max_input_bytes()).
+    decompressed content, may hold at most `max_bytes` (default: limits.max_input_bytes()). Gzip
+    is decompressed in blocks; a large result is held in a mapped scratch file, and a large plain
+    file is copied into one (see converters/scratch), so that neither counts as process memory.
     """
     path = Path(path)
     limit = max_input_bytes() if max_bytes is None else max_bytes
     set_current_input(path)
     size = regular_file_size(path)
+    threshold = scratch.min_bytes()
     with open(path, "rb") as fh:
         head = fh.read(2)
         if head != GZIP_MAGIC and size > limit:
             raise TraceError(path, too_big(size, limit))
+        if head == GZIP_MAGIC:
+            # (a file that grows while read is cut at its size when opened, plus one byte)
+            data, damage = _gunzip(path, _Blocks(fh, head, min(size, limit) + 1, threshold), limit, threshold)
+            return RawInput(path, data, True, damage)
+        if threshold is not None and size >= max(threshold, 1):
+            return RawInput(path, _copy_plain(path, _Blocks(fh, head, min(size, limit) + 1, threshold), limit,
+                                              threshold), False)
         # read(n) allocates n bytes up front: ask for what the file holds (a file that grows while
         # read is cut at its size when opened, plus one byte, still within the limit check below).
         blob = head + fh.read(min(size, limit) + 1 - len(head))
-        if head != GZIP_MAGIC and len(blob) > limit:
+        if len(blob) > limit:
             raise TraceError(path, too_big(len(blob), limit))
     if not blob.strip():
         raise TraceError(path, "file is empty")
-    if blob[:2] == GZIP_MAGIC:
-        data, damage = _gunzip(path, blob, limit)
-        return RawInput(path, data, True, damage)
     if path.suffix == ".gz":
         raise TraceError(path, "name ends in .gz but the content is not gzip (no gzip magic bytes)")
     return RawInput(path, blob, False)
+
+
+def _copy_plain(path: Path, blocks: _Blocks, limit: int, threshold: int) -> bytes | mmap.mmap:
+    """A large plain file copied in blocks into a scratch file, and that mapped. The user's file itself is not
+    mapped: one emptied or rewritten while mapped (a profiler run writing the same name again) would kill
+    the process on access (SIGBUS) instead of giving an error."""
+    out = scratch.ScratchWriter(threshold)
+    try:
+        while block := blocks.next():
+            out.write(block)
+            if out.total > limit:
+                raise TraceError(path, too_big(out.total, limit))
+        data = out.result()
+    finally:
+        out.close()
+    if out.problem:
+        warnings.warn(f"{path}: {out.problem}; read into memory instead", RuntimeWarning, stacklevel=2)
+    if re.search(rb"\S", data) is None:
+        scratch.close_map(data)
+        raise TraceError(path, "file is empty")
+    if path.suffix == ".gz":
+        scratch.close_map(data)
+        raise TraceError(path, "name ends in .gz but the content is not gzip (no gzip magic bytes)")
+    return data
 
 
 def regular_file_size(path: Path) -> int:
@@ -76,34 +129,84 @@ def regular_file_size(path: Path) -> int:
     return info.st_size
 
 
-def _gunzip(path: Path, blob: bytes, limit: int) -> tuple[bytes, list[str]]:
+class _Blocks:
+    """The compressed bytes of a file, a block at a time, at most `cap` in all (`read` counts them).
+
+    With no scratch file to spill to (`threshold` None), the file is read and decompressed whole, so
+    that the output is one piece (pieces joined at the end would need twice its size)."""
+
+    def __init__(self, fh, head: bytes, cap: int, threshold: int | None) -> None:
+        self.fh, self.first, self.left, self.read = fh, head, cap - len(head), len(head)
+        self.block = _READ_BLOCK if threshold is not None else max(self.left, 1)
+        self.out_block = _OUT_BLOCK if threshold is not None else None
+
+    def next(self) -> bytes:
+        if self.first:
+            first, self.first = self.first, b""
+            return first
+        if self.left <= 0:
+            return b""
+        block = self.fh.read(min(self.block, self.left))
+        self.left -= len(block)
+        self.read += len(block)
+        return block
+
+
+def _gunzip(path: Path, blocks: _Blocks, limit: int, threshold: int | None) -> tuple[bytes | mmap.mmap, list[str]]:
     """Decompress gzip (every member, as `cat a.gz b.gz` makes), stopping at `limit` bytes of output.
 
-    The size in the gzip trailer is not trusted (it can claim anything): the output grows as it is
-    decompressed. A cut-off stream keeps what was decompressed and reports the damage.
+    The input is read and decompressed in blocks; the output goes to a ScratchWriter (memory, or a
+    scratch file past `threshold` bytes). The size in the gzip trailer is not trusted (it can claim
+    anything): the output grows as it is decompressed. A cut-off stream keeps what was decompressed
+    and reports the damage.
     """
-    pieces: list[bytes] = []
+    out = scratch.ScratchWriter(threshold)
+    try:
+        damage = _inflate_members(path, blocks, limit, out)
+        data = out.result()
+    finally:
+        out.close()
+    if out.problem:
+        warnings.warn(f"{path}: {out.problem}; read into memory instead", RuntimeWarning, stacklevel=2)
+    for note in damage:
+        warn(path, note)
+    return data, damage
+
+
+def _inflate_members(path: Path, blocks: _Blocks, limit: int, out: scratch.ScratchWriter) -> list[str]:
     total = 0
-    rest = memoryview(blob)
     members = 0
     damage: list[str] = []
-    while rest:
+    rest = memoryview(blocks.next())
+    while True:
+        if not rest:
+            rest = memoryview(blocks.next())
+            if not rest:
+                break
         inflater = zlib.decompressobj(wbits=31)
+        member_start = total
         try:
             while True:
-                piece = inflater.decompress(rest, limit + 1 - total)
-                pieces.append(piece)
+                piece = inflater.decompress(rest, min(blocks.out_block or limit + 1, limit + 1 - total))
+                out.write(piece)
                 total += len(piece)
                 if total > limit:
                     raise TraceError(path, too_big(total, limit, compressed=True))
                 rest = inflater.unconsumed_tail
-                if inflater.eof or not rest:
+                if inflater.eof:
                     break
+                if not rest:
+                    rest = memoryview(blocks.next())
+                    if not rest:
+                        break
             if not inflater.eof:
                 tail = inflater.flush()
-                pieces.append(tail)
+                out.write(tail)
                 total += len(tail)
         except zlib.error as exc:
+            # The whole member's output is dropped, as one decompress call of the member gave nothing.
+            out.truncate(member_start)
+            total = member_start
             if members == 0 and not total:
                 raise TraceError(path, f"corrupt gzip data: {exc}") from None
             damage.append(f"gzip member {members + 1} is corrupt ({exc}) after {total} decompressed bytes; "
@@ -111,19 +214,24 @@ def _gunzip(path: Path, blob: bytes, limit: int) -> tuple[bytes, list[str]]:
             break
         members += 1
         if not inflater.eof:
-            damage.append(f"gzip stream is cut off after {len(blob)} compressed bytes; recovered {total} bytes")
+            damage.append(f"gzip stream is cut off after {blocks.read} compressed bytes; recovered {total} bytes")
             break
-        rest = memoryview(inflater.unused_data)
+        rest = inflater.unused_data
+        while len(rest) < 2 and (more := blocks.next()):
+            rest += more
+        rest = memoryview(rest)
         if rest and bytes(rest[:2]) != GZIP_MAGIC:
-            if bytes(rest).strip(b"\x00"):  # zero padding after the last member is not data
-                damage.append(f"{len(rest)} bytes after the last gzip member are not gzip; ignored")
+            # zero padding after the last member is not data
+            after, nonzero = len(rest), bool(bytes(rest).strip(b"\x00"))
+            while more := blocks.next():
+                after += len(more)
+                nonzero = nonzero or bool(more.strip(b"\x00"))
+            if nonzero:
+                damage.append(f"{after} bytes after the last gzip member are not gzip; ignored")
             break
     if not total:
         raise TraceError(path, "gzip stream holds no data")
-    for note in damage:
-        warn(path, note)
-    data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-    return data, damage
+    return damage
 
 
 def too_big(size: int, limit: int, compressed: bool = False) -> str:

@@ -7,7 +7,7 @@ a narrow table of the calls, and memory per worker stays that of one rank."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tracekit.executors import Executor, LocalPool, make_executor, sized_for
+from tracekit.memory import every, release_freed_memory
+from tracekit.rankrecords import RankRecords, dump_streamed
 from tracekit.rankset import PERFETTO_MAX_BYTES, parse_ranks
 
 HOUR_NS = 3_600_000_000_000
@@ -237,12 +239,12 @@ def job_list(paths: Sequence[Path], stage: Path, parquet: bool = True, chrome: b
             for i, p in enumerate(paths)]
 
 
-def collectives_of(results: Sequence[RankResult], calls: Path, out: Path) -> int:
-    """Write the collectives table of all ranks (groups stated or inferred across ranks) to `out` from the call
-    partitions under `calls`; returns its rows."""
+def collectives_of(distributed: Sequence[dict[str, Any]], calls: Path, out: Path) -> int:
+    """Write the collectives table of all ranks (groups stated or inferred across ranks, from each input's
+    distributedInfo in job order) to `out` from the call partitions under `calls`; returns its rows."""
     from tracekit.parallel.crossrank import write_collectives_from_parts
 
-    return write_collectives_from_parts(calls, [r.distributed for r in results], out)
+    return write_collectives_from_parts(calls, list(distributed), out)
 
 
 def keep_calls(folder: Path) -> Callable[[RankResult], None]:
@@ -268,57 +270,95 @@ def check_ranks(results: Sequence[RankResult]) -> None:
         seen.setdefault(r.rank, r.path)
 
 
-def _sum_dicts(dicts: Sequence[dict[str, int]]) -> dict[str, int]:
+def _sum_dicts(dicts: Iterable[dict[str, int]]) -> dict[str, int]:
     out: dict[str, int] = {}
     for d in dicts:
-        for k, v in d.items():
-            out[k] = out.get(k, 0) + v
+        _add_into(out, d)
     return out
 
 
-def merged_summary(results: Sequence[RankResult], trace_name: str, base_ns: int, counts: dict[str, int],
+def _add_into(total: dict[str, int], more: dict[str, int]) -> None:
+    for k, v in more.items():
+        total[k] = total.get(k, 0) + v
+
+
+def merged_summary(records: Iterable[dict[str, Any]], trace_name: str, base_ns: int, counts: dict[str, int],
                    coll_rows: int) -> dict[str, Any]:
-    """The convert summary of a multi-rank job: per-rank summaries added up, plus ranks and workers."""
-    per = [r.summary for r in results]
-    starts = [s["time_span_ns"]["start"] for s in per]
-    ends = [s["time_span_ns"]["end"] for s in per]
+    """The convert summary of a multi-rank job from the per-rank records (tracekit.rankrecords), added up in one
+    pass: everything but the per-rank `sources` list, which is left empty (see summary_sources)."""
+    sums = dict.fromkeys(("input_events", "written_events", "metadata_events_folded", "launch_flows_redrawn",
+                          "accounted", "events", "flows", "overlap_lanes_events"), 0)
+    skipped: dict[str, int] = {}
+    unlinked: dict[str, int] = {}
+    left_out: dict[str, int] = {}
+    conserved, ranks, pids = True, set(), set()
+    start = end = None
+    for rec in records:
+        s = rec["summary"]
+        for key in ("input_events", "written_events", "metadata_events_folded", "launch_flows_redrawn", "accounted"):
+            sums[key] += s[key]
+        for key in ("events", "flows", "overlap_lanes_events"):
+            sums[key] += s["trace"][key]
+        _add_into(skipped, s["skipped"])
+        _add_into(unlinked, s["unlinked_device_events"])
+        _add_into(left_out, rec["skipped_collectives"])
+        conserved = conserved and s["conserved"]
+        ranks.add(rec["rank"])
+        pids.add(rec["worker_pid"])
+        span = s["time_span_ns"]
+        start = span["start"] if start is None else min(start, span["start"])
+        end = span["end"] if end is None else max(end, span["end"])
+    if start is None or end is None:
+        raise ValueError("merged_summary: no ranks")
     return {
-        "input_events": sum(s["input_events"] for s in per),
-        "written_events": sum(s["written_events"] for s in per),
-        "metadata_events_folded": sum(s["metadata_events_folded"] for s in per),
-        "launch_flows_redrawn": sum(s["launch_flows_redrawn"] for s in per),
-        "skipped": _sum_dicts([s["skipped"] for s in per]),
-        "accounted": sum(s["accounted"] for s in per),
-        "conserved": all(s["conserved"] for s in per),
-        "trace": {"file": trace_name, "events": sum(s["trace"]["events"] for s in per),
-                  "flows": sum(s["trace"]["flows"] for s in per), "baseTimeNanoseconds": base_ns,
-                  "overlap_lanes_events": sum(s["trace"]["overlap_lanes_events"] for s in per),
+        "input_events": sums["input_events"],
+        "written_events": sums["written_events"],
+        "metadata_events_folded": sums["metadata_events_folded"],
+        "launch_flows_redrawn": sums["launch_flows_redrawn"],
+        "skipped": skipped,
+        "accounted": sums["accounted"],
+        "conserved": conserved,
+        "trace": {"file": trace_name, "events": sums["events"], "flows": sums["flows"], "baseTimeNanoseconds": base_ns,
+                  "overlap_lanes_events": sums["overlap_lanes_events"],
                   "rank_processes": "one process group per input, named `rank N · ...`"},
         "parquet": counts,
         "parquet_layout": "events/, kernels/, ops/, steps/, modules/ are folders partitioned by rank "
                           "(rank=N/part-I.parquet)",
-        "unlinked_device_events": _sum_dicts([s["unlinked_device_events"] for s in per]),
-        "sources": [{**src, "rank": r.rank, "rank_from": r.rank_from} for r, s in zip(results, per)
-                    for src in s["sources"]],
-        "ranks": sorted({r.rank for r in results}),
-        "time_span_ns": {"start": min(starts), "end": max(ends), "duration": max(ends) - min(starts)},
-        "workers": {"processes": len({r.worker_pid for r in results}),
-                    "pids": sorted({r.worker_pid for r in results})},
-        "collectives": {"rows": coll_rows, "left_out": _sum_dicts([r.skipped_collectives for r in results])},
+        "unlinked_device_events": unlinked,
+        "sources": [],
+        "ranks": sorted(ranks),
+        "time_span_ns": {"start": start, "end": end, "duration": end - start},
+        "workers": {"processes": len(pids), "pids": sorted(pids)},
+        "collectives": {"rows": coll_rows, "left_out": left_out},
     }
 
 
-def _trace_meta(results: Sequence[RankResult]) -> dict[str, Any]:
-    return {
-        "displayTimeUnit": "ms",
-        "tracekit": {
-            "note": "ts are microseconds relative to baseTimeNanoseconds (absolute ns = base + ts*1000); "
-                    "one process group per rank; pids, flow ids and sort indices are namespaced per rank",
-            "ranks": [{"rank": r.rank, "rank_from": r.rank_from, "path": r.path, "distributedInfo": r.distributed}
-                      for r in results],
-        },
-        "deviceProperties": [d for r in results for d in r.devices],
-    }
+def summary_sources(records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The `sources` of the merged summary, one at a time: each rank's sources with its rank and where it came from."""
+    for rec in records:
+        for src in rec["summary"]["sources"]:
+            yield {**src, "rank": rec["rank"], "rank_from": rec["rank_from"]}
+
+
+def _trace_meta(records: Iterable[dict[str, Any]], indices: set[int] | None = None) -> dict[str, Any]:
+    """The merged trace's metadata for the ranks of `indices` (default all): its per-rank lists are encoded rank by
+    rank from the records into compact JSON (msgspec.Raw), never held as Python objects."""
+    import msgspec
+
+    ranks, devices = bytearray(b"["), bytearray(b"[")
+    for rec in records:
+        if indices is not None and rec["index"] not in indices:
+            continue
+        entry = {"rank": rec["rank"], "rank_from": rec["rank_from"], "path": rec["path"],
+                 "distributedInfo": rec["distributed"]}
+        ranks += (b"," if len(ranks) > 1 else b"") + msgspec.json.encode(entry)
+        for device in rec["devices"]:
+            devices += (b"," if len(devices) > 1 else b"") + msgspec.json.encode(device)
+    note = ("ts are microseconds relative to baseTimeNanoseconds (absolute ns = base + ts*1000); "
+            "one process group per rank; pids, flow ids and sort indices are namespaced per rank")
+    tracekit = b'{"note":' + msgspec.json.encode(note) + b',"ranks":' + bytes(ranks) + b"]}"
+    return {"displayTimeUnit": "ms", "tracekit": msgspec.Raw(tracekit),
+            "deviceProperties": msgspec.Raw(bytes(devices) + b"]")}
 
 
 def _fit_ranks(results: Sequence[RankResult], sizes: dict[int, int], limit: int) -> list[int]:
@@ -332,12 +372,13 @@ def _fit_ranks(results: Sequence[RankResult], sizes: dict[int, int], limit: int)
     return chosen
 
 
-def write_traces(results: Sequence[RankResult], stage: Path, trace_name: str, gzip_trace: bool,
-                 max_trace_bytes: int = PERFETTO_MAX_BYTES, trace_ranks: Sequence[int] | None = None
+def write_traces(results: Sequence[RankResult], records: RankRecords, stage: Path, trace_name: str,
+                 gzip_trace: bool, max_trace_bytes: int = PERFETTO_MAX_BYTES, trace_ranks: Sequence[int] | None = None
                  ) -> tuple[int, dict[str, Any]]:
     """The merged chrome trace of all ranks; or, above `max_trace_bytes` (what Perfetto UI can open) or when
     `trace_ranks` are chosen, one trace per rank (traces/rank-N.json) plus a merged trace of the chosen ranks
-    (default: the first ranks that fit). Returns the merged trace's base ns and what was written."""
+    (default: the first ranks that fit). The metadata (distributedInfo, deviceProperties) comes from `records`.
+    Returns the merged trace's base ns and what was written."""
     import gzip
     import shutil
 
@@ -346,7 +387,7 @@ def write_traces(results: Sequence[RankResult], stage: Path, trace_name: str, gz
     sizes = {r.index: os.path.getsize(r.fragment) for r in results if r.fragment}
     total = sum(sizes.values())
     if total <= max_trace_bytes and trace_ranks is None:
-        base = splice([(r.fragment, r.fragment_base_ns) for r in results], stage / trace_name, _trace_meta(results),
+        base = splice([(r.fragment, r.fragment_base_ns) for r in results], stage / trace_name, _trace_meta(records),
                       gzip_trace)
         return base, {"ranks": sorted({r.rank for r in results})}
     wanted = list(trace_ranks) if trace_ranks is not None else _fit_ranks(results, sizes, max_trace_bytes)
@@ -361,7 +402,7 @@ def write_traces(results: Sequence[RankResult], stage: Path, trace_name: str, gz
         copy = f"{r.fragment}.subset"
         shutil.copyfile(r.fragment, copy)
         copies.append((copy, r.fragment_base_ns))
-    base = splice(copies, stage / trace_name, _trace_meta(chosen), gzip_trace)
+    base = splice(copies, stage / trace_name, _trace_meta(records, {r.index for r in chosen}), gzip_trace)
     folder = stage / "traces"
     folder.mkdir(exist_ok=True)
     per_rank = []
@@ -387,7 +428,6 @@ def convert_ranks(paths: Sequence[Path], outdir: str | Path, gzip_trace: bool = 
     """Convert several inputs (ranks) into a merged chrome trace (or per-rank traces plus a merged subset when
     too large for Perfetto UI), rank-partitioned Parquet tables, collectives.parquet, summary.json and the
     dataset manifest tracekit.json; ranks run on the executor (default: a local process pool)."""
-    import json
     import shutil
 
     from tracekit.dataset.manifest import write_manifest
@@ -397,26 +437,37 @@ def convert_ranks(paths: Sequence[Path], outdir: str | Path, gzip_trace: bool = 
     trace_name = "trace.json.gz" if gzip_trace else "trace.json"
     with staged_dir(outdir) as stage:
         calls = stage / ".calls"
+        records = RankRecords(stage / ".ranks.jsonl")  # what each rank sends back for the summary and manifest
+
+        def done(result: RankResult) -> None:
+            records.add(result)
+            every(records.count)  # in-process ranks (one worker) leave freed heap pages behind
+            step(f"converted rank {result.rank}: {result.path}")
+
         results = run_ranks(job_list(paths, stage, parquet, calls=str(calls), splits=False), workers,
-                            on_done=lambda r: step(f"converted rank {r.rank}: {r.path}"), executor=executor)
+                            on_done=done, executor=executor)
         check_ranks(results)
         step("writing the merged chrome trace")
-        base, traces = write_traces(results, stage, trace_name, gzip_trace, max_trace_bytes, trace_ranks)
+        base, traces = write_traces(results, records, stage, trace_name, gzip_trace, max_trace_bytes, trace_ranks)
         shutil.rmtree(stage / ".fragments", ignore_errors=True)
         step("matching collectives across ranks")
         coll_path = stage / ("collectives.parquet" if parquet else ".collectives.parquet")
-        coll_rows = collectives_of(results, calls, coll_path)
+        coll_rows = collectives_of(list(records.field("distributed")), calls, coll_path)
         shutil.rmtree(calls, ignore_errors=True)
-        counts = _sum_dicts([r.summary["parquet"] for r in results]) if parquet else {}
+        counts = _sum_dicts(rec["summary"]["parquet"] for rec in records) if parquet else {}
         if parquet:
             counts["collectives"] = coll_rows
         else:
             coll_path.unlink(missing_ok=True)
-        summary = merged_summary(results, trace_name, base, counts, coll_rows)
+        summary = merged_summary(records, trace_name, base, counts, coll_rows)
         summary["trace"].update(traces)
-        (stage / "summary.json").write_text(json.dumps(summary, indent=2))
-        write_manifest(stage, [r.input for r in results if r.input], [r.source for r in results if r.source],
-                       [r.rank for r in results], counts, [trace_name, *traces.get("per_rank_traces", [])])
+        with (stage / "summary.json").open("w") as fh:
+            dump_streamed(fh, summary, 2, {"sources": lambda: summary_sources(records)})
+        write_manifest(stage, lambda: (i for i in records.field("input") if i),
+                       lambda: (s for s in records.field("source") if s), summary["ranks"], counts,
+                       [trace_name, *traces.get("per_rank_traces", [])])
+        summary["sources"] = list(summary_sources(records))  # the returned summary is whole (a few fields per rank)
+        records.path.unlink()
     return summary
 
 
@@ -424,32 +475,46 @@ def analyse_ranks(paths: Sequence[Path], workers: int | None = None,
                   progress: Callable[[str], None] | None = None,
                   executor: Executor | str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
     """Collectives, per-rank step splits and process groups of the inputs (no files written but a scratch folder:
-    the calls each worker sends back go to rank-partitioned Parquet there as they arrive, and the cross-rank stage
-    reads them as it does during convert; the collectives table is then read back as from a dataset)."""
+    the calls and step splits each worker sends back go to rank-partitioned Parquet there as they arrive, and
+    the cross-rank stage reads them as it does during convert; the collectives table is then read back as from a
+    dataset, and the step splits narrow, with compute spans only for a pipeline-parallel run: parallel.splits)."""
     import shutil
     import tempfile
 
-    from tracekit.parallel.crossrank import collectives_frame
-    from tracekit.parallel.groups import groups_from_ranks
+    from tracekit.parallel.crossrank import read_collectives
+    from tracekit.parallel.splits import keep_splits, pipeline_possible, read_splits
 
     step = progress or (lambda _msg: None)
     jobs = job_list(paths, Path("."), parquet=False, chrome=False)
     scratch = Path(tempfile.mkdtemp(prefix="tracekit-parallel-"))
     try:
-        keep = keep_calls(scratch / "calls")
+        keep, keep_split = keep_calls(scratch / "calls"), keep_splits(scratch / "splits")
+        records = RankRecords(scratch / "ranks.jsonl")
 
         def done(result: RankResult) -> None:
             keep(result)
+            keep_split(result)
+            records.add(result)
+            every(records.count)
             step(f"read rank {result.rank}: {result.path}")
 
         results = run_ranks(jobs, workers, on_done=done, executor=executor)
         check_ranks(results)
-        collectives_of(results, scratch / "calls", scratch / "collectives.parquet")
-        coll = collectives_frame(pq.read_table(scratch / "collectives.parquet"))
+        distributed = list(records.field("distributed"))
+        collectives_of(distributed, scratch / "calls", scratch / "collectives.parquet")
+        coll = read_collectives(scratch / "collectives.parquet")
+        release_freed_memory()
+        table = group_table(distributed, coll)
+        steps = read_splits(scratch / "splits", spans=pipeline_possible(coll, table))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    steps = pd.concat([r.steps for r in results], ignore_index=True)
-    groups = groups_from_ranks([r.distributed for r in results], coll)
-    table = [{"group": g.name, "desc": g.desc, "ranks": list(g.ranks), "parallel_dim": g.dim,
-              "dim_inferred": g.dim_inferred, "from": g.source} for g in groups.values()]
     return coll, steps, table
+
+
+def group_table(distributed: Sequence[dict[str, Any]], coll: pd.DataFrame) -> list[dict[str, Any]]:
+    """The process groups of a job (stated in distributedInfo or inferred from the collectives) as table rows."""
+    from tracekit.parallel.groups import groups_from_ranks
+
+    groups = groups_from_ranks(list(distributed), coll)
+    return [{"group": g.name, "desc": g.desc, "ranks": list(g.ranks), "parallel_dim": g.dim,
+             "dim_inferred": g.dim_inferred, "from": g.source} for g in groups.values()]

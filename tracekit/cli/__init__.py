@@ -9,6 +9,10 @@ import warnings
 # `import numpy` in the command and in every worker it starts (they inherit the environment). The CLI only:
 # the Python API leaves the user's process alone. A value the user set is kept.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# Arrow's own allocator (mimalloc in the pip wheels) keeps freed pages: a 256-rank convert's parent peaked at
+# 191 MB with it and 151 MB with the system allocator, at the same CPU (BENCHMARKS.md, "Scale"). Read when
+# pyarrow loads, so set here, before any import of it; workers inherit it. A value the user set is kept.
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 import click
 

@@ -65,22 +65,17 @@ def modules_of(inputs: Sequence[str | Path], on_file: Callable[[str], None] | No
 def parallel_of(ds: Dataset) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
     """Collectives, per-rank step splits and process groups of a dataset (as tracekit.ranks.analyse_ranks gives
     for raw traces): the collectives table as stored, the step split rank by rank from a few event columns, so
-    memory holds one rank's events at a time."""
-    from tracekit.parallel.crossrank import collectives_frame
-    from tracekit.parallel.groups import groups_from_ranks
-    from tracekit.parallel.pipeline import with_compute_spans
-    from tracekit.parallel.report import step_split
+    memory holds one rank's events at a time, and each rank's compute spans only for a pipeline-parallel run
+    (tracekit.parallel.splits)."""
+    from tracekit.memory import release_freed_memory
+    from tracekit.parallel.crossrank import read_collectives
+    from tracekit.parallel.splits import dataset_splits, pipeline_possible
+    from tracekit.ranks import group_table
 
-    coll = collectives_frame(ds.read_arrow("collectives"))
-    splits = []
-    for rank, events in ds.event_parts(SPLIT_COLUMNS):
-        calls = coll[coll["rank"] == rank] if rank >= 0 else coll
-        splits.append(with_compute_spans(step_split(events, calls), events, calls).assign(rank=rank))
-    steps = pd.concat(splits, ignore_index=True) if splits else pd.DataFrame()
-    groups = groups_from_ranks([s.distributed for s in ds.sources], coll)
-    table = [{"group": g.name, "desc": g.desc, "ranks": list(g.ranks), "parallel_dim": g.dim,
-              "dim_inferred": g.dim_inferred, "from": g.source} for g in groups.values()]
-    return coll, steps, table
+    coll = read_collectives(ds.path("collectives"))
+    release_freed_memory()
+    table = group_table([s.distributed for s in ds.sources], coll)
+    return coll, dataset_splits(ds, coll, SPLIT_COLUMNS, pipeline_possible(coll, table)), table
 
 
 def side_tables(path: str | Path):

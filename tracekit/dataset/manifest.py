@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -98,17 +98,28 @@ def table_entries(root: Path, counts: dict[str, int]) -> dict[str, dict[str, Any
     return out
 
 
-def write_manifest(root: Path, inputs: Sequence[dict[str, Any]], sources: Sequence[dict[str, Any]],
-                   ranks: Sequence[int], counts: dict[str, int], trace_files: Sequence[str]) -> dict[str, Any]:
-    """Write tracekit.json into a convert output folder (called on the staged folder, before it moves)."""
-    from tracekit import __version__
+Records = Sequence[dict[str, Any]] | Callable[[], Iterable[dict[str, Any]]]
 
+
+def write_manifest(root: Path, inputs: Records, sources: Records, ranks: Sequence[int], counts: dict[str, int],
+                   trace_files: Sequence[str]) -> dict[str, Any]:
+    """Write tracekit.json into a convert output folder (called on the staged folder, before it moves).
+
+    `inputs` and `sources` are lists, or functions giving their items one at a time (a multi-rank job's records
+    read from its spill file: written one by one, never held whole). Returns the manifest (those two lists left
+    empty when they were streamed)."""
+    from tracekit import __version__
+    from tracekit.rankrecords import dump_streamed
+
+    streams = {key: value for key, value in (("inputs", inputs), ("sources", sources)) if callable(value)}
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "tracekit_version": __version__,
-        "inputs": list(inputs), "ranks": sorted(set(ranks)), "sources": list(sources),
+        "inputs": [] if callable(inputs) else list(inputs), "ranks": sorted(set(ranks)),
+        "sources": [] if callable(sources) else list(sources),
         "tables": table_entries(root, counts), "traces": list(trace_files), "summary": "summary.json",
     }
-    (root / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    with (root / MANIFEST).open("w") as fh:
+        dump_streamed(fh, manifest, 1, streams)
     return manifest
 
 

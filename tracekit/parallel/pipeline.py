@@ -36,19 +36,22 @@ P2P = ("send", "recv", "send_recv")
 LAYER_DEPTH = 3
 
 
-def with_compute_spans(steps: pd.DataFrame, ev: pd.DataFrame, calls: pd.DataFrame) -> pd.DataFrame:
-    """The step split of one rank with `compute_spans` ([[start, end], ...] inside each window) and `layers`."""
+def with_compute_spans(steps: pd.DataFrame, ev: pd.DataFrame, calls: pd.DataFrame, spans: bool = True) -> pd.DataFrame:
+    """The step split of one rank with `compute_spans` ([[start, end], ...] inside each window) and `layers`
+    (without `spans`: only `has_compute`, and compute unknown on communication-only exports, as below)."""
     compute = compute_intervals(ev, calls)
     dev = kind_in(ev, DEVICE_KINDS)
     has_compute = bool(len(compute))
+    if not spans:
+        return _unknown_without_compute(steps.assign(has_compute=has_compute), has_compute, dev)
     paths = strings(ev["module_path"]) if "module_path" in ev else None
     # the layers a stage ran: the modules of its device kernels, or of its cpu ops where it has no device
     layer_rows = dev if dev.any() else kind_in(ev, ["cpu_op"])
-    spans, layers = [], []
+    windows, layers = [], []
     for start, dur in zip(steps["start_ns"].tolist(), steps["dur_ns"].tolist()):
         end = start + dur
         inside = compute[(compute[:, 1] > start) & (compute[:, 0] < end)] if has_compute else compute
-        spans.append(np.clip(inside, start, end).tolist())
+        windows.append(np.clip(inside, start, end).tolist())
         if paths is not None:
             ts = ev["ts_ns"].to_numpy()
             rows = np.flatnonzero(layer_rows & (ts >= start) & (ts < end))
@@ -57,7 +60,11 @@ def with_compute_spans(steps: pd.DataFrame, ev: pd.DataFrame, calls: pd.DataFram
             layers.append(sorted(found))
         else:
             layers.append([])
-    out = steps.assign(compute_spans=spans, layers=layers, has_compute=has_compute)
+    return _unknown_without_compute(steps.assign(compute_spans=windows, layers=layers, has_compute=has_compute),
+                                    has_compute, dev)
+
+
+def _unknown_without_compute(out: pd.DataFrame, has_compute: bool, dev: np.ndarray) -> pd.DataFrame:
     if not has_compute and dev.any():
         # device events but none of them compute: a communication-only export; its compute, exposed
         # communication and idle time are unknown, not zero

@@ -1,0 +1,79 @@
+"""Per-rank records of a multi-rank job, spilled to a JSON-lines file in the stage folder as ranks finish.
+
+What a worker sends back for summary.json, the dataset manifest and the merged trace's metadata (its summary,
+source record with process/thread names, input fingerprint, distributedInfo, deviceProperties) is written to
+disk as it arrives and dropped from the result, so the parent keeps a few fields per rank (index, rank, path,
+fragment) however many ranks there are. summary.json and tracekit.json are then written from the file with
+their per-rank lists streamed (`dump_streamed`), byte for byte as `json.dumps` of the whole object would be.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+# The fields of a RankResult that go to the spill file (and are emptied in the result the parent keeps).
+SPILLED = ("summary", "distributed", "devices", "input", "source", "skipped_collectives")
+_EMPTY: dict[str, Callable[[], Any]] = {"summary": dict, "distributed": dict, "devices": list, "input": dict,
+                                        "source": dict, "skipped_collectives": dict}
+
+
+class RankRecords:
+    """An append-only JSON-lines file of per-rank records (one line per rank, in arrival = job order)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("")
+        self.count = 0
+
+    def add(self, result: Any) -> None:
+        """Append the result's SPILLED fields (plus index, rank, rank_from, path, worker_pid) and empty them."""
+        record = {"index": result.index, "rank": result.rank, "rank_from": result.rank_from, "path": result.path,
+                  "worker_pid": result.worker_pid}
+        for name in SPILLED:
+            record[name] = getattr(result, name)
+            setattr(result, name, _EMPTY[name]())
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self.count += 1
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        """The records in the order they were added, one at a time."""
+        with self.path.open() as fh:
+            for line in fh:
+                if line.strip():
+                    yield json.loads(line)
+
+    def field(self, name: str) -> Iterator[Any]:
+        """One field of every record, in order."""
+        return (rec[name] for rec in self)
+
+
+def _marker(key: str) -> str:
+    return f"\x00tracekit-streamed:{key}\x00"
+
+
+def dump_streamed(out: TextIO, obj: dict[str, Any], indent: int,
+                  streams: dict[str, Callable[[], Iterable[Any]]]) -> None:
+    """Write `json.dumps(obj, indent=indent)` to `out`, where each top-level key of `streams` (present in `obj`
+    with any placeholder value) is a list whose items are produced by calling its function: the items are
+    encoded one by one, so the list is never held whole. The text is the same as with the list in `obj`."""
+    obj = {k: (_marker(k) if k in streams else v) for k, v in obj.items()}
+    text = json.dumps(obj, indent=indent)
+    pad = " " * indent
+    for key, items in streams.items():
+        quoted = json.dumps(_marker(key))
+        head, found, text = text.partition(quoted)
+        if not found:
+            raise KeyError(key)
+        out.write(head)
+        first = True
+        for item in items():
+            body = json.dumps(item, indent=indent).replace("\n", "\n" + pad * 2)
+            out.write(("[\n" if first else ",\n") + pad * 2 + body)
+            first = False
+        out.write("[]" if first else "\n" + pad + "]")
+    out.write(text)

@@ -5,28 +5,20 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import warnings
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from conftest import SAMPLES, shared
-from test_perf_decode import assert_same_table, damaged_doc
-from tracekit.converters import chrome_json, chrome_parallel, read_trace
+from test_perf_decode import assert_same_table, damaged_doc, read_with_chunk
+from tracekit.converters import chrome_parallel
 
 from tracekit.errors import TraceError
 
 
 def read(path: Path, procs: str, monkeypatch, chunk: int | None = None, keep_args: bool = True):
     """The table and warnings of `path` read with TRACEKIT_DECODE_PROCESSES=procs (and chunk size)."""
-    with monkeypatch.context() as m:
-        m.setenv(chrome_parallel.ENV, procs)
-        if chunk:
-            m.setattr(chrome_json, "CHUNK_EVENTS", chunk)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            table = read_trace(path, keep_args=keep_args)
-    return table, [str(w.message) for w in caught]
+    return read_with_chunk(path, chunk, monkeypatch, {chrome_parallel.ENV: procs}, keep_args)
 
 
 @pytest.mark.parametrize("rel,chunk", [

@@ -28,12 +28,17 @@ MEDIUM_REAL = [
 ]
 
 
-def read_with_chunk(path: Path, chunk: int, monkeypatch) -> object:
+def read_with_chunk(path: Path, chunk: int | None, monkeypatch, env: dict[str, str] | None = None,
+                    keep_args: bool = True) -> object:
+    """(table, warning texts) of `path` read with `chunk` events per chunk and the environment `env` set."""
     with monkeypatch.context() as m:
-        m.setattr(chrome_json, "CHUNK_EVENTS", chunk)
+        for name, value in (env or {}).items():
+            m.setenv(name, value)
+        if chunk:
+            m.setattr(chrome_json, "CHUNK_EVENTS", chunk)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            table = read_trace(path)
+            table = read_trace(path, keep_args=keep_args)
     return table, [str(w.message) for w in caught]
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SAMPLES, shared
-from test_perf_decode import assert_same_table, damaged_doc
+from test_perf_decode import assert_same_table, damaged_doc, read_with_chunk
 from tracekit.converters import chrome_json, loading, read_trace, scratch
 
 from tracekit.errors import TraceError, warn
@@ -32,14 +32,7 @@ GZ_TRACES = [
 
 def read(path: Path, mode: str, monkeypatch, chunk: int | None = None, keep_args: bool = True):
     """(table, warnings) of `path` read with TRACEKIT_SCRATCH=mode."""
-    with monkeypatch.context() as m:
-        m.setenv(scratch.ENV, mode)
-        if chunk:
-            m.setattr(chrome_json, "CHUNK_EVENTS", chunk)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            table = read_trace(path, keep_args=keep_args)
-    return table, [str(w.message) for w in caught]
+    return read_with_chunk(path, chunk, monkeypatch, {scratch.ENV: mode}, keep_args)
 
 
 def error_of(path: Path, mode: str, monkeypatch) -> str:
@@ -50,17 +43,27 @@ def error_of(path: Path, mode: str, monkeypatch) -> str:
     return str(info.value)
 
 
-def scratch_fds(folder: Path) -> list[str]:
-    """Open fds of this process that are files in `folder` with no name ("(deleted)", O_TMPFILE's "/#N")."""
+def _links_into(folder: Path, *where: str) -> list[str]:
+    """Targets of the /proc links in the `where` folders (fds, map_files) that are files in `folder`."""
     found = []
-    for fd in os.listdir("/proc/self/fd"):
+    for place in where:
         try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
+            names = os.listdir(place)
         except OSError:
             continue
-        if target.startswith(str(folder)):
-            found.append(target)
+        for name in names:
+            try:
+                target = os.readlink(f"{place}/{name}")
+            except OSError:
+                continue
+            if target.startswith(str(folder)):
+                found.append(target)
     return found
+
+
+def scratch_fds(folder: Path) -> list[str]:
+    """Open fds of this process that are files in `folder` with no name ("(deleted)", O_TMPFILE's "/#N")."""
+    return _links_into(folder, "/proc/self/fd")
 
 
 def scratch_maps(folder: Path) -> list[str]:
@@ -325,20 +328,7 @@ def test_scratch_file_has_no_name_while_read(tmp_path: Path, monkeypatch, tmpdir
 
 
 def _scratch_files_of(pid: int, folder: Path) -> list[str]:
-    found = []
-    for where in (f"/proc/{pid}/fd", f"/proc/{pid}/map_files"):
-        try:
-            names = os.listdir(where)
-        except OSError:
-            continue
-        for name in names:
-            try:
-                target = os.readlink(f"{where}/{name}")
-            except OSError:
-                continue
-            if target.startswith(str(folder)):
-                found.append(target)
-    return found
+    return _links_into(folder, f"/proc/{pid}/fd", f"/proc/{pid}/map_files")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM])

@@ -8,31 +8,14 @@ climbs with the number of ranks although live memory does not (measured: +33 MB 
 
 from __future__ import annotations
 
-import contextlib
-import functools
-from collections.abc import Callable
+from tracekit.converters.loading import release_free_memory
 
 EVERY = 16  # ranks between two releases (a release costs ~1 ms of CPU: measured in BENCHMARKS.md, "Scale")
 
 
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    with contextlib.suppress(OSError, AttributeError):
-        import ctypes
-
-        return ctypes.CDLL(None).malloc_trim  # glibc (Linux); absent on macOS, musl, Windows
-    return None
-
-
 def release_freed_memory() -> None:
     """Return the unused memory of Arrow's pool and glibc's free heap pages to the OS (no-op where unsupported)."""
-    with contextlib.suppress(Exception):
-        import pyarrow as pa
-
-        pa.default_memory_pool().release_unused()
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
+    release_free_memory()
 
 
 def every(count: int, step: int = EVERY) -> None:

@@ -244,3 +244,28 @@ def test_convert_cli_gzip_output(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["conserved"]
     assert not list(tmp_path.glob(".out.tmp-*"))
+
+
+def test_info_reports_device_events_that_start_before_their_launch(converted):
+    """Ascend AlexNet: some device tasks start before the host call that launched them (clock skew in the
+    source): info counts them and says by how much; the count is that of the converted table, on the raw
+    trace and on its dataset alike, and a trace without skew reports none."""
+    import pyarrow.parquet as pq
+
+    from tracekit.dataset import open_dataset
+    from tracekit.dataset.load import INFO_COLUMNS
+    from tracekit.info import quick_info, trace_info
+    from tracekit.pipeline import read_inputs
+
+    npu = shared("npu/msinsight_alexnet_dp/text/level1/rank0_ascend_pt")
+    facts = quick_info(read_inputs([npu], keep_args=False))
+    out, _ = converted(npu)
+    ev = pq.read_table(out / "events.parquet", columns=["kind", "ts_ns", "launch"]).to_pandas()
+    dev = ev[ev.kind.isin(["kernel", "memcpy", "memset"]) & (ev.launch >= 0)]
+    gap = ev.ts_ns.to_numpy()[dev.launch.to_numpy()] - dev.ts_ns.to_numpy()
+    assert facts["device_before_launch"] == {"events": int((gap > 0).sum()), "of": len(dev), "max_ns": int(gap.max())}
+    assert facts["device_before_launch"]["events"] > 0
+    on_dataset = trace_info(open_dataset(out).processed(INFO_COLUMNS))
+    assert on_dataset["device_before_launch"] == facts["device_before_launch"]
+    bert = shared("gpu/tracelens/h100/gaunernst_bert-small-uncased__1016001.json.gz")
+    assert quick_info(read_inputs([bert], keep_args=False))["device_before_launch"] == {}

@@ -29,14 +29,14 @@ def quick_info(table: EventTable, top: int = 10) -> dict[str, Any]:
     tree = build_call_tree(track_view(ev))
     links = link_launches(ev, tree.parent)
     step = assign_steps(track_view(ev), links.launch)
-    return _facts(table, tree.parent, tree.depth, step, links.unlinked, top)
+    return _facts(table, tree.parent, tree.depth, step, links.unlinked, top, links.launch)
 
 
 def trace_info(processed, top: int = 10) -> dict[str, Any]:
     """Format, devices, ranks, steps, counts by kind, time span, top ops and kernels by time."""
     ev = processed.table.events
     return _facts(processed.table, ev["parent"].to_numpy(), ev["depth"].to_numpy(), ev["step"].to_numpy(),
-                  processed.unlinked, top)
+                  processed.unlinked, top, ev["launch"].to_numpy())
 
 
 def _kind_in(ev: pd.DataFrame, kinds: tuple[str, ...]) -> np.ndarray:
@@ -47,7 +47,7 @@ def _kind_in(ev: pd.DataFrame, kinds: tuple[str, ...]) -> np.ndarray:
 
 
 def _facts(table: EventTable, parent: np.ndarray, depth: np.ndarray, step: np.ndarray,
-           unlinked: dict[str, int], top: int) -> dict[str, Any]:
+           unlinked: dict[str, int], top: int, launch: np.ndarray) -> dict[str, Any]:
     ev = table.events
     start, end = time_span(ev)
     counts = ev["kind"].value_counts()
@@ -72,8 +72,20 @@ def _facts(table: EventTable, parent: np.ndarray, depth: np.ndarray, step: np.nd
         "top_ops": _top(ev, is_op & ~_parent_in(parent, is_op), top),
         "top_kernels": _top(ev, _kind_in(ev, DEVICE_KINDS), top),
         "unlinked_device_events": unlinked,
+        "device_before_launch": _before_launch(ev, launch),
         "skipped": table.skipped,
     }
+
+
+def _before_launch(ev: pd.DataFrame, launch: np.ndarray) -> dict[str, int]:
+    """Device events that start before the host call that launched them: impossible in real time, so the
+    host and device clocks of the trace disagree by at least `max_ns` (Ascend traces show up to ~11 us).
+    Empty when there are none."""
+    rows = np.flatnonzero(_kind_in(ev, DEVICE_KINDS) & (launch >= 0))
+    ts = ev["ts_ns"].to_numpy()
+    early = ts[launch[rows]] - ts[rows]
+    early = early[early > 0]
+    return {"events": len(early), "of": len(rows), "max_ns": int(early.max())} if len(early) else {}
 
 
 def _parent_in(parent: np.ndarray, mask: np.ndarray) -> np.ndarray:

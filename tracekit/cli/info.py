@@ -95,5 +95,10 @@ def render(facts: dict, console: Console) -> None:
     if facts["unlinked_device_events"]:
         console.print("device events without a launching op: " + ", ".join(
             f"{k}: {v:,}" for k, v in facts["unlinked_device_events"].items()))
+    early = facts.get("device_before_launch")
+    if early:
+        console.print(f"[yellow]clock skew:[/] {early['events']:,} of {early['of']:,} device events start before the "
+                      f"host call that launched them (by up to {early['max_ns'] / 1e3:,.1f} us): host and device "
+                      "clocks disagree, so host-to-device gaps in this trace are off by as much")
     if facts["skipped"]:
         console.print("skipped while reading: " + ", ".join(f"{k}: {v}" for k, v in facts["skipped"].items()))

@@ -10,6 +10,7 @@ import pandas as pd
 from tracekit.table import DEVICE_KINDS, column, kind_in, strings
 
 _STEP_NUMBER = re.compile(r"#(\d+)$")
+DEVICE_COPY_CAT = "gpu_user_annotation"  # Kineto's device-side copy of a ProfilerStep annotation
 
 
 def assign_steps(events: pd.DataFrame, launch: np.ndarray) -> np.ndarray:
@@ -49,8 +50,8 @@ def assign_steps(events: pd.DataFrame, launch: np.ndarray) -> np.ndarray:
 def _place(events: pd.DataFrame, step: np.ndarray, rows: np.ndarray, when: np.ndarray, ranges: np.ndarray,
            ts: np.ndarray, dur: np.ndarray) -> None:
     """Set `step` of the rows whose time falls in one of the step ranges (the latest one started before it)."""
-    numbers = np.array([int(m.group(1)) if (m := _STEP_NUMBER.search(str(nm))) else -1
-                        for nm in strings(column(events, "name"), ranges)], dtype=np.int32)
+    numbers = np.array([-1 if (n := _step_number(nm)) is None else n for nm in strings(column(events, "name"), ranges)],
+                       dtype=np.int32)
     starts = ts[ranges]
     ends = starts + np.maximum(dur[ranges], 0)
     order = np.argsort(starts, kind="stable")
@@ -60,7 +61,6 @@ def _place(events: pd.DataFrame, step: np.ndarray, rows: np.ndarray, when: np.nd
     step[rows[inside]] = numbers[pos[inside]]
 
 
-DEVICE_COPY_CAT = "gpu_user_annotation"  # Kineto's device-side copy of a ProfilerStep annotation
 STEP_COLUMNS = ("source_index", "source", "rank", "step", "start_ns", "dur_ns", "device_start_ns", "device_dur_ns",
                 "device_from")
 

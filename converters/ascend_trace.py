@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from tracekit.table import EventTable, SourceInfo
 
 from .ascend_meta import AscendMeta
-from .chrome_json import ChromeColumns
+from .chrome_json import ChromeColumns, StrColumn
 from .chrome_table import build_table
 
 NPU_PROCESS_NAMES = frozenset({"Ascend Hardware", "CANN", "HCCL", "Overlap Analysis"})
@@ -18,7 +20,13 @@ def looks_like_npu(cols: ChromeColumns) -> bool:
     if any(key == "process_name" and b'"name"' in raw and _meta_name(raw) in NPU_PROCESS_NAMES
            for key, _pid, _tid, raw in cols.meta):
         return True
-    return any(c in NPU_FLOW_CATS for c in cols.cat[:20000])
+    return _any_category_in(cols.cat, NPU_FLOW_CATS, 20000)
+
+
+def _any_category_in(column: StrColumn, wanted: frozenset[str], rows: int) -> bool:
+    """Whether one of the first `rows` values of `column` is in `wanted` (each distinct code looked at once)."""
+    codes = np.unique(column.codes[:rows])
+    return any(column.categories[c] in wanted for c in codes[codes >= 0].tolist())
 
 
 def _meta_name(raw: bytes) -> str | None:

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from tracekit.errors import TraceError
 from tracekit.timeconv import us_to_ns_ranged
 
-from .link_args import LinkArgs, link_chunk, link_columns, link_fits
+from .link_args import LinkArgs, args_fit, link_chunk, link_columns
 
 Num = Union[int, float, str, None]
 
@@ -166,7 +166,7 @@ def _links(text: bytes, raws: _Raws, args: list, ph: list, keep: list[bool] | No
     if keep is None:
         return link_chunk(text, args, span)
     mask = np.asarray(keep, dtype=bool)
-    if not link_fits(b"[" + b",".join(compress(raws.get(), (not k for k in keep))) + b"]"):
+    if not args_fit([args[i] for i in np.flatnonzero(~mask).tolist()]):  # the dropped (M) events' args
         return link_chunk(b"[" + b",".join(compress(raws.get(), keep)) + b"]", list(compress(args, keep)),
                           span[mask])
     link = link_chunk(text, args, span)

@@ -216,6 +216,11 @@ class _Codes:
         encoded = values.dictionary_encode()
         local = encoded.dictionary.to_pylist()
         index = self.index
+        if not index:  # the first chunk: its local codes are the global ones
+            self.index = dict(zip(local, range(len(local))))
+            codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+            self.parts.append(codes)
+            return codes
         found = list(map(index.get, local))
         if None in found:
             for i, v in enumerate(local):

@@ -36,6 +36,7 @@ class LinkEvent(msgspec.Struct, gc=False):
 LINK_FIELDS = ("correlation", "sequence", "fwd_thread", "python_id", "python_parent", "stream", "device",
                "external_id")
 _events_decoder = msgspec.json.Decoder(list[LinkEvent])
+_args_decoder = msgspec.json.Decoder(list[Union[LinkArgs, None]])
 _NONE = LinkArgs()
 
 
@@ -72,11 +73,13 @@ def link_chunk(events_json: bytes, raw_args: list, span: np.ndarray) -> dict[str
     return out
 
 
-def link_fits(events_json: bytes) -> bool:
-    """Whether the link fields of every event in `events_json` (a JSON array of events) have the expected
-    types, so that one msgspec call decodes them."""
+def args_fit(raw_args: list) -> bool:
+    """Whether the link fields of each raw args (JSON text; empty: no args) have the expected types, so that
+    one msgspec call decodes them for the events that hold them."""
+    if not raw_args:
+        return True
     try:
-        _events_decoder.decode(events_json)
+        _args_decoder.decode(b"[" + b",".join(a if len(a) else b"null" for a in raw_args) + b"]")
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         return False
     return True

@@ -45,11 +45,32 @@ def frame_to_arrow(frame: pd.DataFrame, columns: list[str] | None = None) -> pa.
     try:
         values = [_column_for_arrow(frame, name) for name in names]
         arrays = [_to_arrow(v) for v in values]
-        metadata = pandas_compat.construct_metadata(values, frame, names, [], [], False, [a.type for a in arrays],
-                                                    names)
+        metadata = _pandas_metadata(values, frame, names, [a.type for a in arrays])
     except TypeError:  # a pyarrow whose metadata function takes other arguments
         return pa.Table.from_pandas(frame, columns=columns, preserve_index=False)
     return pa.Table.from_arrays(arrays, names=names, metadata=metadata)
+
+
+_METADATA: dict[tuple, dict[bytes, bytes]] = {}  # per process: the ranks of a job write the same few schemas
+_METADATA_KEPT = 64
+
+
+def _pandas_metadata(values: list, frame: pd.DataFrame, names: list[str], types: list[pa.DataType]
+                     ) -> dict[bytes, bytes]:
+    """pyarrow's pandas metadata of the columns (`construct_metadata`), made once per distinct set of what it
+    reads: each column's name, arrow type and pandas dtype facts (`get_extension_dtype_info`: the physical
+    dtype, and a categorical's number of categories and order or a timezone), and the frame's attrs."""
+    if frame.attrs:
+        return pandas_compat.construct_metadata(values, frame, names, [], [], False, types, names)
+    facts = [pandas_compat.get_extension_dtype_info(v) for v in values]
+    key = (tuple(names), tuple(types), tuple((d, None if m is None else tuple(sorted(m.items()))) for d, m in facts))
+    found = _METADATA.get(key)
+    if found is None:
+        found = pandas_compat.construct_metadata(values, frame, names, [], [], False, types, names)
+        if len(_METADATA) >= _METADATA_KEPT:
+            _METADATA.pop(next(iter(_METADATA)))
+        _METADATA[key] = found
+    return found
 
 
 def _column_for_arrow(frame: pd.DataFrame, name: str) -> np.ndarray | pd.Categorical | pd.Series:

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from tracekit.errors import TraceError
 from tracekit.timeconv import us_to_ns_ranged
 
-from .link_args import LinkArgs, args_fit, link_chunk, link_columns
+from .link_args import LinkArgs, decode_args, empty_link_columns, link_chunk_args, link_columns
 
 Num = Union[int, float, str, None]
 
@@ -136,7 +136,7 @@ def decode_chunk(path: Path, text: bytes, count: int, start: int, object_form: b
     bp, scope = [e.bp for e in events], [e.s for e in events]
     ph_array = pa.array(ph, type=pa.string())
     if lean is None:
-        link = _links(text, raws, all_args, all_ph, keep)
+        link = _links(all_args, all_ph, keep)
         args_len = np.fromiter(map(len, raw_args), dtype=np.int64, count=len(raw_args))
         args = b"".join(raw_args) if keep_args else None
     else:
@@ -156,21 +156,23 @@ def decode_chunk(path: Path, text: bytes, count: int, start: int, object_form: b
     )
 
 
-def _links(text: bytes, raws: _Raws, args: list, ph: list, keep: list[bool] | None) -> dict[str, np.ndarray]:
-    """Link columns of the kept rows of a chunk (`text`: all its events; `keep`: None when all are kept).
-
-    The dropped M events are no slices: the chunk's text is decoded as it is and their rows dropped
-    after, unless their args hold a link field of another type (then every row of the chunk would take
-    the slow, row-by-row way): the kept events are then joined into a text of their own."""
+def _links(args: list, ph: list, keep: list[bool] | None) -> dict[str, np.ndarray]:
+    """Link columns of the kept rows of a chunk (`args`: the raw args of all its events; `keep`: None when all
+    are kept), read from the args alone in one msgspec call. If some args hold a link field of another type,
+    the kept rows are read again on their own (row by row where one of them is the cause: see link_chunk)."""
     span = _span(pa.array(ph, type=pa.string()))
+    try:
+        decoded = decode_args(args) if span.any() else None
+    except (msgspec.ValidationError, RecursionError):
+        if keep is None:
+            return link_chunk_args(args, span)
+        mask = np.asarray(keep, dtype=bool)
+        return link_chunk_args(list(compress(args, keep)), span[mask])
+    link = link_columns(decoded, span) if decoded is not None else empty_link_columns(len(args))
     if keep is None:
-        return link_chunk(text, args, span)
+        return link
     mask = np.asarray(keep, dtype=bool)
-    if not args_fit([args[i] for i in np.flatnonzero(~mask).tolist()]):  # the dropped (M) events' args
-        return link_chunk(b"[" + b",".join(compress(raws.get(), keep)) + b"]", list(compress(args, keep)),
-                          span[mask])
-    link = link_chunk(text, args, span)
-    return {k: (v[mask] if isinstance(v, np.ndarray) else v) for k, v in link.items()}
+    return {k: v[mask] for k, v in link.items()}
 
 
 def _span(ph: pa.Array) -> np.ndarray:

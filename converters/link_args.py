@@ -53,12 +53,27 @@ def link_chunk(events_json: bytes, raw_args: list, span: np.ndarray) -> dict[str
     fields for the whole chunk; if some row has a field of an unexpected type, the span rows are
     decoded one by one instead, and a row that does not fit gets nothing (-1).
     """
+    return _link_columns_of(lambda: [e.args for e in _events_decoder.decode(events_json)], raw_args, span)
+
+
+def link_chunk_args(raw_args: list, span: np.ndarray) -> dict[str, np.ndarray]:
+    """What `link_chunk` gives, read from the raw args alone (their JSON list is shorter than the events')."""
+    return _link_columns_of(lambda: decode_args(raw_args), raw_args, span)
+
+
+def decode_args(raw_args: list) -> list:
+    """LinkArgs (None: no args) of each raw args, in one msgspec call; raises msgspec.ValidationError or
+    RecursionError where one does not fit."""
+    return _args_decoder.decode(b"[" + b",".join([a if len(a) else b"null" for a in raw_args]) + b"]")
+
+
+def _link_columns_of(decode, raw_args: list, span: np.ndarray) -> dict[str, np.ndarray]:
     n = len(raw_args)
     if not span.any():
         return empty_link_columns(n)
     bad_rows = 0
     try:
-        decoded = [e.args for e in _events_decoder.decode(events_json)]
+        decoded = decode()
     except (msgspec.ValidationError, RecursionError):
         decoded = [_NONE] * n
         for i in np.flatnonzero(span).tolist():
@@ -71,18 +86,6 @@ def link_chunk(events_json: bytes, raw_args: list, span: np.ndarray) -> dict[str
     if bad_rows:
         out["bad_rows"] = bad_rows  # popped by the caller, which counts and reports them
     return out
-
-
-def args_fit(raw_args: list) -> bool:
-    """Whether the link fields of each raw args (JSON text; empty: no args) have the expected types, so that
-    one msgspec call decodes them for the events that hold them."""
-    if not raw_args:
-        return True
-    try:
-        _args_decoder.decode(b"[" + b",".join(a if len(a) else b"null" for a in raw_args) + b"]")
-    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
-        return False
-    return True
 
 
 def link_columns(decoded: list, span: np.ndarray) -> dict[str, np.ndarray]:

@@ -57,7 +57,7 @@ def fingerprint(path: str | Path) -> dict[str, Any]:
 
 def source_record(src: SourceInfo, source_index: int) -> dict[str, Any]:
     """A SourceInfo as JSON (tuple keys of thread names/sorts become [pid, tid, value] lists)."""
-    rec = {f.name: getattr(src, f.name) for f in dataclass_fields(src)}  # no deep copy: the JSON round trip below copies
+    rec = {f.name: getattr(src, f.name) for f in dataclass_fields(src)}  # the JSON round trip below copies
     rec["process_names"] = [[k, v] for k, v in src.process_names.items()]
     rec["process_labels"] = [[k, v] for k, v in src.process_labels.items()]
     rec["process_sort"] = [[k, v] for k, v in src.process_sort.items()]

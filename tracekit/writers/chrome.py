@@ -15,7 +15,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tracekit.accounting import METADATA, WRITTEN, flow_status
-from tracekit.opargs import op_inputs
 from tracekit.table import (
     DEVICE_KINDS,
     EventTable,
@@ -31,6 +30,7 @@ from tracekit.table import (
 from tracekit.writers.json_rows import JsonText, event_rows, write_rows
 from tracekit.writers.memory import releaser
 from tracekit.writers.module_track import module_track_events
+from tracekit.writers.op_text import op_input_text
 from tracekit.writers.out_event import OutEvent
 
 CHUNK = 16_384
@@ -272,10 +272,10 @@ class _KernelArgs:
         self.op_of_row = launcher
         if not len(self.rows):
             return
-        inputs = op_inputs(table.args, self.ops)
+        dims_text, types_text = op_input_text(table.args, ev, self.ops)
         names = strings(column(ev, "name"))
         per_op = []
-        for op, dims, types in zip(self.ops.tolist(), inputs.dims, inputs.types):
+        for op, dims, types in zip(self.ops.tolist(), dims_text.to_pylist(), types_text.to_pylist()):
             added = b'"launcher op":' + msgspec.json.encode(names[op])
             if dims:
                 added += b',"launcher Input Dims":' + dims.encode()

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import msgspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import pandas_compat
 
-from tracekit.opargs import _Inputs, op_inputs
 from tracekit.steps import step_table
 from tracekit.table import DEVICE_KINDS, EventTable, column, column_array, kind_in, strings
 from tracekit.writers.memory import releaser
+from tracekit.writers.op_text import op_input_columns, op_input_text  # noqa: F401 (op_input_columns: re-exported)
 
 EVENT_COLUMNS = (
     "source", "rank", "pid", "tid", "ts_ns", "dur_ns", "name", "cat", "kind", "ph", "parent", "depth",
@@ -99,7 +97,7 @@ def kernels_frame(table: EventTable) -> pa.Table:
     launcher = column(ev, "launcher")[rows]
     names = strings(column(ev, "name"))
     ops = np.unique(launcher[launcher >= 0])
-    dims, types = op_input_columns(table.args, ops)
+    dims, types = op_input_text(table.args, ev, ops)
     at = pa.array(np.searchsorted(ops, launcher), mask=launcher < 0) if len(ops) else None
     return _arrow_table({
         "row": rows,
@@ -149,63 +147,11 @@ def _text_at(values: pa.Array, at: pa.Array | None, n: int) -> pa.Array:
     return values.take(at)
 
 
-def op_input_columns(args: pa.LargeBinaryArray, rows: np.ndarray,
-                     chunk: int = 8_192) -> tuple[pa.Array, pa.Array]:
-    """`Input Dims` and `Input type` JSON text of `rows` ("" where absent), as arrow strings.
-
-    The same values as opargs.op_inputs, without a Python str per row: per chunk of rows, one
-    msgspec call over their args, and the raw slices joined into arrow columns.
-    """
-    rows = np.asarray(rows, dtype=np.int64)
-    if not len(rows):
-        empty = pa.array([], pa.large_string())
-        return empty, empty
-    parts = [_op_input_chunk(args, rows[i : i + chunk]) for i in range(0, len(rows), chunk)]
-    if len(parts) == 1:
-        return parts[0]
-    return pa.concat_arrays([p[0] for p in parts]), pa.concat_arrays([p[1] for p in parts])
-
-
-def _op_input_chunk(args: pa.LargeBinaryArray, rows: np.ndarray) -> tuple[pa.Array, pa.Array]:
-    picked = args.take(pa.array(rows))
-    pieces = pc.if_else(pc.greater(pc.binary_length(picked), 0), picked, pa.scalar(b"null", pa.large_binary()))
-    del picked
-    listed = pc.binary_join_element_wise(pieces, pa.scalar(b",", pa.large_binary()), pa.scalar(b"", pa.large_binary()))
-    del pieces
-    offsets = np.frombuffer(listed.buffers()[1], dtype=np.int64, count=len(listed) + 1, offset=listed.offset * 8)
-    body = memoryview(listed.buffers()[2])[int(offsets[0]) : int(offsets[-1]) - 1]
-    text = bytearray(len(body) + 2)
-    text[0:1], text[1:-1], text[-1:] = b"[", body, b"]"
-    del body, listed
-    try:
-        decoded = _inputs_decoder.decode(text)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        slow = op_inputs(args, rows)
-        return pa.array(slow.dims, pa.large_string()), pa.array(slow.types, pa.large_string())
-    none = _Inputs()
-    decoded = [none if d is None else d for d in decoded]
-    return _raw_text([d.dims for d in decoded]), _raw_text([d.types for d in decoded])
-
-
-_inputs_decoder = msgspec.json.Decoder(list[_Inputs | None])
-
-
-def _raw_text(raws: list) -> pa.Array:
-    """Raw JSON slices as one arrow string column (no per-row copies)."""
-    lengths = np.fromiter(map(len, raws), dtype=np.int64, count=len(raws))
-    offsets = np.zeros(len(raws) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    data = b"".join(raws)
-    binary = pa.LargeBinaryArray.from_buffers(
-        pa.large_binary(), len(raws), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
-    return binary.cast(pa.large_string())
-
-
 def ops_frame(table: EventTable) -> pa.Table:
     """One row per cpu op (collective ops included) with input dims and types as JSON text."""
     ev = table.events
     rows = np.flatnonzero(kind_in(ev, ("cpu_op", "collective")))
-    dims, types = op_input_columns(table.args, rows)
+    dims, types = op_input_text(table.args, ev, rows)
     launcher = column(ev, "launcher")
     kernel_count = np.bincount(launcher[launcher >= 0], minlength=len(ev))[rows] if len(ev) else np.zeros(0, np.int64)
     return _arrow_table({

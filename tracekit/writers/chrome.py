@@ -27,7 +27,7 @@ from tracekit.table import (
     strings,
     track_view,
 )
-from tracekit.writers.json_rows import JsonText, event_rows, write_rows
+from tracekit.writers.json_rows import JsonText, PhText, event_rows, write_rows
 from tracekit.writers.memory import releaser
 from tracekit.writers.module_track import module_track_events
 from tracekit.writers.op_text import op_input_text
@@ -82,6 +82,7 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
     encoder = msgspec.json.Encoder()
     written = 0
     names, cats = JsonText(column(ev, "name")), JsonText(column(ev, "cat"))
+    ph_text = PhText(column(ev, "ph")) if isinstance(column(ev, "ph"), pd.Categorical) else None
     scope = JsonText(column(ev, "scope"), missing="t")
     ts_ns, dur_ns = column(ev, "ts_ns"), column(ev, "dur_ns")
     module_args = _ModuleArgs(ev)
@@ -96,7 +97,7 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
                 ph[part], out_pid_arr[part], out_tid_arr[part], names.at(part), cats.at(part),
                 ts_ns[part] - base_ns, dur_ns[part], scope.at(part),
                 module_args.extend(part, kernel_args.extend(part, table.args.take(pa.array(part)))),
-                prefix=",",
+                prefix=",", ph_text=None if ph_text is None else ph_text.at(part),
             )
             # Every row starts with its separator; the file's first event drops it.
             write_rows(fh, text, skip=1 if first else 0)
@@ -148,7 +149,13 @@ class _ModuleArgs:
         self.attributed = (self.path_codes >= 0) & ~kind_in(ev, ("flow", "metadata"))
         self.quoted = pa.array([msgspec.json.encode(str(c)).decode() for c in column(ev, "module_path").categories],
                                pa.large_string())
-        self.phase = strings(column(ev, "phase"))
+        phase = column(ev, "phase")
+        if isinstance(phase, pd.Categorical):  # the text of each category once, taken at the codes
+            self.phase_text = pa.array([*map(str, phase.categories), ""], pa.large_string())
+            self.phase_codes = np.where(phase.codes < 0, len(phase.categories), phase.codes)
+        else:
+            self.phase_text = None
+            self.phase = strings(phase)
 
     def row_bytes(self, rows: np.ndarray) -> np.ndarray | None:
         """Bytes of module path each of `rows` gets in its args (None: no module paths)."""
@@ -166,7 +173,10 @@ class _ModuleArgs:
         if not mask.any():
             return args
         rows = part[mask]
-        phase = pa.array(self.phase[rows], pa.large_string()).fill_null("")
+        if self.phase_text is not None:
+            phase = self.phase_text.take(pa.array(self.phase_codes[rows]))
+        else:
+            phase = pa.array(self.phase[rows], pa.large_string()).fill_null("")
         added = pc.binary_join_element_wise(_lit('"module_path":'), self.quoted.take(pa.array(self.path_codes[rows])),
                                             _lit(',"phase":"'), phase, _lit('"'), _lit(""))
         return _append_fields(args, mask, added)

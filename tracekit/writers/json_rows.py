@@ -58,19 +58,34 @@ class JsonText:
         return self.table.take(pa.array(np.where(codes < 0, len(self.table) - 1, codes)))
 
 
+class PhText:
+    """The JSON text of a categorical `ph` column as event_rows makes it ("I" as "i"; missing: null), each
+    distinct value encoded once."""
+
+    def __init__(self, ph: pd.Categorical):
+        self.codes = ph.codes
+        self.table = pa.array([msgspec.json.encode("i" if c == "I" else c).decode() for c in ph.categories], LS)
+
+    def at(self, rows: np.ndarray) -> pa.Array:
+        codes = self.codes[rows]
+        return self.table.take(pa.array(codes, mask=codes < 0))
+
+
 def event_rows(ph: np.ndarray, pid: np.ndarray, tid: np.ndarray, name: pa.Array, cat: pa.Array,
                ts_rel_ns: np.ndarray, dur_ns: np.ndarray, scope: pa.Array, args: pa.Array,
-               prefix: str = "") -> pa.Array:
+               prefix: str = "", ph_text: pa.Array | None = None) -> pa.Array:
     """`{"ph":..,"pid":..,"tid":..,"name":..,"cat":..,"ts":..,"dur":..,"s":..,"args":..}` per event.
 
     `name`, `cat` and `scope` are JSON text (JsonText.at): a null `cat` is left out, as are `dur` of non-X
     events, `s` of non-instant ones and empty `args`. Every row starts with `prefix` (e.g. the separator,
-    see write_rows).
+    see write_rows). `ph_text`, where given, is the JSON text of each `ph` as written ("I" as "i": see
+    PhText), else it is made here.
     """
     empty = _lit("")
     is_x = pa.array(ph == "X")
     is_instant = pa.array((ph == "i") | (ph == "I"))
-    ph_out = np.where(ph == "I", "i", ph)
+    if ph_text is None:
+        ph_text = json_strings(np.where(ph == "I", "i", ph).astype(object))
     cat_part = pc.if_else(cat.is_valid(), pc.binary_join_element_wise(_lit(',"cat":'), cat, empty), empty)
     dur_part = pc.if_else(is_x, pc.binary_join_element_wise(_lit(',"dur":'), exact_us(np.maximum(dur_ns, 0)),
                                                             empty), empty)
@@ -79,7 +94,7 @@ def event_rows(ph: np.ndarray, pid: np.ndarray, tid: np.ndarray, name: pa.Array,
     has_args = pc.greater(pc.binary_length(args), 0)
     args_part = pc.if_else(has_args, pc.binary_join_element_wise(_lit(',"args":'), args_text, empty), empty)
     return pc.binary_join_element_wise(
-        _lit(prefix + '{"ph":'), json_strings(ph_out.astype(object)),
+        _lit(prefix + '{"ph":'), ph_text,
         _lit(',"pid":'), pc.cast(pa.array(pid, pa.int64()), LS),
         _lit(',"tid":'), pc.cast(pa.array(tid, pa.int64()), LS),
         _lit(',"name":'), name,

@@ -128,13 +128,27 @@ def test_op_input_text_is_op_input_columns(processed: Processed) -> None:
         got = op_text.op_input_text(table.args, ev, rows)
         want = op_input_columns(table.args, rows)
         assert got[0].equals(want[0]) and got[1].equals(want[1])
-    assert op_text._LAST is not None and op_text._LAST[0]() is table.args
+    if len(ev) <= op_text.SHARED_ROWS:
+        assert op_text._LAST is not None and op_text._LAST[0]() is table.args
+    else:  # a large table keeps nothing
+        assert op_text._LAST is None
     other = pa.array([b'{"Input Dims": [[1, 2]]}', b""], pa.large_binary())
     got = op_text.op_input_text(other, ev.iloc[:2], np.array([0, 1]))
     assert got[0].to_pylist() == ["[[1, 2]]", ""] and op_text._LAST[0]() is other
     if len(cpu):
         assert (pa.compute.binary_length(op_input_columns(table.args, cpu)[0]).to_numpy() > 0).any() or "viz" in str(
             table.sources[0].path)
+
+
+def test_large_tables_are_decoded_per_ask(processed: Processed, monkeypatch) -> None:
+    """Above SHARED_ROWS nothing is kept: the same text, decoded for each ask."""
+    table = processed.table
+    monkeypatch.setattr(op_text, "SHARED_ROWS", 10)
+    op_text._LAST = None
+    rows = np.flatnonzero(kind_in(table.events, ("cpu_op", "collective")))[:40]
+    got = op_text.op_input_text(table.args, table.events, rows)
+    want = op_input_columns(table.args, rows)
+    assert got[0].equals(want[0]) and got[1].equals(want[1]) and op_text._LAST is None
 
 
 def test_kernel_and_op_tables_do_not_depend_on_what_was_asked_first(processed: Processed) -> None:

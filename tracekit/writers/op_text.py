@@ -2,9 +2,11 @@
 writers that ask.
 
 The chrome writer (the launching op's shapes on each kernel), the kernels table and the ops table each want
-the input text of some ops of the same table; the launching ops are cpu ops. The first ask decodes every cpu
-op (and collective) of the table, and later asks about the same args take from that (a weak reference to the
-args tells whose answer it is: it keeps nothing alive).
+the input text of some ops of the same table; the launching ops are cpu ops. For a table of up to
+SHARED_ROWS rows (a rank of a multi-rank job: the decode is a fixed cost there), the first ask decodes every
+cpu op (and collective) and later asks about the same args take from that (a weak reference to the args tells
+whose answer it is; the text kept is that of one small table). A larger table is decoded per ask, as before:
+its text is not held from the trace writer to the ops table.
 """
 
 from __future__ import annotations
@@ -22,14 +24,17 @@ from tracekit.table import kind_in
 
 # The last answer: (weak reference to the args, rows, dims, types), replaced as one tuple.
 _LAST: tuple | None = None
+SHARED_ROWS = 65_536
 
 
 def op_input_text(args: pa.LargeBinaryArray, events: pd.DataFrame, rows: np.ndarray
                   ) -> tuple[pa.Array, pa.Array]:
-    """What `op_input_columns(args, rows)` gives (rows: ascending, unique), taken from the input text of all
-    cpu ops and collectives of `events` (and `rows`), decoded once per args."""
+    """What `op_input_columns(args, rows)` gives (rows: ascending, unique); for a table of up to SHARED_ROWS rows
+    taken from the input text of all cpu ops and collectives of `events` (and `rows`), decoded once per args."""
     global _LAST
     rows = np.asarray(rows, dtype=np.int64)
+    if len(events) > SHARED_ROWS:
+        return op_input_columns(args, rows)
     last = _LAST
     if last is None or last[0]() is not args:
         known = np.union1d(np.flatnonzero(kind_in(events, ("cpu_op", "collective"))), rows)

@@ -57,6 +57,41 @@ class Recurrent(nn.Module):
         return self.head(z[-1])
 
 
+class Layers(nn.Module):
+    """Pools with ceil_mode and dilation, a bilinear layer, and a 1x1 conv after ops on the model input that need
+    no gradient (they share the conv's autograd sequence number)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.shuffle = nn.PixelShuffle(2)
+        self.conv = nn.Conv2d(4, 8, 1)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1, dilation=2, ceil_mode=True)
+        self.avgpool = nn.AvgPool2d(2, stride=2, ceil_mode=True)
+        self.bilinear = nn.Bilinear(8, 8, 3)
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        y = self.avgpool(self.maxpool(self.conv(self.shuffle(self.up(img)))))
+        v = y.mean((2, 3))
+        return self.bilinear(v, v)
+
+
+class FastPath(nn.Module):
+    """nn.MultiheadAttention and nn.TransformerEncoderLayer in eval under no_grad: their fused kernels
+    (`_native_multi_head_attention`, `_transformer_encoder_layer_fwd`) take the weights as separate inputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(32)
+        self.mha = nn.MultiheadAttention(32, 4, batch_first=True)
+        self.enc = nn.TransformerEncoderLayer(32, 4, 64, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(x)
+        a, _ = self.mha(x, x, x, need_weights=False)
+        return self.enc(a)
+
+
 def models() -> dict[str, tuple[nn.Module, tuple[torch.Tensor, ...], bool]]:
     """name -> (model, inputs, oneDNN on while recording)."""
     torch.manual_seed(0)
@@ -65,7 +100,13 @@ def models() -> dict[str, tuple[nn.Module, tuple[torch.Tensor, ...], bool]]:
         "convzoo": (ConvZoo(), (torch.randn(2, 8, 30), torch.randn(2, 3, 20, 20)), True),
         "recurrent_onednn": (Recurrent(), (ids,), True),
         "recurrent_plain": (Recurrent(), (ids,), False),
+        "layers": (Layers(), (torch.randn(2, 16, 9, 9),), True),
+        "fastpath": (FastPath().eval(), (torch.randn(2, 10, 32),), True),
     }
+
+
+# FlopCounterMode has no rule for these, though they run matmuls (bilinear: `_trilinear` bmm): not compared
+NO_FLOP_TRUTH = ("Layers", "Bilinear", "FastPath", "MultiheadAttention", "TransformerEncoderLayer")
 
 
 def _shapes(obj: object) -> list[list[int]]:
@@ -104,18 +145,21 @@ def truth(model: nn.Module, inputs: tuple) -> dict[str, dict]:
         stack.pop()
 
     hooks = [h for m in model.modules() for h in (m.register_forward_pre_hook(pre), m.register_forward_hook(post))]
-    model(*inputs)
+    with torch.set_grad_enabled(model.training):
+        model(*inputs)
     for h in hooks:
         h.remove()
-    with torch.backends.mkldnn.flags(enabled=False), FlopCounterMode(display=False) as counter:
+    with torch.backends.mkldnn.flags(enabled=False), FlopCounterMode(display=False) as counter, \
+            torch.set_grad_enabled(model.training):
         model(*inputs)
     per_module = counter.get_flop_counts()
     root = type(model).__name__
     for row in rows.values():
         key = root if row["fq"] == "" else f"{root}.{row['fq']}"
-        row["flops_fwd"] = int(sum(per_module.get(key, {}).values()))
+        row["flops_fwd"] = None if row["type"] in NO_FLOP_TRUTH else int(sum(per_module.get(key, {}).values()))
         args = row.pop("args")
-        if row["leaf"] and row["type"] not in ("LSTM", "GRU", "RNN"):  # their h0 needs no gradient: not 2x
+        # recurrent layers: their h0 needs no gradient, so not one forward per gradient
+        if row["flops_fwd"] is not None and row["leaf"] and row["type"] not in ("LSTM", "GRU", "RNN"):
             row["flops_bwd"] = _leaf_backward(next(m for m in model.modules() if fq_of[id(m)] == row["fq"]),
                                               args, row["flops_fwd"])
     return rows
@@ -125,6 +169,10 @@ def record(model: nn.Module, inputs: tuple, onednn: bool, path: Path) -> None:
     from torch.profiler import ProfilerActivity, profile, schedule
 
     def step() -> None:
+        if not model.training:
+            with torch.no_grad():
+                model(*inputs)
+            return
         model.zero_grad(set_to_none=True)
         model(*inputs).sum().backward()
 
@@ -142,7 +190,6 @@ def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     truths = {}
     for name, (model, inputs, onednn) in models().items():
-        model.train()
         truths[name] = truth(model, inputs)
         record(model, inputs, onednn, out / f"{name}.json")
     (out / "truth.json").write_text(json.dumps(truths, indent=1))

@@ -125,7 +125,10 @@ PARAM_INPUTS: dict[str, tuple[int, ...]] = {
     "aten::conv_transpose1d": (1, 2), "aten::conv_transpose2d": (1, 2), "aten::conv_transpose3d": (1, 2),
     "aten::layer_norm": (2, 3), "aten::group_norm": (2, 3), "aten::batch_norm": (1, 2),
     "aten::instance_norm": (1, 2), "aten::embedding": (0,), "aten::rms_norm": (2,),
-    "aten::embedding_bag": (0,), "aten::prelu": (1,),
+    "aten::embedding_bag": (0,), "aten::prelu": (1,), "aten::bilinear": (2, 3),
+    # fused inference paths of nn.MultiheadAttention and nn.TransformerEncoderLayer (eval, no grad)
+    "aten::_native_multi_head_attention": (5, 6, 7, 8),
+    "aten::_transformer_encoder_layer_fwd": (3, 4, 5, 6, 10, 11, 12, 13, 14, 15, 16, 17),
     "_C::rms_norm": (2,), "_C::fused_add_rms_norm": (2,),  # vLLM: (out|input, input|residual, weight, eps)
 }
 # inputs that are state but not parameters (running stats)
@@ -213,7 +216,7 @@ def output_shape(name: str, op: OpArgs) -> list[int] | None:
     if name in _CONV_NAMES:
         return conv_output(name, op)
     if name in ("aten::max_pool2d", "aten::avg_pool2d") and a:
-        return _pool_output(op, a)
+        return _pool_output(name, op, a)
     if name in ("aten::adaptive_avg_pool2d", "aten::adaptive_max_pool2d") and a:
         size = op.ints(1)
         return a[:-2] + size if size else None
@@ -419,7 +422,9 @@ def _not_ints(op: OpArgs, i: int) -> bool:
     return value not in ("", None) and op.ints(i) is None and op.bools(i) is None
 
 
-def _pool_output(op: OpArgs, x: list[int]) -> list[int] | None:
+def _pool_output(name: str, op: OpArgs, x: list[int]) -> list[int] | None:
+    """max_pool2d(x, kernel, stride, padding, dilation, ceil_mode) and
+    avg_pool2d(x, kernel, stride, padding, ceil_mode, ...): the size as torch computes it."""
     if not op.concrete:
         return None  # stride/padding not recorded: defaults would be a guess
     kernel = op.ints(1)
@@ -429,9 +434,22 @@ def _pool_output(op: OpArgs, x: list[int]) -> list[int] | None:
     kernel = _expand(kernel, spatial, 1)
     stride = _expand(op.ints(2) or kernel, spatial, 1)
     padding = _expand(op.ints(3), spatial, 0)
-    if stride is None or padding is None or kernel is None:
+    is_max = name == "aten::max_pool2d"
+    dilation = _expand(op.ints(4), spatial, 1) if is_max else [1] * spatial
+    ceil = op.bools(5 if is_max else 4)
+    if ceil is None and _not_ints(op, 5 if is_max else 4):
         return None
-    sizes = [(x[-spatial + i] + 2 * padding[i] - kernel[i]) // stride[i] + 1 for i in range(spatial)]
+    ceil_mode = bool(ceil and ceil[0])
+    if stride is None or padding is None or kernel is None or dilation is None or len(x) < spatial:
+        return None
+    sizes = []
+    for i in range(spatial):
+        size = x[len(x) - spatial + i]
+        span = size + 2 * padding[i] - dilation[i] * (kernel[i] - 1) - 1
+        out = (span + (stride[i] - 1 if ceil_mode else 0)) // stride[i] + 1
+        if ceil_mode and (out - 1) * stride[i] >= size + padding[i]:
+            out -= 1  # the last window must start inside the input or its left padding
+        sizes.append(out)
     return x[:-spatial] + sizes
 
 

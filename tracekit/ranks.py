@@ -99,7 +99,8 @@ def partition_options(schema: pa.Schema) -> dict[str, Any]:
     dictionary = [f.name for f in schema if pa.types.is_dictionary(f.type)]
     stats = [f.name for f in schema if not (pa.types.is_dictionary(f.type) or pa.types.is_string(f.type)
                                               or pa.types.is_large_string(f.type) or pa.types.is_binary(f.type)
-                                              or pa.types.is_large_binary(f.type))]
+                                              or pa.types.is_large_binary(f.type)
+                                              or pa.types.is_null(f.type))]  # all-null: Parquet keeps none
     return {"use_dictionary": dictionary or False, "write_statistics": stats or False}
 
 

@@ -448,4 +448,5 @@ def infer_call_groups(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Ca
             break
     texts: dict[str, str] = {}  # one object per distinct reason (calls share them: ~170 B a call otherwise)
     reasons = [texts.setdefault(r, r) for r in st.reasons]
-    return pd.DataFrame({"group": st.label, "group_from": reasons, "candidates": cands}, index=sub.index)
+    return pd.DataFrame({"group": st.label, "group_from": pd.Series(reasons, index=sub.index, dtype=object),
+                         "candidates": cands}, index=sub.index)  # object: a `str` column would copy each text

@@ -144,12 +144,13 @@ def scan_parts(parts: Sequence[tuple[int, int, Path]]) -> tuple[list[Used], list
     used: list[Used] = []
     seen: dict[tuple[Any, Any, int], tuple[Any, Any, Any]] = {}
     cache: dict[bytes, list[int]] = {}
+    schemas: dict[tuple[str, ...], list[str]] = {}  # partitions with the same columns share one list of names
     all_stated = True
     for _index, rank, path in parts:
         file = pq.ParquetFile(path)
         if not file.metadata.num_rows:
             continue
-        names = file.schema_arrow.names
+        names = schemas.setdefault(tuple(file.schema_arrow.names), file.schema_arrow.names)
         used.append((rank, path, 0, names))
         if not all_stated:
             continue

@@ -21,7 +21,8 @@ from tracekit.parallel import crossrank
 from tracekit.parallel.call_groups import _Index, _signatures
 from tracekit.parallel.collectives import build_collectives, label_calls
 from tracekit.parallel.crossrank import list_parts, write_collectives_from_parts, write_part
-from tracekit.ranks import job_list, run_ranks
+from tracekit.parallel.groups import group_evidence, groups_from_ranks
+from tracekit.ranks import group_table, job_list, run_ranks
 from tracekit.writers.collectives import write_collectives
 
 SETS = {"dlrm": lambda: shared("gpu/param_dlrm_8ranks"), "ep_dp": lambda: ROOT / "sample_traces" / "dist_ep_dp"}
@@ -163,3 +164,20 @@ def test_overlap_index_answers_as_a_scan_of_the_calls(ranks):
             checked += len(rows)
     assert checked > 0
     assert not index.overlaps(-1, ("all_reduce", 1, -1), np.array([lo]), np.array([hi])).any()
+
+
+@pytest.mark.parametrize("case", ["dist_ep_dp", "dist_dp_cp", "dist_pp_dp"])
+def test_group_evidence_holds_each_group_once_and_gives_the_same_groups(case, tmp_path):
+    """Each rank's distributedInfo lists every group it is in (the world group on all ranks): the parent keeps
+    each distinct entry once, and the groups found from it are those found from every rank's list."""
+    paths = expand_inputs([str(ROOT / "sample_traces" / case)])
+    results = run_ranks(job_list(paths, tmp_path, parquet=False, chrome=False, splits=False), 1)
+    distributed = [r.distributed for r in results]
+    calls = build_collectives([r.collectives for r in results], distributed)
+    evidence = group_evidence(iter(distributed))
+    listed = [pg for d in distributed for pg in d["pg_config"]]
+    distinct = {(pg["pg_name"], tuple(pg["ranks"])) for pg in listed}
+    assert len(evidence) == 1 and len(evidence[0]["pg_config"]) == len(distinct) < len(listed)
+    assert evidence[0]["world_size"] == len(results)
+    assert groups_from_ranks(evidence, calls) == groups_from_ranks(distributed, calls)
+    assert group_table(evidence, calls) == group_table(distributed, calls)

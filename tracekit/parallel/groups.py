@@ -3,6 +3,7 @@ each collective call where the trace does not state it (inferred across ranks, a
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -61,6 +62,27 @@ def parallel_dim(desc: str | None, ranks: tuple[int, ...], world: int | None,
     if len(ranks) > 1 and (steps == steps[0]).all():
         return "DP", True
     return None, True
+
+
+def group_evidence(distributed: Iterable[Any]) -> list[dict[str, Any]]:
+    """What groups_from_ranks reads of the ranks' distributedInfo, each distinct thing once: the first world size
+    and every distinct pg_config entry (in order of appearance), as one distributedInfo. Every rank lists the
+    groups it is in, so the whole list holds the world group's members once per rank (ranks² integers: 10,000
+    ranks, 10^8); this holds it once. groups_from_ranks gives the same groups from it as from the whole list."""
+    world = None
+    entries: dict[str, Any] = {}
+    for dist in distributed:
+        if not isinstance(dist, dict):
+            continue
+        if world is None and dist.get("world_size"):
+            world = dist["world_size"]
+        pgs = dist.get("pg_config")
+        for pg in pgs if isinstance(pgs, list) else []:
+            entries.setdefault(json.dumps(pg, sort_keys=True, default=str), pg)
+    out: dict[str, Any] = {"pg_config": list(entries.values())}
+    if world is not None:
+        out["world_size"] = world
+    return [out]
 
 
 def groups_from_ranks(distributed: list[dict[str, Any]], calls: pd.DataFrame) -> dict[tuple[str, tuple], Group]:

@@ -465,7 +465,12 @@ def label_with_groups(calls: pd.DataFrame, groups: dict) -> pd.DataFrame:
 
 def ordered(calls: pd.DataFrame) -> pd.DataFrame:
     """The collectives table's columns in their order (HCCL columns last, where present)."""
-    return calls[[*ORDER, *(c for c in HCCL_EXTRA if c in calls)]]
+    return calls[ordered_columns(calls)]
+
+
+def ordered_columns(names: Any) -> list[str]:
+    """The collectives table's column names in order, for a table (or mapping) with columns `names`."""
+    return [*ORDER, *(c for c in HCCL_EXTRA if c in names)]
 
 
 def build_collectives(frames: list[pd.DataFrame], distributed: list[dict[str, Any]]) -> pd.DataFrame:

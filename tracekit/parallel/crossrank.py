@@ -26,7 +26,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tracekit.memory import every, release_freed_memory
-from tracekit.parallel.collectives import COLUMNS, build_collectives, label_calls, label_with_groups, ordered
+from tracekit.parallel.collectives import (
+    COLUMNS,
+    build_collectives,
+    label_calls,
+    label_with_groups,
+    ordered,
+    ordered_columns,
+)
 
 # Columns no cross-rank stage reads: left out of the narrow table, taken from each rank's partition at the end.
 WIDE_ONLY = ("step", "name", "dtype", "bytes_from", "exposed_ns", "call_ns", "module_path", "module_from", "call_row",
@@ -121,26 +128,34 @@ def _finished_ranks(labelled: pd.DataFrame, used: list[Used]) -> Iterator[pd.Dat
         names.update(dict.fromkeys(columns))
     for rank in sorted(by_rank):
         wide, labels = [], []
-        for path, offset in by_rank[rank]:
-            part = _read(pq.ParquetFile(path), rank)
-            wide.append(part)
-            labels.append(labelled.iloc[offset:offset + len(part)])
-        frame = pd.concat(wide, ignore_index=True) if len(wide) > 1 else wide[0]
-        label = pd.concat(labels) if len(labels) > 1 else labels[0]
-        for col in label.columns:
-            if col not in WIDE_ONLY:
-                frame[col] = label[col].set_axis(frame.index)  # keeps the dtype (object stays object)
+        for path, offset in by_rank[rank]:  # only the WIDE_ONLY columns: the others are the labelled table's
+            file = pq.ParquetFile(path)
+            wanted = [c for c in file.schema_arrow.names if c in WIDE_ONLY]
+            wide.append(_pandas(file.read(columns=wanted, use_threads=False)))
+            labels.append(labelled.iloc[offset:offset + file.metadata.num_rows])
+        part = pd.concat(wide, ignore_index=True) if len(wide) > 1 else wide[0]
+        label = (pd.concat(labels) if len(labels) > 1 else labels[0]).reset_index(drop=True)
+        columns = {col: label[col] for col in label.columns if col not in WIDE_ONLY}  # dtypes kept
+        columns.update((col, part[col]) for col in part.columns)
         for col in names:
-            if col not in frame:
-                frame[col] = None
-        yield ordered(frame).sort_values("start_ns", kind="stable", ignore_index=True)
+            if col not in columns:
+                columns[col] = pd.Series([None] * len(label), dtype=object)
+        yield _by_start(pd.DataFrame({col: columns[col] for col in ordered_columns(columns)}))
+
+
+def _by_start(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows sorted by start (stable); as they are when already in order (most ranks: no copy)."""
+    if frame["start_ns"].is_monotonic_increasing:
+        return frame
+    return frame.sort_values("start_ns", kind="stable", ignore_index=True)
 
 
 def scan_parts(parts: Sequence[tuple[int, int, Path]]) -> tuple[list[Used], list[tuple[Any, Any, Any]], bool]:
     """One pass over the partitions reading only the group columns: each non-empty partition (as narrow_calls
     lists them, with offset 0), the distinct (group, group_desc, group_ranks) that calls state in their args
     (in call order, each once; member lists shared), and whether EVERY call states its group in its args (then
-    no call needs the cross-rank inference, and no HCCL group needs matching: each rank is labelled alone)."""
+    no call needs the cross-rank inference, and no HCCL group needs matching: each rank is labelled alone). The
+    scan stops at the first call that does not (the partitions listed so far then; the stated groups unused)."""
     used: list[Used] = []
     seen: dict[tuple[Any, Any, int], tuple[Any, Any, Any]] = {}
     cache: dict[bytes, list[int]] = {}
@@ -152,16 +167,14 @@ def scan_parts(parts: Sequence[tuple[int, int, Path]]) -> tuple[list[Used], list
             continue
         names = schemas.setdefault(tuple(file.schema_arrow.names), file.schema_arrow.names)
         used.append((rank, path, 0, names))
-        if not all_stated:
-            continue
         if not {"group", "group_desc", "group_ranks", "group_from"} <= set(names):
             all_stated = False
-            continue
+            break
         table = file.read(columns=["group", "group_desc", "group_ranks", "group_from"], use_threads=False)
         froms = table["group_from"].to_pylist()
         if any(f != "event args" for f in froms):
             all_stated = False
-            continue
+            break
         ranks_col = table["group_ranks"]
         members = (shared_lists(ranks_col, cache) if pa.types.is_list(ranks_col.type)
                    else [None] * table.num_rows)

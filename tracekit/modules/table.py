@@ -109,10 +109,41 @@ def module_table(table: EventTable, modules: ModuleColumns) -> pd.DataFrame:
     total_flops = (out["flops_fwd"] + out["flops_bwd"]) * out["calls"]
     out["achieved_tflops"] = np.where(device_ns > 0, total_flops / np.maximum(device_ns, 1) / 1e3, np.nan)
     out.update(_first_call_details(out, ev, table, names, kind, modules))
+    _unknown_without_shapes(out, ev, table, kind)
     frame = pd.DataFrame({name: out[name] for name in MODULE_COLUMNS})
     if not len(frame):  # every span is a recomputation: the column types the earlier pandas version gave
         frame = frame.astype({"module_path": np.float64, "steady_ns": np.int64})
     return frame
+
+
+def _unknown_without_shapes(out: dict[str, object], ev: pd.DataFrame, table: EventTable, kind: np.ndarray) -> None:
+    """Params and FLOPs of the modules of a source that recorded no op input shapes (VizTracer, torch.profiler
+    without record_shapes) are unknown (null/NaN), not 0: nothing in such a trace can count them."""
+    src = np.asarray(out["source_index"])
+    unknown = ~np.isin(src, _sources_with_shapes(ev, table, kind))
+    if not unknown.any():
+        return
+    for name in ("own_params", "params"):
+        values = pd.array(out[name], dtype="Int64")
+        values[unknown] = pd.NA
+        out[name] = values
+    for name in ("flops_fwd", "flops_bwd", "achieved_tflops"):
+        out[name] = np.where(unknown, np.nan, out[name])
+
+
+def _sources_with_shapes(ev: pd.DataFrame, table: EventTable, kind: np.ndarray, sample: int = 2000) -> list[int]:
+    """Sources whose ops carry `Input Dims` (record_shapes): the key is on every op when it is on, so the first
+    `sample` ops of a source tell."""
+    ops = np.flatnonzero(kind == "cpu_op")
+    if not len(ops) or table.args is None:
+        return []
+    src = column(ev, "source_index")[ops]
+    found = []
+    for source in np.unique(src).tolist():
+        rows = ops[src == source][:sample]
+        if any(raw and b"Input Dims" in raw for raw in table.args.take(rows).to_pylist()):
+            found.append(source)
+    return found
 
 
 def _groups_in_order(src: np.ndarray, paths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -137,13 +137,13 @@ def decode_chunk(path: Path, text: bytes, count: int, start: int, object_form: b
     # (one list comprehension per field: faster than one pass making a tuple per event)
     name, cat, pid, tid = [e.name for e in events], [e.cat for e in events], [e.pid for e in events], \
         [e.tid for e in events]
-    ts, dur, flow = [e.ts for e in events], [e.dur for e in events], [e.id for e in events]
-    bp, scope = [e.bp for e in events], [e.s for e in events]
-    if columns_only:
+    ts, dur = [e.ts for e in events], [e.dur for e in events]
+    if columns_only:  # (no flow ids, bp or scope: info reads none)
         from .columns_chunk import columns_chunk, full_links, lean_links
 
         link = lean_links(raw_args, ph) if lean is not None else full_links(text, raws, all_args, all_ph, keep)
         return columns_chunk(start, index, ph, name, cat, pid, tid, ts, dur, link, meta, bad_utf8, first_bad)
+    flow, bp, scope = [e.id for e in events], [e.bp for e in events], [e.s for e in events]
     ph_array = pa.array(ph, type=pa.string())
     if lean is None:
         link = _links(text, raws, all_args, all_ph, keep)

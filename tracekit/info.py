@@ -83,7 +83,7 @@ def _facts(table: EventTable, parent: np.ndarray, depth: np.ndarray, step: np.nd
         for s in table.sources for d in s.devices
     ]
     is_step = _kind_in(ev, ("step",))
-    steps = sorted(int(s) for s in np.unique(step[is_step]) if s >= 0)
+    steps = sorted({int(s) for s in step[is_step].tolist() if s >= 0})
     has_modules = bool(_kind_in(ev, ("module",)).any()) or bool(matches(ev["name"], _VIZ_FORWARD).any())
     is_op = _kind_in(ev, ("cpu_op", "collective")) & (depth >= 0)
     return {

@@ -37,7 +37,7 @@ def assign_steps(events: pd.DataFrame | Columns, launch: np.ndarray) -> np.ndarr
     is_copy = strings(column(events, "cat"), step_rows) == DEVICE_COPY_CAT
     unlinked_device = kind_in(events, DEVICE_KINDS) & (launch < 0)
     unlinked_device[step_rows[is_copy]] = True  # a device copy is in its own range
-    for source in np.unique(src[step_rows]):
+    for source in sorted(set(src[step_rows].tolist())):
         in_source = src[step_rows] == source
         host, copies = step_rows[in_source & ~is_copy], step_rows[in_source & is_copy]
         rows = np.flatnonzero(src == source)

@@ -213,9 +213,11 @@ class _Codes:
         self.index: dict[str, int] = {}
         self.parts: list[np.ndarray] | _Column = [] if rows is None else _Column(rows, np.int32)
 
-    def add(self, values: pa.Array | list) -> np.ndarray:
+    def add(self, values: pa.Array | list | tuple[np.ndarray, list]) -> np.ndarray:
         if isinstance(values, list):
             return self._add_list(values)
+        if isinstance(values, tuple):  # columns_chunk.LocalCodes: (codes, distinct values)
+            return self._add_coded(*values)
         if values.null_count == len(values):  # common for bp, scope, flow ids: nothing to encode
             codes = np.full(len(values), -1, dtype=np.int32)
             self.parts.append(codes)
@@ -247,6 +249,14 @@ class _Codes:
             if v is not None:
                 lookup[v] = index.setdefault(v, len(index))
         codes = np.fromiter(map(lookup.__getitem__, values), dtype=np.int32, count=len(values))
+        self.parts.append(codes)
+        return codes
+
+    def _add_coded(self, local: np.ndarray, values: list) -> np.ndarray:
+        """`add` of a chunk already coded into its own distinct values (in order of first appearance)."""
+        index = self.index
+        remap = np.array([index.setdefault(v, len(index)) for v in values] + [-1], dtype=np.int32)
+        codes = remap[local]
         self.parts.append(codes)
         return codes
 

@@ -2,15 +2,18 @@
 
 chrome_chunks.decode_chunk makes a chunk's columns with pyarrow; its first `pa.array` of a Python list imports
 pandas too. For `keep_args=COLUMNS_ONLY` it hands the decoded fields of a chunk to `columns_chunk`, which gives
-chrome_json._Builder the same values: strings as lists (encoded there), pids/tids, times and link ids as numpy
-arrays. Only the columns info reads are filled: flow_id, bp and scope stay empty, and of the link ids only
-correlation and External id. `lean_links` and `full_links` are link_args.link_columns and
-chrome_chunks._links (with link_args.link_chunk) with these columns: the same ids and bad-row counts.
+chrome_json._Builder the same values: strings dictionary-encoded per chunk (`LocalCodes`, as arrow's
+dictionary_encode orders them, so a chunk decoded in the second process comes back as codes and a short list of
+distinct values), pids/tids, times and link ids as numpy arrays. Only the columns info reads are filled:
+flow_id, bp and scope stay empty, and of the link ids only correlation and External id. `lean_links` and
+`full_links` are link_args.link_columns and chrome_chunks._links (with link_args.link_chunk) with these
+columns: the same ids and bad-row counts.
 """
 
 from __future__ import annotations
 
 from itertools import compress
+from typing import NamedTuple
 
 import msgspec
 import numpy as np
@@ -33,16 +36,32 @@ _NUMBERS = frozenset({int, float, type(None)})
 _SPAN_PH = frozenset({"X", "B"})  # the events whose join ids are read (chrome_chunks._span)
 
 
+class LocalCodes(NamedTuple):
+    """A chunk's string column: int32 codes (-1: missing) into `values`, in order of first appearance (what
+    arrow's dictionary_encode gives; chrome_json._Codes.add maps them to the file's codes)."""
+
+    codes: np.ndarray
+    values: list
+
+
+def encode(values: list) -> LocalCodes:
+    """LocalCodes of a list of str/None."""
+    distinct = [v for v in dict.fromkeys(values) if v is not None]
+    lookup: dict = {v: i for i, v in enumerate(distinct)}
+    lookup[None] = -1
+    return LocalCodes(np.fromiter(map(lookup.__getitem__, values), dtype=np.int32, count=len(values)), distinct)
+
+
 def columns_chunk(start: int, index: np.ndarray, ph: list, name: list, cat: list, pid: list, tid: list, ts: list,
                   dur: list, link: dict[str, np.ndarray], meta: list, bad_utf8: int, first_bad: int | None) -> Chunk:
     """The Chunk of decode_chunk from the fields of its kept events (`link`: lean_links or full_links)."""
     n = len(ph)
-    empty = [None] * n
+    empty = LocalCodes(np.full(n, -1, dtype=np.int32), [])
     if set(map(type, name)) != {str}:
         name = [v if type(v) is str else _name(v) for v in name]
     return Chunk(
-        start=start, index=index, ph=ph, name=name,
-        cat=cat, flow_id=empty, bp=empty, scope=empty,
+        start=start, index=index, ph=encode(ph), name=encode(name),
+        cat=encode(cat), flow_id=empty, bp=empty, scope=empty,
         pid=ids(pid), tid=ids(tid),
         ts=us_to_ns(ts), dur=us_to_ns(dur),
         args=None, args_len=None, link=link, meta=meta,

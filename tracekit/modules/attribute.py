@@ -2,7 +2,8 @@
 
 - Host events inside a module span take that module (`module_from = "span"`).
 - Autograd nodes (`autograd::engine::evaluate_function: XBackward0`) and everything under them
-  take the module of the forward op with the same `Sequence number` ("sequence") or, where the
+  take the module of the forward op that created the node, the latest one recorded with the same
+  `Sequence number` ("sequence"), or, where the
   number is missing (torch_npu), at the start of their `fwdbwd` flow ("fwdbwd"); AccumulateGrad
   nodes, which have none, take the module of the backward node that ran just before them on the
   same thread ("previous_node"). Module spans inside backward are recomputation (activation
@@ -214,13 +215,17 @@ def _backward_node_modules(ev: pd.DataFrame, names: np.ndarray, is_bw: np.ndarra
         return node_module, node_from
     src = column(ev, "source_index")
     seq = column(ev, "sequence")
-    forward = (kind_in(ev, ("cpu_op", "collective")) & (seq >= 0) & (mod_of >= 0) & ~is_bw
-               & ((bw_of < 0) | span_in_bw))
+    forward = kind_in(ev, ("cpu_op", "collective")) & (seq >= 0) & ~is_bw & ((bw_of < 0) | span_in_bw)
     fwd = np.flatnonzero(forward)
+    # An op records the number the next autograd node will take; only an op that creates a node takes it.
+    # Ops on inputs that need no gradient (an upsample of the data, an arange) so share the number of the
+    # next node-creating op: that op, the latest with the number, is the one whose backward this node runs.
+    fwd = fwd[np.lexsort((column(ev, "depth")[fwd], column(ev, "ts_ns")[fwd]))][::-1]
     at = first_match((src[nodes], seq[nodes]), (src[fwd], seq[fwd]))
-    found = nodes[at >= 0]
-    node_module[found] = mod_of[fwd[at[at >= 0]]]
-    node_from[found] = "sequence"
+    creator = np.where(at >= 0, fwd[np.maximum(at, 0)], NO_ROW)
+    found = (creator >= 0) & (mod_of[np.maximum(creator, 0)] >= 0)
+    node_module[nodes[found]] = mod_of[creator[found]]
+    node_from[nodes[found]] = "sequence"
     _from_fwdbwd_flows(ev, bw_of, mod_of, node_module, node_from)
     _accumulate_grad_from_previous(ev, names, nodes, node_module, node_from)
     return node_module, node_from

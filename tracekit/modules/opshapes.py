@@ -1,9 +1,7 @@
-"""What an op's recorded inputs say: parameter count, output shape and FLOPs (from `Input Dims`).
+"""What an op's recorded inputs say: parameter count and output shape (from `Input Dims`).
 
 Rules are keyed by aten op name. Parameters are the weight/bias inputs of the ops that own them
-(linear, conv, norms, embedding). FLOPs count a multiply-add as 2 (matmul-like and conv ops, and
-scaled dot-product attention); backward ops (`mm`, `bmm`, `convolution_backward`, attention
-backward) count with the same rules.
+(linear, conv, norms, embedding, and the weight lists of recurrent layers). FLOPs are in `opflops`.
 """
 
 from __future__ import annotations
@@ -46,6 +44,25 @@ class OpArgs:
             dtype = self.types[i] if i < len(self.types) else ""
             out.append((list(dims), str(dtype)))
         return out
+
+    def shape_list(self, i: int) -> list[list[int]] | None:
+        """Shapes of input i if it is a non-empty tensor list (`[[192, 32], [192, 48], [192]]`), else None."""
+        value = self.dims[i] if i < len(self.dims) else None
+        if isinstance(value, list) and value and all(isinstance(v, list) and _is_shape(v) for v in value):
+            return [list(v) for v in value]
+        return None
+
+    def bools(self, i: int) -> list[bool] | None:
+        """A concrete bool or bool-list input as recorded (`True`, `[False, True, True]`), else None."""
+        value = self.concrete[i] if i < len(self.concrete) else None
+        if isinstance(value, bool):
+            return [value]
+        if isinstance(value, list):
+            return value if value and all(isinstance(v, bool) for v in value) else None
+        if not isinstance(value, str) or not value.strip():
+            return None
+        words = [w.strip().lower() for w in value.strip().removeprefix("[").removesuffix("]").split(",")]
+        return [w == "true" for w in words] if all(w in ("true", "false") for w in words) else None
 
     def ints(self, i: int) -> list[int] | None:
         """A concrete int-list input such as `[2, 2]` (stride, padding...)."""
@@ -108,7 +125,10 @@ PARAM_INPUTS: dict[str, tuple[int, ...]] = {
     "aten::conv_transpose1d": (1, 2), "aten::conv_transpose2d": (1, 2), "aten::conv_transpose3d": (1, 2),
     "aten::layer_norm": (2, 3), "aten::group_norm": (2, 3), "aten::batch_norm": (1, 2),
     "aten::instance_norm": (1, 2), "aten::embedding": (0,), "aten::rms_norm": (2,),
-    "aten::embedding_bag": (0,), "aten::prelu": (1,),
+    "aten::embedding_bag": (0,), "aten::prelu": (1,), "aten::bilinear": (2, 3),
+    # fused inference paths of nn.MultiheadAttention and nn.TransformerEncoderLayer (eval, no grad)
+    "aten::_native_multi_head_attention": (5, 6, 7, 8),
+    "aten::_transformer_encoder_layer_fwd": (3, 4, 5, 6, 10, 11, 12, 13, 14, 15, 16, 17),
     "_C::rms_norm": (2,), "_C::fused_add_rms_norm": (2,),  # vLLM: (out|input, input|residual, weight, eps)
 }
 # inputs that are state but not parameters (running stats)
@@ -136,8 +156,22 @@ _BROADCAST = (
 )
 
 
+# recurrent layers take their weights as one tensor list: lstm(input, hx, params, ...) or, packed,
+# lstm(data, batch_sizes, hx, params, ...); gru/rnn take hx as a tensor
+PARAM_LISTS = ("aten::lstm", "aten::gru", "aten::rnn_tanh", "aten::rnn_relu")
+
+
+def rnn_weights(op: OpArgs) -> list[list[int]] | None:
+    """Shapes of a recurrent layer's weights and biases: the last tensor list of its first four inputs
+    (lstm's hx is a list [h, c] too; its weights come after it)."""
+    lists = [found for i in range(min(4, len(op.dims))) if (found := op.shape_list(i)) is not None]
+    return lists[-1] if lists else None
+
+
 def param_count(name: str, op: OpArgs) -> int:
     """Elements of the parameter inputs of one op (0 for ops that own none)."""
+    if name in PARAM_LISTS:
+        return sum(math.prod(shape) for shape in rnn_weights(op) or [])
     total = 0
     for i in PARAM_INPUTS.get(name, ()):
         shape = op.shape(i)
@@ -179,10 +213,10 @@ def output_shape(name: str, op: OpArgs) -> list[int] | None:
     if name in ("aten::addmm", "aten::baddbmm"):
         m1, m2 = op.shape(1), op.shape(2)
         return _matmul_shape(m1, m2) if m1 and m2 else None
-    if name in ("aten::conv1d", "aten::conv2d", "aten::conv3d", "aten::convolution", "aten::_convolution"):
-        return _conv_output(op)
+    if name in _CONV_NAMES:
+        return conv_output(name, op)
     if name in ("aten::max_pool2d", "aten::avg_pool2d") and a:
-        return _pool_output(op, a)
+        return _pool_output(name, op, a)
     if name in ("aten::adaptive_avg_pool2d", "aten::adaptive_max_pool2d") and a:
         size = op.ints(1)
         return a[:-2] + size if size else None
@@ -255,31 +289,6 @@ def _index_shape(name: str, a: list[int], op: OpArgs) -> list[int] | None:
     return [*a[:d], len(range(*slice(start[0], end[0], step[0]).indices(a[d]))), *a[d + 1:]]
 
 
-def flops(name: str, op: OpArgs) -> int | None:
-    """Floating-point operations of one op (None: no rule for it)."""
-    if name == "aten::linear":
-        x, w = op.shape(0), op.shape(1)
-        return 2 * math.prod(x[:-1]) * x[-1] * w[0] if x and w and len(w) == 2 else None
-    if name in ("aten::mm", "aten::matmul", "aten::bmm"):
-        return _matmul_flops(op.shape(0), op.shape(1))
-    if name in ("aten::addmm", "aten::baddbmm", "aten::addbmm"):
-        return _matmul_flops(op.shape(1), op.shape(2))
-    if name in ("aten::conv1d", "aten::conv2d", "aten::conv3d", "aten::convolution", "aten::_convolution"):
-        out, w = _conv_output(op), op.shape(1)
-        return 2 * math.prod(out) * math.prod(w[1:]) if out and w else None
-    if name == "aten::convolution_backward":
-        grad, w = op.shape(0), op.shape(2)
-        return 4 * math.prod(grad) * math.prod(w[1:]) if grad and w else None
-    if "scaled_dot_product" in name or name.startswith("aten::_flash_attention") or \
-            name.startswith("aten::_efficient_attention"):
-        q, k, v = op.shape(0), op.shape(1), op.shape(2)
-        if not (q and k and v) or len(q) < 2:
-            return None
-        forward = 2 * math.prod(q[:-1]) * k[-2] * (q[-1] + v[-1])
-        return int(forward * 2.5) if "backward" in name else forward
-    return None
-
-
 # in-place ops that fill or copy into a tensor (a cache, a buffer, a parameter being initialised): their
 # result is the tensor written into, not evidently what the module returns
 _WRITE_INTO = ("aten::copy_", "aten::fill_", "aten::zero_", "aten::index_copy_", "aten::index_put_",
@@ -311,6 +320,8 @@ def module_output(name: str, op: OpArgs, param_shapes: list[list[int]]) -> tuple
 
 def param_shapes(name: str, op: OpArgs) -> list[list[int]]:
     """Shapes of the parameter inputs of one op."""
+    if name in PARAM_LISTS:
+        return rnn_weights(op) or []
     return [shape for i in PARAM_INPUTS.get(name, ()) if (shape := op.shape(i))]
 
 
@@ -343,7 +354,7 @@ def _matmul_shape(a: list[int], b: list[int]) -> list[int] | None:
     return shape
 
 
-def _matmul_flops(a: list[int] | None, b: list[int] | None) -> int | None:
+def matmul_flops(a: list[int] | None, b: list[int] | None) -> int | None:
     if not a or not b:
         return None
     try:
@@ -355,21 +366,65 @@ def _matmul_flops(a: list[int] | None, b: list[int] | None) -> int | None:
     return 2 * math.prod(out) * a[-1]
 
 
-def _conv_output(op: OpArgs) -> list[int] | None:
+_CONV_NAMES = ("aten::conv1d", "aten::conv2d", "aten::conv3d", "aten::convolution", "aten::_convolution",
+               "aten::conv_transpose1d", "aten::conv_transpose2d", "aten::conv_transpose3d")
+
+
+def conv_transposed(name: str, op: OpArgs) -> bool | None:
+    """Whether a convolution op is transposed; None where `convolution`'s flag was not recorded."""
+    if name.startswith("aten::conv_transpose"):
+        return True
+    if name in ("aten::convolution", "aten::_convolution"):
+        flag = op.bools(6)
+        return flag[0] if flag else None
+    return False
+
+
+def conv_output(name: str, op: OpArgs) -> list[int] | None:
+    """Output shape of a convolution from its input, weight and recorded stride/padding/dilation.
+
+    Arguments by position: conv{1,2,3}d(x, w, b, stride, padding, dilation, groups);
+    convolution(x, w, b, stride, padding, dilation, transposed, output_padding, groups);
+    conv_transpose{1,2,3}d(x, w, b, stride, padding, output_padding, groups, dilation). The input may be
+    unbatched (one dimension fewer than the weight).
+    """
     x, w = op.shape(0), op.shape(1)
-    if not x or not w or len(x) < 3 or not op.concrete:
+    if not x or not w or len(w) < 3 or len(x) not in (len(w) - 1, len(w)) or not op.concrete:
         return None  # without the recorded stride/padding (torch_npu, old Kineto) the size is not known
-    spatial = len(x) - 2
-    stride = _expand(op.ints(3), spatial, 1)
-    padding = _expand(op.ints(4), spatial, 0)
-    dilation = _expand(op.ints(5), spatial, 1)
-    if stride is None or padding is None or dilation is None:
+    transposed = conv_transposed(name, op)
+    if any(_not_ints(op, i) for i in range(3, 9)):
+        return None  # `padding="same"` and other forms the size rules below do not cover
+    spatial = len(w) - 2
+    stride, padding = _expand(op.ints(3), spatial, 1), _expand(op.ints(4), spatial, 0)
+    if name.startswith("aten::conv_transpose"):
+        out_pad, groups, dilation = _expand(op.ints(5), spatial, 0), op.ints(6), _expand(op.ints(7), spatial, 1)
+    else:
+        dilation = _expand(op.ints(5), spatial, 1)
+        out_pad = _expand(op.ints(7), spatial, 0) if transposed else [0] * spatial
+        groups = op.ints(8) if transposed else [1]
+    if transposed is None or stride is None or padding is None or dilation is None or out_pad is None \
+            or not groups or len(groups) != 1:
         return None
-    sizes = [(x[2 + i] + 2 * padding[i] - dilation[i] * (w[2 + i] - 1) - 1) // stride[i] + 1 for i in range(spatial)]
-    return [x[0], w[0], *sizes]
+    size = x[-spatial:]
+    if transposed:
+        channels = w[1] * groups[0]
+        sizes = [(size[i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (w[2 + i] - 1) + out_pad[i] + 1
+                 for i in range(spatial)]
+    else:
+        channels = w[0]
+        sizes = [(size[i] + 2 * padding[i] - dilation[i] * (w[2 + i] - 1) - 1) // stride[i] + 1 for i in range(spatial)]
+    return [*x[:len(x) - spatial - 1], channels, *sizes]
 
 
-def _pool_output(op: OpArgs, x: list[int]) -> list[int] | None:
+def _not_ints(op: OpArgs, i: int) -> bool:
+    """Whether concrete input i was recorded as something other than ints or a bool (a string, a float)."""
+    value = op.concrete[i] if i < len(op.concrete) else ""
+    return value not in ("", None) and op.ints(i) is None and op.bools(i) is None
+
+
+def _pool_output(name: str, op: OpArgs, x: list[int]) -> list[int] | None:
+    """max_pool2d(x, kernel, stride, padding, dilation, ceil_mode) and
+    avg_pool2d(x, kernel, stride, padding, ceil_mode, ...): the size as torch computes it."""
     if not op.concrete:
         return None  # stride/padding not recorded: defaults would be a guess
     kernel = op.ints(1)
@@ -379,9 +434,22 @@ def _pool_output(op: OpArgs, x: list[int]) -> list[int] | None:
     kernel = _expand(kernel, spatial, 1)
     stride = _expand(op.ints(2) or kernel, spatial, 1)
     padding = _expand(op.ints(3), spatial, 0)
-    if stride is None or padding is None or kernel is None:
+    is_max = name == "aten::max_pool2d"
+    dilation = _expand(op.ints(4), spatial, 1) if is_max else [1] * spatial
+    ceil = op.bools(5 if is_max else 4)
+    if ceil is None and _not_ints(op, 5 if is_max else 4):
         return None
-    sizes = [(x[-spatial + i] + 2 * padding[i] - kernel[i]) // stride[i] + 1 for i in range(spatial)]
+    ceil_mode = bool(ceil and ceil[0])
+    if stride is None or padding is None or kernel is None or dilation is None or len(x) < spatial:
+        return None
+    sizes = []
+    for i in range(spatial):
+        size = x[len(x) - spatial + i]
+        span = size + 2 * padding[i] - dilation[i] * (kernel[i] - 1) - 1
+        out = (span + (stride[i] - 1 if ceil_mode else 0)) // stride[i] + 1
+        if ceil_mode and (out - 1) * stride[i] >= size + padding[i]:
+            out -= 1  # the last window must start inside the input or its left padding
+        sizes.append(out)
     return x[:-spatial] + sizes
 
 

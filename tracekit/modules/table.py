@@ -10,12 +10,13 @@ import pandas as pd
 
 from tracekit.ancestry import nearest_marked
 from tracekit.modules.attribute import BACKWARD_PREFIX, ModuleColumns
+from tracekit.modules.opflops import FLOP_OP_PATTERN, flops
 from tracekit.modules.opshapes import (
     OUT_INPUTS,
     PARAM_INPUTS,
+    PARAM_LISTS,
     created_shape,
     decode_op_args,
-    flops,
     input_tensors,
     module_output,
     param_count,
@@ -25,10 +26,7 @@ from tracekit.modules.spans import RECORD_FUNCTION
 from tracekit.table import DEVICE_KINDS, EventTable, column, kind_in, matches, strings
 from tracekit.tree import track_codes
 
-_FLOP_OPS = re.compile(
-    r"^aten::(linear|mm|matmul|bmm|addmm|baddbmm|addbmm|conv[123]d|convolution|_convolution|convolution_backward"
-    r"|.*scaled_dot_product.*|_flash_attention.*|_efficient_attention.*)$"
-)
+_FLOP_OPS = re.compile(FLOP_OP_PATTERN)
 FIRST_OPS_TRIED = 8
 MODULE_COLUMNS = (
     "source_index", "rank", "module_path", "module_type", "type_from", "parent_path", "depth", "calls", "first_call_ns",
@@ -341,8 +339,11 @@ def _first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTa
             firsts[idx], lasts[idx] = top[:FIRST_OPS_TRIED], int(top[-1])
     own: dict[int, int] = {}
     own_shapes: dict[int, list[list[int]]] = {}
-    param_names = set(PARAM_INPUTS)
-    param_rows = ops[np.isin(names[ops], list(param_names))]
+    param_rows = ops[np.isin(names[ops], [*PARAM_INPUTS, *PARAM_LISTS])]
+    # only the outermost: instance_norm calls batch_norm with its weights repeated per sample, lstm may run linear
+    is_param_op = np.zeros(len(ev), dtype=bool)
+    is_param_op[param_rows] = True
+    param_rows = param_rows[nearest_marked(column(ev, "parent"), is_param_op, include_self=False)[param_rows] < 0]
     first_ops = [int(r) for rows in firsts.values() for r in rows]
     wanted = np.unique(np.array(first_ops + list(lasts.values()) + param_rows.tolist(), dtype=np.int64))
     decoded = decode_op_args(table.args, wanted)

@@ -1,0 +1,124 @@
+"""Module params, shapes and FLOPs against what torch itself says, on models recorded here.
+
+`tests/oracle_record.py` records small models (grouped, dilated, transposed and first-layer convolutions;
+LSTM and GRU with oneDNN on and off) with torch.profiler and writes torch's own answers: parameters from
+`module.parameters()`, shapes from forward hooks, FLOPs from FlopCounterMode. tracekit must give the same
+number or say unknown (NaN); a different number is the failure this file exists to catch.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from conftest import ROOT
+
+from tracekit.convert import convert
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    out = tmp_path_factory.mktemp("oracle")
+    subprocess.run([sys.executable, str(ROOT / "tests" / "oracle_record.py"), str(out)], check=True,
+                   capture_output=True, timeout=600)
+    truth = json.loads((out / "truth.json").read_text())
+    tables = {}
+    for name in truth:
+        convert([out / f"{name}.json"], out / name)
+        tables[name] = pd.read_parquet(out / name / "modules.parquet").set_index("module_path")
+    return truth, tables
+
+
+def _json(text):
+    return json.loads(text) if isinstance(text, str) else None
+
+
+@pytest.mark.parametrize("name", ["convzoo", "recurrent_onednn", "recurrent_plain", "layers", "fastpath"])
+def test_every_module_matches_torch_or_says_unknown(recorded, name):
+    truth, tables = recorded
+    modules = tables[name]
+    if name == "fastpath":  # forward hooks turn the fused path off: torch's run also saw the layers' children
+        assert {"FastPath_0/MultiheadAttention_0", "FastPath_0/TransformerEncoderLayer_0"} <= set(modules.index)
+        assert set(modules.index) <= set(truth[name])
+    else:
+        assert sorted(modules.index) == sorted(truth[name])
+    wrong = []
+    for path, true in truth[name].items():
+        if path not in modules.index:
+            continue
+        row = modules.loc[path]
+        if row["params"] != true["params"]:
+            wrong.append(f"{path}: params {row['params']} != {true['params']}")
+        shapes = _json(row["input_shapes"])
+        if shapes is not None and shapes != true["in"][:len(shapes)]:
+            wrong.append(f"{path}: input {shapes} != {true['in']}")
+        out = _json(row["output_shapes"])
+        if out is not None and out[0] not in true["out"]:
+            wrong.append(f"{path}: output {out} not among {true['out']}")
+        if true["flops_fwd"] is not None and pd.notna(row["flops_fwd"]) and row["flops_fwd"] != true["flops_fwd"]:
+            wrong.append(f"{path}: flops_fwd {row['flops_fwd']} != {true['flops_fwd']}")
+        if "flops_bwd" in true and pd.notna(row["flops_bwd"]) and row["flops_bwd"] != true["flops_bwd"]:
+            wrong.append(f"{path}: flops_bwd {row['flops_bwd']} != {true['flops_bwd']}")
+    assert wrong == []
+
+
+def test_convolutions_are_counted_not_left_unknown(recorded):
+    """Every convolution here has its stride/padding recorded: forward and backward FLOPs are known, the
+    first layer's backward is its weight gradient only (one forward's worth), the others two."""
+    truth, tables = recorded
+    modules = tables["convzoo"]
+    convs = modules[modules["module_type"].isin(["Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d"])]
+    assert len(convs) == 5 and convs["flops_fwd"].notna().all() and convs["flops_bwd"].notna().all()
+    assert (convs["flops_fwd"] > 0).all()
+    first = modules.loc["ConvZoo_0/Conv2d_0"]
+    assert first["flops_bwd"] == first["flops_fwd"]
+    depthwise = modules.loc["ConvZoo_0/Conv2d_1"]
+    assert depthwise["flops_bwd"] == 2 * depthwise["flops_fwd"]
+    up = modules.loc["ConvZoo_0/ConvTranspose2d_0"]
+    assert _json(up["output_shapes"]) == truth["convzoo"]["ConvZoo_0/ConvTranspose2d_0"]["out"]
+
+
+@pytest.mark.parametrize("name", ["recurrent_onednn", "recurrent_plain"])
+def test_recurrent_layers_count_their_weights(recorded, name):
+    """LSTM/GRU weights are one tensor-list input: counted (not 0), forward FLOPs as torch counts the
+    matmuls; the fused oneDNN backward does not say what it computed, so its FLOPs are unknown."""
+    truth, tables = recorded
+    modules = tables[name]
+    for path in ("Recurrent_0/LSTM_0", "Recurrent_0/GRU_0"):
+        assert modules.loc[path, "params"] == truth[name][path]["params"] > 0
+        assert modules.loc[path, "flops_fwd"] == truth[name][path]["flops_fwd"] > 0
+    root = modules.loc["Recurrent_0"]
+    assert root["params"] == truth[name]["Recurrent_0"]["params"]
+    if name == "recurrent_onednn":
+        assert pd.isna(modules.loc["Recurrent_0/LSTM_0", "flops_bwd"]) and pd.isna(root["flops_bwd"])
+    else:  # run as matmuls: the gradient matmuls are counted, 2x forward less the h0 gradients not needed
+        for path in ("Recurrent_0/LSTM_0", "Recurrent_0/GRU_0"):
+            fwd, bwd = modules.loc[path, "flops_fwd"], modules.loc[path, "flops_bwd"]
+            assert 1.9 * fwd < bwd < 2 * fwd
+
+
+def test_pools_bilinear_and_fused_attention(recorded):
+    """ceil_mode and dilation change a pool's size; bilinear and the fused eval-mode attention layers take
+    their weights as plain inputs, not data."""
+    truth, tables = recorded
+    layers = tables["layers"]
+    for path in ("Layers_0/MaxPool2d_0", "Layers_0/AvgPool2d_0"):
+        assert _json(layers.loc[path, "output_shapes"]) == truth["layers"][path]["out"]
+    bilinear = layers.loc["Layers_0/Bilinear_0"]
+    assert bilinear["params"] == 8 * 8 * 3 + 3 and _json(bilinear["input_shapes"]) == [[2, 8], [2, 8]]
+    fast = tables["fastpath"]
+    for path in ("FastPath_0/MultiheadAttention_0", "FastPath_0/TransformerEncoderLayer_0"):
+        assert fast.loc[path, "params"] == truth["fastpath"][path]["params"] > 0
+
+
+def test_backward_goes_to_the_op_that_made_the_autograd_node(recorded):
+    """Upsample and pixel shuffle run on the input (no gradient) and record the sequence number the 1x1 conv's
+    autograd node then takes: the conv's backward is the conv's, not the upsample's."""
+    _, tables = recorded
+    layers = tables["layers"]
+    conv, up = layers.loc["Layers_0/Conv2d_0"], layers.loc["Layers_0/Upsample_0"]
+    assert conv["flops_bwd"] == conv["flops_fwd"] > 0  # weight gradient only: its input needs none
+    assert up["flops_bwd"] == 0 and up["backward_ns"] == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pytest
 from conftest import SAMPLES, shared
 
 from tracekit.info import _descending, _top, _top_coded, quick_info
@@ -32,10 +34,11 @@ print(json.dumps(out))
 """
 
 
-def lean_facts(groups: list[list[Path]]) -> tuple[list[dict], list[str]]:
+def lean_facts(groups: list[list[Path]], env: dict[str, str] | None = None) -> tuple[list[dict], list[str]]:
     """(facts and table type of each group of inputs, heavy modules loaded) from one fresh process."""
     arg = json.dumps([[str(p) for p in g] for g in groups])
-    proc = subprocess.run([sys.executable, "-c", LEAN_FACTS, arg], capture_output=True, text=True, check=True)
+    proc = subprocess.run([sys.executable, "-c", LEAN_FACTS, arg], capture_output=True, text=True, check=True,
+                          env=None if env is None else os.environ | env)
     *facts, loaded = json.loads(proc.stdout)
     return facts, loaded
 
@@ -79,6 +82,28 @@ def test_real_and_recorded_traces_give_the_same_facts_without_pandas() -> None:
 def _events(path: Path) -> dict:
     with gzip.open(path, "rb") as fh:
         return json.loads(fh.read())
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_one_or_two_decode_processes_give_the_same_facts(processes: str) -> None:
+    """The columns-only chunks travel from the decode child as codes (columns_chunk.LocalCodes)."""
+    group = [shared("gpu/hta/v100_large.json.gz")]  # 14 chunks
+    facts, loaded = lean_facts([group], {"TRACEKIT_DECODE_PROCESSES": processes})
+    assert loaded == []
+    assert json.dumps(facts[0]["facts"]) == json.dumps(pandas_facts(group))
+
+
+def test_npu_mixed_with_torch_traces_reads_all_the_pandas_way() -> None:
+    """torch_npu output needs pandas: given beside a torch trace, both are read as before (same facts)."""
+    from tracekit.info_inputs import read_for_info
+
+    group = [shared("gpu/tracelens/h100/gaunernst_bert-small-uncased__1016001.json.gz"),
+             shared("npu/msinsight_alexnet_dp/text/level0/rank0_ascend_pt")]
+    table = read_for_info(group)
+    assert isinstance(table.events, pd.DataFrame)
+    got = json.loads(json.dumps(quick_info(table, top=25)))
+    assert got == pandas_facts(group)
+    assert [s["format"] for s in got["sources"]] == ["torch", "npu"]
 
 
 def test_damaged_traces_give_the_same_facts_damage_and_skipped_counts(tmp_path: Path) -> None:

@@ -153,10 +153,10 @@ def test_npu_alexnet_conv_without_stride_is_unknown_not_guessed(modules_of):
 
 def test_uncountable_conv_flops_are_unknown_not_zero(modules_of):
     """Without stride/padding a conv's forward FLOPs cannot be counted: the conv and every module above it
-    say unknown (NaN), not a smaller sum. Its backward is unknown too: which gradients `convolution_backward`
-    computed is its `output_mask`, which torch_npu does not record (the first conv computes no input
-    gradient: counting both would double it). Linear layers, whose gradients are separate `mm` ops, are
-    counted and equal the CPU recording of the same model."""
+    say unknown (NaN), not a smaller sum. Its backward counts the gradients it computed: torch_npu records no
+    `output_mask`, so they are read from the kernels it launched (Conv2DBackpropInput/Filter; the first conv
+    launches no input gradient) and marked inferred in `flops_from`; they equal the CPU recording's, which
+    has the mask. Linear layers (separate `mm` gradients) need no inference."""
     npu, cpu = modules_of("alexnet_npu"), modules_of("alexnet_cpu")
     conv_npu = npu[npu["module_type"] == "Conv2d"]
     assert conv_npu["flops_fwd"].isna().all()
@@ -167,15 +167,34 @@ def test_uncountable_conv_flops_are_unknown_not_zero(modules_of):
     assert linear_npu.notna().all() and (linear_npu == linear_cpu.reindex(linear_npu.index)).all()
     bwd_npu = npu.set_index("module_path")["flops_bwd"]
     bwd_cpu = cpu.set_index("module_path")["flops_bwd"].reindex(bwd_npu.index)
-    conv = bwd_npu.index.isin(conv_npu["module_path"])
-    assert bwd_npu[conv].isna().all() and bwd_cpu[conv].notna().all()
-    assert pd.isna(bwd_npu["DistributedDataParallel_0/AlexNet_0"])
-    linear = bwd_npu.index.isin(linear_npu.index)
-    assert linear.sum() == 3 and (bwd_npu[linear] == bwd_cpu[linear]).all()
+    assert bwd_npu.notna().all() and (bwd_npu == bwd_cpu).all()
+    source = npu.set_index("module_path")["flops_from"]
+    assert source[conv_npu["module_path"]].str.startswith("inferred:").all()
+    assert source["DistributedDataParallel_0/AlexNet_0"].startswith("inferred: the gradients of 5 ")
+    assert source[linear_npu.index].isna().all() and cpu["flops_from"].isna().all()
     # the CPU recording has the mask: the first conv's backward computes the weight gradient only
     first, second = (cpu.set_index("module_path").loc[f"DistributedDataParallel_0/AlexNet_0/Sequential_0/Conv2d_{i}"]
                      for i in (0, 1))
     assert first["flops_bwd"] == first["flops_fwd"] and second["flops_bwd"] == 2 * second["flops_fwd"]
+
+
+def test_cuda_conv_backward_without_mask_stays_unknown(modules_of, tmp_path, converted):
+    """The H100 AlexNet recording with its Concrete Inputs removed: the conv backward masks are gone, and cuDNN
+    kernel names do not say which gradients ran (the first conv's weight gradient is a generic cutlass kernel),
+    so conv backward FLOPs are unknown, not inferred from names and not 2x forward."""
+    import gzip
+
+    doc = json.loads(gzip.decompress((SAMPLES / "alexnet" / "cuda_rank0.json.gz").read_bytes()))
+    for event in doc["traceEvents"]:
+        event.get("args", {}).pop("Concrete Inputs", None)
+    stripped = tmp_path / "alexnet_no_concrete.json"
+    stripped.write_text(json.dumps(doc))
+    out, _ = converted(stripped)
+    modules = pd.read_parquet(out / "modules.parquet").set_index("module_path")
+    convs = modules[modules["module_type"] == "Conv2d"]
+    assert len(convs) == 5 and convs["flops_bwd"].isna().all() and convs["flops_from"].isna().all()
+    with_mask = modules_of("alexnet_cuda").set_index("module_path")
+    assert with_mask.loc[convs.index, "flops_bwd"].notna().all()
 
 
 @pytest.mark.parametrize("name", ["gpt_cpu", "gpt_sample"])

@@ -300,3 +300,20 @@ def test_multihead_attention_output_shape_from_the_op_whose_result_leaves_it():
     assert consumer == [2, 5, 16]
     net = modules[modules["module_path"] == "Net_0"].iloc[0]
     assert pd.isna(net["output_shapes"]) and net["output_from"].startswith("unknown: no shape rule")
+
+
+def test_params_and_flops_unknown_without_op_shapes():
+    """A VizTracer trace records no op inputs: params and FLOPs cannot be counted, so they are null/NaN (not 0),
+    the text table says why, and backward time (VizTracer records no autograd node) is blank, not 0.000. The
+    profiler recording of the same model has them."""
+    viz = module_table(*(lambda r: (r.table, r.modules))(process(read_inputs([SAMPLES / "cnn" / "viz.json.gz"]))))
+    prof = module_table(*(lambda r: (r.table, r.modules))(process(read_inputs([SAMPLES / "cnn" / "prof.json.gz"]))))
+    assert viz["params"].isna().all() and viz["own_params"].isna().all()
+    assert viz["flops_fwd"].isna().all() and viz["flops_bwd"].isna().all()
+    assert prof["params"].notna().all() and prof.loc[prof["module_type"] == "Conv2d", "params"].gt(0).all()
+    assert str(prof["params"].dtype) == "int64"
+    result = CliRunner().invoke(main, ["modules", str(SAMPLES / "cnn" / "viz.json.gz")])
+    assert result.exit_code == 0, result.output
+    assert "records no op input shapes" in result.output
+    conv_line = next(line for line in result.output.splitlines() if "Conv2d_0" in line)
+    assert "0.000" not in conv_line.split("│")[9]  # the bwd ms cell

@@ -37,7 +37,7 @@ def flops(name: str, op: OpArgs) -> int | None:
     if name in CONV_OPS:
         return _conv_flops(name, op)
     if name == "aten::convolution_backward":
-        return _conv_backward_flops(op)
+        return conv_backward_flops(op)
     if name in RNN_OPS:
         return _rnn_flops(op)
     if "scaled_dot_product" in name or name.startswith("aten::_flash_attention") or \
@@ -69,15 +69,29 @@ def _conv_flops(name: str, op: OpArgs) -> int | None:
     return 2 * macs if macs is not None else None
 
 
-def _conv_backward_flops(op: OpArgs) -> int | None:
+def conv_backward_flops(op: OpArgs, mask: tuple[bool, bool] | None = None) -> int | None:
     """convolution_backward(grad_output, input, weight, bias_sizes, stride, padding, dilation, transposed,
-    output_padding, groups, output_mask): the input and the weight gradient each cost one forward."""
+    output_padding, groups, output_mask): the input and the weight gradient each cost one forward. `mask`
+    (input gradient, weight gradient) stands in for an output_mask that was not recorded; then whether the conv
+    is transposed is read from the shapes where they decide it (or where both readings count the same)."""
     grad, x, w = op.shape(0), op.shape(1), op.shape(2)
-    transposed, mask = op.bools(7), op.bools(10)
-    if not (grad and x and w) or not transposed or not mask or len(mask) < 2:
+    recorded = op.bools(10)
+    grads = (recorded[0], recorded[1]) if recorded and len(recorded) >= 2 else mask
+    if not (grad and x and w) or grads is None:
         return None
-    macs = _conv_macs(x, w, grad, transposed[0])
-    return 2 * macs * (int(mask[0]) + int(mask[1])) if macs is not None else None
+    flag = op.bools(7)
+    readings = [flag[0]] if flag else [t for t in (False, True) if _fits(grad, x, w, t)]
+    counts = {_conv_macs(x, w, grad, t) for t in readings}
+    if len(counts) != 1 or None in counts:
+        return None
+    return 2 * counts.pop() * (int(grads[0]) + int(grads[1]))
+
+
+def _fits(grad: list[int], x: list[int], w: list[int], transposed: bool) -> bool:
+    """Whether the channel counts fit a (transposed) convolution: out = w[0], or in = w[0] when transposed."""
+    if not (len(grad) == len(x) == len(w) >= 3):  # batched only: channels at index 1
+        return False
+    return x[1] == w[0] if transposed else grad[1] == w[0]
 
 
 def _rnn_flops(op: OpArgs) -> int | None:

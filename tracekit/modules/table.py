@@ -10,6 +10,7 @@ import pandas as pd
 
 from tracekit.ancestry import nearest_marked
 from tracekit.modules.attribute import BACKWARD_PREFIX, ModuleColumns
+from tracekit.modules.conv_grads import fill_from_kernels
 from tracekit.modules.opflops import FLOP_OP_PATTERN, flops
 from tracekit.modules.opshapes import (
     OUT_INPUTS,
@@ -32,7 +33,7 @@ MODULE_COLUMNS = (
     "source_index", "rank", "module_path", "module_type", "type_from", "parent_path", "depth", "calls", "first_call_ns",
     "steady_ns", "total_ns", "self_ns", "backward_ns", "device_ns_fwd", "device_ns_bwd", "kernel_count",
     "op_count", "input_shapes", "input_dtypes", "input_from", "output_shapes", "output_from", "own_params", "params",
-    "flops_fwd", "flops_bwd", "achieved_tflops",
+    "flops_fwd", "flops_bwd", "achieved_tflops", "flops_from",
 )
 
 
@@ -82,7 +83,7 @@ def module_table(table: EventTable, modules: ModuleColumns) -> pd.DataFrame:
     host_ops = kind_in(ev, ("cpu_op", "collective"))
     is_node = host_ops & matches(column(ev, "name"), re.escape(BACKWARD_PREFIX))
     top_node = is_node & (nearest_marked(column(ev, "parent"), is_node, include_self=False) < 0)
-    flop_rows, flop_values = _op_flops(ev, table, names, host_ops)
+    flop_rows, flop_values, flop_inferred = _op_flops(ev, table, names, host_ops)
     inclusive = _Inclusive(src, ev["module_path"], out["source_index"], out["module_path"])
     forward, backward = phase == "forward", phase == "backward"
     out["device_ns_fwd"] = inclusive.sums(device & forward & ~recompute, dur)
@@ -105,14 +106,48 @@ def module_table(table: EventTable, modules: ModuleColumns) -> pd.DataFrame:
         uncounted = inclusive.sums(unknown)
         out[f"flops_{'fwd' if which == 'forward' else 'bwd'}"] = np.where(
             uncounted > 0, np.nan, np.round(total / out["calls"]))
+    inferred = np.zeros(len(ev), dtype=bool)
+    inferred[flop_rows[flop_inferred & ~recompute[flop_rows]]] = True
+    out["flops_from"] = _flops_from(inclusive.sums(inferred), out["calls"], out["flops_bwd"])
     device_ns = out["device_ns_fwd"] + out["device_ns_bwd"]
     total_flops = (out["flops_fwd"] + out["flops_bwd"]) * out["calls"]
     out["achieved_tflops"] = np.where(device_ns > 0, total_flops / np.maximum(device_ns, 1) / 1e3, np.nan)
     out.update(_first_call_details(out, ev, table, names, kind, modules))
+    _unknown_without_shapes(out, ev, table, kind)
     frame = pd.DataFrame({name: out[name] for name in MODULE_COLUMNS})
     if not len(frame):  # every span is a recomputation: the column types the earlier pandas version gave
         frame = frame.astype({"module_path": np.float64, "steady_ns": np.int64})
     return frame
+
+
+def _unknown_without_shapes(out: dict[str, object], ev: pd.DataFrame, table: EventTable, kind: np.ndarray) -> None:
+    """Params and FLOPs of the modules of a source that recorded no op input shapes (VizTracer, torch.profiler
+    without record_shapes) are unknown (null/NaN), not 0: nothing in such a trace can count them."""
+    src = np.asarray(out["source_index"])
+    unknown = ~np.isin(src, _sources_with_shapes(ev, table, kind))
+    if not unknown.any():
+        return
+    for name in ("own_params", "params"):
+        values = pd.array(out[name], dtype="Int64")
+        values[unknown] = pd.NA
+        out[name] = values
+    for name in ("flops_fwd", "flops_bwd", "achieved_tflops"):
+        out[name] = np.where(unknown, np.nan, out[name])
+
+
+def _sources_with_shapes(ev: pd.DataFrame, table: EventTable, kind: np.ndarray, sample: int = 2000) -> list[int]:
+    """Sources whose ops carry `Input Dims` (record_shapes): the key is on every op when it is on, so the first
+    `sample` ops of a source tell."""
+    ops = np.flatnonzero(kind == "cpu_op")
+    if not len(ops) or table.args is None:
+        return []
+    src = column(ev, "source_index")[ops]
+    found = []
+    for source in np.unique(src).tolist():
+        rows = ops[src == source][:sample]
+        if any(raw and b"Input Dims" in raw for raw in table.args.take(rows).to_pylist()):
+            found.append(source)
+    return found
 
 
 def _groups_in_order(src: np.ndarray, paths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -304,15 +339,24 @@ class _PathTrie:
 
 
 def _op_flops(ev: pd.DataFrame, table: EventTable, names: np.ndarray, host_ops: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of the outermost FLOP-counted ops and their FLOPs (NaN where the op's shapes did not allow counting)."""
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of the outermost FLOP-counted ops, their FLOPs (NaN where the op's shapes did not allow counting) and
+    which of them were counted from the kernels they launched (conv backward without a recorded output_mask)."""
     has_rule = host_ops & matches(column(ev, "name"), _FLOP_OPS)
     outer = has_rule & (nearest_marked(column(ev, "parent"), has_rule, include_self=False) < 0)
     rows = np.flatnonzero(outer)
     decoded = decode_op_args(table.args, rows)
     counted = (flops(str(names[r]), decoded[r]) for r in rows.tolist())
     values = np.array([np.nan if f is None else f for f in counted], dtype=np.float64)
-    return rows, values
+    return rows, values, fill_from_kernels(ev, names, rows, values, decoded)
+
+
+def _flops_from(inferred: np.ndarray, calls: np.ndarray, flops_bwd: np.ndarray) -> list[str | None]:
+    """The evidence note of modules whose backward FLOPs count conv gradients read from kernel names."""
+    return [None if not n or np.isnan(f) else
+            f"inferred: the gradients of {n / max(c, 1):g} convolution_backward per call (no output_mask recorded) "
+            "from the kernels they launched (Conv2DBackpropInput/Filter)"
+            for n, c, f in zip(*(np.asarray(a).tolist() for a in (inferred, calls, flops_bwd)))]
 
 
 def _first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTable, names: np.ndarray,

@@ -23,7 +23,7 @@ def _ms(ns: float) -> str:
 
 
 def _count(value: float) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)) or not value:
+    if value is None or pd.isna(value) or not value:  # pd.NA: params of a trace without op shapes
         return ""
     for unit, size in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if abs(value) >= size:
@@ -35,6 +35,8 @@ def render_table(view: pd.DataFrame, console: Console, title: str) -> None:
     """Indented module tree with type, shapes, params, first/steady time, device time and step share."""
     table = Table(title=title, show_lines=False)
     has_device = bool((view["device_ns_fwd"] + view["device_ns_bwd"]).sum())
+    # no autograd node in the trace (inference, or VizTracer, which records none): blank, not 0.000
+    has_backward = bool((view["backward_ns"] > 0).any())
     columns = [c for c in (("module", "left"), ("type", "left"), ("input", "left"), ("output", "left"),
                           ("params", "right"), ("calls", "right"), ("first ms", "right"), ("steady ms", "right"),
                           ("bwd ms", "right"), ("device fwd ms", "right"), ("device bwd ms", "right"),
@@ -50,12 +52,15 @@ def render_table(view: pd.DataFrame, console: Console, title: str) -> None:
         mtype = str(row.module_type) + ("*" if defining else "")
         if defining:
             notes.add("* the class that defines forward; the module's own class may be a subclass of it")
+        if pd.isna(row.params):
+            notes.add("params and FLOPs blank: the trace records no op input shapes (VizTracer; torch.profiler "
+                      "without record_shapes)")
         unsure = SLICE_NOTE in str(getattr(row, "input_from", "") or "")
         if unsure:
             notes.add(f"? input from the module's first op: {SLICE_NOTE}")
         table.add_row(name, mtype, _shape(row.input_shapes) + ("?" if unsure else ""), _shape(row.output_shapes),
                       _count(row.params), str(row.calls), _ms(row.first_call_ns), _ms(row.steady_ns),
-                      _ms(row.backward_ns), *device, _count(row.flops_fwd), share)
+                      _ms(row.backward_ns) if has_backward else "", *device, _count(row.flops_fwd), share)
     table.caption = "\n".join(sorted(notes)) or None
     console.print(table)
 

@@ -213,9 +213,7 @@ class _Codes:
         self.index: dict[str, int] = {}
         self.parts: list[np.ndarray] | _Column = [] if rows is None else _Column(rows, np.int32)
 
-    def add(self, values: pa.Array | list | tuple[np.ndarray, list]) -> np.ndarray:
-        if isinstance(values, list):
-            return self._add_list(values)
+    def add(self, values: pa.Array | tuple[np.ndarray, list]) -> np.ndarray:
         if isinstance(values, tuple):  # columns_chunk.LocalCodes: (codes, distinct values)
             return self._add_coded(*values)
         if values.null_count == len(values):  # common for bp, scope, flow ids: nothing to encode
@@ -236,24 +234,8 @@ class _Codes:
         self.parts.append(codes)
         return codes
 
-    def _add_list(self, values: list) -> np.ndarray:
-        """`add` of a list of str/None (the chunks of columns_chunk, made without pyarrow): the same codes,
-        new values numbered in order of first appearance as arrow's dictionary_encode orders them."""
-        if values.count(None) == len(values):  # flow ids, bp, scope: nothing to encode
-            codes = np.full(len(values), -1, dtype=np.int32)
-            self.parts.append(codes)
-            return codes
-        index = self.index
-        lookup = {None: -1}
-        for v in dict.fromkeys(values):
-            if v is not None:
-                lookup[v] = index.setdefault(v, len(index))
-        codes = np.fromiter(map(lookup.__getitem__, values), dtype=np.int32, count=len(values))
-        self.parts.append(codes)
-        return codes
-
     def _add_coded(self, local: np.ndarray, values: list) -> np.ndarray:
-        """`add` of a chunk already coded into its own distinct values (in order of first appearance)."""
+        """`add` of a chunk coded into its own distinct values (in order of first appearance, as arrow's)."""
         index = self.index
         remap = np.array([index.setdefault(v, len(index)) for v in values] + [-1], dtype=np.int32)
         codes = remap[local]
@@ -492,7 +474,12 @@ def _decode_chrome(raw: RawInput, require_events: bool, chunk_events: int | None
         keep &= _pair_begin_end(raw.path, ph_list, raw_tracks[0], raw_tracks[1], ts_ns, dur_ns,
                                 keep, skipped, damage)
         ph = _Codes()
-        ph.add(ph_list if columns_only else pa.array(ph_list, type=pa.string()))
+        if columns_only:
+            from .columns_chunk import encode
+
+            ph.add(encode(ph_list))
+        else:
+            ph.add(pa.array(ph_list, type=pa.string()))
         ph = ph.column()
         del ph_list, raw_tracks
     lengths = builder.args_len.whole()

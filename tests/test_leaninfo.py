@@ -226,10 +226,11 @@ def test_times_and_ids_match_the_arrow_versions() -> None:
 
 def test_list_encoding_matches_arrow_encoding() -> None:
     from tracekit.converters.chrome_json import _Codes
+    from tracekit.converters.columns_chunk import encode
 
     chunks = [["b", None, "a", "b", "c"], [None, None], ["c", "d", "a", None], []]
     by_list, by_arrow = _Codes(), _Codes()
     for chunk in chunks:
-        assert by_list.add(list(chunk)).tolist() == by_arrow.add(pa.array(chunk, type=pa.string())).tolist()
+        assert by_list.add(encode(chunk)).tolist() == by_arrow.add(pa.array(chunk, type=pa.string())).tolist()
     got, want = by_list.column(), by_arrow.column()
     assert got.categories == want.categories and got.codes.tolist() == want.codes.tolist()

@@ -42,3 +42,29 @@ def test_embedding_gets_its_own_backward(converted) -> None:
     ops = _table(converted, CP_TP, "ops.parquet")
     node = ops[ops["name"].astype(str).str.endswith("EmbeddingBackward0") & (ops["phase"] == "backward")]
     assert len(node) and node["module_type"].astype(str).eq("Embedding").all()
+
+
+NPU_DDP = "npu/msinsight_alexnet_dp/text/level1/rank0_ascend_pt"
+DLRM = "gpu/param_dlrm_8ranks/worker0_step_12.1694128201545.pt.trace.json.gz"
+
+
+def test_gradient_sync_belongs_to_the_data_parallel_wrapper(converted) -> None:
+    """DDP's bucket all-reduce runs in a hook under an AccumulateGrad node. It went to the module whose gradient
+    completed the bucket: a 79 ms HCCL all-reduce was the last Linear's backward device time on the Ascend
+    AlexNet run. It belongs to DistributedDataParallel_0; the layers keep their compute."""
+    kernels = _table(converted, NPU_DDP, "kernels.parquet")
+    sync = kernels[kernels["name"].astype(str).str.startswith("hcom_allReduce")]
+    assert len(sync) == 4 and (sync["module_path"] == "DistributedDataParallel_0").all()
+    assert (sync["phase"] == "backward").all()
+    events = _table(converted, NPU_DDP, "events.parquet")
+    host = events[(events["kind"] == "collective") & (events["phase"] == "backward")]
+    assert len(host) and (host["module_from"] == "gradient_sync").all()
+    modules = _table(converted, NPU_DDP, "modules.parquet").set_index("module_path")
+    layers = modules[modules["module_type"].isin(["Linear", "Conv2d"])]
+    assert (layers["device_ns_bwd"] < sync["dur_ns"].max()).all()
+    assert modules.loc["DistributedDataParallel_0", "device_ns_bwd"] >= sync["dur_ns"].sum()
+    # DLRM's DDP all-reduce: a record_function wrapper ("DistributedDataParallel.forward") takes it
+    dlrm = _table(converted, DLRM, "kernels.parquet")
+    allreduce = dlrm[dlrm["name"].astype(str).str.startswith("ncclKernel_AllReduce")]
+    assert len(allreduce) == 3 and allreduce["module_path"].astype(str).str.endswith(
+        "DistributedDataParallel.forward").all()

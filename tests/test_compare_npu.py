@@ -80,11 +80,13 @@ def test_npu_vs_cpu_op_coverage(npu_vs_cpu):
     assert len(matched) / len(in_modules) > 0.9
     # matched ops saw the same shapes once torch_npu's `a;b` strings are read as lists (allreduce: the NPU
     # records its TensorList without shapes)
-    same = matched[~matched["op"].isin(["all_reduce"])]
+    same = matched
     assert same["shapes_equal"].all() and len(same) > 60
-    # the DDP gradient all-reduces align (c10d::allreduce_ on both) under their layers
-    ar = matched[matched["op"] == "all_reduce"]
+    # the DDP gradient all-reduces align (c10d::allreduce_ on both) under the DDP wrapper (gradient hooks: not
+    # the layers' own backward)
+    ar = ops[(ops["op"] == "all_reduce") & (ops["status"] == "matched")]
     assert len(ar) == 4 and (ar["base_kernel_names"].str.startswith("hcom_allReduce")).all()
+    assert (ar["module_path"] == "DistributedDataParallel_0").all() and (ar["phase"] == "backward").all()
     # the ops found on one side only are listed per side
     alone = one_sided(ops)
     assert {"base", "target"} == set(alone["side"])
@@ -117,11 +119,14 @@ def test_npu_vs_gpu_compares_device_times_and_maps_npu_autograd_nodes(npu_vs_gpu
     assert (in_modules["status"] == "matched").all()
     layers = cmp.modules[cmp.modules["module_type"].isin(["Conv2d", "Linear"])]
     assert (layers["base_ns"] > 0).all() and (layers["target_ns"] > 0).all()
-    # why a layer differs: the NPU rank (world of 8) spends Linear_2's time in the DDP all-reduce it
-    # launches (waiting for the other ranks), the one-GPU run has no collective kernel at all
+    # the NPU rank (world of 8) spends most of its backward in DDP's all-reduces (waiting for the other ranks),
+    # the one-GPU run has no collective kernel at all. Those are the DDP wrapper's (gradient hooks), not the
+    # layer that completed the bucket: Linear_2 compares compute with compute
     mods = cmp.modules.set_index("module_path")
     lin2 = mods.loc["DistributedDataParallel_0/AlexNet_0/Sequential_1/Linear_2"]
-    assert lin2["base_comm_ns"] > 0.9 * lin2["base_ns"] and lin2["target_comm_ns"] == 0
+    assert lin2["base_comm_ns"] == 0 and lin2["target_comm_ns"] == 0
+    ddp = mods.loc["DistributedDataParallel_0"]
+    assert ddp["base_comm_ns"] > 0.5 * ddp["base_ns"] and ddp["target_comm_ns"] == 0
     # layout conversions on both vendors: TransData on the NPU, cuDNN nchwToNhwc on the GPU; parents add them up
     convs = mods[mods["module_type"] == "Conv2d"]
     assert (convs["base_format_cast_ns"] > 0).all() and (convs["target_format_cast_ns"] > 0).all()

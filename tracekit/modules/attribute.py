@@ -88,6 +88,8 @@ def attribute_modules(table: EventTable) -> ModuleColumns:
     plain_bw = np.flatnonzero(in_bw & ~recompute)
     module[plain_bw] = node_module[bw_of[plain_bw]]
     module_from[plain_bw] = node_from[bw_of[plain_bw]]
+    is_accumulate = matches(column(ev, "name"), ".*AccumulateGrad")
+    _gradient_sync(parent, kind, is_accumulate, bw_of, module, module_from, spans, span_path)
 
     seq = column(ev, "sequence")
     is_opt = kind_in(ev, ("annotation", "cpu_op")) & matches(column(ev, "name"), _OPTIMIZER)
@@ -115,6 +117,30 @@ def attribute_modules(table: EventTable) -> ModuleColumns:
     module_type = type_of_row[module]
     return ModuleColumns(module, module_path, module_type, phase, recompute, module_from, spans, span_path,
                          repeat_rows)
+
+
+_WRAPPERS = re.compile(r"DistributedDataParallel|FullyShardedDataParallel")
+
+
+def _gradient_sync(parent: np.ndarray, kind: np.ndarray, is_accumulate: np.ndarray, bw_of: np.ndarray,
+                   module: np.ndarray, module_from: np.ndarray, spans: ModuleSpans, span_path: dict[int, str]) -> None:
+    """Collectives run by a gradient hook, under an `AccumulateGrad` node (DDP's bucket all-reduce, FSDP's
+    reduce-scatter), belong to the data-parallel wrapper, not to the module whose gradient happened to complete
+    the bucket: on the Ascend AlexNet run a 79 ms all-reduce was the last Linear's backward device time.
+    They go to the nearest enclosing DistributedDataParallel / FullyShardedDataParallel span (or to no module
+    where there is none), `module_from = "gradient_sync"`; their kernels follow them."""
+    top = (kind == "collective") & (bw_of >= 0) & is_accumulate[np.maximum(bw_of, 0)]
+    if not top.any():
+        return
+    top &= nearest_marked(parent, top, include_self=False) < 0
+    rows = np.flatnonzero(nearest_marked(parent, top) >= 0)
+    wrapper = np.zeros(len(parent), dtype=bool)
+    for row in spans.rows.tolist():
+        wrapper[row] = bool(_WRAPPERS.search(span_path.get(row, "").rpartition("/")[2]))
+    owner = nearest_marked(parent, wrapper)
+    current = module[rows]
+    module[rows] = np.where(current >= 0, owner[np.maximum(current, 0)], NO_ROW)
+    module_from[rows] = "gradient_sync"
 
 
 def _within_ranges(ev: pd.DataFrame, range_rows: np.ndarray) -> np.ndarray:

@@ -211,6 +211,8 @@ def collective_calls(table: EventTable) -> tuple[pd.DataFrame, dict[str, int]]:
     has_modules = "module_path" in ev
     rank, step = column(ev, "rank"), column(ev, "step")
     module_paths = strings(column(ev, "module_path")) if has_modules else None
+    via = strings(column(ev, "module_from")) if has_modules and "module_from" in ev else None
+    parent = column(ev, "parent")
     rows, skipped = [], {}
     calls, execs = [], []
     for top in sorted(members, key=lambda r: (ts[r], r)):
@@ -230,6 +232,8 @@ def collective_calls(table: EventTable) -> tuple[pd.DataFrame, dict[str, int]]:
         end = int(max(ts[k] + dur[k] for k in done)) if done else int(ts[top] + dur[top])
         if has_modules:
             module, module_from = module_paths[top], "tracekit.modules"
+            if via is not None and via[top] == "gradient_sync" and parent[top] >= 0:
+                module, module_from = module_paths[parent[top]], GRADIENT_HOOK
         else:
             module, module_from = _enclosing_modules(ev, names, top), "enclosing nn.Module events"
         rows.append({
@@ -250,6 +254,11 @@ def collective_calls(table: EventTable) -> tuple[pd.DataFrame, dict[str, int]]:
     # sort_values(["start_ns", "call_row"]) as a stable lexsort on the two int columns: one take
     order = np.lexsort((column(frame, "call_row"), column(frame, "start_ns")))
     return frame.take(order).reset_index(drop=True), skipped
+
+
+# a DDP/FSDP gradient hook's collective: the table names the layer whose backward completed the bucket (the
+# events and the modules table give the call itself to the data-parallel wrapper: module_from "gradient_sync")
+GRADIENT_HOOK = "gradient hook: the module whose backward completed the bucket"
 
 
 def _facts(top: int, rows: list[int], names, base_kind, args, kernels: list[int], kernel_args) -> dict | None:

@@ -33,7 +33,7 @@ def main(argv: list[str]) -> int:
         from tracekit.convert import convert
     else:
         from tracekit.info import quick_info
-        from tracekit.pipeline import read_inputs
+        from tracekit.info_inputs import read_for_info  # what `tracekit info` reads raw traces with
     imports = time.process_time() - c0
     tmp = tempfile.mkdtemp(prefix="tracekit-critical-")
     m0, p0, k0 = time.thread_time(), time.process_time(), _children()
@@ -41,7 +41,7 @@ def main(argv: list[str]) -> int:
         if command == "convert":
             convert([trace], Path(tmp) / "out")
         else:
-            quick_info(read_inputs([trace], keep_args=False))
+            quick_info(read_for_info([trace]))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps({"imports_cpu": imports, "main_thread_cpu": time.thread_time() - m0,

@@ -8,31 +8,39 @@ from tracekit.errors import TraceError
 from tracekit.table import EventTable
 
 from .ascend_files import is_sqlite
+from .ascend_trace import looks_like_npu
 from .chrome_json import decode_chrome
 from .loading import read_bytes
-from .torch_npu import looks_like_npu, read_npu, read_npu_decoded
 from .torch_profiler import looks_like_torch, read_torch
 from .viztracer import looks_like_viztracer, read_viztracer
 
 FORMATS = ("torch", "viztracer", "npu")
 
 
-def read_trace(path: str | Path, keep_args: bool = True) -> EventTable:
+def read_trace(path: str | Path, keep_args: bool = True, columns_only: bool = False) -> EventTable:
     """Read one trace of any supported format into the normalized event table.
 
     A folder or a SQLite file is torch_npu output (`*_ascend_pt/`, `ASCEND_PROFILER_OUTPUT/`,
     `ascend_pytorch_profiler_*.db`); a JSON file is told apart by its content. Without `keep_args` the
     table's args are empty (`info` needs only the columns); torch_npu output keeps them (its reader uses them).
+    With `columns_only` (`info`), a torch or VizTracer trace's events are a tracekit.columns.Columns of the
+    columns info reads, built without pandas; torch_npu output is read as without it (its reader needs pandas).
     """
+    # (torch_npu's reader is imported when used: it needs pandas, which `info` on other traces never loads)
     if Path(path).is_dir() or is_sqlite(Path(path)):
+        from .torch_npu import read_npu
+
         return read_npu(path)
     raw = read_bytes(path)
-    cols = decode_chrome(raw, keep_args=keep_args)
+    cols = decode_chrome(raw, keep_args=keep_args, columns_only=columns_only)
     label = str(raw.path)
     if looks_like_npu(cols):
-        if not keep_args:
+        if not keep_args or columns_only:
             return read_trace(path)
+        from .torch_npu import read_npu_decoded
+
         return read_npu_decoded(cols, raw.path)
+    cols.columns_only = columns_only
     if looks_like_viztracer(cols.top, cols.cat):
         return read_viztracer(cols, label)
     if looks_like_torch(cols.top, cols):

@@ -16,16 +16,18 @@ from typing import Union
 
 import msgspec
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from tracekit.errors import TraceError
+from tracekit.lazy import pa, pc  # imported on first use: `tracekit info` decodes with columns_chunk instead
 from tracekit.timeconv import us_to_ns_ranged
 
 from .link_args import LinkArgs, decode_args, empty_link_columns, link_chunk_args, link_columns
 
 Num = Union[int, float, str, None]
 
+# keep_args of `tracekit info`: as False, and the chunk's columns are made without pyarrow
+# (converters/columns_chunk.py).
+COLUMNS_ONLY = "columns_only"
 # pids/tids are ids, not quantities: one beyond this range is kept as text (a named track), not clamped.
 INT_MIN, INT_MAX = -(1 << 62), 1 << 62
 # Each invalid UTF-8 sequence in an event becomes one "?" (never longer than the bytes it replaces).
@@ -92,7 +94,10 @@ def decode_chunk(path: Path, text: bytes, count: int, start: int, object_form: b
     """Decode the chunk `text` (a JSON array of `count` events, event `start` onwards). Without
     `keep_args`, args are parsed for the link fields only (one pass instead of two) and not kept; a chunk
     that does not fit that lean form is decoded the full way, so the result and the damage counted are
-    the same. Each event's own text is split out only where it is needed (metadata events, bad UTF-8)."""
+    the same. Each event's own text is split out only where it is needed (metadata events, bad UTF-8).
+    `keep_args` COLUMNS_ONLY: see there."""
+    columns_only = keep_args == COLUMNS_ONLY
+    keep_args = bool(keep_args) and not columns_only
     raws = _Raws(text)
     bad_utf8, first_bad = 0, None
     if not text.isascii():
@@ -132,8 +137,13 @@ def decode_chunk(path: Path, text: bytes, count: int, start: int, object_form: b
     # (one list comprehension per field: faster than one pass making a tuple per event)
     name, cat, pid, tid = [e.name for e in events], [e.cat for e in events], [e.pid for e in events], \
         [e.tid for e in events]
-    ts, dur, flow = [e.ts for e in events], [e.dur for e in events], [e.id for e in events]
-    bp, scope = [e.bp for e in events], [e.s for e in events]
+    ts, dur = [e.ts for e in events], [e.dur for e in events]
+    if columns_only:  # (no flow ids, bp or scope: info reads none)
+        from .columns_chunk import columns_chunk, full_links, lean_links
+
+        link = lean_links(raw_args, ph) if lean is not None else full_links(text, raws, all_args, all_ph, keep)
+        return columns_chunk(start, index, ph, name, cat, pid, tid, ts, dur, link, meta, bad_utf8, first_bad)
+    flow, bp, scope = [e.id for e in events], [e.bp for e in events], [e.s for e in events]
     ph_array = pa.array(ph, type=pa.string())
     if lean is None:
         link = _links(all_args, all_ph, keep)

@@ -11,21 +11,23 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
-import pandas as pd
-import pyarrow as pa
 
 from tracekit.errors import TraceError, warn
+from tracekit.lazy import pa  # imported on first use: `tracekit info` (columns_only) never needs it
 
-from .chrome_chunks import INT_MAX, INT_MIN, Chunk, chunk_ids
+from .chrome_chunks import COLUMNS_ONLY, INT_MAX, INT_MIN, Chunk, chunk_ids
 from .chrome_doc import decode_document, decode_top, decode_top_recovered
 from .chrome_parallel import decode_chunks
 from .chrome_slices import EventSlices
 from .link_args import LINK_FIELDS
 from .loading import RawInput, release_free_memory
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class _Track(msgspec.Struct, gc=False):
@@ -78,6 +80,8 @@ class StrColumn(Sequence):
             return -2
 
     def categorical(self) -> pd.Categorical:
+        import pandas as pd  # here: `tracekit info` reads the codes and never loads pandas
+
         return pd.Categorical.from_codes(self.codes, categories=pd.Index(self.categories, dtype=object))
 
     def take(self, rows: np.ndarray) -> StrColumn:
@@ -112,7 +116,7 @@ class ChromeColumns:
     flow_id: StrColumn
     bp: StrColumn
     scope: StrColumn
-    args: pa.LargeBinaryArray  # raw JSON of args, empty where absent
+    args: pa.LargeBinaryArray | None  # raw JSON of args, empty where absent (None: columns_only)
     link: dict[str, np.ndarray]  # ids the pipeline joins on (correlation, External id...), -1 if absent
     meta: list[tuple]  # distinct (name, pid, tid, args bytes) of the M events, pid/tid as written
     top: dict[str, Any]  # other top-level keys, decoded
@@ -122,6 +126,7 @@ class ChromeColumns:
     damage: list[str] = field(default_factory=list)
     input_events: int = 0
     metadata_folded: int = 0  # M events: read into `meta`, no row kept
+    columns_only: bool = False  # set by a reader for `tracekit info`: chrome_table builds a pandas-free table
 
 
 _track_decoder = msgspec.json.Decoder(list[_Track])
@@ -208,7 +213,9 @@ class _Codes:
         self.index: dict[str, int] = {}
         self.parts: list[np.ndarray] | _Column = [] if rows is None else _Column(rows, np.int32)
 
-    def add(self, values: pa.Array) -> np.ndarray:
+    def add(self, values: pa.Array | tuple[np.ndarray, list]) -> np.ndarray:
+        if isinstance(values, tuple):  # columns_chunk.LocalCodes: (codes, distinct values)
+            return self._add_coded(*values)
         if values.null_count == len(values):  # common for bp, scope, flow ids: nothing to encode
             codes = np.full(len(values), -1, dtype=np.int32)
             self.parts.append(codes)
@@ -232,6 +239,14 @@ class _Codes:
         self.parts.append(codes)
         return codes
 
+    def _add_coded(self, local: np.ndarray, values: list) -> np.ndarray:
+        """`add` of a chunk coded into its own distinct values (in order of first appearance, as arrow's)."""
+        index = self.index
+        remap = np.array([index.setdefault(v, len(index)) for v in values] + [-1], dtype=np.int32)
+        codes = remap[local]
+        self.parts.append(codes)
+        return codes
+
     def column(self) -> StrColumn:
         if isinstance(self.parts, _Column):
             codes = self.parts.whole()
@@ -244,9 +259,15 @@ class _Codes:
 class _Builder:
     """Accumulates the columns of the decoded chunks."""
 
-    def __init__(self, path: Path, size_hint: int, rows: int) -> None:
-        """`rows`: the number of events (an upper bound of the rows: M events get none)."""
+    def __init__(self, path: Path, size_hint: int, rows: int, columns_only: bool = False) -> None:
+        """`rows`: the number of events (an upper bound of the rows: M events get none); `columns_only`: pids and
+        tids are mapped without pyarrow (see columns_chunk)."""
         self.path = path
+        self.chunk_ids = chunk_ids
+        if columns_only:
+            from .columns_chunk import ids
+
+            self.chunk_ids = ids
         self.ph, self.name, self.cat = _Codes(rows), _Codes(rows), _Codes(rows)
         self.flow_id, self.bp, self.scope = _Codes(rows), _Codes(rows), _Codes(rows)
         self.ids = _IdMap()
@@ -323,7 +344,7 @@ class _Builder:
         if isinstance(values, np.ndarray):
             return values
         if not tried:
-            fast = chunk_ids(values)
+            fast = self.chunk_ids(values)
             if isinstance(fast, np.ndarray):
                 return fast
         # Each distinct value is mapped once, in order of first appearance (so synthetic ids are
@@ -343,23 +364,27 @@ class _Builder:
 
 
 def decode_chrome(raw: RawInput, require_events: bool = True, chunk_events: int | None = None,
-                  release_input: bool = True, keep_args: bool = True) -> ChromeColumns:
+                  release_input: bool = True, keep_args: bool = True, columns_only: bool = False) -> ChromeColumns:
     """Decode a chrome-trace JSON file into columns; timestamps become exact integer ns.
 
     The events are decoded `chunk_events` (default CHUNK_EVENTS) at a time; the result does not
     depend on it. With `release_input`, `raw.data` is dropped (set to b"", a map closed) once it has
     been read, so that its memory is freed early, and on an error. Without `keep_args` the args column is empty (every
-    other column is the same): for readers that need only the link ids (`tracekit info`).
+    other column is the same): for readers that need only the link ids (`tracekit info`). With `columns_only`
+    (`tracekit info`) the chunks are decoded without pyarrow (converters/columns_chunk.py), `args` is None and
+    the flow_id, bp and scope columns are left empty; every other column, the damage and the skipped counts
+    are the same.
     """
     try:
-        return _decode_chrome(raw, require_events, chunk_events, release_input, keep_args)
+        return _decode_chrome(raw, require_events, chunk_events, release_input, keep_args, columns_only)
     finally:
         if release_input:
             raw.close()
 
 
 def _decode_chrome(raw: RawInput, require_events: bool, chunk_events: int | None, release_input: bool,
-                   keep_args: bool) -> ChromeColumns:
+                   keep_args: bool, columns_only: bool = False) -> ChromeColumns:
+    keep_args = keep_args and not columns_only
     size = len(raw.data)
     events_list, top_raw, damage, object_form = decode_document(raw)
     if require_events and not events_list:
@@ -372,11 +397,11 @@ def _decode_chrome(raw: RawInput, require_events: bool, chunk_events: int | None
     del events_list
     events.drop_all()
     # A second process may start decoding the later chunks now, while this one reads the top level.
-    chunks = decode_chunks(raw.path, events, object_form, keep_args)
+    chunks = decode_chunks(raw.path, events, object_form, COLUMNS_ONLY if columns_only else keep_args)
     try:
         top = _top_keys(raw, top_raw, damage)
         del top_raw
-        builder = _Builder(raw.path, size if keep_args else 0, n)
+        builder = _Builder(raw.path, size if keep_args else 0, n, columns_only)
         for chunk in chunks:
             builder.append(chunk)
     finally:
@@ -454,13 +479,18 @@ def _decode_chrome(raw: RawInput, require_events: bool, chunk_events: int | None
         keep &= _pair_begin_end(raw.path, ph_list, raw_tracks[0], raw_tracks[1], ts_ns, dur_ns,
                                 keep, skipped, damage)
         ph = _Codes()
-        ph.add(pa.array(ph_list, type=pa.string()))
+        if columns_only:
+            from .columns_chunk import encode
+
+            ph.add(encode(ph_list))
+        else:
+            ph.add(pa.array(ph_list, type=pa.string()))
         ph = ph.column()
         del ph_list, raw_tracks
     lengths = builder.args_len.whole()
     offsets = np.zeros(m + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    args = pa.LargeBinaryArray.from_buffers(
+    args = None if columns_only else pa.LargeBinaryArray.from_buffers(
         pa.large_binary(), m, [None, pa.py_buffer(offsets), pa.py_buffer(builder.args_data[: builder.args_used])]
     )
     link = {k: builder.link[k].whole() for k in LINK_FIELDS}
@@ -582,7 +612,7 @@ def _take(cols: ChromeColumns, rows: np.ndarray) -> ChromeColumns:
         flow_id=cols.flow_id.take(rows),
         bp=cols.bp.take(rows),
         scope=cols.scope.take(rows),
-        args=cols.args.take(pa.array(rows)),
+        args=None if cols.args is None else cols.args.take(pa.array(rows)),
         link={k: v[rows] for k, v in cols.link.items()},
         meta=cols.meta,
         top=cols.top,

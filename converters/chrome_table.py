@@ -1,15 +1,23 @@
-"""Turn decoded chrome-trace columns into the normalized event table (shared by torch and VizTracer)."""
+"""Turn decoded chrome-trace columns into the normalized event table (shared by torch and VizTracer).
+
+The table's events are a pandas DataFrame, or for `cols.columns_only` (tracekit info) a tracekit.columns.Columns
+of the columns the info stages read, built without pandas."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import msgspec
 import numpy as np
-import pandas as pd
 
-from tracekit.kinds import classify
-from tracekit.table import EventTable, SourceInfo
+from tracekit.columns import Coded, Columns
+from tracekit.kinds import classify_one
+from tracekit.table import KINDS, EventTable, SourceInfo
 
-from .chrome_json import ChromeColumns
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .chrome_json import ChromeColumns, StrColumn
 
 
 def build_table(cols: ChromeColumns, info: SourceInfo) -> EventTable:
@@ -21,6 +29,10 @@ def build_table(cols: ChromeColumns, info: SourceInfo) -> EventTable:
         else:
             info.thread_names.setdefault((p, t), text)
     _collect_metadata(cols, info)
+    if getattr(cols, "columns_only", False):
+        return _columns_table(cols, info)
+    import pandas as pd
+
     ph, cat, name = cols.ph.categorical(), cols.cat.categorical(), cols.name.categorical()
     n = len(cols.pid)
     columns = {
@@ -44,7 +56,60 @@ def build_table(cols: ChromeColumns, info: SourceInfo) -> EventTable:
     return EventTable(events, cols.args, [info])
 
 
+def _columns_table(cols: ChromeColumns, info: SourceInfo) -> EventTable:
+    """The table `tracekit info` reads: the columns of build_table that its stages use, numpy and Coded, no
+    args (see tracekit.columns)."""
+    ph, cat, name = _coded(cols.ph), _coded(cols.cat), _coded(cols.name)
+    n = len(cols.pid)
+    columns = {
+        "rank": np.full(n, info.rank, dtype=np.int32),
+        "pid": cols.pid,
+        "tid": cols.tid,
+        "ts_ns": cols.ts_ns + info.base_ns,
+        "dur_ns": cols.dur_ns,
+        "ph": ph,
+        "name": name,
+        "cat": cat,
+        "kind": Coded(_kind_codes(ph, cat, name), list(KINDS)),
+        "correlation": cols.link["correlation"],
+        "external_id": cols.link["external_id"],
+    }
+    return EventTable(Columns(columns, n), None, [info])
+
+
+def _coded(values: StrColumn) -> Coded:
+    return Coded(values.codes, values.categories)
+
+
+def _kind_codes(ph: Coded, cat: Coded, name: Coded) -> np.ndarray:
+    """Per row, the position in KINDS of kinds.classify_one(ph, cat, name), decided once per distinct triple
+    (what _classify gives, without pandas)."""
+    if not len(ph.codes):
+        return np.zeros(0, dtype=np.int8)
+    cats, names = len(cat.categories) + 1, len(name.categories) + 1
+    key = np.asarray(ph.codes, dtype=np.int64) + 1
+    key *= cats
+    key += cat.codes
+    key += 1
+    key *= names
+    key += name.codes
+    key += 1
+    distinct, inverse = np.unique(key, return_inverse=True)
+    del key
+    name_c, rest = distinct % names - 1, distinct // names
+    cat_c, ph_c = rest % cats - 1, rest // cats - 1
+    kind_code = {k: i for i, k in enumerate(KINDS)}
+    per_triple = np.array([
+        kind_code.get(classify_one(ph.categories[p] if p >= 0 else "", cat.categories[c] if c >= 0 else None,
+                                   name.categories[m] if m >= 0 else ""), -1)
+        for p, c, m in zip(ph_c.tolist(), cat_c.tolist(), name_c.tolist())
+    ], dtype=np.int8)
+    return per_triple[inverse.ravel()]
+
+
 def _one_category(value: str) -> pd.CategoricalDtype:
+    import pandas as pd
+
     return pd.CategoricalDtype(pd.Index([value], dtype=object))
 
 
@@ -54,6 +119,10 @@ def _classify(ph: pd.Categorical, cat: pd.Categorical, name: pd.Categorical) -> 
     The triple is one int64 key per row, built in place and factorized by hashing (no sort of the
     rows, no per-row copies of the three code columns); each distinct key is decoded back into its
     (ph, cat, name) codes."""
+    import pandas as pd
+
+    from tracekit.kinds import classify
+
     if not len(ph):
         return classify(ph, cat, name)
     cats, names = len(cat.categories) + 1, len(name.categories) + 1

@@ -6,6 +6,7 @@ import mmap
 import os
 import re
 import stat
+import sys
 import warnings
 import zlib
 from dataclasses import dataclass, field
@@ -280,12 +281,12 @@ def release_free_memory() -> None:
     heap and stay resident after they are freed. Called between stages, this keeps the next
     stage's peak from stacking on the previous stage's garbage.
     """
+    pa = sys.modules.get("pyarrow")  # not loaded: nothing of arrow's to release (and no import of it)
     try:
-        import pyarrow as pa
-
-        # Arrow's allocator (mimalloc/jemalloc) keeps freed pages for reuse until asked.
-        pa.default_memory_pool().release_unused()
-    except (ImportError, AttributeError):
+        if pa is not None:
+            # Arrow's allocator (mimalloc/jemalloc) keeps freed pages for reuse until asked.
+            pa.default_memory_pool().release_unused()
+    except AttributeError:
         pass
     trim = _malloc_trim()
     if trim is not None:

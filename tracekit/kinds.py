@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
-from tracekit.table import KIND_DTYPE, KINDS, first_of_group, group_codes
+from tracekit.table import KINDS, first_of_group, group_codes
+
+if TYPE_CHECKING:  # pandas is imported where it is used: `tracekit info` on raw traces runs classify_one only
+    import pandas as pd
 
 _CAT_KIND = {
     "cpu_op": "cpu_op", "operator": "cpu_op",
@@ -55,6 +58,10 @@ def classify_one(ph: str, cat: str | None, name: str) -> str:
 
 def classify(ph: pd.Categorical, cat: pd.Categorical, name: pd.Categorical) -> pd.Categorical:
     """Vectorized classify_one over categorical columns: one call per distinct (ph, cat, name)."""
+    import pandas as pd
+
+    from tracekit.table import KIND_DTYPE
+
     code, groups = group_codes(ph.codes, cat.codes, name.codes)
     first = first_of_group(code, groups)
     ph_v, cat_v, name_v = ph.categories.tolist(), cat.categories.tolist(), name.categories.tolist()
@@ -118,6 +125,10 @@ def classify_npu(base: str, process: str | None, thread: str | None, name: str, 
 
 def classify_npu_rows(kind: pd.Categorical, process: list, thread: list, name: list, task_type: list) -> pd.Categorical:
     """classify_npu over all rows, one decision per distinct combination."""
+    import pandas as pd
+
+    from tracekit.table import KIND_DTYPE
+
     frame = pd.DataFrame({"k": np.asarray(kind, dtype=object), "p": process, "t": thread, "n": name, "y": task_type})
     frame = frame.fillna("")  # missing process/thread/task type: "" (merge keys must not be null)
     combos = frame.drop_duplicates().copy()

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from tracekit.ancestry import nearest_marked
 from tracekit.table import DEVICE_KINDS, NO_ROW, column, first_match, kind_in
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tracekit.columns import Columns
 
 OP_KINDS = ("cpu_op", "collective")
 
@@ -22,7 +27,7 @@ class Links:
     unlinked: dict[str, int] = field(default_factory=dict)
 
 
-def link_launches(events: pd.DataFrame, parent: np.ndarray) -> Links:
+def link_launches(events: pd.DataFrame | Columns, parent: np.ndarray) -> Links:
     """Join device events to launches by (source file, correlation id), then up the call tree to the op."""
     n = len(events)
     launch = np.full(n, NO_ROW, dtype=np.int64)

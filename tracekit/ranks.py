@@ -432,6 +432,7 @@ def convert_ranks(paths: Sequence[Path], outdir: str | Path, gzip_trace: bool = 
     import shutil
 
     from tracekit.dataset.manifest import write_manifest
+    from tracekit.parallel.groups import group_evidence
     from tracekit.writers.atomic import staged_dir
 
     step = progress or (lambda _msg: None)
@@ -453,7 +454,7 @@ def convert_ranks(paths: Sequence[Path], outdir: str | Path, gzip_trace: bool = 
         shutil.rmtree(stage / ".fragments", ignore_errors=True)
         step("matching collectives across ranks")
         coll_path = stage / ("collectives.parquet" if parquet else ".collectives.parquet")
-        coll_rows = collectives_of(list(records.field("distributed")), calls, coll_path)
+        coll_rows = collectives_of(group_evidence(records.field("distributed")), calls, coll_path)
         shutil.rmtree(calls, ignore_errors=True)
         counts = _sum_dicts(rec["summary"]["parquet"] for rec in records) if parquet else {}
         if parquet:
@@ -483,6 +484,7 @@ def analyse_ranks(paths: Sequence[Path], workers: int | None = None,
     import tempfile
 
     from tracekit.parallel.crossrank import read_collectives
+    from tracekit.parallel.groups import group_evidence
     from tracekit.parallel.splits import keep_splits, pipeline_possible, read_splits
 
     step = progress or (lambda _msg: None)
@@ -501,7 +503,7 @@ def analyse_ranks(paths: Sequence[Path], workers: int | None = None,
 
         results = run_ranks(jobs, workers, on_done=done, executor=executor)
         check_ranks(results)
-        distributed = list(records.field("distributed"))
+        distributed = group_evidence(records.field("distributed"))
         collectives_of(distributed, scratch / "calls", scratch / "collectives.parquet")
         coll = read_collectives(scratch / "collectives.parquet")
         release_freed_memory()
@@ -514,8 +516,8 @@ def analyse_ranks(paths: Sequence[Path], workers: int | None = None,
 
 def group_table(distributed: Sequence[dict[str, Any]], coll: pd.DataFrame) -> list[dict[str, Any]]:
     """The process groups of a job (stated in distributedInfo or inferred from the collectives) as table rows."""
-    from tracekit.parallel.groups import groups_from_ranks
+    from tracekit.parallel.groups import group_evidence, groups_from_ranks
 
-    groups = groups_from_ranks(list(distributed), coll)
+    groups = groups_from_ranks(group_evidence(distributed), coll)
     return [{"group": g.name, "desc": g.desc, "ranks": list(g.ranks), "parallel_dim": g.dim,
              "dim_inferred": g.dim_inferred, "from": g.source} for g in groups.values()]

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from tracekit.table import DEVICE_KINDS, column, kind_in, strings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tracekit.columns import Columns
 
 _STEP_NUMBER = re.compile(r"#(\d+)$")
 DEVICE_COPY_CAT = "gpu_user_annotation"  # Kineto's device-side copy of a ProfilerStep annotation
 
 
-def assign_steps(events: pd.DataFrame, launch: np.ndarray) -> np.ndarray:
+def assign_steps(events: pd.DataFrame | Columns, launch: np.ndarray) -> np.ndarray:
     """Step number per row (-1 outside any step); device events take the step of their launch.
 
     Host rows (and device rows through their launch) are placed by the host `ProfilerStep#N` ranges only:
@@ -32,7 +37,7 @@ def assign_steps(events: pd.DataFrame, launch: np.ndarray) -> np.ndarray:
     is_copy = strings(column(events, "cat"), step_rows) == DEVICE_COPY_CAT
     unlinked_device = kind_in(events, DEVICE_KINDS) & (launch < 0)
     unlinked_device[step_rows[is_copy]] = True  # a device copy is in its own range
-    for source in np.unique(src[step_rows]):
+    for source in sorted(set(src[step_rows].tolist())):
         in_source = src[step_rows] == source
         host, copies = step_rows[in_source & ~is_copy], step_rows[in_source & is_copy]
         rows = np.flatnonzero(src == source)
@@ -47,7 +52,7 @@ def assign_steps(events: pd.DataFrame, launch: np.ndarray) -> np.ndarray:
     return step
 
 
-def _place(events: pd.DataFrame, step: np.ndarray, rows: np.ndarray, when: np.ndarray, ranges: np.ndarray,
+def _place(events: pd.DataFrame | Columns, step: np.ndarray, rows: np.ndarray, when: np.ndarray, ranges: np.ndarray,
            ts: np.ndarray, dur: np.ndarray) -> None:
     """Set `step` of the rows whose time falls in one of the step ranges (the latest one started before it)."""
     numbers = np.array([-1 if (n := _step_number(nm)) is None else n for nm in strings(column(events, "name"), ranges)],
@@ -71,6 +76,8 @@ def step_table(events: pd.DataFrame) -> pd.DataFrame:
     else the first start to last end of the device events launched in the step (`device_events`), else none.
 
     In numpy: a trace has few steps, and pandas groupby/join on a handful of rows costs more than the events."""
+    import pandas as pd
+
     rows = np.flatnonzero(kind_in(events, ("step",)))
     if not len(rows):
         return pd.DataFrame({c: [] for c in STEP_COLUMNS})
@@ -122,6 +129,8 @@ def _step_number(name: object) -> int | None:
 
 def _nullable(values: np.ndarray, known: np.ndarray) -> pd.arrays.IntegerArray:
     """An Int64 array (missing where not known)."""
+    import pandas as pd
+
     return pd.arrays.IntegerArray(np.where(known, values, 0).astype(np.int64), ~known)
 
 

@@ -1,25 +1,45 @@
-"""The normalized event table: one row per input event, columnar, absolute integer ns."""
+"""The normalized event table: one row per input event, columnar, absolute integer ns.
+
+pandas and pyarrow are imported where a function needs them, not here: `tracekit info` on a raw trace
+holds its events in a `tracekit.columns.Columns` (numpy arrays and coded strings) and runs the helpers
+below on it without loading either (see tracekit/columns.py).
+"""
 
 from __future__ import annotations
 
 import re
+import sys
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
+
+from tracekit.columns import Coded, Columns
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
 
 KINDS = (
     "python", "module", "cpu_op", "runtime", "kernel", "memcpy", "memset", "collective",
     "annotation", "step", "memory", "counter", "instant", "flow", "metadata", "other",
 )
 DEVICE_KINDS = frozenset({"kernel", "memcpy", "memset"})
-# object categories: turning a column into an array is then a pointer copy (not one str per row)
-KIND_DTYPE = pd.CategoricalDtype(pd.Index(KINDS, dtype=object))
 NO_ROW = -1
+
+
+def __getattr__(name: str) -> Any:
+    """KIND_DTYPE, built on first use (it needs pandas)."""
+    if name == "KIND_DTYPE":
+        import pandas as pd
+
+        # object categories: turning a column into an array is then a pointer copy (not one str per row)
+        dtype = pd.CategoricalDtype(pd.Index(KINDS, dtype=object))
+        globals()["KIND_DTYPE"] = dtype
+        return dtype
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -53,7 +73,8 @@ class EventTable:
     """Events of one or more sources.
 
     `events` holds one row per kept input event (pandas, categorical strings, int64 ns);
-    `args` holds each row's original args as raw JSON bytes (same row order).
+    `args` holds each row's original args as raw JSON bytes (same row order). `tracekit info` on raw
+    traces reads a lighter form: `events` a tracekit.columns.Columns and `args` None.
     """
 
     events: pd.DataFrame
@@ -81,6 +102,8 @@ class EventTable:
 
     def with_columns(self, **columns: Any) -> EventTable:
         """A copy of the table with columns added or replaced (the table itself is unchanged)."""
+        import pandas as pd
+
         if any(name in self.events for name in columns):
             events = self.events.assign(**columns)
         else:  # one concat: assign inserts the columns one at a time, ~3x slower on a small table
@@ -92,6 +115,9 @@ def concat(tables: list[EventTable]) -> EventTable:
     """Stack the tables of several sources; row references (parent, launcher...) are shifted."""
     if len(tables) == 1:
         return tables[0]
+    import pandas as pd
+    import pyarrow as pa
+
     frames, offset = [], 0
     for table in tables:
         frame = table.events.copy()
@@ -123,12 +149,19 @@ def track_view(events: pd.DataFrame) -> pd.DataFrame:
     return events.assign(source_index=events["track_source"])
 
 
-_NUMPY_EXTENSION = getattr(pd.arrays, "NumpyExtensionArray", None) or pd.arrays.PandasArray  # pandas < 2.1
+def _numpy_extension() -> type:
+    import pandas as pd
+
+    return getattr(pd.arrays, "NumpyExtensionArray", None) or pd.arrays.PandasArray  # pandas < 2.1
 
 
-def column_array(frame: pd.DataFrame, name: str) -> np.ndarray | pd.api.extensions.ExtensionArray:
+def column_array(frame: pd.DataFrame | Columns, name: str) -> np.ndarray | pd.api.extensions.ExtensionArray | Coded:
     """The array that holds column `name` (numpy, or a pandas extension array such as a Categorical),
     without building a Series; numpy arrays come read-only. See `column`."""
+    if isinstance(frame, Columns):
+        return frame.array(name)
+    import pandas as pd
+
     loc = frame.columns.get_loc(name)  # KeyError for a missing column, as frame[name]
     getter = getattr(frame, "_get_column_array", None)  # pandas internals; the public way where absent
     if isinstance(loc, int) and getter is not None:
@@ -136,7 +169,7 @@ def column_array(frame: pd.DataFrame, name: str) -> np.ndarray | pd.api.extensio
     else:  # also a name held by several columns: what frame[name] gives
         selected = frame[name]
         values = selected.array if isinstance(selected, pd.Series) else selected.to_numpy()
-    if isinstance(values, _NUMPY_EXTENSION):
+    if isinstance(values, _numpy_extension()):
         values = values.to_numpy()
     if isinstance(values, np.ndarray):
         values = values.view()
@@ -144,20 +177,36 @@ def column_array(frame: pd.DataFrame, name: str) -> np.ndarray | pd.api.extensio
     return values
 
 
-def column(frame: pd.DataFrame, name: str) -> np.ndarray | pd.Categorical:
+def column(frame: pd.DataFrame | Columns, name: str) -> np.ndarray | pd.Categorical | Coded:
     """The values of column `name` without building a Series: a read-only numpy array (what
-    `frame[name].to_numpy()` gives), or the Categorical of a categorical column (`frame[name].array`).
+    `frame[name].to_numpy()` gives), or the Categorical of a categorical column (`frame[name].array`);
+    of a Columns, its array or its Coded string column.
 
     `frame[name]` costs ~15-30 us with pandas 3 (a Series, its index, copy-on-write references); the
     per-rank stages read a few hundred columns of frames of a few thousand rows, where that is the cost."""
     values = column_array(frame, name)
-    if isinstance(values, np.ndarray | pd.Categorical):
+    if isinstance(values, np.ndarray | Coded):
+        return values
+    import pandas as pd
+
+    if isinstance(values, pd.Categorical):
         return values
     return frame[name].to_numpy()
 
 
-def _categorical(values) -> pd.Categorical | None:
-    """The Categorical of a categorical Series or a Categorical itself; None for other columns."""
+def is_coded(values) -> bool:
+    """Whether a column is dictionary-encoded (a pandas Categorical or categorical Series, or a Coded)."""
+    return _categorical(values) is not None
+
+
+def _categorical(values) -> pd.Categorical | Coded | None:
+    """The Categorical of a categorical Series or a Categorical itself, or a Coded column (both have `codes`
+    and `categories`); None for other columns."""
+    if isinstance(values, Coded):
+        return values
+    pd = sys.modules.get("pandas")
+    if pd is None:  # then `values` is no pandas object
+        return None
     if isinstance(values, pd.Categorical):
         return values
     if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
@@ -177,13 +226,15 @@ def is_in(column: pd.Series | pd.Categorical | np.ndarray, values) -> np.ndarray
     return np.append(hits, False)[cat.codes]  # code -1 (missing) -> False
 
 
-def kind_in(events: pd.DataFrame, kinds) -> np.ndarray:
+def kind_in(events: pd.DataFrame | Columns, kinds) -> np.ndarray:
     """Mask of the rows whose kind is one of `kinds`."""
     return is_in(column(events, "kind"), kinds)
 
 
 def object_categories(values: pd.Categorical) -> pd.Categorical:
     """The same categorical with its categories held as Python objects (see KIND_DTYPE)."""
+    import pandas as pd
+
     if values.categories.dtype == object:
         return values
     cats = pd.Index(values.categories.to_numpy(dtype=object), dtype=object)
@@ -192,6 +243,9 @@ def object_categories(values: pd.Categorical) -> pd.Categorical:
 
 def categorical(values: list) -> pd.Categorical:
     """Dictionary-encode a list of strings (None stays missing), in C via arrow."""
+    import pandas as pd
+    import pyarrow as pa
+
     encoded = pa.array(values, type=pa.string()).dictionary_encode()
     codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
     return pd.Categorical.from_codes(codes, categories=pd.Index(encoded.dictionary.to_pylist(), dtype=object))
@@ -207,20 +261,26 @@ def strings(column: pd.Series | pd.Categorical | np.ndarray, rows: np.ndarray | 
             codes = codes[rows]
         out = np.append(cats, None)[codes] if len(cats) else np.full(len(codes), None, dtype=object)
         return out
-    values = column.astype(object).to_numpy() if isinstance(column, pd.Series) else np.asarray(column, dtype=object)
+    pd = sys.modules.get("pandas")
+    if pd is not None and isinstance(column, pd.Series):
+        values = column.astype(object).to_numpy()
+    else:
+        values = np.asarray(column, dtype=object)
     return values if rows is None else values[rows]
 
 
 def int_column(values: list) -> np.ndarray:
     """int64 array from a list of ints and None (None becomes -1), in C via arrow."""
+    import pyarrow as pa
+
     return pa.array(values, type=pa.int64()).fill_null(-1).to_numpy(zero_copy_only=False)
 
 
 
-def time_span(events: pd.DataFrame) -> tuple[int, int]:
+def time_span(events: pd.DataFrame | Columns) -> tuple[int, int]:
     """(first start, last end) in ns of the non-metadata events, (0, 0) when there are none (no frame copy)."""
     ph = column(events, "ph")
-    timed = ~is_in(ph, ("M",)) if isinstance(ph, pd.Categorical) else (events["ph"] != "M").to_numpy()
+    timed = ~is_in(ph, ("M",)) if is_coded(ph) else (events["ph"] != "M").to_numpy()
     if not timed.any():
         return 0, 0
     ts = column(events, "ts_ns")[timed]
@@ -232,6 +292,8 @@ def matches(column: pd.Series | pd.Categorical | np.ndarray, pattern: str | re.P
     distinct value rather than once per row."""
     cat = _categorical(column)
     if cat is None:
+        import pandas as pd
+
         plain = column if isinstance(column, pd.Series) else pd.Series(np.asarray(column, dtype=object))
         return plain.astype(object).str.match(pattern, na=False).to_numpy(dtype=bool)
     regex = re.compile(pattern) if isinstance(pattern, str) else pattern
@@ -239,10 +301,10 @@ def matches(column: pd.Series | pd.Categorical | np.ndarray, pattern: str | re.P
 
 
 _MATCHED_LOCK = threading.Lock()
-_MATCHED: OrderedDict[tuple[int, str, int], tuple[pd.Index, np.ndarray]] = OrderedDict()
+_MATCHED: OrderedDict[tuple[int, str, int], tuple[pd.Index | list, np.ndarray]] = OrderedDict()
 
 
-def _category_matches(cats: pd.Index, regex: re.Pattern) -> np.ndarray:
+def _category_matches(cats: pd.Index | list, regex: re.Pattern) -> np.ndarray:
     """Which categories `regex` matches at their start. The stages ask the same questions of the same name
     column several times: the answers for the last few (categories, pattern) pairs are kept (an Index is
     immutable; the entry holds it, so its id is not reused while cached)."""
@@ -274,15 +336,32 @@ def group_codes(*columns: np.ndarray, sort: bool = False) -> tuple[np.ndarray, i
     for column in columns:
         values, width = _dense(np.asarray(column), sort)
         if span * width >= _PACKED:
-            key, uniques = pd.factorize(key, sort=sort)
+            key, uniques = _factorize(key, sort=sort)
             span = len(uniques)
         if span * width >= _PACKED:
-            values, uniques = pd.factorize(values, sort=sort)
+            values, uniques = _factorize(values, sort=sort)
             width = len(uniques)
         key = key * width + values
         span *= width
-    code, uniques = pd.factorize(key, sort=sort)
+    code, uniques = _factorize(key, sort=sort)
     return code.astype(np.int64, copy=False), len(uniques)
+
+
+def _factorize(values: np.ndarray, sort: bool) -> tuple[np.ndarray, np.ndarray]:
+    """pd.factorize of an int64 array (codes, uniques): by hashing where pandas is loaded, else the same
+    codes from numpy (np.unique: sorted, renumbered by first appearance unless `sort`), so that a command that
+    never loads pandas (`info` on raw traces) gets the same groups."""
+    pd = sys.modules.get("pandas")
+    if pd is not None:
+        return pd.factorize(values, sort=sort)
+    uniques, first, inverse = np.unique(values, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    if sort:
+        return inverse.astype(np.int64), uniques
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    return rank[inverse], uniques[order]
 
 
 _PACKED = 1 << 62
@@ -295,6 +374,8 @@ def _dense(values: np.ndarray, sort: bool) -> tuple[np.ndarray, int]:
         low, high = int(values.min()), int(values.max())
         if high - low < _PACKED:
             return values.astype(np.int64) - low, high - low + 1
+    import pandas as pd
+
     codes, uniques = pd.factorize(values, sort=sort, use_na_sentinel=False)
     return codes.astype(np.int64, copy=False), max(len(uniques), 1)
 

@@ -6,9 +6,9 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
 from tracekit.errors import warn
+from tracekit.lazy import pa  # imported on first use: us_to_ns_numpy (tracekit info) does without it
 
 # Below 2**43 us a float64 has a spacing under 1 ns, so the 3-decimal value written by the
 # profiler is recovered exactly by rounding the fraction (see us_to_ns).

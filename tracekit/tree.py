@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
-from tracekit.table import NO_ROW, column, group_codes, is_in
+from tracekit.table import NO_ROW, column, group_codes, is_coded, is_in
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tracekit.columns import Columns
 
 # When two events start and end together, the one with the lower rank is the outer one.
 _NEST_RANK = {
@@ -30,14 +35,14 @@ class CallTree:
         return int((self.lane > 0).sum())
 
 
-def track_codes(events: pd.DataFrame) -> np.ndarray:
+def track_codes(events: pd.DataFrame | Columns) -> np.ndarray:
     """One integer per (source file, pid, tid) track."""
     code, _ = group_codes(column(events, "source_index"), column(events, "pid"), column(events, "tid"),
                           sort=True)
     return code
 
 
-def build_call_tree(events: pd.DataFrame) -> CallTree:
+def build_call_tree(events: pd.DataFrame | Columns) -> CallTree:
     """Nest the span events of every track by time.
 
     Events are taken in (start, -duration) order. An event that starts inside the innermost
@@ -49,7 +54,7 @@ def build_call_tree(events: pd.DataFrame) -> CallTree:
     depth = np.full(n, -1, dtype=np.int32)
     lane = np.zeros(n, dtype=np.int16)
     ph = column(events, "ph")
-    is_span = is_in(ph, _SPAN_PH) if isinstance(ph, pd.Categorical) else events["ph"].isin(_SPAN_PH).to_numpy()
+    is_span = is_in(ph, _SPAN_PH) if is_coded(ph) else events["ph"].isin(_SPAN_PH).to_numpy()
     rows = np.flatnonzero(is_span)
     if not len(rows):
         return CallTree(parent, depth, lane)
@@ -70,10 +75,10 @@ def build_call_tree(events: pd.DataFrame) -> CallTree:
     return CallTree(parent, depth, lane)
 
 
-def _nest_rank(events: pd.DataFrame) -> np.ndarray:
+def _nest_rank(events: pd.DataFrame | Columns) -> np.ndarray:
     """_NEST_RANK of every row's kind (9 for other kinds and missing ones), looked up once per category."""
     kind = column(events, "kind")
-    if isinstance(kind, pd.Categorical):
+    if is_coded(kind):
         per_code = np.array([_NEST_RANK.get(k, 9) for k in kind.categories] + [9], dtype=np.float64)
         return per_code[kind.codes]
     return events["kind"].map(_NEST_RANK).astype("float").fillna(9).to_numpy()
@@ -143,8 +148,11 @@ def _nest_vectorized(rows, track, start, end, parent, depth) -> tuple[np.ndarray
     ok = ~inner | ((at >= 0) & (open_[cand] == open_ - 1) & (block[cand] == block)
                    & (end[cand] > start) & (end <= end[cand]))
     del at
-    bad_blocks = np.unique(block[~ok])
-    tangled = np.isin(block, bad_blocks) if len(bad_blocks) else np.zeros(n, dtype=bool)
+    # (a mask per block, not np.unique + np.isin: numpy's unique imports numpy.ma, ~20 ms of `info`'s start)
+    low = int(block.min()) if n else 0
+    is_bad = np.zeros(int(block.max()) - low + 1 if n else 0, dtype=bool)
+    is_bad[block[~ok] - low] = True
+    tangled = is_bad[block - low]
     good = ~tangled
     depth[rows[good]] = open_[good]
     has_parent = good & inner

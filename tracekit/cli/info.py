@@ -30,19 +30,22 @@ def _ms(ns: int) -> str:
               help="Write to this file instead of the terminal (.txt or .json).")
 def info_cmd(inputs: tuple[Path, ...], top: int, fmt: str | None, as_json: bool, out: Path | None) -> None:
     """Format, devices, ranks, steps, event counts, time span, top ops and kernels (of traces or a dataset)."""
-    from tracekit.dataset.load import INFO_COLUMNS, dataset_of, processed_of
-    from tracekit.info import quick_info, trace_info
+    from tracekit.dataset.manifest import is_dataset
+    from tracekit.info import quick_info
 
     with progress_steps(total=len(inputs) + 1) as advance:
         on_file = lambda p: advance(f"reading {p}")  # noqa: E731
-        if dataset_of(inputs) is not None:
+        if any(is_dataset(p) for p in inputs):
+            from tracekit.dataset.load import INFO_COLUMNS, processed_of
+            from tracekit.info import trace_info
+
             processed = processed_of(inputs, INFO_COLUMNS, on_file=on_file)
             advance("building call tree and links")
             facts = trace_info(processed, top=top)
-        else:  # raw traces: only the stages the facts need (tracekit.info.quick_info)
-            from tracekit.pipeline import read_inputs
+        else:  # raw traces: only the stages the facts need (tracekit.info.quick_info), without pandas
+            from tracekit.info_inputs import read_for_info
 
-            table = read_inputs(inputs, on_file=on_file, keep_args=False)  # info reads no args
+            table = read_for_info(inputs, on_file=on_file)
             advance("building call tree and links")
             facts = quick_info(table, top=top)
     fmt = fmt or ("json" if as_json else format_from_suffix(out, ("json",), "table"))

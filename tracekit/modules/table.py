@@ -351,12 +351,13 @@ def _op_flops(ev: pd.DataFrame, table: EventTable, names: np.ndarray, host_ops: 
     return rows, values, fill_from_kernels(ev, names, rows, values, decoded)
 
 
-def _flops_from(inferred: np.ndarray, calls: np.ndarray, flops_bwd: np.ndarray) -> list[str | None]:
-    """The evidence note of modules whose backward FLOPs count conv gradients read from kernel names."""
-    return [None if not n or np.isnan(f) else
+def _flops_from(inferred: np.ndarray, calls: np.ndarray, flops_bwd: np.ndarray) -> pd.Series:
+    """The evidence note of modules whose backward FLOPs count conv gradients read from kernel names (a text
+    column even where every value is missing, so that every rank's partition has the same schema)."""
+    return pd.Series([None if not n or np.isnan(f) else
             f"inferred: the gradients of {n / max(c, 1):g} convolution_backward per call (no output_mask recorded) "
             "from the kernels they launched (Conv2DBackpropInput/Filter)"
-            for n, c, f in zip(*(np.asarray(a).tolist() for a in (inferred, calls, flops_bwd)))]
+            for n, c, f in zip(*(np.asarray(a).tolist() for a in (inferred, calls, flops_bwd)))], dtype="str")
 
 
 def _first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTable, names: np.ndarray,

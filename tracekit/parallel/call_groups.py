@@ -73,36 +73,52 @@ def _members_to_check(group: Candidate, rank: int) -> list[int]:
 
 
 class _Index:
-    """Per (rank, sig): calls sorted by start with the running maximum of their ends, for overlap queries."""
+    """Per (rank, sig): calls sorted by start with the running maximum of their ends, for overlap queries.
+
+    All calls sit in four arrays sorted by (rank, sig, start); a key holds only its slice's bounds (a few numpy
+    arrays per key would cost ~0.5 KB, more than the calls themselves where a rank makes a few calls of each)."""
 
     def __init__(self, calls: pd.DataFrame, tolerance_ns: int):
         self.tol = tolerance_ns
-        self.by_key: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]] = {}
-        for key, frame in calls.groupby(["rank", "_sig"], sort=False):
-            order = np.argsort(frame["start_ns"].to_numpy(), kind="stable")
-            starts = frame["start_ns"].to_numpy(dtype=np.int64)[order]
-            ends = frame["_end"].to_numpy(dtype=np.int64)[order]
-            rows = frame.index.to_numpy(dtype=np.int64)[order]  # labels are positions in the full call table
-            self.by_key[key] = (starts, ends, np.maximum.accumulate(ends), rows, int((ends - starts).max()))
+        self.by_key: dict[tuple, tuple[int, int, int]] = {}  # (rank, sig) -> (first, end) in the arrays, longest
+        sigs = calls["_sig"].tolist()
+        code_of: dict[tuple, int] = {}
+        codes = np.fromiter((code_of.setdefault(sig, len(code_of)) for sig in sigs), dtype=np.int64, count=len(sigs))
+        ranks = calls["rank"].to_numpy(dtype=np.int64)
+        starts = calls["start_ns"].to_numpy(dtype=np.int64)
+        order = np.lexsort((starts, codes, ranks))  # stable: equal starts keep the table's order
+        self.starts, self.ends = starts[order], calls["_end"].to_numpy(dtype=np.int64)[order]
+        self.rows = calls.index.to_numpy(dtype=np.int64)[order]  # labels are positions in the full call table
+        self.max_end = self.ends.copy()
+        if not len(order):
+            return
+        ranks, codes = ranks[order], codes[order]
+        firsts = np.flatnonzero(np.r_[True, (ranks[1:] != ranks[:-1]) | (codes[1:] != codes[:-1])])
+        lasts = np.r_[firsts[1:], len(order)]
+        longest = np.maximum.reduceat(self.ends - self.starts, firsts)
+        for lo, hi, most in zip(firsts.tolist(), lasts.tolist(), longest.tolist()):
+            np.maximum.accumulate(self.ends[lo:hi], out=self.max_end[lo:hi])
+            self.by_key[(int(ranks[lo]), sigs[order[lo]])] = (lo, hi, int(most))
 
     def overlaps(self, rank: int, sig: tuple, start: np.ndarray, end: np.ndarray) -> np.ndarray:
         """For each [start, end]: does `rank` have a call of `sig` overlapping it (within the tolerance)?"""
         found = self.by_key.get((rank, sig))
         if found is None:
             return np.zeros(len(start), dtype=bool)
-        starts, _ends, max_end, _rows, _longest = found
-        k = np.searchsorted(starts, end + self.tol, side="right")
-        return (k > 0) & (max_end[np.maximum(k - 1, 0)] >= start - self.tol)
+        lo, hi, _longest = found
+        k = np.searchsorted(self.starts[lo:hi], end + self.tol, side="right")
+        return (k > 0) & (self.max_end[lo + np.maximum(k - 1, 0)] >= start - self.tol)
 
     def overlapping(self, rank: int, sig: tuple, start: int, end: int) -> np.ndarray:
         """Positions (in the call table) of `rank`'s calls of `sig` that overlap [start, end]."""
         found = self.by_key.get((rank, sig))
         if found is None:
             return np.zeros(0, dtype=np.int64)
-        starts, ends, _max_end, rows, longest = found
-        lo = np.searchsorted(starts, start - self.tol - longest, side="left")
-        hi = np.searchsorted(starts, end + self.tol, side="right")
-        return rows[lo:hi][ends[lo:hi] >= start - self.tol]
+        lo, hi, longest = found
+        starts = self.starts[lo:hi]
+        a = lo + int(np.searchsorted(starts, start - self.tol - longest, side="left"))
+        b = lo + int(np.searchsorted(starts, end + self.tol, side="right"))
+        return self.rows[a:b][self.ends[a:b] >= start - self.tol]
 
 
 def _signatures(calls: pd.DataFrame) -> list[tuple]:
@@ -430,4 +446,7 @@ def infer_call_groups(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Ca
             st.label[i] = -1
         if not bad and not edge:
             break
-    return pd.DataFrame({"group": st.label, "group_from": st.reasons, "candidates": cands}, index=sub.index)
+    texts: dict[str, str] = {}  # one object per distinct reason (calls share them: ~170 B a call otherwise)
+    reasons = [texts.setdefault(r, r) for r in st.reasons]
+    return pd.DataFrame({"group": st.label, "group_from": pd.Series(reasons, index=sub.index, dtype=object),
+                         "candidates": cands}, index=sub.index)  # object: a `str` column would copy each text

@@ -456,9 +456,17 @@ def label_calls(calls: pd.DataFrame, distributed: list[dict[str, Any]]) -> pd.Da
     """The cross-rank part of the collectives table: groups (stated or inferred across ranks), parallel dimension,
     HCCL group members and bandwidth of every call. Reads only the group, matching and size columns, so it runs
     on a narrow table of all ranks' calls (tracekit.parallel.crossrank); rows keep their order and index."""
-    from tracekit.parallel.groups import assign_groups, groups_from_ranks, label_dims
+    from tracekit.parallel.groups import groups_from_ranks
 
-    groups = groups_from_ranks(distributed, calls)
+    return label_with_groups(calls, groups_from_ranks(distributed, calls))
+
+
+def label_with_groups(calls: pd.DataFrame, groups: dict) -> pd.DataFrame:
+    """label_calls with the process groups already known (groups.groups_from_ranks). Where every call's events
+    name its group and there are no HCCL ops, nothing here looks across rows: the cross-rank stage then labels
+    each rank's calls alone (tracekit.parallel.crossrank)."""
+    from tracekit.parallel.groups import assign_groups, label_dims
+
     calls = label_dims(assign_groups(calls, groups), groups)
     calls = label_hccl_groups(calls, groups)
     return with_bandwidth(calls)
@@ -466,7 +474,12 @@ def label_calls(calls: pd.DataFrame, distributed: list[dict[str, Any]]) -> pd.Da
 
 def ordered(calls: pd.DataFrame) -> pd.DataFrame:
     """The collectives table's columns in their order (HCCL columns last, where present)."""
-    return calls[[*ORDER, *(c for c in HCCL_EXTRA if c in calls)]]
+    return calls[ordered_columns(calls)]
+
+
+def ordered_columns(names: Any) -> list[str]:
+    """The collectives table's column names in order, for a table (or mapping) with columns `names`."""
+    return [*ORDER, *(c for c in HCCL_EXTRA if c in names)]
 
 
 def build_collectives(frames: list[pd.DataFrame], distributed: list[dict[str, Any]]) -> pd.DataFrame:

@@ -25,14 +25,22 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tracekit.memory import every
-from tracekit.parallel.collectives import COLUMNS, build_collectives, label_calls, ordered
+from tracekit.memory import every, release_freed_memory
+from tracekit.parallel.collectives import (
+    COLUMNS,
+    build_collectives,
+    label_calls,
+    label_with_groups,
+    ordered,
+    ordered_columns,
+)
 
 # Columns no cross-rank stage reads: left out of the narrow table, taken from each rank's partition at the end.
 WIDE_ONLY = ("step", "name", "dtype", "bytes_from", "exposed_ns", "call_ns", "module_path", "module_from", "call_row",
              "hccl_wait_ns", "hccl_transit_bytes", "hccl_bandwidth_GBps")
 _PART = re.compile(r"part-(\d+)\.parquet$")
-BATCH_BYTES = 4 << 20  # ranks' finished rows are gathered up to this size, then written as one row group
+BATCH_BYTES = 1 << 20  # ranks' finished rows are gathered up to this size, then written as one row group
+# (the batch is held twice while written and once more while read back and cast: a bound on the stage's peak)
 
 
 def part_path(folder: Path, rank: int, index: int) -> Path:
@@ -79,20 +87,36 @@ Used = tuple[int, Path, int, list[str]]  # rank, file, position of its first row
 def narrow_calls(parts: Sequence[tuple[int, int, Path]]) -> tuple[pd.DataFrame, list[Used]]:
     """The calls of every (non-empty) partition, in input order, without the WIDE_ONLY columns (gathered as
     arrow, made pandas once); and each used partition with the position of its first row in that table."""
-    tables, used, offset = [], [], 0
+    tables: list[pa.Table] = []  # the calls gathered so far, a few large tables
+    pending: list[pa.Table] = []  # the last partitions read, merged into one table every GATHER of them
+    used, offset = [], 0
+    schemas: dict[tuple[str, ...], list[str]] = {}  # partitions with the same columns share one list of names
     for _index, rank, path in parts:
         file = pq.ParquetFile(path)
         n = file.metadata.num_rows
         if not n:
             continue  # as build_collectives: empty tables add no columns
-        names = file.schema_arrow.names
+        names = schemas.setdefault(tuple(file.schema_arrow.names), file.schema_arrow.names)
         table = file.read(columns=[c for c in names if c not in WIDE_ONLY], use_threads=False)
-        tables.append(table.add_column(0, "rank", pa.array(np.full(n, rank, dtype=np.int64))))
+        pending.append(table.add_column(0, "rank", pa.array(np.full(n, rank, dtype=np.int64))))
         used.append((rank, path, offset, names))
         offset += n
+        if len(pending) == GATHER:
+            tables.append(_concat(pending))
+            pending = []
+    if pending:
+        tables.append(_concat(pending))
     if not tables:
         return pd.DataFrame(), used
-    return _pandas(pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]), used
+    return _pandas(_concat(tables)), used
+
+
+GATHER = 64  # partitions per merged table (each small arrow table held costs ~20 KB: 512 of them, +13 MB RSS)
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    """The tables as one table of one chunk per column (columns unified as concat_tables does)."""
+    return (pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]).combine_chunks()
 
 
 def _finished_ranks(labelled: pd.DataFrame, used: list[Used]) -> Iterator[pd.DataFrame]:
@@ -104,30 +128,106 @@ def _finished_ranks(labelled: pd.DataFrame, used: list[Used]) -> Iterator[pd.Dat
         names.update(dict.fromkeys(columns))
     for rank in sorted(by_rank):
         wide, labels = [], []
-        for path, offset in by_rank[rank]:
-            part = _read(pq.ParquetFile(path), rank)
-            wide.append(part)
-            labels.append(labelled.iloc[offset:offset + len(part)])
-        frame = pd.concat(wide, ignore_index=True) if len(wide) > 1 else wide[0]
-        label = pd.concat(labels) if len(labels) > 1 else labels[0]
-        for col in label.columns:
-            if col not in WIDE_ONLY:
-                frame[col] = label[col].set_axis(frame.index)  # keeps the dtype (object stays object)
+        for path, offset in by_rank[rank]:  # only the WIDE_ONLY columns: the others are the labelled table's
+            file = pq.ParquetFile(path)
+            wanted = [c for c in file.schema_arrow.names if c in WIDE_ONLY]
+            wide.append(_pandas(file.read(columns=wanted, use_threads=False)))
+            labels.append(labelled.iloc[offset:offset + file.metadata.num_rows])
+        part = pd.concat(wide, ignore_index=True) if len(wide) > 1 else wide[0]
+        label = (pd.concat(labels) if len(labels) > 1 else labels[0]).reset_index(drop=True)
+        columns = {col: label[col] for col in label.columns if col not in WIDE_ONLY}  # dtypes kept
+        columns.update((col, part[col]) for col in part.columns)
+        for col in names:
+            if col not in columns:
+                columns[col] = pd.Series([None] * len(label), dtype=object)
+        yield _by_start(pd.DataFrame({col: columns[col] for col in ordered_columns(columns)}))
+
+
+def _by_start(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows sorted by start (stable); as they are when already in order (most ranks: no copy)."""
+    if frame["start_ns"].is_monotonic_increasing:
+        return frame
+    return frame.sort_values("start_ns", kind="stable", ignore_index=True)
+
+
+def scan_parts(parts: Sequence[tuple[int, int, Path]]) -> tuple[list[Used], list[tuple[Any, Any, Any]], bool]:
+    """One pass over the partitions reading only the group columns: each non-empty partition (as narrow_calls
+    lists them, with offset 0), the distinct (group, group_desc, group_ranks) that calls state in their args
+    (in call order, each once; member lists shared), and whether EVERY call states its group in its args (then
+    no call needs the cross-rank inference, and no HCCL group needs matching: each rank is labelled alone). The
+    scan stops at the first call that does not (the partitions listed so far then; the stated groups unused)."""
+    used: list[Used] = []
+    seen: dict[tuple[Any, Any, int], tuple[Any, Any, Any]] = {}
+    cache: dict[bytes, list[int]] = {}
+    schemas: dict[tuple[str, ...], list[str]] = {}  # partitions with the same columns share one list of names
+    all_stated = True
+    for _index, rank, path in parts:
+        file = pq.ParquetFile(path)
+        if not file.metadata.num_rows:
+            continue
+        names = schemas.setdefault(tuple(file.schema_arrow.names), file.schema_arrow.names)
+        used.append((rank, path, 0, names))
+        if not {"group", "group_desc", "group_ranks", "group_from"} <= set(names):
+            all_stated = False
+            break
+        table = file.read(columns=["group", "group_desc", "group_ranks", "group_from"], use_threads=False)
+        froms = table["group_from"].to_pylist()
+        if any(f != "event args" for f in froms):
+            all_stated = False
+            break
+        ranks_col = table["group_ranks"]
+        members = (shared_lists(ranks_col, cache) if pa.types.is_list(ranks_col.type)
+                   else [None] * table.num_rows)
+        for name, desc, ranks in zip(table["group"].to_pylist(), table["group_desc"].to_pylist(), members):
+            seen.setdefault((name, desc, id(ranks)), (name, desc, ranks))
+    return used, list(seen.values()), all_stated
+
+
+def _ranks_alone(used: list[Used], groups: dict) -> Iterator[pd.DataFrame]:
+    """Each rank's finished rows (rank order) where every call states its group: its partitions read whole and
+    labelled alone (collectives.label_with_groups), nothing held across ranks but the groups."""
+    by_rank: dict[int, list[Path]] = {}
+    names: dict[str, None] = {}  # every column any partition has (an HCCL column may be missing on some ranks)
+    for rank, path, _offset, columns in used:
+        by_rank.setdefault(rank, []).append(path)
+        names.update(dict.fromkeys(columns))
+    for rank in sorted(by_rank):
+        wide = [_read(pq.ParquetFile(path), rank) for path in by_rank[rank]]
+        frame = label_with_groups(pd.concat(wide, ignore_index=True) if len(wide) > 1 else wide[0], groups)
         for col in names:
             if col not in frame:
                 frame[col] = None
         yield ordered(frame).sort_values("start_ns", kind="stable", ignore_index=True)
 
 
+def finished_ranks(folder: Path, distributed: list[dict[str, Any]]) -> Iterator[pd.DataFrame] | None:
+    """Each rank's finished collectives rows, in rank order (None when there are no calls). Where every call
+    states its group, ranks are labelled one at a time (memory: the groups and one rank); otherwise group
+    inference and HCCL group matching need all ranks' calls at once: a narrow table of them is labelled first."""
+    from tracekit.parallel.groups import groups_from_stated
+
+    parts = list_parts(folder)
+    used, stated, all_stated = scan_parts(parts)
+    if not used:
+        return None
+    if all_stated:
+        return _ranks_alone(used, groups_from_stated(distributed, stated))
+    del stated
+    narrow, used = narrow_calls(parts)
+    release_freed_memory()  # what reading the partitions freed, before the inference allocates
+    labelled = label_calls(narrow, distributed)
+    del narrow
+    release_freed_memory()
+    return _finished_ranks(labelled, used)
+
+
 def write_collectives_from_parts(folder: Path, distributed: list[dict[str, Any]], out: Path) -> int:
     """collectives.parquet from the per-rank call partitions under `folder`; returns its row count."""
     from tracekit.writers.collectives import collectives_arrow, write_collectives
 
-    narrow, used = narrow_calls(list_parts(folder))
-    if not len(narrow):
+    ranks = finished_ranks(folder, distributed)
+    if ranks is None:
         return write_collectives(build_collectives([], distributed), out)
-    labelled = label_calls(narrow, distributed)
-    del narrow
     scratch = Path(tempfile.mkdtemp(prefix=".collectives-", dir=out.parent))
     try:  # batches of ranks to scratch files first: the table's types are known only when every rank is seen
         batches: list[Path] = []
@@ -142,7 +242,7 @@ def write_collectives_from_parts(folder: Path, distributed: list[dict[str, Any]]
             pending.clear()
 
         size = 0
-        for count, frame in enumerate(_finished_ranks(labelled, used), 1):
+        for count, frame in enumerate(ranks, 1):
             every(count)
             pending.append(collectives_arrow(frame))
             size += pending[-1].nbytes
@@ -154,10 +254,12 @@ def write_collectives_from_parts(folder: Path, distributed: list[dict[str, Any]]
         schema = pa.unify_schemas(schemas, promote_options="permissive").with_metadata(schemas[0].metadata)
         rows = 0
         with pq.ParquetWriter(out, schema, compression="zstd") as writer:
-            for batch in batches:  # one row group per batch
+            for count, batch in enumerate(batches, 1):  # one row group per batch
                 table = pq.ParquetFile(batch).read(use_threads=False).cast(schema)
                 writer.write_table(table, row_group_size=max(1, table.num_rows))
                 rows += table.num_rows
+                del table
+                every(count, 1)
         return rows
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -3,7 +3,9 @@ each collective call where the trace does not state it (inferred across ranks, a
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,8 +64,38 @@ def parallel_dim(desc: str | None, ranks: tuple[int, ...], world: int | None,
     return None, True
 
 
+def group_evidence(distributed: Iterable[Any]) -> list[dict[str, Any]]:
+    """What groups_from_ranks reads of the ranks' distributedInfo, each distinct thing once: the first world size
+    and every distinct pg_config entry (in order of appearance), as one distributedInfo. Every rank lists the
+    groups it is in, so the whole list holds the world group's members once per rank (ranks² integers: 10,000
+    ranks, 10^8); this holds it once. groups_from_ranks gives the same groups from it as from the whole list."""
+    world = None
+    entries: dict[str, Any] = {}
+    for dist in distributed:
+        if not isinstance(dist, dict):
+            continue
+        if world is None and dist.get("world_size"):
+            world = dist["world_size"]
+        pgs = dist.get("pg_config")
+        for pg in pgs if isinstance(pgs, list) else []:
+            entries.setdefault(json.dumps(pg, sort_keys=True, default=str), pg)
+    out: dict[str, Any] = {"pg_config": list(entries.values())}
+    if world is not None:
+        out["world_size"] = world
+    return [out]
+
+
 def groups_from_ranks(distributed: list[dict[str, Any]], calls: pd.DataFrame) -> dict[tuple[str, tuple], Group]:
     """Every group named by any rank's pg_config or by any collective's args, keyed by (name, ranks)."""
+    stated = calls[calls["group_from"] == "event args"] if len(calls) else calls
+    return groups_from_stated(distributed, zip(stated.get("group", []), stated.get("group_desc", []),
+                                               stated.get("group_ranks", [])))
+
+
+def groups_from_stated(distributed: list[dict[str, Any]],
+                       stated: Iterable[tuple[Any, Any, Any]]) -> dict[tuple[str, tuple], Group]:
+    """groups_from_ranks from the (group, group_desc, group_ranks) of the calls whose args name their group, in
+    call order (each distinct group once is enough: a stream of them, as the cross-rank stage gathers them)."""
     world = next((d.get("world_size") for d in distributed if d.get("world_size")), None)
     if isinstance(world, str) and world.strip().isdigit() and len(world.strip()) < 8:
         world = int(world)  # older torch writes distributedInfo values as text
@@ -79,8 +111,7 @@ def groups_from_ranks(distributed: list[dict[str, Any]], calls: pd.DataFrame) ->
             ranks = tuple(int(r) for r in pg.get("ranks") or [])
             desc = str(pg.get("pg_desc") or "")
             found.setdefault((str(pg.get("pg_name")), ranks), (desc, "distributedInfo.pg_config"))
-    stated = calls[calls["group_from"] == "event args"] if len(calls) else calls
-    for name, desc, ranks in zip(stated.get("group", []), stated.get("group_desc", []), stated.get("group_ranks", [])):
+    for name, desc, ranks in stated:
         key = (str(name), tuple(ranks) if ranks is not None else ())
         found.setdefault(key, (str(desc or ""), "event args"))
     if world and not any(len(ranks) == world for _name, ranks in found):

@@ -14,10 +14,11 @@ dataset_splits makes the narrow rows directly (spans only for a pipeline run), w
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -55,15 +56,33 @@ def _frame(table: pa.Table) -> pd.DataFrame:
 def read_splits(folder: Path, spans: bool = False) -> pd.DataFrame:
     """Every rank's step split under `folder`, in input order, with `rank` last; without the SPANS columns
     unless `spans`. Read file by file: the parent holds the narrow rows only."""
-    frames = []
-    for _index, rank, path in list_parts(folder):
-        file = pq.ParquetFile(path)
-        names = file.schema_arrow.names
-        columns = names if spans else [c for c in names if c not in SPANS]
-        frame = _frame(file.read(columns=columns, use_threads=False))
-        frame["rank"] = rank
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    def frames() -> Iterator[pd.DataFrame]:
+        for _index, rank, path in list_parts(folder):
+            file = pq.ParquetFile(path)
+            names = file.schema_arrow.names
+            columns = names if spans else [c for c in names if c not in SPANS]
+            frame = _frame(file.read(columns=columns, use_threads=False))
+            frame["rank"] = rank
+            yield frame
+    return gathered(frames())
+
+
+GATHER = 64  # per-rank frames concatenated in groups of this many (a small frame held costs ~5 KB)
+
+
+def gathered(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """pd.concat(frames, ignore_index=True) (an empty frame for none), never holding more than GATHER of the
+    small per-rank frames at once: 512 ranks' one-row frames held in a list took ~5 MB, their rows ~50 KB."""
+    done: list[pd.DataFrame] = []
+    pending: list[pd.DataFrame] = []
+    for frame in frames:
+        pending.append(frame)
+        if len(pending) == GATHER:
+            done.append(pd.concat(pending, ignore_index=True))
+            pending = []
+    if pending:
+        done.append(pd.concat(pending, ignore_index=True))
+    return pd.concat(done, ignore_index=True) if done else pd.DataFrame()
 
 
 def pipeline_possible(coll: pd.DataFrame, groups: Sequence[dict[str, Any]]) -> bool:
@@ -84,11 +103,14 @@ def dataset_splits(ds: Any, coll: pd.DataFrame, columns: Sequence[str], spans: b
     from tracekit.parallel.pipeline import with_compute_spans
     from tracekit.parallel.report import step_split
 
-    frames = []
     if spans:  # the layers each stage ran come from the module paths of its events
         columns = [*columns, "module_path"]
-    for rank, events in ds.event_parts(columns):
-        calls = coll[coll["rank"] == rank] if rank >= 0 else coll
-        frames.append(with_compute_spans(step_split(events, calls), events, calls, spans).assign(rank=rank))
-        every(len(frames))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    of_rank = coll.groupby("rank", sort=False).indices if len(coll) else {}  # positions of each rank's calls
+    none = np.zeros(0, dtype=np.int64)
+
+    def frames() -> Iterator[pd.DataFrame]:
+        for count, (rank, events) in enumerate(ds.event_parts(columns), 1):
+            calls = coll.take(of_rank.get(rank, none)) if rank >= 0 else coll
+            yield with_compute_spans(step_split(events, calls), events, calls, spans).assign(rank=rank)
+            every(count)
+    return gathered(frames())

@@ -88,6 +88,16 @@ def _link_columns_of(decode, raw_args: list, span: np.ndarray) -> dict[str, np.n
     return out
 
 
+def link_fits(events_json: bytes) -> bool:
+    """Whether the link fields of every event in `events_json` (a JSON array of events) have the expected
+    types, so that one msgspec call decodes them (columns_chunk's full_links asks)."""
+    try:
+        _events_decoder.decode(events_json)
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        return False
+    return True
+
+
 def link_columns(decoded: list, span: np.ndarray) -> dict[str, np.ndarray]:
     """int64 columns (-1 where absent) of decoded LinkArgs (None: no args); rows not in `span` get -1."""
     if None in decoded:

@@ -7,8 +7,9 @@ import numpy as np
 from tracekit.table import EventTable, SourceInfo
 
 from .ascend_meta import AscendMeta
-from .chrome_json import ChromeColumns, StrColumn
+from .chrome_json import ChromeColumns
 from .chrome_table import build_table
+from .str_column import StrColumn
 
 NPU_PROCESS_NAMES = frozenset({"Ascend Hardware", "CANN", "HCCL", "Overlap Analysis"})
 NPU_FLOW_CATS = frozenset({"async_npu", "HostToDevice"})

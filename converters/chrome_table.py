@@ -37,14 +37,7 @@ def build_table(cols: ChromeColumns, info: SourceInfo) -> EventTable:
     n = len(cols.pid)
     columns = {
         "source": pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), dtype=_one_category(info.source)),
-        "rank": np.full(n, info.rank, dtype=np.int32),
-        "pid": cols.pid,
-        "tid": cols.tid,
-        "ts_ns": cols.ts_ns + info.base_ns,
-        "dur_ns": cols.dur_ns,
-        "ph": ph,
-        "name": name,
-        "cat": cat,
+        **_common_columns(cols, info, ph, name, cat),
         "kind": _classify(ph, cat, name),
         "flow_id": cols.flow_id.categorical(),
         "bp": cols.bp.categorical(),
@@ -56,20 +49,19 @@ def build_table(cols: ChromeColumns, info: SourceInfo) -> EventTable:
     return EventTable(events, cols.args, [info])
 
 
+def _common_columns(cols: ChromeColumns, info: SourceInfo, ph, name, cat) -> dict:
+    """The columns both tables have, with ph/name/cat in the table's own string form."""
+    return {"rank": np.full(len(cols.pid), info.rank, dtype=np.int32), "pid": cols.pid, "tid": cols.tid,
+            "ts_ns": cols.ts_ns + info.base_ns, "dur_ns": cols.dur_ns, "ph": ph, "name": name, "cat": cat}
+
+
 def _columns_table(cols: ChromeColumns, info: SourceInfo) -> EventTable:
     """The table `tracekit info` reads: the columns of build_table that its stages use, numpy and Coded, no
     args (see tracekit.columns)."""
     ph, cat, name = _coded(cols.ph), _coded(cols.cat), _coded(cols.name)
     n = len(cols.pid)
     columns = {
-        "rank": np.full(n, info.rank, dtype=np.int32),
-        "pid": cols.pid,
-        "tid": cols.tid,
-        "ts_ns": cols.ts_ns + info.base_ns,
-        "dur_ns": cols.dur_ns,
-        "ph": ph,
-        "name": name,
-        "cat": cat,
+        **_common_columns(cols, info, ph, name, cat),
         "kind": Coded(_kind_codes(ph, cat, name), list(KINDS)),
         "correlation": cols.link["correlation"],
         "external_id": cols.link["external_id"],
@@ -81,11 +73,8 @@ def _coded(values: StrColumn) -> Coded:
     return Coded(values.codes, values.categories)
 
 
-def _kind_codes(ph: Coded, cat: Coded, name: Coded) -> np.ndarray:
-    """Per row, the position in KINDS of kinds.classify_one(ph, cat, name), decided once per distinct triple
-    (what _classify gives, without pandas)."""
-    if not len(ph.codes):
-        return np.zeros(0, dtype=np.int8)
+def _triple_key(ph, cat, name) -> np.ndarray:
+    """One int64 per row for its (ph, cat, name) codes (-1: missing), equal where the triple is."""
     cats, names = len(cat.categories) + 1, len(name.categories) + 1
     key = np.asarray(ph.codes, dtype=np.int64) + 1
     key *= cats
@@ -94,6 +83,16 @@ def _kind_codes(ph: Coded, cat: Coded, name: Coded) -> np.ndarray:
     key *= names
     key += name.codes
     key += 1
+    return key
+
+
+def _kind_codes(ph: Coded, cat: Coded, name: Coded) -> np.ndarray:
+    """Per row, the position in KINDS of kinds.classify_one(ph, cat, name), decided once per distinct triple
+    (what _classify gives, without pandas)."""
+    if not len(ph.codes):
+        return np.zeros(0, dtype=np.int8)
+    cats, names = len(cat.categories) + 1, len(name.categories) + 1
+    key = _triple_key(ph, cat, name)
     distinct, inverse = np.unique(key, return_inverse=True)
     del key
     name_c, rest = distinct % names - 1, distinct // names
@@ -126,13 +125,7 @@ def _classify(ph: pd.Categorical, cat: pd.Categorical, name: pd.Categorical) -> 
     if not len(ph):
         return classify(ph, cat, name)
     cats, names = len(cat.categories) + 1, len(name.categories) + 1
-    key = np.asarray(ph.codes, dtype=np.int64) + 1
-    key *= cats
-    key += cat.codes
-    key += 1
-    key *= names
-    key += name.codes
-    key += 1
+    key = _triple_key(ph, cat, name)
     inverse, distinct = pd.factorize(key)
     del key
     distinct = np.asarray(distinct, dtype=np.int64)

@@ -15,22 +15,12 @@ from __future__ import annotations
 from itertools import compress
 from typing import NamedTuple
 
-import msgspec
 import numpy as np
 
 from tracekit.timeconv import _floats_to_ns, us_to_ns_ranged
 
 from .chrome_chunks import INT_MAX, INT_MIN, Chunk, _name
-from .link_args import (
-    _BAD,
-    _NONE,
-    LINK_FIELDS,
-    LinkArgs,
-    _decode_lenient,
-    _events_decoder,
-    empty_link_columns,
-    link_fits,
-)
+from .link_args import _NONE, LINK_FIELDS, _events_decoder, link_columns_of, link_fits
 
 _NUMBERS = frozenset({int, float, type(None)})
 _SPAN_PH = frozenset({"X", "B"})  # the events whose join ids are read (chrome_chunks._span)
@@ -130,24 +120,7 @@ def full_links(text: bytes, raws, args: list, ph: list, keep: list[bool] | None)
 def _link_chunk(events_json: bytes, raw_args: list, span: np.ndarray) -> dict[str, np.ndarray]:
     """link_args.link_chunk with `_link` for its columns: one decode of the chunk, else row by row (a row
     whose link fields do not fit gets nothing and is counted in "bad_rows")."""
-    n = len(raw_args)
-    if not span.any():
-        return empty_link_columns(n)
-    bad_rows = 0
-    try:
-        decoded = [e.args for e in _events_decoder.decode(events_json)]
-    except (msgspec.ValidationError, RecursionError):
-        decoded = [_NONE] * n
-        for i in np.flatnonzero(span).tolist():
-            piece = raw_args[i]
-            one = _decode_lenient(piece if len(piece) else b"null")
-            if one is _BAD:
-                bad_rows += 1
-            decoded[i] = one if isinstance(one, LinkArgs) else _NONE
-    out = _link(decoded, span)
-    if bad_rows:
-        out["bad_rows"] = bad_rows
-    return out
+    return link_columns_of(lambda: [e.args for e in _events_decoder.decode(events_json)], raw_args, span, _link)
 
 
 def _link(args: list, span: np.ndarray) -> dict[str, np.ndarray]:

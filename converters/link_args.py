@@ -53,12 +53,12 @@ def link_chunk(events_json: bytes, raw_args: list, span: np.ndarray) -> dict[str
     fields for the whole chunk; if some row has a field of an unexpected type, the span rows are
     decoded one by one instead, and a row that does not fit gets nothing (-1).
     """
-    return _link_columns_of(lambda: [e.args for e in _events_decoder.decode(events_json)], raw_args, span)
+    return link_columns_of(lambda: [e.args for e in _events_decoder.decode(events_json)], raw_args, span)
 
 
 def link_chunk_args(raw_args: list, span: np.ndarray) -> dict[str, np.ndarray]:
     """What `link_chunk` gives, read from the raw args alone (their JSON list is shorter than the events')."""
-    return _link_columns_of(lambda: decode_args(raw_args), raw_args, span)
+    return link_columns_of(lambda: decode_args(raw_args), raw_args, span)
 
 
 def decode_args(raw_args: list) -> list:
@@ -67,7 +67,10 @@ def decode_args(raw_args: list) -> list:
     return _args_decoder.decode(b"[" + b",".join([a if len(a) else b"null" for a in raw_args]) + b"]")
 
 
-def _link_columns_of(decode, raw_args: list, span: np.ndarray) -> dict[str, np.ndarray]:
+def link_columns_of(decode, raw_args: list, span: np.ndarray, columns=None) -> dict[str, np.ndarray]:
+    """`columns(decoded, span)` (link_columns by default) of the rows' LinkArgs from `decode()`; where that raises
+    (a field of an unexpected type), the span rows decoded one by one, a row that does not fit counted in
+    "bad_rows" and given nothing."""
     n = len(raw_args)
     if not span.any():
         return empty_link_columns(n)
@@ -82,7 +85,7 @@ def _link_columns_of(decode, raw_args: list, span: np.ndarray) -> dict[str, np.n
             if one is _BAD:
                 bad_rows += 1
             decoded[i] = one if isinstance(one, LinkArgs) else _NONE
-    out = link_columns(decoded, span)
+    out = (columns or link_columns)(decoded, span)
     if bad_rows:
         out["bad_rows"] = bad_rows  # popped by the caller, which counts and reports them
     return out

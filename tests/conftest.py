@@ -19,6 +19,21 @@ def shared(rel: str) -> Path:
     return path
 
 
+def processed_trace(rel: str):
+    """`pipeline.process` of one shared trace (the first trace file of a folder), as rank tables are made."""
+    from tracekit.converters import read_trace
+
+    from tracekit.inputs import with_name_rank
+    from tracekit.pipeline import process
+
+    path = shared(rel)
+    if path.is_dir():
+        path = sorted(path.glob("*.json*"))[0]
+    table = with_name_rank(read_trace(path), path)
+    table.events["source_index"] = 0
+    return process(table)
+
+
 @pytest.fixture(scope="session")
 def converted(tmp_path_factory):
     """convert(path) -> (outdir, summary), each input converted once per session."""

@@ -8,12 +8,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from conftest import shared
-from tracekit.converters import read_trace
+from conftest import processed_trace
 
-from tracekit.inputs import with_name_rank
 from tracekit.modules.table import module_table
-from tracekit.pipeline import Processed, process
+from tracekit.pipeline import Processed
 from tracekit.steps import step_table
 from tracekit.table import column, column_array, is_in, matches, strings
 from tracekit.writers.parquet import EVENT_COLUMNS, events_frame, frame_to_arrow, kernels_frame, ops_frame
@@ -24,12 +22,7 @@ TRACES = ("gpu/param_dlrm_8ranks/worker3_step_12.1694128201557.pt.trace.json.gz"
 
 
 def _processed(rel: str) -> Processed:
-    path = shared(rel)
-    if path.is_dir():
-        path = sorted(path.glob("*.json*"))[0]
-    table = with_name_rank(read_trace(path), path)
-    table.events["source_index"] = 0
-    return process(table)
+    return processed_trace(rel)
 
 
 @pytest.fixture(scope="module", params=TRACES)

@@ -16,14 +16,13 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 import pytest
-from conftest import shared
-from tracekit.converters import chrome_json, read_trace
+from conftest import processed_trace, shared
+from tracekit.converters import chrome_json
 from tracekit.converters.link_args import link_chunk
 from tracekit.converters.loading import read_bytes
 
 from tracekit.dataset.manifest import source_record
-from tracekit.inputs import with_name_rank
-from tracekit.pipeline import Processed, process
+from tracekit.pipeline import Processed
 from tracekit.table import DEVICE_KINDS, column, kind_in, strings
 from tracekit.writers import op_text
 from tracekit.writers.chrome import write_chrome_trace
@@ -36,10 +35,7 @@ TRACES = (DLRM, "cpu/gpt/prof_stack_modules.json.gz", "cpu/dist_cp_tp/rank-1.jso
 
 
 def _processed(rel: str) -> Processed:
-    path = shared(rel)
-    table = with_name_rank(read_trace(path), path)
-    table.events["source_index"] = 0
-    return process(table)
+    return processed_trace(rel)
 
 
 @pytest.fixture(scope="module", params=TRACES)

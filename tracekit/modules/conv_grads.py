@@ -34,10 +34,10 @@ def kernel_grads(ev: pd.DataFrame, names: np.ndarray, op_rows: np.ndarray) -> di
     is_op[op_rows] = True
     owner = nearest_marked(column(ev, "parent"), is_op)
     device, launcher = device[launcher >= 0], launcher[launcher >= 0]
+    op_of = owner[launcher]
+    device, op_of = device[op_of >= 0], op_of[op_of >= 0]  # only the kernels of these ops, looked at one by one
     found: dict[int, list[bool]] = {}
-    for kernel, op in zip(device.tolist(), owner[launcher].tolist()):
-        if op < 0:
-            continue
+    for kernel, op in zip(device.tolist(), op_of.tolist()):
         name = str(names[kernel])
         grads = found.setdefault(op, [False, False])
         grads[0] |= any(k in name for k in _INPUT_KERNELS)

@@ -317,3 +317,17 @@ def test_params_and_flops_unknown_without_op_shapes():
     assert "records no op input shapes" in result.output
     conv_line = next(line for line in result.output.splitlines() if "Conv2d_0" in line)
     assert "0.000" not in conv_line.split("│")[9]  # the bwd ms cell
+
+
+def test_first_call_note_when_the_recording_starts_after_step_0(tmp_path):
+    """The gpt sample was recorded with schedule(wait=1, warmup=1, active=2): its first step is ProfilerStep#2, so
+    a module's "first" call in it is not the program's (warm-up) first call, and the table says so, for the raw
+    trace and for its dataset alike. The VizTracer recording has no profiler steps: no such note."""
+    prof = SAMPLES / "gpt" / "prof.json.gz"
+    assert CliRunner().invoke(main, ["convert", str(prof), "-o", str(tmp_path / "ds")]).exit_code == 0
+    for target in (prof, tmp_path / "ds"):
+        result = CliRunner().invoke(main, ["modules", str(target), "--depth", "0"])
+        assert result.exit_code == 0, result.output
+        assert "starts at ProfilerStep#2" in result.output
+    viz = CliRunner().invoke(main, ["modules", str(SAMPLES / "gpt" / "viz.json.gz"), "--depth", "0"])
+    assert viz.exit_code == 0 and "ProfilerStep#" not in viz.output

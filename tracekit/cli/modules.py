@@ -32,7 +32,7 @@ def modules_cmd(inputs: tuple[Path, ...], depth: int | None, sort: str, fmt: str
     """Print the module tree: type, shapes, params, first/steady time, device time, share of step."""
     from tracekit.dataset.load import modules_of
     from tracekit.modules.spans import RECORD_FUNCTION
-    from tracekit.modules.view import step_time_ns, tree_view
+    from tracekit.modules.view import first_recorded_step, step_time_ns, tree_view
     from tracekit.writers.modules_html import render_html
     from tracekit.writers.modules_text import to_csv, to_json
 
@@ -52,13 +52,14 @@ def modules_cmd(inputs: tuple[Path, ...], depth: int | None, sort: str, fmt: str
         click.echo(f"{', '.join(map(str, inputs))}: no nn.Module events (record with with_modules=True or "
                    "with_stack=True); showing the record_function annotation hierarchy instead", err=True)
     view = tree_view(modules, step_time_ns(processed.table), depth=depth, sort=sort)
+    first_step = first_recorded_step(processed.table)
     if fmt == "table" and out is None:
         from tracekit.writers.modules_text import render_table
 
-        render_table(view, out_console(), title)
+        render_table(view, out_console(), title, first_step)
         return
-    text = {"table": lambda: _table_text(view, title), "csv": lambda: to_csv(view), "json": lambda: to_json(view),
-            "html": lambda: render_html(view, title)}[fmt]()
+    text = {"table": lambda: _table_text(view, title, first_step), "csv": lambda: to_csv(view),
+            "json": lambda: to_json(view), "html": lambda: render_html(view, title)}[fmt]()
     if out is None:
         click.echo(text)
         return
@@ -67,9 +68,9 @@ def modules_cmd(inputs: tuple[Path, ...], depth: int | None, sort: str, fmt: str
     click.echo(f"wrote {out} ({len(view)} modules)")
 
 
-def _table_text(view, title: str) -> str:
+def _table_text(view, title: str, first_step: int | None) -> str:
     from tracekit.writers.modules_text import render_table
 
     buffer = io.StringIO()
-    render_table(view, out_console(buffer), title)
+    render_table(view, out_console(buffer), title, first_step)
     return buffer.getvalue()

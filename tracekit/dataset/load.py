@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from tracekit.dataset.read import Dataset
 
 INFO_COLUMNS = ("source_index", "kind", "step", "name", "depth", "parent", "dur_ns", "ts_ns", "ph", "launch")
-STEP_TIME_COLUMNS = ("source_index", "ph", "kind", "ts_ns", "dur_ns")
+STEP_TIME_COLUMNS = ("source_index", "ph", "kind", "ts_ns", "dur_ns", "step")
 SPLIT_COLUMNS = ("kind", "name", "ph", "ts_ns", "dur_ns", "parent")
 
 

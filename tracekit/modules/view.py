@@ -27,6 +27,17 @@ def step_time_ns(table: EventTable) -> dict[int, int]:
     return out
 
 
+def first_recorded_step(table: EventTable) -> int | None:
+    """The lowest ProfilerStep number in the trace (None without steps): above 0, the recording began after the
+    program's first steps, so a module's "first" call in it is not its first call (warm-up) in the program."""
+    ev = table.events
+    if "step" not in ev or "kind" not in ev:
+        return None
+    steps = ev["step"][(ev["kind"] == "step").to_numpy()]
+    steps = steps[steps >= 0]
+    return int(steps.min()) if len(steps) else None
+
+
 def tree_view(modules: pd.DataFrame, step_ns: dict[int, int], depth: int | None = None,
               sort: str = "order") -> pd.DataFrame:
     """Rows in tree order (each parent before its children, siblings sorted), with `share` of step time."""

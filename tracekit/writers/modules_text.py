@@ -31,8 +31,9 @@ def _count(value: float) -> str:
     return f"{int(value)}"
 
 
-def render_table(view: pd.DataFrame, console: Console, title: str) -> None:
-    """Indented module tree with type, shapes, params, first/steady time, device time and step share."""
+def render_table(view: pd.DataFrame, console: Console, title: str, first_step: int | None = None) -> None:
+    """Indented module tree with type, shapes, params, first/steady time, device time and step share.
+    `first_step`: the lowest ProfilerStep number recorded (a note says "first" is not the program's first call)."""
     table = Table(title=title, show_lines=False)
     has_device = bool((view["device_ns_fwd"] + view["device_ns_bwd"]).sum())
     # no autograd node in the trace (inference, or VizTracer, which records none): blank, not 0.000
@@ -44,6 +45,9 @@ def render_table(view: pd.DataFrame, console: Console, title: str) -> None:
     for name, justify in columns:
         table.add_column(name, justify=justify, no_wrap=name in ("module", "input", "output"))
     notes: set[str] = set()
+    if first_step:
+        notes.add(f"first ms: the first call in the recording, which starts at ProfilerStep#{first_step}; the "
+                  "program's first (warm-up) calls were not recorded")
     for row in view.itertuples(index=False):
         name = "  " * int(row.depth) + str(row.module_path).rsplit("/", 1)[-1]
         share = "" if pd.isna(row.share) else f"{row.share:.1%}"

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import math
 
+from tracekit.modules.opshapes import CONV_NAMES, OpArgs, conv_output, conv_transposed, matmul_flops, rnn_weights
 from tracekit.modules.opshapes import PARAM_LISTS as RNN_OPS
-from tracekit.modules.opshapes import OpArgs, conv_output, conv_transposed, matmul_flops, rnn_weights
 
-CONV_OPS = ("aten::conv1d", "aten::conv2d", "aten::conv3d", "aten::convolution", "aten::_convolution",
-            "aten::conv_transpose1d", "aten::conv_transpose2d", "aten::conv_transpose3d")
-# fused recurrent backward ops: what they compute (which gradients, which layers) is not in their inputs
-RNN_BACKWARD_OPS = ("aten::mkldnn_rnn_layer_backward", "aten::_cudnn_rnn_backward", "aten::miopen_rnn_backward")
+# fused recurrent backward ops (mkldnn_rnn_layer_backward, _cudnn_rnn_backward, miopen_rnn_backward) are in
+# the pattern with no rule: what they compute (which gradients, which layers) is not in their inputs, so they
+# make their modules' backward FLOPs unknown
 # the names `flops` has a rule for (a regex alternation, for the module table's op filter)
 FLOP_OP_PATTERN = (
     r"^aten::(linear|mm|matmul|bmm|addmm|baddbmm|addbmm|conv[123]d|conv_transpose[123]d|convolution|_convolution"
@@ -34,7 +33,7 @@ def flops(name: str, op: OpArgs) -> int | None:
         return matmul_flops(op.shape(0), op.shape(1))
     if name in ("aten::addmm", "aten::baddbmm", "aten::addbmm"):
         return matmul_flops(op.shape(1), op.shape(2))
-    if name in CONV_OPS:
+    if name in CONV_NAMES:
         return _conv_flops(name, op)
     if name == "aten::convolution_backward":
         return conv_backward_flops(op)

@@ -213,7 +213,7 @@ def output_shape(name: str, op: OpArgs) -> list[int] | None:
     if name in ("aten::addmm", "aten::baddbmm"):
         m1, m2 = op.shape(1), op.shape(2)
         return _matmul_shape(m1, m2) if m1 and m2 else None
-    if name in _CONV_NAMES:
+    if name in CONV_NAMES:
         return conv_output(name, op)
     if name in ("aten::max_pool2d", "aten::avg_pool2d") and a:
         return _pool_output(name, op, a)
@@ -366,7 +366,7 @@ def matmul_flops(a: list[int] | None, b: list[int] | None) -> int | None:
     return 2 * math.prod(out) * a[-1]
 
 
-_CONV_NAMES = ("aten::conv1d", "aten::conv2d", "aten::conv3d", "aten::convolution", "aten::_convolution",
+CONV_NAMES = ("aten::conv1d", "aten::conv2d", "aten::conv3d", "aten::convolution", "aten::_convolution",
                "aten::conv_transpose1d", "aten::conv_transpose2d", "aten::conv_transpose3d")
 
 

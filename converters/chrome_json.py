@@ -22,6 +22,7 @@ from tracekit.lazy import pa  # imported on first use: `tracekit info` (columns_
 from .chrome_chunks import COLUMNS_ONLY, INT_MAX, INT_MIN, Chunk, chunk_ids
 from .chrome_doc import decode_document, decode_top, decode_top_recovered
 from .chrome_parallel import decode_chunks
+from .chrome_ranges import ByteChunks, plan, top_level_ok
 from .chrome_slices import EventSlices
 from .link_args import LINK_FIELDS
 from .loading import RawInput, release_free_memory
@@ -38,6 +39,9 @@ class _Track(msgspec.Struct, gc=False):
 # Events are decoded into structs (chrome_chunks) this many at a time, turned into columns and dropped,
 # so that the per-event Python objects of only one chunk exist at once.
 CHUNK_EVENTS = 16_384
+# The chunks of a clean document are cut by bytes instead (chrome_ranges: one parse, no split first); 0: off.
+CHUNK_BYTES = 4 << 20
+_MIN_EVENT_BYTES = 64  # a guess of the smallest event's text, for the columns' first size (they grow past it)
 # Below this input size, handing freed memory back to the OS after decoding costs more than it saves.
 _RELEASE_BYTES = 8 << 20
 # Synthetic ids of text pids/tids while decoding; renumbered -1, -2, ... at the end.
@@ -139,6 +143,10 @@ class _Column:
 
     def append(self, values: np.ndarray) -> None:
         end = self.used + len(values)
+        if end > len(self.data):  # more rows than the caller guessed (chrome_ranges): grow
+            grown = np.empty(max(end, 2 * len(self.data)), dtype=self.data.dtype)
+            grown[: self.used] = self.data[: self.used]
+            self.data = grown
         self.data[self.used : end] = values
         self.used = end
 
@@ -329,26 +337,14 @@ def _decode_chrome(raw: RawInput, require_events: bool, chunk_events: int | None
                    keep_args: bool, columns_only: bool = False) -> ChromeColumns:
     keep_args = keep_args and not columns_only
     size = len(raw.data)
-    events_list, top_raw, damage, object_form = decode_document(raw)
-    if require_events and not events_list:
-        raise TraceError(raw.path, "trace holds no events (traceEvents is empty)")
-    n = len(events_list)
-    chunk_events = max(int(chunk_events or CHUNK_EVENTS), 1)
-    # Only the byte range of each chunk is kept; a mapped input leaves resident memory until each
-    # chunk is read again to be decoded.
-    events = EventSlices(raw.data, events_list, chunk_events)
-    del events_list
-    events.drop_all()
-    # A second process may start decoding the later chunks now, while this one reads the top level.
-    chunks = decode_chunks(raw.path, events, object_form, COLUMNS_ONLY if columns_only else keep_args)
-    try:
-        top = _top_keys(raw, top_raw, damage)
-        del top_raw
-        builder = _Builder(raw.path, size if keep_args else 0, n, columns_only)
-        for chunk in chunks:
-            builder.append(chunk)
-    finally:
-        chunks.close()
+    mode = COLUMNS_ONLY if columns_only else keep_args
+    read = None
+    if chunk_events is None and CHUNK_BYTES:
+        read = _read_by_ranges(raw, mode, keep_args, columns_only)
+    if read is None:
+        read = _read_split(raw, require_events, chunk_events, mode, keep_args, columns_only)
+    builder, events, top, damage, n = read
+    del read
     ph = builder.ph.column()
     begin_end = "B" in ph.categories or "E" in ph.categories
     raw_tracks = _raw_tracks(events) if begin_end else None
@@ -468,6 +464,71 @@ def _decode_chrome(raw: RawInput, require_events: bool, chunk_events: int | None
     return cols
 
 
+def _read_split(raw: RawInput, require_events: bool, chunk_events: int | None, mode: bool | str, keep_args: bool,
+                columns_only: bool) -> tuple:
+    """(builder, events, top keys, damage, events in the list): the event list split by one msgspec pass
+    (chrome_doc), then decoded in chunks of `chunk_events`."""
+    events_list, top_raw, damage, object_form = decode_document(raw)
+    if require_events and not events_list:
+        raise TraceError(raw.path, "trace holds no events (traceEvents is empty)")
+    n = len(events_list)
+    chunk_events = max(int(chunk_events or CHUNK_EVENTS), 1)
+    # Only the byte range of each chunk is kept; a mapped input leaves resident memory until each
+    # chunk is read again to be decoded.
+    events = EventSlices(raw.data, events_list, chunk_events)
+    del events_list
+    events.drop_all()
+    # A second process may start decoding the later chunks now, while this one reads the top level.
+    chunks = decode_chunks(raw.path, events, object_form, mode)
+    try:
+        top = _top_keys(raw, top_raw, damage)
+        del top_raw
+        builder = _Builder(raw.path, len(raw.data) if keep_args else 0, n, columns_only)
+        for chunk in chunks:
+            builder.append(chunk)
+    finally:
+        chunks.close()
+    return builder, events, top, damage, n
+
+
+def _read_by_ranges(raw: RawInput, mode: bool | str, keep_args: bool, columns_only: bool) -> tuple | None:
+    """`_read_split`'s result with the event list cut by byte ranges and each chunk parsed once (chrome_ranges);
+    None, with nothing warned, where the cuts or the document do not hold up (the caller then splits it)."""
+    events = plan(raw.data, CHUNK_BYTES)
+    if events is None:
+        return None
+    data = raw.data
+    top_raw = b"".join((memoryview(data)[: events.first()], memoryview(data)[events.end() :]))
+    if not top_level_ok(top_raw, events.list_open):
+        return None
+    events.drop_all()
+    chunks = decode_chunks(raw.path, events, True, mode)
+    n = 0
+    try:
+        # (rows: a guess of the events' number; the columns grow past it if needed)
+        rows = (events.end() - events.first()) // _MIN_EVENT_BYTES + 1
+        builder = _Builder(raw.path, len(data) if keep_args else 0, rows, columns_only)
+        for chunk in chunks:
+            _shift(chunk, n)
+            n += len(chunk.index) + len(chunk.meta)
+            builder.append(chunk)
+    except TraceError:  # a guessed cut that is not one, or a bad event: the exact read says which
+        return None
+    finally:
+        chunks.close()
+    damage = list(raw.damage)
+    top = _top_keys(raw, top_raw, damage)
+    return builder, events, top, damage, n
+
+
+def _shift(chunk: Chunk, start: int) -> None:
+    """Number a chunk's events from `start` (ByteChunks' chunks are numbered from 0)."""
+    chunk.start = start
+    chunk.index += start
+    if chunk.first_bad_utf8 is not None:
+        chunk.first_bad_utf8 += start
+
+
 def _top_keys(raw: RawInput, top_raw: bytes | None, damage: list[str]) -> dict[str, Any]:
     """The top-level keys other than traceEvents (of a truncated file: those before it)."""
     try:
@@ -481,7 +542,7 @@ def _top_keys(raw: RawInput, top_raw: bytes | None, damage: list[str]) -> dict[s
     return top
 
 
-def _raw_tracks(events: EventSlices) -> tuple[list, list]:
+def _raw_tracks(events: EventSlices | ByteChunks) -> tuple[list, list]:
     """pid and tid of every event as written (B/E pairing tells "5" and 5 apart, as written)."""
     pids: list = []
     tids: list = []

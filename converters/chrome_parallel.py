@@ -27,6 +27,7 @@ from pathlib import Path
 from tracekit.errors import TraceError
 
 from .chrome_chunks import Chunk, decode_chunk
+from .chrome_ranges import ByteChunks
 from .chrome_slices import EventSlices
 
 ENV = "TRACEKIT_DECODE_PROCESSES"
@@ -48,7 +49,7 @@ def decode_processes(chunks: int) -> int:
     return 2 if cores >= 2 else 1
 
 
-def decode_chunks(path: Path, events: EventSlices, object_form: bool, keep_args: bool) -> _Chunks:
+def decode_chunks(path: Path, events: EventSlices | ByteChunks, object_form: bool, keep_args: bool) -> _Chunks:
     """The decoded chunks of `events`, in file order (see the module doc).
 
     The child (if any) starts at once, so the caller's work before it iterates overlaps with it;
@@ -77,13 +78,13 @@ class _Chunks:
             self.child.stop()
 
 
-def _in_order(path: Path, events: EventSlices, object_form: bool, keep_args: bool,
+def _in_order(path: Path, events: EventSlices | ByteChunks, object_form: bool, keep_args: bool,
               child: _Child | None) -> Iterator[Chunk]:
     """Every chunk in order. Parent and child claim the next unclaimed chunk from a shared counter
     (so each does as much as its speed allows); the parent keeps what arrives early until its turn,
     so few decoded chunks wait in memory. An error is raised at its chunk's turn. If the child stops,
     the parent decodes what is missing."""
-    n, size = len(events), events.size
+    n = len(events)
     waiting: dict[int, tuple] = {}  # chunk number -> ("chunk", Chunk, start) or ("error", ...)
     alive = child is not None
     try:
@@ -103,7 +104,7 @@ def _in_order(path: Path, events: EventSlices, object_form: bool, keep_args: boo
                 if message is None:
                     alive = False
                     break
-                waiting[message[-1] // size] = message
+                waiting[message[-1]] = message
             if done in waiting:
                 continue
             # At most MAX_AHEAD decoded chunks wait; past that, wait for the child's next one.
@@ -116,7 +117,7 @@ def _in_order(path: Path, events: EventSlices, object_form: bool, keep_args: boo
                 if message is None:
                     alive = False
                 else:
-                    waiting[message[-1] // size] = message
+                    waiting[message[-1]] = message
                 continue
             waiting[k] = _decode(path, events, k, object_form, keep_args)
     finally:
@@ -127,15 +128,14 @@ def _in_order(path: Path, events: EventSlices, object_form: bool, keep_args: boo
 _NOTHING = object()  # poll: nothing has arrived yet
 
 
-def _decode(path: Path, events: EventSlices, k: int, object_form: bool, keep_args: bool) -> tuple:
-    """Chunk k as a message: ("chunk", Chunk, start), or ("error", path, text, index, start). Its pages of a
+def _decode(path: Path, events: EventSlices | ByteChunks, k: int, object_form: bool, keep_args: bool) -> tuple:
+    """Chunk k as a message: ("chunk", Chunk, k), or ("error", path, text, index, k). Its pages of a
     mapped input then leave this process's resident memory."""
-    start = events.start(k)
     try:
-        chunk = decode_chunk(path, events.text(k), events.count(k), start, object_form, keep_args)
-        return ("chunk", chunk, start)
+        chunk = decode_chunk(path, events.text(k), events.count(k), events.start(k), object_form, keep_args)
+        return ("chunk", chunk, k)
     except TraceError as exc:
-        return ("error", exc.path, str(exc), exc.index, start)
+        return ("error", exc.path, str(exc), exc.index, k)
     finally:
         events.done(k)
 
@@ -143,7 +143,7 @@ def _decode(path: Path, events: EventSlices, k: int, object_form: bool, keep_arg
 class _Child:
     """A forked process decoding the chunks it claims, and the parent thread collecting what it sends."""
 
-    def __init__(self, path: Path, events: EventSlices, object_form: bool, keep_args: bool) -> None:
+    def __init__(self, path: Path, events: EventSlices | ByteChunks, object_form: bool, keep_args: bool) -> None:
         import multiprocessing
 
         context = multiprocessing.get_context("fork")
@@ -219,7 +219,8 @@ class _Child:
             self.reader.join()
 
 
-def _send(fd: int, child: _Child, path: Path, events: EventSlices, object_form: bool, keep_args: bool) -> None:
+def _send(fd: int, child: _Child, path: Path, events: EventSlices | ByteChunks, object_form: bool,
+          keep_args: bool) -> None:
     """In the child: decode the chunks it claims and send them, until none is left or one is bad."""
     with os.fdopen(fd, "wb", buffering=0) as out:
         while True:
@@ -244,7 +245,7 @@ def _drain(fd: int, blobs: queue.SimpleQueue) -> None:
     blobs.put(None)
 
 
-def _error(path: str, text: str, index: int | None, _start: int) -> TraceError:
+def _error(path: str, text: str, index: int | None, _k: int) -> TraceError:
     """The child's TraceError, with the same message (its text already names the file and event)."""
     exc = TraceError.__new__(TraceError)
     Exception.__init__(exc, text)

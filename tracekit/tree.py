@@ -70,8 +70,13 @@ def build_call_tree(events: pd.DataFrame | Columns) -> CallTree:
     del order
     tangled = _nest_vectorized(rows, track, start, end, parent, depth)
     if tangled is not None:
-        # Blocks with partial overlaps: the exact stack walk, on those blocks only.
-        _nest(rows[tangled[0]], tangled[1], start[tangled[0]], end[tangled[0]], parent, depth, lane)
+        # Blocks with partial overlaps: numpy again without the events that overlap partly, where they are few,
+        tangled = _untangle(rows, start, end, *tangled, parent, depth, lane)
+    if tangled is not None:
+        # else the exact stack walk, on those blocks only.
+        where, block = tangled
+        parent[rows[where]] = NO_ROW
+        _nest(rows[where], block, start[where], end[where], parent, depth, lane)
     return CallTree(parent, depth, lane)
 
 
@@ -84,7 +89,7 @@ def _nest_rank(events: pd.DataFrame | Columns) -> np.ndarray:
     return events["kind"].map(_NEST_RANK).astype("float").fillna(9).to_numpy()
 
 
-def _nest_vectorized(rows, track, start, end, parent, depth) -> tuple[np.ndarray, np.ndarray] | None:
+def _nest_vectorized(rows, track, start, end, parent, depth) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """The stack walk of `_nest`, in numpy, for the blocks of events that nest properly.
 
     Events are sorted by (track, start, -duration, ...). A block starts at an event that starts
@@ -93,8 +98,8 @@ def _nest_vectorized(rows, track, start, end, parent, depth) -> tuple[np.ndarray
     start: the last earlier one with one less open event around it. An event is open at time
     s while its end is after s (an event ending exactly at s is closed), as in `_nest`.
 
-    Writes parent and depth of the proper blocks; returns (positions, block ids) of the events in
-    the other blocks, which `_nest` must place, or None if there are none.
+    Writes parent and depth of the proper blocks; returns (positions, block ids, does not nest) of the events
+    in the other blocks, which `_nest` must place, or None if there are none.
     """
     n = len(rows)
     # Temporaries are freed as soon as they are used: at n events each is 8n bytes, and holding them all
@@ -160,7 +165,106 @@ def _nest_vectorized(rows, track, start, end, parent, depth) -> tuple[np.ndarray
     if not tangled.any():
         return None
     where = np.flatnonzero(tangled)
-    return where, block[where]
+    return where, block[where], ~ok[where]
+
+
+# `_untangle` gives up (the walk places the blocks) past this many rounds, events guessed to overlap partly, or
+# ancestors climbed for one of them.
+_ROUNDS = 6
+_MAX_GUESSED = 4096
+_MAX_CLIMB = 64
+
+
+def _untangle(rows, start, end, where, block, bad, parent, depth, lane) -> tuple[np.ndarray, np.ndarray] | None:
+    """Place the tangled blocks (`where`, `block`: positions in the sorted span rows and block ids; `bad`: the
+    events that did not nest) in numpy where few events overlap partly; returns (positions, block ids) of the
+    blocks left to the walk, or None.
+
+    The walk keeps lane 0 (the call tree) as a stack of the events that nest; an event that starts inside the
+    innermost open one and ends after it goes to an extra lane and never onto that stack. So, given the right
+    set X of such events, the others nest properly (`_nest_vectorized` places them) and each event of X gets
+    the innermost open lane-0 event at its start as parent. X is guessed (first: the events that did not nest)
+    and checked: a block is placed once its events outside X all nest and every event of X starts inside an
+    open lane-0 event that it outlasts; until then, events that did not nest join X and those of X that do
+    nest leave it. What is placed is what the walk gives, event by event in order (each event's fate depends on
+    the earlier ones only); blocks still unsettled after a few rounds are left to the walk.
+    """
+    guess = bad.copy()
+    end_of = np.zeros(len(parent), dtype=np.int64)
+    end_of[rows] = end
+    for _ in range(_ROUNDS):
+        if int(guess.sum()) > _MAX_GUESSED:
+            break
+        nest = ~guess
+        again = _nest_vectorized(rows[where[nest]], block[nest], start[where[nest]], end[where[nest]], parent, depth)
+        unsettled = np.zeros(len(where), dtype=bool)
+        if again is not None:
+            in_nest = np.flatnonzero(nest)
+            guess[in_nest[again[0][again[2]]]] = True  # did not nest: guessed to overlap partly
+            unsettled = _in_blocks(block, block[in_nest[again[0]]])
+        # the last lane-0 event before each (events taken back onto lane 0 below are later than these)
+        before = np.maximum.accumulate(np.where(guess, -1, np.arange(len(where))))
+        moved = -1
+        for i in np.flatnonzero(guess & ~unsettled).tolist():
+            k = max(int(before[i]), moved)
+            # (a block's first event is never guessed: nothing is open at its start)
+            placed = None if k < 0 or block[k] != block[i] else _place_guessed(i, k, rows, start, end, where,
+                                                                                parent, depth, end_of)
+            if placed is None:  # deep nesting: the walk is cheaper
+                return where, block
+            if placed:
+                continue
+            guess[i], moved = False, i  # it nests after all
+            if unsettled[i] or not _leaf(i, start, end, where, block):
+                unsettled |= block == block[i]
+        settled = ~unsettled
+        _extra_lanes(rows, start, end, where[settled & guess], block[settled & guess], depth, lane)
+        if not unsettled.any():
+            return None
+        where, block, guess = where[unsettled], block[unsettled], guess[unsettled]
+    return where, block
+
+
+def _in_blocks(block: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Which entries of `block` are one of the sorted `ids` (no np.unique: it imports numpy.ma)."""
+    if not len(ids):
+        return np.zeros(len(block), dtype=bool)
+    return ids[np.searchsorted(ids, block).clip(0, len(ids) - 1)] == block
+
+
+def _place_guessed(i: int, k: int, rows, start, end, where, parent, depth, end_of) -> bool | None:
+    """Parent and depth of the guessed event where[i] (the innermost lane-0 event open at its start: where[k],
+    the last earlier lane-0 event of its block, or the nearest of its ancestors still open); whether it
+    overlaps that one partly (True) or nests in it or has none (False: parent and depth are then those of
+    lane 0). None where the climb to the open ancestor passes _MAX_CLIMB events."""
+    s, e = int(start[where[i]]), int(end[where[i]])
+    row = int(rows[where[k]])
+    for _ in range(_MAX_CLIMB):
+        if row == NO_ROW or int(end_of[row]) > s:
+            break
+        row = int(parent[row])
+    else:
+        return None
+    this = rows[where[i]]
+    parent[this] = row
+    depth[this] = 0 if row == NO_ROW else depth[row] + 1
+    return row != NO_ROW and e > int(end_of[row])
+
+
+def _leaf(i: int, start, end, where, block) -> bool:
+    """Whether where[i] ends before the next event of its block starts: then it holds no event, and taking it
+    onto lane 0 (as `_place_guessed` placed it) changes the place of no other event."""
+    return i + 1 == len(where) or block[i + 1] != block[i] or start[where[i + 1]] >= end[where[i]]
+
+
+def _extra_lanes(rows, start, end, where, block, depth, lane) -> None:
+    """The display lanes of the events that overlap partly (in order, first fit per block, as `_nest` does)."""
+    current, extra = None, _ExtraLanes()
+    for p, b in zip(where.tolist(), block.tolist()):
+        if b != current:
+            current, extra = b, _ExtraLanes()
+        row = int(rows[p])
+        lane[row] = min(extra.place(int(start[p]), int(end[p]), row, int(depth[row])), _MAX_LANE)
 
 
 def _nest(rows, track, start, end, parent, depth, lane) -> None:

@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tracekit.errors import TraceError
-from tracekit.table import EventTable
-
-from .ascend_files import is_sqlite
-from .ascend_trace import looks_like_npu
-from .chrome_json import decode_chrome
-from .loading import read_bytes
-from .torch_profiler import looks_like_torch, read_torch
-from .viztracer import looks_like_viztracer, read_viztracer
+if TYPE_CHECKING:
+    from tracekit.table import EventTable
 
 FORMATS = ("torch", "viztracer", "npu")
 
@@ -26,7 +20,17 @@ def read_trace(path: str | Path, keep_args: bool = True, columns_only: bool = Fa
     With `columns_only` (`info`), a torch or VizTracer trace's events are a tracekit.columns.Columns of the
     columns info reads, built without pandas; torch_npu output is read as without it (its reader needs pandas).
     """
-    # (torch_npu's reader is imported when used: it needs pandas, which `info` on other traces never loads)
+    # (the readers are imported here, not with the package: `tracekit info` imports converters.loading to start
+    # gunzipping while it imports the rest; torch_npu's reader needs pandas, which info on other traces never loads)
+    from tracekit.errors import TraceError
+
+    from .ascend_files import is_sqlite
+    from .ascend_trace import looks_like_npu
+    from .chrome_json import decode_chrome
+    from .loading import read_bytes
+    from .torch_profiler import looks_like_torch, read_torch
+    from .viztracer import looks_like_viztracer, read_viztracer
+
     if Path(path).is_dir() or is_sqlite(Path(path)):
         from .torch_npu import read_npu
 

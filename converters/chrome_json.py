@@ -39,8 +39,10 @@ class _Track(msgspec.Struct, gc=False):
 # Events are decoded into structs (chrome_chunks) this many at a time, turned into columns and dropped,
 # so that the per-event Python objects of only one chunk exist at once.
 CHUNK_EVENTS = 16_384
-# The chunks of a clean document are cut by bytes instead (chrome_ranges: one parse, no split first); 0: off.
-CHUNK_BYTES = 4 << 20
+# The chunks of a clean document are cut by bytes instead (chrome_ranges: one parse, no split first), of this
+# many bytes; None: CHUNK_EVENTS events of _EVENT_BYTES each (4 MiB); 0: off (the split read only).
+CHUNK_BYTES: int | None = None
+_EVENT_BYTES = 256
 _MIN_EVENT_BYTES = 64  # a guess of the smallest event's text, for the columns' first size (they grow past it)
 # Below this input size, handing freed memory back to the OS after decoding costs more than it saves.
 _RELEASE_BYTES = 8 << 20
@@ -339,8 +341,9 @@ def _decode_chrome(raw: RawInput, require_events: bool, chunk_events: int | None
     size = len(raw.data)
     mode = COLUMNS_ONLY if columns_only else keep_args
     read = None
-    if chunk_events is None and CHUNK_BYTES:
-        read = _read_by_ranges(raw, mode, keep_args, columns_only)
+    chunk_bytes = CHUNK_EVENTS * _EVENT_BYTES if CHUNK_BYTES is None else CHUNK_BYTES
+    if chunk_events is None and chunk_bytes > 0:
+        read = _read_by_ranges(raw, mode, keep_args, columns_only, chunk_bytes)
     if read is None:
         read = _read_split(raw, require_events, chunk_events, mode, keep_args, columns_only)
     builder, events, top, damage, n = read
@@ -491,10 +494,11 @@ def _read_split(raw: RawInput, require_events: bool, chunk_events: int | None, m
     return builder, events, top, damage, n
 
 
-def _read_by_ranges(raw: RawInput, mode: bool | str, keep_args: bool, columns_only: bool) -> tuple | None:
+def _read_by_ranges(raw: RawInput, mode: bool | str, keep_args: bool, columns_only: bool,
+                    chunk_bytes: int) -> tuple | None:
     """`_read_split`'s result with the event list cut by byte ranges and each chunk parsed once (chrome_ranges);
     None, with nothing warned, where the cuts or the document do not hold up (the caller then splits it)."""
-    events = plan(raw.data, CHUNK_BYTES)
+    events = plan(raw.data, chunk_bytes)
     if events is None:
         return None
     data = raw.data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import re
@@ -63,6 +64,9 @@ def read_bytes(path: str | Path, max_bytes: int | None = None) -> RawInput:
     set_current_input(path)
     size = regular_file_size(path)
     threshold = scratch.min_bytes()
+    ahead = _take_ahead(path, limit, threshold)
+    if ahead is not None:
+        return ahead
     with open(path, "rb") as fh:
         head = fh.read(2)
         if head != GZIP_MAGIC and size > limit:
@@ -84,6 +88,102 @@ def read_bytes(path: str | Path, max_bytes: int | None = None) -> RawInput:
     if path.suffix == ".gz":
         raise TraceError(path, "name ends in .gz but the content is not gzip (no gzip magic bytes)")
     return RawInput(path, blob, False)
+
+
+# gunzip_ahead: path -> (child pid, pipe read end, scratch fd, limit, threshold)
+_AHEAD: dict[str, tuple[int, int, int, int, int]] = {}
+
+
+def gunzip_ahead(path: str | Path) -> None:
+    """Start gunzipping `path` into a scratch file in a forked process, so that it overlaps the work the caller does
+    before `read_bytes(path)` (`tracekit info` imports numpy and its stages meanwhile: ~0.1 s each, on two cores).
+
+    `read_bytes` takes the result where it is the one it would make itself: a clean gzip stream larger than the
+    scratch threshold, within the input limit. Anything else (not gzip, small, damaged, an error, a scratch file
+    that cannot be made or written) is thrown away and `read_bytes` reads the file itself, with its own warnings
+    and errors; so this never changes a result, only when the work is done."""
+    threshold = scratch.min_bytes()
+    if threshold is None or not hasattr(os, "fork") or str(path) in _AHEAD:
+        return
+    limit = max_input_bytes()
+    try:
+        size = regular_file_size(Path(path))
+        with open(path, "rb") as fh:
+            if fh.read(2) != GZIP_MAGIC:
+                return
+        fd = scratch.open_scratch()
+    except (TraceError, OSError):
+        return
+    try:
+        read_fd, write_fd = os.pipe()
+    except OSError:
+        os.close(fd)
+        return
+    try:
+        pid = os.fork()
+    except OSError:
+        for each in (fd, read_fd, write_fd):
+            os.close(each)
+        return
+    if pid == 0:  # the child: decompress, say how it went, leave without the parent's cleanup
+        try:
+            os.close(read_fd)
+            os.write(write_fd, _gunzip_into(Path(path), fd, size, limit, threshold).encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    if not _AHEAD:
+        import atexit
+
+        atexit.register(_stop_ahead)
+    _AHEAD[str(path)] = (pid, read_fd, fd, limit, threshold)
+
+
+def _gunzip_into(path: Path, fd: int, size: int, limit: int, threshold: int) -> str:
+    """In gunzip_ahead's child: `_gunzip` into the scratch file `fd`; "ok TOTAL" if nothing was damaged."""
+    out = scratch.ScratchWriter(threshold)
+    out.fd = fd  # every block goes to the file
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+            damage = _inflate_members(path, _Blocks(fh, head, min(size, limit) + 1, threshold), limit, out)
+    except Exception:  # the parent reads the file again and reports it
+        return "failed"
+    clean = not damage and out.problem is None and out.fd is not None
+    return f"ok {out.total}" if clean else "failed"
+
+
+def _take_ahead(path: Path, limit: int, threshold: int | None) -> RawInput | None:
+    """What gunzip_ahead made of `path`, if it is what read_bytes would make (else None: read it here)."""
+    entry = _AHEAD.pop(str(path), None)
+    if entry is None:
+        return None
+    pid, read_fd, fd, ahead_limit, ahead_threshold = entry
+    try:
+        with os.fdopen(read_fd, "rb") as pipe:
+            said = pipe.read().decode()
+        os.waitpid(pid, 0)
+        total = int(said.split()[1]) if said.startswith("ok ") else -1
+        if (threshold is None or (ahead_limit, ahead_threshold) != (limit, threshold) or total > limit
+                or total <= threshold or total < 1):
+            return None
+        return RawInput(path, scratch.map_fd(fd, total), True, [])
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+
+
+def _stop_ahead() -> None:
+    """At exit: end the gunzip_ahead children that were never waited for."""
+    for pid, read_fd, fd, _, _ in list(_AHEAD.values()):
+        for each in (read_fd, fd):
+            with contextlib.suppress(OSError):
+                os.close(each)
+        with contextlib.suppress(OSError):
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+    _AHEAD.clear()
 
 
 def _copy_plain(path: Path, blocks: _Blocks, limit: int, threshold: int) -> bytes | mmap.mmap:

@@ -30,6 +30,10 @@ def _ms(ns: int) -> str:
               help="Write to this file instead of the terminal (.txt or .json).")
 def info_cmd(inputs: tuple[Path, ...], top: int, fmt: str | None, as_json: bool, out: Path | None) -> None:
     """Format, devices, ranks, steps, event counts, time span, top ops and kernels (of traces or a dataset)."""
+    from tracekit.converters.loading import gunzip_ahead
+
+    if inputs and inputs[0].is_file():  # decompressed in a second process while this one imports the rest
+        gunzip_ahead(inputs[0])
     from tracekit.dataset.manifest import is_dataset
     from tracekit.info import quick_info
 

@@ -43,7 +43,6 @@ CHUNK_EVENTS = 16_384
 # many bytes; None: CHUNK_EVENTS events of _EVENT_BYTES each (4 MiB); 0: off (the split read only).
 CHUNK_BYTES: int | None = None
 _EVENT_BYTES = 256
-_MIN_EVENT_BYTES = 64  # a guess of the smallest event's text, for the columns' first size (they grow past it)
 # Below this input size, handing freed memory back to the OS after decoding costs more than it saves.
 _RELEASE_BYTES = 8 << 20
 # Synthetic ids of text pids/tids while decoding; renumbered -1, -2, ... at the end.
@@ -146,7 +145,7 @@ class _Column:
     def append(self, values: np.ndarray) -> None:
         end = self.used + len(values)
         if end > len(self.data):  # more rows than the caller guessed (chrome_ranges): grow
-            grown = np.empty(max(end, 2 * len(self.data)), dtype=self.data.dtype)
+            grown = np.empty(max(end, len(self.data) * 5 // 4), dtype=self.data.dtype)
             grown[: self.used] = self.data[: self.used]
             self.data = grown
         self.data[self.used : end] = values
@@ -508,21 +507,33 @@ def _read_by_ranges(raw: RawInput, mode: bool | str, keep_args: bool, columns_on
     events.drop_all()
     chunks = decode_chunks(raw.path, events, True, mode)
     n = 0
+    builder = None
     try:
-        # (rows: a guess of the events' number; the columns grow past it if needed)
-        rows = (events.end() - events.first()) // _MIN_EVENT_BYTES + 1
-        builder = _Builder(raw.path, len(data) if keep_args else 0, rows, columns_only)
         for chunk in chunks:
             _shift(chunk, n)
-            n += len(chunk.index) + len(chunk.meta)
+            count = len(chunk.index) + len(chunk.meta)
+            if builder is None:
+                builder = _Builder(raw.path, len(data) if keep_args else 0, _rows_guess(events, count), columns_only)
+            n += count
             builder.append(chunk)
     except TraceError:  # a guessed cut that is not one, or a bad event: the exact read says which
         return None
     finally:
         chunks.close()
+    if builder is None:
+        return None
     damage = list(raw.damage)
     top = _top_keys(raw, top_raw, damage)
     return builder, events, top, damage, n
+
+
+def _rows_guess(events: ByteChunks, first_count: int) -> int:
+    """The number of events, guessed from the first chunk's bytes per event (the columns grow past it if needed).
+    Not far above: numpy asks for huge pages for large arrays, so the unused end of a column much larger than
+    its rows would still take resident memory."""
+    first_bytes = int(events.bounds[0, 1] - events.bounds[0, 0])
+    per_event = max(first_bytes / max(first_count, 1), 16.0)
+    return int((events.end() - events.first()) / per_event * 1.1) + first_count + 1024
 
 
 def _shift(chunk: Chunk, start: int) -> None:

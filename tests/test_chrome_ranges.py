@@ -183,3 +183,26 @@ def test_gzip_and_bad_utf8(tmp_path, monkeypatch) -> None:
     assert_same(cols, split)
     assert caught == split_warnings
     assert any("invalid UTF-8" in w and "first at event 4)" in w for w in caught)
+
+
+def test_columns_grow_past_the_first_guess(tmp_path, monkeypatch) -> None:
+    """The first chunk's events are large (the row count is guessed low): the columns grow, same result."""
+    big = [{"ph": "X", "cat": "cpu_op", "name": "big", "pid": 1, "tid": 1, "ts": i, "dur": 1,
+            "args": {"blob": "x" * 4000}} for i in range(4)]
+    doc = {"schemaVersion": 1, "traceEvents": big + events(6000)}
+    path = write(tmp_path, json.dumps(doc))
+    grown = []
+    real = chrome_json._Column.append
+
+    def spy(self, values):
+        before = len(self.data)
+        real(self, values)
+        grown.append(len(self.data) > before)
+
+    monkeypatch.setattr(chrome_json._Column, "append", spy)
+    split, split_warnings, _ = read(path, 0, monkeypatch)
+    assert not any(grown)
+    cols, caught, kept = read(path, 16384, monkeypatch)
+    assert kept and any(grown)
+    assert_same(cols, split)
+    assert caught == split_warnings

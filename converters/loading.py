@@ -90,6 +90,7 @@ def read_bytes(path: str | Path, max_bytes: int | None = None) -> RawInput:
     return RawInput(path, blob, False)
 
 
+_AHEAD_ALWAYS_BYTES = 64 << 20  # a gzip file this large is gunzipped ahead whatever its trailer says
 # gunzip_ahead: path -> (child pid, pipe read end, scratch fd, limit, threshold)
 _AHEAD: dict[str, tuple[int, int, int, int, int]] = {}
 
@@ -110,6 +111,12 @@ def gunzip_ahead(path: str | Path) -> None:
         size = regular_file_size(Path(path))
         with open(path, "rb") as fh:
             if fh.read(2) != GZIP_MAGIC:
+                return
+            # A small trace would be gunzipped twice (read_bytes keeps it in memory): skip it when the size in the
+            # gzip trailer (a hint only: modulo 4 GiB, last member) says so and the file itself is not large.
+            fh.seek(max(size - 4, 0))
+            hint = int.from_bytes(fh.read(4), "little")
+            if hint <= threshold and size < _AHEAD_ALWAYS_BYTES:
                 return
         fd = scratch.open_scratch()
     except (TraceError, OSError):

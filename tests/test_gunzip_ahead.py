@@ -64,11 +64,28 @@ def test_ahead_gives_the_same_bytes(rel, monkeypatch) -> None:
 
 
 def test_small_input_is_read_here(monkeypatch) -> None:
-    """Below the scratch threshold read_bytes keeps bytes in memory: the ahead file is not used."""
+    """Below the scratch threshold read_bytes keeps bytes in memory: no process is started (the gzip trailer
+    says the size), and none would be used."""
     monkeypatch.delenv("TRACEKIT_SCRATCH", raising=False)
     path = shared(BERT)
+    loading.gunzip_ahead(path)
+    assert not loading._AHEAD
     got, _, used = read(path, ahead=True)
     assert not used and got == read(path, ahead=False)[0]
+
+
+def test_trailer_that_lies(tmp_path, monkeypatch) -> None:
+    """A trailer claiming a large size starts the process; the small (and damaged) result is read here again."""
+    monkeypatch.delenv("TRACEKIT_SCRATCH", raising=False)
+    blob = bytearray(gzip.compress(json.dumps({"traceEvents": [{"ph": "X", "ts": 1}]}).encode()))
+    blob[-4:] = (1 << 30).to_bytes(4, "little")
+    path = tmp_path / "lies.json.gz"
+    path.write_bytes(bytes(blob))
+    loading.gunzip_ahead(path)
+    assert str(path) in loading._AHEAD
+    plain, plain_warnings, _ = read(path, ahead=False)
+    got, caught, used = read(path, ahead=True)
+    assert not used and got == plain and caught == plain_warnings
 
 
 def test_scratch_off_starts_nothing(monkeypatch) -> None:

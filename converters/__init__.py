@@ -58,3 +58,17 @@ def read_trace(path: str | Path, keep_args: bool = True, columns_only: bool = Fa
 
 
 __all__ = ["FORMATS", "read_trace"]
+
+
+_LAZY = {"decode_chrome": "chrome_json", "read_bytes": "loading", "is_sqlite": "ascend_files",
+         "looks_like_npu": "ascend_trace", "looks_like_torch": "torch_profiler", "read_torch": "torch_profiler",
+         "looks_like_viztracer": "viztracer", "read_viztracer": "viztracer"}
+
+
+def __getattr__(name: str):
+    """The readers' names this package used to import at load time, imported on first use."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -61,7 +61,18 @@ class LeanEvent(_EventFields, gc=False):
     args: Union[LinkArgs, None] = None
 
 
+class _MetaEvent(msgspec.Struct, gc=False):
+    """What an M event gives `meta`, read from a chunk the lean decoder already read (so its fields fit)."""
+
+    ph: str | None = None
+    name: str | int | float | None = None
+    pid: int | str | None = None
+    tid: int | str | None = None
+    args: msgspec.Raw = msgspec.Raw(b"")
+
+
 _chunk_decoder = msgspec.json.Decoder(list[RawEvent])
+_meta_decoder = msgspec.json.Decoder(list[_MetaEvent])
 _lean_decoder = msgspec.json.Decoder(list[LeanEvent])
 
 
@@ -84,7 +95,8 @@ class Chunk:
     args: bytes | None  # the args of the kept events back to back (None: args not kept)
     args_len: np.ndarray | None
     link: dict[str, np.ndarray]
-    meta: list[tuple] = field(default_factory=list)  # (name, pid, tid, args bytes) of the M events
+    meta: list[tuple] = field(default_factory=list)  # distinct (name, pid, tid, args bytes) of the M events, in order
+    meta_events: int = 0  # M events in the chunk (a trace may repeat the same few M events 100,000s of times)
     bad_utf8_events: int = 0
     first_bad_utf8: int | None = None
 
@@ -122,14 +134,17 @@ def decode_chunk(path: Path, text: bytes, count: int, start: int, object_form: b
         events = lean
     ph, all_args = [e.ph for e in events], [e.args for e in events]
     meta: list[tuple] = []
+    meta_events = 0
     index = np.arange(start, start + len(events), dtype=np.int64)
     keep = None
     all_ph = ph
     if "M" in ph:
         is_meta = [p == "M" for p in ph]
-        full = events if lean is None else _chunk_decoder.decode(
-            b"[" + b",".join(compress(raws.get(), is_meta)) + b"]")
+        # (lean: one more pass over the chunk for the args of its M events; cheaper than splitting it into events
+        # and decoding those again, where M events are many)
+        full = events if lean is None else _meta_decoder.decode(text)
         meta = [(_name(e.name), e.pid, e.tid, bytes(e.args)) for e in full if e.ph == "M"]
+        meta_events, meta = len(meta), list(dict.fromkeys(meta))  # (first appearances keep their order)
         keep = [not m for m in is_meta]
         index = index[np.asarray(keep, dtype=bool)]
         events, ph = list(compress(events, keep)), list(compress(ph, keep))
@@ -142,7 +157,8 @@ def decode_chunk(path: Path, text: bytes, count: int, start: int, object_form: b
         from .columns_chunk import columns_chunk, full_links, lean_links
 
         link = lean_links(raw_args, ph) if lean is not None else full_links(text, raws, all_args, all_ph, keep)
-        return columns_chunk(start, index, ph, name, cat, pid, tid, ts, dur, link, meta, bad_utf8, first_bad)
+        return columns_chunk(start, index, ph, name, cat, pid, tid, ts, dur, link, meta, bad_utf8, first_bad,
+                             meta_events)
     flow, bp, scope = [e.id for e in events], [e.bp for e in events], [e.s for e in events]
     ph_array = pa.array(ph, type=pa.string())
     if lean is None:
@@ -161,7 +177,7 @@ def decode_chunk(path: Path, text: bytes, count: int, start: int, object_form: b
         scope=pa.array(scope, type=pa.string()),
         pid=chunk_ids(pid), tid=chunk_ids(tid),
         ts=us_to_ns_ranged(ts), dur=us_to_ns_ranged(dur),
-        args=args, args_len=args_len if keep_args else None, link=link, meta=meta,
+        args=args, args_len=args_len if keep_args else None, link=link, meta=meta, meta_events=meta_events,
         bad_utf8_events=bad_utf8, first_bad_utf8=first_bad,
     )
 

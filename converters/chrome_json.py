@@ -246,7 +246,7 @@ class _Builder:
     def append(self, chunk: Chunk) -> None:
         """Append the columns of a decoded chunk (chunks in file order)."""
         if chunk.meta:
-            self._fold_metadata(chunk.meta)
+            self._fold_metadata(chunk.meta, chunk.meta_events)
         self.index.append(chunk.index)
         self.ph.add(chunk.ph)
         self.name.add(chunk.name)
@@ -280,16 +280,16 @@ class _Builder:
         for key, column in self.link.items():
             column.append(chunk.link[key])
 
-    def _fold_metadata(self, meta: list[tuple]) -> None:
-        """Read the M events of a chunk into `meta` (their text pids/tids get ids and track names as
-        any row's would)."""
+    def _fold_metadata(self, meta: list[tuple], events: int) -> None:
+        """Read the distinct M events of a chunk (`events` M events in all) into `meta` (their text pids/tids get
+        ids and track names as any row's would, in order of first appearance)."""
         for key in meta:
             self.meta.add(key)
         pids, tids = [m[1] for m in meta], [m[2] for m in meta]
         pid, tid = self._ids(pids), self._ids(tids)
         if pid.min(initial=0) <= _TEMP_ID or tid.min(initial=0) <= _TEMP_ID:
             self._name_tracks(pids, tids, pid, tid)
-        self.metadata_folded += len(meta)
+        self.metadata_folded += events
 
     def _ids(self, values: np.ndarray | list, tried: bool = False) -> np.ndarray:
         """int64 ids of pids/tids as written (`tried`: chunk_ids is known to give the list back)."""
@@ -511,7 +511,7 @@ def _read_by_ranges(raw: RawInput, mode: bool | str, keep_args: bool, columns_on
     try:
         for chunk in chunks:
             _shift(chunk, n)
-            count = len(chunk.index) + len(chunk.meta)
+            count = len(chunk.index) + chunk.meta_events
             if builder is None:
                 builder = _Builder(raw.path, len(data) if keep_args else 0, _rows_guess(events, count), columns_only)
             n += count

@@ -43,7 +43,8 @@ def encode(values: list) -> LocalCodes:
 
 
 def columns_chunk(start: int, index: np.ndarray, ph: list, name: list, cat: list, pid: list, tid: list, ts: list,
-                  dur: list, link: dict[str, np.ndarray], meta: list, bad_utf8: int, first_bad: int | None) -> Chunk:
+                  dur: list, link: dict[str, np.ndarray], meta: list, bad_utf8: int, first_bad: int | None,
+                  meta_events: int = 0) -> Chunk:
     """The Chunk of decode_chunk from the fields of its kept events (`link`: lean_links or full_links)."""
     n = len(ph)
     empty = LocalCodes(np.full(n, -1, dtype=np.int32), [])
@@ -54,7 +55,7 @@ def columns_chunk(start: int, index: np.ndarray, ph: list, name: list, cat: list
         cat=encode(cat), flow_id=empty, bp=empty, scope=empty,
         pid=ids(pid), tid=ids(tid),
         ts=us_to_ns(ts), dur=us_to_ns(dur),
-        args=None, args_len=None, link=link, meta=meta,
+        args=None, args_len=None, link=link, meta=meta, meta_events=meta_events,
         bad_utf8_events=bad_utf8, first_bad_utf8=first_bad,
     )
 

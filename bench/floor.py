@@ -6,8 +6,9 @@ Usage::
 
 Each measurement is one fresh process (interpreter start-up and imports included), run round-robin
 `--repeat` times; the median is shown. Wall time shows what running stages side by side on two cores
-gains; CPU time (user + sys of the child) is the work done, steadier on a shared machine. Without
-TRACE: v100_large, mtia_rank_0_large and the owlv2 H100 trace.
+gains; CPU time (user + sys of the child) is the work done, steadier on a shared machine; the main thread's CPU
+(convert: bench/critical.py in-process; info: the CLI itself, with its gunzip-ahead and decode processes beside
+it) is the idle two-core wall estimate. Without TRACE: v100_large, mtia_rank_0_large and the owlv2 H100 trace.
 """
 
 from __future__ import annotations
@@ -39,6 +40,21 @@ def commands(trace: Path, out: Path) -> dict[str, list[str]]:
     }
 
 
+# `tracekit info` in a child that prints its main thread's CPU at exit: with the gunzip-ahead process and the decode
+# child beside it, that is the idle two-core wall estimate (critical.py, in-process, cannot start the ahead process)
+INFO_MAIN = ("import atexit, sys, time; "
+             "atexit.register(lambda: sys.stderr.write(f'MAIN {time.thread_time():.4f}\\n')); "
+             "from tracekit.cli import main; sys.argv[0] = 'tracekit'; main()")
+
+
+def info_main_thread(trace: Path, out: Path) -> dict:
+    """Main-thread CPU of the `tracekit info` CLI (interpreter start and imports included), as critical() gives it."""
+    cmd = [PY, "-c", INFO_MAIN, "info", "--json", str(trace.resolve()), "-o", str(out / "info-main.json")]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=tempfile.gettempdir())
+    said = [line.split()[1] for line in done.stderr.splitlines() if line.startswith("MAIN ")]
+    return {"imports_cpu": 0.0, "main_thread_cpu": float(said[-1]), "threads_cpu": float(said[-1]), "child_cpu": 0.0}
+
+
 def critical(trace: Path, command: str) -> dict:
     """bench/critical.py in a child: imports + main-thread CPU (the idle two-core wall estimate)."""
     done = subprocess.run([PY, CRITICAL, str(trace), command], capture_output=True, text=True, check=True)
@@ -65,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             rows = {k: {m: statistics.median(r[m] for r in v) for m in ("wall", "cpu", "rss_mb")} | {
                 "rc": max(r["rc"] for r in v)} for k, v in samples.items()}
             for command in ("convert", "info"):
-                crit = [critical(trace, command) for _ in range(args.repeat)]
+                crit = [critical(trace, command) if command == "convert" else info_main_thread(trace, work)
+                        for _ in range(args.repeat)]
                 rows[f"tracekit {command}"]["critical"] = {
                     k: statistics.median(c[k] for c in crit) for k in crit[0]}
             raw_mb = _raw_size(trace) / 1e6

@@ -18,7 +18,7 @@ from tracekit.modules.opshapes import PARAM_LISTS as RNN_OPS
 # make their modules' backward FLOPs unknown
 # the names `flops` has a rule for (a regex alternation, for the module table's op filter)
 FLOP_OP_PATTERN = (
-    r"^aten::(linear|mm|matmul|bmm|addmm|baddbmm|addbmm|conv[123]d|conv_transpose[123]d|convolution|_convolution"
+    r"^aten::(linear|mm|matmul|bmm|addmm|_addmm_activation|baddbmm|addbmm|conv[123]d|conv_transpose[123]d|convolution|_convolution"
     r"|convolution_backward|lstm|gru|rnn_tanh|rnn_relu|mkldnn_rnn_layer_backward|_cudnn_rnn_backward"
     r"|miopen_rnn_backward|.*scaled_dot_product.*|_flash_attention.*|_efficient_attention.*)$"
 )
@@ -31,7 +31,7 @@ def flops(name: str, op: OpArgs) -> int | None:
         return 2 * math.prod(x[:-1]) * x[-1] * w[0] if x and w and len(w) == 2 else None
     if name in ("aten::mm", "aten::matmul", "aten::bmm"):
         return matmul_flops(op.shape(0), op.shape(1))
-    if name in ("aten::addmm", "aten::baddbmm", "aten::addbmm"):
+    if name in ("aten::addmm", "aten::_addmm_activation", "aten::baddbmm", "aten::addbmm"):
         return matmul_flops(op.shape(1), op.shape(2))
     if name in CONV_NAMES:
         return _conv_flops(name, op)

@@ -21,7 +21,7 @@ COLUMNS: tuple[tuple[str, str | None, Any, bool], ...] = (
 )
 
 
-HINTS = {"input": "from the module's first op with tensor inputs; '?': that op reads a part of a tensor, which "
+HINTS = {"input": "from the module's first op with tensor inputs; '?': that op reads a view or part of a tensor, which "
                   "may be a registered buffer rather than the input",
          "first ms": "host time of the first call (often slower: warm-up)",
          "steady ms": "host time per call after the first (median)", "bwd ms": "backward host time, all calls",
@@ -31,7 +31,8 @@ HINTS = {"input": "from the module's first op with tensor inputs; '?': that op r
 
 
 def _unsure_input(row: Any) -> bool:
-    """The module's input shapes came from an op that reads a part of a tensor (maybe a buffer): shown with '?'."""
+    """The module's input shapes came from an op that reads a view or part of a tensor (maybe a buffer): shown
+    with '?'."""
     return SLICE_NOTE in str(getattr(row, "input_from", "") or "")
 
 

@@ -51,3 +51,18 @@ def truth_table(events: pd.DataFrame) -> pd.DataFrame:
     out["module_path"] = out["module_path"].astype(object).where(out["module_path"].notna(), None)
     out["true_phase"], out["true_path"] = true_phase, true_path
     return out
+
+
+def without_hook(rows: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+    """Where tracekit names a module below the truth's in backward, and that module has no backward truth range
+    at all (its full backward hooks never fired: Hugging Face layers take their input as a keyword argument, which
+    backward hooks do not see), the truth could not be more specific: such rows are taken out."""
+    names = events["name"].astype(str)
+    hooked = {n[len(PREFIX) + len("bwd::"):] for n in names[names.str.startswith(f"{PREFIX}bwd::")].unique()}
+    keep = []
+    for path, true, phase in zip(rows["module_path"], rows["true_path"], rows["phase"]):
+        below = (phase == "backward" and isinstance(path, str) and isinstance(true, str)
+                 and path.startswith(f"{true}/"))
+        child = f"{true}/{path[len(true) + 1:].split('/')[0]}" if below else None
+        keep.append(not (below and child not in hooked))
+    return rows[keep]

@@ -24,12 +24,15 @@ import record  # sample_traces/record.py: the sample models
 PREFIX = "truth::"
 
 
-def annotate(model: nn.Module) -> list:
+def annotate(model: nn.Module, backward: bool = True) -> list:
     """Forward and backward hooks that open and close one truth range per module call."""
     index: dict[int, str] = {}
     count: dict[str, int] = {}
     path_of: dict[int, str] = {}
     stack: list[str] = []
+    # full backward hooks see positional inputs only: a module given its data as keyword arguments (Hugging Face
+    # layers) would close its backward range as soon as it opened, so it gets none
+    positional: dict[int, bool] = {}
     open_ranges: dict[tuple[str, int], list] = {}
 
     def enter(key: tuple[str, int], name: str) -> None:
@@ -49,6 +52,7 @@ def annotate(model: nn.Module) -> list:
             count[cls] = count.get(cls, 0) + 1
         stack.append(index[id(module)])
         path_of[id(module)] = "/".join(stack)
+        positional[id(module)] = any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
         enter(("fwd", id(module)), f"{PREFIX}fwd::{path_of[id(module)]}")
 
     def post(module: nn.Module, args: tuple, out: object) -> None:
@@ -56,16 +60,56 @@ def annotate(model: nn.Module) -> list:
         stack.pop()
 
     def bpre(module: nn.Module, grad_output: tuple) -> None:
-        enter(("bwd", id(module)), f"{PREFIX}bwd::{path_of[id(module)]}")
+        if positional.get(id(module)):
+            enter(("bwd", id(module)), f"{PREFIX}bwd::{path_of[id(module)]}")
 
     def bpost(module: nn.Module, grad_input: tuple, grad_output: tuple) -> None:
         leave(("bwd", id(module)))
 
     handles = []
     for m in model.modules():
-        handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post),
-                    m.register_full_backward_pre_hook(bpre), m.register_full_backward_hook(bpost)]
+        handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
+        if backward:
+            handles += [m.register_full_backward_pre_hook(bpre), m.register_full_backward_hook(bpost)]
     return handles
+
+
+def hf_llama(device: str):
+    """A tiny random-weight Hugging Face Llama (transformers, where installed) and one AdamW training step."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2,
+                                         max_position_embeddings=64)).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    ids = torch.randint(0, 256, (2, 16), device=device)
+
+    def train_step():
+        opt.zero_grad(set_to_none=True)
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        opt.step()
+        return loss
+
+    return model, opt, train_step
+
+
+def build(name: str, device: str):
+    """(model, optimizer, step) of a sample model, with truth hooks: forward and backward where the model's
+    modules allow full backward hooks (Hugging Face ones return ModelOutput/tuples with None: forward only)."""
+    make = (lambda: hf_llama(device)) if name == "hf_llama" else (lambda: record.build(name))
+    model, opt, step = make()
+    handles = annotate(model)
+    try:
+        step()
+        return model, opt, step, True
+    except RuntimeError:
+        for h in handles:
+            h.remove()
+        model, opt, step = make()
+        annotate(model, backward=False)
+        return model, opt, step, False
 
 
 def main(out: Path, device: str, names: list[str]) -> None:
@@ -75,8 +119,8 @@ def main(out: Path, device: str, names: list[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
     for name in names:
-        model, _, train_step = record.build(name)
-        annotate(model)
+        _, _, train_step, backward = build(name, device)
+        print(name, "backward truth" if backward else "forward truth only")
         path = out / f"{name}_truth.json"
         with profile(activities=activities, schedule=schedule(wait=1, warmup=1, active=2),
                      on_trace_ready=lambda p, path=path: p.export_chrome_trace(str(path)), record_shapes=True,

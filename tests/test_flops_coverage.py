@@ -89,3 +89,15 @@ def test_every_shared_gpu_trace_with_math_kernels_counts_or_says_unknown():
 
 def test_oracle_recording_is_present():
     assert (ROOT / "sample_traces" / "oracle_cuda" / "attention_compiled.json.gz").exists()
+
+
+def test_report_tree_marks_unknown_and_inferred_cells(vllm):
+    """The HTML module tree shows '?' where FLOPs or params are unknown and '*' where inferred, with the note
+    as the cell's tooltip."""
+    from tracekit.report.tree_table import tree_table
+
+    view = vllm.reset_index().assign(share=float("nan"))
+    page = tree_table(view)
+    assert "title='unknown: no FLOP rule for vllm::moe_forward" in page
+    assert ">?</td>" in page
+    assert "title='unknown: its forward runs a torch.compile graph" in page

@@ -123,6 +123,19 @@ class Gpt2Mlp(nn.Module):
         return y + torch.addmm(x[0], x[0], eye)  # a 2-d `self`: not a hand-written linear
 
 
+class Fp8Proj(nn.Module):
+    """Inference with an fp8 (e4m3) weight kept as a buffer: `torch._scaled_mm`, as fp8 serving stacks call it."""
+
+    def __init__(self, n_in: int = 64, n_out: int = 128) -> None:
+        super().__init__()
+        self.register_buffer("weight_t", torch.randn(n_out, n_in).to(torch.float8_e4m3fn).t())
+        self.register_buffer("scale", torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = x.to(torch.float8_e4m3fn)
+        return torch._scaled_mm(a, self.weight_t, scale_a=self.scale, scale_b=self.scale, out_dtype=torch.bfloat16)
+
+
 class Attention(nn.Module):
     """A causal self-attention block (fused q/k/v projection, F.scaled_dot_product_attention, output
     projection) and an MLP, each with a residual."""
@@ -226,6 +239,7 @@ def models(device: str = "cpu") -> dict[str, tuple[nn.Module, tuple[torch.Tensor
         "layers": (Layers(), (torch.randn(2, 16, 9, 9),), plain),
         "fastpath": (FastPath().eval(), (torch.randn(2, 10, 32),), plain),
         "gpt2_conv1d": (Gpt2Mlp(), (torch.randn(3, 5, 32),), plain),
+        "fp8": (Fp8Proj().eval(), (torch.randn(32, 64),), plain),
     }
     if device == "cpu":
         return chosen

@@ -34,7 +34,7 @@ def recorded(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", ["convzoo", "recurrent_onednn", "recurrent_plain", "layers", "fastpath",
-                                  "gpt2_conv1d"])
+                                  "gpt2_conv1d", "fp8"])
 def test_every_module_matches_torch_or_says_unknown(recorded, name):
     truth, tables = recorded
     modules = tables[name]
@@ -116,3 +116,10 @@ def test_hand_written_linear_params_are_counted_and_marked_inferred(recorded):
         assert modules.loc[path, "params_from"].startswith("inferred: aten::addmm")
     assert modules.loc["Gpt2Mlp_0", "own_params"] == 0
     assert pd.isna(modules.loc["Gpt2Mlp_0/GELU_0", "params_from"])
+
+
+def test_fp8_scaled_mm_is_counted(recorded):
+    """fp8 inference runs `aten::_scaled_mm`: counted as its matmul, as FlopCounterMode counts it (was 0)."""
+    truth, tables = recorded
+    row = tables["fp8"].loc["Fp8Proj_0"]
+    assert row["flops_fwd"] == truth["fp8"]["Fp8Proj_0"]["flops_fwd"] == 2 * 32 * 64 * 128

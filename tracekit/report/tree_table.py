@@ -28,8 +28,8 @@ HINTS = {"input": "from the module's first op with tensor inputs; '?': that op r
          "dev fwd ms": "device (GPU/NPU) time of the forward kernels, all calls",
          "dev bwd ms": "device time of the backward kernels, all calls",
          "TFLOP/s": "achieved: FLOPs / device time", "% of step": "forward + backward host time / step time",
-         "params": "'*': inferred or unsure, '?': unknown (hover the cell for why)",
-         "FLOPs fwd": "forward FLOPs per call; '*': inferred, '?': unknown (hover the cell for why)"}
+         "params": "'~': inferred or unsure, '?': unknown (hover the cell for why)",
+         "FLOPs fwd": "forward FLOPs per call; '~': inferred, '?': unknown (hover the cell for why)"}
 # the evidence column behind a value column: its note becomes the cell's tooltip and a mark
 EVIDENCE = {"params": "params_from", "flops_fwd": "flops_from"}
 
@@ -77,7 +77,7 @@ def tree_table(view: pd.DataFrame, table_id: str = "module-tree", open_depth: in
                 note = getattr(r, EVIDENCE[col], None) if col in EVIDENCE else None
                 note = note if isinstance(note, str) and note else None
                 mark = ("?" if col == "input_shapes" and _unsure_input(r) else
-                        ("?" if blank else "*") if note else "")
+                        ("?" if blank else "~") if note else "")
                 cells.append(mark if blank else fmt(value) + mark)
                 keys.append("" if blank or not _num else f"{float(value):.6g}")
                 notes.append(note)

@@ -59,6 +59,10 @@ def render_table(view: pd.DataFrame, console: Console, title: str, first_step: i
         if defining:
             notes.add("* the class that defines forward; the module's own class may be a subclass of it")
         params_from = getattr(row, "params_from", None)
+        params_mark = "~" if isinstance(params_from, str) and not pd.isna(row.params) else ""
+        if params_mark:
+            notes.add("~ params inferred or unsure (params_from says how: a hand-written linear's addmm, an "
+                      "RMSNorm's weight, a weight that may be tied)")
         if pd.isna(row.params) and isinstance(params_from, str):
             notes.add(f"params blank: {params_from.removeprefix('unknown: ')}")
         elif pd.isna(row.params):
@@ -71,7 +75,7 @@ def render_table(view: pd.DataFrame, console: Console, title: str, first_step: i
         if unsure:
             notes.add(f"? input from the module's first op: {SLICE_NOTE}")
         table.add_row(name, mtype, _shape(row.input_shapes) + ("?" if unsure else ""), _shape(row.output_shapes),
-                      _count(row.params), str(row.calls), _ms(row.first_call_ns), _ms(row.steady_ns),
+                      _count(row.params) + params_mark, str(row.calls), _ms(row.first_call_ns), _ms(row.steady_ns),
                       _ms(row.backward_ns) if has_backward else "", *device, _count(row.flops_fwd), share)
     if no_rule:
         notes.add("FLOPs blank: ops that compute, with no FLOP rule, ran inside (flops_from names them): "

@@ -99,5 +99,5 @@ def test_report_tree_marks_unknown_and_inferred_cells(vllm):
     view = vllm.reset_index().assign(share=float("nan"))
     page = tree_table(view)
     assert "title='unknown: no FLOP rule for vllm::moe_forward" in page
-    assert ">?</td>" in page and "'~': inferred" in page
+    assert ">?</td>" in page and "inferred or unsure, " in page
     assert "title='unknown: its forward runs a torch.compile graph" in page

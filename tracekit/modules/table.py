@@ -13,6 +13,7 @@ from tracekit.modules.attribute import BACKWARD_PREFIX, ModuleColumns
 from tracekit.modules.conv_grads import fill_from_kernels
 from tracekit.modules.coverage import (
     COMPILED_NOTE,
+    Names,
     compiled_regions,
     math_kernel_launchers,
     names_below,
@@ -98,9 +99,11 @@ def module_table(table: EventTable, modules: ModuleColumns) -> pd.DataFrame:
     has_rule = host_ops & matches(column(ev, "name"), _FLOP_OPS)
     flop_rows, flop_values, flop_inferred = _op_flops(ev, table, names, has_rule)
     # compute ops no rule counts make their modules' FLOPs unknown, not smaller
-    no_rule = uncounted_ops(column(ev, "parent"), names, host_ops, has_rule)
-    no_rule = (no_rule | math_kernel_launchers(column(ev, "parent"), names, kind == "kernel", column(ev, "launcher"),
-                                                column(ev, "launch"), has_rule, no_rule)) & ~recompute
+    name_codes = Names(ev["name"])
+    no_rule = uncounted_ops(column(ev, "parent"), name_codes, host_ops, has_rule)
+    no_rule = (no_rule | math_kernel_launchers(column(ev, "parent"), name_codes, kind_in(ev, ("kernel",)),
+                                                column(ev, "launcher"), column(ev, "launch"), has_rule,
+                                                no_rule)) & ~recompute
     inclusive = _Inclusive(src, ev["module_path"], out["source_index"], out["module_path"])
     forward, backward = phase == "forward", phase == "backward"
     out["device_ns_fwd"] = inclusive.sums(device & forward & ~recompute, dur)
@@ -134,7 +137,7 @@ def module_table(table: EventTable, modules: ModuleColumns) -> pd.DataFrame:
     total_flops = (out["flops_fwd"] + out["flops_bwd"]) * out["calls"]
     out["achieved_tflops"] = np.where(device_ns > 0, total_flops / np.maximum(device_ns, 1) / 1e3, np.nan)
     out.update(_first_call_details(out, ev, table, names, kind, modules))
-    hidden = compiled_regions(names, kind_in(ev, ("cpu_op", "runtime"))) & forward & ~recompute
+    hidden = compiled_regions(name_codes, kind_in(ev, ("cpu_op", "runtime"))) & forward & ~recompute
     _unknown_in_compiled(out, inclusive, src, paths, hidden)
     _unknown_without_shapes(out, ev, table, kind)
     frame = pd.DataFrame({name: out[name] for name in MODULE_COLUMNS})
@@ -436,10 +439,11 @@ def _first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTa
     is_param_op = np.zeros(len(ev), dtype=bool)
     is_param_op[param_rows] = True
     param_rows = param_rows[nearest_marked(column(ev, "parent"), is_param_op, include_self=False)[param_rows] < 0]
+    first_rows = dict(zip(out["first_row"].tolist(), index))
+    param_rows = param_rows[np.isin(module[param_rows], out["first_row"])]  # only first calls are read
     first_ops = [int(r) for rows in firsts.values() for r in rows]
     wanted = np.unique(np.array(first_ops + list(lasts.values()) + param_rows.tolist(), dtype=np.int64))
     decoded = decode_op_args(table.args, wanted)
-    first_rows = dict(zip(out["first_row"].tolist(), index))
     inferred: set[int] = set()
     for row in param_rows.tolist():
         idx = first_rows.get(int(module[row]))

@@ -89,10 +89,16 @@ def model_section(view: pd.DataFrame, source_name: str) -> Section:
     return Section("model", "Model", body, note)
 
 
-def modules_section(view: pd.DataFrame) -> Section:
+def modules_section(view: pd.DataFrame, first_step: int | None = None) -> Section:
+    """The module tree table; `first_step`: the lowest ProfilerStep recorded (above 0, "first" is not the
+    program's first call, and the note says so)."""
     note = ("Indented as in the code; ▸ opens a module, a column title sorts siblings (module: back to forward "
             "order). first = first call, steady = median of later calls; times are host (CPU) time unless marked "
-            "device. Blank: not measurable from this trace (no device events, no backward, one call only).")
+            "device. Blank: not measurable from this trace (no device events, no backward, one call only). "
+            "? unknown, ~ inferred or unsure: hover the cell for why.")
+    if first_step:
+        note += (f" <b>first</b> is the first call in the recording, which starts at ProfilerStep#{first_step}: "
+                 "the program's first (warm-up) calls were not recorded.")
     return Section("tree", f"Module tree ({len(view):,} modules)", tree_table(view), note)
 
 

@@ -75,7 +75,8 @@ def model_section(view: pd.DataFrame, source_name: str) -> Section:
             "code, with its type, parameters, forward FLOPs, time per call and share of step time (colour). "
             "Identical consecutive blocks are folded (× N). Arrows carry the input shape of the next block; a "
             "dashed arrow means that input is not the previous block's output (the trace records call order, "
-            "not data flow). Click a block to open it and see its details.")
+            "not data flow). Click a block to open it and see its details. ~: inferred or unsure, ?: unknown "
+            "(the details say why).")
     if (view["module_type"] == RECORD_FUNCTION).all():
         note = ("<b>This trace has no nn.Module events</b> (record with with_modules=True or with_stack=True): "
                 "the blocks are its record_function annotations, not the model's modules. ") + note

@@ -29,7 +29,13 @@ def _node(row: Any, has_device: bool, has_backward: bool) -> dict[str, Any]:
         "device_fwd_ms": _ms(row.device_ns_fwd) if has_device else None,
         "device_bwd_ms": _ms(row.device_ns_bwd) if has_device and has_backward else None,
         "tflops": _num(getattr(row, "achieved_tflops", None)), "share": _num(row.share), "children": [],
+        # why params or FLOPs are inferred, unsure or unknown (params_from / flops_from)
+        "params_from": _text(getattr(row, "params_from", None)), "flops_from": _text(getattr(row, "flops_from", None)),
     }
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _ms(ns: Any) -> float | None:
@@ -73,6 +79,7 @@ def _repeat(run: list[dict[str, Any]]) -> dict[str, Any]:
         "total_ms": _sum(run, "total_ms"), "backward_ms": _sum(run, "backward_ms"),
         "device_fwd_ms": _sum(run, "device_fwd_ms"), "device_bwd_ms": _sum(run, "device_bwd_ms"),
         "share": _sum(run, "share"), "members": run, "children": first["children"],
+        "params_from": first["params_from"], "flops_from": first["flops_from"],
     }
 
 

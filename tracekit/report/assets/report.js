@@ -158,8 +158,10 @@
   }
   function stats(n) {
     var parts = [];
-    if (n.params) parts.push(fmtCount(n.params) + " params");
-    if (n.flops) parts.push(fmtCount(n.flops) + " FLOPs");
+    if (n.params) parts.push(fmtCount(n.params) + (n.params_from ? "~" : "") + " params");
+    else if (n.params_from) parts.push("params ?");
+    if (n.flops) parts.push(fmtCount(n.flops) + (n.flops_from ? "~" : "") + " FLOPs");
+    else if (n.flops_from) parts.push("FLOPs ?");
     if (n.call_ms !== null && n.call_ms !== undefined) parts.push(fmtMs(n.call_ms) + (n.repeat ? " per pass" : " per call"));
     if (n.share !== null && n.share !== undefined) parts.push(fmtPct(n.share) + " of step");
     return parts.join(" · ");
@@ -195,6 +197,7 @@
       row("forward total", fmtMs(n.total_ms)); row("backward total", fmtMs(n.backward_ms));
       row("device fwd", fmtMs(n.device_fwd_ms)); row("device bwd", fmtMs(n.device_bwd_ms));
       row("achieved", n.tflops ? n.tflops.toFixed(2) + " TFLOP/s" : ""); row("share of step", fmtPct(n.share));
+      row("params from", n.params_from); row("FLOPs from", n.flops_from);
       panel.appendChild(dl);
       if (n.repeat) {
         panel.appendChild(el("div", "note", n.repeat + " identical blocks (same type, shapes, params and children):"));

@@ -19,6 +19,7 @@ import numpy as np
 from tracekit.errors import TraceError, warn
 from tracekit.lazy import pa  # imported on first use: `tracekit info` (columns_only) never needs it
 
+from .begin_end import pair_begin_end, tracks_as_written
 from .chrome_chunks import COLUMNS_ONLY, INT_MAX, INT_MIN, Chunk, chunk_ids
 from .chrome_doc import decode_document, decode_top, decode_top_recovered
 from .chrome_parallel import decode_chunks
@@ -27,14 +28,6 @@ from .chrome_slices import EventSlices
 from .link_args import LINK_FIELDS
 from .loading import RawInput, release_free_memory
 from .str_column import StrColumn
-
-
-class _Track(msgspec.Struct, gc=False):
-    """pid and tid of an event as written (only needed to pair B/E events)."""
-
-    pid: int | str | None = None
-    tid: int | str | None = None
-
 
 # Events are decoded into structs (chrome_chunks) this many at a time, turned into columns and dropped,
 # so that the per-event Python objects of only one chunk exist at once.
@@ -75,9 +68,6 @@ class ChromeColumns:
     input_events: int = 0
     metadata_folded: int = 0  # M events: read into `meta`, no row kept
     columns_only: bool = False  # set by a reader for `tracekit info`: chrome_table builds a pandas-free table
-
-
-_track_decoder = msgspec.json.Decoder(list[_Track])
 
 
 class _IdMap:
@@ -349,7 +339,7 @@ def _decode_chrome(raw: RawInput, require_events: bool, chunk_events: int | None
     del read
     ph = builder.ph.column()
     begin_end = "B" in ph.categories or "E" in ph.categories
-    raw_tracks = _raw_tracks(events) if begin_end else None
+    raw_tracks = tracks_as_written(events) if begin_end else None
     events.release()
     del events
     if release_input:
@@ -417,7 +407,7 @@ def _decode_chrome(raw: RawInput, require_events: bool, chunk_events: int | None
     dur_ns[is_x & (dur_ns < 0)] = 0
     if begin_end:
         ph_list = ph.tolist()
-        keep &= _pair_begin_end(raw.path, ph_list, raw_tracks[0], raw_tracks[1], ts_ns, dur_ns,
+        keep &= pair_begin_end(raw.path, ph_list, raw_tracks[0], raw_tracks[1], ts_ns, dur_ns,
                                 keep, skipped, damage)
         ph = _Codes()
         if columns_only:
@@ -555,66 +545,6 @@ def _top_keys(raw: RawInput, top_raw: bytes | None, damage: list[str]) -> dict[s
         warn(raw.path, note)
         damage.append(note)
     return top
-
-
-def _raw_tracks(events: EventSlices | ByteChunks) -> tuple[list, list]:
-    """pid and tid of every event as written (B/E pairing tells "5" and 5 apart, as written)."""
-    pids: list = []
-    tids: list = []
-    for k in range(len(events)):
-        tracks = _track_decoder.decode(events.text(k))
-        events.done(k)
-        pids += [t.pid for t in tracks]
-        tids += [t.tid for t in tracks]
-    return pids, tids
-
-
-def _pair_begin_end(path, ph: list, pid: list, tid: list, ts_ns: np.ndarray, dur_ns: np.ndarray,
-                    keep: np.ndarray, skipped: dict[str, int], damage: list[str]) -> np.ndarray:
-    """Turn matched B/E pairs into X events (the E is folded into its B); recover unmatched ones.
-
-    An unmatched B is closed at the last timestamp of its track; an unmatched E is skipped.
-    Returns the mask of rows that stay.
-    """
-    rows = [i for i, p in enumerate(ph) if p in ("B", "E") and keep[i]]
-    rows.sort(key=lambda i: (str(pid[i]), str(tid[i]), ts_ns[i], ph[i] == "B"))
-    stay = np.ones(len(ph), dtype=bool)
-    open_: dict[tuple, list[int]] = {}
-    unmatched_end = 0
-    for i in rows:
-        track = (pid[i], tid[i])
-        if ph[i] == "B":
-            open_.setdefault(track, []).append(i)
-        elif open_.get(track):
-            b = open_[track].pop()
-            ph[b] = "X"
-            dur_ns[b] = ts_ns[i] - ts_ns[b]
-            stay[i] = False
-        else:
-            stay[i] = False
-            unmatched_end += 1
-    folded = int((~stay).sum()) - unmatched_end
-    if folded:
-        skipped["end_folded_into_begin"] = folded
-    last_ts: dict[tuple, int] = {}
-    for i in range(len(ph)):
-        if keep[i] and ph[i] != "M":
-            track = (pid[i], tid[i])
-            last_ts[track] = max(last_ts.get(track, ts_ns[i]), int(ts_ns[i] + max(dur_ns[i], 0)))
-    unclosed = [b for track in open_.values() for b in track]
-    for b in unclosed:
-        ph[b] = "X"
-        dur_ns[b] = last_ts[(pid[b], tid[b])] - ts_ns[b]
-    if unclosed:
-        note = f"{len(unclosed)} 'B' events have no matching 'E'; closed at their track's last timestamp"
-        warn(path, note)
-        damage.append(note)
-    if unmatched_end:
-        note = f"{unmatched_end} 'E' events have no matching 'B' and were skipped"
-        warn(path, note)
-        damage.append(note)
-        skipped["unmatched_end"] = unmatched_end
-    return stay
 
 
 def _take(cols: ChromeColumns, rows: np.ndarray) -> ChromeColumns:

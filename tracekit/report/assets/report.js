@@ -160,8 +160,8 @@
     var parts = [];
     if (n.params) parts.push(fmtCount(n.params) + (n.params_from ? "~" : "") + " params");
     else if (n.params_from) parts.push("params ?");
-    if (n.flops) parts.push(fmtCount(n.flops) + (n.flops_from ? "~" : "") + " FLOPs");
-    else if (n.flops_from) parts.push("FLOPs ?");
+    if (n.flops) parts.push(fmtCount(n.flops) + " FLOPs");
+    else if (n.flops_from && n.flops_from.indexOf("unknown") === 0) parts.push("FLOPs ?");
     if (n.call_ms !== null && n.call_ms !== undefined) parts.push(fmtMs(n.call_ms) + (n.repeat ? " per pass" : " per call"));
     if (n.share !== null && n.share !== undefined) parts.push(fmtPct(n.share) + " of step");
     return parts.join(" · ");

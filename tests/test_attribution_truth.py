@@ -82,3 +82,14 @@ def test_cuda_generate_every_decode_step_lands_in_its_module_and_calls_count(tmp
     calls = truth_calls(pd.read_parquet(out / "events.parquet"))
     assert len(modules) == len(calls) > 30
     assert (modules["calls"] == calls.reindex(modules.index)).all() and (modules["calls"] == 12).all()
+    # the first call is the prefill (16 tokens), the last a decode step (1 token): both are shown
+    layer = modules.loc["LlamaForCausalLM_0/LlamaModel_0/LlamaDecoderLayer_0"]
+    assert (layer["input_shapes"], layer["last_input_shapes"]) == ("[[2, 16, 64]]", "[[2, 1, 64]]")
+
+
+def test_training_steps_keep_one_input_shape(tmp_path):
+    """Training repeats the same shapes every step: no module shows a different last-call input."""
+    out = tmp_path / "gpt"
+    convert([CUDA / "gpt_truth.json.gz"], out)
+    modules = pd.read_parquet(out / "modules.parquet")
+    assert modules["input_shapes"].notna().sum() > 10 and modules["last_input_shapes"].isna().all()

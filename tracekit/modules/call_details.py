@@ -35,7 +35,8 @@ FIRST_OPS_TRIED = 8
 
 def first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTable, names: np.ndarray,
                         kind: np.ndarray, modules: ModuleColumns) -> dict[str, list]:
-    """input/output shapes and params from the ops of each module's first call (columns by name)."""
+    """input/output shapes and params from the ops of each module's first call, and the input shapes of its last
+    call where they differ from the first's (columns by name)."""
     ops = np.flatnonzero(kind == "cpu_op")
     module = column(ev, "module")
     track = track_codes(ev)
@@ -44,17 +45,27 @@ def first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTab
     op_parent = nearest_marked(column(ev, "parent"), kind_in(ev, ("cpu_op",)), include_self=False)
     order = ops[np.lexsort((ops, ts[ops], track[ops]))]
     order_track, order_ts = track[order], ts[order]
-    firsts, lasts = {}, {}
     index = range(len(out["first_row"]))
-    for idx, span in zip(index, out["first_row"].tolist()):
-        lo = np.searchsorted(order_track, track[span], side="left")
-        hi = np.searchsorted(order_track, track[span], side="right")
-        a = lo + np.searchsorted(order_ts[lo:hi], ts[span], side="left")
-        b = lo + np.searchsorted(order_ts[lo:hi], end[span], side="left")
-        inside = order[a:b]
-        top = inside[(op_parent[inside] < 0) | (ts[np.maximum(op_parent[inside], 0)] < ts[span])]
-        if len(top):
-            firsts[idx], lasts[idx] = top[:FIRST_OPS_TRIED], int(top[-1])
+
+    def top_ops(spans: list[int]) -> tuple[dict[int, np.ndarray], dict[int, int]]:
+        """Per module index: the first top-level ops of the call at `spans[idx]`, and its last one."""
+        firsts, lasts = {}, {}
+        for idx, span in zip(index, spans):
+            if span < 0:
+                continue
+            lo = np.searchsorted(order_track, track[span], side="left")
+            hi = np.searchsorted(order_track, track[span], side="right")
+            a = lo + np.searchsorted(order_ts[lo:hi], ts[span], side="left")
+            b = lo + np.searchsorted(order_ts[lo:hi], end[span], side="left")
+            inside = order[a:b]
+            top = inside[(op_parent[inside] < 0) | (ts[np.maximum(op_parent[inside], 0)] < ts[span])]
+            if len(top):
+                firsts[idx], lasts[idx] = top[:FIRST_OPS_TRIED], int(top[-1])
+        return firsts, lasts
+
+    firsts, lasts = top_ops(out["first_row"].tolist())
+    later = [int(last) if last != first else -1 for first, last in zip(out["first_row"].tolist(), out["last_row"])]
+    last_firsts, _ = top_ops(later)
     own: dict[int, int] = {}
     own_shapes: dict[int, list[list[int]]] = {}
     param_rows = ops[np.isin(names[ops], [*PARAM_INPUTS, *PARAM_LISTS, LINEAR_ADDMM])]
@@ -64,7 +75,7 @@ def first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTab
     param_rows = param_rows[nearest_marked(column(ev, "parent"), is_param_op, include_self=False)[param_rows] < 0]
     first_rows = dict(zip(out["first_row"].tolist(), index))
     param_rows = param_rows[np.isin(module[param_rows], out["first_row"])]  # only first calls are read
-    first_ops = [int(r) for rows in firsts.values() for r in rows]
+    first_ops = [int(r) for found in (firsts, last_firsts) for rows in found.values() for r in rows]
     wanted = np.unique(np.array(first_ops + list(lasts.values()) + param_rows.tolist(), dtype=np.int64))
     decoded = decode_op_args(table.args, wanted)
     inferred: set[int] = set()
@@ -85,21 +96,12 @@ def first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTab
             idx, weight = first_rows[int(module[row])], norm_weight(mul_args[row])
             if weight and idx not in evidence:
                 own[idx], evidence[idx] = weight[0], [norm_note(weight)]
-    shapes, dtypes, input_from, outputs, output_from = [], [], [], [], []
+    shapes, dtypes, input_from, outputs, output_from, last_shapes = [], [], [], [], [], []
     for idx in index:
-        tensors, created, first = [], [], -1
-        for first in firsts.get(idx, []):  # the first op with tensor inputs (arange, empty... have none)
-            # zero-element tensors (checkpoint's `empty(0)` placeholder) are not the module's data
-            tensors = [t for t in input_tensors(str(names[first]), decoded[first]) if 0 not in t[0]]
-            made = created_shape(str(names[first]), decoded[first])
-            if made is not None and not tensors:  # `empty(size)`; `empty_like(x)` reads the input x
-                created.append(made)
-                continue
-            if str(names[first]) not in OUT_INPUTS and any(t[0] in created for t in tensors):
-                tensors = []  # it may read a buffer the module just created (an `out=` tensor): not known
-                break
-            if tensors:
-                break
+        tensors, first = _data_inputs(firsts.get(idx, []), names, decoded)
+        later_tensors, _ = _data_inputs(last_firsts.get(idx, []), names, decoded)
+        differs = bool(later_tensors) and [t[0] for t in later_tensors] != [t[0] for t in tensors]
+        last_shapes.append(json.dumps([t[0] for t in later_tensors]) if differs else None)
         shapes.append(json.dumps([t[0] for t in tensors]) if tensors else None)
         dtypes.append(json.dumps([t[1] for t in tensors]) if tensors else None)
         input_from.append(_input_from(str(names[first])) if tensors else None)
@@ -109,11 +111,30 @@ def first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTab
         outputs.append(json.dumps([shape]) if shape is not None else None)
         output_from.append(why)
     own_params = [own.get(idx, 0) for idx in index]
-    return {"input_shapes": shapes, "input_dtypes": dtypes, "input_from": input_from, "output_shapes": outputs,
+    return {"input_shapes": shapes, "input_dtypes": dtypes, "input_from": input_from, "last_input_shapes": last_shapes,
+            "output_shapes": outputs,
             "output_from": output_from,
             "own_params": own_params,
             "params": _inclusive_params(out["source_index"], out["module_path"], out["type_from"], own_params),
             "params_from": _params_from(out, evidence, tied_notes(types, paths, sources, own_shapes))}
+
+
+def _data_inputs(first_ops, names: np.ndarray, decoded: dict) -> tuple[list[tuple[list[int], str]], int]:
+    """(shape, dtype) of a call's data inputs: those of its first op with tensor inputs (arange, empty... have none),
+    and that op's row (-1 if none)."""
+    tensors, created, first = [], [], -1
+    for first in first_ops:
+        # zero-element tensors (checkpoint's `empty(0)` placeholder) are not the module's data
+        tensors = [t for t in input_tensors(str(names[first]), decoded[first]) if 0 not in t[0]]
+        made = created_shape(str(names[first]), decoded[first])
+        if made is not None and not tensors:  # `empty(size)`; `empty_like(x)` reads the input x
+            created.append(made)
+            continue
+        if str(names[first]) not in OUT_INPUTS and any(t[0] in created for t in tensors):
+            return [], first  # it may read a buffer the module just created (an `out=` tensor): not known
+        if tensors:
+            break
+    return tensors, first
 
 
 def _params_from(out: dict[str, object], evidence: dict[int, list[str]], tied: dict[int, str]) -> list[str | None]:

@@ -30,7 +30,8 @@ __all__ = ["MODULE_COLUMNS", "SLICE_NOTE", "module_table"]
 MODULE_COLUMNS = (
     "source_index", "rank", "module_path", "module_type", "type_from", "parent_path", "depth", "calls", "first_call_ns",
     "steady_ns", "total_ns", "self_ns", "backward_ns", "device_ns_fwd", "device_ns_bwd", "kernel_count",
-    "op_count", "input_shapes", "input_dtypes", "input_from", "output_shapes", "output_from", "own_params", "params",
+    "op_count", "input_shapes", "input_dtypes", "input_from", "last_input_shapes", "output_shapes", "output_from",
+    "own_params", "params",
     "flops_fwd", "flops_bwd", "achieved_tflops", "flops_from", "params_from",
 )
 
@@ -62,7 +63,7 @@ def module_table(table: EventTable, modules: ModuleColumns) -> pd.DataFrame:
         "module_type": _first_known(group, spans.module_type[at_span], len(first)),
         "type_from": _first_known(group, _type_from(spans)[at_span], len(first)),
         "calls": np.bincount(group, minlength=len(first)), "total_ns": _sum_int(group, span_dur, len(first)),
-        "first_row": first_row, "first_call_ns": span_dur[first],
+        "first_row": first_row, "last_row": fwd_spans[_last_of(group, len(first))], "first_call_ns": span_dur[first],
         "steady_ns": _steady(group, first, span_dur),
     }
     out["parent_path"] = [p.rpartition("/")[0] or None for p in out["module_path"]]
@@ -187,6 +188,13 @@ def _groups_in_order(src: np.ndarray, paths: np.ndarray) -> tuple[np.ndarray, np
     first = np.full(int(group.max()) + 1 if len(group) else 0, len(group), dtype=np.int64)
     np.minimum.at(first, group, np.arange(len(group)))
     return group, first
+
+
+def _last_of(group: np.ndarray, groups: int) -> np.ndarray:
+    """Per group, the position of its last member (the spans are in time order)."""
+    last = np.zeros(groups, dtype=np.int64)
+    np.maximum.at(last, group, np.arange(len(group), dtype=np.int64))
+    return last
 
 
 def _first_known(group: np.ndarray, values: np.ndarray, groups: int) -> np.ndarray:

@@ -22,7 +22,7 @@ COLUMNS: tuple[tuple[str, str | None, Any, bool], ...] = (
 
 
 HINTS = {"input": "from the module's first op with tensor inputs; '?': that op reads a view or part of a tensor, which "
-                  "may be a registered buffer rather than the input",
+                  "may be a registered buffer rather than the input; 'a … b': first and last call differ",
          "first ms": "host time of the first call (often slower: warm-up)",
          "steady ms": "host time per call after the first (median)", "bwd ms": "backward host time, all calls",
          "dev fwd ms": "device (GPU/NPU) time of the forward kernels, all calls",
@@ -80,7 +80,9 @@ def tree_table(view: pd.DataFrame, table_id: str = "module-tree", open_depth: in
                     note = None  # flops_from's inferred notes are about backward gradients, not this column
                 mark = ("?" if col == "input_shapes" and _unsure_input(r) else
                         ("?" if blank else "~") if note else "")
-                cells.append(mark if blank else fmt(value) + mark)
+                later = getattr(r, "last_input_shapes", None) if col == "input_shapes" else None
+                cells.append(mark if blank else fmt(value) + mark + (f" … {shape_text(later)}"
+                                                                    if isinstance(later, str) else ""))
                 keys.append("" if blank or not _num else f"{float(value):.6g}")
                 notes.append(note)
             folded = depth >= open_depth and path in has_kids

@@ -190,7 +190,7 @@
       var dl = el("dl", "facts");
       function row(k, v) { if (v === "" || v === null || v === undefined) return; dl.appendChild(el("dt", null, k)); dl.appendChild(el("dd", null, v)); }
       row("path", n.path); row("type", n.type);
-      row("input", shapeText(n["in"])); row("output", shapeText(n.out));
+      row("input", shapeText(n["in"])); row("last call input", shapeText(n.last_in)); row("output", shapeText(n.out));
       row(n.repeat ? "params (all)" : "params", n.params ? Math.round(n.params).toLocaleString() : "");
       row(n.repeat ? "FLOPs fwd (all)" : "FLOPs fwd", fmtCount(n.flops)); row("FLOPs bwd", fmtCount(n.flops_bwd));
       row("calls", n.calls); row("first call", fmtMs(n.first_ms)); row("steady call", fmtMs(n.steady_ms));

@@ -22,7 +22,8 @@ def _node(row: Any, has_device: bool, has_backward: bool) -> dict[str, Any]:
     per_call = row.steady_ns if not missing(row.steady_ns) else row.first_call_ns
     return {
         "name": str(row.module_path).rsplit("/", 1)[-1], "path": str(row.module_path), "type": str(row.module_type),
-        "in": shapes(row.input_shapes), "out": shapes(row.output_shapes), "params": _num(row.params),
+        "in": shapes(row.input_shapes), "out": shapes(row.output_shapes),
+        "last_in": shapes(getattr(row, "last_input_shapes", None)), "params": _num(row.params),
         "flops": _num(row.flops_fwd) or None, "flops_bwd": _num(row.flops_bwd) or None, "calls": int(row.calls),
         "first_ms": _ms(row.first_call_ns), "steady_ms": _ms(row.steady_ns), "call_ms": _ms(per_call),
         "total_ms": _ms(row.total_ns), "backward_ms": _ms(row.backward_ns) if has_backward else None,

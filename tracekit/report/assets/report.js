@@ -160,8 +160,8 @@
     var parts = [];
     if (n.params) parts.push(fmtCount(n.params) + (n.params_from ? "~" : "") + " params");
     else if (n.params_from) parts.push("params ?");
-    if (n.flops) parts.push(fmtCount(n.flops) + (n.flops_from ? "~" : "") + " FLOPs");
-    else if (n.flops_from) parts.push("FLOPs ?");
+    if (n.flops) parts.push(fmtCount(n.flops) + " FLOPs");
+    else if (n.flops_from && n.flops_from.indexOf("unknown") === 0) parts.push("FLOPs ?");
     if (n.call_ms !== null && n.call_ms !== undefined) parts.push(fmtMs(n.call_ms) + (n.repeat ? " per pass" : " per call"));
     if (n.share !== null && n.share !== undefined) parts.push(fmtPct(n.share) + " of step");
     return parts.join(" · ");
@@ -190,7 +190,7 @@
       var dl = el("dl", "facts");
       function row(k, v) { if (v === "" || v === null || v === undefined) return; dl.appendChild(el("dt", null, k)); dl.appendChild(el("dd", null, v)); }
       row("path", n.path); row("type", n.type);
-      row("input", shapeText(n["in"])); row("output", shapeText(n.out));
+      row("input", shapeText(n["in"])); row("last call input", shapeText(n.last_in)); row("output", shapeText(n.out));
       row(n.repeat ? "params (all)" : "params", n.params ? Math.round(n.params).toLocaleString() : "");
       row(n.repeat ? "FLOPs fwd (all)" : "FLOPs fwd", fmtCount(n.flops)); row("FLOPs bwd", fmtCount(n.flops_bwd));
       row("calls", n.calls); row("first call", fmtMs(n.first_ms)); row("steady call", fmtMs(n.steady_ms));

@@ -11,8 +11,18 @@ import pyarrow.parquet as pq
 
 def collectives_arrow(frame: pd.DataFrame) -> pa.Table:
     """The collectives table as arrow: group_ranks as list<int64>, nullable ints, floats and bools."""
-    frame = frame.assign(group_ranks=[list(map(int, r)) if r is not None else None for r in frame["group_ranks"]])
-    return pa.Table.from_pandas(frame, preserve_index=False)
+    from tracekit.writers.parquet import frame_to_arrow
+
+    done: dict[int, list[int]] = {}  # a group's member list is one object shared by its calls: converted once
+    members = []
+    for r in frame["group_ranks"].tolist():
+        if r is None:
+            members.append(None)
+            continue
+        if id(r) not in done:
+            done[id(r)] = list(map(int, r))
+        members.append(done[id(r)])
+    return frame_to_arrow(frame.assign(group_ranks=members))  # what from_pandas gives (preserve_index=False)
 
 
 def write_collectives(frame: pd.DataFrame, path: Path) -> int:

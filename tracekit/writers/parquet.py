@@ -71,12 +71,10 @@ def _pandas_metadata(values: list, frame: pd.DataFrame, names: list[str], types:
     return found
 
 
-def _column_for_arrow(frame: pd.DataFrame, name: str) -> np.ndarray | pd.Categorical | pd.Series:
-    """The column as the fast conversion takes it: a numeric array, a Categorical, or else its Series."""
-    values = column_array(frame, name)
-    if isinstance(values, pd.Categorical) or (isinstance(values, np.ndarray) and values.dtype.kind in "biuf"):
-        return values
-    return frame[name]
+def _column_for_arrow(frame: pd.DataFrame, name: str) -> np.ndarray | pd.api.extensions.ExtensionArray:
+    """The column's array as the fast conversion takes it (numpy, a Categorical or another pandas extension array):
+    what from_pandas takes out of the column's Series, without making the Series (~15-30 us a column)."""
+    return column_array(frame, name)
 
 
 def _to_arrow(values: np.ndarray | pd.Categorical | pd.Series) -> pa.Array:

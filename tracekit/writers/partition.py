@@ -12,17 +12,18 @@ import pyarrow.parquet as pq
 SMALL_PARTITION_ROWS = 32_768  # below, a partition is encoded in memory and written in one call
 
 
-def write_partition(table: pa.Table, path: Path, small_rows: int = SMALL_PARTITION_ROWS) -> int:
-    """Write one rank partition (zstd, `partition_options`); returns its row count. A table under `small_rows`
-    rows is encoded in memory and written in one call (the same bytes, without arrow's file system layer: ~0.15
-    ms a file)."""
+def write_partition(table: pa.Table, path: Path, small_rows: int = SMALL_PARTITION_ROWS,
+                    compression: str = "zstd") -> int:
+    """Write one rank partition (`compression`, `partition_options`); returns its row count. A table under
+    `small_rows` rows is encoded in memory and written in one call (the same bytes, without arrow's file system
+    layer: ~0.15 ms a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     options = partition_options(table.schema)
     if table.num_rows >= small_rows:
-        pq.write_table(table, path, compression="zstd", **options)
+        pq.write_table(table, path, compression=compression, **options)
     else:
         sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, compression="zstd", **options)
+        pq.write_table(table, sink, compression=compression, **options)
         path.write_bytes(sink.getvalue())
     return table.num_rows
 

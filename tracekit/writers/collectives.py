@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -11,18 +12,18 @@ import pyarrow.parquet as pq
 
 def collectives_arrow(frame: pd.DataFrame) -> pa.Table:
     """The collectives table as arrow: group_ranks as list<int64>, nullable ints, floats and bools."""
+    from tracekit.table import column_array
     from tracekit.writers.parquet import frame_to_arrow
 
     done: dict[int, list[int]] = {}  # a group's member list is one object shared by its calls: converted once
-    members = []
-    for r in frame["group_ranks"].tolist():
-        if r is None:
-            members.append(None)
-            continue
-        if id(r) not in done:
-            done[id(r)] = list(map(int, r))
-        members.append(done[id(r)])
-    return frame_to_arrow(frame.assign(group_ranks=members))  # what from_pandas gives (preserve_index=False)
+    members = np.empty(len(frame), dtype=object)
+    for i, r in enumerate(column_array(frame, "group_ranks")):
+        if r is not None:
+            if id(r) not in done:
+                done[id(r)] = list(map(int, r))
+            members[i] = done[id(r)]
+    # what from_pandas of frame.assign(group_ranks=members) gives (preserve_index=False)
+    return frame_to_arrow(frame, replace={"group_ranks": members})
 
 
 def write_collectives(frame: pd.DataFrame, path: Path) -> int:

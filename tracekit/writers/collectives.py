@@ -22,6 +22,8 @@ def collectives_arrow(frame: pd.DataFrame) -> pa.Table:
             if id(r) not in done:
                 done[id(r)] = list(map(int, r))
             members[i] = done[id(r)]
+    if not len(frame):  # pandas makes an empty list a float64 column: a `double` group_ranks, as always written
+        return frame_to_arrow(frame.assign(group_ranks=[]))
     # what from_pandas of frame.assign(group_ranks=members) gives (preserve_index=False)
     return frame_to_arrow(frame, replace={"group_ranks": members})
 

@@ -153,3 +153,18 @@ def test_empty_collectives_table_keeps_its_schema():
     want = pa.Table.from_pandas(empty.assign(group_ranks=[]), preserve_index=False)
     assert got.schema.equals(want.schema, check_metadata=True) and got.num_rows == 0
     assert got.schema.field("group_ranks").type == pa.float64()
+
+
+@pytest.mark.parametrize("rel", ["gpu/param_dlrm_8ranks", "sample_traces/dist_ep_dp", "npu/msinsight_qwen3_mindspeed"])
+def test_processed_small_table_is_the_concat_one(rel, monkeypatch):
+    """pipeline.process builds a small table from the column arrays; the concat way (large tables) gives the
+    same frame: columns, order, dtypes, values."""
+    import tracekit.pipeline as pipeline_mod
+
+    path = _paths(rel)[0]
+    fast = _processed(path)
+    assert len(fast.events) < pipeline_mod.SMALL_TABLE_ROWS
+    monkeypatch.setattr(pipeline_mod, "SMALL_TABLE_ROWS", 0)
+    slow = _processed(path)
+    pd.testing.assert_frame_equal(fast.events, slow.events, check_dtype=True, check_column_type=True)
+    assert fast.args.equals(slow.args)

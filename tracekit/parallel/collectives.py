@@ -19,7 +19,7 @@ import pandas as pd
 
 from tracekit.parallel.hccl import EXTRA as HCCL_EXTRA
 from tracekit.parallel.hccl import compute_free, label_hccl_groups, with_hccl
-from tracekit.table import DEVICE_KINDS, EventTable, column, is_in, kind_in, matches, strings
+from tracekit.table import DEVICE_KINDS, EventTable, column, column_array, is_in, kind_in, matches, strings
 
 _PREFIX = re.compile(r"^(?:c10d::|_c10d_functional::|c10d_functional::|nccl:|gloo:|hccl:|vllm::|symm_mem::)(.+)$")
 _RPC = "record_param_comms"
@@ -299,8 +299,6 @@ def _frame_from_arrays(arrays: list[Any], names: list[str]) -> pd.DataFrame:
 
 def _taken(frame: pd.DataFrame, names: list[str], order: np.ndarray) -> pd.DataFrame:
     """frame[names].take(order).reset_index(drop=True), made once from the column arrays."""
-    from tracekit.table import column_array
-
     if not len(frame):
         return frame[names].reset_index(drop=True)
     keep = bool(np.array_equal(order, np.arange(len(order))))

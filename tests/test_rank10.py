@@ -83,6 +83,10 @@ def test_calls_frame_has_the_dtypes_pandas_infers_from_the_rows(rel, monkeypatch
             assert [None if pd.isna(v) else int(v) for v in made[helper]] == [
                 None if pd.isna(v) else int(v) for v in want[helper]]
         assert all(made.at[i, "group_ranks"] is rows[i]["group_ranks"] for i in range(len(rows)))  # no copies
+        if rows:  # a value of another type than the column's (numpy int, number as text): pandas' own inference
+            odd = [dict(r) for r in rows]
+            odd[0]["start_ns"], odd[-1]["module_path"] = np.int64(odd[0]["start_ns"]), 7
+            pd.testing.assert_frame_equal(real(odd, names), pd.DataFrame(odd, columns=names), check_dtype=True)
 
 
 @pytest.mark.parametrize("rel", ["gpu/param_dlrm_8ranks", "sample_traces/dist_dp_cp_async"])

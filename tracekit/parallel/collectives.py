@@ -268,12 +268,12 @@ def _rows_frame(rows: list[dict[str, Any]], names: list[str]) -> pd.DataFrame:
     """`pd.DataFrame(rows, columns=names)` of the call rows, with `bytes`/`peer`/`exec_thread` as Int64, built
     column by column with the dtypes pandas infers from the rows (int64 for the row/time columns, `str` for a
     text column with some text, object otherwise): inferring them from the row dicts costs ~1 ms a rank."""
-    if not rows:
-        return pd.DataFrame(rows, columns=names)
     n = len(rows)
+    columns = {name: [row.get(name) for row in rows] for name in names}  # exec_link_set: set by the gloo linking
+    if not rows or not all(_as_expected(name, values) for name, values in columns.items()):
+        return pd.DataFrame(rows, columns=names)  # no rows, or a value of another type: pandas infers
     arrays: list[Any] = []
-    for name in names:
-        values = [row.get(name) for row in rows]  # exec_link_set: set by _link_gloo_execs
+    for name, values in columns.items():
         if name in _INT_COLUMNS:
             arrays.append(np.array(values, dtype=np.int64))
         elif name in _NULLABLE_INT_COLUMNS:
@@ -286,6 +286,17 @@ def _rows_frame(rows: list[dict[str, Any]], names: list[str]) -> pd.DataFrame:
                 objects[i] = value
             arrays.append(objects)
     return _frame_from_arrays(arrays, names)
+
+
+def _as_expected(name: str, values: list[Any]) -> bool:
+    """Whether a column's values are of the type _rows_frame builds it from (ints; ints or None; text or None)."""
+    if name in _INT_COLUMNS:
+        return all(type(v) is int for v in values)
+    if name in _NULLABLE_INT_COLUMNS:
+        return all(v is None or type(v) is int for v in values)
+    if name in _TEXT_COLUMNS:
+        return all(v is None or type(v) is str for v in values)
+    return True
 
 
 def _frame_from_arrays(arrays: list[Any], names: list[str]) -> pd.DataFrame:

@@ -15,6 +15,7 @@ import sys
 import pandas as pd
 import pytest
 from conftest import ROOT
+from oracle_check import _json, mismatches
 
 from tracekit.convert import convert
 
@@ -32,11 +33,8 @@ def recorded(tmp_path_factory):
     return truth, tables
 
 
-def _json(text):
-    return json.loads(text) if isinstance(text, str) else None
-
-
-@pytest.mark.parametrize("name", ["convzoo", "recurrent_onednn", "recurrent_plain", "layers", "fastpath"])
+@pytest.mark.parametrize("name", ["convzoo", "recurrent_onednn", "recurrent_plain", "layers", "fastpath",
+                                  "gpt2_conv1d", "fp8"])
 def test_every_module_matches_torch_or_says_unknown(recorded, name):
     truth, tables = recorded
     modules = tables[name]
@@ -45,23 +43,7 @@ def test_every_module_matches_torch_or_says_unknown(recorded, name):
         assert set(modules.index) <= set(truth[name])
     else:
         assert sorted(modules.index) == sorted(truth[name])
-    wrong = []
-    for path, true in truth[name].items():
-        if path not in modules.index:
-            continue
-        row = modules.loc[path]
-        if row["params"] != true["params"]:
-            wrong.append(f"{path}: params {row['params']} != {true['params']}")
-        shapes = _json(row["input_shapes"])
-        if shapes is not None and shapes != true["in"][:len(shapes)]:
-            wrong.append(f"{path}: input {shapes} != {true['in']}")
-        out = _json(row["output_shapes"])
-        if out is not None and out[0] not in true["out"]:
-            wrong.append(f"{path}: output {out} not among {true['out']}")
-        if true["flops_fwd"] is not None and pd.notna(row["flops_fwd"]) and row["flops_fwd"] != true["flops_fwd"]:
-            wrong.append(f"{path}: flops_fwd {row['flops_fwd']} != {true['flops_fwd']}")
-        if "flops_bwd" in true and pd.notna(row["flops_bwd"]) and row["flops_bwd"] != true["flops_bwd"]:
-            wrong.append(f"{path}: flops_bwd {row['flops_bwd']} != {true['flops_bwd']}")
+    wrong = mismatches(truth[name], modules)
     assert wrong == []
 
 
@@ -122,3 +104,22 @@ def test_backward_goes_to_the_op_that_made_the_autograd_node(recorded):
     conv, up = layers.loc["Layers_0/Conv2d_0"], layers.loc["Layers_0/Upsample_0"]
     assert conv["flops_bwd"] == conv["flops_fwd"] > 0  # weight gradient only: its input needs none
     assert up["flops_bwd"] == 0 and up["backward_ns"] == 0
+
+
+def test_hand_written_linear_params_are_counted_and_marked_inferred(recorded):
+    """HF GPT-2's Conv1D runs `addmm(bias, x, weight)` on its own parameters: counted as weight and bias (they
+    were 0) and marked inferred; an addmm with a 2-d `self` in the parent's code is not taken for one."""
+    truth, tables = recorded
+    modules = tables["gpt2_conv1d"]
+    for path in ("Gpt2Mlp_0/HandLinear_0", "Gpt2Mlp_0/HandLinear_1", "Gpt2Mlp_0"):
+        assert modules.loc[path, "params"] == truth["gpt2_conv1d"][path]["params"] > 0
+        assert modules.loc[path, "params_from"].startswith("inferred: aten::addmm")
+    assert modules.loc["Gpt2Mlp_0", "own_params"] == 0
+    assert pd.isna(modules.loc["Gpt2Mlp_0/GELU_0", "params_from"])
+
+
+def test_fp8_scaled_mm_is_counted(recorded):
+    """fp8 inference runs `aten::_scaled_mm`: counted as its matmul, as FlopCounterMode counts it (was 0)."""
+    truth, tables = recorded
+    row = tables["fp8"].loc["Fp8Proj_0"]
+    assert row["flops_fwd"] == truth["fp8"]["Fp8Proj_0"]["flops_fwd"] == 2 * 32 * 64 * 128

@@ -1,6 +1,7 @@
 """FLOPs of one op from its recorded inputs (a multiply-add counts 2), or None where they are not known.
 
-Rules: matmul-like ops, convolutions (transposed too), recurrent layers (lstm, gru, rnn) and scaled
+Rules: matmul-like ops (fp8 `_scaled_mm` and int8 `_int_mm` too), matrix-vector and dot products,
+convolutions (transposed too), recurrent layers (lstm, gru, rnn) and scaled
 dot-product attention, forward and backward. `convolution_backward` counts only the gradients its
 recorded `output_mask` asks for (the first layer of a network computes no input gradient); without the
 mask, and for fused recurrent backward ops, the count is unknown rather than a guess.
@@ -18,7 +19,7 @@ from tracekit.modules.opshapes import PARAM_LISTS as RNN_OPS
 # make their modules' backward FLOPs unknown
 # the names `flops` has a rule for (a regex alternation, for the module table's op filter)
 FLOP_OP_PATTERN = (
-    r"^aten::(linear|mm|matmul|bmm|addmm|baddbmm|addbmm|conv[123]d|conv_transpose[123]d|convolution|_convolution"
+    r"^aten::(linear|mm|matmul|bmm|addmm|_addmm_activation|baddbmm|addbmm|mv|addmv|dot|vdot|_int_mm|_scaled_mm|conv[123]d|conv_transpose[123]d|convolution|_convolution"
     r"|convolution_backward|lstm|gru|rnn_tanh|rnn_relu|mkldnn_rnn_layer_backward|_cudnn_rnn_backward"
     r"|miopen_rnn_backward|.*scaled_dot_product.*|_flash_attention.*|_efficient_attention.*)$"
 )
@@ -29,9 +30,10 @@ def flops(name: str, op: OpArgs) -> int | None:
     if name == "aten::linear":
         x, w = op.shape(0), op.shape(1)
         return 2 * math.prod(x[:-1]) * x[-1] * w[0] if x and w and len(w) == 2 else None
-    if name in ("aten::mm", "aten::matmul", "aten::bmm"):
+    if name in ("aten::mm", "aten::matmul", "aten::bmm", "aten::mv", "aten::dot", "aten::vdot", "aten::_int_mm",
+                "aten::_scaled_mm"):  # _scaled_mm: fp8 (self, mat2, scale_a, scale_b, ...)
         return matmul_flops(op.shape(0), op.shape(1))
-    if name in ("aten::addmm", "aten::baddbmm", "aten::addbmm"):
+    if name in ("aten::addmm", "aten::_addmm_activation", "aten::baddbmm", "aten::addbmm", "aten::addmv"):
         return matmul_flops(op.shape(1), op.shape(2))
     if name in CONV_NAMES:
         return _conv_flops(name, op)

@@ -137,6 +137,7 @@ BUFFER_INPUTS: dict[str, tuple[int, ...]] = {"aten::batch_norm": (3, 4), "aten::
 OUT_INPUTS: dict[str, tuple[int, ...]] = {
     "_C::static_scaled_fp8_quant": (0,), "_C::dynamic_scaled_fp8_quant": (0,), "_C::rms_norm": (0,),
     "_C::silu_and_mul": (0,), "_C::gelu_and_mul": (0,),
+    "aten::copy_": (0,),  # `static.copy_(x)`: a module that first copies its input into a buffer (a CUDA graph's)
 }
 # unary ops (and norms) whose output has the shape of their first input
 _SAME_SHAPE = (
@@ -168,12 +169,34 @@ def rnn_weights(op: OpArgs) -> list[list[int]] | None:
     return lists[-1] if lists else None
 
 
+# `addmm(bias, x, weight)` with a 1-d bias and a 2-d weight, called outside any `linear`: a linear layer written
+# out by hand (HF GPT-2's Conv1D: `torch.addmm(self.bias, x.view(-1, nx), self.weight)`); its weight and bias are
+# counted as parameters, marked inferred (`params_from`)
+LINEAR_ADDMM = "aten::addmm"
+LINEAR_ADDMM_NOTE = ("inferred: aten::addmm with a 1-d bias and a 2-d weight in its own code (a hand-written linear "
+                     "layer such as HF GPT-2's Conv1D) counted as weight and bias")
+
+
+def linear_addmm(name: str, op: OpArgs) -> bool:
+    """Whether an op is `addmm(bias, x, weight)` with a 1-d bias that fits the weight's columns."""
+    if name != LINEAR_ADDMM:
+        return False
+    bias, weight = op.shape(0), op.shape(2)
+    return bool(bias) and len(bias) == 1 and bool(weight) and len(weight) == 2 and bias[0] == weight[1]
+
+
+def _param_inputs(name: str, op: OpArgs) -> tuple[int, ...]:
+    if name == LINEAR_ADDMM:
+        return (0, 2) if linear_addmm(name, op) else ()
+    return PARAM_INPUTS.get(name, ())
+
+
 def param_count(name: str, op: OpArgs) -> int:
     """Elements of the parameter inputs of one op (0 for ops that own none)."""
     if name in PARAM_LISTS:
         return sum(math.prod(shape) for shape in rnn_weights(op) or [])
     total = 0
-    for i in PARAM_INPUTS.get(name, ()):
+    for i in _param_inputs(name, op):
         shape = op.shape(i)
         if shape:
             total += math.prod(shape)
@@ -182,7 +205,7 @@ def param_count(name: str, op: OpArgs) -> int:
 
 def input_tensors(name: str, op: OpArgs) -> list[tuple[list[int], str]]:
     """(shape, dtype) of the data inputs of one op: parameters, buffers and `out` tensors left out."""
-    skip = PARAM_INPUTS.get(name, ()) + BUFFER_INPUTS.get(name, ()) + OUT_INPUTS.get(name, ())
+    skip = _param_inputs(name, op) + BUFFER_INPUTS.get(name, ()) + OUT_INPUTS.get(name, ())
     return op.tensor_inputs(skip)
 
 
@@ -322,7 +345,7 @@ def param_shapes(name: str, op: OpArgs) -> list[list[int]]:
     """Shapes of the parameter inputs of one op."""
     if name in PARAM_LISTS:
         return rnn_weights(op) or []
-    return [shape for i in PARAM_INPUTS.get(name, ()) if (shape := op.shape(i))]
+    return [shape for i in _param_inputs(name, op) if (shape := op.shape(i))]
 
 
 def _is_inplace(name: str) -> bool:

@@ -11,18 +11,30 @@ import pandas as pd
 from tracekit.ancestry import nearest_marked
 from tracekit.modules.attribute import BACKWARD_PREFIX, ModuleColumns
 from tracekit.modules.conv_grads import fill_from_kernels
+from tracekit.modules.coverage import (
+    COMPILED_NOTE,
+    compiled_regions,
+    math_kernel_launchers,
+    names_below,
+    uncounted_note,
+    uncounted_ops,
+)
 from tracekit.modules.opflops import FLOP_OP_PATTERN, flops
 from tracekit.modules.opshapes import (
+    LINEAR_ADDMM,
+    LINEAR_ADDMM_NOTE,
     OUT_INPUTS,
     PARAM_INPUTS,
     PARAM_LISTS,
     created_shape,
     decode_op_args,
     input_tensors,
+    linear_addmm,
     module_output,
     param_count,
     param_shapes,
 )
+from tracekit.modules.params_infer import NORM_MUL, leaf_norms, norm_note, norm_weight, rows_of, tied_notes
 from tracekit.modules.spans import RECORD_FUNCTION
 from tracekit.table import DEVICE_KINDS, EventTable, column, kind_in, matches, strings
 from tracekit.tree import track_codes
@@ -33,7 +45,7 @@ MODULE_COLUMNS = (
     "source_index", "rank", "module_path", "module_type", "type_from", "parent_path", "depth", "calls", "first_call_ns",
     "steady_ns", "total_ns", "self_ns", "backward_ns", "device_ns_fwd", "device_ns_bwd", "kernel_count",
     "op_count", "input_shapes", "input_dtypes", "input_from", "output_shapes", "output_from", "own_params", "params",
-    "flops_fwd", "flops_bwd", "achieved_tflops", "flops_from",
+    "flops_fwd", "flops_bwd", "achieved_tflops", "flops_from", "params_from",
 )
 
 
@@ -83,7 +95,12 @@ def module_table(table: EventTable, modules: ModuleColumns) -> pd.DataFrame:
     host_ops = kind_in(ev, ("cpu_op", "collective"))
     is_node = host_ops & matches(column(ev, "name"), re.escape(BACKWARD_PREFIX))
     top_node = is_node & (nearest_marked(column(ev, "parent"), is_node, include_self=False) < 0)
-    flop_rows, flop_values, flop_inferred = _op_flops(ev, table, names, host_ops)
+    has_rule = host_ops & matches(column(ev, "name"), _FLOP_OPS)
+    flop_rows, flop_values, flop_inferred = _op_flops(ev, table, names, has_rule)
+    # compute ops no rule counts make their modules' FLOPs unknown, not smaller
+    no_rule = uncounted_ops(column(ev, "parent"), names, host_ops, has_rule)
+    no_rule = (no_rule | math_kernel_launchers(column(ev, "parent"), names, kind == "kernel", column(ev, "launcher"),
+                                                column(ev, "launch"), has_rule, no_rule)) & ~recompute
     inclusive = _Inclusive(src, ev["module_path"], out["source_index"], out["module_path"])
     forward, backward = phase == "forward", phase == "backward"
     out["device_ns_fwd"] = inclusive.sums(device & forward & ~recompute, dur)
@@ -103,21 +120,46 @@ def module_table(table: EventTable, modules: ModuleColumns) -> pd.DataFrame:
         # makes its modules' FLOPs unknown (NaN, shown blank), not a smaller number
         unknown = np.zeros(len(ev), dtype=bool)
         unknown[pick[np.isnan(flop_values[np.searchsorted(flop_rows, pick)])]] = True
+        unknown |= no_rule & (phase == which)
         uncounted = inclusive.sums(unknown)
         out[f"flops_{'fwd' if which == 'forward' else 'bwd'}"] = np.where(
             uncounted > 0, np.nan, np.round(total / out["calls"]))
     inferred = np.zeros(len(ev), dtype=bool)
     inferred[flop_rows[flop_inferred & ~recompute[flop_rows]]] = True
-    out["flops_from"] = _flops_from(inclusive.sums(inferred), out["calls"], out["flops_bwd"])
+    no_rule_names = names_below(src, paths, names, np.flatnonzero(no_rule & (forward | backward)))
+    out["flops_from"] = _flops_from(inclusive.sums(inferred), out["calls"], out["flops_bwd"],
+                                    [no_rule_names.get((int(s), p)) for s, p in zip(out["source_index"],
+                                                                                   out["module_path"])])
     device_ns = out["device_ns_fwd"] + out["device_ns_bwd"]
     total_flops = (out["flops_fwd"] + out["flops_bwd"]) * out["calls"]
     out["achieved_tflops"] = np.where(device_ns > 0, total_flops / np.maximum(device_ns, 1) / 1e3, np.nan)
     out.update(_first_call_details(out, ev, table, names, kind, modules))
+    hidden = compiled_regions(names, kind_in(ev, ("cpu_op", "runtime"))) & forward & ~recompute
+    _unknown_in_compiled(out, inclusive, src, paths, hidden)
     _unknown_without_shapes(out, ev, table, kind)
     frame = pd.DataFrame({name: out[name] for name in MODULE_COLUMNS})
     if not len(frame):  # every span is a recomputation: the column types the earlier pandas version gave
         frame = frame.astype({"module_path": np.float64, "steady_ns": np.int64})
     return frame
+
+
+def _unknown_in_compiled(out: dict[str, object], inclusive: _Inclusive, src: np.ndarray, paths: np.ndarray,
+                         compiled: np.ndarray) -> None:
+    """Params of a module whose forward runs a torch.compile graph or replays a CUDA graph are unknown (null), with
+    the reason in `params_from`; so are those of every module above it. Its own params too where the graph runs in
+    its own code (not only in a module below it)."""
+    below = inclusive.sums(compiled) > 0
+    rows = np.flatnonzero(compiled)
+    own_graph = set(zip(src[rows].tolist(), paths[rows].tolist()))
+    own = np.array([(int(s), p) in own_graph for s, p in zip(out["source_index"], out["module_path"])], dtype=bool)
+    out["params_from"] = pd.Series([COMPILED_NOTE if b else note for b, note in zip(below.tolist(),
+                                                                                  out["params_from"])], dtype="str")
+    if not below.any():
+        return
+    for name, unknown in (("own_params", own), ("params", below)):
+        values = pd.array(out[name], dtype="Int64")
+        values[unknown] = pd.NA
+        out[name] = values
 
 
 def _unknown_without_shapes(out: dict[str, object], ev: pd.DataFrame, table: EventTable, kind: np.ndarray) -> None:
@@ -338,11 +380,10 @@ class _PathTrie:
         return nxt
 
 
-def _op_flops(ev: pd.DataFrame, table: EventTable, names: np.ndarray, host_ops: np.ndarray
+def _op_flops(ev: pd.DataFrame, table: EventTable, names: np.ndarray, has_rule: np.ndarray
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows of the outermost FLOP-counted ops, their FLOPs (NaN where the op's shapes did not allow counting) and
     which of them were counted from the kernels they launched (conv backward without a recorded output_mask)."""
-    has_rule = host_ops & matches(column(ev, "name"), _FLOP_OPS)
     outer = has_rule & (nearest_marked(column(ev, "parent"), has_rule, include_self=False) < 0)
     rows = np.flatnonzero(outer)
     decoded = decode_op_args(table.args, rows)
@@ -351,13 +392,19 @@ def _op_flops(ev: pd.DataFrame, table: EventTable, names: np.ndarray, host_ops: 
     return rows, values, fill_from_kernels(ev, names, rows, values, decoded)
 
 
-def _flops_from(inferred: np.ndarray, calls: np.ndarray, flops_bwd: np.ndarray) -> pd.Series:
-    """The evidence note of modules whose backward FLOPs count conv gradients read from kernel names (a text
-    column even where every value is missing, so that every rank's partition has the same schema)."""
-    return pd.Series([None if not n or np.isnan(f) else
+def _flops_from(inferred: np.ndarray, calls: np.ndarray, flops_bwd: np.ndarray, no_rule: list) -> pd.Series:
+    """The evidence note of modules whose backward FLOPs count conv gradients read from kernel names, or whose
+    FLOPs an op without a rule leaves unknown (a text column even where every value is missing, so that every
+    rank's partition has the same schema)."""
+    notes = []
+    for n, c, f, missing in zip(*(np.asarray(a).tolist() for a in (inferred, calls, flops_bwd)), no_rule):
+        note = [] if not n or np.isnan(f) else [
             f"inferred: the gradients of {n / max(c, 1):g} convolution_backward per call (no output_mask recorded) "
-            "from the kernels they launched (Conv2DBackpropInput/Filter)"
-            for n, c, f in zip(*(np.asarray(a).tolist() for a in (inferred, calls, flops_bwd)))], dtype="str")
+            "from the kernels they launched (Conv2DBackpropInput/Filter)"]
+        if missing:
+            note.append(uncounted_note(missing, c))
+        notes.append("; ".join(note) or None)
+    return pd.Series(notes, dtype="str")
 
 
 def _first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTable, names: np.ndarray,
@@ -384,7 +431,7 @@ def _first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTa
             firsts[idx], lasts[idx] = top[:FIRST_OPS_TRIED], int(top[-1])
     own: dict[int, int] = {}
     own_shapes: dict[int, list[list[int]]] = {}
-    param_rows = ops[np.isin(names[ops], [*PARAM_INPUTS, *PARAM_LISTS])]
+    param_rows = ops[np.isin(names[ops], [*PARAM_INPUTS, *PARAM_LISTS, LINEAR_ADDMM])]
     # only the outermost: instance_norm calls batch_norm with its weights repeated per sample, lstm may run linear
     is_param_op = np.zeros(len(ev), dtype=bool)
     is_param_op[param_rows] = True
@@ -393,11 +440,24 @@ def _first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTa
     wanted = np.unique(np.array(first_ops + list(lasts.values()) + param_rows.tolist(), dtype=np.int64))
     decoded = decode_op_args(table.args, wanted)
     first_rows = dict(zip(out["first_row"].tolist(), index))
+    inferred: set[int] = set()
     for row in param_rows.tolist():
         idx = first_rows.get(int(module[row]))
+        if idx is not None and linear_addmm(str(names[row]), decoded[row]):
+            inferred.add(idx)
         if idx is not None:
             own[idx] = own.get(idx, 0) + param_count(str(names[row]), decoded[row])
             own_shapes.setdefault(idx, []).extend(param_shapes(str(names[row]), decoded[row]))
+    evidence = {i: [LINEAR_ADDMM_NOTE] for i in inferred}
+    types, paths, sources = list(out["module_type"]), list(out["module_path"]), np.asarray(out["source_index"]).tolist()
+    norms = leaf_norms(types, paths, sources, own)
+    if norms:  # RMSNorm written out as `weight * x`: the 1-d operand of its mul is the weight
+        mul_rows = rows_of(module, ops[names[ops] == NORM_MUL], first_rows, norms)
+        mul_args = decode_op_args(table.args, mul_rows)
+        for row in mul_rows.tolist():
+            idx, weight = first_rows[int(module[row])], norm_weight(mul_args[row])
+            if weight and idx not in evidence:
+                own[idx], evidence[idx] = weight[0], [norm_note(weight)]
     shapes, dtypes, input_from, outputs, output_from = [], [], [], [], []
     for idx in index:
         tensors, created, first = [], [], -1
@@ -425,13 +485,27 @@ def _first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTa
     return {"input_shapes": shapes, "input_dtypes": dtypes, "input_from": input_from, "output_shapes": outputs,
             "output_from": output_from,
             "own_params": own_params,
-            "params": _inclusive_params(out["source_index"], out["module_path"], out["type_from"], own_params)}
+            "params": _inclusive_params(out["source_index"], out["module_path"], out["type_from"], own_params),
+            "params_from": _params_from(out, evidence, tied_notes(types, paths, sources, own_shapes))}
+
+
+def _params_from(out: dict[str, object], evidence: dict[int, list[str]], tied: dict[int, str]) -> list[str | None]:
+    """`params_from`: the evidence of params inferred in a module or below it, and the tied-weight doubt."""
+    notes: dict[tuple[int, str], list[str]] = {}
+    for i, said in evidence.items():
+        parts = str(out["module_path"][i]).split("/")
+        for k in range(1, len(parts) + 1):
+            held = notes.setdefault((int(out["source_index"][i]), "/".join(parts[:k])), [])
+            held.extend(n for n in said if n not in held)
+    keys = [(s, str(p)) for s, p in zip(np.asarray(out["source_index"]).tolist(), out["module_path"])]
+    return ["; ".join(notes.get(key, []) + ([tied[i]] if i in tied else [])) or None for i, key in enumerate(keys)]
 
 
 # Ops that read a part of a tensor: as a module's first op they may read a registered buffer (HF BERT slices its
 # `position_ids` buffer [1, 512] before it touches `input_ids` [1, 141]) as well as the module's input.
-_PART_READS = ("aten::slice", "aten::select", "aten::narrow", "aten::as_strided", "aten::index_select")
-SLICE_NOTE = "a part of a tensor, which may be a registered buffer rather than the input"
+_PART_READS = ("aten::slice", "aten::select", "aten::narrow", "aten::as_strided", "aten::index_select",
+               "aten::unsqueeze")  # `buffer[None, :, None]`: HF rotary embeddings index their inv_freq buffer
+SLICE_NOTE = "a view or part of a tensor, which may be a registered buffer rather than the input"
 
 
 def _input_from(op: str) -> str:

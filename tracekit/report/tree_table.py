@@ -21,17 +21,22 @@ COLUMNS: tuple[tuple[str, str | None, Any, bool], ...] = (
 )
 
 
-HINTS = {"input": "from the module's first op with tensor inputs; '?': that op reads a part of a tensor, which "
+HINTS = {"input": "from the module's first op with tensor inputs; '?': that op reads a view or part of a tensor, which "
                   "may be a registered buffer rather than the input",
          "first ms": "host time of the first call (often slower: warm-up)",
          "steady ms": "host time per call after the first (median)", "bwd ms": "backward host time, all calls",
          "dev fwd ms": "device (GPU/NPU) time of the forward kernels, all calls",
-         "dev bwd ms": "device time of the backward kernels, all calls", "FLOPs fwd": "forward FLOPs per call",
-         "TFLOP/s": "achieved: FLOPs / device time", "% of step": "forward + backward host time / step time"}
+         "dev bwd ms": "device time of the backward kernels, all calls",
+         "TFLOP/s": "achieved: FLOPs / device time", "% of step": "forward + backward host time / step time",
+         "params": "'~': inferred or unsure, '?': unknown (hover the cell for why)",
+         "FLOPs fwd": "forward FLOPs per call; '~': inferred, '?': unknown (hover the cell for why)"}
+# the evidence column behind a value column: its note becomes the cell's tooltip and a mark
+EVIDENCE = {"params": "params_from", "flops_fwd": "flops_from"}
 
 
 def _unsure_input(row: Any) -> bool:
-    """The module's input shapes came from an op that reads a part of a tensor (maybe a buffer): shown with '?'."""
+    """The module's input shapes came from an op that reads a view or part of a tensor (maybe a buffer): shown
+    with '?'."""
     return SLICE_NOTE in str(getattr(row, "input_from", "") or "")
 
 
@@ -65,19 +70,25 @@ def tree_table(view: pd.DataFrame, table_id: str = "module-tree", open_depth: in
             index_of[path] = len(rows)
             parent = index_of.get(r.parent_path, -1) if isinstance(r.parent_path, str) else -1
             depth = int(r.depth)
-            cells, keys = [], []
+            cells, keys, notes = [], [], []
             for _title, col, fmt, _num in COLUMNS[1:]:
                 value = getattr(r, col)
                 blank = missing(value) or not measured.get(col, True)
-                cells.append("" if blank else fmt(value) + ("?" if col == "input_shapes" and _unsure_input(r) else ""))
+                note = getattr(r, EVIDENCE[col], None) if col in EVIDENCE else None
+                note = note if isinstance(note, str) and note else None
+                mark = ("?" if col == "input_shapes" and _unsure_input(r) else
+                        ("?" if blank else "~") if note else "")
+                cells.append(mark if blank else fmt(value) + mark)
                 keys.append("" if blank or not _num else f"{float(value):.6g}")
+                notes.append(note)
             folded = depth >= open_depth and path in has_kids
             toggle = (f"<button class='tg' aria-label='fold or unfold'>{'▸' if folded else '▾'}</button>"
                       if path in has_kids else "<i class='tg'></i>")
             classes = " ".join(c for c, on in (("hidden", depth > open_depth), ("folded", folded)) if on)
             tds = "".join(
-                f"<td class='{_cell_class(col, num)}'" + (f" data-v='{k}'" if k else "") + f">{esc(c)}</td>"
-                for c, k, (_t, col, _f, num) in zip(cells, keys, COLUMNS[1:]))
+                f"<td class='{_cell_class(col, num)}'" + (f" data-v='{k}'" if k else "")
+                + (f" title='{esc(n)}'" if n else "") + f">{esc(c)}</td>"
+                for c, k, n, (_t, col, _f, num) in zip(cells, keys, notes, COLUMNS[1:]))
             name = esc(path.rsplit("/", 1)[-1])
             rows.append(f"<tr data-id='{len(rows)}' data-parent='{parent}' data-depth='{depth}' class='{classes}'"
                         f" title='{esc(path)}'><td class='l name' style='padding-left:{6 + 16 * depth}px'>"

@@ -14,8 +14,9 @@ from tracekit.modules.table import SLICE_NOTE
 DISPLAY_COLUMNS = (
     "module_path", "module_type", "type_from", "depth", "calls", "input_shapes", "input_from", "output_shapes",
     "params", "first_call_ns", "steady_ns", "total_ns", "self_ns", "backward_ns", "device_ns_fwd", "device_ns_bwd",
-    "kernel_count", "flops_fwd", "flops_bwd", "achieved_tflops", "share",
+    "kernel_count", "flops_fwd", "flops_bwd", "achieved_tflops", "share", "flops_from", "params_from",
 )
+_NO_RULE = "unknown: no FLOP rule for "
 
 
 def _ms(ns: float) -> str:
@@ -45,6 +46,7 @@ def render_table(view: pd.DataFrame, console: Console, title: str, first_step: i
     for name, justify in columns:
         table.add_column(name, justify=justify, no_wrap=name in ("module", "input", "output"))
     notes: set[str] = set()
+    no_rule: set[str] = set()
     if first_step:
         notes.add(f"first ms: the first call in the recording, which starts at ProfilerStep#{first_step}; the "
                   "program's first (warm-up) calls were not recorded")
@@ -56,15 +58,28 @@ def render_table(view: pd.DataFrame, console: Console, title: str, first_step: i
         mtype = str(row.module_type) + ("*" if defining else "")
         if defining:
             notes.add("* the class that defines forward; the module's own class may be a subclass of it")
-        if pd.isna(row.params):
+        params_from = getattr(row, "params_from", None)
+        params_mark = "~" if isinstance(params_from, str) and not pd.isna(row.params) else ""
+        if params_mark:
+            notes.add("~ params inferred or unsure (params_from says how: a hand-written linear's addmm, an "
+                      "RMSNorm's weight, a weight that may be tied)")
+        if pd.isna(row.params) and isinstance(params_from, str):
+            notes.add(f"params blank: {params_from.removeprefix('unknown: ')}")
+        elif pd.isna(row.params):
             notes.add("params and FLOPs blank: the trace records no op input shapes (VizTracer; torch.profiler "
                       "without record_shapes)")
+        flops_from = str(getattr(row, "flops_from", None) or "")
+        if _NO_RULE in flops_from:
+            no_rule.add(flops_from.partition(_NO_RULE)[2].split(" (")[0])
         unsure = SLICE_NOTE in str(getattr(row, "input_from", "") or "")
         if unsure:
             notes.add(f"? input from the module's first op: {SLICE_NOTE}")
         table.add_row(name, mtype, _shape(row.input_shapes) + ("?" if unsure else ""), _shape(row.output_shapes),
-                      _count(row.params), str(row.calls), _ms(row.first_call_ns), _ms(row.steady_ns),
+                      _count(row.params) + params_mark, str(row.calls), _ms(row.first_call_ns), _ms(row.steady_ns),
                       _ms(row.backward_ns) if has_backward else "", *device, _count(row.flops_fwd), share)
+    if no_rule:
+        notes.add("FLOPs blank: ops that compute, with no FLOP rule, ran inside (flops_from names them): "
+                  + ", ".join(sorted(no_rule)))
     table.caption = "\n".join(sorted(notes)) or None
     console.print(table)
 

@@ -1,0 +1,104 @@
+"""What the module table cannot count, found per event: compute ops with no FLOP rule, and torch.compile regions.
+
+A module's FLOPs are the sum of its ops that have a rule (tracekit.modules.opflops). An op that computes matrix
+products, convolutions or attention but has no rule (`aten::_addmm_activation` outside the rule list, a library's
+fused attention such as `vllm::unified_attention_with_output`, an inductor matmul template `triton_tem_*`) would
+add nothing: the module's FLOPs would be a confident undercount. Such ops make their modules' FLOPs unknown, and the
+note names them. A torch.compile graph takes the weights as plain inputs and runs its modules without their own
+spans, so the parameters of a module whose forward runs one are unknown too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import numpy as np
+
+from tracekit.ancestry import nearest_marked
+
+# words of an op's name (after its namespace) that say it computes a matrix product, convolution or attention
+_COMPUTE_WORDS = frozenset(("mm", "bmm", "addmm", "addbmm", "baddbmm", "matmul", "gemm", "gemv", "einsum", "linear",
+                            "lstm", "gru", "rnn", "dot", "vdot", "mv", "addmv", "attention", "attn", "conv",
+                            "convolution", "conv1d", "conv2d", "conv3d"))
+_BACKWARD_NODE = re.compile(r"(^autograd::|Backward\d*$)")  # autograd nodes wrap the ops that compute
+_COMPILED_PREFIXES = ("Torch-Compiled Region", "CompiledFunction", "cudaGraphLaunch", "hipGraphLaunch")
+# device kernels that run matrix products, convolutions or attention (cuBLAS nvjet/gemm, CUTLASS, Hopper sm90 and
+# Blackwell sm100 kernels, rocBLAS/Tensile Cijk, cuDNN convolutions, Ascend MatMul/Conv2D/FlashAttention, flash/fused
+# attention, inductor templates; cuDNN's lower-case dgrad/wgrad, not Ascend's `AdaptiveAvgPool3dGrad`)
+_MATH_KERNEL = re.compile(r"gemm|gemv|bmm|matmul|nvjet|xmma|wgmma|^void cutlass|cutlass::|^sm\d+_|^Cijk_|conv(?!ert)"
+                          r"|winograd|(?-i:dgrad|wgrad)|fmha|flash|attention|attn|triton_tem", re.IGNORECASE)
+COMPILED_NOTE = ("unknown: its forward runs a torch.compile graph or replays a CUDA graph, which takes the weights "
+                 "as plain inputs and hides the modules inside it")
+
+
+def compute_like(name: str) -> bool:
+    """Whether an op's name says it does matrix, convolution or attention arithmetic (rule or not)."""
+    if _BACKWARD_NODE.search(name):
+        return False
+    short = name.rpartition("::")[2]
+    if short.startswith("_thnn_fused_"):  # the recurrent cells' gate arithmetic; their matmuls are separate ops
+        return False
+    if short.startswith("triton_"):  # inductor kernels: only templates (`triton_tem_`) run matmuls/convolutions
+        return short.startswith("triton_tem")
+    return any(word in _COMPUTE_WORDS for word in short.lower().split("_"))
+
+
+def uncounted_ops(parent: np.ndarray, names: np.ndarray, host_ops: np.ndarray, has_rule: np.ndarray) -> np.ndarray:
+    """Rows of compute-like host ops that no FLOP rule counts: outside every op with a rule, with no op with a rule
+    inside them (`einsum` runs a counted `bmm`), outermost of their kind."""
+    hosts = np.flatnonzero(host_ops & ~has_rule)
+    looks = {n: compute_like(n) for n in set(names[hosts].tolist())}
+    candidate = np.zeros(len(names), dtype=bool)
+    candidate[hosts[np.array([looks[n] for n in names[hosts].tolist()], dtype=bool)]] = True
+    candidate &= nearest_marked(parent, has_rule, include_self=False) < 0
+    outer = candidate & (nearest_marked(parent, candidate, include_self=False) < 0)
+    holder = nearest_marked(parent, outer, include_self=False)[np.flatnonzero(has_rule)]
+    outer[holder[holder >= 0]] = False
+    return outer
+
+
+def math_kernel_launchers(parent: np.ndarray, names: np.ndarray, kernels: np.ndarray, launcher: np.ndarray,
+                          launch: np.ndarray, has_rule: np.ndarray, uncounted: np.ndarray) -> np.ndarray:
+    """Host ops that launched a matrix, convolution or attention kernel with no op with a FLOP rule around them,
+    and that no uncounted compute op holds already (`vllm::moe_forward` runs its experts' bmm kernels); where no op
+    is around the launch (a CUDA graph replayed in a module's forward), the runtime call itself."""
+    rows = np.flatnonzero(kernels & ((launcher >= 0) | (launch >= 0)))
+    looks = {n: bool(_MATH_KERNEL.search(n.replace("fbgemm", ""))) for n in set(names[rows].tolist())}
+    rows = rows[np.array([looks[n] for n in names[rows].tolist()], dtype=bool)]
+    ops = np.unique(np.where(launcher[rows] >= 0, launcher[rows], launch[rows]))
+    ops = ops[nearest_marked(parent, has_rule | uncounted, include_self=True)[ops] < 0]
+    mask = np.zeros(len(names), dtype=bool)
+    mask[ops] = True
+    return mask
+
+
+def compiled_regions(names: np.ndarray, host_ops: np.ndarray) -> np.ndarray:
+    """Host events that run a torch.compile graph (`Torch-Compiled Region: i/j`, `CompiledFunction`) or replay a
+    CUDA/HIP graph (`cudaGraphLaunch`); `host_ops` marks the ops and runtime calls to look at."""
+    rows = np.flatnonzero(host_ops)
+    found = {n: n.startswith(_COMPILED_PREFIXES) for n in set(names[rows].tolist())}
+    mask = np.zeros(len(names), dtype=bool)
+    mask[rows[np.array([found[n] for n in names[rows].tolist()], dtype=bool)]] = True
+    return mask
+
+
+def names_below(src: np.ndarray, paths: np.ndarray, names: np.ndarray, rows: np.ndarray
+                ) -> dict[tuple[int, str], Counter]:
+    """Per (source, module path): the names of the given rows in that module or below it, with their counts."""
+    found: dict[tuple[int, str], Counter] = {}
+    pairs = Counter(zip(src[rows].tolist(), paths[rows].tolist(), names[rows].tolist()))
+    for (s, path, name), n in pairs.items():
+        if path is None:
+            continue
+        parts = str(path).split("/")
+        for depth in range(1, len(parts) + 1):
+            found.setdefault((int(s), "/".join(parts[:depth])), Counter())[name] += n
+    return found
+
+
+def uncounted_note(names: Counter, calls: int) -> str:
+    """The `flops_from` text of a module whose FLOPs an op without a rule leaves unknown."""
+    listed = ", ".join(f"{name} ({count / max(calls, 1):g} per call)" for name, count in names.most_common(3))
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return f"unknown: no FLOP rule for {listed}{more}"

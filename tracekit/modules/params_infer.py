@@ -1,0 +1,77 @@
+"""Parameters the op rules do not see, inferred with their evidence, and counts that may hold a tied weight twice.
+
+A Kineto trace has no tensor identities: a module's params are the weight inputs of its parameter ops (linear,
+conv, norms, embedding...). Two common patterns escape that rule and are handled here, each marked in `params_from`:
+- an RMSNorm written out (`weight * x` after the normalisation, as HF Llama/Qwen/Mistral/T5 do): a leaf module
+  whose class name says Norm, with no parameter op, that multiplies by a 1-d tensor of its input's last size;
+- a weight shared by two modules (HF `tie_word_embeddings`: the LM head is the token embedding) counts twice, and
+  nothing in the trace tells a tied pair from two tensors of the same shape: modules above such a pair say so.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tracekit.modules.opshapes import OpArgs
+
+NORM_MUL = "aten::mul"
+
+
+def leaf_norms(types: list, paths: list, sources: list, own: dict[int, int]) -> set[int]:
+    """Modules (by index) whose class name says Norm, with no module below them and no params counted."""
+    parents = {(s, str(p).rpartition("/")[0]) for s, p in zip(sources, paths)}
+    return {i for i, (t, p, s) in enumerate(zip(types, paths, sources))
+            if "norm" in str(t).lower() and (s, str(p)) not in parents and not own.get(i)}
+
+
+def norm_weight(op: OpArgs) -> list[int] | None:
+    """The shape [H] of the 1-d operand of `mul(a, b)` when the other operand ends in H (else None)."""
+    a, b = op.shape(0), op.shape(1)
+    for weight, data in ((a, b), (b, a)):
+        if weight and data and len(weight) == 1 and len(data) >= 2 and data[-1] == weight[0]:
+            return weight
+    return None
+
+
+def norm_note(shape: list[int]) -> str:
+    return (f"inferred: the 1-d {shape} tensor this Norm module multiplies its input by (RMSNorm's `weight * x`, "
+            "no norm op) counted as its weight")
+
+
+def tied_notes(types: list, paths: list, sources: list, own_shapes: dict[int, list[list[int]]]) -> dict[int, str]:
+    """Per module index: a note where an Embedding and another module below it hold 2-d weights of one shape
+    (possibly one tied tensor, counted twice in `params`)."""
+    at = {(s, str(p)): i for i, (s, p) in enumerate(zip(sources, paths))}
+    notes: dict[int, str] = {}
+    embeddings = [(i, shape) for i, t in enumerate(types) if "embedding" in str(t).lower()
+                  for shape in own_shapes.get(i, []) if len(shape) == 2]
+    for e, shape in embeddings:
+        for other, shapes in own_shapes.items():
+            if other <= e and "embedding" in str(types[other]).lower():
+                continue  # each pair of embeddings once
+            if other == e or sources[other] != sources[e] or shape not in shapes or not _may_tie(types[other]):
+                continue
+            a, b = str(paths[e]).split("/"), str(paths[other]).split("/")
+            common = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            note = (f"unsure: {'/'.join(a[common:])} and {'/'.join(b[common:])} both hold a {shape} weight, counted "
+                    f"twice; if they are one tied tensor (HF tie_word_embeddings) the count is {math.prod(shape):,} "
+                    "lower")
+            for k in range(1, common + 1):
+                i = at.get((sources[e], "/".join(a[:k])))
+                if i is not None:
+                    notes[i] = f"{notes[i]}; {note}" if i in notes else note
+    return notes
+
+
+def _may_tie(module_type: object) -> bool:
+    """An embedding is tied to an LM head (Linear) or to another embedding (encoder and decoder share one)."""
+    name = str(module_type).lower()
+    return name == "linear" or "embedding" in name
+
+
+def rows_of(module: np.ndarray, rows: np.ndarray, first_rows: dict[int, int], wanted: set[int]) -> np.ndarray:
+    """The rows (ops) of the first calls of the wanted module indices."""
+    picked = [r for r in rows.tolist() if first_rows.get(int(module[r]), -1) in wanted]
+    return np.array(picked, dtype=np.int64)

@@ -18,7 +18,7 @@ def truth_table(events: pd.DataFrame) -> pd.DataFrame:
     the op (for a kernel, around the runtime call that launched it): `true_phase` (forward/backward or None) and
     `true_path`; `hook_op` marks the ops of the truth hooks themselves."""
     names = events["name"].astype(str)
-    ranges = events[names.str.startswith(PREFIX)]
+    ranges = events[names.str.startswith(PREFIX) & (events["cat"].astype(str) == "user_annotation").to_numpy()]
     is_op = (events["kind"] == "cpu_op") & ~names.str.startswith(PREFIX)
     is_kernel = events["kind"] == "kernel"
     rows = events[is_op | is_kernel]
@@ -66,3 +66,11 @@ def without_hook(rows: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
         child = f"{true}/{path[len(true) + 1:].split('/')[0]}" if below else None
         keep.append(not (below and child not in hooked))
     return rows[keep]
+
+
+def truth_calls(events: pd.DataFrame) -> pd.Series:
+    """Forward calls per module path: the host truth ranges (Kineto also copies record_function ranges onto the
+    GPU timeline as `gpu_user_annotation`; those are not calls)."""
+    names = events["name"].astype(str)
+    host = names.str.startswith(f"{PREFIX}fwd::") & (events["cat"].astype(str) == "user_annotation")
+    return names[host].str[len(f"{PREFIX}fwd::"):].value_counts()

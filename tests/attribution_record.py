@@ -95,15 +95,31 @@ def hf_llama(device: str):
     return model, opt, train_step
 
 
+def hf_llama_generate(device: str):
+    """The tiny Llama generating 6 tokens greedily (prefill, then one-token decode steps with a KV cache)."""
+    model, opt, _ = hf_llama(device)
+    model.eval()
+    ids = torch.randint(0, 256, (2, 16), device=device)
+
+    def generate_step():
+        with torch.no_grad():
+            return model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6,
+                                  do_sample=False, pad_token_id=0)
+
+    return model, opt, generate_step
+
+
 def build(name: str, device: str):
     """(model, optimizer, step) of a sample model, with truth hooks: forward and backward where the model's
     modules allow full backward hooks (Hugging Face ones return ModelOutput/tuples with None: forward only)."""
-    make = (lambda: hf_llama(device)) if name == "hf_llama" else (lambda: record.build(name))
+    makers = {"hf_llama": lambda: hf_llama(device), "hf_llama_generate": lambda: hf_llama_generate(device)}
+    make = makers.get(name, lambda: record.build(name))
     model, opt, step = make()
-    handles = annotate(model)
+    backward = name != "hf_llama_generate"
+    handles = annotate(model, backward=backward)
     try:
         step()
-        return model, opt, step, True
+        return model, opt, step, backward
     except RuntimeError:
         for h in handles:
             h.remove()

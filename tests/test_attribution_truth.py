@@ -14,7 +14,7 @@ import sys
 
 import pandas as pd
 import pytest
-from attribution_check import truth_table, without_hook
+from attribution_check import truth_calls, truth_table, without_hook
 from conftest import ROOT
 
 from tracekit.convert import convert
@@ -40,11 +40,11 @@ def cpu_recording(tmp_path_factory):
     return out
 
 
-def _assert_agrees(rows: pd.DataFrame, kernels_expected: bool) -> None:
+def _assert_agrees(rows: pd.DataFrame, kernels_expected: bool, phases=("forward", "backward")) -> None:
     truth = rows[rows["true_path"].notna()]
     wrong = truth[(truth["module_path"] != truth["true_path"]) | (truth["phase"] != truth["true_phase"])]
     assert wrong.empty, wrong.head(10).to_string()
-    assert set(truth["true_phase"]) == {"forward", "backward"}
+    assert set(truth["true_phase"]) == set(phases)
     # what has no truth range: optimizer, loss and step bookkeeping, and the backward of modules without a hook
     rest = rows[rows["true_path"].isna()]
     assert set(rest.loc[rest["module_path"].isna(), "phase"]) <= {"optimizer", "loss", "other", "backward"}
@@ -69,3 +69,27 @@ def test_cpu_ops_land_in_the_module_that_ran_them(name, cpu_recording, tmp_path)
     rows = _checked(cpu_recording / f"{name}_truth.json", tmp_path / name)
     _assert_agrees(rows, kernels_expected=False)
     assert (rows["true_path"].notna() & (rows["true_phase"] == "backward")).sum() > 50
+
+
+def test_cuda_generate_every_decode_step_lands_in_its_module_and_calls_count(tmp_path):
+    """HF Llama `generate` (greedy, 6 new tokens, twice): prefill and one-token decode steps with a KV cache under
+    no_grad. Every op and kernel inside a module's forward range is filed under it, and each module's `calls`
+    equals the number of times its forward ran (12: two generations of 6 steps)."""
+    out = tmp_path / "generate"
+    rows = _checked(CUDA / "hf_llama_generate_truth.json.gz", out)
+    _assert_agrees(rows, kernels_expected=True, phases=("forward",))
+    modules = pd.read_parquet(out / "modules.parquet").set_index("module_path")
+    calls = truth_calls(pd.read_parquet(out / "events.parquet"))
+    assert len(modules) == len(calls) > 30
+    assert (modules["calls"] == calls.reindex(modules.index)).all() and (modules["calls"] == 12).all()
+    # the first call is the prefill (16 tokens), the last a decode step (1 token): both are shown
+    layer = modules.loc["LlamaForCausalLM_0/LlamaModel_0/LlamaDecoderLayer_0"]
+    assert (layer["input_shapes"], layer["last_input_shapes"]) == ("[[2, 16, 64]]", "[[2, 1, 64]]")
+
+
+def test_training_steps_keep_one_input_shape(tmp_path):
+    """Training repeats the same shapes every step: no module shows a different last-call input."""
+    out = tmp_path / "gpt"
+    convert([CUDA / "gpt_truth.json.gz"], out)
+    modules = pd.read_parquet(out / "modules.parquet")
+    assert modules["input_shapes"].notna().sum() > 10 and modules["last_input_shapes"].isna().all()

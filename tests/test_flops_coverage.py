@@ -101,3 +101,23 @@ def test_report_tree_marks_unknown_and_inferred_cells(vllm):
     assert "title='unknown: no FLOP rule for vllm::moe_forward" in page
     assert ">?</td>" in page and "inferred or unsure, " in page
     assert "title='unknown: its forward runs a torch.compile graph" in page
+
+
+@pytest.mark.parametrize("climb", [1, 3, 64])
+@pytest.mark.parametrize("include_self", [True, False])
+def test_marked_above_equals_the_whole_table_walk(include_self, climb):
+    """The per-row climb (with its fallback past `climb` steps) gives nearest_marked's answer, and leaves the
+    asked rows as they were; on the owlv2 call tree (depth up to ~30) with ops that have a FLOP rule marked."""
+    import numpy as np
+
+    from tracekit.ancestry import marked_above, nearest_marked
+    from tracekit.table import column, matches
+
+    events = processed_trace("gpu/tracelens/h100/google_owlv2-large-patch14-ensemble__1016001.json.gz").table.events
+    parent = column(events, "parent")
+    mark = matches(column(events, "name"), r"^aten::(linear|addmm|mm|bmm)$")
+    rows = np.random.default_rng(0).choice(len(parent), 5000, replace=False)
+    asked = rows.copy()
+    expected = nearest_marked(parent, mark, include_self=include_self)[rows]
+    assert (marked_above(parent, rows, mark, include_self=include_self, climb=climb) == expected).all()
+    assert (rows == asked).all() and (expected >= 0).any()

@@ -331,3 +331,6 @@ def test_first_call_note_when_the_recording_starts_after_step_0(tmp_path):
         assert "starts at ProfilerStep#2" in result.output
     viz = CliRunner().invoke(main, ["modules", str(SAMPLES / "gpt" / "viz.json.gz"), "--depth", "0"])
     assert viz.exit_code == 0 and "ProfilerStep#" not in viz.output
+    page = tmp_path / "modules.html"  # the HTML tree says it too
+    assert CliRunner().invoke(main, ["modules", str(prof), "-o", str(page)]).exit_code == 0
+    assert "starts at ProfilerStep#2" in page.read_text()

@@ -275,6 +275,20 @@ def test_modules_html_page(browser, tmp_path):
     assert page.eval("document.querySelector('h1').textContent") == "modules of prof.json.gz"
 
 
+def test_modules_page_marks_inferred_params_and_says_why(browser, tmp_path):
+    """HF GPT-2 on the H200: its params are inferred (Conv1D addmm) and may hold the tied LM head twice; the model
+    drawing marks them '~' and the details panel says why; the tree marks the cell and gives the note on hover."""
+    out = tmp_path / "gpt2.html"
+    result = CliRunner().invoke(main, ["modules", str(SAMPLES / "oracle_cuda" / "hf_gpt2.json.gz"), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    page = _open(browser, out, tmp_path / "gpt2.png")
+    assert "K~ params" in page.eval("document.querySelector('#model-drawing').textContent")
+    details = page.eval("document.querySelector('.details').textContent")
+    assert "params from" in details and "tie_word_embeddings" in details
+    assert page.eval("[...document.querySelectorAll('#module-tree td[title]')].some(t => "
+                     "t.title.startsWith('inferred: aten::addmm') && t.textContent.endsWith('~'))")
+
+
 @pytest.mark.slow
 def test_compare_page_fits_and_names_inputs(browser, tmp_path):
     base = shared("gpu/tracelens/h100/gaunernst_bert-small-uncased__1016001.json.gz")

@@ -48,3 +48,27 @@ def fill_down(parent: np.ndarray, values: np.ndarray, is_set: np.ndarray) -> np.
     has = src >= 0
     out[has] = values[src[has]]
     return out
+
+
+def marked_above(parent: np.ndarray, rows: np.ndarray, mark: np.ndarray, include_self: bool = True,
+                 climb: int = 64) -> np.ndarray:
+    """`nearest_marked` for a few rows only: each climbs its own chain, one parent a step, for up to `climb` steps;
+    rows still climbing after that take the whole table's answer (pointer jumping), so the cost stays within
+    O(rows x climb + table x log(depth)) whatever the depth."""
+    parent = np.asarray(parent, dtype=np.int64)
+    rows = np.asarray(rows, dtype=np.int64)
+    at = rows.copy() if include_self else np.where(rows >= 0, parent[np.maximum(rows, 0)], NO_ROW)
+    answer = np.full(len(rows), NO_ROW, dtype=np.int64)
+    live = np.flatnonzero(at >= 0)
+    for _ in range(climb):
+        if not len(live):
+            return answer
+        here = at[live]
+        found = mark[here]
+        answer[live[found]] = here[found]
+        live = live[~found]
+        at[live] = parent[at[live]]
+        live = live[at[live] >= 0]
+    if len(live):
+        answer[live] = nearest_marked(parent, mark, include_self=True)[at[live]]
+    return answer

@@ -59,7 +59,7 @@ def modules_cmd(inputs: tuple[Path, ...], depth: int | None, sort: str, fmt: str
         render_table(view, out_console(), title, first_step)
         return
     text = {"table": lambda: _table_text(view, title, first_step), "csv": lambda: to_csv(view),
-            "json": lambda: to_json(view), "html": lambda: render_html(view, title)}[fmt]()
+            "json": lambda: to_json(view), "html": lambda: render_html(view, title, first_step)}[fmt]()
     if out is None:
         click.echo(text)
         return

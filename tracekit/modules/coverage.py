@@ -14,8 +14,32 @@ import re
 from collections import Counter
 
 import numpy as np
+import pandas as pd
 
-from tracekit.ancestry import nearest_marked
+from tracekit.ancestry import marked_above
+
+
+class Names:
+    """An event table's names as codes into its distinct names, so that a test on names runs once per distinct
+    name (a categorical column's own codes; other columns are factorized once)."""
+
+    def __init__(self, column) -> None:
+        cat = getattr(column, "array", column)
+        if hasattr(cat, "codes") and hasattr(cat, "categories"):
+            self.codes = np.asarray(cat.codes, dtype=np.int64)
+            self.distinct = np.asarray(cat.categories, dtype=object)
+        else:
+            self.codes, distinct = pd.factorize(np.asarray(column, dtype=object))
+            self.distinct = np.asarray(distinct, dtype=object)
+
+    def where(self, rows: np.ndarray, test) -> np.ndarray:
+        """The rows whose name passes `test` (a missing name never does)."""
+        codes = self.codes[rows]
+        wanted = np.unique(codes[codes >= 0])
+        passed = np.zeros(len(self.distinct) + 1, dtype=bool)  # the last slot: code -1
+        passed[wanted] = [bool(test(str(self.distinct[c]))) for c in wanted.tolist()]
+        return rows[passed[codes]]
+
 
 # words of an op's name (after its namespace) that say it computes a matrix product, convolution or attention
 _COMPUTE_WORDS = frozenset(("mm", "bmm", "addmm", "addbmm", "baddbmm", "matmul", "gemm", "gemv", "einsum", "linear",
@@ -44,42 +68,42 @@ def compute_like(name: str) -> bool:
     return any(word in _COMPUTE_WORDS for word in short.lower().split("_"))
 
 
-def uncounted_ops(parent: np.ndarray, names: np.ndarray, host_ops: np.ndarray, has_rule: np.ndarray) -> np.ndarray:
+def uncounted_ops(parent: np.ndarray, names: Names, host_ops: np.ndarray, has_rule: np.ndarray) -> np.ndarray:
     """Rows of compute-like host ops that no FLOP rule counts: outside every op with a rule, with no op with a rule
     inside them (`einsum` runs a counted `bmm`), outermost of their kind."""
-    hosts = np.flatnonzero(host_ops & ~has_rule)
-    looks = {n: compute_like(n) for n in set(names[hosts].tolist())}
-    candidate = np.zeros(len(names), dtype=bool)
-    candidate[hosts[np.array([looks[n] for n in names[hosts].tolist()], dtype=bool)]] = True
-    candidate &= nearest_marked(parent, has_rule, include_self=False) < 0
-    outer = candidate & (nearest_marked(parent, candidate, include_self=False) < 0)
-    holder = nearest_marked(parent, outer, include_self=False)[np.flatnonzero(has_rule)]
-    outer[holder[holder >= 0]] = False
+    rows = names.where(np.flatnonzero(host_ops & ~has_rule), compute_like)
+    rows = rows[marked_above(parent, rows, has_rule, include_self=False) < 0]
+    candidate = np.zeros(len(parent), dtype=bool)
+    candidate[rows] = True
+    outer = np.zeros(len(parent), dtype=bool)
+    outer[rows[marked_above(parent, rows, candidate, include_self=False) < 0]] = True
+    if outer.any():
+        holder = marked_above(parent, np.flatnonzero(has_rule), outer, include_self=False)
+        outer[holder[holder >= 0]] = False
     return outer
 
 
-def math_kernel_launchers(parent: np.ndarray, names: np.ndarray, kernels: np.ndarray, launcher: np.ndarray,
+def math_kernel_launchers(parent: np.ndarray, names: Names, kernels: np.ndarray, launcher: np.ndarray,
                           launch: np.ndarray, has_rule: np.ndarray, uncounted: np.ndarray) -> np.ndarray:
     """Host ops that launched a matrix, convolution or attention kernel with no op with a FLOP rule around them,
     and that no uncounted compute op holds already (`vllm::moe_forward` runs its experts' bmm kernels); where no op
     is around the launch (a CUDA graph replayed in a module's forward), the runtime call itself."""
-    rows = np.flatnonzero(kernels & ((launcher >= 0) | (launch >= 0)))
-    looks = {n: bool(_MATH_KERNEL.search(n.replace("fbgemm", ""))) for n in set(names[rows].tolist())}
-    rows = rows[np.array([looks[n] for n in names[rows].tolist()], dtype=bool)]
+    rows = names.where(np.flatnonzero(kernels & ((launcher >= 0) | (launch >= 0))),
+                       lambda n: _MATH_KERNEL.search(n.replace("fbgemm", "")))
+    mask = np.zeros(len(parent), dtype=bool)
+    if not len(rows):
+        return mask
     ops = np.unique(np.where(launcher[rows] >= 0, launcher[rows], launch[rows]))
-    ops = ops[nearest_marked(parent, has_rule | uncounted, include_self=True)[ops] < 0]
-    mask = np.zeros(len(names), dtype=bool)
+    ops = ops[marked_above(parent, ops, has_rule | uncounted) < 0]
     mask[ops] = True
     return mask
 
 
-def compiled_regions(names: np.ndarray, host_ops: np.ndarray) -> np.ndarray:
+def compiled_regions(names: Names, host_ops: np.ndarray) -> np.ndarray:
     """Host events that run a torch.compile graph (`Torch-Compiled Region: i/j`, `CompiledFunction`) or replay a
     CUDA/HIP graph (`cudaGraphLaunch`); `host_ops` marks the ops and runtime calls to look at."""
-    rows = np.flatnonzero(host_ops)
-    found = {n: n.startswith(_COMPILED_PREFIXES) for n in set(names[rows].tolist())}
-    mask = np.zeros(len(names), dtype=bool)
-    mask[rows[np.array([found[n] for n in names[rows].tolist()], dtype=bool)]] = True
+    mask = np.zeros(len(host_ops), dtype=bool)
+    mask[names.where(np.flatnonzero(host_ops), lambda n: n.startswith(_COMPILED_PREFIXES))] = True
     return mask
 
 

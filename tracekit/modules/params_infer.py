@@ -41,28 +41,31 @@ def norm_note(shape: list[int]) -> str:
 
 
 def tied_notes(types: list, paths: list, sources: list, own_shapes: dict[int, list[list[int]]]) -> dict[int, str]:
-    """Per module index: a note where an Embedding and another module below it hold 2-d weights of one shape
-    (possibly one tied tensor, counted twice in `params`)."""
+    """Per module index: a note where an Embedding and another Embedding or Linear below it hold 2-d weights of one
+    shape (possibly one tied tensor, counted twice in `params`). Each weight is paired with the first embedding of
+    its (source, shape), so the work stays linear in the modules, and a module keeps its first two notes."""
     at = {(s, str(p)): i for i, (s, p) in enumerate(zip(sources, paths))}
-    notes: dict[int, str] = {}
-    embeddings = [(i, shape) for i, t in enumerate(types) if "embedding" in str(t).lower()
-                  for shape in own_shapes.get(i, []) if len(shape) == 2]
-    for e, shape in embeddings:
-        for other, shapes in own_shapes.items():
-            if other <= e and "embedding" in str(types[other]).lower():
-                continue  # each pair of embeddings once
-            if other == e or sources[other] != sources[e] or shape not in shapes or not _may_tie(types[other]):
+    groups: dict[tuple[int, tuple[int, ...]], list[int]] = {}
+    for i, shapes in own_shapes.items():
+        if _may_tie(types[i]):
+            for shape in {tuple(x) for x in shapes if len(x) == 2}:
+                groups.setdefault((sources[i], shape), []).append(i)
+    notes: dict[int, list[str]] = {}
+    for (source, shape), members in groups.items():
+        first = next((i for i in members if "embedding" in str(types[i]).lower()), None)
+        for other in members:
+            if first is None or other == first:
                 continue
-            a, b = str(paths[e]).split("/"), str(paths[other]).split("/")
+            a, b = str(paths[first]).split("/"), str(paths[other]).split("/")
             common = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-            note = (f"unsure: {'/'.join(a[common:])} and {'/'.join(b[common:])} both hold a {shape} weight, counted "
-                    f"twice; if they are one tied tensor (HF tie_word_embeddings) the count is {math.prod(shape):,} "
-                    "lower")
+            note = (f"unsure: {'/'.join(a[common:])} and {'/'.join(b[common:])} both hold a {list(shape)} weight, "
+                    f"counted twice; if they are one tied tensor (HF tie_word_embeddings) the count is "
+                    f"{math.prod(shape):,} lower")
             for k in range(1, common + 1):
-                i = at.get((sources[e], "/".join(a[:k])))
-                if i is not None:
-                    notes[i] = f"{notes[i]}; {note}" if i in notes else note
-    return notes
+                i = at.get((source, "/".join(a[:k])))
+                if i is not None and len(notes.setdefault(i, [])) < 2:
+                    notes[i].append(note)
+    return {i: "; ".join(said) for i, said in notes.items()}
 
 
 def _may_tie(module_type: object) -> bool:
@@ -73,5 +76,5 @@ def _may_tie(module_type: object) -> bool:
 
 def rows_of(module: np.ndarray, rows: np.ndarray, first_rows: dict[int, int], wanted: set[int]) -> np.ndarray:
     """The rows (ops) of the first calls of the wanted module indices."""
-    picked = [r for r in rows.tolist() if first_rows.get(int(module[r]), -1) in wanted]
-    return np.array(picked, dtype=np.int64)
+    spans = np.array([span for span, idx in first_rows.items() if idx in wanted], dtype=np.int64)
+    return rows[np.isin(module[rows], spans)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import numpy as np
@@ -10,9 +9,11 @@ import pandas as pd
 
 from tracekit.ancestry import nearest_marked
 from tracekit.modules.attribute import BACKWARD_PREFIX, ModuleColumns
+from tracekit.modules.call_details import SLICE_NOTE, first_call_details
 from tracekit.modules.conv_grads import fill_from_kernels
 from tracekit.modules.coverage import (
     COMPILED_NOTE,
+    Names,
     compiled_regions,
     math_kernel_launchers,
     names_below,
@@ -20,31 +21,17 @@ from tracekit.modules.coverage import (
     uncounted_ops,
 )
 from tracekit.modules.opflops import FLOP_OP_PATTERN, flops
-from tracekit.modules.opshapes import (
-    LINEAR_ADDMM,
-    LINEAR_ADDMM_NOTE,
-    OUT_INPUTS,
-    PARAM_INPUTS,
-    PARAM_LISTS,
-    created_shape,
-    decode_op_args,
-    input_tensors,
-    linear_addmm,
-    module_output,
-    param_count,
-    param_shapes,
-)
-from tracekit.modules.params_infer import NORM_MUL, leaf_norms, norm_note, norm_weight, rows_of, tied_notes
-from tracekit.modules.spans import RECORD_FUNCTION
+from tracekit.modules.opshapes import decode_op_args
+from tracekit.modules.path_trie import PathTrie
 from tracekit.table import DEVICE_KINDS, EventTable, column, kind_in, matches, strings
-from tracekit.tree import track_codes
 
 _FLOP_OPS = re.compile(FLOP_OP_PATTERN)
-FIRST_OPS_TRIED = 8
+__all__ = ["MODULE_COLUMNS", "SLICE_NOTE", "module_table"]
 MODULE_COLUMNS = (
     "source_index", "rank", "module_path", "module_type", "type_from", "parent_path", "depth", "calls", "first_call_ns",
     "steady_ns", "total_ns", "self_ns", "backward_ns", "device_ns_fwd", "device_ns_bwd", "kernel_count",
-    "op_count", "input_shapes", "input_dtypes", "input_from", "output_shapes", "output_from", "own_params", "params",
+    "op_count", "input_shapes", "input_dtypes", "input_from", "last_input_shapes", "output_shapes", "output_from",
+    "own_params", "params",
     "flops_fwd", "flops_bwd", "achieved_tflops", "flops_from", "params_from",
 )
 
@@ -76,7 +63,7 @@ def module_table(table: EventTable, modules: ModuleColumns) -> pd.DataFrame:
         "module_type": _first_known(group, spans.module_type[at_span], len(first)),
         "type_from": _first_known(group, _type_from(spans)[at_span], len(first)),
         "calls": np.bincount(group, minlength=len(first)), "total_ns": _sum_int(group, span_dur, len(first)),
-        "first_row": first_row, "first_call_ns": span_dur[first],
+        "first_row": first_row, "last_row": fwd_spans[_last_of(group, len(first))], "first_call_ns": span_dur[first],
         "steady_ns": _steady(group, first, span_dur),
     }
     out["parent_path"] = [p.rpartition("/")[0] or None for p in out["module_path"]]
@@ -98,9 +85,11 @@ def module_table(table: EventTable, modules: ModuleColumns) -> pd.DataFrame:
     has_rule = host_ops & matches(column(ev, "name"), _FLOP_OPS)
     flop_rows, flop_values, flop_inferred = _op_flops(ev, table, names, has_rule)
     # compute ops no rule counts make their modules' FLOPs unknown, not smaller
-    no_rule = uncounted_ops(column(ev, "parent"), names, host_ops, has_rule)
-    no_rule = (no_rule | math_kernel_launchers(column(ev, "parent"), names, kind == "kernel", column(ev, "launcher"),
-                                                column(ev, "launch"), has_rule, no_rule)) & ~recompute
+    name_codes = Names(ev["name"])
+    no_rule = uncounted_ops(column(ev, "parent"), name_codes, host_ops, has_rule)
+    no_rule = (no_rule | math_kernel_launchers(column(ev, "parent"), name_codes, kind_in(ev, ("kernel",)),
+                                                column(ev, "launcher"), column(ev, "launch"), has_rule,
+                                                no_rule)) & ~recompute
     inclusive = _Inclusive(src, ev["module_path"], out["source_index"], out["module_path"])
     forward, backward = phase == "forward", phase == "backward"
     out["device_ns_fwd"] = inclusive.sums(device & forward & ~recompute, dur)
@@ -133,8 +122,8 @@ def module_table(table: EventTable, modules: ModuleColumns) -> pd.DataFrame:
     device_ns = out["device_ns_fwd"] + out["device_ns_bwd"]
     total_flops = (out["flops_fwd"] + out["flops_bwd"]) * out["calls"]
     out["achieved_tflops"] = np.where(device_ns > 0, total_flops / np.maximum(device_ns, 1) / 1e3, np.nan)
-    out.update(_first_call_details(out, ev, table, names, kind, modules))
-    hidden = compiled_regions(names, kind_in(ev, ("cpu_op", "runtime"))) & forward & ~recompute
+    out.update(first_call_details(out, ev, table, names, kind, modules))
+    hidden = compiled_regions(name_codes, kind_in(ev, ("cpu_op", "runtime"))) & forward & ~recompute
     _unknown_in_compiled(out, inclusive, src, paths, hidden)
     _unknown_without_shapes(out, ev, table, kind)
     frame = pd.DataFrame({name: out[name] for name in MODULE_COLUMNS})
@@ -201,6 +190,13 @@ def _groups_in_order(src: np.ndarray, paths: np.ndarray) -> tuple[np.ndarray, np
     return group, first
 
 
+def _last_of(group: np.ndarray, groups: int) -> np.ndarray:
+    """Per group, the position of its last member (the spans are in time order)."""
+    last = np.zeros(groups, dtype=np.int64)
+    np.maximum.at(last, group, np.arange(len(group), dtype=np.int64))
+    return last
+
+
 def _first_known(group: np.ndarray, values: np.ndarray, groups: int) -> np.ndarray:
     """Per group, its first value that is not None (None where all are)."""
     known = np.flatnonzero(values != None)  # noqa: E711 (object array)
@@ -248,7 +244,7 @@ class _Inclusive:
         self.paths = np.append(cats, None)[codes]
         has = np.flatnonzero(codes >= 0)
         pair, pair_keys = pd.factorize(src[has].astype(np.int64) * max(len(cats), 1) + codes[has])
-        trie = _PathTrie()
+        trie = PathTrie()
         pair_keys = np.asarray(pair_keys, dtype=np.int64)
         pair_node = np.array([trie.node(int(k // max(len(cats), 1)), cats[k % max(len(cats), 1)], create=True)
                               for k in pair_keys.tolist()], dtype=np.int64)
@@ -327,7 +323,7 @@ def _roll_up(exact: dict[tuple[int, str], float], keys) -> list[float]:
     in reverse creation order, and each key is looked up in the trie: linear in the length of the
     paths, however many `/` they hold (no prefix string is built).
     """
-    trie = _PathTrie()
+    trie = PathTrie()
     for (s, p), w in exact.items():
         node = trie.node(int(s), p, create=True)
         trie.total[node] = trie.total[node] + w
@@ -336,48 +332,6 @@ def _roll_up(exact: dict[tuple[int, str], float], keys) -> list[float]:
         total[up[node]] = total[up[node]] + total[node]
     found = [trie.node(int(s), p, create=False) for s, p in keys]
     return [total[node] if node > 0 else 0 for node in found]
-
-
-class _PathTrie:
-    """Nodes for (source, part, part, ...); node 0 is the root. Whole paths seen are remembered, so a
-    path whose parent path was seen costs one step instead of a walk over all its parts."""
-
-    def __init__(self) -> None:
-        self.child: dict[tuple[int, object], int] = {}
-        self.up: list[int] = [-1]
-        self.total: list[float] = [0]
-        self.known: dict[tuple[int, str], int] = {}
-
-    def node(self, s: int, path: str, create: bool) -> int:
-        """The node of `path` in source `s`; -1 if absent and not create."""
-        found = self.known.get((s, path))
-        if found is not None:
-            return found
-        head, sep, tail = path.rpartition("/")
-        start = self.known.get((s, head)) if sep else None
-        if start is not None:
-            node = self._step(start, tail, create)
-        else:
-            node = self._step(0, s, create)
-            for part in path.split("/"):
-                if node < 0:
-                    break
-                node = self._step(node, part, create)
-        if node >= 0:
-            self.known[(s, path)] = node
-        return node
-
-    def _step(self, node: int, part: object, create: bool) -> int:
-        if node < 0:
-            return -1
-        nxt = self.child.get((node, part))
-        if nxt is None:
-            if not create:
-                return -1
-            nxt = self.child[(node, part)] = len(self.up)
-            self.up.append(node)
-            self.total.append(0)
-        return nxt
 
 
 def _op_flops(ev: pd.DataFrame, table: EventTable, names: np.ndarray, has_rule: np.ndarray
@@ -407,137 +361,3 @@ def _flops_from(inferred: np.ndarray, calls: np.ndarray, flops_bwd: np.ndarray, 
     return pd.Series(notes, dtype="str")
 
 
-def _first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTable, names: np.ndarray,
-                        kind: np.ndarray, modules: ModuleColumns) -> dict[str, list]:
-    """input/output shapes and params from the ops of each module's first call (columns by name)."""
-    ops = np.flatnonzero(kind == "cpu_op")
-    module = column(ev, "module")
-    track = track_codes(ev)
-    ts = column(ev, "ts_ns")
-    end = ts + np.maximum(column(ev, "dur_ns"), 0)
-    op_parent = nearest_marked(column(ev, "parent"), kind_in(ev, ("cpu_op",)), include_self=False)
-    order = ops[np.lexsort((ops, ts[ops], track[ops]))]
-    order_track, order_ts = track[order], ts[order]
-    firsts, lasts = {}, {}
-    index = range(len(out["first_row"]))
-    for idx, span in zip(index, out["first_row"].tolist()):
-        lo = np.searchsorted(order_track, track[span], side="left")
-        hi = np.searchsorted(order_track, track[span], side="right")
-        a = lo + np.searchsorted(order_ts[lo:hi], ts[span], side="left")
-        b = lo + np.searchsorted(order_ts[lo:hi], end[span], side="left")
-        inside = order[a:b]
-        top = inside[(op_parent[inside] < 0) | (ts[np.maximum(op_parent[inside], 0)] < ts[span])]
-        if len(top):
-            firsts[idx], lasts[idx] = top[:FIRST_OPS_TRIED], int(top[-1])
-    own: dict[int, int] = {}
-    own_shapes: dict[int, list[list[int]]] = {}
-    param_rows = ops[np.isin(names[ops], [*PARAM_INPUTS, *PARAM_LISTS, LINEAR_ADDMM])]
-    # only the outermost: instance_norm calls batch_norm with its weights repeated per sample, lstm may run linear
-    is_param_op = np.zeros(len(ev), dtype=bool)
-    is_param_op[param_rows] = True
-    param_rows = param_rows[nearest_marked(column(ev, "parent"), is_param_op, include_self=False)[param_rows] < 0]
-    first_ops = [int(r) for rows in firsts.values() for r in rows]
-    wanted = np.unique(np.array(first_ops + list(lasts.values()) + param_rows.tolist(), dtype=np.int64))
-    decoded = decode_op_args(table.args, wanted)
-    first_rows = dict(zip(out["first_row"].tolist(), index))
-    inferred: set[int] = set()
-    for row in param_rows.tolist():
-        idx = first_rows.get(int(module[row]))
-        if idx is not None and linear_addmm(str(names[row]), decoded[row]):
-            inferred.add(idx)
-        if idx is not None:
-            own[idx] = own.get(idx, 0) + param_count(str(names[row]), decoded[row])
-            own_shapes.setdefault(idx, []).extend(param_shapes(str(names[row]), decoded[row]))
-    evidence = {i: [LINEAR_ADDMM_NOTE] for i in inferred}
-    types, paths, sources = list(out["module_type"]), list(out["module_path"]), np.asarray(out["source_index"]).tolist()
-    norms = leaf_norms(types, paths, sources, own)
-    if norms:  # RMSNorm written out as `weight * x`: the 1-d operand of its mul is the weight
-        mul_rows = rows_of(module, ops[names[ops] == NORM_MUL], first_rows, norms)
-        mul_args = decode_op_args(table.args, mul_rows)
-        for row in mul_rows.tolist():
-            idx, weight = first_rows[int(module[row])], norm_weight(mul_args[row])
-            if weight and idx not in evidence:
-                own[idx], evidence[idx] = weight[0], [norm_note(weight)]
-    shapes, dtypes, input_from, outputs, output_from = [], [], [], [], []
-    for idx in index:
-        tensors, created, first = [], [], -1
-        for first in firsts.get(idx, []):  # the first op with tensor inputs (arange, empty... have none)
-            # zero-element tensors (checkpoint's `empty(0)` placeholder) are not the module's data
-            tensors = [t for t in input_tensors(str(names[first]), decoded[first]) if 0 not in t[0]]
-            made = created_shape(str(names[first]), decoded[first])
-            if made is not None and not tensors:  # `empty(size)`; `empty_like(x)` reads the input x
-                created.append(made)
-                continue
-            if str(names[first]) not in OUT_INPUTS and any(t[0] in created for t in tensors):
-                tensors = []  # it may read a buffer the module just created (an `out=` tensor): not known
-                break
-            if tensors:
-                break
-        shapes.append(json.dumps([t[0] for t in tensors]) if tensors else None)
-        dtypes.append(json.dumps([t[1] for t in tensors]) if tensors else None)
-        input_from.append(_input_from(str(names[first])) if tensors else None)
-        last = lasts.get(idx)
-        shape, why = (module_output(str(names[last]), decoded[last], own_shapes.get(idx, []))
-                      if last is not None else (None, "no ops recorded"))
-        outputs.append(json.dumps([shape]) if shape is not None else None)
-        output_from.append(why)
-    own_params = [own.get(idx, 0) for idx in index]
-    return {"input_shapes": shapes, "input_dtypes": dtypes, "input_from": input_from, "output_shapes": outputs,
-            "output_from": output_from,
-            "own_params": own_params,
-            "params": _inclusive_params(out["source_index"], out["module_path"], out["type_from"], own_params),
-            "params_from": _params_from(out, evidence, tied_notes(types, paths, sources, own_shapes))}
-
-
-def _params_from(out: dict[str, object], evidence: dict[int, list[str]], tied: dict[int, str]) -> list[str | None]:
-    """`params_from`: the evidence of params inferred in a module or below it, and the tied-weight doubt."""
-    notes: dict[tuple[int, str], list[str]] = {}
-    for i, said in evidence.items():
-        parts = str(out["module_path"][i]).split("/")
-        for k in range(1, len(parts) + 1):
-            held = notes.setdefault((int(out["source_index"][i]), "/".join(parts[:k])), [])
-            held.extend(n for n in said if n not in held)
-    keys = [(s, str(p)) for s, p in zip(np.asarray(out["source_index"]).tolist(), out["module_path"])]
-    return ["; ".join(notes.get(key, []) + ([tied[i]] if i in tied else [])) or None for i, key in enumerate(keys)]
-
-
-# Ops that read a part of a tensor: as a module's first op they may read a registered buffer (HF BERT slices its
-# `position_ids` buffer [1, 512] before it touches `input_ids` [1, 141]) as well as the module's input.
-_PART_READS = ("aten::slice", "aten::select", "aten::narrow", "aten::as_strided", "aten::index_select",
-               "aten::unsqueeze")  # `buffer[None, :, None]`: HF rotary embeddings index their inv_freq buffer
-SLICE_NOTE = "a view or part of a tensor, which may be a registered buffer rather than the input"
-
-
-def _input_from(op: str) -> str:
-    """How a module's input shapes were found: its first op with tensor inputs, flagged where that op slices."""
-    return f"first op {op}: {SLICE_NOTE}" if op in _PART_READS else f"first op {op}"
-
-
-def _inclusive_params(out_src: np.ndarray, out_paths: np.ndarray, type_from, own_params: list[int]) -> list[int]:
-    """Own params plus those of every module below, each instance once, as `module.parameters()` counts them:
-    an instance called from several parents (one path under each) counts once in a subtree that holds
-    several of its paths. record_function annotations of the same name are different code: each counted."""
-    trie = _PathTrie()
-    node = [trie.node(int(s), p, create=True) for s, p in zip(np.asarray(out_src).tolist(), out_paths)]
-    for n, own in zip(node, own_params):
-        trie.total[n] = trie.total[n] + int(own)
-    total, up = trie.total, trie.up
-    for n in range(len(up) - 1, 0, -1):
-        total[up[n]] = total[up[n]] + total[n]
-    paths_of: dict[tuple[int, str], list[int]] = {}
-    for i, (s, p, how) in enumerate(zip(np.asarray(out_src).tolist(), out_paths, type_from)):
-        if how != RECORD_FUNCTION:
-            paths_of.setdefault((int(s), str(p).rpartition("/")[2]), []).append(i)
-    for rows in paths_of.values():
-        own = int(own_params[rows[0]])
-        if len(rows) < 2 or not own:
-            continue
-        held: dict[int, int] = {}  # trie node -> how many of this instance's paths lie in its subtree
-        for i in rows:
-            n = node[i]
-            while n > 0:
-                held[n] = held.get(n, 0) + 1
-                n = up[n]
-        for n, count in held.items():
-            total[n] -= (count - 1) * own
-    return [int(total[n]) for n in node]

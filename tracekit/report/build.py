@@ -10,7 +10,7 @@ from tracekit.compare.steps import step_breakdown
 from tracekit.info import trace_info
 from tracekit.inputs import expand_inputs
 from tracekit.modules.table import module_table
-from tracekit.modules.view import step_time_ns, tree_view
+from tracekit.modules.view import first_recorded_step, step_time_ns, tree_view
 from tracekit.pipeline import process, read_inputs
 from tracekit.report.fmt import esc
 from tracekit.report.page import Section, render_page
@@ -52,7 +52,7 @@ def build_report(inputs: Sequence[str | Path], base: str | Path | None = None, w
         parallel = parallel_tables(*analyse_ranks(paths, workers, progress=step))
     if len(view):
         model = model_section(view, short_names([str(p) for p in first])[0])
-        sections += [_with_stage_note(model, parallel), modules_section(view)]
+        sections += [_with_stage_note(model, parallel), modules_section(view, first_recorded_step(processed.table))]
     else:
         sections.append(Section("model", "Model", "<p>No nn.Module events in this trace (record with "
                                 "with_modules=True or with_stack=True, or trace the Python code with VizTracer): "

@@ -22,14 +22,21 @@ def _node(row: Any, has_device: bool, has_backward: bool) -> dict[str, Any]:
     per_call = row.steady_ns if not missing(row.steady_ns) else row.first_call_ns
     return {
         "name": str(row.module_path).rsplit("/", 1)[-1], "path": str(row.module_path), "type": str(row.module_type),
-        "in": shapes(row.input_shapes), "out": shapes(row.output_shapes), "params": _num(row.params),
+        "in": shapes(row.input_shapes), "out": shapes(row.output_shapes),
+        "last_in": shapes(getattr(row, "last_input_shapes", None)), "params": _num(row.params),
         "flops": _num(row.flops_fwd) or None, "flops_bwd": _num(row.flops_bwd) or None, "calls": int(row.calls),
         "first_ms": _ms(row.first_call_ns), "steady_ms": _ms(row.steady_ns), "call_ms": _ms(per_call),
         "total_ms": _ms(row.total_ns), "backward_ms": _ms(row.backward_ns) if has_backward else None,
         "device_fwd_ms": _ms(row.device_ns_fwd) if has_device else None,
         "device_bwd_ms": _ms(row.device_ns_bwd) if has_device and has_backward else None,
         "tflops": _num(getattr(row, "achieved_tflops", None)), "share": _num(row.share), "children": [],
+        # why params or FLOPs are inferred, unsure or unknown (params_from / flops_from)
+        "params_from": _text(getattr(row, "params_from", None)), "flops_from": _text(getattr(row, "flops_from", None)),
     }
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _ms(ns: Any) -> float | None:
@@ -73,6 +80,7 @@ def _repeat(run: list[dict[str, Any]]) -> dict[str, Any]:
         "total_ms": _sum(run, "total_ms"), "backward_ms": _sum(run, "backward_ms"),
         "device_fwd_ms": _sum(run, "device_fwd_ms"), "device_bwd_ms": _sum(run, "device_bwd_ms"),
         "share": _sum(run, "share"), "members": run, "children": first["children"],
+        "params_from": first["params_from"], "flops_from": first["flops_from"],
     }
 
 

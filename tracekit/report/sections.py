@@ -75,7 +75,8 @@ def model_section(view: pd.DataFrame, source_name: str) -> Section:
             "code, with its type, parameters, forward FLOPs, time per call and share of step time (colour). "
             "Identical consecutive blocks are folded (× N). Arrows carry the input shape of the next block; a "
             "dashed arrow means that input is not the previous block's output (the trace records call order, "
-            "not data flow). Click a block to open it and see its details.")
+            "not data flow). Click a block to open it and see its details. ~: inferred or unsure, ?: unknown "
+            "(the details say why).")
     if (view["module_type"] == RECORD_FUNCTION).all():
         note = ("<b>This trace has no nn.Module events</b> (record with with_modules=True or with_stack=True): "
                 "the blocks are its record_function annotations, not the model's modules. ") + note
@@ -89,10 +90,16 @@ def model_section(view: pd.DataFrame, source_name: str) -> Section:
     return Section("model", "Model", body, note)
 
 
-def modules_section(view: pd.DataFrame) -> Section:
+def modules_section(view: pd.DataFrame, first_step: int | None = None) -> Section:
+    """The module tree table; `first_step`: the lowest ProfilerStep recorded (above 0, "first" is not the
+    program's first call, and the note says so)."""
     note = ("Indented as in the code; ▸ opens a module, a column title sorts siblings (module: back to forward "
             "order). first = first call, steady = median of later calls; times are host (CPU) time unless marked "
-            "device. Blank: not measurable from this trace (no device events, no backward, one call only).")
+            "device. Blank: not measurable from this trace (no device events, no backward, one call only). "
+            "? unknown, ~ inferred or unsure: hover the cell for why.")
+    if first_step:
+        note += (f" <b>first</b> is the first call in the recording, which starts at ProfilerStep#{first_step}: "
+                 "the program's first (warm-up) calls were not recorded.")
     return Section("tree", f"Module tree ({len(view):,} modules)", tree_table(view), note)
 
 

@@ -22,14 +22,14 @@ COLUMNS: tuple[tuple[str, str | None, Any, bool], ...] = (
 
 
 HINTS = {"input": "from the module's first op with tensor inputs; '?': that op reads a view or part of a tensor, which "
-                  "may be a registered buffer rather than the input",
+                  "may be a registered buffer rather than the input; 'a … b': first and last call differ",
          "first ms": "host time of the first call (often slower: warm-up)",
          "steady ms": "host time per call after the first (median)", "bwd ms": "backward host time, all calls",
          "dev fwd ms": "device (GPU/NPU) time of the forward kernels, all calls",
          "dev bwd ms": "device time of the backward kernels, all calls",
          "TFLOP/s": "achieved: FLOPs / device time", "% of step": "forward + backward host time / step time",
          "params": "'~': inferred or unsure, '?': unknown (hover the cell for why)",
-         "FLOPs fwd": "forward FLOPs per call; '~': inferred, '?': unknown (hover the cell for why)"}
+         "FLOPs fwd": "forward FLOPs per call; '?': unknown (hover the cell for why)"}
 # the evidence column behind a value column: its note becomes the cell's tooltip and a mark
 EVIDENCE = {"params": "params_from", "flops_fwd": "flops_from"}
 
@@ -76,9 +76,13 @@ def tree_table(view: pd.DataFrame, table_id: str = "module-tree", open_depth: in
                 blank = missing(value) or not measured.get(col, True)
                 note = getattr(r, EVIDENCE[col], None) if col in EVIDENCE else None
                 note = note if isinstance(note, str) and note else None
+                if col == "flops_fwd" and not (blank and note and note.startswith("unknown")):
+                    note = None  # flops_from's inferred notes are about backward gradients, not this column
                 mark = ("?" if col == "input_shapes" and _unsure_input(r) else
                         ("?" if blank else "~") if note else "")
-                cells.append(mark if blank else fmt(value) + mark)
+                later = getattr(r, "last_input_shapes", None) if col == "input_shapes" else None
+                cells.append(mark if blank else fmt(value) + mark + (f" … {shape_text(later)}"
+                                                                    if isinstance(later, str) else ""))
                 keys.append("" if blank or not _num else f"{float(value):.6g}")
                 notes.append(note)
             folded = depth >= open_depth and path in has_kids

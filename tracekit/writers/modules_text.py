@@ -12,7 +12,8 @@ from rich.table import Table
 from tracekit.modules.table import SLICE_NOTE
 
 DISPLAY_COLUMNS = (
-    "module_path", "module_type", "type_from", "depth", "calls", "input_shapes", "input_from", "output_shapes",
+    "module_path", "module_type", "type_from", "depth", "calls", "input_shapes", "input_from", "last_input_shapes",
+    "output_shapes",
     "params", "first_call_ns", "steady_ns", "total_ns", "self_ns", "backward_ns", "device_ns_fwd", "device_ns_bwd",
     "kernel_count", "flops_fwd", "flops_bwd", "achieved_tflops", "share", "flops_from", "params_from",
 )
@@ -74,7 +75,13 @@ def render_table(view: pd.DataFrame, console: Console, title: str, first_step: i
         unsure = SLICE_NOTE in str(getattr(row, "input_from", "") or "")
         if unsure:
             notes.add(f"? input from the module's first op: {SLICE_NOTE}")
-        table.add_row(name, mtype, _shape(row.input_shapes) + ("?" if unsure else ""), _shape(row.output_shapes),
+        later = getattr(row, "last_input_shapes", None)
+        if isinstance(later, str):
+            notes.add("a … b: the input shapes of the first and of the last call differ (prefill then decode, "
+                      "varying batch or sequence)")
+        shown_in = _shape(row.input_shapes) + ("?" if unsure else "") + (f" … {_shape(later)}" if isinstance(later, str)
+                                                                          else "")
+        table.add_row(name, mtype, shown_in, _shape(row.output_shapes),
                       _count(row.params) + params_mark, str(row.calls), _ms(row.first_call_ns), _ms(row.steady_ns),
                       _ms(row.backward_ns) if has_backward else "", *device, _count(row.flops_fwd), share)
     if no_rule:
@@ -98,7 +105,7 @@ def to_csv(view: pd.DataFrame) -> str:
 def to_json(view: pd.DataFrame) -> str:
     """Records; the shape columns as JSON lists of shapes (not JSON text inside strings)."""
     frame = view[list(DISPLAY_COLUMNS)].copy()
-    for col in ("input_shapes", "output_shapes"):
+    for col in ("input_shapes", "last_input_shapes", "output_shapes"):
         frame[col] = [json.loads(v) if isinstance(v, str) else None for v in frame[col]]
     records = json.loads(frame.to_json(orient="records"))
     return "[\n" + ",\n".join(json.dumps(r, separators=(", ", ": ")) for r in records) + "\n]"

@@ -158,8 +158,10 @@
   }
   function stats(n) {
     var parts = [];
-    if (n.params) parts.push(fmtCount(n.params) + " params");
+    if (n.params) parts.push(fmtCount(n.params) + (n.params_from ? "~" : "") + " params");
+    else if (n.params_from) parts.push("params ?");
     if (n.flops) parts.push(fmtCount(n.flops) + " FLOPs");
+    else if (n.flops_from && n.flops_from.indexOf("unknown") === 0) parts.push("FLOPs ?");
     if (n.call_ms !== null && n.call_ms !== undefined) parts.push(fmtMs(n.call_ms) + (n.repeat ? " per pass" : " per call"));
     if (n.share !== null && n.share !== undefined) parts.push(fmtPct(n.share) + " of step");
     return parts.join(" · ");
@@ -188,13 +190,14 @@
       var dl = el("dl", "facts");
       function row(k, v) { if (v === "" || v === null || v === undefined) return; dl.appendChild(el("dt", null, k)); dl.appendChild(el("dd", null, v)); }
       row("path", n.path); row("type", n.type);
-      row("input", shapeText(n["in"])); row("output", shapeText(n.out));
+      row("input", shapeText(n["in"])); row("last call input", shapeText(n.last_in)); row("output", shapeText(n.out));
       row(n.repeat ? "params (all)" : "params", n.params ? Math.round(n.params).toLocaleString() : "");
       row(n.repeat ? "FLOPs fwd (all)" : "FLOPs fwd", fmtCount(n.flops)); row("FLOPs bwd", fmtCount(n.flops_bwd));
       row("calls", n.calls); row("first call", fmtMs(n.first_ms)); row("steady call", fmtMs(n.steady_ms));
       row("forward total", fmtMs(n.total_ms)); row("backward total", fmtMs(n.backward_ms));
       row("device fwd", fmtMs(n.device_fwd_ms)); row("device bwd", fmtMs(n.device_bwd_ms));
       row("achieved", n.tflops ? n.tflops.toFixed(2) + " TFLOP/s" : ""); row("share of step", fmtPct(n.share));
+      row("params from", n.params_from); row("FLOPs from", n.flops_from);
       panel.appendChild(dl);
       if (n.repeat) {
         panel.appendChild(el("div", "note", n.repeat + " identical blocks (same type, shapes, params and children):"));

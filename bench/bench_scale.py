@@ -153,9 +153,10 @@ def run_scale(ranks: list[int], workers: int, source: Path, work: Path, raw_up_t
         gz = make_ranks(source, n, folder)
         row = {"ranks": n, "input_gz_mb": gz / MB, "workers": workers}
         row["orjson"] = measure("orjson", [str(folder)])
-        row["convert"] = measure("convert", ["convert", str(folder), "-o", str(out), "--workers", str(workers)])
+        pool = ["--workers", str(workers)] if workers else []  # 0: the default (what a user gets)
+        row["convert"] = measure("convert", ["convert", str(folder), "-o", str(out), *pool])
         if not convert_only and (raw_up_to is None or n <= raw_up_to):
-            row["parallel_raw"] = measure("parallel", ["parallel", str(folder), "--json", "--workers", str(workers)])
+            row["parallel_raw"] = measure("parallel", ["parallel", str(folder), "--json", *pool])
         if not convert_only:
             row["parallel_dataset"] = measure("parallel", ["parallel", str(out), "--json"])
         for key in [k for k in ("convert", "parallel_raw", "parallel_dataset") if k in row]:
@@ -176,7 +177,8 @@ def _line(row: dict) -> str:
     pd_ = row.get("parallel_dataset", {"cpu_s": float("nan"), "x_orjson": float("nan"), "self_peak_mb": float("nan")})
     pr = row.get("parallel_raw", {"cpu_s": float("nan"), "x_orjson": float("nan")})
     return (f"{row['ranks']:>5} ranks (CPU s): orjson {o['cpu_s']:.2f} | convert {c['cpu_s']:.2f} "
-            f"({c['x_orjson']:.1f}x, {c['cpu_s_per_rank'] * 1000:.0f} ms/rank, parent peak {c['self_peak_mb']:.0f} MB, "
+            f"({c['x_orjson']:.1f}x, {c['cpu_s_per_rank'] * 1000:.0f} ms/rank, wall {c['wall_s']:.2f} s vs orjson "
+            f"{o['wall_s']:.2f} s: {c['wall_x_orjson']:.1f}x, parent peak {c['self_peak_mb']:.0f} MB, "
             f"total peak {c['total_peak_mb']:.0f} MB) | parallel raw {pr['cpu_s']:.2f} ({pr['x_orjson']:.1f}x), "
             f"dataset {pd_['cpu_s']:.2f} ({pd_['x_orjson']:.1f}x, parent peak {pd_['self_peak_mb']:.0f} MB)")
 
@@ -228,7 +230,9 @@ def main() -> None:
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ranks", type=int, nargs="*", default=[8, 64])
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=1,
+                    help="Worker processes of convert/parallel (0: not given, the default: the machine's cores, "
+                         "in-process below 4 MB of input).")
     ap.add_argument("--source", type=Path, default=SHARED / "gpu" / "param_dlrm_8ranks")
     ap.add_argument("--modules", action="store_true", help="Also time `tracekit modules` dataset vs raw.")
     ap.add_argument("--modules-traces", type=Path, nargs="*",

@@ -106,6 +106,8 @@ def test_frame_to_arrow_equals_from_pandas_on_every_kind_of_column() -> None:
                                     categories=pd.Index([b"a", b"b"], dtype=object)),
         "str_cat": pd.Categorical(["p", "q", "p", "q", "p", "q"]),  # categories of the str dtype
         "when": pd.to_datetime(np.arange(n), unit="s"),
+        "lists": pd.Series([[0, 1], None, [2], [0, 1], [], None], dtype=object),  # as collectives' group_ranks
+        "none": pd.Series([None] * n, dtype=object),
     })
     frame.attrs["note"] = "kept"
     _same_as_from_pandas(frame)

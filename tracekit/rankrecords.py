@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+import msgspec
+
 # The fields of a RankResult that go to the spill file (and are emptied in the result the parent keeps).
 SPILLED = ("summary", "distributed", "devices", "input", "source", "skipped_collectives")
 _EMPTY: dict[str, Callable[[], Any]] = {"summary": dict, "distributed": dict, "devices": list, "input": dict,
@@ -42,14 +44,27 @@ class RankRecords:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         """The records in the order they were added, one at a time."""
-        with self.path.open() as fh:
+        with self.path.open("rb") as fh:
             for line in fh:
                 if line.strip():
-                    yield json.loads(line)
+                    yield _loads(line)
 
     def field(self, name: str) -> Iterator[Any]:
         """One field of every record, in order."""
         return (rec[name] for rec in self)
+
+
+_DECODER = msgspec.json.Decoder()
+
+
+def _loads(line: bytes) -> Any:
+    """json.loads of a line that json.dumps wrote: msgspec's decoder (~3x faster; the same values wherever it
+    decodes), or json.loads where msgspec refuses the text (NaN or Infinity, numbers beyond a double, lone
+    surrogates: what json.dumps may write and msgspec does not read)."""
+    try:
+        return _DECODER.decode(line)
+    except msgspec.DecodeError:
+        return json.loads(line)
 
 
 def _marker(key: str) -> str:

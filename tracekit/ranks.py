@@ -14,12 +14,12 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from tracekit.executors import Executor, LocalPool, make_executor, sized_for
 from tracekit.memory import every, release_freed_memory
 from tracekit.rankrecords import RankRecords, dump_streamed
 from tracekit.rankset import PERFETTO_MAX_BYTES, parse_ranks
+from tracekit.writers.partition import SMALL_PARTITION_ROWS, partition_options, write_partition
 
 HOUR_NS = 3_600_000_000_000
 # What convert_rank imports: loaded once by the local pool's fork server, not by every worker.
@@ -27,7 +27,7 @@ WORKER_MODULES = ("tracekit.convert", "tracekit.converters", "tracekit.inputs", 
                   "tracekit.parallel.collectives", "tracekit.parallel.crossrank", "tracekit.parallel.pipeline",
                   "tracekit.parallel.report", "tracekit.pipeline", "tracekit.steps", "tracekit.writers.chrome",
                   "tracekit.writers.parquet", "tracekit.dataset.manifest", "tracekit.ranks")
-__all__ = ["PERFETTO_MAX_BYTES", "parse_ranks"]  # re-exported (tracekit.rankset holds them)
+__all__ = ["PERFETTO_MAX_BYTES", "parse_ranks", "partition_options"]  # re-exported (rankset, writers.partition)
 
 
 @dataclass
@@ -76,32 +76,7 @@ def _write_partition(frame: pa.Table | pd.DataFrame, path: Path) -> int:
     table = frame if isinstance(frame, pa.Table) else frame_to_arrow(frame)
     if "rank" in table.column_names:  # the partition folder holds it
         table = table.drop_columns(["rank"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    options = partition_options(table.schema)
-    if table.num_rows >= SMALL_PARTITION_ROWS:
-        pq.write_table(table, path, compression="zstd", **options)
-    else:  # the same bytes, without arrow's file system layer (~0.15 ms a file)
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, compression="zstd", **options)
-        path.write_bytes(sink.getvalue())
-    return table.num_rows
-
-
-SMALL_PARTITION_ROWS = 32_768  # below, a partition is encoded in memory and written in one call
-
-
-def partition_options(schema: pa.Schema) -> dict[str, Any]:
-    """Parquet options of a rank partition. The same table is read back; the five writes of a rank take a
-    quarter less CPU and the files are ~15% smaller. Dictionary pages only for the dictionary columns (a
-    rank's integer columns take as long to dictionary-encode as the rest of the file, and zstd packs them as
-    well), and min/max statistics only for the columns that are not text (a text column's min/max prune
-    nothing here: names are not sorted and args are JSON; numeric ones, such as ts_ns, do)."""
-    dictionary = [f.name for f in schema if pa.types.is_dictionary(f.type)]
-    stats = [f.name for f in schema if not (pa.types.is_dictionary(f.type) or pa.types.is_string(f.type)
-                                              or pa.types.is_large_string(f.type) or pa.types.is_binary(f.type)
-                                              or pa.types.is_large_binary(f.type)
-                                              or pa.types.is_null(f.type))]  # all-null: Parquet keeps none
-    return {"use_dictionary": dictionary or False, "write_statistics": stats or False}
+    return write_partition(table, path, SMALL_PARTITION_ROWS)
 
 
 def _hour_base(ev: pd.DataFrame) -> int:

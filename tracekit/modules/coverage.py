@@ -10,6 +10,7 @@ spans, so the parameters of a module whose forward runs one are unknown too.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 
@@ -47,15 +48,28 @@ _COMPUTE_WORDS = frozenset(("mm", "bmm", "addmm", "addbmm", "baddbmm", "matmul",
                             "convolution", "conv1d", "conv2d", "conv3d"))
 _BACKWARD_NODE = re.compile(r"(^autograd::|Backward\d*$)")  # autograd nodes wrap the ops that compute
 _COMPILED_PREFIXES = ("Torch-Compiled Region", "CompiledFunction", "cudaGraphLaunch", "hipGraphLaunch")
-# device kernels that run matrix products, convolutions or attention (cuBLAS nvjet/gemm, CUTLASS, Hopper sm90 and
-# Blackwell sm100 kernels, rocBLAS/Tensile Cijk, cuDNN convolutions, Ascend MatMul/Conv2D/FlashAttention, flash/fused
-# attention, inductor templates; cuDNN's lower-case dgrad/wgrad, not Ascend's `AdaptiveAvgPool3dGrad`)
-_MATH_KERNEL = re.compile(r"gemm|gemv|bmm|matmul|nvjet|xmma|wgmma|^void cutlass|cutlass::|^sm\d+_|^Cijk_|conv(?!ert)"
-                          r"|winograd|(?-i:dgrad|wgrad)|fmha|flash|attention|attn|triton_tem", re.IGNORECASE)
+# words of device kernel names that run matrix products, convolutions or attention (cuBLAS nvjet/gemm, CUTLASS,
+# rocBLAS/Tensile Cijk, cuDNN convolutions, Ascend MatMul/Conv2D/FlashAttention, flash/fused attention, inductor
+# templates), tested on the lower-cased name; `conv` not as in `convert` (vLLM's `_typeConvert`), cuDNN's dgrad/wgrad
+# in lower case only (Ascend's `AdaptiveAvgPool3dGrad` is not one), Hopper/Blackwell `sm90_*`/`sm100_*` by prefix
+_MATH_WORDS = ("gemm", "gemv", "bmm", "matmul", "nvjet", "xmma", "wgmma", "cutlass", "winograd", "fmha", "flash",
+               "attention", "attn", "triton_tem")
+_CONV = re.compile(r"conv(?!ert)")
+_SM_PREFIX = re.compile(r"sm\d+_")
 COMPILED_NOTE = ("unknown: its forward runs a torch.compile graph or replays a CUDA graph, which takes the weights "
                  "as plain inputs and hides the modules inside it")
 
 
+@functools.lru_cache(maxsize=1024)
+def math_kernel(name: str) -> bool:
+    """Whether a device kernel's name says it multiplies matrices, convolves or attends (plain substring tests:
+    kernel names are C++ signatures of kilobytes)."""
+    low = name.replace("fbgemm", "").lower()
+    return (any(word in low for word in _MATH_WORDS) or ("conv" in low and bool(_CONV.search(low)))
+            or "dgrad" in name or "wgrad" in name or name.startswith("Cijk_") or bool(_SM_PREFIX.match(name)))
+
+
+@functools.lru_cache(maxsize=4096)
 def compute_like(name: str) -> bool:
     """Whether an op's name says it does matrix, convolution or attention arithmetic (rule or not)."""
     if _BACKWARD_NODE.search(name):
@@ -88,8 +102,7 @@ def math_kernel_launchers(parent: np.ndarray, names: Names, kernels: np.ndarray,
     """Host ops that launched a matrix, convolution or attention kernel with no op with a FLOP rule around them,
     and that no uncounted compute op holds already (`vllm::moe_forward` runs its experts' bmm kernels); where no op
     is around the launch (a CUDA graph replayed in a module's forward), the runtime call itself."""
-    rows = names.where(np.flatnonzero(kernels & ((launcher >= 0) | (launch >= 0))),
-                       lambda n: _MATH_KERNEL.search(n.replace("fbgemm", "")))
+    rows = names.where(np.flatnonzero(kernels & ((launcher >= 0) | (launch >= 0))), math_kernel)
     mask = np.zeros(len(parent), dtype=bool)
     if not len(rows):
         return mask

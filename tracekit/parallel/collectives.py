@@ -19,7 +19,7 @@ import pandas as pd
 
 from tracekit.parallel.hccl import EXTRA as HCCL_EXTRA
 from tracekit.parallel.hccl import compute_free, label_hccl_groups, with_hccl
-from tracekit.table import DEVICE_KINDS, EventTable, column, is_in, kind_in, matches, strings
+from tracekit.table import DEVICE_KINDS, EventTable, column, column_array, is_in, kind_in, matches, strings
 
 _PREFIX = re.compile(r"^(?:c10d::|_c10d_functional::|c10d_functional::|nccl:|gloo:|hccl:|vllm::|symm_mem::)(.+)$")
 _RPC = "record_param_comms"
@@ -243,17 +243,81 @@ def collective_calls(table: EventTable) -> tuple[pd.DataFrame, dict[str, int]]:
             "exec_row": done[0] if done else -1, "thread": int(tid[top]),
             "exec_thread": int(tid[facts["_exec"]]) if facts["_exec"] is not None else None,
         })
-    frame = pd.DataFrame(rows, columns=[*[c for c in COLUMNS if c != "exposed_ns"], "_elems", "_exec"])
+    frame = _rows_frame(rows, [*[c for c in COLUMNS if c != "exposed_ns"], "_elems", "_exec"])
     frame = _link_gloo_execs(frame, execs, names, base_kind, args, ts, dur, ev, skipped)
     frame = with_hccl(table, frame)  # Ascend: HCCL ops (tracekit/parallel/hccl.py)
     frame["exposed_ns"] = exposed_ns(ev, frame) if not compute_free(table) else None
     for col in ("bytes", "peer", "exec_thread"):  # one at a time: astype({...}) rebuilds every column (2 ms)
-        frame[col] = frame[col].astype("Int64")
+        if frame[col].dtype != "Int64":
+            frame[col] = frame[col].astype("Int64")
     extra = [c for c in HCCL_EXTRA if c in frame]
-    frame = frame[[*COLUMNS, *extra]]
-    # sort_values(["start_ns", "call_row"]) as a stable lexsort on the two int columns: one take
+    # sort_values(["start_ns", "call_row"]) as a stable lexsort on the two int columns, and the columns in their
+    # order, as one frame made from the columns' arrays taken in that order
     order = np.lexsort((column(frame, "call_row"), column(frame, "start_ns")))
-    return frame.take(order).reset_index(drop=True), skipped
+    return _taken(frame, [*COLUMNS, *extra], order), skipped
+
+
+# The dtypes of the call rows' columns (pd.DataFrame of the row dicts infers the same; see _rows_frame).
+_INT_COLUMNS = frozenset(("rank", "step", "start_ns", "dur_ns", "call_ns", "call_row", "exec_row", "thread"))
+_NULLABLE_INT_COLUMNS = frozenset(("peer", "bytes", "exec_thread"))
+_TEXT_COLUMNS = frozenset(("name", "collective", "group", "group_desc", "group_from", "dtype", "bytes_from",
+                           "module_path", "module_from"))
+
+
+def _rows_frame(rows: list[dict[str, Any]], names: list[str]) -> pd.DataFrame:
+    """`pd.DataFrame(rows, columns=names)` of the call rows, with `bytes`/`peer`/`exec_thread` as Int64, built
+    column by column with the dtypes pandas infers from the rows (int64 for the row/time columns, `str` for a
+    text column with some text, object otherwise): inferring them from the row dicts costs ~1 ms a rank."""
+    n = len(rows)
+    columns = {name: [row.get(name) for row in rows] for name in names}  # exec_link_set: set by the gloo linking
+    if not rows or not all(_as_expected(name, values) for name, values in columns.items()):
+        return pd.DataFrame(rows, columns=names)  # no rows, or a value of another type: pandas infers
+    arrays: list[Any] = []
+    for name, values in columns.items():
+        if name in _INT_COLUMNS:
+            arrays.append(np.array(values, dtype=np.int64))
+        elif name in _NULLABLE_INT_COLUMNS:
+            arrays.append(pd.array(values, dtype="Int64"))
+        elif name in _TEXT_COLUMNS and any(isinstance(v, str) for v in values):
+            arrays.append(pd.array(values, dtype="str"))
+        else:  # member lists, all-None text, the linking helpers: objects as they are
+            objects = np.empty(n, dtype=object)
+            for i, value in enumerate(values):  # one by one: member lists stay list objects
+                objects[i] = value
+            arrays.append(objects)
+    return _frame_from_arrays(arrays, names)
+
+
+def _as_expected(name: str, values: list[Any]) -> bool:
+    """Whether a column's values are of the type _rows_frame builds it from (ints; ints or None; text or None)."""
+    if name in _INT_COLUMNS:
+        return all(type(v) is int for v in values)
+    if name in _NULLABLE_INT_COLUMNS:
+        return all(v is None or type(v) is int for v in values)
+    if name in _TEXT_COLUMNS:
+        return all(v is None or type(v) is str for v in values)
+    return True
+
+
+def _frame_from_arrays(arrays: list[Any], names: list[str]) -> pd.DataFrame:
+    """A frame whose columns are these arrays with their dtypes (no index alignment, no dtype inference)."""
+    make = getattr(pd.DataFrame, "_from_arrays", None)
+    n = len(arrays[0]) if arrays else 0
+    if make is None:  # a pandas without it: Series keep their dtypes
+        return pd.DataFrame({name: pd.Series(a, dtype=a.dtype) for name, a in zip(names, arrays)})
+    return make(arrays, columns=pd.Index(names), index=pd.RangeIndex(n), verify_integrity=False)
+
+
+def _taken(frame: pd.DataFrame, names: list[str], order: np.ndarray) -> pd.DataFrame:
+    """frame[names].take(order).reset_index(drop=True), made once from the column arrays."""
+    if not len(frame):
+        return frame[names].reset_index(drop=True)
+    keep = bool(np.array_equal(order, np.arange(len(order))))
+    arrays = []
+    for name in names:
+        values = column_array(frame, name)
+        arrays.append(values if keep else values[order] if isinstance(values, np.ndarray) else values.take(order))
+    return _frame_from_arrays(arrays, names)
 
 
 # a DDP/FSDP gradient hook's collective: the table names the layer whose backward completed the bucket (the
@@ -314,7 +378,7 @@ def _link_gloo_execs(frame: pd.DataFrame, execs: list[int], names, base_kind, ar
     starting after the call began (gloo runs each process group's work in order). Where several such calls were
     waiting (asynchronous calls, possibly of different groups), they share an `exec_link_set` id: their work
     may have gone to either."""
-    frame = frame.assign(exec_link_set=pd.array([None] * len(frame), dtype="Int64"))
+    frame["exec_link_set"] = pd.array([None] * len(frame), dtype="Int64")  # the caller's new frame: no copy
     if not execs:
         return frame
     free = {i: True for i in range(len(frame))}

@@ -31,21 +31,27 @@ def events_frame(table: EventTable) -> pa.Table:
     return arrow.append_column("args", table.args.cast(pa.large_string()))
 
 
-def frame_to_arrow(frame: pd.DataFrame, columns: list[str] | None = None) -> pa.Table:
+def frame_to_arrow(frame: pd.DataFrame, columns: list[str] | None = None,
+                   replace: dict[str, np.ndarray] | None = None) -> pa.Table:
     """What `pa.Table.from_pandas(frame, columns=columns, preserve_index=False)` gives (types, values, and the
     pandas schema metadata that restores the dtypes), built from the column arrays.
 
     from_pandas builds a Series per column and converts categoricals through pandas (up to ~80 us a column): most of
     the cost on the frames of a few thousand rows that each rank writes. Here numeric columns go to arrow
     without a copy and categoricals with text categories as their codes and categories; any other column
-    goes the way from_pandas takes it, and the metadata is made by pyarrow's own function."""
+    goes the way from_pandas takes it, and the metadata is made by pyarrow's own function. `replace`: arrays
+    that stand for some columns (what from_pandas of `frame.assign(**replace)` gives, without the copy)."""
     names = list(frame.columns) if columns is None else list(columns)
+    if replace and frame.attrs:
+        frame = frame.assign(**replace)
+        replace = None
     try:
-        values = [_column_for_arrow(frame, name) for name in names]
+        values = [replace[name] if replace and name in replace else _column_for_arrow(frame, name) for name in names]
         arrays = [_to_arrow(v) for v in values]
         metadata = _pandas_metadata(values, frame, names, [a.type for a in arrays])
     except TypeError:  # a pyarrow whose metadata function takes other arguments
-        return pa.Table.from_pandas(frame, columns=columns, preserve_index=False)
+        return pa.Table.from_pandas(frame.assign(**replace) if replace else frame, columns=columns,
+                                    preserve_index=False)
     return pa.Table.from_arrays(arrays, names=names, metadata=metadata)
 
 
@@ -60,8 +66,8 @@ def _pandas_metadata(values: list, frame: pd.DataFrame, names: list[str], types:
     dtype, and a categorical's number of categories and order or a timezone), and the frame's attrs."""
     if frame.attrs:
         return pandas_compat.construct_metadata(values, frame, names, [], [], False, types, names)
-    facts = [pandas_compat.get_extension_dtype_info(v) for v in values]
-    key = (tuple(names), tuple(types), tuple((d, None if m is None else tuple(sorted(m.items()))) for d, m in facts))
+    # the column index's dtype (object or str) goes into the metadata's column_indexes
+    key = (tuple(names), tuple(types), tuple(_dtype_facts(v) for v in values), frame.columns.dtype)
     found = _METADATA.get(key)
     if found is None:
         found = pandas_compat.construct_metadata(values, frame, names, [], [], False, types, names)
@@ -71,12 +77,20 @@ def _pandas_metadata(values: list, frame: pd.DataFrame, names: list[str], types:
     return found
 
 
-def _column_for_arrow(frame: pd.DataFrame, name: str) -> np.ndarray | pd.Categorical | pd.Series:
-    """The column as the fast conversion takes it: a numeric array, a Categorical, or else its Series."""
-    values = column_array(frame, name)
-    if isinstance(values, pd.Categorical) or (isinstance(values, np.ndarray) and values.dtype.kind in "biuf"):
-        return values
-    return frame[name]
+def _dtype_facts(values: np.ndarray | pd.api.extensions.ExtensionArray) -> object:
+    """What `get_extension_dtype_info` reads of a column: its dtype, or for a categorical or a dtype with a time
+    zone the facts it takes (number of categories, order, codes' dtype; time zone): a key for the cache."""
+    dtype = values.dtype
+    if isinstance(dtype, pd.CategoricalDtype) or hasattr(dtype, "tz"):
+        physical, meta = pandas_compat.get_extension_dtype_info(values)
+        return physical, None if meta is None else tuple(sorted(meta.items()))
+    return dtype
+
+
+def _column_for_arrow(frame: pd.DataFrame, name: str) -> np.ndarray | pd.api.extensions.ExtensionArray:
+    """The column's array as the fast conversion takes it (numpy, a Categorical or another pandas extension array):
+    what from_pandas takes out of the column's Series, without making the Series (~15-30 us a column)."""
+    return column_array(frame, name)
 
 
 def _to_arrow(values: np.ndarray | pd.Categorical | pd.Series) -> pa.Array:

@@ -58,13 +58,18 @@ def test_real_traces_without_the_walk(rel, monkeypatch) -> None:
         assert np.array_equal(a, b), name
 
 
+def assert_as_walked(got, events: pd.DataFrame) -> None:
+    """parent, depth and lane equal to the reference stack walk's."""
+    for a, b, name in zip((got.parent, got.depth, got.lane), reference(events), ("parent", "depth", "lane")):
+        assert np.array_equal(a, b), name
+
+
 @pytest.mark.parametrize("seed", range(30))
 @pytest.mark.parametrize("overlap", [0.01, 0.05, 0.3])
 def test_random_shapes_match_the_walk(seed, overlap, monkeypatch) -> None:
     events = random_events(seed, 400, overlap)
     got, _ = build(events, monkeypatch)
-    for a, b in zip((got.parent, got.depth, got.lane), reference(events)):
-        assert np.array_equal(a, b)
+    assert_as_walked(got, events)
 
 
 def nested_with_overlaps(seed: int, n: int, k: int) -> pd.DataFrame:
@@ -109,8 +114,7 @@ def test_few_overlaps_without_the_walk(seed, k, monkeypatch) -> None:
     """Nested spans with a few partial overlaps: placed in numpy (mostly), always as the walk places them."""
     events = nested_with_overlaps(seed, 3000, k)
     got, walked = build(events, monkeypatch)
-    for a, b in zip((got.parent, got.depth, got.lane), reference(events)):
-        assert np.array_equal(a, b)
+    assert_as_walked(got, events)
     if k <= 5:
         assert walked == 0
     assert (got.lane > 0).any()

@@ -1,11 +1,12 @@
-"""What the module table cannot count, found per event: compute ops with no FLOP rule, and torch.compile regions.
+"""What the module table cannot count, found per event: compute with no FLOP rule, and compiled or graphed regions.
 
 A module's FLOPs are the sum of its ops that have a rule (tracekit.modules.opflops). An op that computes matrix
-products, convolutions or attention but has no rule (`aten::_addmm_activation` outside the rule list, a library's
-fused attention such as `vllm::unified_attention_with_output`, an inductor matmul template `triton_tem_*`) would
+products, convolutions or attention but has no rule (a library's fused attention such as
+`vllm::unified_attention_with_output` or `flash_attn::_flash_attn_forward`, an inductor matmul template
+`triton_tem_*`), or an op with no rule that launched such kernels (`vllm::moe_forward`; a replayed CUDA graph) would
 add nothing: the module's FLOPs would be a confident undercount. Such ops make their modules' FLOPs unknown, and the
-note names them. A torch.compile graph takes the weights as plain inputs and runs its modules without their own
-spans, so the parameters of a module whose forward runs one are unknown too.
+note names them. A torch.compile graph or a CUDA graph takes the weights as plain inputs and runs its modules
+without their own spans, so the parameters of a module whose forward runs one are unknown too.
 """
 
 from __future__ import annotations

@@ -34,9 +34,35 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+# signals that end the CLI (SIGINT: KeyboardInterrupt; SIGTERM/SIGHUP: cli.guard.Terminated)
+_STOP_SIGNALS = {2, 15, 1}
+
+
+@contextlib.contextmanager
+def _signals_held() -> Any:
+    """Hold the signals that end the CLI while the pool starts its workers: a worker whose start is cut short (the
+    parent unwinding before it sent the worker its job) prints multiprocessing's EOFError traceback. Held signals
+    arrive as soon as every worker has started, and then stop them all. Main thread only (Linux/macOS)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
 def _start_together(barrier: Any) -> None:
-    """Worker initializer: end with the parent, and wait until every worker has started, so the work spreads
-    over all of them."""
+    """Worker initializer: end with the parent, leave interrupts to it (it stops the workers), and wait until every
+    worker has started, so the work spreads over all of them."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):  # a spawned worker may inherit the parent's held signals
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     _die_with_parent()
     with contextlib.suppress(threading.BrokenBarrierError):
         barrier.wait(timeout=120)
@@ -139,7 +165,9 @@ class LocalPool:
         with ProcessPoolExecutor(max_workers=count, mp_context=ctx, initializer=_start_together,
                                  initargs=(barrier,)) as pool:
             try:
-                for fut in [pool.submit(fn, job) for job in jobs]:
+                with _signals_held():  # submitting starts the workers
+                    futures = [pool.submit(fn, job) for job in jobs]
+                for fut in futures:
                     results.append(fut.result())
                     if on_done:
                         on_done(results[-1])

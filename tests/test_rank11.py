@@ -1,0 +1,112 @@
+"""rank11: the cross-rank stage finishes each rank's collectives in arrow (no pandas frame per rank), with the same
+tables as the pandas way; checked on the shared DLRM ranks, recorded gloo `sample_traces/dist_*` ranks and the Ascend
+Qwen3 ranks (HCCL columns), and on a job where two inputs claim the same rank."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import ROOT, shared
+
+import tracekit.parallel.crossrank as crossrank
+from tracekit.inputs import expand_inputs
+from tracekit.parallel.groups import group_evidence
+from tracekit.ranks import job_list, run_ranks
+from tracekit.writers.collectives import collectives_arrow
+
+RANK_INPUTS = [
+    "gpu/param_dlrm_8ranks",  # NCCL kernels, inferred groups
+    "sample_traces/dist_dp_cp_async",  # gloo: calls linked to their gloo work, async link sets
+    "sample_traces/dist_ep_dp",
+    "sample_traces/dist_pp_dp",
+    "npu/msinsight_qwen3_mindspeed",  # HCCL ops merged into their host calls, HCCL columns
+]
+
+
+def _paths(rel: str) -> list[Path]:
+    if rel.startswith("sample_traces/"):
+        return expand_inputs([str(ROOT / rel)])
+    path = shared(rel)
+    if rel.startswith("npu/"):
+        return expand_inputs([str(p) for p in sorted(path.iterdir())])
+    return expand_inputs([str(path)])
+
+
+def _call_parts(paths: list[Path], folder: Path) -> list[dict]:
+    """Convert the ranks (calls to `folder`, as convert does); their distributedInfo as the parent gives it."""
+    results = run_ranks(job_list(paths, folder / "stage", parquet=False, chrome=False, calls=str(folder / "calls"),
+                                 splits=False), 1)
+    return group_evidence([r.distributed for r in results])
+
+
+def _same(got: list[pa.Table], want: list[pa.Table]) -> None:
+    assert len(got) == len(want) > 0
+    for g, w in zip(got, want):
+        assert g.schema.equals(w.schema), (g.schema, w.schema)
+        assert g.equals(w)
+    assert got[0].schema.equals(want[0].schema, check_metadata=True)  # the file's pandas metadata is the first's
+
+
+@pytest.mark.parametrize("rel", RANK_INPUTS)
+def test_finished_tables_are_the_frames_as_arrow(rel, tmp_path, monkeypatch):
+    """Every rank's arrow table is what collectives_arrow makes of the pandas way's frame (types, values, order;
+    the first one with its metadata), and all but the first rank are built without that frame."""
+    distributed = _call_parts(_paths(rel), tmp_path)
+    want = [collectives_arrow(f) for f in crossrank.finished_ranks(tmp_path / "calls", distributed)]
+    ways: list[int] = []
+    real = crossrank._finished_frame
+
+    def counted(*args, **kwargs):
+        ways.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(crossrank, "_finished_frame", counted)
+    got = list(crossrank.finished_tables(tmp_path / "calls", distributed))
+    _same(got, want)
+    assert len(ways) == 1  # the first rank only: its pandas metadata is the file's
+
+
+def test_collectives_file_is_the_pandas_ways(tmp_path, monkeypatch):
+    """collectives.parquet written from the arrow tables equals the file written from the frames (schema with its
+    pandas metadata, content), on the DLRM ranks."""
+    distributed = _call_parts(_paths("gpu/param_dlrm_8ranks"), tmp_path)
+    crossrank.write_collectives_from_parts(tmp_path / "calls", distributed, tmp_path / "new.parquet")
+    monkeypatch.setattr(crossrank, "finished_tables", lambda folder, dist: (
+        collectives_arrow(f) for f in crossrank.finished_ranks(folder, dist)))
+    crossrank.write_collectives_from_parts(tmp_path / "calls", distributed, tmp_path / "old.parquet")
+    new, old = pq.read_table(tmp_path / "new.parquet"), pq.read_table(tmp_path / "old.parquet")
+    assert new.num_rows > 0
+    assert new.schema.equals(old.schema, check_metadata=True) and new.equals(old)
+
+
+def test_rank_of_two_inputs_and_unsorted_calls(tmp_path):
+    """Two inputs that claim the same rank (two partitions in one rank folder) go the pandas way; a rank whose calls
+    are out of start order is sorted (stable) as the frame is."""
+    paths = _paths("gpu/param_dlrm_8ranks")
+    distributed = _call_parts(paths, tmp_path)
+    calls = tmp_path / "calls"
+    first = sorted((calls / "rank=0").glob("*.parquet"))[0]
+    shutil.copyfile(first, calls / "rank=1" / "part-99999.parquet")  # rank 1 now has two partitions
+    second = sorted((calls / "rank=2").glob("*.parquet"))[0]
+    table = pq.read_table(second)
+    pq.write_table(table.take(list(reversed(range(table.num_rows)))), second)  # calls in reverse start order
+    want = [collectives_arrow(f) for f in crossrank.finished_ranks(calls, distributed)]
+    got = list(crossrank.finished_tables(calls, distributed))
+    _same(got, want)
+    starts = got[2]["start_ns"].to_pylist()
+    assert starts == sorted(starts) and len(starts) > 1
+
+
+def test_wide_columns_of_other_types_go_the_pandas_way():
+    """A wide column that the pandas round trip would change (an integer with nulls that pandas reads as float, a
+    dictionary) is not taken as read."""
+    ints = pa.table({"call_row": pa.array([1, None], pa.int64())})
+    assert not crossrank._read_as_is(ints, {"columns": [{"name": "call_row", "numpy_type": "float64"}]})
+    assert crossrank._read_as_is(ints, {"columns": [{"name": "call_row", "numpy_type": "Int64"}]})
+    assert crossrank._read_as_is(pa.table({"call_row": pa.array([1, 2], pa.int64())}), None)
+    coded = pa.table({"name": pa.array(["a", "b"]).dictionary_encode()})
+    assert not crossrank._read_as_is(coded, None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -110,3 +111,39 @@ def test_wide_columns_of_other_types_go_the_pandas_way():
     assert crossrank._read_as_is(pa.table({"call_row": pa.array([1, 2], pa.int64())}), None)
     coded = pa.table({"name": pa.array(["a", "b"]).dictionary_encode()})
     assert not crossrank._read_as_is(coded, None)
+
+
+STEP_INPUTS = ["gpu/param_dlrm_8ranks", "sample_traces/dist_pp_dp", "sample_traces/gpt"]
+
+
+@pytest.mark.parametrize("rel", STEP_INPUTS)
+def test_step_table_frame_is_the_dict_frame(rel, monkeypatch):
+    """step_table's frame (made from its column arrays) is the one pd.DataFrame of the columns made before: values,
+    dtypes, column index, and the Parquet schema with its pandas metadata."""
+    import pandas as pd
+    from tracekit.converters import read_trace
+
+    import tracekit.steps as steps_mod
+    from tracekit.inputs import with_name_rank
+    from tracekit.pipeline import process
+    from tracekit.writers.parquet import frame_to_arrow
+
+    def old_way(columns):
+        return pd.DataFrame({k: pd.Series(v, dtype=object) if isinstance(v, np.ndarray) and v.dtype.kind == "O" else v
+                             for k, v in columns.items()})
+
+    rows = 0
+    for path in _paths(rel)[:3]:
+        table = with_name_rank(read_trace(path), path)
+        table.events["source_index"] = 0
+        events = process(table).table.events
+        got = steps_mod.step_table(events)
+        with monkeypatch.context() as m:
+            m.setattr(steps_mod, "_frame", old_way)
+            want = steps_mod.step_table(events)
+        pd.testing.assert_frame_equal(got, want, check_dtype=True, check_column_type=True, check_index_type=True)
+        assert got.columns.dtype == want.columns.dtype
+        assert frame_to_arrow(got).schema.equals(pa.Table.from_pandas(want, preserve_index=False).schema,
+                                                 check_metadata=True)
+        rows += len(got)
+    assert rows > 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -109,17 +109,29 @@ def step_table(events: pd.DataFrame) -> pd.DataFrame:
     step_known = np.array([not k[1] for k in keys], dtype=bool)
     # sort by (source_index, start_ns, device_start_ns), missing values last, ties in key order
     order = np.lexsort((dev_start, ~has_dev, host[0], ~has_host, out_si))
-    return pd.DataFrame({
+    return _frame({
         "source_index": out_si[order].astype(np.int32),
-        "source": pd.Series(source[first[order]], dtype=object).astype(str),
+        "source": pd.Series(source[first[order]], dtype=object).astype(str).array,
         "rank": rank[first[order]].astype(np.int64),
         "step": _nullable(out_step, step_known)[order],
         "start_ns": _nullable(host[0], has_host)[order],
         "dur_ns": _nullable(host[1] - host[0], has_host)[order],
         "device_start_ns": _nullable(dev_start, has_dev)[order],
         "device_dur_ns": _nullable(dev_end - dev_start, has_dev)[order],
-        "device_from": pd.Series(device_from[order], dtype=object),
+        "device_from": device_from[order],
     })
+
+
+def _frame(columns: dict[str, Any]) -> pd.DataFrame:
+    """`pd.DataFrame(columns)` of arrays that keep their dtypes (numpy, or pandas extension arrays; an object array
+    stays object), made with pandas' `_from_arrays`: no dtype inference, no index alignment (~0.5 ms less a rank)."""
+    import pandas as pd
+
+    make = getattr(pd.DataFrame, "_from_arrays", None)
+    if make is None:  # a pandas without it
+        return pd.DataFrame({name: pd.Series(a, dtype=a.dtype, copy=False) for name, a in columns.items()})
+    arrays = list(columns.values())
+    return make(arrays, columns=pd.Index(list(columns)), index=pd.RangeIndex(len(arrays[0])), verify_integrity=False)
 
 
 def _step_number(name: object) -> int | None:

@@ -147,3 +147,40 @@ def test_step_table_frame_is_the_dict_frame(rel, monkeypatch):
                                                  check_metadata=True)
         rows += len(got)
     assert rows > 0
+
+
+ODD_VALUES = [{}, [], {"a": []}, {"a": {}}, (1, 2), "s", 3, 1.0, None, {"é\n\"": "ü\t"}, {1: 2}, {"a": {None: 2}},
+              [1, 2.5, None, True, False, float("nan"), float("inf"), -float("inf"), 1e-05, 1e300, 10**30, -0.0],
+              {"k": [{"x": [1, [2, []]], "y": {"z": ()}}], "deep": [[[[{"q": "\u2028"}]]]]}]
+
+
+@pytest.mark.parametrize("indent", [1, 2])
+def test_dumps_indented_is_json_dumps(indent):
+    """The indented encoder writes json.dumps' text (indent, nesting level, escapes, NaN/Infinity, key types left
+    to json.dumps) and raises what json.dumps raises."""
+    import json
+
+    from tracekit.rankrecords import dumps_indented
+
+    for value in ODD_VALUES:
+        for level in (0, 2):
+            want = json.dumps(value, indent=indent).replace("\n", "\n" + " " * (indent * level))
+            assert dumps_indented(value, indent, level) == want
+    with pytest.raises(TypeError):
+        dumps_indented({"a": [object()]}, indent)
+
+
+def test_summary_and_manifest_are_json_dumps_text(tmp_path):
+    """summary.json and tracekit.json of a multi-rank convert (streamed per rank) are json.dumps' text of the
+    whole object, byte for byte (sample_traces/dist_ep_dp: process and thread names, devices, inputs)."""
+    import json
+
+    from tracekit.convert import convert
+
+    out = tmp_path / "out"
+    convert([ROOT / "sample_traces" / "dist_ep_dp"], out, workers=1)
+    summary = (out / "summary.json").read_text()
+    assert summary == json.dumps(json.loads(summary), indent=2)
+    manifest = (out / "tracekit.json").read_text()
+    loaded = json.loads(manifest)
+    assert len(loaded["sources"]) > 1 and manifest == json.dumps(loaded, indent=1)

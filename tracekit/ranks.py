@@ -44,9 +44,10 @@ class RankJob:
     splits: bool = True  # compute the per-step split (tracekit parallel); convert does not need it
 
 
-@dataclass
+@dataclass(slots=True)
 class RankResult:
-    """What a worker sends back: small tables and the summary of its rank."""
+    """What a worker sends back: small tables and the summary of its rank. Slotted: the parent keeps one per rank
+    until the merged trace is written (~0.6 KB less each than with an attribute dict)."""
 
     index: int
     path: str
@@ -146,7 +147,7 @@ def convert_rank(job: RankJob) -> RankResult:
     )
 
 
-@dataclass
+@dataclass(slots=True)
 class _Outcome:
     """A worker's result or its TraceError, and the TraceWarnings it raised (re-emitted by the parent)."""
 

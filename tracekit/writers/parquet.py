@@ -230,6 +230,17 @@ def _module_columns(ev: pd.DataFrame, rows: np.ndarray) -> dict[str, np.ndarray]
     return out
 
 
+# Rows per Parquet row group: the writer holds a whole row group's encoded pages (and its encoders' buffers)
+# until the group is flushed, so one group of the whole events table stacked ~0.3x the table's arrow size on
+# the peak (owlv2: +43 MB; in groups of 32k rows +28 MB, same CPU). Tables below this size are written as before.
+ROW_GROUP_ROWS = 32_768
+
+
+def write_table(arrow: pa.Table, path: Path) -> None:
+    """One Parquet table as every table of convert is written (zstd, row groups of ROW_GROUP_ROWS)."""
+    pq.write_table(arrow, path, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+
+
 def write_parquet_tables(table: EventTable, outdir: Path) -> dict[str, int]:
     """Write events/kernels/ops/steps .parquet into outdir; returns row counts.
 
@@ -239,7 +250,7 @@ def write_parquet_tables(table: EventTable, outdir: Path) -> dict[str, int]:
     release = releaser(len(table.events))
     release()
     events = events_frame(table)
-    pq.write_table(events, outdir / "events.parquet", compression="zstd")
+    write_table(events, outdir / "events.parquet")
     counts["events"] = events.num_rows
     del events
     release()
@@ -248,7 +259,7 @@ def write_parquet_tables(table: EventTable, outdir: Path) -> dict[str, int]:
         made = make(table)
         arrow = made if isinstance(made, pa.Table) else frame_to_arrow(made)
         del made
-        pq.write_table(arrow, outdir / f"{name}.parquet", compression="zstd")
+        write_table(arrow, outdir / f"{name}.parquet")
         counts[name] = arrow.num_rows
         del arrow
         release()
@@ -260,5 +271,5 @@ def write_module_table(processed, outdir: Path) -> int:
     from tracekit.modules.table import module_table
 
     frame = module_table(processed.table, processed.modules)
-    pq.write_table(frame_to_arrow(frame), outdir / "modules.parquet", compression="zstd")
+    write_table(frame_to_arrow(frame), outdir / "modules.parquet")
     return len(frame)

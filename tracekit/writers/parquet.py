@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -104,16 +103,10 @@ def _to_arrow(values: np.ndarray | pd.Categorical | pd.Series) -> pa.Array:
     return pa.array(values, from_pandas=True)
 
 
-def kernel_rows(table: EventTable) -> np.ndarray:
-    """The rows of the kernels table: every device event (kernel, memcpy, memset)."""
-    return np.flatnonzero(kind_in(table.events, DEVICE_KINDS))
-
-
-def kernels_frame(table: EventTable, rows: np.ndarray | None = None) -> pa.Table:
-    """One row per device event (kernel, memcpy, memset) with its launch and launching op (of `rows`, a slice of
-    kernel_rows: all by default)."""
+def kernels_frame(table: EventTable) -> pa.Table:
+    """One row per device event (kernel, memcpy, memset) with its launch and launching op."""
     ev = table.events
-    rows = kernel_rows(table) if rows is None else rows
+    rows = np.flatnonzero(kind_in(ev, DEVICE_KINDS))
     launch = column(ev, "launch")[rows]
     launcher = column(ev, "launcher")[rows]
     names = strings(column(ev, "name"))
@@ -168,24 +161,13 @@ def _text_at(values: pa.Array, at: pa.Array | None, n: int) -> pa.Array:
     return values.take(at)
 
 
-def op_rows(table: EventTable) -> np.ndarray:
-    """The rows of the ops table: every cpu op and collective op."""
-    return np.flatnonzero(kind_in(table.events, ("cpu_op", "collective")))
-
-
-def kernel_counts(table: EventTable) -> np.ndarray:
-    """Per row of the table, how many device events it launched."""
-    launcher = column(table.events, "launcher")
-    return np.bincount(launcher[launcher >= 0], minlength=len(launcher))
-
-
-def ops_frame(table: EventTable, rows: np.ndarray | None = None, counts: np.ndarray | None = None) -> pa.Table:
-    """One row per cpu op (collective ops included) with input dims and types as JSON text (of `rows`, a slice of
-    op_rows: all by default; `counts`: kernel_counts of the table, made here by default)."""
+def ops_frame(table: EventTable) -> pa.Table:
+    """One row per cpu op (collective ops included) with input dims and types as JSON text."""
     ev = table.events
-    rows = op_rows(table) if rows is None else rows
+    rows = np.flatnonzero(kind_in(ev, ("cpu_op", "collective")))
     dims, types = op_input_text(table.args, ev, rows)
-    kernel_count = (kernel_counts(table) if counts is None else counts)[rows] if len(ev) else np.zeros(0, np.int64)
+    launcher = column(ev, "launcher")
+    kernel_count = np.bincount(launcher[launcher >= 0], minlength=len(ev))[rows] if len(ev) else np.zeros(0, np.int64)
     return _arrow_table({
         "row": rows,
         "source": _text_of(column(ev, "source"), rows),
@@ -267,30 +249,8 @@ PLAIN_COLUMNS = frozenset({
 def write_table(arrow: pa.Table, path: Path) -> None:
     """One Parquet table as every table of convert is written (zstd, row groups of ROW_GROUP_ROWS, no dictionary
     for the PLAIN_COLUMNS)."""
-    pq.write_table(arrow, path, row_group_size=ROW_GROUP_ROWS, **_options(arrow.schema))
-
-
-def _options(schema: pa.Schema) -> dict:
-    return {"compression": "zstd", "use_dictionary": [name for name in schema.names if name not in PLAIN_COLUMNS]}
-
-
-def write_in_groups(path: Path, rows: np.ndarray, make: Callable[[np.ndarray], pa.Table]) -> int:
-    """Write the table `make` gives for `rows` one row group at a time (`make` of each ROW_GROUP_ROWS slice of
-    `rows`): the file write_table gives for `make(rows)`, without the text of all rows at once. Returns rows."""
-    writer = None
-    try:
-        for begin in range(0, max(len(rows), 1), ROW_GROUP_ROWS):
-            group = make(rows[begin : begin + ROW_GROUP_ROWS])
-            if writer is None:
-                writer = pq.ParquetWriter(path, group.schema, **_options(group.schema))
-            elif not group.schema.equals(writer.schema, check_metadata=True):  # e.g. a column all null in a group
-                group = group.cast(writer.schema)
-            writer.write_table(group, row_group_size=ROW_GROUP_ROWS)
-            del group
-    finally:
-        if writer is not None:
-            writer.close()
-    return len(rows)
+    pq.write_table(arrow, path, compression="zstd", row_group_size=ROW_GROUP_ROWS,
+                   use_dictionary=[name for name in arrow.column_names if name not in PLAIN_COLUMNS])
 
 
 def write_parquet_tables(table: EventTable, outdir: Path) -> dict[str, int]:
@@ -306,17 +266,15 @@ def write_parquet_tables(table: EventTable, outdir: Path) -> dict[str, int]:
     counts["events"] = events.num_rows
     del events
     release()
-    # kernels and ops: a row group at a time (their text columns, e.g. op names and input shapes, are built per row)
-    counts["kernels"] = write_in_groups(outdir / "kernels.parquet", kernel_rows(table),
-                                        lambda rows: kernels_frame(table, rows))
-    release()
-    launched = kernel_counts(table) if len(table.events) else None
-    counts["ops"] = write_in_groups(outdir / "ops.parquet", op_rows(table),
-                                    lambda rows: ops_frame(table, rows, launched))
-    release()
-    steps = frame_to_arrow(step_table(table.events))
-    write_table(steps, outdir / "steps.parquet")
-    counts["steps"] = steps.num_rows
+    frames = (("kernels", kernels_frame), ("ops", ops_frame), ("steps", lambda t: step_table(t.events)))
+    for name, make in frames:
+        made = make(table)
+        arrow = made if isinstance(made, pa.Table) else frame_to_arrow(made)
+        del made
+        write_table(arrow, outdir / f"{name}.parquet")
+        counts[name] = arrow.num_rows
+        del arrow
+        release()
     return counts
 
 

@@ -151,8 +151,21 @@ def test_parquet_row_groups_read_back_as_one(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(parquet, "ROW_GROUP_ROWS", 500)
     many = parquet.write_parquet_tables(processed.table, tmp_path / "many")
     assert one == many and one["events"] > 1000
-    assert pq.ParquetFile(tmp_path / "many" / "events.parquet").metadata.num_row_groups == -(-one["events"] // 500)
+    events = pq.ParquetFile(tmp_path / "many" / "events.parquet").metadata
+    group = parquet.row_group_rows(parquet.events_frame(processed.table))  # 500, or the largest dictionary
+    assert events.num_row_groups == -(-one["events"] // group) > 1
+    assert events.row_group(0).num_rows == group >= len(column(processed.table.events, "name").categories)
     for table in one:
         a, b = (pq.read_table(tmp_path / folder / f"{table}.parquet") for folder in ("one", "many"))
         assert a.schema.equals(b.schema, check_metadata=True) and a.equals(b)
         assert a.to_pandas().equals(b.to_pandas())
+
+
+def test_row_groups_hold_the_largest_dictionary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dictionary column is written whole in every row group: groups never hold fewer rows than it has values."""
+    monkeypatch.setattr(parquet, "ROW_GROUP_ROWS", 100)
+    codes = pa.array(np.arange(5000, dtype=np.int32) % 1000)
+    table = pa.table({"id": pa.DictionaryArray.from_arrays(codes, pa.array([str(k) for k in range(1000)])),
+                      "n": np.arange(5000)})
+    assert parquet.row_group_rows(table) == 1000
+    assert parquet.row_group_rows(table.select(["n"])) == 100

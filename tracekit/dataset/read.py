@@ -7,10 +7,9 @@ import re
 from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -18,6 +17,9 @@ from tracekit.dataset.manifest import MANIFEST, read_manifest, source_from_recor
 from tracekit.dataset.stale import InputState, staleness
 from tracekit.errors import TraceError, warn
 from tracekit.table import ROW_COLUMNS, EventTable, SourceInfo, object_categories
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _PART = re.compile(r"part-(\d+)\.parquet$")
 
@@ -158,6 +160,8 @@ class Dataset:
     def events(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """The events of all ranks as one frame, row references (parent, launch, launcher) shifted as
         tracekit.table.concat does for several inputs; source_index is each rank's input position."""
+        import pandas as pd
+
         if not self.partitioned("events"):
             return events_frame(self.read_arrow("events", columns))
         frames, offset = [], 0
@@ -197,6 +201,8 @@ def events_frame(table: pa.Table) -> pd.DataFrame:
 
 
 def _categoricals(frame: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
     for col in frame.columns:
         if isinstance(frame[col].dtype, pd.CategoricalDtype):
             frame[col] = object_categories(frame[col].array)

@@ -9,6 +9,7 @@ import random
 import shutil
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import pandas as pd
@@ -76,7 +77,7 @@ def test_dataset_output_is_the_raw_output_for_every_format(name, datasets, tmp_p
         assert raw.exit_code == on_dataset.exit_code == 0, on_dataset.output
         assert len(raw.stdout) > 500  # a real tree, not two empty answers
         _same_but_title(raw.stdout, on_dataset.stdout, inputs, ds)
-        assert raw.stderr == on_dataset.stderr
+        assert raw.stderr == on_dataset.stderr.replace(str(ds), ", ".join(map(str, inputs)))  # the same messages
     for fmt in ("html", "csv", "json", "txt"):
         raw_file, ds_file = tmp_path / f"raw.{fmt}", tmp_path / f"ds.{fmt}"
         assert _run("modules", *inputs, "-o", raw_file).exit_code == 0
@@ -84,16 +85,15 @@ def test_dataset_output_is_the_raw_output_for_every_format(name, datasets, tmp_p
         _same_but_title(raw_file.read_text(), ds_file.read_text(), inputs, ds)
     rows = json.loads(_run("modules", ds, "--format", "json").stdout)
     depth = [r["depth"] for r in rows]
-    assert depth[0] == 0 and all(b <= a + 1 for a, b in zip(depth, depth[1:]))  # tree order: a child after its parent
+    assert depth[0] == 0 and all(b <= a + 1 for a, b in pairwise(depth))  # tree order: a child after its parent
 
 
 def test_csv_and_json_match_what_pandas_writes(datasets):
     """The rows writers give what DataFrame.to_csv / to_json gave (the display columns of the same rows)."""
+    from tracekit.modules.table import module_table
     from tracekit.modules.view import step_time_ns, tree_view
     from tracekit.pipeline import process, read_inputs
     from tracekit.writers.modules_text import DISPLAY_COLUMNS
-
-    from tracekit.modules.table import module_table
 
     processed = process(read_inputs(_inputs("cnn_prof_both")))
     view = tree_view(module_table(processed.table, processed.modules), step_time_ns(processed.table), sort="total")
@@ -152,7 +152,8 @@ def test_no_modules_is_said_from_the_manifest_alone(datasets, tmp_path):
 def test_record_function_only_job_says_so_on_both_paths(datasets):
     raw, on_dataset = _run("modules", *_inputs("dlrm_8ranks"), "--format", "csv"), _run(
         "modules", datasets("dlrm_8ranks"), "--format", "csv")
-    assert raw.stderr == on_dataset.stderr
+    assert raw.stderr == on_dataset.stderr.replace(str(datasets("dlrm_8ranks")), ", ".join(map(str, _inputs(
+        "dlrm_8ranks"))))
     rows = json.loads(_run("modules", datasets("dlrm_8ranks"), "--format", "json").stdout)
     record_function_only = all(r["module_type"] == RECORD_FUNCTION for r in rows)
     assert ("showing the record_function annotation hierarchy" in on_dataset.stderr) == record_function_only
@@ -162,4 +163,4 @@ def test_constants_copied_to_stay_light_match_their_source():
     from tracekit.modules.call_details import SLICE_NOTE as source_note
     from tracekit.modules.spans import RECORD_FUNCTION as source_kind
 
-    assert SLICE_NOTE == source_note and RECORD_FUNCTION == source_kind
+    assert source_note == SLICE_NOTE and source_kind == RECORD_FUNCTION

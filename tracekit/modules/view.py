@@ -33,7 +33,7 @@ def step_figures(source: np.ndarray, is_metadata: np.ndarray, is_step: np.ndarra
     out: dict[int, int] = {}
     keep = ~is_metadata
     src, steps_of, ts, dur = source[keep], is_step[keep], ts_ns[keep], dur_ns[keep]
-    for s in np.unique(src):
+    for s in _distinct(src):
         mine = src == s
         picked = mine & steps_of
         if picked.any():
@@ -47,6 +47,14 @@ def step_figures(source: np.ndarray, is_metadata: np.ndarray, is_step: np.ndarra
         numbers = numbers[numbers >= 0]
         first = int(numbers.min()) if len(numbers) else None
     return out, first
+
+
+def _distinct(values: np.ndarray) -> list[int]:
+    """The distinct small integers (source indexes), ascending (np.unique imports numpy.ma: ~40 ms)."""
+    if not len(values):
+        return []
+    low = int(values.min())
+    return [int(v) + low for v in np.flatnonzero(np.bincount(values - low))]
 
 
 def _event_figures(table: EventTable) -> tuple[dict[int, int], int | None]:

@@ -119,7 +119,7 @@ def _loaded_after(args: list[str]) -> set[str]:
     probe = (f"from tracekit.cli import main\nimport sys\ntry:\n    main({args!r})\nexcept SystemExit as e:\n"
              "    assert not e.code, e.code\n"
              "print('LOADED:', *(m for m in ('pandas', 'pyarrow.compute', 'pyarrow.dataset', 'tracekit.pipeline',"
-             " 'pyarrow.parquet', 'pyarrow') if m in sys.modules))")
+             " 'pyarrow.parquet', 'pyarrow', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     return set(out.stdout.rsplit("LOADED:", 1)[1].split())
 
@@ -129,7 +129,7 @@ def test_a_dataset_query_loads_no_pandas(name, datasets, tmp_path):
     ds = datasets(name)
     for fmt in ("table", "csv", "json"):
         assert _loaded_after(["modules", str(ds), "-o", str(tmp_path / f"out.{fmt if fmt != 'table' else 'txt'}")]) \
-            == {"pyarrow", "pyarrow.parquet"}
+            == {"pyarrow", "pyarrow.parquet", "numpy"}
         assert (tmp_path / f"out.{fmt if fmt != 'table' else 'txt'}").stat().st_size > 500
     # the raw trace still goes through pandas (the pipeline)
     assert "pandas" in _loaded_after(["modules", str(_inputs(name)[0]), "--format", "csv"])
@@ -147,7 +147,7 @@ def test_no_modules_is_said_from_the_manifest_alone(datasets, tmp_path):
     result = _run("modules", ds, "-o", tmp_path / "out.csv")
     assert result.exit_code == 0 and "no nn.Module events" in result.stderr
     assert not (tmp_path / "out.csv").exists()
-    assert _loaded_after(["modules", str(ds), "--format", "csv"]) == set()  # not even pyarrow
+    assert _loaded_after(["modules", str(ds), "--format", "csv"]) == set()  # not even pyarrow or numpy
 
 
 def test_record_function_only_job_says_so_on_both_paths(datasets):

@@ -9,16 +9,16 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from tracekit.dataset.manifest import MANIFEST, read_manifest, source_from_record
 from tracekit.dataset.stale import InputState, staleness
 from tracekit.errors import TraceError, warn
-from tracekit.table import ROW_COLUMNS, EventTable, SourceInfo, object_categories
 
-if TYPE_CHECKING:  # imported where used: opening a dataset (manifest, staleness) loads neither
+if TYPE_CHECKING:  # imported where used: opening a dataset (manifest, staleness) loads none of them
+    import numpy as np
     import pandas as pd
     import pyarrow as pa
+
+    from tracekit.table import EventTable, SourceInfo
 
 _PART = re.compile(r"part-(\d+)\.parquet$")
 
@@ -126,6 +126,7 @@ class Dataset:
 
     @staticmethod
     def _read_part(path: Path, rank: int, columns: list[str] | None) -> pa.Table:
+        import numpy as np
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -144,6 +145,7 @@ class Dataset:
 
     def _source_index_of(self, name: str, ranks: Sequence[int] | None) -> np.ndarray:
         """Each row's input position (a rank's partitions hold source_index 0: one input per worker)."""
+        import numpy as np
         import pyarrow.parquet as pq
 
         counts = [(i, pq.ParquetFile(f).metadata.num_rows) for rank, i, f in self.parts(name)
@@ -152,6 +154,8 @@ class Dataset:
 
     def event_parts(self, columns: Sequence[str] | None = None) -> Iterator[tuple[int, pd.DataFrame]]:
         """(rank, events of that rank) one rank at a time: memory holds one rank's columns."""
+        import numpy as np
+
         if not self.partitioned("events"):
             frame = events_frame(self.read_arrow("events", columns))
             ranks = self.ranks
@@ -167,7 +171,10 @@ class Dataset:
     def events(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """The events of all ranks as one frame, row references (parent, launch, launcher) shifted as
         tracekit.table.concat does for several inputs; source_index is each rank's input position."""
+        import numpy as np
         import pandas as pd
+
+        from tracekit.table import ROW_COLUMNS
 
         if not self.partitioned("events"):
             return events_frame(self.read_arrow("events", columns))
@@ -184,6 +191,8 @@ class Dataset:
     def event_table(self, columns: Sequence[str] | None = None, with_args: bool = False) -> EventTable:
         """The processed event table (the columns asked for; args only with with_args) and the sources."""
         import pyarrow as pa
+
+        from tracekit.table import EventTable
 
         cols = None if columns is None else [c for c in columns if c != "args"]
         events = self.events(cols)
@@ -212,6 +221,8 @@ def events_frame(table: pa.Table) -> pd.DataFrame:
 def _categoricals(frame: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
+    from tracekit.table import object_categories
+
     for col in frame.columns:
         if isinstance(frame[col].dtype, pd.CategoricalDtype):
             frame[col] = object_categories(frame[col].array)
@@ -223,6 +234,7 @@ def _categoricals(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _no_args(n: int) -> pa.LargeBinaryArray:
     """n empty args (the stages that read args are not run on a projection without them)."""
+    import numpy as np
     import pyarrow as pa
 
     offsets = pa.py_buffer(np.zeros(n + 1, dtype=np.int64))

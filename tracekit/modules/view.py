@@ -2,7 +2,7 @@
 
 One implementation on plain rows (a list of dicts, None where a value is missing), which the raw-trace and the
 dataset paths of `tracekit modules` both use; `tree_view` applies the same order to a pandas frame for the report
-and the Python API. Imports numpy only (a dataset query never loads pandas)."""
+and the Python API. Imports neither numpy nor pandas (a dataset query never loads pandas)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
     import pyarrow as pa
 
@@ -30,6 +29,8 @@ def step_figures(source: np.ndarray, is_metadata: np.ndarray, is_step: np.ndarra
                  dur_ns: np.ndarray, step: np.ndarray | None) -> tuple[dict[int, int], int | None]:
     """(per source: the summed duration of its profiler steps, or its time span when it has none; the lowest
     ProfilerStep number recorded, None without steps), from the event columns as numpy arrays."""
+    import numpy as np
+
     out: dict[int, int] = {}
     keep = ~is_metadata
     src, steps_of, ts, dur = source[keep], is_step[keep], ts_ns[keep], dur_ns[keep]
@@ -51,6 +52,8 @@ def step_figures(source: np.ndarray, is_metadata: np.ndarray, is_step: np.ndarra
 
 def _distinct(values: np.ndarray) -> list[int]:
     """The distinct small integers (source indexes), ascending (np.unique imports numpy.ma: ~40 ms)."""
+    import numpy as np
+
     if not len(values):
         return []
     low = int(values.min())
@@ -144,6 +147,7 @@ def tree_rows(rows: list[Row], step_ns: dict[int, int], depth: int | None = None
 def tree_view(modules: pd.DataFrame, step_ns: dict[int, int], depth: int | None = None,
               sort: str = "order") -> pd.DataFrame:
     """tree_rows' order and columns on a pandas frame (the report and the Python API)."""
+    import numpy as np
     import pandas as pd
 
     frame = modules.copy()

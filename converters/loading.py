@@ -17,6 +17,7 @@ import msgspec
 
 from tracekit.errors import TraceError, set_current_input, warn
 from tracekit.limits import max_input_bytes
+from tracekit.memory_budget import check_memory
 
 from . import scratch
 
@@ -57,10 +58,20 @@ def read_bytes(path: str | Path, max_bytes: int | None = None) -> RawInput:
     Only regular files are read (a FIFO or a device would block or never end). The file, and its
     decompressed content, may hold at most `max_bytes` (default: limits.max_input_bytes()). Gzip
     is decompressed in blocks; a large result is held in a mapped scratch file, and a large plain
-    file is copied into one (see converters/scratch), so that neither counts as process memory.
+    file is copied into one (see converters/scratch), so that neither counts as process memory. An input whose
+    processing would need more memory than is available is refused (tracekit.memory_budget).
     """
     path = Path(path)
-    limit = max_input_bytes() if max_bytes is None else max_bytes
+    raw = _read_bytes(path, max_input_bytes() if max_bytes is None else max_bytes)
+    try:
+        check_memory(path, len(raw.data))
+    except TraceError:
+        raw.close()
+        raise
+    return raw
+
+
+def _read_bytes(path: Path, limit: int) -> RawInput:
     set_current_input(path)
     size = regular_file_size(path)
     threshold = scratch.min_bytes()

@@ -123,6 +123,20 @@ class Gpt2Mlp(nn.Module):
         return y + torch.addmm(x[0], x[0], eye)  # a 2-d `self`: not a hand-written linear
 
 
+class OwnWeights(nn.Module):
+    """Parameters used in the module's own code, with no layer module around them: `x @ self.weight` and an einsum
+    with a projection (as hand-written attention and MoE code does), after a LayerNorm."""
+
+    def __init__(self, d: int = 32, e: int = 16) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d)
+        self.weight = nn.Parameter(torch.randn(d, e) * 0.1)
+        self.proj = nn.Parameter(torch.randn(e, d) * 0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("bte,ed->btd", self.norm(x) @ self.weight, self.proj)
+
+
 class Fp8Proj(nn.Module):
     """Inference with an fp8 (e4m3) weight kept as a buffer: `torch._scaled_mm`, as fp8 serving stacks call it."""
 
@@ -240,6 +254,7 @@ def models(device: str = "cpu") -> dict[str, tuple[nn.Module, tuple[torch.Tensor
         "fastpath": (FastPath().eval(), (torch.randn(2, 10, 32),), plain),
         "gpt2_conv1d": (Gpt2Mlp(), (torch.randn(3, 5, 32),), plain),
         "fp8": (Fp8Proj().eval(), (torch.randn(32, 64),), plain),
+        "own_weights": (OwnWeights(), (torch.randn(3, 5, 32),), plain),
     }
     if device == "cpu":
         return chosen

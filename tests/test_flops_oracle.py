@@ -34,7 +34,7 @@ def recorded(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", ["convzoo", "recurrent_onednn", "recurrent_plain", "layers", "fastpath",
-                                  "gpt2_conv1d", "fp8"])
+                                  "gpt2_conv1d", "fp8", "own_weights"])
 def test_every_module_matches_torch_or_says_unknown(recorded, name):
     truth, tables = recorded
     modules = tables[name]
@@ -45,6 +45,23 @@ def test_every_module_matches_torch_or_says_unknown(recorded, name):
         assert sorted(modules.index) == sorted(truth[name])
     wrong = mismatches(truth[name], modules)
     assert wrong == []
+
+
+def test_parameters_in_a_modules_own_matmul_make_its_count_a_lower_bound(recorded):
+    """`x @ self.weight` and an einsum with `self.proj` use parameters no layer op names: the trace cannot tell them
+    from activations, so the module counts its LayerNorm only and says the count is a lower bound (naming the op
+    and shapes); the LayerNorm itself and the layers of models without such products carry no such note."""
+    truth, tables = recorded
+    modules = tables["own_weights"]
+    root, norm = modules.loc["OwnWeights_0"], modules.loc["OwnWeights_0/LayerNorm_0"]
+    assert norm["params"] == truth["own_weights"]["OwnWeights_0/LayerNorm_0"]["params"] == 64
+    assert pd.isna(norm["params_from"])
+    assert root["params"] == 64 < truth["own_weights"]["OwnWeights_0"]["params"]
+    said = root["params_from"]
+    assert "a lower bound" in said and "aten::matmul on [3, 5, 32] and [32, 16]" in said
+    assert "aten::einsum on [3, 5, 16] and [16, 32]" in said
+    for name in ("convzoo", "layers", "recurrent_plain"):
+        assert not tables[name]["params_from"].fillna("").str.contains("lower bound").any(), name
 
 
 def test_convolutions_are_counted_not_left_unknown(recorded):

@@ -164,3 +164,38 @@ def test_info_cli_same_output(rel) -> None:
         outputs.append((done.stdout, done.stderr))
     assert outputs[0] == outputs[1] == outputs[2]
     assert json.loads(outputs[0][0])["sources"]
+
+
+_CONVERT_SPY = """
+import sys
+from tracekit.converters import loading
+real, used = loading._take_ahead, []
+def spy(*args):
+    result = real(*args)
+    used.append(result is not None)
+    return result
+loading._take_ahead = spy
+from tracekit.cli import main
+try:
+    main(prog_name="tracekit")
+finally:
+    print("ahead used:", any(used), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("rel", ["cpu/gpt/prof_stack_modules.json.gz", VIZ])
+def test_convert_cli_gunzips_ahead_with_the_same_output(rel, tmp_path) -> None:
+    """`tracekit convert` of one gzip input starts the ahead process before it imports pandas and takes its result
+    (every input mapped), with the same trace, tables and summary as without it (no scratch)."""
+    written = {}
+    for scratch_mode in ("off", "on"):
+        env = {k: v for k, v in os.environ.items() if k != "TRACEKIT_SCRATCH"} | {"TRACEKIT_SCRATCH": scratch_mode}
+        out = tmp_path / scratch_mode
+        done = subprocess.run([sys.executable, "-c", _CONVERT_SPY, "convert", str(shared(rel)), "-o", str(out)],
+                              capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr
+        assert f"ahead used: {scratch_mode == 'on'}" in done.stderr
+        written[scratch_mode] = {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.name != "tracekit.json"}
+    assert written["off"].keys() == written["on"].keys() and "trace.json" in written["on"]
+    for name, data in written["off"].items():
+        assert data == written["on"][name], name

@@ -27,6 +27,7 @@ from tracekit.cli.parallel import parallel_cmd
 from tracekit.cli.report import report_cmd
 from tracekit.cli.sql import sql_cmd
 from tracekit.errors import TraceWarning
+from tracekit.memory_budget import set_command
 
 
 class _Group(click.Group):
@@ -42,6 +43,7 @@ def main(debug: bool) -> None:
     """Post-process AI model traces: torch.profiler (Kineto) JSON, VizTracer JSON and Ascend torch_npu profiler
     folders in; clean chrome traces, Parquet tables, terminal tables and HTML reports out."""
     warnings.simplefilter("always", TraceWarning)
+    set_command(click.get_current_context().invoked_subcommand or "")  # the memory an input may need
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
 
 

@@ -33,6 +33,10 @@ def convert_cmd(inputs: tuple[Path, ...], outdir: Path, gzip_trace: bool, no_par
         ranks = parse_ranks(trace_ranks) if trace_ranks else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--ranks") from None
+    if len(inputs) == 1 and inputs[0].is_file():  # decompressed in a second process while this one imports pandas
+        from tracekit.converters.loading import gunzip_ahead
+
+        gunzip_ahead(inputs[0])
     from tracekit.convert import convert
 
     with progress_steps(total=len(inputs) + 3) as advance:

@@ -24,7 +24,17 @@ from tracekit.modules.opshapes import (
     param_count,
     param_shapes,
 )
-from tracekit.modules.params_infer import NORM_MUL, leaf_norms, norm_note, norm_weight, rows_of, tied_notes
+from tracekit.modules.params_infer import (
+    NORM_MUL,
+    OWN_MATMULS,
+    leaf_norms,
+    matmul_operands,
+    norm_note,
+    norm_weight,
+    own_matmul_note,
+    rows_of,
+    tied_notes,
+)
 from tracekit.modules.path_trie import PathTrie
 from tracekit.modules.spans import RECORD_FUNCTION
 from tracekit.table import EventTable, column, kind_in
@@ -96,6 +106,7 @@ def first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTab
             idx, weight = first_rows[int(module[row])], norm_weight(mul_args[row])
             if weight and idx not in evidence:
                 own[idx], evidence[idx] = weight[0], [norm_note(weight)]
+    _note_own_matmuls(evidence, ops, names, module, op_parent, first_rows, types, table)
     shapes, dtypes, input_from, outputs, output_from, last_shapes = [], [], [], [], [], []
     for idx in index:
         tensors, first = _data_inputs(firsts.get(idx, []), names, decoded)
@@ -117,6 +128,25 @@ def first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTab
             "own_params": own_params,
             "params": _inclusive_params(out["source_index"], out["module_path"], out["type_from"], own_params),
             "params_from": _params_from(out, evidence, tied_notes(types, paths, sources, own_shapes))}
+
+
+def _note_own_matmuls(evidence: dict[int, list[str]], ops: np.ndarray, names: np.ndarray, module: np.ndarray,
+                      op_parent: np.ndarray, first_rows: dict[int, int], types: list, table: EventTable) -> None:
+    """Add a lower-bound note to each module whose first call's own code (not an op inside another op of it) runs
+    a matrix product on a 2-d operand that may be a parameter (params_infer.OWN_MATMULS)."""
+    rows = ops[np.isin(names[ops], OWN_MATMULS)]
+    rows = rows[np.isin(module[rows], np.fromiter(first_rows, dtype=np.int64, count=len(first_rows)))]
+    parent = op_parent[rows]
+    rows = rows[(parent < 0) | (module[np.maximum(parent, 0)] != module[rows])]
+    decoded = decode_op_args(table.args, rows)
+    for row in rows.tolist():
+        name, op = str(names[row]), decoded[row]
+        if linear_addmm(name, op):
+            continue
+        idx = first_rows[int(module[row])]
+        note = own_matmul_note(types[idx], name, matmul_operands(name, op))
+        if note and note not in evidence.get(idx, []):
+            evidence.setdefault(idx, []).append(note)
 
 
 def _data_inputs(first_ops, names: np.ndarray, decoded: dict) -> tuple[list[tuple[list[int], str]], int]:

@@ -6,6 +6,9 @@ conv, norms, embedding...). Two common patterns escape that rule and are handled
   whose class name says Norm, with no parameter op, that multiplies by a 1-d tensor of its input's last size;
 - a weight shared by two modules (HF `tie_word_embeddings`: the LM head is the token embedding) counts twice, and
   nothing in the trace tells a tied pair from two tensors of the same shape: modules above such a pair say so.
+And one pattern cannot be decided: a module's own code multiplying by a 2-d tensor (`x @ self.weight`,
+`torch.einsum("btd,de->bte", x, self.proj)`) may use a parameter or an activation. Its count is then a lower bound,
+and it and the modules above it say so.
 """
 
 from __future__ import annotations
@@ -72,6 +75,28 @@ def _may_tie(module_type: object) -> bool:
     """An embedding is tied to an LM head (Linear) or to another embedding (encoder and decoder share one)."""
     name = str(module_type).lower()
     return name == "linear" or "embedding" in name
+
+
+# matrix products that a module's own code may run on one of its parameters (`x @ self.weight`); addmm only where
+# it is not the hand-written linear pattern (counted), bmm not at all (attention's batched products look the same)
+OWN_MATMULS = ("aten::matmul", "aten::mm", "aten::einsum", "aten::addmm")
+
+
+def matmul_operands(name: str, op: OpArgs) -> list[list[int]]:
+    """The shapes of the matrix operands of one of OWN_MATMULS (einsum's are its tensor list)."""
+    if name == "aten::einsum":
+        return op.shape_list(1) or []
+    first = 1 if name == "aten::addmm" else 0
+    return [shape for shape in (op.shape(first), op.shape(first + 1)) if shape]
+
+
+def own_matmul_note(module_type: object, name: str, operands: list[list[int]]) -> str | None:
+    """A lower-bound note when a 2-d operand of a matrix product in a module's own code may be a parameter."""
+    if not any(len(shape) == 2 for shape in operands):
+        return None
+    shapes = " and ".join(str(shape) for shape in operands)
+    return (f"unsure, a lower bound: {module_type} runs {name} on {shapes} in its own code; a 2-d operand may be a "
+            "parameter, which a trace cannot tell from an activation (not counted)")
 
 
 def rows_of(module: np.ndarray, rows: np.ndarray, first_rows: dict[int, int], wanted: set[int]) -> np.ndarray:

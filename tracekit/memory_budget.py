@@ -1,0 +1,126 @@
+"""Refuse an input that the machine clearly has too little memory for, before the work that would need it.
+
+A trace's processing peaks at a measured multiple of its decompressed JSON (BENCHMARKS.md: `convert` 2.5x above the
+import baseline at 0.5-2 GB, `info` 1.4x). Past what the machine can give, Linux does not raise MemoryError: the
+kernel kills the process (or the machine thrashes), with no message and after minutes of work. So once an input's
+decompressed size is known (converters/loading.read_bytes), that multiple is compared with the memory available
+now: MemAvailable + SwapFree, or less where the process's cgroup (a container, a batch job) has a lower limit.
+
+The command sets its multiple (TRACEKIT_MEMORY_FACTOR, so rank workers see it); TRACEKIT_MEMORY_AVAILABLE overrides
+the available memory (a size such as 4G), or turns the check off (`off`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tracekit.errors import TraceError
+from tracekit.limits import parse_size
+
+FACTOR_ENV = "TRACEKIT_MEMORY_FACTOR"
+AVAILABLE_ENV = "TRACEKIT_MEMORY_AVAILABLE"
+# Peak memory above the import baseline per byte of decompressed input, measured at 0.5-2 GB (BENCHMARKS.md);
+# every command but info runs the whole per-trace pipeline, as convert does.
+FACTORS = {"info": 1.5}
+DEFAULT_FACTOR = 2.7
+_CGROUP = Path("/sys/fs/cgroup")
+
+
+def set_command(name: str) -> None:
+    """Use the memory multiple of command `name` in this process and the worker processes it starts."""
+    os.environ[FACTOR_ENV] = str(FACTORS.get(name, DEFAULT_FACTOR))
+
+
+def factor() -> float:
+    try:
+        value = float(os.environ.get(FACTOR_ENV, DEFAULT_FACTOR))
+    except ValueError:
+        return DEFAULT_FACTOR
+    return value if 0 < value < 1000 else DEFAULT_FACTOR
+
+
+def available_bytes() -> tuple[int, str] | None:
+    """(bytes this process can still get, where that figure comes from), or None where it cannot be told."""
+    said = os.environ.get(AVAILABLE_ENV, "").strip()
+    if said.lower() == "off":
+        return None
+    if said:
+        try:
+            return parse_size(said), AVAILABLE_ENV
+        except ValueError:
+            pass
+    found = [got for got in (_meminfo(), _cgroup_room()) if got is not None]
+    return min(found) if found else None
+
+
+def check_memory(path: str | Path, decompressed: int) -> None:
+    """Raise TraceError naming `path` where its expected peak exceeds the memory available."""
+    room = available_bytes()
+    if room is None:
+        return
+    need = int(factor() * decompressed)
+    available, source = room
+    if need > available:
+        raise TraceError(path, f"not enough memory: reading {_size(decompressed)} of trace JSON takes about "
+                               f"{_size(need)} ({factor():g}x), and {_size(available)} is available ({source}); "
+                               f"free memory or use a larger machine (set {AVAILABLE_ENV}=off to try anyway)")
+
+
+def _meminfo() -> tuple[int, str] | None:
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
+        kib = int(fields["MemAvailable"].split()[0]) + int(fields.get("SwapFree", "0 kB").split()[0])
+    except (OSError, KeyError, ValueError, IndexError):
+        return None
+    return kib * 1024, "MemAvailable + SwapFree"
+
+
+def _cgroup_room() -> tuple[int, str] | None:
+    """Limit less working set (usage less inactive file cache, which the kernel reclaims first) of this process's
+    cgroup (v2, else v1), where it has a limit. In a container the cgroup's own folder is the hierarchy's root."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        hierarchy, controllers, rel = parts
+        if hierarchy == "0" and not controllers:  # v2
+            root, files = _CGROUP, ("memory.max", "memory.current", "inactive_file")
+        elif "memory" in controllers.split(","):  # v1
+            root, files = _CGROUP / "memory", ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+        else:
+            continue
+        folder = root / rel.lstrip("/")
+        got = _room(folder if folder.is_dir() else root, *files)
+        if got is not None:
+            return got, "the cgroup's memory limit less its working set"
+    return None
+
+
+def _room(folder: Path, limit_file: str, usage_file: str, inactive_key: str) -> int | None:
+    try:
+        limit_text = (folder / limit_file).read_text().strip()
+        if limit_text == "max":
+            return None
+        limit, usage = int(limit_text), int((folder / usage_file).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if limit >= 1 << 60:  # v1 writes "no limit" as a huge number
+        return None
+    try:
+        stat = dict(line.split(" ", 1) for line in (folder / "memory.stat").read_text().splitlines() if " " in line)
+        usage -= min(int(stat.get(inactive_key, 0)), usage)
+    except (OSError, ValueError):
+        pass
+    return max(limit - usage, 0)
+
+
+def _size(n: float) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} bytes"

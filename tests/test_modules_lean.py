@@ -165,3 +165,33 @@ def test_constants_copied_to_stay_light_match_their_source():
     from tracekit.modules.spans import RECORD_FUNCTION as source_kind
 
     assert source_note == SLICE_NOTE and source_kind == RECORD_FUNCTION
+
+
+@pytest.mark.parametrize("name", ["gpt_prof_cuda", "dist_pp_dp", "npu_alexnet"])
+def test_step_figures_read_with_pyarrow_are_the_pandas_ones(name, datasets):
+    from tracekit.dataset import open_dataset
+    from tracekit.dataset.load import STEP_TIME_COLUMNS, _dataset_step_figures
+    from tracekit.modules.view import first_recorded_step, step_time_ns
+
+    ds = open_dataset(datasets(name))
+    events = ds.processed(STEP_TIME_COLUMNS).table
+    step_ns, first = _dataset_step_figures(ds)
+    assert step_ns == step_time_ns(events) and first == first_recorded_step(events)
+    assert len(step_ns) == len(ds.sources) and all(v > 0 for v in step_ns.values())
+
+
+def test_arrow_columns_as_numpy_without_pandas():
+    import pyarrow as pa
+
+    from tracekit.dataset.load import _equals, _numpy, _Unreadable
+
+    chunks = pa.chunked_array([pa.array([1, 2, 3], pa.int64()).slice(1), pa.array([], pa.int64()), pa.array([7])])
+    assert _numpy(chunks).tolist() == [2, 3, 7]
+    assert _numpy(pa.chunked_array([pa.array([1.5, -2.5], pa.float32())])).tolist() == [1.5, -2.5]
+    assert _numpy(pa.chunked_array([pa.array([250], pa.uint8())])).tolist() == [250]
+    kinds = pa.chunked_array([pa.array(["M", "X", "step"]).dictionary_encode(), pa.array(["step"]).dictionary_encode()])
+    assert _equals(kinds, "step").tolist() == [False, False, True, True]
+    assert _equals(pa.chunked_array([pa.array(["M", None])]), "M").tolist() == [True, False]
+    for odd in (pa.array([1, None]), pa.array([True])):  # nulls, or not a number: the pandas way instead
+        with pytest.raises(_Unreadable):
+            _numpy(pa.chunked_array([odd]))

@@ -174,10 +174,13 @@ def _numpy(column: pa.ChunkedArray) -> np.ndarray:
 
     chunks = []
     for chunk in column.chunks:
+        if not len(chunk):
+            continue
         if chunk.null_count or not (pa.types.is_integer(chunk.type) or pa.types.is_floating(chunk.type)):
             raise _Unreadable(column.type)
-        data = np.frombuffer(chunk.buffers()[1], dtype=np.dtype(str(chunk.type)), count=chunk.offset + len(chunk))
-        chunks.append(data[chunk.offset:])
+        kind = "f" if pa.types.is_floating(chunk.type) else "i" if pa.types.is_signed_integer(chunk.type) else "u"
+        dtype = np.dtype(f"<{kind}{chunk.type.bit_width // 8}")
+        chunks.append(np.frombuffer(chunk.buffers()[1], dtype=dtype, count=chunk.offset + len(chunk))[chunk.offset:])
     return chunks[0] if len(chunks) == 1 else np.concatenate(chunks) if chunks else np.array([], dtype=np.int64)
 
 
@@ -194,7 +197,8 @@ def _int32s(value: int, n: int) -> pa.Array:
 
 
 def _equals(column: pa.ChunkedArray, value: str) -> np.ndarray:
-    """column == value as a numpy bool array (null: False), without pyarrow.compute (a slow import)."""
+    """column == value as a numpy bool array, without pyarrow.compute (a slow import); a dictionary column with
+    nulls is _Unreadable (convert writes none)."""
     import numpy as np
     import pyarrow as pa
 

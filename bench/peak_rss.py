@@ -41,9 +41,9 @@ def raw_size(path: Path) -> int:
     return total
 
 
-def run(cmd: list[str], env: dict) -> dict:
+def run(cmd: list[str], env: dict, cwd: Path | None = None) -> dict:
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=cwd)
     _, status, usage = os.wait4(proc.pid, 0)
     err = proc.stderr.read().decode(errors="replace")[-300:]
     proc.stderr.close()
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    codes = dict(c.split("=", 1) for c in args.code)
+    codes = {label: os.path.abspath(py) for label, py in (c.split("=", 1) for c in args.code)}  # not resolved: a venv
     env = dict(os.environ)
     work = Path(tempfile.mkdtemp(prefix="tracekit-peak-"))
     results = {"codes": codes, "traces": {}}
@@ -67,7 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         base = {label: [] for label in codes}
         for _ in range(max(args.repeat, 1)):
             for label, py in codes.items():
-                base[label].append(run([py, "-c", IMPORTS], env))
+                # in an empty folder: `python -c` puts the working folder first on sys.path, and a checkout
+                # there would be imported instead of the venv's code
+                result = run([py, "-c", IMPORTS], env, cwd=work)
+                if result["rc"] != 0:
+                    raise SystemExit(f"{label}: the import baseline failed: {result['err']}")
+                base[label].append(result)
         results["imports"] = {k: {m: statistics.median(r[m] for r in v) for m in ("cpu", "rss_mb")}
                               for k, v in base.items()}
         for trace in map(Path, args.traces):

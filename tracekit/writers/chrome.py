@@ -27,13 +27,13 @@ from tracekit.table import (
     strings,
     track_view,
 )
-from tracekit.writers.json_rows import JsonText, PhText, event_rows, write_rows
+from tracekit.writers.json_rows import JsonText, PhText, event_rows, joined_members, write_rows
 from tracekit.writers.memory import releaser
 from tracekit.writers.module_track import module_track_events
 from tracekit.writers.op_text import op_input_text
 from tracekit.writers.out_event import OutEvent
 
-CHUNK = 16_384
+CHUNK = 16_384  # metadata and flow events encoded at a time
 
 
 @dataclass
@@ -92,19 +92,19 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
         for chunk in _chunks(layout.metadata_events()):
             _write_list(fh, encoder.encode(chunk), first)
             first = False
-        for part in _parts(rows, module_args.row_bytes(rows)):
+        for part in _parts(rows, _row_bytes(table.args, rows, module_args.row_bytes(rows))):
             text = event_rows(
                 ph[part], out_pid_arr[part], out_tid_arr[part], names.at(part), cats.at(part),
-                ts_ns[part] - base_ns, dur_ns[part], scope.at(part),
-                module_args.extend(part, kernel_args.extend(part, table.args.take(pa.array(part)))),
+                ts_ns[part] - base_ns, dur_ns[part], scope.at(part), table.args.take(pa.array(part)),
                 prefix=",", ph_text=None if ph_text is None else ph_text.at(part),
+                args_extra=joined_members(kernel_args.added(part), module_args.added(part)),
             )
             # Every row starts with its separator; the file's first event drops it.
             write_rows(fh, text, skip=1 if first else 0)
             del text
-            release()
             first = False
             written += len(part)
+        release()
         track = module_track_events(ev, out_pid_arr, out_tid_arr, base_ns, layout.out_thread_names)
         if track:
             _write_list(fh, encoder.encode(track), first)
@@ -118,21 +118,28 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
     return ChromeResult(status, written, flows // 2, base_ns, sum(e.ph == "X" for e in track))
 
 
-# A chunk of rows holds at most this many bytes of module paths: a very long module name repeated over
-# many events must not be materialized for all of them at once.
-CHUNK_PATH_BYTES = 32 << 20
+# A chunk of rows holds at most CHUNK_ROWS rows and (roughly) CHUNK_BYTES of args and module paths: the text of a
+# chunk and the arrow temporaries that make it (a few times its size) stay small, and a very long module
+# name or args repeated over many events is never materialized for all of them at once. Smaller chunks
+# cost more arrow calls; at 4096 rows they are ~0.1 us an event.
+CHUNK_ROWS = 4096
+CHUNK_BYTES = 4 << 20
 
 
-def _parts(rows: np.ndarray, extra_bytes: np.ndarray | None) -> list[np.ndarray]:
-    """`rows` in chunks of at most CHUNK rows and (roughly) CHUNK_PATH_BYTES of `extra_bytes`."""
-    if extra_bytes is None or not len(rows) or int(extra_bytes.sum()) <= CHUNK_PATH_BYTES:
-        return [rows[b : b + CHUNK] for b in range(0, len(rows), CHUNK)]
+def _row_bytes(args: pa.Array, rows: np.ndarray, extra: np.ndarray | None) -> np.ndarray:
+    """Bytes of args (plus `extra`, e.g. module paths) each of `rows` writes."""
+    sizes = pc.binary_length(args).to_numpy(zero_copy_only=False)[rows]
+    return sizes if extra is None else sizes + extra
+
+
+def _parts(rows: np.ndarray, row_bytes: np.ndarray) -> list[np.ndarray]:
+    """`rows` in chunks of at most CHUNK_ROWS rows and (roughly) CHUNK_BYTES of `row_bytes`."""
     parts, begin = [], 0
-    total = np.cumsum(extra_bytes)
+    total = np.cumsum(row_bytes)
     while begin < len(rows):
         before = int(total[begin - 1]) if begin else 0
-        end = int(np.searchsorted(total, before + CHUNK_PATH_BYTES, side="right"))
-        end = min(max(end, begin + 1), begin + CHUNK, len(rows))
+        end = int(np.searchsorted(total, before + CHUNK_BYTES, side="right"))
+        end = min(max(end, begin + 1), begin + CHUNK_ROWS, len(rows))
         parts.append(rows[begin:end])
         begin = end
     return parts
@@ -165,41 +172,24 @@ class _ModuleArgs:
         codes = self.path_codes[rows]
         return np.where(self.attributed[rows], lengths[codes], 0)
 
-    def extend(self, part: np.ndarray, args: pa.Array) -> pa.Array:
-        """`args` (the args of rows `part`) with the module fields added where a row has a module."""
+    def added(self, part: np.ndarray) -> pa.Array | None:
+        """The module members ('"module_path":..,"phase":".."') of rows `part` (null where a row has no module;
+        None: no row has)."""
         if not self.active:
-            return args
+            return None
         mask = self.attributed[part]
         if not mask.any():
-            return args
-        rows = part[mask]
+            return None
         if self.phase_text is not None:
-            phase = self.phase_text.take(pa.array(self.phase_codes[rows]))
+            phase = self.phase_text.take(pa.array(self.phase_codes[part]))
         else:
-            phase = pa.array(self.phase[rows], pa.large_string()).fill_null("")
-        added = pc.binary_join_element_wise(_lit('"module_path":'), self.quoted.take(pa.array(self.path_codes[rows])),
-                                            _lit(',"phase":"'), phase, _lit('"'), _lit(""))
-        return _append_fields(args, mask, added)
+            phase = pa.array(self.phase[part], pa.large_string()).fill_null("")
+        path = self.quoted.take(pa.array(np.where(mask, self.path_codes[part], 0), mask=~mask))
+        return pc.binary_join_element_wise(_lit('"module_path":'), path, _lit(',"phase":"'), phase, _lit('"'), _lit(""))
 
 
 def _lit(text: str) -> pa.Scalar:
     return pa.scalar(text, pa.large_string())
-
-
-_WHITESPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() strips
-
-
-def _append_fields(args: pa.Array, mask: np.ndarray, added: pa.Array) -> pa.Array:
-    """`args` with the object members `added` ('"k":v,...', one per masked row) appended to the masked rows.
-
-    Each masked row's JSON object text keeps its members (surrounding whitespace trimmed); an empty
-    args becomes a new object.
-    """
-    text = args.filter(pa.array(mask)).cast(pa.large_string())
-    inner = pc.utf8_trim(pc.utf8_slice_codeunits(pc.utf8_trim(text, _WHITESPACE), 1, -1), _WHITESPACE)
-    sep = pc.if_else(pc.equal(pc.utf8_length(inner), 0), _lit(""), _lit(","))
-    merged = pc.binary_join_element_wise(_lit("{"), inner, sep, added.cast(pa.large_string()), _lit("}"), _lit(""))
-    return pc.replace_with_mask(args.cast(pa.large_binary()), pa.array(mask), merged.cast(pa.large_binary()))
 
 
 def _open_out(path: Path, gzip_output: bool):
@@ -292,17 +282,19 @@ class _KernelArgs:
             if types:
                 added += b',"launcher Input type":' + types.encode()
             per_op.append(added)
-        self.per_op = pa.array(per_op, pa.large_binary())
+        self.per_op = pa.array([b.decode() for b in per_op], pa.large_string())
 
-    def extend(self, part: np.ndarray, args: pa.Array) -> pa.Array:
-        """`args` (the args of rows `part`, ascending) with the launcher fields added to device rows."""
+    def added(self, part: np.ndarray) -> pa.Array | None:
+        """The launcher members of rows `part` (null where a row is no launched device event; None: none is)."""
         if not len(self.rows):
-            return args
+            return None
         mask = self.is_row[part]  # a lookup per row: np.isin against every device row made this O(n^2)
         if not mask.any():
-            return args
-        added = self.per_op.take(pa.array(np.searchsorted(self.ops, self.op_of_row[part[mask]])))
-        return _append_fields(args, mask, added)
+            return None
+        at = np.searchsorted(self.ops, self.op_of_row[part[mask]])
+        index = np.zeros(len(part), dtype=np.int64)
+        index[mask] = at
+        return self.per_op.take(pa.array(index, mask=~mask))
 
 
 class _Layout:

@@ -73,14 +73,121 @@ class PhText:
 
 def event_rows(ph: np.ndarray, pid: np.ndarray, tid: np.ndarray, name: pa.Array, cat: pa.Array,
                ts_rel_ns: np.ndarray, dur_ns: np.ndarray, scope: pa.Array, args: pa.Array,
-               prefix: str = "", ph_text: pa.Array | None = None) -> pa.Array:
+               prefix: str = "", ph_text: pa.Array | None = None, args_extra: pa.Array | None = None) -> pa.Array:
     """`{"ph":..,"pid":..,"tid":..,"name":..,"cat":..,"ts":..,"dur":..,"s":..,"args":..}` per event.
 
     `name`, `cat` and `scope` are JSON text (JsonText.at): a null `cat` is left out, as are `dur` of non-X
     events, `s` of non-instant ones and empty `args`. Every row starts with `prefix` (e.g. the separator,
     see write_rows). `ph_text`, where given, is the JSON text of each `ph` as written ("I" as "i": see
-    PhText), else it is made here.
+    PhText), else it is made here. `args_extra` (text, null where none) holds object members ('"k":v,...')
+    appended to a row's args object (see append_members).
+
+    The optional members are null where they are left out and the row is joined in one kernel that
+    reads a null member as "" (a dozen arrow kernels a chunk; `plain_event_rows` is the same text made
+    member by member). A null name, ph or args (the whole row null) or a negative ts goes the plain way.
     """
+    if ph_text is None:
+        ph_text = json_strings(np.where(ph == "I", "i", ph).astype(object))
+    if name.null_count or ph_text.null_count or args.null_count or (len(ts_rel_ns) and ts_rel_ns.min() < 0):
+        return plain_event_rows(ph, pid, tid, name, cat, ts_rel_ns, dur_ns, scope, append_members(args, args_extra),
+                                prefix, ph_text)
+    is_x = ph == "X"
+    is_instant = (ph == "i") | (ph == "I")
+    members = [_lit(prefix + '{"ph":'), ph_text,
+               _lit(',"pid":'), _int_text(pid),
+               _lit(',"tid":'), _int_text(tid),
+               _lit(',"name":'), name]
+    if cat.null_count < len(cat):  # null where missing: left out
+        members.append(pc.binary_join_element_wise(_lit(',"cat":'), cat, _lit("")))
+    members += [_lit(',"ts":'), *_us_parts(ts_rel_ns)]
+    if is_x.any():
+        members.append(pc.binary_join_element_wise(_lit(',"dur":'), *_us_parts(np.maximum(dur_ns, 0), ~is_x),
+                                                   _lit("")))
+    if is_instant.any():
+        members.append(pc.binary_join_element_wise(_lit(',"s":'), _null_where(scope, ~is_instant), _lit("")))
+    args_text = pc.cast(args, LS)
+    left_out = pc.equal(pc.binary_length(args_text), 0).to_numpy(False)  # empty args: no member
+    if args_extra is not None and args_extra.null_count < len(args_extra):
+        extended = args_extra.is_valid().to_numpy(False)
+        inner = _object_inner(args_text)
+        separator = _SEPARATORS.take(pa.array(pc.greater(pc.binary_length(inner), 0).to_numpy(False).astype(np.int8)))
+        members.append(pc.binary_join_element_wise(_lit(',"args":{'), inner, separator, args_extra, _lit("}"),
+                                                   _lit("")))  # null where there is nothing to add
+        left_out |= extended
+    members.append(pc.binary_join_element_wise(_lit(',"args":'), _null_where(args_text, left_out), _lit("")))
+    members.append(_lit("}"))
+    return pc.binary_join_element_wise(*members, _lit(""), null_handling="replace", null_replacement="")
+
+
+_SEPARATORS = pa.array(["", ","], LS)
+_WHITESPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() strips
+
+
+def _object_inner(text: pa.Array) -> pa.Array:
+    """The members of each JSON object text: what is inside its braces, surrounding whitespace trimmed.
+
+    Byte kernels: whitespace and the first and last character of a JSON text are ASCII, so this is what
+    the UTF-8 kernels (utf8_trim, utf8_slice_codeunits) give, without decoding each character.
+    """
+    trimmed = pc.ascii_trim(text, _WHITESPACE).cast(pa.large_binary())
+    return pc.ascii_trim(pc.binary_slice(trimmed, 1, -1).cast(LS), _WHITESPACE)
+
+
+def joined_members(first: pa.Array | None, second: pa.Array | None) -> pa.Array | None:
+    """Two sets of object members per row (text, null: none) as one ('a,b'; null where neither has any)."""
+    if first is None or second is None:
+        return first if second is None else second
+    has_first, has_second = first.is_valid().to_numpy(False), second.is_valid().to_numpy(False)
+    separator = _SEPARATORS.take(pa.array((has_first & has_second).astype(np.int8)))
+    # (null_handling="skip" drops the rows where all are null: pyarrow 26)
+    joined = pc.binary_join_element_wise(first.fill_null(""), separator, second.fill_null(""), _lit(""))
+    return _null_where(joined, ~has_first & ~has_second)
+
+
+def append_members(args: pa.Array, extra: pa.Array | None) -> pa.Array:
+    """`args` (JSON object text) with the object members in `extra` ('"k":v,...'; null: none) appended.
+
+    Each extended row's object keeps its members (surrounding whitespace trimmed); an empty args becomes
+    a new object. The row by row form of what event_rows writes for `args_extra`.
+    """
+    if extra is None or extra.null_count == len(extra):
+        return args
+    mask = extra.is_valid()
+    text = args.filter(mask).cast(LS)
+    inner = pc.utf8_trim(pc.utf8_slice_codeunits(pc.utf8_trim(text, _WHITESPACE), 1, -1), _WHITESPACE)
+    sep = pc.if_else(pc.equal(pc.utf8_length(inner), 0), _lit(""), _lit(","))
+    merged = pc.binary_join_element_wise(_lit("{"), inner, sep, extra.filter(mask).cast(LS), _lit("}"), _lit(""))
+    return pc.replace_with_mask(args.cast(pa.large_binary()), mask, merged.cast(pa.large_binary()))
+
+
+_FRACTIONS = pa.array([f".{k:03d}" for k in range(1000)], LS)  # the decimals of every ns remainder
+
+
+def _int_text(values: np.ndarray, missing: np.ndarray | None = None) -> pa.Array:
+    """Integers as decimal text (null where `missing`)."""
+    return pc.cast(pa.array(values, pa.int64(), mask=missing), LS)
+
+
+def _us_parts(ns: np.ndarray, missing: np.ndarray | None = None) -> tuple[pa.Array, pa.Array]:
+    """Non-negative integer ns as exact microseconds text in two members: whole us ("1234", null where
+    `missing`) and the decimals (".567"); joined, what exact_us gives."""
+    whole, frac = np.divmod(np.asarray(ns, dtype=np.int64), 1000)
+    return _int_text(whole, missing), _FRACTIONS.take(pa.array(frac))
+
+
+def _null_where(text: pa.Array, missing: np.ndarray) -> pa.Array:
+    """`text` (no nulls) with the rows in `missing` made null, its offsets and data shared."""
+    if not missing.any():
+        return text
+    valid = np.concatenate([np.ones(text.offset, dtype=bool), ~missing])  # the bitmap counts from the offset
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.Array.from_buffers(text.type, len(text), [bitmap, *text.buffers()[1:]], offset=text.offset)
+
+
+def plain_event_rows(ph: np.ndarray, pid: np.ndarray, tid: np.ndarray, name: pa.Array, cat: pa.Array,
+                     ts_rel_ns: np.ndarray, dur_ns: np.ndarray, scope: pa.Array, args: pa.Array,
+                     prefix: str = "", ph_text: pa.Array | None = None) -> pa.Array:
+    """What event_rows makes, one member at a time (two kernels each: the reference it is tested against)."""
     empty = _lit("")
     is_x = pa.array(ph == "X")
     is_instant = pa.array((ph == "i") | (ph == "I"))

@@ -13,7 +13,8 @@ total peak (parent + worker processes). Ratios (x_orjson, per-rank growth) are o
 * ``parallel_raw``     - ``tracekit parallel DIR --json`` on the raw files;
 * ``parallel_dataset`` - ``tracekit parallel OUT --json`` on the dataset convert wrote.
 
-Separately (--modules), ``tracekit modules`` on a dataset vs on the raw trace for the large shared traces.
+Separately (--modules), ``tracekit modules`` on a dataset vs on the raw trace for the large shared traces: the
+command in a child (its imports before the command excluded) and the whole cold CLI process (median CPU and wall).
 
 Usage::
 
@@ -205,20 +206,63 @@ def growth(rows: list[dict]) -> dict:
     return out
 
 
-def run_modules(traces: list[Path], work: Path, repeat: int) -> list[dict]:
+def cold_cli(args: list[str]) -> dict:
+    """The whole `tracekit ARGS` process as a user starts it (interpreter start, imports, work, exit): CPU seconds
+    (user + sys from wait4, with the workers it waited for) and wall seconds."""
+    exe = Path(sys.executable).with_name("tracekit")
+    start = time.perf_counter()
+    with open(os.devnull, "w") as null:
+        proc = subprocess.Popen([str(exe), *args], stdout=null, stderr=null, cwd=REPO)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise RuntimeError(f"tracekit {' '.join(args)} failed ({proc.returncode})")
+    return {"cpu_s": usage.ru_utime + usage.ru_stime, "wall_s": wall, "peak_mb": usage.ru_maxrss * 1024 / MB}
+
+
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def run_modules(traces: list[Path], work: Path, repeat: int, cold_repeat: int = 5) -> list[dict]:
+    """Per trace: `tracekit modules X --format csv` on the raw trace and on its dataset, (1) in a child that times
+    the command without the child's own imports (best of `repeat`), (2) as a cold CLI process (median of
+    `cold_repeat`, raw and dataset alternating, so both see the same load), plus `python -c "import
+    pyarrow.parquet"` (the floor of a dataset query) in the same rounds."""
     rows = []
-    for trace in traces:
+    floor_cmd = [sys.executable, "-c", "import pyarrow.parquet"]
+    for trace in (t.resolve() for t in traces):
         out = work / f"ds-{trace.name}"
         measure("convert", ["convert", str(trace), "-o", str(out)])
         raw = min((measure("modules", ["modules", str(trace), "--format", "csv"]) for _ in range(repeat)),
                   key=lambda r: r["wall_s"])
         ds = min((measure("modules", ["modules", str(out), "--format", "csv"]) for _ in range(repeat)),
                  key=lambda r: r["wall_s"])
-        row = {"trace": str(trace.relative_to(SHARED)), "raw": raw, "dataset": ds,
-               "speedup": raw["wall_s"] / ds["wall_s"]}
-        print(f"modules {row['trace']}: raw {raw['wall_s']:.2f} s, dataset {ds['wall_s']:.3f} s "
-              f"({row['speedup']:.0f}x faster; peak {raw['self_peak_mb']:.0f} -> {ds['self_peak_mb']:.0f} MB)",
-              flush=True)
+        cold: dict[str, list[dict]] = {"raw": [], "dataset": [], "floor": []}
+        for _ in range(cold_repeat):
+            cold["raw"].append(cold_cli(["modules", str(trace), "--format", "csv"]))
+            cold["dataset"].append(cold_cli(["modules", str(out), "--format", "csv"]))
+            start = time.perf_counter()
+            with open(os.devnull, "w") as null:
+                proc = subprocess.Popen(floor_cmd, stdout=null, stderr=null)
+                _pid, _status, usage = os.wait4(proc.pid, 0)
+            cold["floor"].append({"cpu_s": usage.ru_utime + usage.ru_stime, "wall_s": time.perf_counter() - start})
+        medians = {k: {m: _median([r[m] for r in v]) for m in ("cpu_s", "wall_s")} for k, v in cold.items()}
+        name = str(trace.relative_to(SHARED.resolve())) if trace.is_relative_to(SHARED.resolve()) else trace.name
+        row = {"trace": name, "raw": raw, "dataset": ds, "speedup": raw["wall_s"] / ds["wall_s"],
+               "cold": medians, "cold_runs": cold,
+               "cold_speedup_cpu": medians["raw"]["cpu_s"] / medians["dataset"]["cpu_s"],
+               "cold_speedup_wall": medians["raw"]["wall_s"] / medians["dataset"]["wall_s"],
+               "load_avg_1min": os.getloadavg()[0]}
+        print(f"modules {row['trace']}: in child raw {raw['wall_s']:.2f} s, dataset {ds['wall_s']:.3f} s "
+              f"({row['speedup']:.0f}x; peak {raw['self_peak_mb']:.0f} -> {ds['self_peak_mb']:.0f} MB); cold CLI "
+              f"median CPU raw {medians['raw']['cpu_s']:.2f} s, dataset {medians['dataset']['cpu_s']:.3f} s "
+              f"({row['cold_speedup_cpu']:.1f}x), wall {medians['raw']['wall_s']:.2f} / "
+              f"{medians['dataset']['wall_s']:.3f} s ({row['cold_speedup_wall']:.1f}x); import pyarrow.parquet "
+              f"{medians['floor']['cpu_s']:.3f} s CPU", flush=True)
         rows.append(row)
         shutil.rmtree(out, ignore_errors=True)
     return rows
@@ -237,7 +281,9 @@ def main() -> None:
     ap.add_argument("--modules", action="store_true", help="Also time `tracekit modules` dataset vs raw.")
     ap.add_argument("--modules-traces", type=Path, nargs="*",
                     default=[SHARED / "gpu/hta/v100_large.json.gz", SHARED / "gpu/hta/mtia_rank_0_large.json.gz",
-                             SHARED / "cpu/gpt/prof_stack_modules.json.gz"])
+                             SHARED / "gpu/tracelens/h100/google_owlv2-large-patch14-ensemble__1016001.json.gz",
+                             SHARED / "cpu/gpt/prof_stack_modules.json.gz", REPO / "sample_traces/gpt/prof.json.gz"])
+    ap.add_argument("--cold-repeat", type=int, default=5, help="Cold CLI runs per trace and input (median).")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", type=Path, default=None, help="Write the results here.")
     ap.add_argument("--raw-up-to", type=int, default=None,
@@ -257,7 +303,7 @@ def main() -> None:
         for line in results["growth"]["lines"]:
             print(line)
         if opts.modules:
-            results["modules"] = run_modules(opts.modules_traces, work, opts.repeat)
+            results["modules"] = run_modules(opts.modules_traces, work, opts.repeat, opts.cold_repeat)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if opts.json:

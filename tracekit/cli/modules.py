@@ -17,6 +17,9 @@ SORT_CHOICES = ("order", "total", "self", "first", "steady", "device", "params",
 
 FORMATS = ("table", "csv", "json", "html")
 
+# tracekit.modules.spans.RECORD_FUNCTION (checked equal by a test): importing it would load pandas
+RECORD_FUNCTION = "record_function"
+
 
 @click.command("modules")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -30,45 +33,59 @@ FORMATS = ("table", "csv", "json", "html")
               help="Write to this file instead of the terminal (.txt, .csv, .json or .html).")
 def modules_cmd(inputs: tuple[Path, ...], depth: int | None, sort: str, fmt: str | None, out: Path | None) -> None:
     """Print the module tree: type, shapes, params, first/steady time, device time, share of step."""
-    from tracekit.dataset.load import modules_of
-    from tracekit.modules.spans import RECORD_FUNCTION
-    from tracekit.modules.view import first_recorded_step, step_time_ns, tree_view
-    from tracekit.writers.modules_html import render_html
-    from tracekit.writers.modules_text import to_csv, to_json
+    from tracekit.dataset.load import module_inputs
+    from tracekit.writers.modules_text import DISPLAY_COLUMNS
 
     fmt = fmt or format_from_suffix(out, FORMATS, "table")
     if fmt == "html" and out is None:
         raise click.UsageError("--format html needs -o FILE.html")
+    columns = None if fmt == "html" else (*DISPLAY_COLUMNS, "source_index", "parent_path")
     with progress_steps(total=len(inputs) + 2) as advance:
         advance("attributing events to modules")
-        processed, modules = modules_of(inputs, on_file=lambda p: advance(f"reading {p}"))
+        found = module_inputs(inputs, columns, on_file=lambda p: advance(f"reading {p}"))
         advance("building the module table")
     title = "modules of " + ", ".join(p.name for p in inputs)
-    if not len(modules):
+    if not found.count:
         click.echo(f"{', '.join(map(str, inputs))}: no nn.Module events (record with with_modules=True or "
                    "with_stack=True, or trace the Python code with VizTracer); no module tree to show", err=True)
         return
-    if (modules["module_type"] == RECORD_FUNCTION).all():
+    rows = found.rows()
+    if all(r["module_type"] == RECORD_FUNCTION for r in rows):
         click.echo(f"{', '.join(map(str, inputs))}: no nn.Module events (record with with_modules=True or "
                    "with_stack=True); showing the record_function annotation hierarchy instead", err=True)
-    view = tree_view(modules, step_time_ns(processed.table), depth=depth, sort=sort)
-    first_step = first_recorded_step(processed.table)
+    if fmt == "html":
+        from tracekit.modules.view import tree_view
+        from tracekit.writers.modules_html import render_html
+
+        view = tree_view(found.frame(), found.step_ns, depth=depth, sort=sort)
+        _write(render_html(view, title, found.first_step), out, len(view))
+        return
+    from tracekit.modules.view import tree_rows
+
+    view = tree_rows(rows, found.step_ns, depth=depth, sort=sort)
     if fmt == "table" and out is None:
         from tracekit.writers.modules_text import render_table
 
-        render_table(view, out_console(), title, first_step)
+        render_table(view, out_console(), title, found.first_step)
         return
-    text = {"table": lambda: _table_text(view, title, first_step), "csv": lambda: to_csv(view),
-            "json": lambda: to_json(view), "html": lambda: render_html(view, title, first_step)}[fmt]()
+    from tracekit.writers.modules_text import to_csv, to_json
+
+    text = {"table": lambda: _table_text(view, title, found.first_step), "csv": lambda: to_csv(view),
+            "json": lambda: to_json(view)}[fmt]()
+    _write(text, out, len(view))
+
+
+def _write(text: str, out: Path | None, modules: int) -> None:
+    """To the terminal, or to `out` (staged: no partial file on an error)."""
     if out is None:
         click.echo(text)
         return
     with staged_file(out) as tmp:
         tmp.write_text(text, encoding="utf-8")
-    click.echo(f"wrote {out} ({len(view)} modules)")
+    click.echo(f"wrote {out} ({modules} modules)")
 
 
-def _table_text(view, title: str, first_step: int | None) -> str:
+def _table_text(view: list[dict], title: str, first_step: int | None) -> str:
     from tracekit.writers.modules_text import render_table
 
     buffer = io.StringIO()

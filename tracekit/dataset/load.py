@@ -6,15 +6,18 @@ read only the columns the command needs from its Parquet tables (after a stalene
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from tracekit.dataset.manifest import is_dataset
 from tracekit.errors import TraceError
 
 if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
     from tracekit.dataset.read import Dataset
 
 INFO_COLUMNS = ("source_index", "kind", "step", "name", "depth", "parent", "dur_ns", "ts_ns", "ph", "launch")
@@ -48,18 +51,165 @@ def processed_of(inputs: Sequence[str | Path], columns: Sequence[str] | None = N
     return process(read_inputs(inputs, on_file=on_file))
 
 
-def modules_of(inputs: Sequence[str | Path], on_file: Callable[[str], None] | None = None):
-    """(processed table with the step-time columns, module table): from a dataset, modules.parquet as stored."""
+@dataclass
+class ModuleInputs:
+    """What `tracekit modules` shows: the module table (a pandas frame made from raw traces, or Arrow read from a
+    dataset, None when the dataset says it has no rows), its number of rows, and per source the step time
+    (tracekit.modules.view.step_figures) and the lowest ProfilerStep recorded."""
+
+    table: pd.DataFrame | pa.Table | None
+    count: int
+    step_ns: dict[int, int]
+    first_step: int | None
+    from_dataset: bool = False
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The module table as rows (tracekit.modules.view.module_rows): the same rows from either input."""
+        from tracekit.modules.view import module_rows
+
+        if self.table is None:
+            return []
+        if self.from_dataset:
+            return module_rows(self.table)
+        from tracekit.writers.parquet import frame_to_arrow  # as convert writes modules.parquet
+
+        return module_rows(frame_to_arrow(self.table))
+
+    def frame(self) -> pd.DataFrame:
+        """The module table as pandas (what the HTML drawing and tree table read)."""
+        if self.table is None:
+            import pandas as pd
+
+            return pd.DataFrame()
+        return self.table.to_pandas() if self.from_dataset else self.table
+
+
+def module_inputs(inputs: Sequence[str | Path], columns: Sequence[str] | None = None,
+                  on_file: Callable[[str], None] | None = None) -> ModuleInputs:
+    """The module table and step figures of raw traces (read + process + module_table) or of a dataset: only
+    `columns` of modules.parquet, nothing read when its manifest counts 0 rows, the step figures without pandas."""
     ds = dataset_of(inputs)
     if ds is None:
         from tracekit.modules.table import module_table
+        from tracekit.modules.view import step_figures
 
         processed = processed_of(inputs, on_file=on_file)
-        return processed, module_table(processed.table, processed.modules)
+        frame = module_table(processed.table, processed.modules)
+        ev = processed.table.events
+        figures = step_figures(ev["source_index"].to_numpy(), (ev["ph"] == "M").to_numpy(),
+                               (ev["kind"] == "step").to_numpy(), ev["ts_ns"].to_numpy(), ev["dur_ns"].to_numpy(),
+                               ev["step"].to_numpy() if "step" in ev else None)
+        return ModuleInputs(frame, len(frame), *figures)
     if on_file:
         on_file(f"reading dataset {ds.root}")
-    modules = ds.read("modules")
-    return ds.processed(STEP_TIME_COLUMNS), modules.drop(columns=["rank"]) if ds.partitioned("modules") else modules
+    if ds.entry("modules").get("rows") == 0:
+        return ModuleInputs(None, 0, {}, None)
+    table = _dataset_modules(ds, columns)
+    try:
+        figures = _dataset_step_figures(ds)
+    except _Unreadable:
+        from tracekit.modules.view import first_recorded_step, step_time_ns
+
+        events = ds.processed(STEP_TIME_COLUMNS).table
+        figures = step_time_ns(events), first_recorded_step(events)
+    return ModuleInputs(table, table.num_rows, *figures, from_dataset=True)
+
+
+def _dataset_modules(ds: Dataset, columns: Sequence[str] | None) -> pa.Table:
+    """modules.parquet (only `columns`, and not `rank`); a rank-partitioned table with each row's source_index
+    set to its partition's input position (as Dataset.read does)."""
+    import pyarrow as pa
+
+    if not ds.partitioned("modules"):
+        return _read(ds.path("modules"), ds._project("modules", columns))
+    wanted = [c for c in ds._project("modules", columns) or ds.columns("modules") if c != "rank"]
+    pieces = []
+    for _rank, index, path in ds.parts("modules"):
+        piece = _read(path, wanted)
+        if "source_index" in piece.column_names:
+            at = piece.column_names.index("source_index")
+            piece = piece.set_column(at, "source_index", _int32s(index, piece.num_rows))
+        pieces.append(piece)
+    return pa.concat_tables(pieces, promote_options="permissive")
+
+
+def _dataset_step_figures(ds: Dataset) -> tuple[dict[int, int], int | None]:
+    """tracekit.modules.view.step_figures of the dataset's events, read with pyarrow (six columns, one rank's
+    partition at a time)."""
+    import numpy as np
+
+    from tracekit.modules.view import step_figures
+
+    wanted = [c for c in ("source_index", "ph", "kind", "ts_ns", "dur_ns", "step") if c in ds.columns("events")]
+    if ds.partitioned("events"):
+        parts = [(index, _read(path, [c for c in wanted if c != "source_index"]))
+                 for _rank, index, path in ds.parts("events")]
+    else:
+        parts = [(None, _read(ds.path("events"), wanted))]
+    step_ns: dict[int, int] = {}
+    firsts = []
+    for index, table in parts:
+        source = (np.full(table.num_rows, index, dtype=np.int64) if index is not None
+                  else _numpy(table.column("source_index")))
+        figures, first = step_figures(source, _equals(table.column("ph"), "M"), _equals(table.column("kind"), "step"),
+                                      _numpy(table.column("ts_ns")), _numpy(table.column("dur_ns")),
+                                      _numpy(table.column("step")) if "step" in wanted else None)
+        step_ns.update(figures)
+        firsts += [first] if first is not None else []
+    return step_ns, min(firsts) if firsts else None
+
+
+def _read(path: Path, columns: Sequence[str] | None) -> pa.Table:
+    """One Parquet file (only `columns`), through ParquetFile: pq.read_table goes through pyarrow.dataset, which
+    imports pandas and pyarrow.compute (~0.3 s)."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).read(columns=columns)
+
+
+def _numpy(column: pa.ChunkedArray) -> np.ndarray:
+    """A numeric column as numpy, from its buffers (pyarrow's to_numpy imports pandas: ~0.3 s)."""
+    import numpy as np
+    import pyarrow as pa
+
+    chunks = []
+    for chunk in column.chunks:
+        if not len(chunk):
+            continue
+        if chunk.null_count or not (pa.types.is_integer(chunk.type) or pa.types.is_floating(chunk.type)):
+            raise _Unreadable(column.type)
+        kind = "f" if pa.types.is_floating(chunk.type) else "i" if pa.types.is_signed_integer(chunk.type) else "u"
+        dtype = np.dtype(f"<{kind}{chunk.type.bit_width // 8}")
+        chunks.append(np.frombuffer(chunk.buffers()[1], dtype=dtype, count=chunk.offset + len(chunk))[chunk.offset:])
+    return chunks[0] if len(chunks) == 1 else np.concatenate(chunks) if chunks else np.array([], dtype=np.int64)
+
+
+class _Unreadable(ValueError):
+    """An event column with nulls or of another type than convert writes: the step figures go the pandas way."""
+
+
+def _int32s(value: int, n: int) -> pa.Array:
+    """n copies of value as an Arrow int32 array (pa.array imports pandas)."""
+    import numpy as np
+    import pyarrow as pa
+
+    return pa.Array.from_buffers(pa.int32(), n, [None, pa.py_buffer(np.full(n, value, dtype=np.int32))])
+
+
+def _equals(column: pa.ChunkedArray, value: str) -> np.ndarray:
+    """column == value as a numpy bool array, without pyarrow.compute (a slow import); a dictionary column with
+    nulls is _Unreadable (convert writes none)."""
+    import numpy as np
+    import pyarrow as pa
+
+    array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    if pa.types.is_dictionary(array.type):
+        hits = np.array([v == value for v in array.dictionary.to_pylist()] + [False], dtype=bool)
+        codes = _numpy(pa.chunked_array([array.indices])) if not array.null_count else None
+        if codes is None:
+            raise _Unreadable(array.type)
+        return hits[codes]
+    return np.array([v == value for v in array.to_pylist()], dtype=bool)
 
 
 def parallel_of(ds: Dataset) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:

@@ -11,10 +11,12 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracekit.errors import TraceError
-from tracekit.table import SourceInfo
+
+if TYPE_CHECKING:
+    from tracekit.table import SourceInfo  # imports numpy: not needed to read a manifest
 
 MANIFEST = "tracekit.json"
 FORMAT = "tracekit-dataset"
@@ -69,6 +71,8 @@ def source_record(src: SourceInfo, source_index: int) -> dict[str, Any]:
 
 def source_from_record(rec: dict[str, Any]) -> SourceInfo:
     """The SourceInfo a source_record was made from."""
+    from tracekit.table import SourceInfo
+
     fields = {k: v for k, v in rec.items() if k in SourceInfo.__dataclass_fields__}
     fields["process_names"] = {int(k): v for k, v in rec.get("process_names", [])}
     fields["process_labels"] = {int(k): v for k, v in rec.get("process_labels", [])}

@@ -7,17 +7,18 @@ import re
 from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from tracekit.dataset.manifest import MANIFEST, read_manifest, source_from_record
 from tracekit.dataset.stale import InputState, staleness
 from tracekit.errors import TraceError, warn
-from tracekit.table import ROW_COLUMNS, EventTable, SourceInfo, object_categories
+
+if TYPE_CHECKING:  # imported where used: opening a dataset (manifest, staleness) loads none of them
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    from tracekit.table import EventTable, SourceInfo
 
 _PART = re.compile(r"part-(\d+)\.parquet$")
 
@@ -104,6 +105,9 @@ class Dataset:
     def read_arrow(self, name: str, columns: Sequence[str] | None = None,
                    ranks: Sequence[int] | None = None) -> pa.Table:
         """A table as arrow, only `columns` (those it has), only `ranks` (of a partitioned table)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         wanted = self._project(name, columns)
         path = self.path(name)
         if not self.partitioned(name):
@@ -122,6 +126,10 @@ class Dataset:
 
     @staticmethod
     def _read_part(path: Path, rank: int, columns: list[str] | None) -> pa.Table:
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         table = pq.read_table(path, columns=[c for c in columns if c != "rank"] if columns is not None else None)
         if columns is None or "rank" in columns:
             table = table.append_column("rank", pa.array(np.full(table.num_rows, rank, dtype=np.int32)))
@@ -137,12 +145,17 @@ class Dataset:
 
     def _source_index_of(self, name: str, ranks: Sequence[int] | None) -> np.ndarray:
         """Each row's input position (a rank's partitions hold source_index 0: one input per worker)."""
+        import numpy as np
+        import pyarrow.parquet as pq
+
         counts = [(i, pq.ParquetFile(f).metadata.num_rows) for rank, i, f in self.parts(name)
                   if ranks is None or rank in ranks]
         return np.repeat([i for i, _n in counts], [n for _i, n in counts]).astype(np.int32)
 
     def event_parts(self, columns: Sequence[str] | None = None) -> Iterator[tuple[int, pd.DataFrame]]:
         """(rank, events of that rank) one rank at a time: memory holds one rank's columns."""
+        import numpy as np
+
         if not self.partitioned("events"):
             frame = events_frame(self.read_arrow("events", columns))
             ranks = self.ranks
@@ -158,6 +171,11 @@ class Dataset:
     def events(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """The events of all ranks as one frame, row references (parent, launch, launcher) shifted as
         tracekit.table.concat does for several inputs; source_index is each rank's input position."""
+        import numpy as np
+        import pandas as pd
+
+        from tracekit.table import ROW_COLUMNS
+
         if not self.partitioned("events"):
             return events_frame(self.read_arrow("events", columns))
         frames, offset = [], 0
@@ -172,6 +190,10 @@ class Dataset:
 
     def event_table(self, columns: Sequence[str] | None = None, with_args: bool = False) -> EventTable:
         """The processed event table (the columns asked for; args only with with_args) and the sources."""
+        import pyarrow as pa
+
+        from tracekit.table import EventTable
+
         cols = None if columns is None else [c for c in columns if c != "args"]
         events = self.events(cols)
         args = _no_args(len(events))
@@ -197,6 +219,10 @@ def events_frame(table: pa.Table) -> pd.DataFrame:
 
 
 def _categoricals(frame: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
+    from tracekit.table import object_categories
+
     for col in frame.columns:
         if isinstance(frame[col].dtype, pd.CategoricalDtype):
             frame[col] = object_categories(frame[col].array)
@@ -208,6 +234,9 @@ def _categoricals(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _no_args(n: int) -> pa.LargeBinaryArray:
     """n empty args (the stages that read args are not run on a projection without them)."""
+    import numpy as np
+    import pyarrow as pa
+
     offsets = pa.py_buffer(np.zeros(n + 1, dtype=np.int64))
     return pa.LargeBinaryArray.from_buffers(pa.large_binary(), n, [None, offsets, pa.py_buffer(b"")])
 

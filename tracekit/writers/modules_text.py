@@ -1,15 +1,24 @@
-"""The module tree as a terminal table (rich), CSV or JSON."""
+"""The module tree as a terminal table (rich), CSV or JSON, from the rows of tracekit.modules.view.tree_rows.
+
+Writes what pandas wrote before (`DataFrame.to_csv`, `to_json` with its 10 digits) without importing pandas, so
+that `tracekit modules DATASET` loads pyarrow.parquet and rich only."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-from rich.console import Console
-from rich.table import Table
+from tracekit.modules.view import Row, missing
 
-from tracekit.modules.table import SLICE_NOTE
+if TYPE_CHECKING:
+    import pandas as pd
+    from rich.console import Console
+
+# tracekit.modules.call_details.SLICE_NOTE (checked equal by a test): importing it would load pandas
+SLICE_NOTE = "a view or part of a tensor, which may be a registered buffer rather than the input"
 
 DISPLAY_COLUMNS = (
     "module_path", "module_type", "type_from", "depth", "calls", "input_shapes", "input_from", "last_input_shapes",
@@ -24,8 +33,8 @@ def _ms(ns: float) -> str:
     return "" if ns is None or (isinstance(ns, float) and math.isnan(ns)) else f"{ns / 1e6:,.3f}"
 
 
-def _count(value: float) -> str:
-    if value is None or pd.isna(value) or not value:  # pd.NA: params of a trace without op shapes
+def _count(value: float | None) -> str:
+    if missing(value) or not value:  # None: params of a trace without op shapes
         return ""
     for unit, size in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if abs(value) >= size:
@@ -33,13 +42,37 @@ def _count(value: float) -> str:
     return f"{int(value)}"
 
 
-def render_table(view: pd.DataFrame, console: Console, title: str, first_step: int | None = None) -> None:
+def view_rows(view: list[Row] | pd.DataFrame) -> list[Row]:
+    """Rows of tree_rows as they are; a tree_view frame (the report, the API, tests) as the same rows."""
+    if isinstance(view, list):
+        return view
+    from tracekit.writers.parquet import frame_to_arrow
+
+    return frame_to_arrow(view).to_pylist()
+
+
+class _Row:
+    """Attribute access to a row dict (what the table code read from DataFrame.itertuples)."""
+
+    __slots__ = ("_row",)
+
+    def __init__(self, row: Row):
+        self._row = row
+
+    def __getattr__(self, name: str) -> Any:
+        return self._row.get(name)
+
+
+def render_table(view: list[Row] | pd.DataFrame, console: Console, title: str, first_step: int | None = None) -> None:
     """Indented module tree with type, shapes, params, first/steady time, device time and step share.
     `first_step`: the lowest ProfilerStep number recorded (a note says "first" is not the program's first call)."""
+    from rich.table import Table
+
+    rows = view_rows(view)
     table = Table(title=title, show_lines=False)
-    has_device = bool((view["device_ns_fwd"] + view["device_ns_bwd"]).sum())
+    has_device = bool(sum(v for r in rows for v in (r["device_ns_fwd"], r["device_ns_bwd"]) if not missing(v)))
     # no autograd node in the trace (inference, or VizTracer, which records none): blank, not 0.000
-    has_backward = bool((view["backward_ns"] > 0).any())
+    has_backward = any(not missing(r["backward_ns"]) and r["backward_ns"] > 0 for r in rows)
     columns = [c for c in (("module", "left"), ("type", "left"), ("input", "left"), ("output", "left"),
                           ("params", "right"), ("calls", "right"), ("first ms", "right"), ("steady ms", "right"),
                           ("bwd ms", "right"), ("device fwd ms", "right"), ("device bwd ms", "right"),
@@ -51,22 +84,22 @@ def render_table(view: pd.DataFrame, console: Console, title: str, first_step: i
     if first_step:
         notes.add(f"first ms: the first call in the recording, which starts at ProfilerStep#{first_step}; the "
                   "program's first (warm-up) calls were not recorded")
-    for row in view.itertuples(index=False):
+    for row in map(_Row, rows):
         name = "  " * int(row.depth) + str(row.module_path).rsplit("/", 1)[-1]
-        share = "" if pd.isna(row.share) else f"{row.share:.1%}"
+        share = "" if missing(row.share) else f"{row.share:.1%}"
         device = [_ms(row.device_ns_fwd), _ms(row.device_ns_bwd)] if has_device else []
         defining = getattr(row, "type_from", None) == "defining_class"
         mtype = str(row.module_type) + ("*" if defining else "")
         if defining:
             notes.add("* the class that defines forward; the module's own class may be a subclass of it")
         params_from = getattr(row, "params_from", None)
-        params_mark = "~" if isinstance(params_from, str) and not pd.isna(row.params) else ""
+        params_mark = "~" if isinstance(params_from, str) and not missing(row.params) else ""
         if params_mark:
             notes.add("~ params inferred or unsure (params_from says how: a hand-written linear's addmm, an "
                       "RMSNorm's weight, a weight that may be tied)")
-        if pd.isna(row.params) and isinstance(params_from, str):
+        if missing(row.params) and isinstance(params_from, str):
             notes.add(f"params blank: {params_from.removeprefix('unknown: ')}")
-        elif pd.isna(row.params):
+        elif missing(row.params):
             notes.add("params and FLOPs blank: the trace records no op input shapes (VizTracer; torch.profiler "
                       "without record_shapes)")
         flops_from = str(getattr(row, "flops_from", None) or "")
@@ -98,14 +131,37 @@ def _shape(text: str | None) -> str:
     return " ".join("[" + ",".join(str(d) for d in s) + "]" for s in shapes)
 
 
-def to_csv(view: pd.DataFrame) -> str:
-    return view[list(DISPLAY_COLUMNS)].to_csv(index=False)
+def to_csv(view: list[Row] | pd.DataFrame) -> str:
+    """The display columns, as DataFrame.to_csv(index=False) wrote them (missing: empty, floats as repr)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(DISPLAY_COLUMNS)
+    for row in view_rows(view):
+        writer.writerow(["" if missing(v := row[c]) else repr(v) if isinstance(v, float) else v
+                         for c in DISPLAY_COLUMNS])
+    return buffer.getvalue()
 
 
-def to_json(view: pd.DataFrame) -> str:
+def _json_number(value: Any) -> Any:
+    """A value as DataFrame.to_json wrote it and json.loads read it back: floats to 10 decimals (10 significant
+    digits below 1e-15 and from 1e16 on), NaN as null, lists element by element."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if value == 0:
+            return 0.0
+        return float(f"{value:.9e}") if abs(value) >= 1e16 or abs(value) < 1e-15 else round(value, 10)
+    if isinstance(value, list):
+        return [_json_number(v) for v in value]
+    return value
+
+
+def to_json(view: list[Row] | pd.DataFrame) -> str:
     """Records; the shape columns as JSON lists of shapes (not JSON text inside strings)."""
-    frame = view[list(DISPLAY_COLUMNS)].copy()
-    for col in ("input_shapes", "last_input_shapes", "output_shapes"):
-        frame[col] = [json.loads(v) if isinstance(v, str) else None for v in frame[col]]
-    records = json.loads(frame.to_json(orient="records"))
+    records = []
+    for row in view_rows(view):
+        record = {c: row[c] for c in DISPLAY_COLUMNS}
+        for col in ("input_shapes", "last_input_shapes", "output_shapes"):
+            record[col] = json.loads(record[col]) if isinstance(record[col], str) else None
+        records.append({k: _json_number(v) for k, v in record.items()})
     return "[\n" + ",\n".join(json.dumps(r, separators=(", ", ": ")) for r in records) + "\n]"

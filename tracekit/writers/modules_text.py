@@ -96,8 +96,8 @@ def render_table(view: list[Row] | pd.DataFrame, console: Console, title: str, f
         params_mark = "~" if isinstance(params_from, str) and not missing(row.params) else ""
         if params_mark:
             notes.add("~ params inferred or unsure (params_from says how: a hand-written linear's addmm, an "
-                      "RMSNorm's weight, a weight that may be tied, a lower bound where the module's own matmul may read a "
-                      "parameter)")
+                      "RMSNorm's weight, a weight that may be tied, a lower bound where the module's own matmul may "
+                      "read a parameter)")
         if missing(row.params) and isinstance(params_from, str):
             notes.add(f"params blank: {params_from.removeprefix('unknown: ')}")
         elif missing(row.params):

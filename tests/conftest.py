@@ -19,6 +19,19 @@ def shared(rel: str) -> Path:
     return path
 
 
+def rank_set_paths(rel: str) -> list[Path]:
+    """The input files of a multi-rank set: `sample_traces/...` in this repo, else shared (an npu folder's
+    rank folders each)."""
+    from tracekit.inputs import expand_inputs
+
+    if rel.startswith("sample_traces/"):
+        return expand_inputs([str(ROOT / rel)])
+    path = shared(rel)
+    if rel.startswith("npu/"):
+        return expand_inputs([str(p) for p in sorted(path.iterdir())])
+    return expand_inputs([str(path)])
+
+
 def processed_trace(rel: str):
     """`pipeline.process` of one shared trace (the first trace file of a folder), as rank tables are made."""
     from tracekit.converters import read_trace

@@ -13,11 +13,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT, shared
+from conftest import rank_set_paths
 from tracekit.converters import read_trace
 
 import tracekit.parallel.collectives as coll_mod
-from tracekit.inputs import expand_inputs, with_name_rank
+from tracekit.inputs import with_name_rank
 from tracekit.parallel.collectives import collective_calls
 from tracekit.parallel.crossrank import finished_ranks, write_part
 from tracekit.parallel.groups import group_evidence
@@ -35,13 +35,7 @@ RANK_INPUTS = [
 ]
 
 
-def _paths(rel: str) -> list[Path]:
-    if rel.startswith("sample_traces/"):
-        return expand_inputs([str(ROOT / rel)])
-    path = shared(rel)
-    if rel.startswith("npu/"):
-        return expand_inputs([str(p) for p in sorted(path.iterdir())])
-    return expand_inputs([str(path)])
+_paths = rank_set_paths
 
 
 def _processed(path: Path):

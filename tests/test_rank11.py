@@ -11,10 +11,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT, shared
+from conftest import ROOT, rank_set_paths
 
 import tracekit.parallel.crossrank as crossrank
-from tracekit.inputs import expand_inputs
 from tracekit.parallel.groups import group_evidence
 from tracekit.ranks import job_list, run_ranks
 from tracekit.writers.collectives import collectives_arrow
@@ -28,13 +27,7 @@ RANK_INPUTS = [
 ]
 
 
-def _paths(rel: str) -> list[Path]:
-    if rel.startswith("sample_traces/"):
-        return expand_inputs([str(ROOT / rel)])
-    path = shared(rel)
-    if rel.startswith("npu/"):
-        return expand_inputs([str(p) for p in sorted(path.iterdir())])
-    return expand_inputs([str(path)])
+_paths = rank_set_paths
 
 
 def _call_parts(paths: list[Path], folder: Path) -> list[dict]:

@@ -1,10 +1,11 @@
 """Refuse an input that the machine clearly has too little memory for, before the work that would need it.
 
-A trace's processing peaks at a measured multiple of its decompressed JSON (BENCHMARKS.md: `convert` 2.5x above the
-import baseline at 0.5-2 GB, `info` 1.4x). Past what the machine can give, Linux does not raise MemoryError: the
-kernel kills the process (or the machine thrashes), with no message and after minutes of work. So once an input's
-decompressed size is known (converters/loading.read_bytes), that multiple is compared with the memory available
-now: MemAvailable + SwapFree, or less where the process's cgroup (a container, a batch job) has a lower limit.
+A trace's processing peaks at a measured multiple of its decompressed JSON (BENCHMARKS.md: `convert` 2.4-2.5x
+above the imports' memory at 0.5-2 GB, `info` 1.4x). Past what the machine can give, Linux does not raise
+MemoryError: the kernel kills the process (or the machine thrashes), with no message and after minutes of work.
+So once an input's decompressed size is known (converters/loading.read_bytes), that multiple is compared with the
+memory available now: MemAvailable + SwapFree, or less where the process's cgroup (a container, a batch job) has
+a lower limit.
 
 The command sets its multiple (TRACEKIT_MEMORY_FACTOR, so rank workers see it); TRACEKIT_MEMORY_AVAILABLE overrides
 the available memory (a size such as 4G), or turns the check off (`off`).

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from conftest import ROOT, shared
 
-from tracekit.memory_budget import FACTORS, _room, available_bytes
+from tracekit.memory_budget import DEFAULT_FACTOR, FACTORS, _room, available_bytes
 
 BERT = "gpu/tracelens/h100/gaunernst_bert-small-uncased__1016001.json.gz"
 
@@ -43,7 +43,7 @@ def test_each_command_uses_its_own_multiple(tmp_path) -> None:
     needs, info runs and convert, modules and compare are refused."""
     path = shared(BERT)
     size = len(gzip.decompress(path.read_bytes()))
-    between = str(int(size * (FACTORS["info"] + 2.7) / 2))
+    between = str(int(size * (FACTORS["info"] + DEFAULT_FACTOR) / 2))
     assert tracekit("info", "--json", str(path), available=between).returncode == 0
     for args in (["convert", str(path), "-o", str(tmp_path / "c")], ["modules", str(path)],
                  ["compare", str(path), str(path), "-o", str(tmp_path / "cmp")]):

@@ -25,6 +25,7 @@ from tracekit.parallel.crossrank import (
     write_collectives_from_parts,
     write_part,
 )
+from tracekit.parallel.scratch import Part
 from tracekit.ranks import job_list, run_ranks
 from tracekit.writers.collectives import write_collectives
 
@@ -63,7 +64,7 @@ def test_convert_workers_write_calls_and_the_parent_keeps_none(tmp_path):
     assert all(r.collectives is None and r.steps is None for r in results)
     parts = list_parts(tmp_path / "calls")
     assert [(i, rank) for i, rank, _p in parts] == [(r.index, r.rank) for r in results]
-    assert all(pq.ParquetFile(p).metadata.num_rows == 8 for _i, _r, p in parts)  # 8 NCCL collectives per rank
+    assert all(Part(p).num_rows == 8 for _i, _r, p in parts)  # 8 NCCL collectives per rank
 
 
 def test_convert_leaves_no_scratch_and_parallel_raw_equals_dataset(tmp_path):

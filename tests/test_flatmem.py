@@ -175,7 +175,7 @@ def test_parallel_reads_the_split_partitions_and_spans_only_for_pipelines(tmp_pa
     real = splits_mod.read_splits
 
     def spy(folder, spans=False):
-        calls.append((len(list(Path(folder).glob("rank=*/part-*.parquet"))), spans))
+        calls.append((len(list(Path(folder).glob("rank=*/part-*.arrow"))), spans))
         return real(folder, spans)
 
     monkeypatch.setattr(splits_mod, "read_splits", spy)

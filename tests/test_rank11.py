@@ -15,6 +15,7 @@ from conftest import ROOT, rank_set_paths
 
 import tracekit.parallel.crossrank as crossrank
 from tracekit.parallel.groups import group_evidence
+from tracekit.parallel.scratch import Part, write_table
 from tracekit.ranks import job_list, run_ranks
 from tracekit.writers.collectives import collectives_arrow
 
@@ -83,11 +84,11 @@ def test_rank_of_two_inputs_and_unsorted_calls(tmp_path):
     paths = _paths("gpu/param_dlrm_8ranks")
     distributed = _call_parts(paths, tmp_path)
     calls = tmp_path / "calls"
-    first = sorted((calls / "rank=0").glob("*.parquet"))[0]
-    shutil.copyfile(first, calls / "rank=1" / "part-99999.parquet")  # rank 1 now has two partitions
-    second = sorted((calls / "rank=2").glob("*.parquet"))[0]
-    table = pq.read_table(second)
-    pq.write_table(table.take(list(reversed(range(table.num_rows)))), second)  # calls in reverse start order
+    first = sorted((calls / "rank=0").glob("part-*"))[0]
+    shutil.copyfile(first, calls / "rank=1" / f"part-99999{first.suffix}")  # rank 1 now has two partitions
+    second = sorted((calls / "rank=2").glob("part-*"))[0]
+    table = Part(second).read()
+    write_table(table.take(list(reversed(range(table.num_rows)))), second)  # calls in reverse start order
     want = [collectives_arrow(f) for f in crossrank.finished_ranks(calls, distributed)]
     got = list(crossrank.finished_tables(calls, distributed))
     _same(got, want)

@@ -1,6 +1,6 @@
-"""The cross-rank collectives stage over rank-partitioned Parquet: the per-rank call tables that workers wrote
-(`<folder>/rank=R/part-I.parquet`, one file per input) become collectives.parquet without holding every rank's
-calls in memory.
+"""The cross-rank collectives stage over rank-partitioned scratch files: the per-rank call tables that workers
+wrote (`<folder>/rank=R/part-I.arrow`, one file per input: tracekit.parallel.scratch) become collectives.parquet
+without holding every rank's calls in memory.
 
 1. Group inference, parallel dimensions, HCCL group members and bandwidth (collectives.label_calls) run on a
    NARROW table of all ranks' calls: the matching, size and group columns only (no names, module paths or
@@ -13,7 +13,6 @@ Rows, order and types are those of collectives.build_collectives over the same c
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -34,39 +33,20 @@ from tracekit.parallel.collectives import (
     ordered,
     ordered_columns,
 )
+from tracekit.parallel.scratch import (  # part_path, write_part: re-exported (the stage's partitions)
+    Part,
+    list_parts,
+    part_path,  # noqa: F401
+    write_part,  # noqa: F401
+    write_table,
+)
 from tracekit.table import column_array
 
 # Columns no cross-rank stage reads: left out of the narrow table, taken from each rank's partition at the end.
 WIDE_ONLY = ("step", "name", "dtype", "bytes_from", "exposed_ns", "call_ns", "module_path", "module_from", "call_row",
              "hccl_wait_ns", "hccl_transit_bytes", "hccl_bandwidth_GBps")
-_PART = re.compile(r"part-(\d+)\.parquet$")
 BATCH_BYTES = 1 << 20  # ranks' finished rows are gathered up to this size, then written as one row group
 # (the batch is held twice while written and once more while read back and cast: a bound on the stage's peak)
-
-
-def part_path(folder: Path, rank: int, index: int) -> Path:
-    """`<folder>/rank=<rank>/part-<index>.parquet` (Hive layout, as the dataset's tables)."""
-    return folder / f"rank={rank}" / f"part-{index:05d}.parquet"
-
-
-def write_part(frame: pd.DataFrame, folder: Path, rank: int, index: int) -> int:
-    """Write one input's calls (without the rank column: the folder holds it); returns the row count."""
-    from tracekit.writers.parquet import frame_to_arrow
-    from tracekit.writers.partition import write_partition
-
-    # what from_pandas gives (the rank's frame without an index); uncompressed: a scratch file, read back once by
-    # the cross-rank stage and deleted (zstd's set-up per column chunk costs ~0.3 ms a rank here)
-    return write_partition(frame_to_arrow(frame, [c for c in frame.columns if c != "rank"]),
-                           part_path(folder, rank, index), compression="none")
-
-
-def list_parts(folder: Path) -> list[tuple[int, int, Path]]:
-    """(input index, rank, file) of every partition, in input order."""
-    out = []
-    for path in Path(folder).glob("rank=*/part-*.parquet"):
-        m = _PART.search(path.name)
-        out.append((int(m.group(1)) if m else 0, int(path.parent.name.removeprefix("rank=")), path))
-    return sorted(out)
 
 
 def _pandas(table: pa.Table) -> pd.DataFrame:
@@ -78,8 +58,8 @@ def _pandas(table: pa.Table) -> pd.DataFrame:
     return frame
 
 
-def _read(file: pq.ParquetFile, rank: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    frame = _pandas(file.read(columns=columns, use_threads=False))  # small files: no thread pool
+def _read(file: Part, rank: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    frame = _pandas(file.read(columns))
     frame.insert(0, "rank", rank)
     return frame
 
@@ -95,12 +75,12 @@ def narrow_calls(parts: Sequence[tuple[int, int, Path]]) -> tuple[pd.DataFrame, 
     used, offset = [], 0
     schemas: dict[tuple[str, ...], list[str]] = {}  # partitions with the same columns share one list of names
     for _index, rank, path in parts:
-        file = pq.ParquetFile(path)
-        n = file.metadata.num_rows
+        file = Part(path)
+        n = file.num_rows
         if not n:
             continue  # as build_collectives: empty tables add no columns
-        names = schemas.setdefault(tuple(file.schema_arrow.names), file.schema_arrow.names)
-        table = file.read(columns=[c for c in names if c not in WIDE_ONLY], use_threads=False)
+        names = schemas.setdefault(tuple(file.schema.names), file.schema.names)
+        table = file.read([c for c in names if c not in WIDE_ONLY])
         pending.append(table.add_column(0, "rank", pa.array(np.full(n, rank, dtype=np.int64))))
         used.append((rank, path, offset, names))
         offset += n
@@ -160,9 +140,9 @@ def _finished_tables(labelled: pd.DataFrame, used: list[Used]) -> Iterator[pa.Ta
         parts = by_rank[rank]
         wide = None
         if not first and len(parts) == 1:
-            file = pq.ParquetFile(parts[0][0])
-            wide = file.read(columns=[c for c in file.schema_arrow.names if c in WIDE_ONLY], use_threads=False)
-            if not _read_as_is(wide, file.schema_arrow.pandas_metadata):
+            file = Part(parts[0][0])
+            wide = file.read([c for c in file.schema.names if c in WIDE_ONLY])
+            if not _read_as_is(wide, file.schema.pandas_metadata):
                 wide = None
         if wide is None:
             yield collectives_arrow(_finished_frame(labelled, rank, [(p, o) for p, o, _ in parts], names))
@@ -225,10 +205,9 @@ def _finished_frame(labelled: pd.DataFrame, rank: int, parts: list[tuple[Path, i
     """One rank's finished rows as a frame (`_finished_ranks`)."""
     wide, labels = [], []
     for path, offset in parts:  # only the WIDE_ONLY columns: the others are the labelled table's
-        file = pq.ParquetFile(path)
-        wanted = [c for c in file.schema_arrow.names if c in WIDE_ONLY]
-        wide.append(_pandas(file.read(columns=wanted, use_threads=False)))
-        labels.append(labelled.iloc[offset:offset + file.metadata.num_rows])
+        file = Part(path)
+        wide.append(_pandas(file.read([c for c in file.schema.names if c in WIDE_ONLY])))
+        labels.append(labelled.iloc[offset:offset + file.num_rows])
     part = pd.concat(wide, ignore_index=True) if len(wide) > 1 else wide[0]
     label = pd.concat(labels) if len(labels) > 1 else labels[0]
     columns = {col: column_array(label, col) for col in label.columns if col not in WIDE_ONLY}
@@ -271,15 +250,15 @@ def scan_parts(parts: Sequence[tuple[int, int, Path]]) -> tuple[list[Used], list
     schemas: dict[tuple[str, ...], list[str]] = {}  # partitions with the same columns share one list of names
     all_stated = True
     for _index, rank, path in parts:
-        file = pq.ParquetFile(path)
-        if not file.metadata.num_rows:
+        file = Part(path)
+        if not file.num_rows:
             continue
-        names = schemas.setdefault(tuple(file.schema_arrow.names), file.schema_arrow.names)
+        names = schemas.setdefault(tuple(file.schema.names), file.schema.names)
         used.append((rank, path, 0, names))
         if not {"group", "group_desc", "group_ranks", "group_from"} <= set(names):
             all_stated = False
             break
-        table = file.read(columns=["group", "group_desc", "group_ranks", "group_from"], use_threads=False)
+        table = file.read(["group", "group_desc", "group_ranks", "group_from"])
         froms = table["group_from"].to_pylist()
         if any(f != "event args" for f in froms):
             all_stated = False
@@ -301,7 +280,7 @@ def _ranks_alone(used: list[Used], groups: dict) -> Iterator[pd.DataFrame]:
         by_rank.setdefault(rank, []).append(path)
         names.update(dict.fromkeys(columns))
     for rank in sorted(by_rank):
-        wide = [_read(pq.ParquetFile(path), rank) for path in by_rank[rank]]
+        wide = [_read(Part(path), rank) for path in by_rank[rank]]
         frame = label_with_groups(pd.concat(wide, ignore_index=True) if len(wide) > 1 else wide[0], groups)
         for col in names:
             if col not in frame:
@@ -370,8 +349,8 @@ def write_collectives_from_parts(folder: Path, distributed: list[dict[str, Any]]
 
         def flush() -> None:
             table = pa.concat_tables(pending, promote_options="permissive") if len(pending) > 1 else pending[0]
-            batches.append(scratch / f"{len(batches):06d}.parquet")
-            pq.write_table(table, batches[-1], compression="zstd")
+            batches.append(scratch / f"{len(batches):06d}.arrow")
+            write_table(table, batches[-1])  # scratch: uncompressed Arrow IPC, read back once
             schemas.append(table.schema)
             pending.clear()
 
@@ -389,7 +368,7 @@ def write_collectives_from_parts(folder: Path, distributed: list[dict[str, Any]]
         rows = 0
         with pq.ParquetWriter(out, schema, compression="zstd") as writer:
             for count, batch in enumerate(batches, 1):  # one row group per batch
-                table = pq.ParquetFile(batch).read(use_threads=False).cast(schema)
+                table = Part(batch).read().cast(schema)
                 writer.write_table(table, row_group_size=max(1, table.num_rows))
                 rows += table.num_rows
                 del table

@@ -1,11 +1,11 @@
-"""Per-rank step splits (report.step_split with pipeline.with_compute_spans) as rank-partitioned Parquet.
+"""Per-rank step splits (report.step_split with pipeline.with_compute_spans) as rank-partitioned scratch files.
 
 On raw traces, `tracekit parallel` writes each rank's split (made in its worker) to
-`<folder>/rank=R/part-I.parquet` as the rank is done, so the parent never holds every rank's compute spans and
-layers. The per-rank, per-group and straggler tables read back the NARROW split (step window, compute /
-communication / exposed / idle ns, has_compute: a few numbers per rank and step); the compute spans and layers
-are read back only where the pipeline tables will use them (a run with pipeline-parallel groups: its bubble and
-timeline are drawn from them).
+`<folder>/rank=R/part-I.arrow` (tracekit.parallel.scratch) as the rank is done, so the parent never holds every
+rank's compute spans and layers. The per-rank, per-group and straggler tables read back the NARROW split (step
+window, compute / communication / exposed / idle ns, has_compute: a few numbers per rank and step); the compute
+spans and layers are read back only where the pipeline tables will use them (a run with pipeline-parallel groups:
+its bubble and timeline are drawn from them).
 
 The frame read back equals the per-rank frames concatenated in input order (same columns, order and types;
 list columns as Python lists). On a dataset the process groups are known before any rank's events are read, so
@@ -21,10 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from tracekit.memory import every
-from tracekit.parallel.crossrank import list_parts, write_part
+from tracekit.parallel.scratch import Part, list_parts, write_part
 
 SPANS = ("compute_spans", "layers")  # per step: merged compute intervals and module paths (pipeline tables only)
 
@@ -58,10 +57,10 @@ def read_splits(folder: Path, spans: bool = False) -> pd.DataFrame:
     unless `spans`. Read file by file: the parent holds the narrow rows only."""
     def frames() -> Iterator[pd.DataFrame]:
         for _index, rank, path in list_parts(folder):
-            file = pq.ParquetFile(path)
-            names = file.schema_arrow.names
+            file = Part(path)
+            names = file.schema.names
             columns = names if spans else [c for c in names if c not in SPANS]
-            frame = _frame(file.read(columns=columns, use_threads=False))
+            frame = _frame(file.read(columns))
             frame["rank"] = rank
             yield frame
     return gathered(frames())

@@ -445,6 +445,7 @@ def convert_ranks(paths: Sequence[Path], outdir: str | Path, gzip_trace: bool = 
                        lambda: (s for s in records.field("source") if s), summary["ranks"], counts,
                        [trace_name, *traces.get("per_rank_traces", [])])
         summary["sources"] = list(summary_sources(records))  # the returned summary is whole (a few fields per rank)
+        records.close()
         records.path.unlink()
     return summary
 
@@ -485,6 +486,7 @@ def analyse_ranks(paths: Sequence[Path], workers: int | None = None,
         release_freed_memory()
         table = group_table(distributed, coll)
         steps = read_splits(scratch / "splits", spans=pipeline_possible(coll, table))
+        records.close()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return coll, steps, table

@@ -4,6 +4,7 @@ each was found; and the input shapes of its last call where they differ (prefill
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -106,7 +107,11 @@ def first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTab
             idx, weight = first_rows[int(module[row])], norm_weight(mul_args[row])
             if weight and idx not in evidence:
                 own[idx], evidence[idx] = weight[0], [norm_note(weight)]
-    _note_own_matmuls(evidence, ops, names, module, op_parent, first_rows, types, table)
+    def batch_of(idx: int) -> int | None:
+        tensors, _ = _data_inputs(firsts.get(idx, []), names, decoded)
+        return tensors[0][0][0] if tensors and tensors[0][0] else None
+
+    _note_own_matmuls(evidence, ops, names, module, op_parent, first_rows, types, table, batch_of)
     shapes, dtypes, input_from, outputs, output_from, last_shapes = [], [], [], [], [], []
     for idx in index:
         tensors, first = _data_inputs(firsts.get(idx, []), names, decoded)
@@ -131,9 +136,11 @@ def first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTab
 
 
 def _note_own_matmuls(evidence: dict[int, list[str]], ops: np.ndarray, names: np.ndarray, module: np.ndarray,
-                      op_parent: np.ndarray, first_rows: dict[int, int], types: list, table: EventTable) -> None:
+                      op_parent: np.ndarray, first_rows: dict[int, int], types: list, table: EventTable,
+                      batch_of: Callable[[int], int | None]) -> None:
     """Add a lower-bound note to each module whose first call's own code (not an op inside another op of it) runs
-    a matrix product on a 2-d operand that may be a parameter (params_infer.OWN_MATMULS)."""
+    a matrix product on an operand that may be a parameter (params_infer.OWN_MATMULS; `batch_of(idx)`: the leading
+    size of the module's input)."""
     rows = ops[np.isin(names[ops], OWN_MATMULS)]
     rows = rows[np.isin(module[rows], np.fromiter(first_rows, dtype=np.int64, count=len(first_rows)))]
     parent = op_parent[rows]
@@ -144,7 +151,7 @@ def _note_own_matmuls(evidence: dict[int, list[str]], ops: np.ndarray, names: np
         if linear_addmm(name, op):
             continue
         idx = first_rows[int(module[row])]
-        note = own_matmul_note(types[idx], name, matmul_operands(name, op))
+        note = own_matmul_note(types[idx], name, matmul_operands(name, op), batch_of(idx))
         if note and note not in evidence.get(idx, []):
             evidence.setdefault(idx, []).append(note)
 

@@ -124,8 +124,9 @@ class _Index:
 def _signatures(calls: pd.DataFrame) -> list[tuple]:
     sizes = calls["bytes"].astype("Float64").fillna(-1).astype("int64").tolist()
     peers = calls["peer"].astype("Float64").fillna(-1).astype("int64").tolist()
-    return [(c, -1 if c in _UNEVEN else b, p if c in _P2P else -1)
-            for c, b, p in zip(calls["collective"].tolist(), sizes, peers)]
+    shared: dict[str, str] = {}  # one object per collective name (an arrow-backed column makes one per row)
+    kinds = [shared.setdefault(c, c) if isinstance(c, str) else c for c in calls["collective"].tolist()]
+    return [(c, -1 if c in _UNEVEN else b, p if c in _P2P else -1) for c, b, p in zip(kinds, sizes, peers)]
 
 
 def candidate_matrix(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Candidate], tolerance_ns: int = 0,
@@ -390,16 +391,22 @@ def infer_call_groups(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Ca
     sub = calls.iloc[todo]
     exec_thread = sub["exec_thread"].astype("Float64") if "exec_thread" in sub else pd.Series(np.nan, index=sub.index)
     own = (exec_thread.notna() & (exec_thread != sub["thread"].astype("Float64"))).to_numpy(dtype=bool)
-    keys = list(zip(sub["rank"].astype(int).tolist(), exec_thread.fillna(-1).astype(int).tolist()))
     lanes: dict[tuple[int, int], list[int]] = {}
-    for i in np.flatnonzero(own).tolist():
-        lanes.setdefault(keys[i], []).append(i)
+    owned = np.flatnonzero(own)  # (rank, execution thread) keys made for these rows only
+    lane_ranks = sub["rank"].to_numpy()[owned].astype(int).tolist()
+    lane_threads = exec_thread.to_numpy(dtype=float, na_value=-1)[owned].astype(int).tolist()
+    for i, key in zip(owned.tolist(), zip(lane_ranks, lane_threads)):
+        lanes.setdefault(key, []).append(i)
     lane_pos = {k: np.asarray(v, dtype=np.int64) for k, v in lanes.items()}
     single = np.flatnonzero(passes.sum(axis=1) == 1)
+    only: dict[int, str] = {}  # one text per number of groups checked, shared by the calls (~170 B a call each)
     for i in single.tolist():
         st.label[i] = int(slots[i, np.flatnonzero(passes[i])[0]])
-        st.reasons[i] = (f"inferred: the only candidate group whose members all have a matching call overlapping "
-                         f"this one in time ({int(checkable[i].sum())} groups checked)")
+        checked = int(checkable[i].sum())
+        if checked not in only:
+            only[checked] = (f"inferred: the only candidate group whose members all have a matching call "
+                             f"overlapping this one in time ({checked} groups checked)")
+        st.reasons[i] = only[checked]
     new = single.tolist()
     while True:
         new = new + _lane_step(lane_pos, st, groups)
@@ -426,7 +433,8 @@ def infer_call_groups(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Ca
                        f"({named}{', or undecided' if -1 in found else ''})")
                 for i in pos.tolist():
                     st.label[i], st.reasons[i] = -1, why
-    cands: list[list[str]] = [[] for _ in range(len(todo))]
+    none: list[str] = []  # one empty list for every call without candidates (entries are replaced, never changed)
+    cands: list[list[str]] = [none] * len(todo)
     for i in np.flatnonzero(st.label < 0).tolist():
         names = st.names(i, groups)
         if st.reasons[i]:
@@ -441,12 +449,13 @@ def infer_call_groups(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Ca
                              if checkable[i].any() else _UNTIMED if not timed[todo[i]] else
                              "unknown: the events do not name their group and no other member of the rank's groups "
                              "is among the inputs")
-    pos_of = {int(row): i for i, row in enumerate(todo.tolist())}
+    pos_of = np.full(len(calls), -1, dtype=np.int64)  # row -> position in todo (-1: not to decide)
+    pos_of[todo] = np.arange(len(todo))
     for _ in range(4):  # withdrawing edge calls can change another pair's sequences: check again
         label = np.full(len(calls), -1, dtype=np.int64)
         label[todo] = st.label
         bad, edge = _disagreements(calls, label, groups, tolerance_ns)
-        edge = {pos_of[row]: why for row, why in edge.items() if row in pos_of}
+        edge = {int(pos_of[row]): why for row, why in edge.items() if pos_of[row] >= 0}
         for i in sorted(set(np.flatnonzero(np.isin(st.label, list(bad))).tolist()) | set(edge)):
             g = int(st.label[i])
             cands[i] = st.names(i, groups) or [groups[g].label]

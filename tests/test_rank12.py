@@ -222,3 +222,21 @@ def test_group_inference_holds_little_per_call(rank_calls, tmp_path):
         assert len({id(r) for r in reasons}) == len(set(reasons))
     per_call = (peaks[1] - peaks[0]) / (sizes[1] - sizes[0])
     assert 0 < per_call < 1024, per_call
+
+
+def test_large_and_empty_scratch_partitions(rank_calls, tmp_path, monkeypatch):
+    """A partition above the memory-map size is read through a map, an empty one gives its schema and no rows;
+    both as the table written."""
+    import pandas as pd
+
+    results, _dist = rank_calls("gpu/param_dlrm_8ranks")
+    frame = results[0].collectives
+    big = pd.concat([frame] * 64, ignore_index=True)
+    monkeypatch.setattr(scratch, "_MAP_BYTES", 1024)
+    for name, table in (("big", big), ("empty", frame.iloc[:0])):
+        rows = scratch.write_part(table, tmp_path / name, 5, 7)
+        part = scratch.Part(scratch.part_path(tmp_path / name, 5, 7))
+        want = frame_to_arrow(table, [c for c in table.columns if c != "rank"])
+        assert rows == part.num_rows == len(table) and part.schema.equals(want.schema, check_metadata=True)
+        assert part.read().equals(want)
+    assert scratch.part_path(tmp_path / "big", 5, 7).stat().st_size > 1024

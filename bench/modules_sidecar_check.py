@@ -5,9 +5,15 @@ Usage::
 
     .venv/bin/python bench/modules_sidecar_check.py [INPUT ...]   # one input set per argument (a,b for several)
 
+    .venv/bin/python bench/modules_sidecar_check.py --golden REF NEW   # bench/golden.py save outputs
+
 Without INPUT it takes the sets the side15 task lists (gpt and cnn samples, alexnet, the oracle and attribution
 CUDA traces, v100_large, mtia_rank_0_large, owlv2, the dist_* sets, param_dlrm_8ranks, an Ascend folder). Not a
 test: the large traces take minutes. Prints one line per set and exits 1 on any difference.
+
+With --golden: compares two folders of `bench/golden.py save` outputs (REF from a tracekit before the rows file,
+NEW from this one) as golden.py does, after taking the rows files (modules.json, modules_json/) and the manifest's
+`module_rows` entry out of NEW: every other output of convert must be unchanged.
 """
 
 from __future__ import annotations
@@ -82,7 +88,39 @@ def check(inputs: list[Path], work: Path) -> list[str]:
     return problems + ([] if has_rows_file else ["no module_rows in the manifest"])
 
 
+def compare_golden(ref: Path, new: Path) -> int:
+    """bench/golden.py's comparison of every converted input, the rows files and their manifest entry set aside."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from golden import same
+
+    bad = 0
+    for ref_out in sorted(p for p in ref.iterdir() if p.is_dir()):
+        new_out = new / ref_out.name
+        with tempfile.TemporaryDirectory(prefix="tracekit-side15-") as tmp:
+            stripped = Path(tmp) / "out"
+            shutil.copytree(new_out, stripped)
+            had_rows = (stripped / "modules.json").exists() or (stripped / "modules_json").is_dir()
+            problems = []
+            if (stripped / "tracekit.json").exists():
+                manifests = [json.loads((d / "tracekit.json").read_text()) for d in (ref_out, stripped)]
+                entry = manifests[1].pop("module_rows", None)
+                if had_rows != (entry is not None):
+                    problems.append("rows file and manifest entry disagree")
+                if manifests[0] != manifests[1]:
+                    problems.append("tracekit.json differs beyond module_rows")
+                shutil.copy(ref_out / "tracekit.json", stripped / "tracekit.json")
+            (stripped / "modules.json").unlink(missing_ok=True)
+            shutil.rmtree(stripped / "modules_json", ignore_errors=True)
+            problems += same(ref_out, stripped)
+        print(f"{ref_out.name}: {problems or 'SAME'}" + (" (rows file set aside)" if had_rows else ""), flush=True)
+        bad += bool(problems)
+    print("ALL SAME" if not bad else f"{bad} DIFFER")
+    return 1 if bad else 0
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--golden"]:
+        sys.exit(compare_golden(Path(sys.argv[2]), Path(sys.argv[3])))
     sets = [[Path(p) for p in a.split(",")] for a in sys.argv[1:]] or default_sets()
     bad = 0
     for inputs in sets:

@@ -293,6 +293,27 @@ def test_a_damaged_rows_file_is_said_and_the_parquet_tables_answer(datasets, tmp
         (ds / "modules.json").write_text(json.dumps(doc))
 
     damaged("fewer_rows", fewer_rows, "28 rows, the manifest counts 29")
+    damaged("not_rows", lambda ds: (ds / "modules.json").write_text("[1, 2]"), "modules.json: TypeError")
+
+    def shapeless(ds: Path) -> None:
+        doc = json.loads((ds / "modules.json").read_text())
+        doc["rows"][3] = doc["rows"][3][:-2]
+        (ds / "modules.json").write_text(json.dumps(doc))
+
+    damaged("shapeless", shapeless, "modules.json: not a module rows file")
+
+
+def test_a_newer_rows_file_is_left_to_the_parquet_tables_silently(datasets, tmp_path, recwarn):
+    ds = tmp_path / "ds"
+    shutil.copytree(datasets("gpt_prof_cuda"), ds)
+    manifest = json.loads((ds / MANIFEST).read_text())
+    manifest["module_rows"]["format_version"] += 1
+    (ds / MANIFEST).write_text(json.dumps(manifest))
+    (ds / "modules.json").write_text("a format this tracekit does not know")
+    expected = _run("modules", datasets("gpt_prof_cuda"), "--format", "csv").stdout
+    result = _run("modules", ds, "--format", "csv")
+    assert result.exit_code == 0 and result.stdout == expected and result.stderr == ""
+    assert not [w for w in recwarn if issubclass(w.category, TraceWarning)]
 
 
 def test_a_missing_rank_rows_file_is_said(datasets, tmp_path):

@@ -39,7 +39,8 @@ class _Damaged(ValueError):
 
 
 class _Unanswerable(ValueError):
-    """Sound rows files whose partitions differ in a column's type in a way the Parquet path resolves itself."""
+    """Sound rows files that cannot give this answer (a newer format, a column not stored, partitions whose types
+    differ in a way only Arrow's concatenation resolves): the Parquet path answers, nothing to warn about."""
 
 
 def read_module_rows(ds: Dataset, columns: Sequence[str]) -> ModuleRows | None:
@@ -50,10 +51,10 @@ def read_module_rows(ds: Dataset, columns: Sequence[str]) -> ModuleRows | None:
         return None  # converted by a tracekit without it
     wanted = [c for c in ds._project("modules", columns) if c != "rank"]
     try:
-        if entry.get("format") != FORMAT or not isinstance(entry.get("format_version"), int) or \
-                entry["format_version"] > FORMAT_VERSION:
-            raise _Damaged(f"format {entry.get('format')!r} version {entry.get('format_version')!r} is not one this "
-                           "tracekit reads")
+        if entry.get("format") != FORMAT or not isinstance(entry.get("format_version"), int):
+            raise _Damaged(f"format {entry.get('format')!r} version {entry.get('format_version')!r} in the manifest")
+        if entry["format_version"] > FORMAT_VERSION:
+            raise _Unanswerable("written by a newer tracekit: the Parquet tables answer")
         one_file = entry.get("layout") == "file"
         parts = [(None, ds.root / str(entry.get("path")))] if one_file else _rank_files(ds)
         found = _combine([_load(path, index, wanted) for index, path in parts], wanted)
@@ -72,8 +73,10 @@ def _rank_files(ds: Dataset) -> list[tuple[int, Path]]:
     """(input index, rows file) for each partition of the modules table, in its order; the two sets must match."""
     files = {}
     for path in (ds.root / PER_RANK).glob("rank=*/*.json"):
-        m = _PART.search(path.name)
-        files[(int(path.parent.name.removeprefix("rank=")), int(m.group(1)) if m else 0)] = path
+        m, rank = _PART.search(path.name), path.parent.name.removeprefix("rank=")
+        if not rank.lstrip("-").isdigit():
+            raise _Damaged(f"{path.parent.name}: not a rank folder")
+        files[(int(rank), int(m.group(1)) if m else 0)] = path
     parts = [(rank, index) for rank, index, _path in ds.parts("modules")]
     if set(parts) != set(files):
         raise _Damaged(f"{len(files)} rows files for {len(parts)} partitions of modules/")
@@ -95,11 +98,14 @@ def _load(path: Path, index: int | None, wanted: Sequence[str]) -> _Part:
         columns, types, rows = doc["columns"], doc["types"], doc["rows"]
         step_ns = {int(s): int(ns) for s, ns in doc["step_ns"]}
         first = doc["first_step"]
+        sound = doc["format"] == FORMAT and all(isinstance(v, list) for v in (columns, types, rows)) and \
+            len(types) == len(columns) and all(isinstance(r, list) and len(r) == len(columns) for r in rows)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise _Damaged(f"{path.name}: {type(exc).__name__}: {exc}") from None
-    if doc.get("format") != FORMAT or not all(c in columns for c in wanted) or len(types) != len(columns) or \
-            any(not isinstance(r, list) or len(r) != len(columns) for r in rows):
-        raise _Damaged(f"{path.name}: not the rows of the asked columns")
+    if not sound:
+        raise _Damaged(f"{path.name}: not a module rows file (its format, columns, types and rows disagree)")
+    if not all(c in columns for c in wanted):  # a view that reads more columns than this file's writer stored
+        raise _Unanswerable(f"{path.name} has not every column asked")
     at = [columns.index(c) for c in wanted]
     picked = [[row[i] for i in at] for row in rows]
     if index is not None:

@@ -102,6 +102,7 @@ def convert_rank(job: RankJob) -> RankResult:
     from tracekit.pipeline import process
     from tracekit.steps import step_table
     from tracekit.writers.chrome import write_chrome_trace
+    from tracekit.writers.module_rows import write_module_rows
     from tracekit.writers.parquet import events_frame, kernels_frame, ops_frame
 
     table = with_name_rank(read_trace(job.path), job.path)
@@ -131,6 +132,7 @@ def convert_rank(job: RankJob) -> RankResult:
                             ("ops", ops_frame(processed.table)), ("steps", step_table(ev)),
                             ("modules", module_table(processed.table, processed.modules))):
             counts[name] = _write_partition(frame, partition_path(stage, name, rank, job.index))
+        write_module_rows(processed.table, stage, rank, job.index)  # modules_json/: what `modules DATASET` reads
     calls, skipped = collective_calls(processed.table)
     calls["rank"] = rank
     summary = build_summary(processed, chrome, counts, "") if chrome else {}

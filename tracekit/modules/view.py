@@ -60,7 +60,8 @@ def _distinct(values: np.ndarray) -> list[int]:
     return [int(v) + low for v in np.flatnonzero(np.bincount(values - low))]
 
 
-def _event_figures(table: EventTable) -> tuple[dict[int, int], int | None]:
+def step_figures_of(table: EventTable) -> tuple[dict[int, int], int | None]:
+    """step_figures of an event table's events (what convert stores in the module rows file)."""
     ev = table.events
     has_step = "step" in ev and "kind" in ev
     return step_figures(ev["source_index"].to_numpy(), (ev["ph"] == "M").to_numpy(),
@@ -70,7 +71,7 @@ def _event_figures(table: EventTable) -> tuple[dict[int, int], int | None]:
 
 def step_time_ns(table: EventTable) -> dict[int, int]:
     """Per source: the summed duration of its profiler steps, or its time span when it has none."""
-    return _event_figures(table)[0]
+    return step_figures_of(table)[0]
 
 
 def first_recorded_step(table: EventTable) -> int | None:
@@ -79,7 +80,7 @@ def first_recorded_step(table: EventTable) -> int | None:
     ev = table.events
     if "step" not in ev or "kind" not in ev:
         return None
-    return _event_figures(table)[1]
+    return step_figures_of(table)[1]
 
 
 def missing(value: Any) -> bool:

@@ -36,7 +36,7 @@ def render_steps(steps: pd.DataFrame, console: Console) -> None:
     print_table(console, "step breakdown (mean per step)", columns, rows)
 
 
-def _records(frame: pd.DataFrame, columns: tuple[str, ...]) -> list[SimpleNamespace]:
+def records(frame: pd.DataFrame, columns: tuple[str, ...]) -> list[SimpleNamespace]:
     """The rows of `frame` as attribute records of `columns` (an absent column reads None), values as
     itertuples gives them, without a pandas row object per row."""
     values = [frame[c].tolist() if c in frame else [None] * len(frame) for c in columns]
@@ -56,7 +56,7 @@ def render_top(modules: pd.DataFrame, ops: pd.DataFrame, n: int, console: Consol
                ("target ms", "right"), ("delta ms", "right"), ("ratio", "right"),
                ("comm ms b/t", "right"), ("format cast ms b/t", "right"), ("shapes", "left")]
     rows = []
-    for r in _records(top_deltas(modules, n), _MODULE_FIELDS):
+    for r in records(top_deltas(modules, n), _MODULE_FIELDS):
         shapes = f"{r.base_input_shapes} -> {r.target_input_shapes}" if r.shapes_differ else ""
         rows.append([str(r.module_path), str(r.module_type), str(r.status), _ms(r.base_ns), _ms(r.target_ns),
                      _ms(r.delta_ns), _ratio(r.ratio), _pair(r, "comm_ns"), _pair(r, "format_cast_ns"), shapes])
@@ -67,7 +67,7 @@ def render_top(modules: pd.DataFrame, ops: pd.DataFrame, n: int, console: Consol
                ("base ms", "right"), ("target ms", "right"), ("delta ms", "right"), ("ratio", "right"),
                ("kernels b/t", "right")]
     rows = []
-    for r in _records(top_deltas(ops, n), _OP_FIELDS):
+    for r in records(top_deltas(ops, n), _OP_FIELDS):
         kernels = f"{_num(r.base_kernel_count)}/{_num(r.target_kernel_count)}"
         rows.append([str(r.module_path or "(no module)"), str(r.phase), str(r.op), str(r.status), _ms(r.base_ns),
                      _ms(r.target_ns), _ms(r.delta_ns), _ratio(r.ratio), kernels])
@@ -94,5 +94,5 @@ def render_one_sided(frame: pd.DataFrame, n: int, console: Console) -> None:
                ("modules", "right"), ("ms per call", "right")]
     rows = [[str(side), str(r.op), str(r.phase), str(r.occurrences), str(r.modules), _ms(r.time_ns)]
             for side, part in frame.groupby("side", sort=False)
-            for r in _records(part.head(n), ("op", "phase", "occurrences", "modules", "time_ns"))]
+            for r in records(part.head(n), ("op", "phase", "occurrences", "modules", "time_ns"))]
     print_table(console, "ops on one side only (no partner, equivalences applied)", columns, rows)

@@ -133,3 +133,49 @@ def test_npu_vs_cuda_terminal_output_matches_rich(monkeypatch):
         cmp = compare_paths(shared("npu/msinsight_alexnet_dp/text/level1/rank0_ascend_pt"),
                             SAMPLES / "alexnet" / "cuda_rank0.json.gz")
     assert _render(cmp, True, monkeypatch) == _render(cmp, False, monkeypatch)
+
+
+SEQ_PAIRS = [*PAIRS, "npu vs alexnet cuda"]
+
+
+def _sides(name: str):
+    if name == "npu vs alexnet cuda":
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if name not in _cache:
+                _cache[name] = compare_paths(shared("npu/msinsight_alexnet_dp/text/level1/rank0_ascend_pt"),
+                                             SAMPLES / "alexnet" / "cuda_rank0.json.gz")
+        cmp = _cache[name]
+    else:
+        cmp = compared(name)
+    return cmp.base, cmp.target
+
+
+@pytest.mark.parametrize("name", SEQ_PAIRS)
+def test_sequence_table_over_lists_equals_the_pandas_groupby(name, monkeypatch):
+    """The list-based per-ordinal fold gives the very table (values, dtypes, spans) of the pandas groupby."""
+    import pandas as pd
+
+    from tracekit.compare import seqtable
+
+    for side in _sides(name):
+        assert seqtable._per_ordinal_rows(side.ops) is not None  # op frames take the fast path
+        fast = seqtable.sequence_table(side.ops)
+        with monkeypatch.context() as m:
+            m.setattr(seqtable, "_per_ordinal_rows", lambda ops: None)
+            slow = seqtable.sequence_table(side.ops)
+        pd.testing.assert_frame_equal(fast.frame, slow.frame, check_dtype=True)
+        assert fast.spans == slow.spans and fast.phases_of == slow.phases_of
+        # meaning: every sequence holds each ordinal once, and repeated module calls fold into one row each
+        assert fast.frame["count"].sum() <= len(side.ops) and (fast.frame["calls"] >= 1).all()
+
+
+def test_sequence_table_falls_back_to_pandas_on_other_dtypes():
+    from tracekit.compare import seqtable
+
+    base, _ = _sides(next(iter(PAIRS)))
+    odd = base.ops.assign(host_ns=base.ops["host_ns"].astype(float))  # e.g. a dataset written with floats
+    assert seqtable._per_ordinal_rows(odd) is None
+    assert len(seqtable.sequence_table(odd).frame) == len(seqtable.sequence_table(base.ops).frame)

@@ -179,3 +179,25 @@ def test_sequence_table_falls_back_to_pandas_on_other_dtypes():
     odd = base.ops.assign(host_ns=base.ops["host_ns"].astype(float))  # e.g. a dataset written with floats
     assert seqtable._per_ordinal_rows(odd) is None
     assert len(seqtable.sequence_table(odd).frame) == len(seqtable.sequence_table(base.ops).frame)
+
+
+@pytest.mark.parametrize("name", SEQ_PAIRS)
+def test_kernel_columns_over_numpy_equal_the_pandas_groupby(name):
+    """Device time, kernel and cast counts and top kernel names per op: the numpy path (int64 durations)
+    gives what the pandas groupby path (taken for other duration dtypes) gives, on GPU, NPU and CPU runs."""
+    import pandas as pd
+
+    from tracekit.compare.opframe import op_frame
+    from tracekit.table import EventTable
+
+    cols = ["row", "device_ns", "kernel_count", "cast_ns", "cast_count", "kernel_names"]
+    for side in _sides(name):
+        table = side.processed.table
+        assert table.events["dur_ns"].dtype == "int64"
+        floats = EventTable(table.events.assign(dur_ns=table.events["dur_ns"].astype(float)), table.args,
+                            table.sources)
+        fast, slow = op_frame(table)[cols], op_frame(floats)[cols]
+        pd.testing.assert_frame_equal(fast, slow, check_dtype=True)
+        if side.has_device:  # the GPU/NPU sides: kernels found under their ops, names listed most frequent first
+            assert fast["kernel_count"].sum() > 0 and fast["kernel_names"].notna().any()
+            assert (fast["device_ns"] >= fast["cast_ns"]).all()

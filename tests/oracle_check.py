@@ -19,7 +19,7 @@ def _tied(row: pd.Series, params: int) -> bool:
 
 
 def _lower_bound(row: pd.Series, params: int) -> bool:
-    """Whether the module says its params are a lower bound (a 2-d operand of its own matmul may be a parameter),
+    """Whether the module says its params are a lower bound (an operand of its own matrix product may be a parameter),
     and they are not above torch's count."""
     return "a lower bound" in str(row.get("params_from") or "") and row["params"] <= params
 

@@ -137,6 +137,36 @@ class OwnWeights(nn.Module):
         return torch.einsum("bte,ed->btd", self.norm(x) @ self.weight, self.proj)
 
 
+class Experts(nn.Module):
+    """Mixture-of-experts weights as one 3-d parameter each, run with `torch.bmm` over all experts at once (the tokens,
+    (T, d), split into equal groups per expert), after a LayerNorm: no layer op names the expert weights."""
+
+    def __init__(self, d: int = 32, h: int = 48, e: int = 4) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d)
+        self.w_in = nn.Parameter(torch.randn(e, d, h) * 0.1)
+        self.w_out = nn.Parameter(torch.randn(e, h, d) * 0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grouped = self.norm(x).view(self.w_in.shape[0], -1, x.shape[-1])
+        return torch.bmm(torch.relu(torch.bmm(grouped, self.w_in)), self.w_out)
+
+
+class BmmAttention(nn.Module):
+    """Self-attention with its products written as `torch.bmm` in the module's own code (q k^T, then attn v), as older
+    attention code does: those operands are activations, and the module's params are all in its Linear layers."""
+
+    def __init__(self, d: int = 32) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        attn = torch.softmax(torch.bmm(q, k.transpose(1, 2)) / q.shape[-1] ** 0.5, dim=-1)
+        return self.out(torch.bmm(attn, v))
+
+
 class Fp8Proj(nn.Module):
     """Inference with an fp8 (e4m3) weight kept as a buffer: `torch._scaled_mm`, as fp8 serving stacks call it."""
 
@@ -255,6 +285,8 @@ def models(device: str = "cpu") -> dict[str, tuple[nn.Module, tuple[torch.Tensor
         "gpt2_conv1d": (Gpt2Mlp(), (torch.randn(3, 5, 32),), plain),
         "fp8": (Fp8Proj().eval(), (torch.randn(32, 64),), plain),
         "own_weights": (OwnWeights(), (torch.randn(3, 5, 32),), plain),
+        "experts_bmm": (Experts(), (torch.randn(24, 32),), plain),
+        "attention_bmm": (BmmAttention(), (torch.randn(2, 10, 32),), plain),
     }
     if device == "cpu":
         return chosen

@@ -34,7 +34,8 @@ def recorded(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", ["convzoo", "recurrent_onednn", "recurrent_plain", "layers", "fastpath",
-                                  "gpt2_conv1d", "fp8", "own_weights"])
+                                  "gpt2_conv1d", "fp8", "own_weights", "experts_bmm",
+                                  "attention_bmm"])
 def test_every_module_matches_torch_or_says_unknown(recorded, name):
     truth, tables = recorded
     modules = tables[name]
@@ -60,8 +61,23 @@ def test_parameters_in_a_modules_own_matmul_make_its_count_a_lower_bound(recorde
     said = root["params_from"]
     assert "a lower bound" in said and "aten::matmul on [3, 5, 32] and [32, 16]" in said
     assert "aten::einsum on [3, 5, 16] and [16, 32]" in said
-    for name in ("convzoo", "layers", "recurrent_plain"):
+    for name in ("convzoo", "layers", "recurrent_plain", "attention_bmm"):
         assert not tables[name]["params_from"].fillna("").str.contains("lower bound").any(), name
+
+
+def test_batched_expert_weights_make_the_count_a_lower_bound_and_attention_bmm_does_not(recorded):
+    """`torch.bmm(x, self.w_in)` with 3-d expert weights: the module counts its LayerNorm only and says the count is
+    a lower bound, naming both products; a self-attention whose own code runs bmm on q k^T and attn v (activations
+    that span the sequence) counts every parameter, exactly, with no such note."""
+    truth, tables = recorded
+    experts = tables["experts_bmm"].loc["Experts_0"]
+    assert experts["params"] == 64 < truth["experts_bmm"]["Experts_0"]["params"] == 64 + 2 * 4 * 32 * 48
+    said = experts["params_from"]
+    assert "a lower bound" in said and "aten::bmm on [4, 6, 32] and [4, 32, 48]" in said
+    assert "aten::bmm on [4, 6, 48] and [4, 48, 32]" in said
+    attention = tables["attention_bmm"].loc["BmmAttention_0"]
+    assert attention["params"] == truth["attention_bmm"]["BmmAttention_0"]["params"] == 32 * 96 + 96 + 32 * 32 + 32
+    assert pd.isna(attention["params_from"])
 
 
 def test_convolutions_are_counted_not_left_unknown(recorded):

@@ -4,6 +4,7 @@ each was found; and the input shapes of its last call where they differ (prefill
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -37,7 +38,7 @@ from tracekit.modules.params_infer import (
 )
 from tracekit.modules.path_trie import PathTrie
 from tracekit.modules.spans import RECORD_FUNCTION
-from tracekit.table import EventTable, column, kind_in
+from tracekit.table import EventTable, column, is_in, kind_in
 from tracekit.tree import track_codes
 
 FIRST_OPS_TRIED = 8
@@ -78,7 +79,7 @@ def first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTab
     last_firsts, _ = top_ops(later)
     own: dict[int, int] = {}
     own_shapes: dict[int, list[list[int]]] = {}
-    param_rows = ops[np.isin(names[ops], [*PARAM_INPUTS, *PARAM_LISTS, LINEAR_ADDMM])]
+    param_rows = ops[is_in(column(ev, "name"), (*PARAM_INPUTS, *PARAM_LISTS, LINEAR_ADDMM))[ops]]  # on the codes
     # only the outermost: instance_norm calls batch_norm with its weights repeated per sample, lstm may run linear
     is_param_op = np.zeros(len(ev), dtype=bool)
     is_param_op[param_rows] = True
@@ -106,7 +107,12 @@ def first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTab
             idx, weight = first_rows[int(module[row])], norm_weight(mul_args[row])
             if weight and idx not in evidence:
                 own[idx], evidence[idx] = weight[0], [norm_note(weight)]
-    _note_own_matmuls(evidence, ops, names, module, op_parent, first_rows, types, table)
+    def batch_of(idx: int) -> int | None:
+        tensors, _ = _data_inputs(firsts.get(idx, []), names, decoded)
+        return tensors[0][0][0] if tensors and tensors[0][0] else None
+
+    own_matmuls = ops[is_in(column(ev, "name"), OWN_MATMULS)[ops]]
+    _note_own_matmuls(evidence, own_matmuls, names, module, op_parent, first_rows, types, table, batch_of)
     shapes, dtypes, input_from, outputs, output_from, last_shapes = [], [], [], [], [], []
     for idx in index:
         tensors, first = _data_inputs(firsts.get(idx, []), names, decoded)
@@ -130,11 +136,12 @@ def first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTab
             "params_from": _params_from(out, evidence, tied_notes(types, paths, sources, own_shapes))}
 
 
-def _note_own_matmuls(evidence: dict[int, list[str]], ops: np.ndarray, names: np.ndarray, module: np.ndarray,
-                      op_parent: np.ndarray, first_rows: dict[int, int], types: list, table: EventTable) -> None:
+def _note_own_matmuls(evidence: dict[int, list[str]], rows: np.ndarray, names: np.ndarray, module: np.ndarray,
+                      op_parent: np.ndarray, first_rows: dict[int, int], types: list, table: EventTable,
+                      batch_of: Callable[[int], int | None]) -> None:
     """Add a lower-bound note to each module whose first call's own code (not an op inside another op of it) runs
-    a matrix product on a 2-d operand that may be a parameter (params_infer.OWN_MATMULS)."""
-    rows = ops[np.isin(names[ops], OWN_MATMULS)]
+    a matrix product on an operand that may be a parameter (`rows`: the ops of params_infer.OWN_MATMULS;
+    `batch_of(idx)`: the leading size of the module's input)."""
     rows = rows[np.isin(module[rows], np.fromiter(first_rows, dtype=np.int64, count=len(first_rows)))]
     parent = op_parent[rows]
     rows = rows[(parent < 0) | (module[np.maximum(parent, 0)] != module[rows])]
@@ -144,7 +151,7 @@ def _note_own_matmuls(evidence: dict[int, list[str]], ops: np.ndarray, names: np
         if linear_addmm(name, op):
             continue
         idx = first_rows[int(module[row])]
-        note = own_matmul_note(types[idx], name, matmul_operands(name, op))
+        note = own_matmul_note(types[idx], name, matmul_operands(name, op), batch_of(idx))
         if note and note not in evidence.get(idx, []):
             evidence.setdefault(idx, []).append(note)
 

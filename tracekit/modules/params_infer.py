@@ -7,8 +7,10 @@ conv, norms, embedding...). Two common patterns escape that rule and are handled
 - a weight shared by two modules (HF `tie_word_embeddings`: the LM head is the token embedding) counts twice, and
   nothing in the trace tells a tied pair from two tensors of the same shape: modules above such a pair say so.
 And one pattern cannot be decided: a module's own code multiplying by a 2-d tensor (`x @ self.weight`,
-`torch.einsum("btd,de->bte", x, self.proj)`) may use a parameter or an activation. Its count is then a lower bound,
-and it and the modules above it say so.
+`torch.einsum("btd,de->bte", x, self.proj)`) or by a batched one whose matrix does not span the other operand's rows
+(`torch.bmm(x, self.experts)`, (E, T, d) x (E, d, h)) may use a parameter or an activation. Its count is then a
+lower bound, and it and the modules above it say so. Attention's batched products are told apart by shape: each of
+them spans the rows (the sequence) of its left operand ((B, S, d) x (B, d, S), (B, S, S) x (B, S, d)).
 """
 
 from __future__ import annotations
@@ -78,24 +80,44 @@ def _may_tie(module_type: object) -> bool:
 
 
 # matrix products that a module's own code may run on one of its parameters (`x @ self.weight`); addmm only where
-# it is not the hand-written linear pattern (counted), bmm not at all (attention's batched products look the same)
-OWN_MATMULS = ("aten::matmul", "aten::mm", "aten::einsum", "aten::addmm")
+# it is not the hand-written linear pattern (counted); bmm/baddbmm/matmul of batched operands only where the right
+# matrix does not span the left one's rows (batched_weight)
+OWN_MATMULS = ("aten::matmul", "aten::mm", "aten::einsum", "aten::addmm", "aten::bmm", "aten::baddbmm")
+_BATCHED = ("aten::matmul", "aten::bmm", "aten::baddbmm")
 
 
 def matmul_operands(name: str, op: OpArgs) -> list[list[int]]:
     """The shapes of the matrix operands of one of OWN_MATMULS (einsum's are its tensor list)."""
     if name == "aten::einsum":
         return op.shape_list(1) or []
-    first = 1 if name == "aten::addmm" else 0
+    first = 1 if name in ("aten::addmm", "aten::baddbmm") else 0
     return [shape for shape in (op.shape(first), op.shape(first + 1)) if shape]
 
 
-def own_matmul_note(module_type: object, name: str, operands: list[list[int]]) -> str | None:
-    """A lower-bound note when a 2-d operand of a matrix product in a module's own code may be a parameter."""
-    if not any(len(shape) == 2 for shape in operands):
-        return None
+def batched_weight(name: str, operands: list[list[int]], batch: int | None = None) -> bool:
+    """Whether a batched product (..., M, K) x (..., K, N) has a right operand that may be a stack of weights: neither
+    of its matrix sizes is M, the left operand's rows (tokens), and K > 1. Attention's products always span them:
+    q k^T is (S, d) x (d, S) and attn v is (S, S) x (S, d); a cross-attention (S_q != S_k) is flagged too, rightly
+    unsure. K = 1 is an outer product (rotary embeddings' inv_freq x positions, a buffer), not a weight. `batch`: the
+    leading size of the module's input; a product batched over it is per sample (DLRM's feature interactions), while
+    a stack of E expert weights is batched over E."""
+    if name not in _BATCHED or len(operands) != 2 or min(len(shape) for shape in operands) < 3:
+        return False
+    rows, right = operands[0][-2], operands[1][-2:]
+    return right[0] > 1 and rows not in right and operands[1][0] != batch
+
+
+def own_matmul_note(module_type: object, name: str, operands: list[list[int]], batch: int | None = None) -> str | None:
+    """A lower-bound note when an operand of a matrix product in a module's own code may be a parameter: a 2-d one,
+    or a batched right operand that does not span the left one's rows (batched_weight; `batch` as there)."""
     shapes = " and ".join(str(shape) for shape in operands)
-    return (f"unsure, a lower bound: {module_type} runs {name} on {shapes} in its own code; a 2-d operand may be a "
+    if any(len(shape) == 2 for shape in operands):
+        what = "a 2-d operand"
+    elif batched_weight(name, operands, batch):
+        what = f"the {operands[1]} operand, which does not span the rows of the other as attention's products do,"
+    else:
+        return None
+    return (f"unsure, a lower bound: {module_type} runs {name} on {shapes} in its own code; {what} may be a "
             "parameter, which a trace cannot tell from an activation (not counted)")
 
 

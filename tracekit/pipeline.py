@@ -58,6 +58,21 @@ def _categorical_once(values: np.ndarray) -> pd.Categorical:
     return pd.Categorical.from_codes(remap[codes], dtype=pd.CategoricalDtype(cats))
 
 
+def _categorical_by_key(keys: np.ndarray, values: np.ndarray) -> pd.Categorical:
+    """_categorical_once of `values` where each value is a function of an int key (a row's module span row gives its
+    module path and type): the keys are factorized (ints: hashing them is several times faster than hashing the
+    strings) and one value per distinct key is kept. Same categories (sorted) and codes as _categorical_once."""
+    inverse, unique_keys = pd.factorize(keys)
+    labels = np.empty(len(unique_keys), dtype=object)
+    labels[inverse] = values  # every row of a key holds the same value
+    cats = sorted({label for label in labels.tolist() if label is not None})
+    position = {label: i for i, label in enumerate(cats)}
+    code_of_key = np.array([position.get(label, -1) if label is not None else -1 for label in labels.tolist()],
+                           dtype=np.int32)
+    dtype = pd.CategoricalDtype(pd.Index(cats, dtype=object))
+    return pd.Categorical.from_codes(code_of_key[inverse], dtype=dtype)
+
+
 def process(table: EventTable) -> Processed:
     """Add parent, depth, lane, launch, launcher, step and module attribution columns."""
     tree = build_call_tree(track_view(table.events))
@@ -69,12 +84,14 @@ def process(table: EventTable) -> Processed:
     })
     modules = attribute_modules(out)
     out = _with_columns(out, {
-        name: (_categorical_once(values) if values.dtype == object else values)
+        name: (_categorical_by_key(modules.module, values) if name in _BY_MODULE
+               else _categorical_once(values) if values.dtype == object else values)
         for name, values in modules.as_columns().items()
     })
     return Processed(out, links.unlinked, tree.overlapped, modules)
 
 
+_BY_MODULE = ("module_path", "module_type")  # columns that are a function of the row's module span (`module`)
 SMALL_TABLE_ROWS = 65_536  # below, a table with new columns is built afresh from the column arrays
 
 

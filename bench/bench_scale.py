@@ -19,6 +19,7 @@ command in a child (its imports before the command excluded) and the whole cold 
 Usage::
 
     .venv/bin/python bench/bench_scale.py [--ranks 8 64 512] [--workers 1] [--json OUT] [--modules]
+        [--baseline-ref main]
 """
 
 from __future__ import annotations
@@ -206,13 +207,17 @@ def growth(rows: list[dict]) -> dict:
     return out
 
 
-def cold_cli(args: list[str]) -> dict:
+CLI = "import sys\nfrom tracekit.cli import main\nsys.argv[0] = 'tracekit'\nsys.exit(main())\n"
+
+
+def cold_cli(args: list[str], tree: Path = REPO) -> dict:
     """The whole `tracekit ARGS` process as a user starts it (interpreter start, imports, work, exit): CPU seconds
-    (user + sys from wait4, with the workers it waited for) and wall seconds."""
-    exe = Path(sys.executable).with_name("tracekit")
+    (user + sys from wait4, with the workers it waited for) and wall seconds. `tree`: the folder whose tracekit
+    package runs (this checkout, or a baseline's extracted copy), byte-compiled beforehand (compile_tree)."""
     start = time.perf_counter()
     with open(os.devnull, "w") as null:
-        proc = subprocess.Popen([str(exe), *args], stdout=null, stderr=null, cwd=REPO)
+        proc = subprocess.Popen([sys.executable, "-P", "-c", CLI, *args], stdout=null, stderr=null, cwd=REPO,
+                                env={**os.environ, "PYTHONPATH": str(tree)})
         _pid, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -227,11 +232,55 @@ def _median(values: list[float]) -> float:
     return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
-def run_modules(traces: list[Path], work: Path, repeat: int, cold_repeat: int = 5) -> list[dict]:
+def compile_tree(tree: Path) -> None:
+    """Byte-compile a tree's tracekit package, as an installed package is (with PYTHONDONTWRITEBYTECODE set and no
+    __pycache__, every cold run would compile the sources again: ~0.03-0.06 s of CPU)."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "tracekit")], check=True,
+                   capture_output=True)
+
+
+def baseline_tree(ref: str, work: Path) -> Path:
+    """The tracekit package of git REF, extracted under `work` and byte-compiled."""
+    tree = work / "baseline"
+    tree.mkdir()
+    archive = subprocess.run(["git", "archive", ref, "tracekit"], cwd=REPO, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    compile_tree(tree)
+    return tree
+
+
+def _cold_python(code: str) -> dict:
+    """CPU and wall seconds of `python -c CODE` (this venv's interpreter), a fresh process."""
+    start = time.perf_counter()
+    with open(os.devnull, "w") as null:
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=null, stderr=null)
+        _pid, _status, usage = os.wait4(proc.pid, 0)
+    return {"cpu_s": usage.ru_utime + usage.ru_stime, "wall_s": time.perf_counter() - start}
+
+
+def run_help(cold_repeat: int, baseline: Path | None) -> dict:
+    """`tracekit --help` as a cold process (median of `cold_repeat`), this checkout and `baseline` alternating, and
+    the bare interpreter (`python -c pass`) in the same rounds."""
+    runs: dict[str, list[dict]] = {"help": [], "baseline_help": [], "python": []}
+    for _ in range(cold_repeat):
+        runs["help"].append(cold_cli(["--help"]))
+        if baseline:
+            runs["baseline_help"].append(cold_cli(["--help"], baseline))
+        runs["python"].append(_cold_python("pass"))
+    medians = {k: {m: _median([r[m] for r in v]) for m in ("cpu_s", "wall_s")} for k, v in runs.items() if v}
+    print("tracekit --help cold CPU median: " + ", ".join(f"{k} {v['cpu_s']:.3f} s" for k, v in medians.items()),
+          flush=True)
+    return {"cold": medians, "cold_runs": runs, "baseline": str(baseline) if baseline else None}
+
+
+def run_modules(traces: list[Path], work: Path, repeat: int, cold_repeat: int = 5,
+                baseline: Path | None = None) -> list[dict]:
     """Per trace: `tracekit modules X --format csv` on the raw trace and on its dataset, (1) in a child that times
     the command without the child's own imports (best of `repeat`), (2) as a cold CLI process (median of
     `cold_repeat`, raw and dataset alternating, so both see the same load), plus `python -c "import
-    pyarrow.parquet"` (the floor of a dataset query) in the same rounds."""
+    pyarrow.parquet"` and `python -c pass` (the floors) and, with `baseline` (another tree's tracekit package), its
+    cold dataset query of the same dataset (a tracekit before the module rows file ignores it) in the same
+    rounds."""
     rows = []
     floor_cmd = [sys.executable, "-c", "import pyarrow.parquet"]
     for trace in (t.resolve() for t in traces):
@@ -241,16 +290,19 @@ def run_modules(traces: list[Path], work: Path, repeat: int, cold_repeat: int = 
                   key=lambda r: r["wall_s"])
         ds = min((measure("modules", ["modules", str(out), "--format", "csv"]) for _ in range(repeat)),
                  key=lambda r: r["wall_s"])
-        cold: dict[str, list[dict]] = {"raw": [], "dataset": [], "floor": []}
+        cold: dict[str, list[dict]] = {"raw": [], "dataset": [], "floor": [], "python": [], "baseline_dataset": []}
         for _ in range(cold_repeat):
             cold["raw"].append(cold_cli(["modules", str(trace), "--format", "csv"]))
             cold["dataset"].append(cold_cli(["modules", str(out), "--format", "csv"]))
+            if baseline:
+                cold["baseline_dataset"].append(cold_cli(["modules", str(out), "--format", "csv"], baseline))
+            cold["python"].append(_cold_python("pass"))
             start = time.perf_counter()
             with open(os.devnull, "w") as null:
                 proc = subprocess.Popen(floor_cmd, stdout=null, stderr=null)
                 _pid, _status, usage = os.wait4(proc.pid, 0)
             cold["floor"].append({"cpu_s": usage.ru_utime + usage.ru_stime, "wall_s": time.perf_counter() - start})
-        medians = {k: {m: _median([r[m] for r in v]) for m in ("cpu_s", "wall_s")} for k, v in cold.items()}
+        medians = {k: {m: _median([r[m] for r in v]) for m in ("cpu_s", "wall_s")} for k, v in cold.items() if v}
         name = str(trace.relative_to(SHARED.resolve())) if trace.is_relative_to(SHARED.resolve()) else trace.name
         row = {"trace": name, "raw": raw, "dataset": ds, "speedup": raw["wall_s"] / ds["wall_s"],
                "cold": medians, "cold_runs": cold,
@@ -262,7 +314,8 @@ def run_modules(traces: list[Path], work: Path, repeat: int, cold_repeat: int = 
               f"median CPU raw {medians['raw']['cpu_s']:.2f} s, dataset {medians['dataset']['cpu_s']:.3f} s "
               f"({row['cold_speedup_cpu']:.1f}x), wall {medians['raw']['wall_s']:.2f} / "
               f"{medians['dataset']['wall_s']:.3f} s ({row['cold_speedup_wall']:.1f}x); import pyarrow.parquet "
-              f"{medians['floor']['cpu_s']:.3f} s CPU", flush=True)
+              f"{medians['floor']['cpu_s']:.3f} s CPU, python -c pass {medians['python']['cpu_s']:.3f} s"
+              + (f"; baseline dataset {medians['baseline_dataset']['cpu_s']:.3f} s" if baseline else ""), flush=True)
         rows.append(row)
         shutil.rmtree(out, ignore_errors=True)
     return rows
@@ -284,6 +337,9 @@ def main() -> None:
                              SHARED / "gpu/tracelens/h100/google_owlv2-large-patch14-ensemble__1016001.json.gz",
                              SHARED / "cpu/gpt/prof_stack_modules.json.gz", REPO / "sample_traces/gpt/prof.json.gz"])
     ap.add_argument("--cold-repeat", type=int, default=5, help="Cold CLI runs per trace and input (median).")
+    ap.add_argument("--baseline-ref", default=None,
+                    help="With --modules: a git ref (e.g. main) whose tracekit package is timed on the same datasets "
+                         "and `--help` in the same rounds (extracted with git archive, run with this venv).")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", type=Path, default=None, help="Write the results here.")
     ap.add_argument("--raw-up-to", type=int, default=None,
@@ -303,7 +359,11 @@ def main() -> None:
         for line in results["growth"]["lines"]:
             print(line)
         if opts.modules:
-            results["modules"] = run_modules(opts.modules_traces, work, opts.repeat, opts.cold_repeat)
+            compile_tree(REPO)
+            baseline = baseline_tree(opts.baseline_ref, work) if opts.baseline_ref else None
+            results["help"] = run_help(opts.cold_repeat, baseline)
+            results["modules"] = run_modules(opts.modules_traces, work, opts.repeat, opts.cold_repeat, baseline)
+            results["baseline_ref"] = opts.baseline_ref
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if opts.json:

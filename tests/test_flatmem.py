@@ -115,6 +115,7 @@ def test_summary_and_manifest_written_from_records_equal_the_in_memory_build(dlr
     for name in ("kernels", "ops", "steps", "modules"):
         (tmp_path / name).symlink_to(out / name)
     (tmp_path / "collectives.parquet").symlink_to(out / "collectives.parquet")
+    (tmp_path / "modules_json").symlink_to(out / "modules_json")  # the module rows files (side15)
     write_manifest(tmp_path, manifest["inputs"], manifest["sources"], manifest["ranks"], summary["parquet"],
                    manifest["traces"])
     assert (tmp_path / "tracekit.json").read_text() == (out / "tracekit.json").read_text()

@@ -3,6 +3,8 @@ query that loads neither pandas nor pyarrow.compute (issue 15: >= 10x faster tha
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import random
@@ -20,6 +22,7 @@ from conftest import SAMPLES, shared
 from tracekit.cli import main
 from tracekit.cli.modules import RECORD_FUNCTION
 from tracekit.dataset.manifest import MANIFEST
+from tracekit.errors import TraceWarning
 from tracekit.writers.modules_text import SLICE_NOTE, _json_number
 
 # (name, inputs): single traces of both recorders, a CUDA graph / torch.compile trace, two multi-rank sets (a
@@ -33,6 +36,8 @@ CASES = {
     "dist_pp_dp": sorted((SAMPLES / "dist_pp_dp").glob("rank-*.json.gz")),
     "npu_alexnet": ["npu/msinsight_alexnet_dp/text/level1/rank0_ascend_pt"],
     "dlrm_8ranks": ["gpu/param_dlrm_8ranks"],
+    "attribution_hf_llama": [SAMPLES / "attribution_cuda" / "hf_llama_truth.json.gz"],
+    "dist_ep_dp": sorted((SAMPLES / "dist_ep_dp").glob("rank-*.json.gz")),
 }
 FORMATS = (["--format", "table"], ["--format", "csv"], ["--format", "json"], ["--depth", "2", "--sort", "total"],
            ["--depth", "1", "--sort", "device", "--format", "csv"], ["--sort", "flops", "--format", "json"])
@@ -126,11 +131,15 @@ def _loaded_after(args: list[str]) -> set[str]:
 
 @pytest.mark.parametrize("name", ["gpt_prof_cuda", "dist_pp_dp"])
 def test_a_dataset_query_loads_no_pandas(name, datasets, tmp_path):
+    """Through the module rows file: json only (no numpy, pyarrow or pandas); an older dataset without it: pyarrow
+    and numpy, no pandas."""
     ds = datasets(name)
+    old = without_rows_file(ds, tmp_path / "old")
     for fmt in ("table", "csv", "json"):
-        assert _loaded_after(["modules", str(ds), "-o", str(tmp_path / f"out.{fmt if fmt != 'table' else 'txt'}")]) \
-            == {"pyarrow", "pyarrow.parquet", "numpy"}
-        assert (tmp_path / f"out.{fmt if fmt != 'table' else 'txt'}").stat().st_size > 500
+        out = tmp_path / f"out.{fmt if fmt != 'table' else 'txt'}"
+        assert _loaded_after(["modules", str(ds), "-o", str(out)]) == set()
+        assert out.stat().st_size > 500
+        assert _loaded_after(["modules", str(old), "-o", str(out)]) == {"pyarrow", "pyarrow.parquet", "numpy"}
     # the raw trace still goes through pandas (the pipeline)
     assert "pandas" in _loaded_after(["modules", str(_inputs(name)[0]), "--format", "csv"])
 
@@ -195,3 +204,158 @@ def test_arrow_columns_as_numpy_without_pandas():
     for odd in (pa.array([1, None]), pa.array([True])):  # nulls, or not a number: the pandas way instead
         with pytest.raises(_Unreadable):
             _numpy(pa.chunked_array([odd]))
+
+
+# --- the module rows file (modules.json, modules_json/rank=R/part-I.json) that convert writes beside modules.parquet
+
+
+def without_rows_file(ds: Path, to: Path) -> Path:
+    """A copy of the dataset as a tracekit before the rows file wrote it: no rows file, no manifest entry."""
+    shutil.copytree(ds, to)
+    manifest = json.loads((to / MANIFEST).read_text())
+    del manifest["module_rows"]
+    (to / MANIFEST).write_text(json.dumps(manifest))
+    (to / "modules.json").unlink(missing_ok=True)
+    shutil.rmtree(to / "modules_json", ignore_errors=True)
+    return to
+
+
+def _outputs(ds: Path, tmp_path: Path) -> list[tuple[int, str, str]]:
+    """(exit code, stdout with the title made neutral, stderr) of `modules ds` for every option set and -o file."""
+    got = []
+    for options in FORMATS:
+        result = _run("modules", ds, *options)
+        got.append((result.exit_code, result.stdout.replace(f"modules of {ds.name}", "modules of DS"),
+                    result.stderr.replace(str(ds), "DS")))
+    for fmt in ("html", "csv", "json", "txt"):
+        out = tmp_path / f"{ds.name}.{fmt}"
+        result = _run("modules", ds, "-o", out)
+        got.append((result.exit_code, out.read_text().replace(f"modules of {ds.name}", "modules of DS"),
+                    result.stderr.replace(str(ds), "DS")))
+    return got
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_rows_file_gives_what_the_parquet_path_gives(name, datasets, tmp_path):
+    """The same bytes through the rows file as through modules.parquet (the path of an older dataset), every
+    format, option and -o file; the manifest lists the rows file with the module table's row count."""
+    ds = datasets(name)
+    manifest = json.loads((ds / MANIFEST).read_text())
+    entry = manifest["module_rows"]
+    assert entry["rows"] == manifest["tables"]["modules"]["rows"] > 0
+    assert (ds / entry["path"]).exists()
+    one_file = manifest["tables"]["modules"]["layout"] == "file"
+    assert entry["layout"] == ("file" if one_file else "one file per rank partition")
+    assert _outputs(ds, tmp_path) == _outputs(without_rows_file(ds, tmp_path / "ds"), tmp_path)
+
+
+@pytest.mark.parametrize("name", ["gpt_prof_cuda", "npu_alexnet", "dist_pp_dp", "dlrm_8ranks"])
+def test_rows_file_holds_the_parquet_rows_and_step_figures(name, datasets):
+    """read_module_rows: modules.parquet's rows (source_index: the partition's input position) and the step
+    figures read from events.parquet, without touching either."""
+    from tracekit.dataset import open_dataset
+    from tracekit.dataset.load import _dataset_modules, _dataset_step_figures
+    from tracekit.dataset.module_rows import read_module_rows
+    from tracekit.writers.modules_text import VIEW_COLUMNS
+
+    ds = open_dataset(datasets(name))
+    stored = read_module_rows(ds, VIEW_COLUMNS)
+    assert stored is not None and len(stored.rows) == ds.entry("modules")["rows"]
+    assert stored.rows == _dataset_modules(ds, VIEW_COLUMNS).to_pylist()
+    assert (stored.step_ns, stored.first_step) == _dataset_step_figures(ds)
+    assert {r["source_index"] for r in stored.rows} <= set(stored.step_ns)  # every row's source has its step time
+
+
+def test_a_damaged_rows_file_is_said_and_the_parquet_tables_answer(datasets, tmp_path):
+    """Truncated, missing, or counting other rows than the manifest: a warning naming the file and what is wrong,
+    then the Parquet path's output (exit 0)."""
+    good = datasets("gpt_prof_cuda")
+    expected = _run("modules", good, "--format", "csv").stdout
+
+    def damaged(label: str, spoil, why: str) -> None:
+        ds = tmp_path / label
+        shutil.copytree(good, ds)
+        spoil(ds)
+        with pytest.warns(TraceWarning) as said:
+            result = _run("modules", ds, "--format", "csv")
+        assert result.exit_code == 0 and result.stdout == expected
+        message = " ".join(str(w.message) for w in said)
+        assert f"{ds / 'modules.json'}: module rows file unusable ({why}" in message, message
+        assert "reading modules.parquet instead" in message
+
+    damaged("truncated", lambda ds: (ds / "modules.json").write_text((ds / "modules.json").read_text()[:-40]),
+            "modules.json: JSONDecodeError")
+    damaged("missing", lambda ds: (ds / "modules.json").unlink(), "modules.json: FileNotFoundError")
+
+    def fewer_rows(ds: Path) -> None:
+        doc = json.loads((ds / "modules.json").read_text())
+        doc["rows"] = doc["rows"][:-1]
+        (ds / "modules.json").write_text(json.dumps(doc))
+
+    damaged("fewer_rows", fewer_rows, "28 rows, the manifest counts 29")
+    damaged("not_rows", lambda ds: (ds / "modules.json").write_text("[1, 2]"), "modules.json: TypeError")
+
+    def shapeless(ds: Path) -> None:
+        doc = json.loads((ds / "modules.json").read_text())
+        doc["rows"][3] = doc["rows"][3][:-2]
+        (ds / "modules.json").write_text(json.dumps(doc))
+
+    damaged("shapeless", shapeless, "modules.json: not a module rows file")
+
+
+def test_a_newer_rows_file_is_left_to_the_parquet_tables_silently(datasets, tmp_path, recwarn):
+    ds = tmp_path / "ds"
+    shutil.copytree(datasets("gpt_prof_cuda"), ds)
+    manifest = json.loads((ds / MANIFEST).read_text())
+    manifest["module_rows"]["format_version"] += 1
+    (ds / MANIFEST).write_text(json.dumps(manifest))
+    (ds / "modules.json").write_text("a format this tracekit does not know")
+    expected = _run("modules", datasets("gpt_prof_cuda"), "--format", "csv").stdout
+    result = _run("modules", ds, "--format", "csv")
+    assert result.exit_code == 0 and result.stdout == expected and result.stderr == ""
+    assert not [w for w in recwarn if issubclass(w.category, TraceWarning)]
+
+
+def test_a_missing_rank_rows_file_is_said(datasets, tmp_path):
+    ds = tmp_path / "ds"
+    shutil.copytree(datasets("dist_pp_dp"), ds)
+    expected = _run("modules", datasets("dist_pp_dp"), "--format", "json").stdout
+    next((ds / "modules_json").glob("rank=*/*.json")).unlink()
+    with pytest.warns(TraceWarning, match=r"modules_json: module rows file unusable \(3 rows files for 4 "
+                                          r"partitions of modules/\); reading modules.parquet instead"):
+        result = _run("modules", ds, "--format", "json")
+    assert result.exit_code == 0 and result.stdout == expected
+
+
+def test_int_and_float_partitions_are_made_float_as_arrow_concatenates(datasets, tmp_path):
+    """A column integer in one rank's partition and floating in another: the Parquet path's concatenation makes it
+    floating everywhere (1 -> 1.0 in the CSV); the rows file path does the same."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ds = tmp_path / "ds"
+    shutil.copytree(datasets("dist_pp_dp"), ds)
+    part = sorted((ds / "modules").glob("rank=*/*.parquet"))[1]
+    table = pq.read_table(part)
+    at = table.column_names.index("calls")
+    assert table.schema.field("calls").type == pa.int64()
+    pq.write_table(table.set_column(at, "calls", table.column("calls").cast(pa.float64())), part)
+    rows_file = ds / "modules_json" / part.parent.name / part.with_suffix(".json").name
+    doc = json.loads(rows_file.read_text())
+    col = doc["columns"].index("calls")
+    doc["types"][col] = "double"
+    for row in doc["rows"]:
+        row[col] = float(row[col])
+    rows_file.write_text(json.dumps(doc))
+    through_rows = _run("modules", ds, "--format", "csv")
+    through_parquet = _run("modules", without_rows_file(ds, tmp_path / "old"), "--format", "csv")
+    assert through_rows.stdout.replace("modules of ds", "") == through_parquet.stdout
+    assert through_rows.stderr == through_parquet.stderr == ""
+    calls = [row["calls"] for row in csv.DictReader(io.StringIO(through_rows.stdout))]
+    assert calls and all(c.endswith(".0") for c in calls)  # every rank's calls as floats, not only rank 1's
+
+
+def test_convert_without_parquet_writes_no_rows_file(tmp_path):
+    out = tmp_path / "ds"
+    assert _run("convert", SAMPLES / "gpt" / "prof.json.gz", "-o", out, "--no-parquet").exit_code == 0
+    assert not (out / "modules.json").exists() and "module_rows" not in json.loads((out / MANIFEST).read_text())

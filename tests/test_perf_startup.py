@@ -72,3 +72,68 @@ def test_merge_imports_only_what_it_needs(tmp_path: Path) -> None:
     watch = ("rich", "tracekit.compare", "tracekit.modules.table", "tracekit.report", *NEVER)
     inputs = [SAMPLES / "gpt/viz_both.json.gz", SAMPLES / "gpt/prof_both.json.gz"]
     assert loaded_by_command(["merge", *inputs, "-o", tmp_path / "m.json"], watch) == []
+
+
+COMMAND_MODULES = tuple(f"tracekit.cli.{name}" for name in
+                        ("convert", "info", "modules", "merge", "compare", "parallel", "report", "sql"))
+
+
+def test_help_imports_no_command_module() -> None:
+    """`tracekit --help` lists every command from tracekit.cli.COMMANDS: no command's module is imported."""
+    from tracekit.cli import COMMANDS
+
+    assert sorted(f"tracekit.cli.{n}" for n in COMMANDS) == sorted(COMMAND_MODULES)
+    assert loaded_after("import tracekit.cli", COMMAND_MODULES) == []
+    assert loaded_by_command(["--help"], COMMAND_MODULES) == []
+    assert loaded_by_command(["modules", "--help"], COMMAND_MODULES) == ["tracekit.cli.modules"]
+
+
+def test_modules_on_a_dataset_imports_only_its_command(tmp_path: Path) -> None:
+    """`tracekit modules DATASET`: its own command module, no other, and neither numpy, pyarrow nor pandas."""
+    from click.testing import CliRunner
+
+    from tracekit.cli import main
+
+    ds = tmp_path / "ds"
+    assert CliRunner().invoke(main, ["convert", str(SAMPLES / "gpt/prof.json.gz"), "-o", str(ds)]).exit_code == 0
+    watch = (*COMMAND_MODULES, *HEAVY, "pyarrow.parquet")
+    assert loaded_by_command(["modules", ds, "--format", "csv"], watch) == ["tracekit.cli.modules"]
+
+
+def _help_text(group, args: list[str], width: int = 100) -> str:
+    from click.testing import CliRunner
+
+    return CliRunner().invoke(group, args, prog_name="tracekit", terminal_width=width).output
+
+
+def test_lazy_help_is_the_eager_help() -> None:
+    """The command list of `tracekit --help` (from COMMANDS' helps) is what click prints from the commands
+    themselves, at any width; each COMMANDS help is its command's first paragraph."""
+    import click
+
+    from tracekit.cli import COMMANDS, load_command, main
+
+    eager = click.Group(name="tracekit", commands={n: load_command(n) for n in COMMANDS}, params=main.params,
+                        help=main.help, context_settings=main.context_settings)
+    for name, (_module, _attribute, text) in COMMANDS.items():
+        assert text == " ".join((load_command(name).help or "").split("\n\n")[0].split())
+    for width in (60, 100, 200):
+        lazy = _help_text(main, ["--help"], width).split("Commands:")[1]
+        assert lazy == _help_text(eager, ["--help"], width).split("Commands:")[1]
+        assert all(f"  {name}" in lazy for name in COMMANDS), width
+
+
+def test_shared_options_and_the_error_path_still_apply(tmp_path: Path) -> None:
+    """A command loaded on use still gets --max-input-bytes / --force (once) and the guard's one-line errors."""
+    from tracekit.cli import READS_INPUTS, REPLACES_OUTPUT, main
+
+    for name in ("convert", "info", "modules", "merge", "compare", "parallel", "report", "sql"):
+        text = _help_text(main, [name, "--help"])
+        assert (text.count("--max-input-bytes") == 1) == (name in READS_INPUTS), name
+        assert (text.count("--force") == 1) == (name in REPLACES_OUTPUT), name
+    bad = tmp_path / "bad.json"
+    bad.write_text("{\"traceEvents\": [")
+    run = subprocess.run([sys.executable, "-c", "from tracekit.cli import main; main()", "modules", str(bad),
+                          "--max-input-bytes", "1M"], capture_output=True, text=True)
+    assert run.returncode == 2 and run.stderr.startswith(f"error: {bad}") and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1

@@ -18,6 +18,7 @@ from tracekit.table import time_span
 from tracekit.writers.atomic import check_output_folder, staged_dir
 from tracekit.writers.chrome import write_chrome_trace
 from tracekit.writers.collectives import write_collectives
+from tracekit.writers.module_rows import write_module_rows
 from tracekit.writers.parquet import write_module_table, write_parquet_tables
 
 
@@ -63,6 +64,7 @@ def write_tables(processed, stage: Path) -> dict[str, int]:
     """The Parquet tables (events, kernels, ops, steps, modules, collectives); returns their row counts."""
     counts = write_parquet_tables(processed.table, stage)
     counts["modules"] = write_module_table(processed, stage)
+    write_module_rows(processed.table, stage)  # modules.json: the rows `tracekit modules DATASET` reads
     calls, _left_out = collective_calls(processed.table)
     coll = build_collectives([calls], [s.distributed for s in processed.table.sources])
     counts["collectives"] = write_collectives(coll, stage / "collectives.parquet")

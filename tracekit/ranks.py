@@ -102,7 +102,8 @@ def convert_rank(job: RankJob) -> RankResult:
     from tracekit.pipeline import process
     from tracekit.steps import step_table
     from tracekit.writers.chrome import write_chrome_trace
-    from tracekit.writers.parquet import events_frame, kernels_frame, ops_frame
+    from tracekit.writers.module_rows import write_module_rows
+    from tracekit.writers.parquet import events_frame, frame_to_arrow, kernels_frame, ops_frame
 
     table = with_name_rank(read_trace(job.path), job.path)
     table.events["source_index"] = 0
@@ -127,10 +128,11 @@ def convert_rank(job: RankJob) -> RankResult:
         from tracekit.dataset.manifest import fingerprint, source_record
 
         fingerprint_, source = fingerprint(job.path), source_record(src, job.index)
+        modules = frame_to_arrow(module_table(processed.table, processed.modules))
         for name, frame in (("events", events_frame(processed.table)), ("kernels", kernels_frame(processed.table)),
-                            ("ops", ops_frame(processed.table)), ("steps", step_table(ev)),
-                            ("modules", module_table(processed.table, processed.modules))):
+                            ("ops", ops_frame(processed.table)), ("steps", step_table(ev)), ("modules", modules)):
             counts[name] = _write_partition(frame, partition_path(stage, name, rank, job.index))
+        write_module_rows(processed.table, stage, rank, job.index, modules)  # modules_json/: `modules DATASET` reads
     calls, skipped = collective_calls(processed.table)
     calls["rank"] = rank
     summary = build_summary(processed, chrome, counts, "") if chrome else {}

@@ -34,12 +34,12 @@ RECORD_FUNCTION = "record_function"
 def modules_cmd(inputs: tuple[Path, ...], depth: int | None, sort: str, fmt: str | None, out: Path | None) -> None:
     """Print the module tree: type, shapes, params, first/steady time, device time, share of step."""
     from tracekit.dataset.load import module_inputs
-    from tracekit.writers.modules_text import DISPLAY_COLUMNS
+    from tracekit.writers.modules_text import VIEW_COLUMNS
 
     fmt = fmt or format_from_suffix(out, FORMATS, "table")
     if fmt == "html" and out is None:
         raise click.UsageError("--format html needs -o FILE.html")
-    columns = None if fmt == "html" else (*DISPLAY_COLUMNS, "source_index", "parent_path")
+    columns = None if fmt == "html" else VIEW_COLUMNS
     with progress_steps(total=len(inputs) + 2) as advance:
         advance("attributing events to modules")
         found = module_inputs(inputs, columns, on_file=lambda p: advance(f"reading {p}"))

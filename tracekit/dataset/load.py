@@ -62,11 +62,14 @@ class ModuleInputs:
     step_ns: dict[int, int]
     first_step: int | None
     from_dataset: bool = False
+    row_list: list[dict[str, Any]] | None = None  # the rows as read from the dataset's module rows file
 
     def rows(self) -> list[dict[str, Any]]:
         """The module table as rows (tracekit.modules.view.module_rows): the same rows from either input."""
         from tracekit.modules.view import module_rows
 
+        if self.row_list is not None:
+            return self.row_list
         if self.table is None:
             return []
         if self.from_dataset:
@@ -77,6 +80,8 @@ class ModuleInputs:
 
     def frame(self) -> pd.DataFrame:
         """The module table as pandas (what the HTML drawing and tree table read)."""
+        if self.row_list is not None:
+            raise ValueError("module rows read from the rows file: read the dataset with columns=None for a frame")
         if self.table is None:
             import pandas as pd
 
@@ -87,7 +92,8 @@ class ModuleInputs:
 def module_inputs(inputs: Sequence[str | Path], columns: Sequence[str] | None = None,
                   on_file: Callable[[str], None] | None = None) -> ModuleInputs:
     """The module table and step figures of raw traces (read + process + module_table) or of a dataset: only
-    `columns` of modules.parquet, nothing read when its manifest counts 0 rows, the step figures without pandas."""
+    `columns` of modules.parquet, nothing read when its manifest counts 0 rows, the step figures without pandas.
+    With `columns`, a dataset's module rows file (tracekit.dataset.module_rows) answers when it can: json only."""
     ds = dataset_of(inputs)
     if ds is None:
         from tracekit.modules.table import module_table
@@ -104,6 +110,11 @@ def module_inputs(inputs: Sequence[str | Path], columns: Sequence[str] | None = 
         on_file(f"reading dataset {ds.root}")
     if ds.entry("modules").get("rows") == 0:
         return ModuleInputs(None, 0, {}, None)
+    if columns is not None:
+        from tracekit.dataset.module_rows import read_module_rows
+
+        if (stored := read_module_rows(ds, columns)) is not None:
+            return ModuleInputs(None, len(stored.rows), stored.step_ns, stored.first_step, True, stored.rows)
     table = _dataset_modules(ds, columns)
     try:
         figures = _dataset_step_figures(ds)

@@ -122,6 +122,10 @@ def write_manifest(root: Path, inputs: Records, sources: Records, ranks: Sequenc
         "sources": [] if callable(sources) else list(sources),
         "tables": table_entries(root, counts), "traces": list(trace_files), "summary": "summary.json",
     }
+    from tracekit.writers.module_rows import manifest_entry
+
+    if (rows_entry := manifest_entry(root, counts.get("modules"))) is not None:
+        manifest["module_rows"] = rows_entry  # what `tracekit modules DATASET` reads (json only)
     with (root / MANIFEST).open("w") as fh:
         dump_streamed(fh, manifest, 1, streams)
     return manifest

@@ -26,6 +26,8 @@ DISPLAY_COLUMNS = (
     "params", "first_call_ns", "steady_ns", "total_ns", "self_ns", "backward_ns", "device_ns_fwd", "device_ns_bwd",
     "kernel_count", "flops_fwd", "flops_bwd", "achieved_tflops", "share", "flops_from", "params_from",
 )
+# what the tree view reads of the module table (tracekit.modules.view.tree_rows, and the writers above)
+VIEW_COLUMNS = (*DISPLAY_COLUMNS, "source_index", "parent_path")
 _NO_RULE = "unknown: no FLOP rule for "
 
 

@@ -73,8 +73,42 @@ def _add_kernels(frame: pd.DataFrame, ev: pd.DataFrame, kind: np.ndarray, parent
     owner_of = nearest_marked(parent, listed)
     owner = owner_of[ev["launcher"].to_numpy()[device]]
     keep = owner >= 0
-    dev = pd.DataFrame({"owner": owner[keep], "dur": np.maximum(ev["dur_ns"].to_numpy()[device[keep]], 0),
-                        "name": names[device[keep]]})
+    dur = np.maximum(ev["dur_ns"].to_numpy()[device[keep]], 0)
+    if dur.dtype != np.int64:  # sums as pandas makes them (a float column, truncated)
+        _add_kernels_pandas(frame, owner[keep], dur, names[device[keep]])
+        return
+    owner, kernel = owner[keep], names[device[keep]]
+    rows = frame["row"].to_numpy()
+    uniques, codes = np.unique(np.asarray([str(n) for n in kernel], dtype=object), return_inverse=True) \
+        if len(kernel) else (np.array([], dtype=object), np.array([], dtype=np.int64))
+    is_cast = np.array([is_format_cast(n) for n in uniques], dtype=bool)[codes]  # each kernel name tested once
+    for prefix, part in (("", np.ones(len(owner), dtype=bool)), ("cast_", is_cast)):
+        total = np.zeros(len(ev), dtype=np.int64)
+        np.add.at(total, owner[part], dur[part])  # int64 sums, exact as pandas' groupby sum
+        size = np.bincount(owner[part], minlength=len(ev)).astype(np.int64)
+        frame["device_ns" if not prefix else "cast_ns"] = total[rows]
+        frame["kernel_count" if not prefix else "cast_count"] = size[rows]
+    frame["kernel_names"] = _top_names(owner, kernel, rows)
+
+
+def _top_names(owner: np.ndarray, kernel: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Per listed row, its KERNEL_NAMES_KEPT most frequent kernel names (ties by name) joined by " | "; NaN
+    where it launched none (the values of a Series.map)."""
+    counts: dict[int, dict[str, int]] = {}
+    for own, name in zip(owner.tolist(), kernel.tolist()):
+        if name is not None:  # a missing name is left out, as groupby leaves it out
+            per = counts.setdefault(own, {})
+            per[name] = per.get(name, 0) + 1
+    if not counts:  # no names at all: all-NaN floats, as a map onto an empty Series gives
+        return np.full(len(rows), np.nan)
+    joined = {own: " | ".join(sorted(per, key=lambda n: (-per[n], n))[:KERNEL_NAMES_KEPT])
+              for own, per in counts.items()}
+    return np.array([joined.get(r, np.nan) for r in rows.tolist()], dtype=object)
+
+
+def _add_kernels_pandas(frame: pd.DataFrame, owner: np.ndarray, dur: np.ndarray, kernel: np.ndarray) -> None:
+    """_add_kernels with pandas groupbys (for a duration column that is not int64)."""
+    dev = pd.DataFrame({"owner": owner, "dur": dur, "name": kernel})
     sums = dev.groupby("owner")["dur"].agg(["sum", "size"])
     frame["device_ns"] = frame["row"].map(sums["sum"]).fillna(0).astype(np.int64).to_numpy()
     frame["kernel_count"] = frame["row"].map(sums["size"]).fillna(0).astype(np.int64).to_numpy()

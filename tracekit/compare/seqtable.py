@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from tracekit.compare.ops import SEQ_COLUMNS, per_ordinal
+from tracekit.compare.ops import _FIRST, _SUMMED, SEQ_COLUMNS, per_ordinal
 
 PER_CALL = ("host_ns", "device_ns", "kernel_count", "cast_ns", "cast_count")
 TEXT_COLUMNS = frozenset({"name", "kernel_names", "shapes", "dtypes", "local_shapes", "weight_shape"})
@@ -63,9 +63,13 @@ def sequence_table(ops: pd.DataFrame) -> SequenceTable:
     """The sequences of an op frame (tracekit.compare.opframe.op_frame) as one table."""
     if not len(ops):
         return SequenceTable(pd.DataFrame({c: [] for c in SEQ_COLUMNS}), {})
-    calls, agg = per_ordinal(ops)
-    agg = agg.reset_index(drop=True)
-    known = {(p, str(ph)): int(n) for (p, ph), n in calls.items() if isinstance(p, str)}
+    fast = _per_ordinal_rows(ops)
+    if fast is not None:
+        known, agg = fast
+    else:
+        calls, agg = per_ordinal(ops)
+        agg = agg.reset_index(drop=True)
+        known = {(p, str(ph)): int(n) for (p, ph), n in calls.items() if isinstance(p, str)}
     group = agg.groupby(["module_path", "phase"], dropna=False, sort=False).ngroup().to_numpy()
     starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
     stops = np.r_[starts[1:], len(agg)]
@@ -83,3 +87,47 @@ def sequence_table(ops: pd.DataFrame) -> SequenceTable:
     for col in PER_CALL:  # per call of the module
         agg[col] = agg[col] / divisor
     return SequenceTable(agg[list(SEQ_COLUMNS)], spans, phases_of)
+
+
+def _missing(value) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
+
+def _per_ordinal_rows(ops: pd.DataFrame) -> tuple[dict[tuple[str, str], int], pd.DataFrame] | None:
+    """What tracekit.compare.ops.per_ordinal gives (calls per module path and phase, and the op at each
+    ordinal: the most frequent name, first seen on ties, summed over the calls that ran it), computed over
+    Python lists: an op frame has a few hundred rows, where each pandas groupby costs more than the rows.
+    None (use per_ordinal) when a key is missing or a summed column is not int64."""
+    if any(ops[c].dtype != np.int64 for c in (*_SUMMED, "ordinal", "call")):
+        return None
+    paths = [p if isinstance(p, str) else None for p in ops["module_path"].tolist()]
+    phases, names = ops["phase"].tolist(), ops["name"].tolist()
+    if not all(isinstance(v, str) for v in (*phases, *names)):
+        return None
+    ordinals, calls = ops["ordinal"].tolist(), ops["call"].tolist()
+    call_sets: dict[tuple[str, str], set] = {}
+    groups: dict[tuple, list[int]] = {}  # (path, phase, ordinal, name) -> its rows, in order of first appearance
+    for i, (path, phase, ordinal, name, call) in enumerate(zip(paths, phases, ordinals, names, calls)):
+        if path is not None:
+            call_sets.setdefault((path, phase), set()).add(call)
+        groups.setdefault((path, phase, ordinal, name), []).append(i)
+    best: dict[tuple, tuple] = {}  # (path, phase, ordinal) -> its group with the most rows (the first on ties)
+    for key, rows in groups.items():
+        place = key[:3]
+        if place not in best or len(rows) > len(groups[best[place]]):
+            best[place] = key
+    order = sorted(best, key=lambda k: (k[0] is not None, k[0] or "", k[1], k[2]))
+    chosen = [groups[best[place]] for place in order]
+    columns: dict[str, object] = {
+        "module_path": [p for p, _, _ in order], "phase": [ph for _, ph, _ in order],
+        "name": pd.array([names[rows[0]] for rows in chosen], dtype=ops["name"].dtype),
+        "count": np.array([len(rows) for rows in chosen], dtype=np.int64),
+    }
+    for col in _SUMMED:
+        values = ops[col].tolist()
+        columns[col] = np.array([sum(values[i] for i in rows) for rows in chosen], dtype=np.int64)
+    for col in _FIRST:
+        values = ops[col].tolist()
+        firsts = [next((values[i] for i in rows if not _missing(values[i])), None) for rows in chosen]
+        columns[col] = pd.array(firsts, dtype=ops[col].dtype)
+    return {k: len(v) for k, v in call_sets.items()}, pd.DataFrame(columns)

@@ -24,6 +24,9 @@ from tracekit.compare.side import Side
 SIDES = ("base", "target")
 MODULE_FIELDS = ("calls", "module_type", "total_ns", "backward_ns", "device_ns_fwd", "device_ns_bwd", "kernel_count",
                  "op_count", "input_shapes", "input_dtypes", "output_shapes", "params", "flops_fwd")
+# per-call columns of the module table: compare's name -> the module table's column
+_PER_CALL = {"host_fwd_ns": "total_ns", "host_bwd_ns": "backward_ns", "device_ns_fwd": "device_ns_fwd",
+             "device_ns_bwd": "device_ns_bwd", "kernels": "kernel_count", "ops": "op_count"}
 PHASE_ORDER = {"forward": 0, "backward": 1, "loss": 2, "optimizer": 3, "other": 4}
 
 
@@ -55,32 +58,31 @@ def _ratio_delta(frame: pd.DataFrame) -> None:
 def compare_modules(base: Side, target: Side, basis: str) -> pd.DataFrame:
     """One row per module of either run, aligned by tree place and type (see tracekit.compare.align)."""
     pairs = align_modules(base.modules, target.modules)
-    out = pairs.copy()
+    added: dict[str, pd.Series] = {}  # every new column, added to the pairs in one concat
     for label, side, col in (("base", base, "base_path"), ("target", target, "target_path")):
         m = side.modules.set_index("module_path")
-        row = m[list(MODULE_FIELDS)].reindex(out[col].to_numpy()).set_axis(out.index)  # one lookup per side
+        row = m[list(MODULE_FIELDS)].reindex(pairs[col].to_numpy()).set_axis(pairs.index)  # one lookup per side
         calls = row["calls"].astype(float)
+        per_call = row[list(_PER_CALL.values())].div(calls, axis=0)  # one division for all of them
         per = {
             "calls": calls, "type": row["module_type"],
-            "host_fwd_ns": row["total_ns"] / calls, "host_bwd_ns": row["backward_ns"] / calls,
-            "device_ns_fwd": row["device_ns_fwd"] / calls, "device_ns_bwd": row["device_ns_bwd"] / calls,
-            "kernels": row["kernel_count"] / calls, "ops": row["op_count"] / calls,
+            **{name: per_call[field] for name, field in _PER_CALL.items()},
             "input_shapes": row["input_shapes"], "input_dtypes": row["input_dtypes"],
             "output_shapes": row["output_shapes"], "params": row["params"],
-            "flops_fwd": row["flops_fwd"], "weight_shape": out[col].map(_weight_shapes(side.ops)),
+            "flops_fwd": row["flops_fwd"], "weight_shape": pairs[col].map(_weight_shapes(side.ops)),
         }
-        for name, values in per.items():
-            out[f"{label}_{name}"] = values
+        added.update({f"{label}_{name}": values for name, values in per.items()})
         own = side.ops[side.ops["module_path"].notna()]
         kind = "device_ns" if basis_of(basis, label) == "device" else "host_ns"
         casts = _rolled_up(own.groupby("module_path")["cast_ns"].sum(), m.index)
         comm = _rolled_up(own[own["collective"].astype(bool)].groupby("module_path")[kind].sum(), m.index)
-        out[f"{label}_format_cast_ns"] = out[col].map(casts) / calls
-        out[f"{label}_comm_ns"] = out[col].map(comm) / calls  # collectives launched in the module
+        added[f"{label}_format_cast_ns"] = pairs[col].map(casts) / calls
+        added[f"{label}_comm_ns"] = pairs[col].map(comm) / calls  # collectives launched in the module
         if basis_of(basis, label) == "device":
-            out[f"{label}_ns"] = out[f"{label}_device_ns_fwd"] + out[f"{label}_device_ns_bwd"]
+            added[f"{label}_ns"] = added[f"{label}_device_ns_fwd"] + added[f"{label}_device_ns_bwd"]
         else:
-            out[f"{label}_ns"] = out[f"{label}_host_fwd_ns"] + out[f"{label}_host_bwd_ns"]
+            added[f"{label}_ns"] = added[f"{label}_host_fwd_ns"] + added[f"{label}_host_bwd_ns"]
+    out = pd.concat([pairs, pd.DataFrame(added, index=pairs.index)], axis=1)
     out.insert(0, "module_path", out["base_path"].where(out["base_path"].notna(), out["target_path"]))
     out.insert(1, "module_type", out["base_type"].where(out["base_type"].notna(), out["target_type"]))
     out.insert(2, "depth", [p.count("/") for p in out["module_path"]])

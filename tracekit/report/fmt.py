@@ -18,8 +18,13 @@ def missing(value: Any) -> bool:
         return str(value) == "<NA>"
 
 
+_HTML_SPECIAL = frozenset("&<>\"'")
+
+
 def esc(value: Any) -> str:
     """HTML-escaped text; blank for a missing value."""
+    if type(value) is str:  # most cells: no NaN test, and no escape where nothing needs it
+        return html.escape(value, quote=True) if not _HTML_SPECIAL.isdisjoint(value) else value
     return "" if missing(value) else html.escape(str(value), quote=True)
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 from tracekit.report.blocks import bar_chart, facts, table
 from tracekit.report.fmt import esc, missing, ms, pct, shape_text
 from tracekit.report.page import Section, render_page
-from tracekit.writers.compare_text import top_deltas
+from tracekit.writers.compare_text import records, top_deltas
 
 BASE_COLOR, TARGET_COLOR = "#4e79a7", "#f28e2b"
 PARTS = (("compute_ns", "compute", "#59a14f"), ("exposed_comm_ns", "exposed communication", "#e15759"),
@@ -125,7 +125,8 @@ def _regressions(modules: pd.DataFrame, top: int) -> str:
     worse = worse.loc[worse["delta_ns"].sort_values(ascending=False, kind="stable").index[:top]]
     if not len(worse):
         return "<h3>Largest regressions</h3><p>No module is slower on the target.</p>"
-    labels = [f"{_label(str(r.module_path), 48)} ({_ratio(r.ratio) or r.status})" for r in worse.itertuples()]
+    labels = [f"{_label(str(r.module_path), 48)} ({_ratio(r.ratio) or r.status})"
+              for r in records(worse, ("module_path", "ratio", "status"))]
     return ("<h3>Largest regressions (target slower, ms per call)</h3>" + bar_chart(
         "regressions", labels, [{"label": "target − base", "data": (worse["delta_ns"] / 1e6).tolist(),
                                  "color": "#e15759"}], "ms"))
@@ -140,6 +141,15 @@ _SHOWN_IF_ANY = {"device bwd ms b/t": ("base_device_ns_bwd", "target_device_ns_b
                  "format cast ms b/t": ("base_format_cast_ns", "target_format_cast_ns")}
 
 
+_MODULE_FIELDS = ("depth", "module_path", "module_type", "status", "base_calls", "target_calls", "base_ns", "target_ns",
+                  "delta_ns", "ratio", "base_device_ns_fwd", "target_device_ns_fwd", "base_device_ns_bwd",
+                  "target_device_ns_bwd", "base_kernels", "target_kernels", "base_comm_ns", "target_comm_ns",
+                  "base_format_cast_ns", "target_format_cast_ns", "base_input_shapes", "target_input_shapes",
+                  "base_weight_shape", "target_weight_shape")
+_OP_FIELDS = ("module_path", "phase", "base_op", "target_op", "status", "base_ns", "target_ns", "delta_ns", "ratio",
+              "base_kernel_count", "target_kernel_count", "base_shapes", "target_shapes")
+
+
 def _module_table(modules: pd.DataFrame) -> str:
     def pair_of(row, base: str, target: str, fmt=None) -> str:
         return _pair(getattr(row, base, None), getattr(row, target, None), fmt)
@@ -152,7 +162,7 @@ def _module_table(modules: pd.DataFrame) -> str:
              pair_of(r, "base_format_cast_ns", "target_format_cast_ns", ms),
              _same_or_pair(r.base_input_shapes, r.target_input_shapes, shape_text),
              _same_or_pair(r.base_weight_shape, r.target_weight_shape, shape_text)]
-            for r in modules.itertuples(index=False)]
+            for r in records(modules, _MODULE_FIELDS)]
     numeric = [False, False, False, *[True] * 10, False, False]
     head = list(MODULE_HEAD)
     for name, columns in _SHOWN_IF_ANY.items():
@@ -176,7 +186,7 @@ def _ops_table(ops: pd.DataFrame, top: int) -> str:
     body = [[r.module_path if not missing(r.module_path) and r.module_path else "(no module)", r.phase,
              _same_or_pair(r.base_op, r.target_op), r.status, ms(r.base_ns), ms(r.target_ns), ms(r.delta_ns),
              _ratio(r.ratio), _pair(r.base_kernel_count, r.target_kernel_count),
-             _same_or_pair(r.base_shapes, r.target_shapes, shape_text)] for r in rows.itertuples(index=False)]
+             _same_or_pair(r.base_shapes, r.target_shapes, shape_text)] for r in records(rows, _OP_FIELDS)]
     return (f"<p class='note'>{len(rows)} of {len(ops):,} ops by |delta|; all in compare_ops.parquet.</p>"
             + table("ops", head, body, [False, False, False, False, *[True] * 5, False],
                     row_class=[str(s) for s in rows["status"]], whole=("phase", "status")))

@@ -32,6 +32,19 @@ def rank_set_paths(rel: str) -> list[Path]:
     return expand_inputs([str(path)])
 
 
+_COMPARED: dict[tuple[str, str], object] = {}
+
+
+def compared_pair(base: str | Path, target: str | Path):
+    """`compare_paths` of two inputs (shared-relative names, or paths), computed once per test session."""
+    from tracekit.compare.job import compare_paths
+
+    key = (str(base), str(target))
+    if key not in _COMPARED:
+        _COMPARED[key] = compare_paths(*(p if isinstance(p, Path) else shared(p) for p in (base, target)))
+    return _COMPARED[key]
+
+
 def processed_trace(rel: str):
     """`pipeline.process` of one shared trace (the first trace file of a folder), as rank tables are made."""
     from tracekit.converters import read_trace

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from conftest import shared
+from conftest import compared_pair
 
-from tracekit.compare.job import compare_paths
 from tracekit.compare.ops import sequences
 from tracekit.compare.seqtable import sequence_table
 
@@ -18,14 +17,8 @@ PAIRS = {
     "alexnet npu vs gpt": ("npu/msinsight_alexnet_dp/text/level1/rank0_ascend_pt",
                            "cpu/gpt/prof_stack_modules.json.gz"),
 }
-_cache: dict[str, object] = {}
-
-
 def compared(name: str):
-    if name not in _cache:
-        base, target = PAIRS[name]
-        _cache[name] = compare_paths(shared(base), shared(target))
-    return _cache[name]
+    return compared_pair(*PAIRS[name])
 
 
 @pytest.mark.parametrize("name", PAIRS)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from conftest import SAMPLES, shared
+from conftest import SAMPLES, compared_pair, shared
 from rich.console import Console
 from rich.table import Table
 
@@ -25,14 +25,8 @@ PAIRS = {
                                     "gpu/tracelens/h100/Falconsai_nsfw_image_detection__1016002.json.gz"),
     "gpt vs tp+ddp (one-sided ops)": ("cpu/gpt/prof_stack_modules.json.gz", "cpu/dist_tp_ddp/rank-0.json.gz"),
 }
-_cache: dict[str, object] = {}
-
-
 def compared(name: str):
-    if name not in _cache:
-        base, target = PAIRS[name]
-        _cache[name] = compare_paths(shared(base), shared(target))
-    return _cache[name]
+    return compared_pair(*PAIRS[name])
 
 
 def _render(cmp, plain: bool, monkeypatch) -> str:
@@ -144,10 +138,8 @@ def _sides(name: str):
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if name not in _cache:
-                _cache[name] = compare_paths(shared("npu/msinsight_alexnet_dp/text/level1/rank0_ascend_pt"),
-                                             SAMPLES / "alexnet" / "cuda_rank0.json.gz")
-        cmp = _cache[name]
+            cmp = compared_pair("npu/msinsight_alexnet_dp/text/level1/rank0_ascend_pt",
+                                SAMPLES / "alexnet" / "cuda_rank0.json.gz")
     else:
         cmp = compared(name)
     return cmp.base, cmp.target

@@ -301,6 +301,21 @@ def test_a_damaged_rows_file_is_said_and_the_parquet_tables_answer(datasets, tmp
         (ds / "modules.json").write_text(json.dumps(doc))
 
     damaged("shapeless", shapeless, "modules.json: not a module rows file")
+    damaged("nested_deep", lambda ds: (ds / "modules.json").write_text("[" * 200_000), "modules.json: RecursionError")
+
+    def edited(ds: Path, key: str, value) -> None:
+        doc = json.loads((ds / "modules.json").read_text())
+        if key == "step_ns":
+            doc["step_ns"] = value
+        else:
+            doc["rows"][0][doc["columns"].index(key)] = value
+        (ds / "modules.json").write_text(json.dumps(doc))
+
+    damaged("huge_step", lambda ds: edited(ds, "step_ns", [[0, 1e400]]), "modules.json: OverflowError")
+    damaged("text_count", lambda ds: edited(ds, "calls", "many"),
+            "modules.json: row 0 column calls: 'many' is not of its type int")
+    damaged("number_path", lambda ds: edited(ds, "module_path", 7),
+            "modules.json: row 0 column module_path: 7 is not of its type str")
 
 
 def test_a_newer_rows_file_is_left_to_the_parquet_tables_silently(datasets, tmp_path, recwarn):

@@ -100,14 +100,15 @@ def _load(path: Path, index: int | None, wanted: Sequence[str]) -> _Part:
         first = doc["first_step"]
         sound = doc["format"] == FORMAT and all(isinstance(v, list) for v in (columns, types, rows)) and \
             len(types) == len(columns) and all(isinstance(r, list) and len(r) == len(columns) for r in rows)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise _Damaged(f"{path.name}: {type(exc).__name__}: {exc}") from None
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, OverflowError) as exc:  # nested too deep,
+        raise _Damaged(f"{path.name}: {type(exc).__name__}: {exc}") from None  # a step time of 1e400, ...
     if not sound:
         raise _Damaged(f"{path.name}: not a module rows file (its format, columns, types and rows disagree)")
     if not all(c in columns for c in wanted):  # a view that reads more columns than this file's writer stored
         raise _Unanswerable(f"{path.name} has not every column asked")
     at = [columns.index(c) for c in wanted]
     picked = [[row[i] for i in at] for row in rows]
+    _check_values(path, picked, wanted, [_family(str(types[i])) for i in at])
     if index is not None:
         if len(step_ns) > 1:
             raise _Damaged(f"{path.name}: step figures of {len(step_ns)} sources in one rank partition")
@@ -117,6 +118,26 @@ def _load(path: Path, index: int | None, wanted: Sequence[str]) -> _Part:
             for row in picked:
                 row[s] = index
     return _Part(picked, [types[i] for i in at], step_ns, first if isinstance(first, int) else None)
+
+
+_FITS = {
+    "null": lambda v: v is None,
+    "int": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
+    "float": lambda v: v is None or (isinstance(v, int | float) and not isinstance(v, bool)),
+    "str": lambda v: v is None or isinstance(v, str),
+}
+
+
+def _check_values(path: Path, rows: list[list[Any]], wanted: Sequence[str], families: list[str]) -> None:
+    """Every value is of its column's declared type (a text where a number belongs would break the view's
+    formatting); a type this reader does not know is left to the Parquet path."""
+    for col, (name, family) in enumerate(zip(wanted, families)):
+        fits = _FITS.get(family)
+        if fits is None:
+            raise _Unanswerable(f"{path.name}: column {name} of type {family}")
+        bad = next((r for r, row in enumerate(rows) if not fits(row[col])), None)
+        if bad is not None:
+            raise _Damaged(f"{path.name}: row {bad} column {name}: {rows[bad][col]!r} is not of its type {family}")
 
 
 def _family(arrow_type: str) -> str:

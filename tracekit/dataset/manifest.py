@@ -139,14 +139,18 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise TraceError(root, f"not a tracekit dataset: no {MANIFEST} (convert the traces with `tracekit "
                                "convert INPUT -o DIR` first)") from None
-    except (OSError, ValueError) as exc:
-        raise TraceError(path, f"damaged dataset manifest: {exc}") from None
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep for json
+        raise TraceError(path, f"damaged dataset manifest: {type(exc).__name__}: {exc}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise TraceError(path, f"not a tracekit dataset manifest (format is not {FORMAT!r})")
     version = manifest.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise TraceError(path, f"dataset format version {version!r} is newer than this tracekit reads "
                                f"({FORMAT_VERSION}); upgrade tracekit or convert again")
+    from tracekit.dataset.manifest_check import manifest_problem
+
+    if problem := manifest_problem(manifest):
+        raise TraceError(path, f"damaged dataset manifest: {problem}")
     return manifest
 
 

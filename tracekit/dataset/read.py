@@ -47,7 +47,7 @@ class Dataset:
         """The convert summary (summary.json)."""
         try:
             return json.loads((self.root / self.manifest.get("summary", "summary.json")).read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return {}
 
     @cached_property

@@ -1,0 +1,91 @@
+"""A damaged dataset manifest (tracekit.json) is an input problem: every command that reads the dataset says which
+field is wrong and exits 2, instead of failing inside as a tracekit bug. Checked on datasets convert wrote from a
+sample trace and a multi-rank sample set, with the fields edited the ways a hand edit or a bad copy would."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import SAMPLES
+
+from tracekit.cli import main
+from tracekit.convert import convert
+from tracekit.dataset.manifest import MANIFEST
+from tracekit.dataset.manifest_check import manifest_problem
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("manifests")
+    made = {}
+    for name, inputs in (("one", [SAMPLES / "gpt" / "prof.json.gz"]), ("ranks", [SAMPLES / "dist_dp_cp"])):
+        convert(inputs, root / name)
+        made[name] = root / name
+    return made
+
+
+def _edited(good: Path, to: Path, edit) -> Path:
+    shutil.copytree(good, to)
+    manifest = json.loads((to / MANIFEST).read_text())
+    edit(manifest)
+    (to / MANIFEST).write_text(json.dumps(manifest))
+    return to
+
+
+def _set(*path, value):
+    def edit(manifest):
+        node = manifest
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+    return edit
+
+
+EDITS = {
+    "inputs is a number": (_set("inputs", value=5), "inputs: 5 is not a list"),
+    "an input is text": (_set("inputs", 0, value="x"), "inputs[0]: 'x' is not an object"),
+    "an input without its path": (lambda m: m["inputs"][0].pop("path"), "inputs[0]: no 'path'"),
+    "a size in words": (_set("inputs", 0, "size", value="big"), "inputs[0].size: 'big' is not an integer"),
+    "a rank as text": (_set("sources", 0, "rank", value="0"), "sources[0].rank: '0' is not an integer"),
+    "a process name pair cut short": (_set("sources", 0, "process_names", 0, value=[7]),
+                                      "sources[0].process_names[0]: [7] is not [pid, string]"),
+    "a skipped count as text": (_set("sources", 0, "skipped", value={"bad": "3"}),
+                                "sources[0].skipped.bad: '3' is not an integer"),
+    "a table as a list": (_set("tables", "events", value=[]), "tables.events: [] is not an object"),
+    "a column type missing": (lambda m: m["tables"]["ops"]["columns"][0].pop("type"),
+                              "tables.ops.columns[0]: no 'type'"),
+    "row count beyond int": (_set("tables", "events", "rows", value=1e400),
+                             "tables.events.rows: inf is not an integer or null"),
+    "summary as a list": (_set("summary", value=["summary.json"]), "summary: ['summary.json'] is not a string"),
+}
+
+
+@pytest.mark.parametrize("dataset", ["one", "ranks"])
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_a_damaged_manifest_field_is_named_with_exit_2(converted, tmp_path, dataset, edit):
+    change, said = EDITS[edit]
+    ds = _edited(converted[dataset], tmp_path / "ds", change)
+    for command in (["info", ds], ["modules", ds, "--format", "csv"], ["sql", ds, "select count(*) from events"]):
+        result = CliRunner().invoke(main, [str(a) for a in command])
+        assert result.exit_code == 2, (command[0], result.output)
+        assert f"damaged dataset manifest: {said}" in result.output, (command[0], result.output)
+        assert "tracekit bug" not in result.output
+
+
+def test_a_manifest_nested_too_deep_is_damaged_not_a_bug(converted, tmp_path):
+    ds = tmp_path / "ds"
+    shutil.copytree(converted["one"], ds)
+    (ds / MANIFEST).write_text("[" * 200_000)
+    result = CliRunner().invoke(main, ["info", str(ds)])
+    assert result.exit_code == 2 and "damaged dataset manifest: RecursionError" in result.output, result.output
+
+
+@pytest.mark.parametrize("dataset", ["one", "ranks"])
+def test_what_convert_writes_is_sound(converted, dataset):
+    manifest = json.loads((converted[dataset] / MANIFEST).read_text())
+    assert manifest_problem(manifest) is None
+    assert manifest["sources"] and manifest["tables"]  # the checks had something to check

@@ -89,3 +89,28 @@ def test_what_convert_writes_is_sound(converted, dataset):
     manifest = json.loads((converted[dataset] / MANIFEST).read_text())
     assert manifest_problem(manifest) is None
     assert manifest["sources"] and manifest["tables"]  # the checks had something to check
+
+
+def _cut(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:100])
+
+
+@pytest.mark.parametrize("spoil, file, said", [
+    (_cut, "events.parquet", "damaged dataset table"),
+    (_cut, "collectives.parquet", "damaged dataset table"),
+    (Path.unlink, "events.parquet", "dataset table missing"),
+])
+def test_a_damaged_table_file_is_named_with_exit_2(converted, tmp_path, spoil, file, said):
+    """A Parquet file of the dataset cut short or gone: the commands that read it name it (exit 2), SQL included
+    (its views read every table's schema)."""
+    ds = tmp_path / "ds"
+    shutil.copytree(converted["one"], ds)
+    spoil(ds / file)
+    commands = [["sql", ds, "select 1"], ["parallel", ds, "--json"]]
+    if file == "events.parquet":
+        commands += [["info", ds]]  # modules answers from its rows file without the events
+    for command in commands:
+        result = CliRunner().invoke(main, [str(a) for a in command])
+        assert result.exit_code == 2, (command[0], result.output)
+        assert f"{ds / file}: {said}" in result.output and "tracekit bug" not in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1 or "warning" in result.output, result.output

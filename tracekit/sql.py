@@ -36,7 +36,13 @@ def connect(ds: Dataset) -> duckdb.DuckDBPyConnection:
 
     con = duckdb.connect()
     for name in ds.tables:
-        con.execute(f'CREATE VIEW "{name}" AS {view_sql(ds, name)}')
+        try:
+            con.execute(f'CREATE VIEW "{name}" AS {view_sql(ds, name)}')
+        except duckdb.Error as exc:  # the view reads the file's schema: a file gone, cut short or not Parquet
+            if not ds.path(name).exists():
+                raise TraceError(ds.path(name), "dataset table missing (the manifest lists it); convert the traces "
+                                                "again") from None
+            raise TraceError(ds.path(name), f"damaged dataset table: {' '.join(str(exc).split())}") from None
     return con
 
 

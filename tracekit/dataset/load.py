@@ -175,7 +175,10 @@ def _read(path: Path, columns: Sequence[str] | None) -> pa.Table:
     imports pandas and pyarrow.compute (~0.3 s)."""
     import pyarrow.parquet as pq
 
-    return pq.ParquetFile(path).read(columns=columns)
+    from tracekit.dataset.read import table_file
+
+    with table_file(path):
+        return pq.ParquetFile(path).read(columns=columns)
 
 
 def _numpy(column: pa.ChunkedArray) -> np.ndarray:
@@ -228,12 +231,14 @@ def parallel_of(ds: Dataset) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
     for raw traces): the collectives table as stored, the step split rank by rank from a few event columns, so
     memory holds one rank's events at a time, and each rank's compute spans only for a pipeline-parallel run
     (tracekit.parallel.splits)."""
+    from tracekit.dataset.read import table_file
     from tracekit.memory import release_freed_memory
     from tracekit.parallel.crossrank import read_collectives
     from tracekit.parallel.splits import dataset_splits, pipeline_possible
     from tracekit.ranks import group_table
 
-    coll = read_collectives(ds.path("collectives"))
+    with table_file(ds.path("collectives")):
+        coll = read_collectives(ds.path("collectives"))
     release_freed_memory()
     table = group_table([s.distributed for s in ds.sources], coll)
     return coll, dataset_splits(ds, coll, SPLIT_COLUMNS, pipeline_possible(coll, table)), table

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,18 @@ if TYPE_CHECKING:  # imported where used: opening a dataset (manifest, staleness
     from tracekit.table import EventTable, SourceInfo
 
 _PART = re.compile(r"part-(\d+)\.parquet$")
+
+
+@contextmanager
+def table_file(path: str | Path) -> Iterator[None]:
+    """Reading a dataset's Parquet file: one it cannot read (gone, cut short, not Parquet) is an input error naming
+    it (arrow raises ArrowInvalid, a ValueError, or an OSError), not a tracekit bug."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise TraceError(path, "dataset table missing (the manifest lists it); convert the traces again") from None
+    except (ValueError, OSError) as exc:
+        raise TraceError(path, f"damaged dataset table: {exc}") from None
 
 
 class Dataset:
@@ -111,7 +124,8 @@ class Dataset:
         wanted = self._project(name, columns)
         path = self.path(name)
         if not self.partitioned(name):
-            table = pq.read_table(path, columns=wanted)
+            with table_file(path):
+                table = pq.read_table(path, columns=wanted)
             if ranks is not None and "rank" in table.column_names:
                 import pyarrow.compute as pc
 
@@ -120,7 +134,8 @@ class Dataset:
         pieces = [self._read_part(f, rank, wanted) for rank, _i, f in self.parts(name)
                   if ranks is None or rank in ranks]
         if not pieces:  # no partition of these ranks: the columns, no rows
-            schema = pq.read_schema(self.parts(name)[0][2])
+            with table_file(self.parts(name)[0][2]):
+                schema = pq.read_schema(self.parts(name)[0][2])
             return pa.schema([f for f in schema if wanted is None or f.name in wanted]).empty_table()
         return pa.concat_tables(pieces, promote_options="permissive").unify_dictionaries()
 
@@ -130,7 +145,8 @@ class Dataset:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path, columns=[c for c in columns if c != "rank"] if columns is not None else None)
+        with table_file(path):
+            table = pq.read_table(path, columns=[c for c in columns if c != "rank"] if columns is not None else None)
         if columns is None or "rank" in columns:
             table = table.append_column("rank", pa.array(np.full(table.num_rows, rank, dtype=np.int32)))
         return table
@@ -148,8 +164,11 @@ class Dataset:
         import numpy as np
         import pyarrow.parquet as pq
 
-        counts = [(i, pq.ParquetFile(f).metadata.num_rows) for rank, i, f in self.parts(name)
-                  if ranks is None or rank in ranks]
+        counts = []
+        for rank, i, f in self.parts(name):
+            if ranks is None or rank in ranks:
+                with table_file(f):
+                    counts.append((i, pq.ParquetFile(f).metadata.num_rows))
         return np.repeat([i for i, _n in counts], [n for _i, n in counts]).astype(np.int32)
 
     def event_parts(self, columns: Sequence[str] | None = None) -> Iterator[tuple[int, pd.DataFrame]]:

@@ -167,3 +167,59 @@ def test_partition_options_ask_for_v2_data_pages() -> None:
     options = partition_options(pa.schema([("ts_ns", pa.int64()), ("name", pa.dictionary(pa.int32(), pa.string()))]))
     assert options["data_page_version"] == "2.0"
     assert options["use_dictionary"] == ["name"] and options["write_statistics"] == ["ts_ns"]
+
+
+MODULE_TRACES = ["gpu/param_dlrm_8ranks", "gpu/hta/nccl_data.json.gz",
+                 "cpu/gpt", "cpu/dist_tp_ddp"]
+
+
+@pytest.mark.parametrize("rel", MODULE_TRACES)
+def test_module_columns_to_arrow_is_the_frame_way(rel: str, monkeypatch) -> None:
+    """A rank's module partition made from the module columns directly is the table (values, types, pandas
+    metadata) that the module DataFrame gives, on real traces: the first call per shape checks it against the frame,
+    the next ones (the direct way) still give it."""
+    from conftest import processed_trace
+
+    from tracekit.modules.table import module_columns, module_frame, module_table
+    from tracekit.writers import direct_arrow
+    from tracekit.writers.parquet import frame_to_arrow
+
+    monkeypatch.setattr(direct_arrow, "_CHECKED", {})
+    processed = processed_trace(rel)
+    columns = module_columns(processed.table, processed.modules)
+    assert columns is not None
+    want = frame_to_arrow(module_table(processed.table, processed.modules))
+    assert want.num_rows > 0
+    for _ in range(3):
+        got = direct_arrow.columns_to_arrow(columns, lambda: module_frame(columns))
+        assert got.schema.equals(want.schema, check_metadata=True)
+        assert got.equals(want)
+    # the direct way is taken for these shapes (not a silent fall-back to pandas on every rank)
+    assert list(direct_arrow._CHECKED.values()) == [want.schema.metadata]
+
+
+def test_columns_to_arrow_falls_back_where_the_direct_way_differs(monkeypatch) -> None:
+    """A column the direct way does not handle (Python floats with None, a Series on another index) and a shape whose check
+    failed go the pandas way, and give what pandas gives."""
+    import numpy as np
+    import pandas as pd
+
+    from tracekit.writers import direct_arrow
+    from tracekit.writers.parquet import frame_to_arrow
+
+    monkeypatch.setattr(direct_arrow, "_CHECKED", {})
+    shifted = pd.Series(["a", "b", "c"], index=[2, 1, 0])
+    for columns in ({"n": np.arange(3), "floats": [1.5, None, 2.0]}, {"n": np.arange(3), "s": shifted}):
+        got = direct_arrow.columns_to_arrow(columns, lambda c=columns: pd.DataFrame(c))
+        want = frame_to_arrow(pd.DataFrame(columns))
+        assert got.equals(want) and got.schema.equals(want.schema, check_metadata=True)
+    assert direct_arrow._CHECKED == {}  # neither shape was taken the direct way
+
+    real = direct_arrow._column
+    monkeypatch.setattr(direct_arrow, "_column", lambda v: (pa.array([9, 9, 9]), "int64") if isinstance(v, list)
+                        else real(v))  # a direct way that gets the list column wrong
+    columns = {"n": np.arange(3), "depth": [0, 1, 2]}
+    for _ in range(2):
+        got = direct_arrow.columns_to_arrow(columns, lambda: pd.DataFrame(columns))
+        assert got.column("depth").to_pylist() == [0, 1, 2]
+    assert list(direct_arrow._CHECKED.values()) == [None]  # the check failed: this shape stays on the pandas way

@@ -25,16 +25,8 @@ def short_names(paths: list[str]) -> list[str]:
 
 
 def device_names(info: dict[str, Any]) -> str:
-    """The devices the trace names; where it names none but has device events, say that instead of 'CPU only'."""
-    named = [d["name"] for d in info["devices"] if d.get("id") is not None or "CPU only" not in d["name"]]
-    device_events = sum(info["counts_by_kind"].get(k, 0) for k in ("kernel", "memcpy", "memset"))
-    if named:
-        return ", ".join(dict.fromkeys(named))
-    if device_events and any(s["format"] == "npu" for s in info["sources"]):
-        return f"Ascend NPU ({device_events:,} device events; the trace names no device model)"
-    if device_events:
-        return f"device events ({device_events:,}) without device properties in the trace"
-    return "CPU only (no device events)"
+    """The devices the trace names, each name once (where it names none: CPU only, or its device events)."""
+    return ", ".join(dict.fromkeys(d["name"] for d in info["devices"]))
 
 
 def overview(info: dict[str, Any], steps: pd.DataFrame, n_modules: int) -> Section:

@@ -73,3 +73,18 @@ def test_a_terminal_gets_rich(monkeypatch):
     monkeypatch.setattr(box_table, "box_text", lambda *a: called.append(a) or "")
     text = _rendered(SAMPLES / "gpt" / "prof.json.gz", True, monkeypatch, terminal=True)
     assert not called and "┏" in text
+
+
+def test_parallel_tables_plain_equal_rich(monkeypatch):
+    """`tracekit parallel`'s tables (per rank: one row a rank) through the plain writer, as rich writes them."""
+    from click.testing import CliRunner
+
+    from tracekit.cli import main
+
+    args = ["parallel", str(SAMPLES / "dist_pp_dp"), "--workers", "1"]
+    plain = CliRunner().invoke(main, args)
+    with monkeypatch.context() as m:
+        m.setattr(box_table, "_fits_plain", lambda *a: False)
+        rich = CliRunner().invoke(main, args)
+    assert plain.exit_code == rich.exit_code == 0, plain.output
+    assert plain.output == rich.output and "per rank: compute" in plain.output

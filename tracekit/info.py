@@ -89,7 +89,7 @@ def _facts(table: EventTable, parent: np.ndarray, depth: np.ndarray, step: np.nd
     return {
         "sources": [{"path": s.path, "format": s.format, "events": s.input_events, "damage": s.damage,
                      "base_from": s.base_from} for s in table.sources],
-        "devices": devices or [{"name": "CPU only (no device events)"}],
+        "devices": devices or [{"name": no_device_properties(dict(counts), [s.format for s in table.sources])}],
         "ranks": sorted({s.rank for s in table.sources if s.rank >= 0}),
         "world_size": next((s.distributed.get("world_size") for s in table.sources if s.distributed), None),
         "steps": steps,
@@ -102,6 +102,17 @@ def _facts(table: EventTable, parent: np.ndarray, depth: np.ndarray, step: np.nd
         "device_before_launch": _before_launch(ev, launch),
         "skipped": table.skipped,
     }
+
+
+def no_device_properties(counts_by_kind: dict[str, int], formats: list[str]) -> str:
+    """What stands for the device list where the trace names no device: CPU only, or how many device events
+    there are (an Ascend trace records its NPU tasks but no device model)."""
+    device_events = sum(counts_by_kind.get(k, 0) for k in DEVICE_KINDS)
+    if not device_events:
+        return "CPU only (no device events)"
+    if "npu" in formats:
+        return f"Ascend NPU ({device_events:,} device events; the trace names no device model)"
+    return f"device events ({device_events:,}) without device properties in the trace"
 
 
 def _before_launch(ev: pd.DataFrame | Columns, launch: np.ndarray) -> dict[str, int]:

@@ -25,16 +25,8 @@ def short_names(paths: list[str]) -> list[str]:
 
 
 def device_names(info: dict[str, Any]) -> str:
-    """The devices the trace names; where it names none but has device events, say that instead of 'CPU only'."""
-    named = [d["name"] for d in info["devices"] if d.get("id") is not None or "CPU only" not in d["name"]]
-    device_events = sum(info["counts_by_kind"].get(k, 0) for k in ("kernel", "memcpy", "memset"))
-    if named:
-        return ", ".join(dict.fromkeys(named))
-    if device_events and any(s["format"] == "npu" for s in info["sources"]):
-        return f"Ascend NPU ({device_events:,} device events; the trace names no device model)"
-    if device_events:
-        return f"device events ({device_events:,}) without device properties in the trace"
-    return "CPU only (no device events)"
+    """The devices the trace names, each name once (where it names none: CPU only, or its device events)."""
+    return ", ".join(dict.fromkeys(d["name"] for d in info["devices"]))
 
 
 def overview(info: dict[str, Any], steps: pd.DataFrame, n_modules: int) -> Section:
@@ -52,6 +44,7 @@ def overview(info: dict[str, Any], steps: pd.DataFrame, n_modules: int) -> Secti
     for s in sources:
         for note in s["damage"]:
             body += f"<p class='note'>damage in {esc(s['path'])}: {esc(note)}</p>"
+    body += "".join(f"<p class='note quality'>{esc(note)}</p>" for note in data_quality_notes(info))
     if len(steps):
         basis = str(steps["basis"].iloc[0])
         labels = [f"step {int(s)}" if s >= 0 else "whole trace" for s in steps["step"]]
@@ -66,6 +59,32 @@ def overview(info: dict[str, Any], steps: pd.DataFrame, n_modules: int) -> Secti
                         *[pct(mean[c] / mean["dur_ns"]) if mean["dur_ns"] else "" for c, _, _ in SPLIT]]],
                       [False, *[True] * 7], sortable=False)
     return Section("overview", "Overview", body)
+
+
+_UNLINKED = {"no_correlation_id": "no correlation id", "launch_not_in_trace": "launch call not in the trace",
+             "launch_outside_any_op": "launched outside any op"}
+
+
+def data_quality_notes(info: dict[str, Any]) -> list[str]:
+    """What a reader of the page must know before trusting its times: input events skipped while reading,
+    device events that no op launched (their time belongs to no op or module), and device events that start
+    before the host call that launched them (the trace's host and device clocks disagree)."""
+    notes = []
+    skipped = info.get("skipped") or {}
+    if sum(skipped.values()):
+        notes.append(f"{sum(skipped.values()):,} input events were skipped while reading (" + ", ".join(
+            f"{reason}: {n:,}" for reason, n in skipped.items()) + "): they are in no figure below.")
+    unlinked = info.get("unlinked_device_events") or {}
+    if sum(unlinked.values()):
+        notes.append(f"{sum(unlinked.values()):,} device events have no launching op (" + ", ".join(
+            f"{_UNLINKED.get(cause, cause)}: {n:,}" for cause, n in unlinked.items()) + "): their time counts in "
+            "device and step time, but in no op or module.")
+    early = info.get("device_before_launch") or {}
+    if early:
+        notes.append(f"Clock skew: {early['events']:,} of {early['of']:,} device events start before the host call "
+                     f"that launched them (by up to {early['max_ns'] / 1e3:,.1f} µs). The trace's host and device "
+                     "clocks disagree, so a gap between a host call and its device work is off by as much.")
+    return notes
 
 
 def model_section(view: pd.DataFrame, source_name: str) -> Section:

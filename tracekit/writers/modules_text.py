@@ -68,10 +68,9 @@ class _Row:
 def render_table(view: list[Row] | pd.DataFrame, console: Console, title: str, first_step: int | None = None) -> None:
     """Indented module tree with type, shapes, params, first/steady time, device time and step share.
     `first_step`: the lowest ProfilerStep number recorded (a note says "first" is not the program's first call)."""
-    from rich.table import Table
+    from tracekit.writers.box_table import print_table
 
     rows = view_rows(view)
-    table = Table(title=title, show_lines=False)
     has_device = bool(sum(v for r in rows for v in (r["device_ns_fwd"], r["device_ns_bwd"]) if not missing(v)))
     # no autograd node in the trace (inference, or VizTracer, which records none): blank, not 0.000
     has_backward = any(not missing(r["backward_ns"]) and r["backward_ns"] > 0 for r in rows)
@@ -79,8 +78,7 @@ def render_table(view: list[Row] | pd.DataFrame, console: Console, title: str, f
                           ("params", "right"), ("calls", "right"), ("first ms", "right"), ("steady ms", "right"),
                           ("bwd ms", "right"), ("device fwd ms", "right"), ("device bwd ms", "right"),
                           ("FLOPs fwd", "right"), ("share", "right")) if has_device or "device" not in c[0]]
-    for name, justify in columns:
-        table.add_column(name, justify=justify, no_wrap=name in ("module", "input", "output"))
+    cells: list[list[str]] = []
     notes: set[str] = set()
     no_rule: set[str] = set()
     if first_step:
@@ -117,14 +115,13 @@ def render_table(view: list[Row] | pd.DataFrame, console: Console, title: str, f
                       "varying batch or sequence)")
         shown_in = _shape(row.input_shapes) + ("?" if unsure else "") + (f" … {_shape(later)}" if isinstance(later, str)
                                                                           else "")
-        table.add_row(name, mtype, shown_in, _shape(row.output_shapes),
+        cells.append([name, mtype, shown_in, _shape(row.output_shapes),
                       _count(row.params) + params_mark, str(row.calls), _ms(row.first_call_ns), _ms(row.steady_ns),
-                      _ms(row.backward_ns) if has_backward else "", *device, _count(row.flops_fwd), share)
+                      _ms(row.backward_ns) if has_backward else "", *device, _count(row.flops_fwd), share])
     if no_rule:
         notes.add("FLOPs blank: ops that compute, with no FLOP rule, ran inside (flops_from names them): "
                   + ", ".join(sorted(no_rule)))
-    table.caption = "\n".join(sorted(notes)) or None
-    console.print(table)
+    print_table(console, title, columns, cells, "\n".join(sorted(notes)) or None, ("module", "input", "output"))
 
 
 def _shape(text: str | None) -> str:

@@ -1,7 +1,11 @@
-"""cost17 (issue 15, per-rank convert cost): the module rows file written with one C encoder call and numeric
-columns taken through numpy holds what the stdlib's piece-by-piece `json.dump` of `to_pylist` rows held, on real
-rank partitions; and bench/rank_cost.py's `--tree` switches the readers (tracekit.converters, installed from the
-top-level converters/ folder) with the rest of tracekit, so that an old-vs-new timing compares both trees' readers."""
+"""cost17 (issue 15, per-rank convert cost), on real rank partitions and traces:
+- the module rows file, written with one C encoder call and numeric columns taken through numpy, holds what the
+  stdlib's piece-by-piece `json.dump` of `to_pylist` rows held, byte for byte;
+- rank partitions with v2 data pages read back the same in pyarrow and DuckDB;
+- a rank's module partition made from the module columns directly is the DataFrame way's table (values, types,
+  pandas metadata), and shapes the direct way does not handle or got wrong go the pandas way;
+- bench/rank_cost.py's `--tree` switches the readers (tracekit.converters, installed from the top-level converters/
+  folder) with the rest of tracekit, so that an old-vs-new timing compares both trees' readers."""
 
 from __future__ import annotations
 
@@ -199,8 +203,8 @@ def test_module_columns_to_arrow_is_the_frame_way(rel: str, monkeypatch) -> None
 
 
 def test_columns_to_arrow_falls_back_where_the_direct_way_differs(monkeypatch) -> None:
-    """A column the direct way does not handle (Python floats with None, a Series on another index) and a shape whose check
-    failed go the pandas way, and give what pandas gives."""
+    """A column the direct way does not handle (Python floats with None, a Series on another index) and a shape
+    whose check failed go the pandas way, and give what pandas gives."""
     import numpy as np
     import pandas as pd
 

@@ -40,9 +40,15 @@ def quick_info(table: EventTable, top: int = 10) -> dict[str, Any]:
 
 def trace_info(processed, top: int = 10) -> dict[str, Any]:
     """Format, devices, ranks, steps, counts by kind, time span, top ops and kernels by time."""
-    ev = processed.table.events
-    return _facts(processed.table, ev["parent"].to_numpy(), ev["depth"].to_numpy(), ev["step"].to_numpy(),
-                  processed.unlinked, top, ev["launch"].to_numpy())
+    return table_info(processed.table, processed.unlinked, top)
+
+
+def table_info(table: EventTable, unlinked: dict[str, int], top: int = 10) -> dict[str, Any]:
+    """trace_info of a processed table (pandas, or a Columns read from a dataset: tracekit.dataset.info_read),
+    whose parent, depth, step and launch columns are stored; `unlinked`: the launch links' counts by cause."""
+    ev = table.events
+    return _facts(table, column(ev, "parent"), column(ev, "depth"), column(ev, "step"), unlinked, top,
+                  column(ev, "launch"))
 
 
 def _kind_in(ev: pd.DataFrame | Columns, kinds: tuple[str, ...]) -> np.ndarray:

@@ -39,13 +39,14 @@ def info_cmd(inputs: tuple[Path, ...], top: int, fmt: str | None, as_json: bool,
 
     with progress_steps(total=len(inputs) + 1) as advance:
         on_file = lambda p: advance(f"reading {p}")  # noqa: E731
-        if any(is_dataset(p) for p in inputs):
-            from tracekit.dataset.load import INFO_COLUMNS, processed_of
-            from tracekit.info import trace_info
+        if any(is_dataset(p) for p in inputs):  # the stored columns it needs, as numpy: no pandas
+            from tracekit.dataset.info_read import dataset_facts
+            from tracekit.dataset.load import dataset_of
 
-            processed = processed_of(inputs, INFO_COLUMNS, on_file=on_file)
-            advance("building call tree and links")
-            facts = trace_info(processed, top=top)
+            ds = dataset_of(inputs)
+            on_file(f"reading dataset {ds.root}")
+            advance("counting")
+            facts = dataset_facts(ds, top)
         else:  # raw traces: only the stages the facts need (tracekit.info.quick_info), without pandas
             from tracekit.info_inputs import read_for_info
 

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from tracekit.modules.spans import RECORD_FUNCTION
 from tracekit.report.blocks import bar_chart, facts, table
 from tracekit.report.fmt import esc, json_script, ms, pct
 from tracekit.report.model import model_graph
 from tracekit.report.page import Section
 from tracekit.report.tree_table import tree_table
+from tracekit.writers.modules_text import view_rows
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tracekit.modules.view import Row
+
+RECORD_FUNCTION = "record_function"  # tracekit.modules.spans.RECORD_FUNCTION: importing it would load pandas
 
 SPLIT = (("compute_ns", "compute", "#59a14f"), ("exposed_comm_ns", "exposed communication", "#e15759"),
          ("idle_ns", "idle / waiting", "#bab0ac"))
@@ -87,8 +92,9 @@ def data_quality_notes(info: dict[str, Any]) -> list[str]:
     return notes
 
 
-def model_section(view: pd.DataFrame, source_name: str) -> Section:
+def model_section(view: list[Row] | pd.DataFrame, source_name: str) -> Section:
     """The model drawing of the first source (blocks in forward order, repeats folded)."""
+    view = view_rows(view)
     graph = model_graph(view)
     note = ("Drawn from the trace alone: each block is a module in forward (first-call) order, nested as in the "
             "code, with its type, parameters, forward FLOPs, time per call and share of step time (colour). "
@@ -96,10 +102,10 @@ def model_section(view: pd.DataFrame, source_name: str) -> Section:
             "dashed arrow means that input is not the previous block's output (the trace records call order, "
             "not data flow). Click a block to open it and see its details. ~: inferred or unsure, ?: unknown "
             "(the details say why).")
-    if (view["module_type"] == RECORD_FUNCTION).all():
+    if all(r["module_type"] == RECORD_FUNCTION for r in view):
         note = ("<b>This trace has no nn.Module events</b> (record with with_modules=True or with_stack=True): "
                 "the blocks are its record_function annotations, not the model's modules. ") + note
-    if view["source_index"].nunique() > 1:
+    if len({r["source_index"] for r in view}) > 1:
         note += f" Shown: {esc(source_name)} (the first input)."
     tools = ("<div class='mdl-tools'><button class='expand-all'>open all</button><button class='collapse-all'>"
              f"close all</button><span>{graph['modules']:,} modules</span><span>share of step time: 0 "
@@ -109,7 +115,7 @@ def model_section(view: pd.DataFrame, source_name: str) -> Section:
     return Section("model", "Model", body, note)
 
 
-def modules_section(view: pd.DataFrame, first_step: int | None = None) -> Section:
+def modules_section(view: list[Row] | pd.DataFrame, first_step: int | None = None) -> Section:
     """The module tree table; `first_step`: the lowest ProfilerStep recorded (above 0, "first" is not the
     program's first call, and the note says so)."""
     note = ("Indented as in the code; ▸ opens a module, a column title sorts siblings (module: back to forward "

@@ -53,7 +53,15 @@ def view_rows(view: list[Row] | pd.DataFrame) -> list[Row]:
     return frame_to_arrow(view).to_pylist()
 
 
-class _Row:
+def by_source(rows: list[Row]) -> list[list[Row]]:
+    """The rows of each source, sources in order of first appearance (groupby("source_index", sort=False))."""
+    groups: dict[Any, list[Row]] = {}
+    for row in rows:
+        groups.setdefault(row["source_index"], []).append(row)
+    return list(groups.values())
+
+
+class RowView:
     """Attribute access to a row dict (what the table code read from DataFrame.itertuples)."""
 
     __slots__ = ("_row",)
@@ -84,7 +92,7 @@ def render_table(view: list[Row] | pd.DataFrame, console: Console, title: str, f
     if first_step:
         notes.add(f"first ms: the first call in the recording, which starts at ProfilerStep#{first_step}; the "
                   "program's first (warm-up) calls were not recorded")
-    for row in map(_Row, rows):
+    for row in map(RowView, rows):
         name = "  " * int(row.depth) + str(row.module_path).rsplit("/", 1)[-1]
         share = "" if missing(row.share) else f"{row.share:.1%}"
         device = [_ms(row.device_ns_fwd), _ms(row.device_ns_bwd)] if has_device else []

@@ -135,7 +135,9 @@ def test_trace_metadata_from_records(dlrm_convert):
     raw = [_doc(f) for f in files]
     assert [r["distributedInfo"] for r in doc["tracekit"]["ranks"]] == [d["distributedInfo"] for d in raw]
     assert [r["path"] for r in doc["tracekit"]["ranks"]] == [str(f) for f in files]
-    assert doc["deviceProperties"] == [p for d in raw for p in d["deviceProperties"]]
+    listed = [p for d in raw for p in d["deviceProperties"]]  # each rank lists its node's 8 GPUs: once each
+    assert len(listed) == 64 and doc["deviceProperties"] == [p for i, p in enumerate(listed) if p not in listed[:i]]
+    assert [d["id"] for d in doc["deviceProperties"]] == list(range(8))
     assert doc["displayTimeUnit"] == "ms" and doc["tracekit"]["note"].startswith("ts are microseconds")
 
 
@@ -143,7 +145,7 @@ def test_trace_metadata_of_a_chosen_subset(tmp_path):
     summary = convert(_inputs(DLRM), tmp_path / "out", workers=1, trace_ranks=[1, 6])
     doc = orjson.loads((tmp_path / "out" / "trace.json").read_bytes())
     assert [r["rank"] for r in doc["tracekit"]["ranks"]] == [1, 6] == summary["trace"]["ranks"]
-    assert len(doc["deviceProperties"]) == 2 * len(_doc(_inputs(DLRM)[0])["deviceProperties"])
+    assert doc["deviceProperties"] == _doc(_inputs(DLRM)[1])["deviceProperties"]  # the same node's 8 GPUs, once
     assert len(summary["trace"]["per_rank_traces"]) == 8
 
 

@@ -325,10 +325,13 @@ def summary_sources(records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any
 
 def _trace_meta(records: Iterable[dict[str, Any]], indices: set[int] | None = None) -> dict[str, Any]:
     """The merged trace's metadata for the ranks of `indices` (default all): its per-rank lists are encoded rank by
-    rank from the records into compact JSON (msgspec.Raw), never held as Python objects."""
+    rank from the records into compact JSON (msgspec.Raw), never held as Python objects. deviceProperties lists
+    each distinct device once: every rank's trace lists all GPUs of its node (8 V100s, 2.7 KB, on each DLRM rank),
+    and the copies are alike (no host is recorded to tell two nodes' GPU 0 apart)."""
     import msgspec
 
     ranks, devices = bytearray(b"["), bytearray(b"[")
+    seen: set[bytes] = set()
     for rec in records:
         if indices is not None and rec["index"] not in indices:
             continue
@@ -336,7 +339,10 @@ def _trace_meta(records: Iterable[dict[str, Any]], indices: set[int] | None = No
                  "distributedInfo": rec["distributed"]}
         ranks += (b"," if len(ranks) > 1 else b"") + msgspec.json.encode(entry)
         for device in rec["devices"]:
-            devices += (b"," if len(devices) > 1 else b"") + msgspec.json.encode(device)
+            encoded = msgspec.json.encode(device)
+            if encoded not in seen:
+                seen.add(encoded)
+                devices += (b"," if len(devices) > 1 else b"") + encoded
     note = ("ts are microseconds relative to baseTimeNanoseconds (absolute ns = base + ts*1000); "
             "one process group per rank; pids, flow ids and sort indices are namespaced per rank")
     tracekit = b'{"note":' + msgspec.json.encode(note) + b',"ranks":' + bytes(ranks) + b"]}"

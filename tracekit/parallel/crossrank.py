@@ -174,7 +174,7 @@ class _LabelChunks:
     CHUNK_ROWS rows at a time and sliced per rank: the same arrays as converting each rank's slice, without a
     pandas slice and a conversion per column and rank (~0.3 ms a rank). Object columns are left to the caller."""
 
-    CHUNK_ROWS = 65_536
+    CHUNK_ROWS = 8_192  # bounded: a chunk of every call at once was a second copy of the labels (~0.1 KB a call)
 
     def __init__(self, arrays: dict[str, Any], total: int):
         self.arrays = {col: a for col, a in arrays.items() if not (isinstance(a, np.ndarray) and a.dtype == object)}

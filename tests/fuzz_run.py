@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -92,13 +93,25 @@ def _serve(jobs: int, timeout: float) -> None:
     import resource
 
     import tracekit.cli
-    import tracekit.convert
+    import tracekit.convert  # noqa: F401  (loaded once here, before the cases fork)
 
     todo = json.loads(sys.stdin.read())
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, flush=True)
     running: dict[int, tuple[int, float, str, str]] = {}
     done: dict[int, dict] = {}
     tmp = tempfile.mkdtemp(prefix="fuzz-serve-")
+    try:
+        _run_forked(todo, jobs, timeout, tmp, running, done)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # each case's captured stdout/stderr, read already
+    for i in range(len(todo)):
+        print(json.dumps(done[i]), flush=True)
+
+
+def _run_forked(todo: list, jobs: int, timeout: float, tmp: str, running: dict, done: dict) -> None:
+    """Fork one process per case, at most `jobs` at a time; fill `done` with each case's outcome."""
+    import tracekit.cli
+
     nxt = 0
     while nxt < len(todo) or running:
         while nxt < len(todo) and len(running) < jobs:
@@ -119,8 +132,6 @@ def _serve(jobs: int, timeout: float) -> None:
         i, start, so, se = running.pop(pid)
         done[i] = {"rc": os.waitstatus_to_exitcode(status), "peak_rss": usage.ru_maxrss * 1024,
                    "seconds": time.monotonic() - start, "stdout": _read(so), "stderr": _read(se)}
-    for i in range(len(todo)):
-        print(json.dumps(done[i]), flush=True)
 
 
 def _read(path: str) -> str:

@@ -16,7 +16,7 @@ from conftest import SAMPLES, shared
 
 import tracekit.ranks as ranks_mod
 from tracekit.convert import convert
-from tracekit.dataset.manifest import write_manifest
+from tracekit.dataset.manifest import read_manifest, write_manifest
 from tracekit.inputs import expand_inputs
 from tracekit.parallel.pipeline import pipeline_tables
 from tracekit.parallel.report import by_rank, stragglers
@@ -106,9 +106,11 @@ def test_summary_and_manifest_written_from_records_equal_the_in_memory_build(dlr
     assert [s["rank"] for s in summary["sources"]] == list(range(8))
     assert summary["input_events"] == sum(r["summary"]["input_events"] for r in seen["spilled"]) > 0
     assert summary["conserved"] and summary["collectives"]["rows"] == 64
-    manifest = json.loads((out / "tracekit.json").read_text())
+    raw = json.loads((out / "tracekit.json").read_text())
+    assert [s["devices"] for s in raw["sources"]] == [0] * 8 and len(raw["device_lists"]) == 1  # one node's 8 GPUs
+    manifest = read_manifest(out)
     assert [s["rank"] for s in manifest["sources"]] == list(range(8))
-    assert all(s["thread_names"] and s["devices"] for s in manifest["sources"])
+    assert all(s["thread_names"] and len(s["devices"]) == 8 for s in manifest["sources"])
     assert [i["sha256"] for i in manifest["inputs"]] == [r["input"]["sha256"] for r in seen["spilled"]]
     # the same manifest written from lists held in memory is the same text
     (tmp_path / "events").symlink_to(out / "events")

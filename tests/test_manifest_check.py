@@ -14,8 +14,8 @@ from conftest import SAMPLES
 
 from tracekit.cli import main
 from tracekit.convert import convert
-from tracekit.dataset.manifest import MANIFEST
-from tracekit.dataset.manifest_check import manifest_problem
+from tracekit.dataset.manifest import MANIFEST, read_manifest
+from tracekit.dataset.manifest_check import manifest_problem, resolve_device_lists
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +61,13 @@ EDITS = {
     "row count beyond int": (_set("tables", "events", "rows", value=1e400),
                              "tables.events.rows: inf is not an integer or null"),
     "summary as a list": (_set("summary", value=["summary.json"]), "summary: ['summary.json'] is not a string"),
+    "device lists as text": (_set("device_lists", value="x"), "device_lists: 'x' is not a list"),
+    "a device list index beyond the lists": (_set("sources", 0, "devices", value=9),
+                                             "sources[0].devices: 9 is not an index of device_lists (1 lists)"),
+    "a device list as an object": (_set("device_lists", 0, value={}), "device_lists[0]: {} is not a list"),
+    "a device as a number": (_set("device_lists", 0, value=[5]), "sources[0].devices[0]: 5 is not an object"),
+    "a device memory in words": (_set("device_lists", 0, value=[{"name": "A", "id": 0, "totalGlobalMem": "lots"}]),
+                                 "sources[0].devices[0].totalGlobalMem: 'lots' is not a number"),
 }
 
 
@@ -87,8 +94,25 @@ def test_a_manifest_nested_too_deep_is_damaged_not_a_bug(converted, tmp_path):
 @pytest.mark.parametrize("dataset", ["one", "ranks"])
 def test_what_convert_writes_is_sound(converted, dataset):
     manifest = json.loads((converted[dataset] / MANIFEST).read_text())
-    assert manifest_problem(manifest) is None
+    assert manifest["format_version"] == 2 and all(s["devices"] == 0 for s in manifest["sources"])
+    assert resolve_device_lists(manifest) is None and manifest_problem(manifest) is None
+    assert all(s["devices"] is manifest["device_lists"][0] for s in manifest["sources"])  # shared, not copied
     assert manifest["sources"] and manifest["tables"]  # the checks had something to check
+
+
+def test_a_format_1_manifest_with_inline_device_lists_is_read(converted, tmp_path):
+    """Datasets written before format 2 hold each source's device list inline: read as they are."""
+    def as_format_1(manifest):
+        lists = manifest.pop("device_lists")
+        manifest["format_version"] = 1
+        for source in manifest["sources"]:
+            source["devices"] = lists[source["devices"]]
+
+    old = _edited(converted["ranks"], tmp_path / "v1", as_format_1)
+    for args in (["info", str(old)], ["modules", str(old)], ["sql", str(old), "SELECT count(*) FROM events"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+    assert read_manifest(old)["sources"] == read_manifest(converted["ranks"])["sources"]
 
 
 def _cut(path: Path) -> None:

@@ -131,11 +131,11 @@ def _loaded_after(args: list[str]) -> set[str]:
 
 @pytest.mark.parametrize("name", ["gpt_prof_cuda", "dist_pp_dp"])
 def test_a_dataset_query_loads_no_pandas(name, datasets, tmp_path):
-    """Through the module rows file: json only (no numpy, pyarrow or pandas); an older dataset without it: pyarrow
-    and numpy, no pandas."""
+    """Through the module rows file: json only (no numpy, pyarrow or pandas), the html page included; an older
+    dataset without it: pyarrow and numpy, no pandas."""
     ds = datasets(name)
     old = without_rows_file(ds, tmp_path / "old")
-    for fmt in ("table", "csv", "json"):
+    for fmt in ("table", "csv", "json", "html"):
         out = tmp_path / f"out.{fmt if fmt != 'table' else 'txt'}"
         assert _loaded_after(["modules", str(ds), "-o", str(out)]) == set()
         assert out.stat().st_size > 500

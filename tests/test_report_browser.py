@@ -373,6 +373,8 @@ def test_ascend_npu_ranks_report(browser, tmp_path):
     page = _open(browser, path, tmp_path / "npu_report.png")
     facts = page.eval("[...document.querySelectorAll('#overview dd')].map(d => d.textContent)")
     assert facts[1].startswith("Ascend NPU") and "CPU only" not in page.eval("document.body.innerText")
+    quality = page.eval("[...document.querySelectorAll('#overview .quality')].map(p => p.innerText)")
+    assert any(q.startswith("Clock skew: ") and "device events start before the host call" in q for q in quality)
     types = page.eval("[...document.querySelectorAll('#model .blk')].map(b => b.dataset.type)")
     assert types[:3] == ["DistributedDataParallel", "AlexNet", "Sequential"] and types.count("Conv2d") == 5
     assert page.eval("document.querySelectorAll('#parallel-by-rank tbody tr').length") == 2

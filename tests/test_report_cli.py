@@ -163,3 +163,36 @@ def test_report_help_is_light():
 
     code = "from tracekit.cli import main\nmain(['report', '--help'], standalone_mode=False)"
     assert loaded_after(code) == []
+
+
+def test_report_overview_says_what_limits_trust_in_its_times(tmp_path):
+    """The overview names skipped input events, device events no op launched and host/device clock skew, with
+    the counts info gives for the same trace; a clean trace gets none of these notes."""
+    from tracekit.info import trace_info
+
+    npu = shared("npu/msinsight_alexnet_dp/text/level1/rank0_ascend_pt")
+    info = trace_info(process(read_inputs([npu])))
+    early, unlinked = info["device_before_launch"], info["unlinked_device_events"]
+    assert early["events"] > 0 and sum(unlinked.values()) > 0
+    out = tmp_path / "npu.html"
+    result = CliRunner().invoke(main, ["report", str(npu), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    overview = out.read_text().split("<section id='overview'>")[1].split("</section>")[0]
+    notes = re.findall(r"<p class='note quality'>(.*?)</p>", overview)
+    skew = next(n for n in notes if n.startswith("Clock skew"))
+    assert f"{early['events']:,} of {early['of']:,} device events" in skew
+    assert f"{early['max_ns'] / 1e3:,.1f} µs" in skew
+    assert any(f"{sum(unlinked.values()):,} device events have no launching op" in n for n in notes)
+
+    clean = tmp_path / "cnn.html"
+    assert CliRunner().invoke(main, ["report", str(SAMPLES / "cnn" / "prof.json.gz"), "-o", str(clean)]).exit_code == 0
+    assert "class='note quality'" not in clean.read_text()
+
+
+def test_data_quality_notes_count_skipped_events():
+    from tracekit.report.sections import data_quality_notes
+
+    info = {"skipped": {"no_ts": 3, "bad_dur": 1}, "unlinked_device_events": {}, "device_before_launch": {}}
+    assert data_quality_notes(info) == [
+        "4 input events were skipped while reading (no_ts: 3, bad_dur: 1): they are in no figure below."]
+    assert data_quality_notes({"skipped": {}, "unlinked_device_events": {}, "device_before_launch": {}}) == []

@@ -97,10 +97,9 @@ class Trace:
 
     def info(self, top: int = 10) -> dict[str, Any]:
         """The facts `tracekit info` prints (devices, ranks, steps, counts by kind, top ops and kernels)."""
-        from tracekit.dataset.load import INFO_COLUMNS
-        from tracekit.info import trace_info
+        from tracekit.dataset.info_read import dataset_facts
 
-        return trace_info(self.dataset.processed(INFO_COLUMNS), top=top)
+        return dataset_facts(self.dataset, top)
 
     def sql(self, statement: str) -> pd.DataFrame:
         """Run SQL (DuckDB) on the tables, one view each; rank-partitioned tables are one view with `rank`."""

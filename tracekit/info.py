@@ -40,9 +40,15 @@ def quick_info(table: EventTable, top: int = 10) -> dict[str, Any]:
 
 def trace_info(processed, top: int = 10) -> dict[str, Any]:
     """Format, devices, ranks, steps, counts by kind, time span, top ops and kernels by time."""
-    ev = processed.table.events
-    return _facts(processed.table, ev["parent"].to_numpy(), ev["depth"].to_numpy(), ev["step"].to_numpy(),
-                  processed.unlinked, top, ev["launch"].to_numpy())
+    return table_info(processed.table, processed.unlinked, top)
+
+
+def table_info(table: EventTable, unlinked: dict[str, int], top: int = 10) -> dict[str, Any]:
+    """trace_info of a processed table (pandas, or a Columns read from a dataset: tracekit.dataset.info_read),
+    whose parent, depth, step and launch columns are stored; `unlinked`: the launch links' counts by cause."""
+    ev = table.events
+    return _facts(table, column(ev, "parent"), column(ev, "depth"), column(ev, "step"), unlinked, top,
+                  column(ev, "launch"))
 
 
 def _kind_in(ev: pd.DataFrame | Columns, kinds: tuple[str, ...]) -> np.ndarray:
@@ -89,7 +95,7 @@ def _facts(table: EventTable, parent: np.ndarray, depth: np.ndarray, step: np.nd
     return {
         "sources": [{"path": s.path, "format": s.format, "events": s.input_events, "damage": s.damage,
                      "base_from": s.base_from} for s in table.sources],
-        "devices": devices or [{"name": "CPU only (no device events)"}],
+        "devices": devices or [{"name": no_device_properties(dict(counts), [s.format for s in table.sources])}],
         "ranks": sorted({s.rank for s in table.sources if s.rank >= 0}),
         "world_size": next((s.distributed.get("world_size") for s in table.sources if s.distributed), None),
         "steps": steps,
@@ -102,6 +108,17 @@ def _facts(table: EventTable, parent: np.ndarray, depth: np.ndarray, step: np.nd
         "device_before_launch": _before_launch(ev, launch),
         "skipped": table.skipped,
     }
+
+
+def no_device_properties(counts_by_kind: dict[str, int], formats: list[str]) -> str:
+    """What stands for the device list where the trace names no device: CPU only, or how many device events
+    there are (an Ascend trace records its NPU tasks but no device model)."""
+    device_events = sum(counts_by_kind.get(k, 0) for k in DEVICE_KINDS)
+    if not device_events:
+        return "CPU only (no device events)"
+    if "npu" in formats:
+        return f"Ascend NPU ({device_events:,} device events; the trace names no device model)"
+    return f"device events ({device_events:,}) without device properties in the trace"
 
 
 def _before_launch(ev: pd.DataFrame | Columns, launch: np.ndarray) -> dict[str, int]:

@@ -39,13 +39,14 @@ def info_cmd(inputs: tuple[Path, ...], top: int, fmt: str | None, as_json: bool,
 
     with progress_steps(total=len(inputs) + 1) as advance:
         on_file = lambda p: advance(f"reading {p}")  # noqa: E731
-        if any(is_dataset(p) for p in inputs):
-            from tracekit.dataset.load import INFO_COLUMNS, processed_of
-            from tracekit.info import trace_info
+        if any(is_dataset(p) for p in inputs):  # the stored columns it needs, as numpy: no pandas
+            from tracekit.dataset.info_read import dataset_facts
+            from tracekit.dataset.load import dataset_of
 
-            processed = processed_of(inputs, INFO_COLUMNS, on_file=on_file)
-            advance("building call tree and links")
-            facts = trace_info(processed, top=top)
+            ds = dataset_of(inputs)
+            on_file(f"reading dataset {ds.root}")
+            advance("counting")
+            facts = dataset_facts(ds, top)
         else:  # raw traces: only the stages the facts need (tracekit.info.quick_info), without pandas
             from tracekit.info_inputs import read_for_info
 
@@ -65,6 +66,36 @@ def info_cmd(inputs: tuple[Path, ...], top: int, fmt: str | None, as_json: bool,
     emit(text, out)
 
 
+def device_line(devices: list[dict], n_sources: int) -> str:
+    """The devices once each: `8 × Tesla V100-SXM2-32GB (ids 0-7, 31.7 GiB)`, and in how many inputs they are
+    named when several traces list the same ones (each rank's trace names every device of its node)."""
+    groups: dict[tuple, list[dict]] = {}
+    for d in devices:
+        groups.setdefault((d["name"], d.get("memory_gb")), []).append(d)
+    parts = []
+    for (name, memory), listed in groups.items():
+        ids = sorted({d["id"] for d in listed if isinstance(d.get("id"), int)})
+        if not ids:
+            parts.append(name)
+            continue
+        text = f"{len(ids)} × {name} (id{'s' if len(ids) > 1 else ''} {_ranges(ids)}"
+        text += f", {memory} GiB)" if memory else ")"
+        if n_sources > 1 and len(listed) > len(ids):
+            text += f", named in {len(listed) // len(ids) if len(listed) % len(ids) == 0 else 'several'} inputs"
+        parts.append(text)
+    return ", ".join(parts)
+
+
+def _ranges(ids: list[int]) -> str:
+    """0-7,9 for [0..7, 9]."""
+    out, start = [], ids[0]
+    for prev, cur in zip(ids, [*ids[1:], None]):
+        if cur != prev + 1:
+            out.append(str(start) if start == prev else f"{start}-{prev}")
+            start = cur
+    return ",".join(out)
+
+
 def render(facts: dict, console: Console) -> None:
     """Print the facts as rich tables."""
     from rich.table import Table
@@ -74,7 +105,7 @@ def render(facts: dict, console: Console) -> None:
                       f"time base: {s['base_from']}")
         for note in s["damage"]:
             console.print(f"  [yellow]damage:[/] {note}")
-    console.print("devices: " + ", ".join(d["name"] for d in facts["devices"]))
+    console.print("devices: " + device_line(facts["devices"], len(facts["sources"])))
     ranks = facts["ranks"]
     console.print(f"ranks: {ranks or 'not distributed'}" + (
         f" of world size {facts['world_size']}" if facts["world_size"] else ""))

@@ -39,10 +39,9 @@ def modules_cmd(inputs: tuple[Path, ...], depth: int | None, sort: str, fmt: str
     fmt = fmt or format_from_suffix(out, FORMATS, "table")
     if fmt == "html" and out is None:
         raise click.UsageError("--format html needs -o FILE.html")
-    columns = None if fmt == "html" else VIEW_COLUMNS
     with progress_steps(total=len(inputs) + 2) as advance:
         advance("attributing events to modules")
-        found = module_inputs(inputs, columns, on_file=lambda p: advance(f"reading {p}"))
+        found = module_inputs(inputs, VIEW_COLUMNS, on_file=lambda p: advance(f"reading {p}"))
         advance("building the module table")
     title = "modules of " + ", ".join(p.name for p in inputs)
     if not found.count:
@@ -53,16 +52,14 @@ def modules_cmd(inputs: tuple[Path, ...], depth: int | None, sort: str, fmt: str
     if all(r["module_type"] == RECORD_FUNCTION for r in rows):
         click.echo(f"{', '.join(map(str, inputs))}: no nn.Module events (record with with_modules=True or "
                    "with_stack=True); showing the record_function annotation hierarchy instead", err=True)
-    if fmt == "html":
-        from tracekit.modules.view import tree_view
-        from tracekit.writers.modules_html import render_html
-
-        view = tree_view(found.frame(), found.step_ns, depth=depth, sort=sort)
-        _write(render_html(view, title, found.first_step), out, len(view))
-        return
     from tracekit.modules.view import tree_rows
 
     view = tree_rows(rows, found.step_ns, depth=depth, sort=sort)
+    if fmt == "html":
+        from tracekit.writers.modules_html import render_html
+
+        _write(render_html(view, title, found.first_step), out, len(view))
+        return
     if fmt == "table" and out is None:
         from tracekit.writers.modules_text import render_table
 

@@ -35,17 +35,14 @@ def _cell(value: object) -> str:
 
 def _print(console: Console, title: str, frame: pd.DataFrame, top: int | None = None) -> None:
     import pandas as pd
-    from rich.table import Table
+
+    from tracekit.writers.box_table import print_table
 
     if not len(frame):
         return
     frame = frame.head(top) if top else frame
-    tab = Table(title=title)
-    for col in frame.columns:
-        tab.add_column(col, justify="right" if pd.api.types.is_numeric_dtype(frame[col]) else "left")
-    for row in frame.itertuples(index=False):
-        tab.add_row(*(_cell(v) for v in row))
-    console.print(tab)
+    columns = [(str(col), "right" if pd.api.types.is_numeric_dtype(frame[col]) else "left") for col in frame.columns]
+    print_table(console, title, columns, [[_cell(v) for v in row] for row in frame.itertuples(index=False)])
 
 
 @click.command("parallel")

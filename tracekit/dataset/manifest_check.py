@@ -31,7 +31,12 @@ def _int_or_none(value: Any) -> bool:
     return value is None or _int(value)
 
 
-_KIND = {_int: "an integer", _str: "a string", _list: "a list", _dict: "an object", _int_or_none: "an integer or null"}
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_KIND = {_number: "a number",
+         _int: "an integer", _str: "a string", _list: "a list", _dict: "an object", _int_or_none: "an integer or null"}
 
 _INPUT = {"path": _str, "size": _int, "mtime_ns": _int, "sha256": _str}
 _SOURCE = {"path": _str, "format": _str, "source": _str, "base_ns": _int, "base_from": _str, "rank": _int,
@@ -76,6 +81,37 @@ def manifest_problem(manifest: dict[str, Any]) -> str | None:
     return None
 
 
+def resolve_device_lists(manifest: dict[str, Any]) -> str | None:
+    """Put each source's device list in place of its index into `device_lists` (format 2; the lists are shared,
+    not copied); what is wrong with those indexes and lists, or None. Format 1 lists are inline: left as they are."""
+    lists = manifest.get("device_lists", [])
+    if not _list(lists):
+        return _wrong("device_lists", lists, _list)
+    for i, devices in enumerate(lists):
+        if not _list(devices):
+            return _wrong(f"device_lists[{i}]", devices, _list)
+    sources = manifest.get("sources", [])
+    for i, source in enumerate(sources if _list(sources) else []):
+        if _dict(source) and _int(source.get("devices")):
+            k = source["devices"]
+            if not 0 <= k < len(lists):
+                return f"sources[{i}].devices: {k} is not an index of device_lists ({len(lists)} lists)"
+            source["devices"] = lists[k]
+    return None
+
+
+def _devices(i: int, devices: list[Any]) -> str | None:
+    """The device entries of sources[i]: objects whose name, id and memory are of the types info reads."""
+    for k, device in enumerate(devices):
+        where = f"sources[{i}].devices[{k}]"
+        if not _dict(device):
+            return _wrong(where, device, _dict)
+        for key, check in (("name", _str), ("id", _int_or_none), ("totalGlobalMem", _number)):
+            if key in device and not check(device[key]):
+                return _wrong(f"{where}.{key}", device[key], check)
+    return None
+
+
 def _record(where: str, entry: Any, fields: dict[str, Any], required: tuple[str, ...]) -> str | None:
     if not _dict(entry):
         return _wrong(where, entry, _dict)
@@ -95,6 +131,8 @@ def _source_lists(i: int, source: dict[str, Any]) -> str | None:
             if not (_list(item) and len(item) == size and all(_int(x) for x in item[:-1]) and check(item[-1])):
                 return f"sources[{i}].{key}[{k}]: {_short(item)} is not [{'pid, ' if size == 2 else 'pid, tid, '}" \
                        f"{_KIND[check].split()[-1]}]"
+    if problem := _devices(i, source.get("devices", [])):
+        return problem
     for reason, count in source.get("skipped", {}).items():
         if not _int(count):
             return _wrong(f"sources[{i}].skipped.{reason}", count, _int)

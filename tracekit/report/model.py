@@ -7,11 +7,15 @@ structure (type, shapes, parameter count and, recursively, the same children) fo
 
 from __future__ import annotations
 
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from tracekit.report.fmt import missing, shapes
+from tracekit.writers.modules_text import RowView, view_rows
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tracekit.modules.view import Row
 
 
 def _num(value: Any) -> float | None:
@@ -84,17 +88,18 @@ def _repeat(run: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def model_graph(view: pd.DataFrame) -> dict[str, Any]:
-    """{'roots': [node...], 'modules': n, 'max_share': s} for the first source of a tree_view frame."""
-    if not len(view):
+def model_graph(view: list[Row] | pd.DataFrame) -> dict[str, Any]:
+    """{'roots': [node...], 'modules': n, 'max_share': s} for the first source of tree_rows (or a tree_view frame)."""
+    rows = view_rows(view)
+    if not rows:
         return {"roots": [], "modules": 0, "max_share": 0.0, "source_index": None}
-    source = int(view["source_index"].iloc[0])
-    frame = view[view["source_index"] == source]
-    has_device = bool((frame["kernel_count"] > 0).any()) if "kernel_count" in frame else False
-    has_backward = bool((frame["backward_ns"] > 0).any())
+    source = int(rows[0]["source_index"])
+    frame = [r for r in rows if r["source_index"] == source]
+    has_device = any(not missing(r.get("kernel_count")) and r["kernel_count"] > 0 for r in frame)
+    has_backward = any(not missing(r["backward_ns"]) and r["backward_ns"] > 0 for r in frame)
     nodes: dict[str, dict[str, Any]] = {}
     roots: list[dict[str, Any]] = []
-    for row in frame.itertuples(index=False):
+    for row in map(RowView, frame):
         node = _node(row, has_device, has_backward)
         nodes[node["path"]] = node
         parent = row.parent_path if isinstance(row.parent_path, str) else None

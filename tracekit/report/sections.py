@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from tracekit.modules.spans import RECORD_FUNCTION
 from tracekit.report.blocks import bar_chart, facts, table
 from tracekit.report.fmt import esc, json_script, ms, pct
 from tracekit.report.model import model_graph
 from tracekit.report.page import Section
 from tracekit.report.tree_table import tree_table
+from tracekit.writers.modules_text import view_rows
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tracekit.modules.view import Row
+
+RECORD_FUNCTION = "record_function"  # tracekit.modules.spans.RECORD_FUNCTION: importing it would load pandas
 
 SPLIT = (("compute_ns", "compute", "#59a14f"), ("exposed_comm_ns", "exposed communication", "#e15759"),
          ("idle_ns", "idle / waiting", "#bab0ac"))
@@ -25,16 +30,8 @@ def short_names(paths: list[str]) -> list[str]:
 
 
 def device_names(info: dict[str, Any]) -> str:
-    """The devices the trace names; where it names none but has device events, say that instead of 'CPU only'."""
-    named = [d["name"] for d in info["devices"] if d.get("id") is not None or "CPU only" not in d["name"]]
-    device_events = sum(info["counts_by_kind"].get(k, 0) for k in ("kernel", "memcpy", "memset"))
-    if named:
-        return ", ".join(dict.fromkeys(named))
-    if device_events and any(s["format"] == "npu" for s in info["sources"]):
-        return f"Ascend NPU ({device_events:,} device events; the trace names no device model)"
-    if device_events:
-        return f"device events ({device_events:,}) without device properties in the trace"
-    return "CPU only (no device events)"
+    """The devices the trace names, each name once (where it names none: CPU only, or its device events)."""
+    return ", ".join(dict.fromkeys(d["name"] for d in info["devices"]))
 
 
 def overview(info: dict[str, Any], steps: pd.DataFrame, n_modules: int) -> Section:
@@ -52,6 +49,7 @@ def overview(info: dict[str, Any], steps: pd.DataFrame, n_modules: int) -> Secti
     for s in sources:
         for note in s["damage"]:
             body += f"<p class='note'>damage in {esc(s['path'])}: {esc(note)}</p>"
+    body += "".join(f"<p class='note quality'>{esc(note)}</p>" for note in data_quality_notes(info))
     if len(steps):
         basis = str(steps["basis"].iloc[0])
         labels = [f"step {int(s)}" if s >= 0 else "whole trace" for s in steps["step"]]
@@ -68,8 +66,35 @@ def overview(info: dict[str, Any], steps: pd.DataFrame, n_modules: int) -> Secti
     return Section("overview", "Overview", body)
 
 
-def model_section(view: pd.DataFrame, source_name: str) -> Section:
+_UNLINKED = {"no_correlation_id": "no correlation id", "launch_not_in_trace": "launch call not in the trace",
+             "launch_outside_any_op": "launched outside any op"}
+
+
+def data_quality_notes(info: dict[str, Any]) -> list[str]:
+    """What a reader of the page must know before trusting its times: input events skipped while reading,
+    device events that no op launched (their time belongs to no op or module), and device events that start
+    before the host call that launched them (the trace's host and device clocks disagree)."""
+    notes = []
+    skipped = info.get("skipped") or {}
+    if sum(skipped.values()):
+        notes.append(f"{sum(skipped.values()):,} input events were skipped while reading (" + ", ".join(
+            f"{reason}: {n:,}" for reason, n in skipped.items()) + "): they are in no figure below.")
+    unlinked = info.get("unlinked_device_events") or {}
+    if sum(unlinked.values()):
+        notes.append(f"{sum(unlinked.values()):,} device events have no launching op (" + ", ".join(
+            f"{_UNLINKED.get(cause, cause)}: {n:,}" for cause, n in unlinked.items()) + "): their time counts in "
+            "device and step time, but in no op or module.")
+    early = info.get("device_before_launch") or {}
+    if early:
+        notes.append(f"Clock skew: {early['events']:,} of {early['of']:,} device events start before the host call "
+                     f"that launched them (by up to {early['max_ns'] / 1e3:,.1f} µs). The trace's host and device "
+                     "clocks disagree, so a gap between a host call and its device work is off by as much.")
+    return notes
+
+
+def model_section(view: list[Row] | pd.DataFrame, source_name: str) -> Section:
     """The model drawing of the first source (blocks in forward order, repeats folded)."""
+    view = view_rows(view)
     graph = model_graph(view)
     note = ("Drawn from the trace alone: each block is a module in forward (first-call) order, nested as in the "
             "code, with its type, parameters, forward FLOPs, time per call and share of step time (colour). "
@@ -77,10 +102,10 @@ def model_section(view: pd.DataFrame, source_name: str) -> Section:
             "dashed arrow means that input is not the previous block's output (the trace records call order, "
             "not data flow). Click a block to open it and see its details. ~: inferred or unsure, ?: unknown "
             "(the details say why).")
-    if (view["module_type"] == RECORD_FUNCTION).all():
+    if all(r["module_type"] == RECORD_FUNCTION for r in view):
         note = ("<b>This trace has no nn.Module events</b> (record with with_modules=True or with_stack=True): "
                 "the blocks are its record_function annotations, not the model's modules. ") + note
-    if view["source_index"].nunique() > 1:
+    if len({r["source_index"] for r in view}) > 1:
         note += f" Shown: {esc(source_name)} (the first input)."
     tools = ("<div class='mdl-tools'><button class='expand-all'>open all</button><button class='collapse-all'>"
              f"close all</button><span>{graph['modules']:,} modules</span><span>share of step time: 0 "
@@ -90,7 +115,7 @@ def model_section(view: pd.DataFrame, source_name: str) -> Section:
     return Section("model", "Model", body, note)
 
 
-def modules_section(view: pd.DataFrame, first_step: int | None = None) -> Section:
+def modules_section(view: list[Row] | pd.DataFrame, first_step: int | None = None) -> Section:
     """The module tree table; `first_step`: the lowest ProfilerStep recorded (above 0, "first" is not the
     program's first call, and the note says so)."""
     note = ("Indented as in the code; ▸ opens a module, a column title sorts siblings (module: back to forward "

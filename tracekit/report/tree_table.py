@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from tracekit.modules.table import SLICE_NOTE
 from tracekit.report.fmt import count, esc, missing, ms, pct, shape_text
+from tracekit.writers.modules_text import SLICE_NOTE, RowView, by_source, view_rows
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tracekit.modules.view import Row
 
 # (title, value column, formatter, numeric)
 COLUMNS: tuple[tuple[str, str | None, Any, bool], ...] = (
@@ -45,27 +48,27 @@ def _cell_class(column: str, numeric: bool) -> str:
     return "n" if numeric else "l nw" if column == "module_type" else "l sh"
 
 
-def _measurable(frame: pd.DataFrame) -> dict[str, bool]:
+def _measurable(rows: list[Row]) -> dict[str, bool]:
     """Which columns hold a measurement for this source: device times need device events, backward needs
     backward events; a column with nothing measured is shown blank, never as 0."""
-    device = bool((frame["kernel_count"] > 0).any())
-    backward = bool((frame["backward_ns"] > 0).any())
+    device = any(not missing(r["kernel_count"]) and r["kernel_count"] > 0 for r in rows)
+    backward = any(not missing(r["backward_ns"]) and r["backward_ns"] > 0 for r in rows)
     return {"device_ns_fwd": device, "device_ns_bwd": device and backward, "backward_ns": backward,
             "achieved_tflops": device}
 
 
-def tree_table(view: pd.DataFrame, table_id: str = "module-tree", open_depth: int = 1) -> str:
-    """Rows in tree order; `data-parent` links each row to its parent row; rows deeper than open_depth start folded."""
+def tree_table(view: list[Row] | pd.DataFrame, table_id: str = "module-tree", open_depth: int = 1) -> str:
+    """Rows in tree order (tree_rows, or a tree_view frame); `data-parent` links each row to its parent row; rows
+    deeper than open_depth start folded."""
     head = "".join(f"<th class='{'n' if num else 'l'}' data-col='{i}' title='{esc(HINTS.get(title, title))}'>"
                    f"{esc(title)}</th>"
                    for i, (title, _col, _f, num) in enumerate(COLUMNS))
     rows = []
-    for _source, frame in view.groupby("source_index", sort=False):
-        measured = _measurable(frame)
+    for source_rows in by_source(view_rows(view)):
+        measured = _measurable(source_rows)
         index_of: dict[str, int] = {}
-        paths = frame["module_path"].astype(str).tolist()
-        has_kids = {p.rpartition("/")[0] for p in paths}
-        for r in frame.itertuples(index=False):
+        has_kids = {str(r["module_path"]).rpartition("/")[0] for r in source_rows}
+        for r in map(RowView, source_rows):
             path = str(r.module_path)
             index_of[path] = len(rows)
             parent = index_of.get(r.parent_path, -1) if isinstance(r.parent_path, str) else -1

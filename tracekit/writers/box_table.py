@@ -59,14 +59,15 @@ def box_text(title: str | None, columns: Sequence[tuple[str, str]], rows: Sequen
 
 
 def print_table(console: Console, title: str | None, columns: Sequence[tuple[str, str]],
-                rows: Sequence[Sequence[str]]) -> None:
-    """Print the table: as plain text where that is what rich would print, else through rich."""
-    if _fits_plain(console, title, columns, rows):
-        console.file.write(box_text(title, columns, rows))
+                rows: Sequence[Sequence[str]], caption: str | None = None, no_wrap: Sequence[str] = ()) -> None:
+    """Print the table: as plain text where that is what rich would print, else through rich. `caption`: lines
+    under the table; `no_wrap`: headers of columns rich must not wrap (where the table is wider than the console)."""
+    if _fits_plain(console, title, columns, rows) and (caption is None or all(map(_plain, caption.split("\n")))):
+        console.file.write(box_text(title, columns, rows) + (caption + "\n" if caption else ""))
         return
-    table = Table(title=title)
+    table = Table(title=title, caption=caption)
     for header, just in columns:
-        table.add_column(header, justify=just)
+        table.add_column(header, justify=just, no_wrap=header in no_wrap)
     for row in rows:
         table.add_row(*row)
     console.print(table)
@@ -78,8 +79,8 @@ def _fits_plain(console: Console, title: str | None, columns: Sequence[tuple[str
         return False
     if console.record or console.is_jupyter or not console.soft_wrap:
         return False
-    texts = [h for h, _ in columns] + [c for row in rows for c in row]
-    if not all(_plain(t) for t in set(texts)) or (title is not None and not _plain(title)):
+    texts = {h for h, _ in columns}.union(*map(set, rows))
+    if not all(map(_plain, texts)) or (title is not None and not _plain(title)):
         return False
     widths = [max(cell_len(t) for t in col) for col in zip([h for h, _ in columns], *rows)]
     width = sum(widths) + 3 * len(widths) + 1

@@ -53,7 +53,15 @@ def view_rows(view: list[Row] | pd.DataFrame) -> list[Row]:
     return frame_to_arrow(view).to_pylist()
 
 
-class _Row:
+def by_source(rows: list[Row]) -> list[list[Row]]:
+    """The rows of each source, sources in order of first appearance (groupby("source_index", sort=False))."""
+    groups: dict[Any, list[Row]] = {}
+    for row in rows:
+        groups.setdefault(row["source_index"], []).append(row)
+    return list(groups.values())
+
+
+class RowView:
     """Attribute access to a row dict (what the table code read from DataFrame.itertuples)."""
 
     __slots__ = ("_row",)
@@ -68,10 +76,9 @@ class _Row:
 def render_table(view: list[Row] | pd.DataFrame, console: Console, title: str, first_step: int | None = None) -> None:
     """Indented module tree with type, shapes, params, first/steady time, device time and step share.
     `first_step`: the lowest ProfilerStep number recorded (a note says "first" is not the program's first call)."""
-    from rich.table import Table
+    from tracekit.writers.box_table import print_table
 
     rows = view_rows(view)
-    table = Table(title=title, show_lines=False)
     has_device = bool(sum(v for r in rows for v in (r["device_ns_fwd"], r["device_ns_bwd"]) if not missing(v)))
     # no autograd node in the trace (inference, or VizTracer, which records none): blank, not 0.000
     has_backward = any(not missing(r["backward_ns"]) and r["backward_ns"] > 0 for r in rows)
@@ -79,14 +86,13 @@ def render_table(view: list[Row] | pd.DataFrame, console: Console, title: str, f
                           ("params", "right"), ("calls", "right"), ("first ms", "right"), ("steady ms", "right"),
                           ("bwd ms", "right"), ("device fwd ms", "right"), ("device bwd ms", "right"),
                           ("FLOPs fwd", "right"), ("share", "right")) if has_device or "device" not in c[0]]
-    for name, justify in columns:
-        table.add_column(name, justify=justify, no_wrap=name in ("module", "input", "output"))
+    cells: list[list[str]] = []
     notes: set[str] = set()
     no_rule: set[str] = set()
     if first_step:
         notes.add(f"first ms: the first call in the recording, which starts at ProfilerStep#{first_step}; the "
                   "program's first (warm-up) calls were not recorded")
-    for row in map(_Row, rows):
+    for row in map(RowView, rows):
         name = "  " * int(row.depth) + str(row.module_path).rsplit("/", 1)[-1]
         share = "" if missing(row.share) else f"{row.share:.1%}"
         device = [_ms(row.device_ns_fwd), _ms(row.device_ns_bwd)] if has_device else []
@@ -117,14 +123,13 @@ def render_table(view: list[Row] | pd.DataFrame, console: Console, title: str, f
                       "varying batch or sequence)")
         shown_in = _shape(row.input_shapes) + ("?" if unsure else "") + (f" … {_shape(later)}" if isinstance(later, str)
                                                                           else "")
-        table.add_row(name, mtype, shown_in, _shape(row.output_shapes),
+        cells.append([name, mtype, shown_in, _shape(row.output_shapes),
                       _count(row.params) + params_mark, str(row.calls), _ms(row.first_call_ns), _ms(row.steady_ns),
-                      _ms(row.backward_ns) if has_backward else "", *device, _count(row.flops_fwd), share)
+                      _ms(row.backward_ns) if has_backward else "", *device, _count(row.flops_fwd), share])
     if no_rule:
         notes.add("FLOPs blank: ops that compute, with no FLOP rule, ran inside (flops_from names them): "
                   + ", ".join(sorted(no_rule)))
-    table.caption = "\n".join(sorted(notes)) or None
-    console.print(table)
+    print_table(console, title, columns, cells, "\n".join(sorted(notes)) or None, ("module", "input", "output"))
 
 
 def _shape(text: str | None) -> str:

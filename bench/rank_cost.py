@@ -34,7 +34,9 @@ STAGES = (
     ("tracekit.writers.parquet", "kernels_frame"),
     ("tracekit.writers.parquet", "ops_frame"),
     ("tracekit.steps", "step_table"),
-    ("tracekit.modules.table", "module_table"),
+    ("tracekit.modules.table", "module_table"),  # (a tree before cost17; since, the two below)
+    ("tracekit.modules.table", "module_columns"),
+    ("tracekit.writers.direct_arrow", "columns_to_arrow"),
     ("tracekit.ranks", "_write_partition"),
     ("tracekit.parallel.collectives", "collective_calls"),
     ("tracekit.convert", "build_summary"),
@@ -51,7 +53,10 @@ def _patch(spent: dict[str, float], extra: list[str]) -> None:
 
     more = [tuple(e.split(":", 1)) for e in extra]
     for module, name in [*STAGES, *more]:
-        owner = importlib.import_module(module)
+        try:
+            owner = importlib.import_module(module)
+        except ModuleNotFoundError:  # a stage the tree measured does not have
+            continue
         *outer, name = name.split(".")
         for part in outer:
             owner = getattr(owner, part)
@@ -68,6 +73,25 @@ def _patch(spent: dict[str, float], extra: list[str]) -> None:
                 spent[__key] = spent.get(__key, 0.0) + time.process_time() - t0
 
         setattr(owner, name, timed)
+
+
+def use_tree_converters(tree: Path) -> None:
+    """Import `tracekit.converters` from `tree`'s converters/ folder. The package is installed from the top-level
+    converters/ folder (pyproject's package-dir), so PYTHONPATH=TREE switches tracekit but not its readers: without
+    this an editable install's finder gives every tree this checkout's readers."""
+    import importlib.util
+
+    import tracekit
+
+    folder = tree / "converters"
+    if not (folder / "__init__.py").is_file() or "tracekit.converters" in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location("tracekit.converters", folder / "__init__.py",
+                                                  submodule_search_locations=[str(folder)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["tracekit.converters"] = module
+    tracekit.converters = module
+    spec.loader.exec_module(module)
 
 
 def child(folder: Path, passes: int, profile: str | None, extra: list[str]) -> dict:
@@ -120,12 +144,16 @@ def child(folder: Path, passes: int, profile: str | None, extra: list[str]) -> d
         t0 = time.process_time()
         convert([folder], out, workers=1)
         whole.append((time.process_time() - t0) * 1000 / len(jobs))
+    import tracekit
+
     return {"ranks": len(jobs), "orjson_ms": orjson_s * 1000 / count, "convert_rank_ms": ranks_s * 1000 / count,
+            "code": {"tracekit": str(Path(tracekit.__file__).parent),
+                     "converters": str(Path(tracekit.converters.__file__).parent)},
             "stages_ms": stage_ms, "whole_convert_ms_per_rank": min(whole)}
 
 
 def run_child(tree: str, folder: Path, passes: int, profile: str | None, extra: list[str]) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(Path(tree).resolve())}
+    env = {**os.environ, "PYTHONPATH": str(Path(tree).resolve()), "RANK_COST_TREE": str(Path(tree).resolve())}
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(folder), "--passes", str(passes)]
     if profile:
         cmd += ["--profile", profile]
@@ -150,6 +178,8 @@ def main() -> None:
     ap.add_argument("--extra", action="append", default=[], help="more functions to time: module:name")
     opts = ap.parse_args()
     if opts.child:
+        if os.environ.get("RANK_COST_TREE"):
+            use_tree_converters(Path(os.environ["RANK_COST_TREE"]))
         print("RESULT " + json.dumps(child(opts.folder, opts.passes, opts.profile, opts.extra)))
         return
     trees = dict(t.split("=", 1) for t in opts.tree) or {"here": str(Path(__file__).resolve().parent.parent)}
@@ -158,6 +188,8 @@ def main() -> None:
         for label, tree in trees.items():
             res = run_child(tree, opts.folder.resolve(), opts.passes, opts.profile, opts.extra)
             runs[label].append(res)
+            if r == 0:
+                print(f"{label}: tracekit from {res['code']['tracekit']}, its readers from {res['code']['converters']}")
             print(f"round {r} {label}: convert_rank {res['convert_rank_ms']:.1f} ms/rank, whole convert "
                   f"{res['whole_convert_ms_per_rank']:.1f} ms/rank, orjson {res['orjson_ms']:.2f} ms/rank "
                   f"(load {os.getloadavg()[0]:.1f})", flush=True)

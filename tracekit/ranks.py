@@ -95,7 +95,7 @@ def convert_rank(job: RankJob) -> RankResult:
     from tracekit.convert import build_summary
     from tracekit.converters import read_trace
     from tracekit.inputs import with_name_rank
-    from tracekit.modules.table import module_table
+    from tracekit.modules.table import module_columns, module_frame
     from tracekit.parallel.collectives import collective_calls
     from tracekit.parallel.pipeline import with_compute_spans
     from tracekit.parallel.report import step_split
@@ -128,7 +128,11 @@ def convert_rank(job: RankJob) -> RankResult:
         from tracekit.dataset.manifest import fingerprint, source_record
 
         fingerprint_, source = fingerprint(job.path), source_record(src, job.index)
-        modules = frame_to_arrow(module_table(processed.table, processed.modules))
+        from tracekit.writers.direct_arrow import columns_to_arrow
+
+        columns = module_columns(processed.table, processed.modules)
+        modules = (frame_to_arrow(module_frame(None)) if columns is None
+                   else columns_to_arrow(columns, lambda: module_frame(columns)))
         for name, frame in (("events", events_frame(processed.table)), ("kernels", kernels_frame(processed.table)),
                             ("ops", ops_frame(processed.table)), ("steps", step_table(ev)), ("modules", modules)):
             counts[name] = _write_partition(frame, partition_path(stage, name, rank, job.index))

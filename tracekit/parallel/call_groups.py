@@ -75,34 +75,52 @@ def _members_to_check(group: Candidate, rank: int) -> list[int]:
 class _Index:
     """Per (rank, sig): calls sorted by start with the running maximum of their ends, for overlap queries.
 
-    All calls sit in four arrays sorted by (rank, sig, start); a key holds only its slice's bounds (a few numpy
-    arrays per key would cost ~0.5 KB, more than the calls themselves where a rank makes a few calls of each)."""
+    All calls sit in four arrays sorted by (rank, sig, start); each (rank, sig) key is one int64 (rank x sigs +
+    the sig's code) in a sorted array beside its slice's bounds and longest call: 32 bytes a key, where a dict of
+    tuples cost ~140 bytes a call (a rank makes a few calls of each sig). Sig codes: the table's `_code` column
+    (factorized `_sig`) where present."""
 
     def __init__(self, calls: pd.DataFrame, tolerance_ns: int):
         self.tol = tolerance_ns
-        self.by_key: dict[tuple, tuple[int, int, int]] = {}  # (rank, sig) -> (first, end) in the arrays, longest
-        sigs = calls["_sig"].tolist()
-        code_of: dict[tuple, int] = {}
-        codes = np.fromiter((code_of.setdefault(sig, len(code_of)) for sig in sigs), dtype=np.int64, count=len(sigs))
+        sig_column = calls["_sig"].to_numpy(dtype=object)
+        if "_code" in calls:
+            codes = calls["_code"].to_numpy(dtype=np.int64)
+        else:
+            codes = pd.factorize(sig_column)[0].astype(np.int64)
+        distinct, first = np.unique(codes, return_index=True)
+        self.code_of: dict[tuple, int] = {sig_column[f]: int(c) for c, f in zip(distinct.tolist(), first.tolist())}
+        self.width = int(distinct[-1]) + 1 if len(distinct) else 1
         ranks = calls["rank"].to_numpy(dtype=np.int64)
         starts = calls["start_ns"].to_numpy(dtype=np.int64)
         order = np.lexsort((starts, codes, ranks))  # stable: equal starts keep the table's order
         self.starts, self.ends = starts[order], calls["_end"].to_numpy(dtype=np.int64)[order]
         self.rows = calls.index.to_numpy(dtype=np.int64)[order]  # labels are positions in the full call table
         self.max_end = self.ends.copy()
-        if not len(order):
-            return
-        ranks, codes = ranks[order], codes[order]
-        firsts = np.flatnonzero(np.r_[True, (ranks[1:] != ranks[:-1]) | (codes[1:] != codes[:-1])])
-        lasts = np.r_[firsts[1:], len(order)]
-        longest = np.maximum.reduceat(self.ends - self.starts, firsts)
-        for lo, hi, most in zip(firsts.tolist(), lasts.tolist(), longest.tolist()):
+        keys = ranks[order] * self.width + codes[order]
+        firsts = (np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(order)
+                  else np.zeros(0, dtype=np.int64))
+        self.keys = keys[firsts]  # ascending: the rows are sorted by rank, then code
+        self.lo = firsts
+        self.hi = np.r_[firsts[1:], len(order)].astype(np.int64)
+        self.longest = (np.maximum.reduceat(self.ends - self.starts, firsts) if len(order)
+                        else np.zeros(0, dtype=np.int64))
+        for lo, hi in zip(self.lo.tolist(), self.hi.tolist()):
             np.maximum.accumulate(self.ends[lo:hi], out=self.max_end[lo:hi])
-            self.by_key[(int(ranks[lo]), sigs[order[lo]])] = (lo, hi, int(most))
+
+    def _find(self, rank: int, sig: tuple) -> tuple[int, int, int] | None:
+        """(first, end, longest) of `rank`'s calls of `sig` in the arrays; None when it has none."""
+        code = self.code_of.get(sig)
+        if code is None or not len(self.keys):
+            return None
+        key = rank * self.width + code
+        i = int(np.searchsorted(self.keys, key))
+        if i == len(self.keys) or int(self.keys[i]) != key:
+            return None
+        return int(self.lo[i]), int(self.hi[i]), int(self.longest[i])
 
     def overlaps(self, rank: int, sig: tuple, start: np.ndarray, end: np.ndarray) -> np.ndarray:
         """For each [start, end]: does `rank` have a call of `sig` overlapping it (within the tolerance)?"""
-        found = self.by_key.get((rank, sig))
+        found = self._find(rank, sig)
         if found is None:
             return np.zeros(len(start), dtype=bool)
         lo, hi, _longest = found
@@ -111,7 +129,7 @@ class _Index:
 
     def overlapping(self, rank: int, sig: tuple, start: int, end: int) -> np.ndarray:
         """Positions (in the call table) of `rank`'s calls of `sig` that overlap [start, end]."""
-        found = self.by_key.get((rank, sig))
+        found = self._find(rank, sig)
         if found is None:
             return np.zeros(0, dtype=np.int64)
         lo, hi, longest = found
@@ -126,7 +144,9 @@ def _signatures(calls: pd.DataFrame) -> list[tuple]:
     peers = calls["peer"].astype("Float64").fillna(-1).astype("int64").tolist()
     shared: dict[str, str] = {}  # one object per collective name (an arrow-backed column makes one per row)
     kinds = [shared.setdefault(c, c) if isinstance(c, str) else c for c in calls["collective"].tolist()]
-    return [(c, -1 if c in _UNEVEN else b, p if c in _P2P else -1) for c, b, p in zip(kinds, sizes, peers)]
+    one: dict[tuple, tuple] = {}  # one tuple per distinct signature (~64 B a call otherwise)
+    return [one.setdefault(sig, sig) for sig in ((c, -1 if c in _UNEVEN else b, p if c in _P2P else -1)
+                                                 for c, b, p in zip(kinds, sizes, peers))]
 
 
 def candidate_matrix(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Candidate], tolerance_ns: int = 0,
@@ -136,7 +156,7 @@ def candidate_matrix(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Can
     group has another member and every member to check is among the inputs; passes: evidence 1 holds."""
     present = set(calls["rank"].unique().tolist())
     index = _Index(calls, tolerance_ns) if index is None else index
-    sub = calls.iloc[todo]
+    sub = calls[["rank", "_sig", "_code", "start_ns", "_end"]].iloc[todo]  # the columns read here only
     ranks = sub["rank"].to_numpy()
     of_rank: dict[int, list[int]] = {}
     for gi, group in enumerate(groups):
@@ -301,17 +321,15 @@ def _disagreements(calls: pd.DataFrame, label: np.ndarray, groups: Sequence[Cand
     frame = calls.loc[hit, ["rank", "start_ns", "_end", "_code", "_sig"]].assign(_label=label[hit])
     frame = frame.sort_values(["_label", "rank", "start_ns"], kind="stable")
     is_p2p = frame["_sig"].map(lambda sig: sig[0] in _P2P).to_numpy(dtype=bool)
-    seqs = {key: (part["_code"].to_numpy(), part["start_ns"].to_numpy(), part["_end"].to_numpy(),
-                  part.index.to_numpy()) for key, part in frame[~is_p2p].groupby(["_label", "rank"], sort=False)}
-    empty = (np.zeros(0, dtype=np.int64),) * 4
+    seqs = _Sequences(frame[~is_p2p])
     first = calls.groupby("rank")["start_ns"].min().to_dict()
     last = calls.groupby("rank")["_end"].max().to_dict()
-    for gi in sorted({int(g) for g, _r in seqs}):
+    for gi in seqs.labels():
         group = groups[gi]
         for rank in group.ranks:
-            mine = seqs.get((gi, rank), empty)
+            mine = seqs.get(gi, rank)
             for m in _members_to_check(group, rank):
-                why, extra = _compare(mine, seqs.get((gi, m), empty), tolerance_ns,
+                why, extra = _compare(mine, seqs.get(gi, m), tolerance_ns,
                                       windows=((first[rank], last[rank]), (first.get(m, 0), last.get(m, 0))))
                 if why and gi not in bad:
                     bad[gi] = f"{group.label}: rank {rank} vs rank {m}: {why}"
@@ -332,6 +350,41 @@ def _disagreements(calls: pd.DataFrame, label: np.ndarray, groups: Sequence[Cand
         if why and int(gi) not in bad:
             bad[int(gi)] = f"{group.label}: sends rank {rank} -> {other} vs its receives: {why}"
     return bad, edge
+
+
+class _Sequences:
+    """The labelled non-p2p calls of each (group, rank) in start order, as what `_disagreements` compares: (sig
+    codes, starts, ends, rows) views of four arrays sorted by (label, rank, start), each key's bounds found by a
+    binary search over one int64 per key (four arrays per key would cost ~0.5 KB each: ~60 B a call where a rank
+    makes a few calls of a group)."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self.codes = frame["_code"].to_numpy()
+        self.starts, self.ends = frame["start_ns"].to_numpy(), frame["_end"].to_numpy()
+        self.rows = frame.index.to_numpy()
+        label = frame["_label"].to_numpy(dtype=np.int64)
+        rank = frame["rank"].to_numpy(dtype=np.int64)
+        self.low = int(rank.min()) if len(rank) else 0
+        self.span = int(rank.max()) - self.low + 1 if len(rank) else 1
+        keys = label * self.span + (rank - self.low)  # ascending: the frame is sorted by label, then rank
+        firsts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, dtype=np.int64)
+        self.keys, self.lo = keys[firsts], firsts
+        self.hi = np.r_[firsts[1:], len(keys)].astype(np.int64)
+        self.label_of = label[firsts]
+
+    def labels(self) -> list[int]:
+        """The groups that have labelled calls, ascending."""
+        return np.unique(self.label_of).tolist()
+
+    def get(self, label: int, rank: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(codes, starts, ends, rows) of `rank`'s calls labelled `label` (empty arrays when none)."""
+        lo = hi = 0
+        if self.low <= rank < self.low + self.span:
+            key = label * self.span + (rank - self.low)
+            i = int(np.searchsorted(self.keys, key))
+            if i < len(self.keys) and int(self.keys[i]) == key:
+                lo, hi = int(self.lo[i]), int(self.hi[i])
+        return self.codes[lo:hi], self.starts[lo:hi], self.ends[lo:hi], self.rows[lo:hi]
 
 
 def _compare(mine: tuple, theirs: tuple, tol: int, trim: bool = True,
@@ -388,7 +441,7 @@ def infer_call_groups(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Ca
     checkable[~timed[todo]] = False
     st = _State(todo, passes, checkable, slots, np.full(len(todo), -1, dtype=np.int64), [""] * len(todo))
     stated = calls["group"].astype(object).to_numpy() if "group" in calls else np.full(len(calls), None)
-    sub = calls.iloc[todo]
+    sub = calls[[c for c in ("rank", "thread", "exec_thread", "exec_link_set") if c in calls]].iloc[todo]
     exec_thread = sub["exec_thread"].astype("Float64") if "exec_thread" in sub else pd.Series(np.nan, index=sub.index)
     own = (exec_thread.notna() & (exec_thread != sub["thread"].astype("Float64"))).to_numpy(dtype=bool)
     lanes: dict[tuple[int, int], list[int]] = {}

@@ -35,6 +35,7 @@ from tracekit.parallel.collectives import (
 )
 from tracekit.parallel.scratch import (  # part_path, write_part: re-exported (the stage's partitions)
     Part,
+    PartList,
     list_parts,
     part_path,  # noqa: F401
     write_part,  # noqa: F401
@@ -64,25 +65,20 @@ def _read(file: Part, rank: int, columns: Sequence[str] | None = None) -> pd.Dat
     return frame
 
 
-Used = tuple[int, Path, int, list[str]]  # rank, file, position of its first row in the narrow table, its columns
-
-
-def narrow_calls(parts: Sequence[tuple[int, int, Path]]) -> tuple[pd.DataFrame, list[Used]]:
+def narrow_calls(parts: Sequence[tuple[int, int, Path]]) -> tuple[pd.DataFrame, PartList]:
     """The calls of every (non-empty) partition, in input order, without the WIDE_ONLY columns (gathered as
     arrow, made pandas once); and each used partition with the position of its first row in that table."""
     tables: list[pa.Table] = []  # the calls gathered so far, a few large tables
     pending: list[pa.Table] = []  # the last partitions read, merged into one table every GATHER of them
-    used, offset = [], 0
-    schemas: dict[tuple[str, ...], list[str]] = {}  # partitions with the same columns share one list of names
+    used, offset = PartList(), 0
     for _index, rank, path in parts:
         file = Part(path)
         n = file.num_rows
         if not n:
             continue  # as build_collectives: empty tables add no columns
-        names = schemas.setdefault(tuple(file.schema.names), file.schema.names)
+        names = used.add(rank, path, offset, file.schema.names)
         table = file.read([c for c in names if c not in WIDE_ONLY])
         pending.append(table.add_column(0, "rank", pa.array(np.full(n, rank, dtype=np.int64))))
-        used.append((rank, path, offset, names))
         offset += n
         if len(pending) == GATHER:
             tables.append(_concat(pending))
@@ -102,15 +98,11 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
     return (pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]).combine_chunks()
 
 
-def _finished_ranks(labelled: pd.DataFrame, used: list[Used]) -> Iterator[pd.DataFrame]:
+def _finished_ranks(labelled: pd.DataFrame, used: PartList) -> Iterator[pd.DataFrame]:
     """Each rank's finished rows (rank order): its partitions read whole, with the labelled columns put in."""
-    by_rank: dict[int, list[tuple[Path, int]]] = {}
-    names: dict[str, None] = {}  # every column any partition has (an HCCL column may be missing on some ranks)
-    for rank, path, offset, columns in used:
-        by_rank.setdefault(rank, []).append((path, offset))
-        names.update(dict.fromkeys(columns))
-    for rank in sorted(by_rank):
-        yield _finished_frame(labelled, rank, by_rank[rank], names)
+    names = used.all_columns()  # every column any partition has (an HCCL column may be missing on some ranks)
+    for rank, positions in used.by_rank():
+        yield _finished_frame(labelled, rank, [(used.path(i), used.offset(i)) for i in positions], names)
 
 
 # Wide-column types whose pandas round trip (`_pandas`, then from_pandas) gives them back as read: such columns go
@@ -118,7 +110,7 @@ def _finished_ranks(labelled: pd.DataFrame, used: list[Used]) -> Iterator[pd.Dat
 _AS_READ = (pa.int64(), pa.int32(), pa.float64(), pa.string(), pa.large_string(), pa.null(), pa.bool_())
 
 
-def _finished_tables(labelled: pd.DataFrame, used: list[Used]) -> Iterator[pa.Table]:
+def _finished_tables(labelled: pd.DataFrame, used: PartList) -> Iterator[pa.Table]:
     """Each rank's finished rows (rank order) as the arrow table `collectives_arrow` makes of `_finished_ranks`'
     frame, built without a pandas frame per rank (~2.5 ms a rank less): the labelled columns' arrays sliced and
     converted as from_pandas converts them, the wide columns as read from the partition. The first rank, a rank
@@ -127,18 +119,14 @@ def _finished_tables(labelled: pd.DataFrame, used: list[Used]) -> Iterator[pa.Ta
     from tracekit.writers.collectives import collectives_arrow
     from tracekit.writers.parquet import _to_arrow
 
-    by_rank: dict[int, list[tuple[Path, int, list[str]]]] = {}
-    names: dict[str, None] = {}
-    for rank, path, offset, columns in used:
-        by_rank.setdefault(rank, []).append((path, offset, columns))
-        names.update(dict.fromkeys(columns))
+    names = used.all_columns()
     label_names = [col for col in labelled.columns if col not in WIDE_ONLY]
     arrays = {col: column_array(labelled, col) for col in label_names}
     chunks = _LabelChunks(arrays, len(labelled))
     members: dict[int, list[int]] = {}  # a member list shared by many calls: converted once
     first = True
-    for rank in sorted(by_rank):
-        parts = by_rank[rank]
+    for rank, positions in used.by_rank():
+        parts = [(used.path(i), used.offset(i)) for i in positions]
         wide = None
         if not first and len(parts) == 1:
             file = Part(parts[0][0])
@@ -146,7 +134,7 @@ def _finished_tables(labelled: pd.DataFrame, used: list[Used]) -> Iterator[pa.Ta
             if not _read_as_is(wide, file.schema.pandas_metadata):
                 wide = None
         if wide is None:
-            yield collectives_arrow(_finished_frame(labelled, rank, [(p, o) for p, o, _ in parts], names))
+            yield collectives_arrow(_finished_frame(labelled, rank, parts, names))
             first = False
             continue
         offset, n = parts[0][1], wide.num_rows
@@ -174,7 +162,7 @@ class _LabelChunks:
     CHUNK_ROWS rows at a time and sliced per rank: the same arrays as converting each rank's slice, without a
     pandas slice and a conversion per column and rank (~0.3 ms a rank). Object columns are left to the caller."""
 
-    CHUNK_ROWS = 65_536
+    CHUNK_ROWS = 8_192  # bounded: a chunk of every call at once was a second copy of the labels (~0.1 KB a call)
 
     def __init__(self, arrays: dict[str, Any], total: int):
         self.arrays = {col: a for col, a in arrays.items() if not (isinstance(a, np.ndarray) and a.dtype == object)}
@@ -265,23 +253,21 @@ def _by_start(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values("start_ns", kind="stable", ignore_index=True)
 
 
-def scan_parts(parts: Sequence[tuple[int, int, Path]]) -> tuple[list[Used], list[tuple[Any, Any, Any]], bool]:
+def scan_parts(parts: Sequence[tuple[int, int, Path]]) -> tuple[PartList, list[tuple[Any, Any, Any]], bool]:
     """One pass over the partitions reading only the group columns: each non-empty partition (as narrow_calls
     lists them, with offset 0), the distinct (group, group_desc, group_ranks) that calls state in their args
     (in call order, each once; member lists shared), and whether EVERY call states its group in its args (then
     no call needs the cross-rank inference, and no HCCL group needs matching: each rank is labelled alone). The
     scan stops at the first call that does not (the partitions listed so far then; the stated groups unused)."""
-    used: list[Used] = []
+    used = PartList()
     seen: dict[tuple[Any, Any, int], tuple[Any, Any, Any]] = {}
     cache: dict[bytes, list[int]] = {}
-    schemas: dict[tuple[str, ...], list[str]] = {}  # partitions with the same columns share one list of names
     all_stated = True
     for _index, rank, path in parts:
         file = Part(path)
         if not file.num_rows:
             continue
-        names = schemas.setdefault(tuple(file.schema.names), file.schema.names)
-        used.append((rank, path, 0, names))
+        names = used.add(rank, path, 0, file.schema.names)
         if not {"group", "group_desc", "group_ranks", "group_from"} <= set(names):
             all_stated = False
             break
@@ -298,16 +284,12 @@ def scan_parts(parts: Sequence[tuple[int, int, Path]]) -> tuple[list[Used], list
     return used, list(seen.values()), all_stated
 
 
-def _ranks_alone(used: list[Used], groups: dict) -> Iterator[pd.DataFrame]:
+def _ranks_alone(used: PartList, groups: dict) -> Iterator[pd.DataFrame]:
     """Each rank's finished rows (rank order) where every call states its group: its partitions read whole and
     labelled alone (collectives.label_with_groups), nothing held across ranks but the groups."""
-    by_rank: dict[int, list[Path]] = {}
-    names: dict[str, None] = {}  # every column any partition has (an HCCL column may be missing on some ranks)
-    for rank, path, _offset, columns in used:
-        by_rank.setdefault(rank, []).append(path)
-        names.update(dict.fromkeys(columns))
-    for rank in sorted(by_rank):
-        wide = [_read(Part(path), rank) for path in by_rank[rank]]
+    names = used.all_columns()  # every column any partition has (an HCCL column may be missing on some ranks)
+    for rank, positions in used.by_rank():
+        wide = [_read(Part(used.path(i)), rank) for i in positions]
         frame = label_with_groups(pd.concat(wide, ignore_index=True) if len(wide) > 1 else wide[0], groups)
         for col in names:
             if col not in frame:
@@ -341,7 +323,7 @@ def finished_tables(folder: Path, distributed: list[dict[str, Any]]) -> Iterator
 
 
 def _labelled_parts(folder: Path, distributed: list[dict[str, Any]]
-                    ) -> tuple[pd.DataFrame | None, list[Used], dict] | None:
+                    ) -> tuple[pd.DataFrame | None, PartList, dict] | None:
     """The call partitions made ready to finish: (None, partitions, stated groups) where every call states its
     group, else (the labelled narrow table of all calls, partitions with their offsets, {}); None without calls."""
     from tracekit.parallel.groups import groups_from_stated
@@ -354,6 +336,7 @@ def _labelled_parts(folder: Path, distributed: list[dict[str, Any]]
         return None, used, groups_from_stated(distributed, stated)
     del stated
     narrow, used = narrow_calls(parts)
+    del parts  # a Path per partition: the compact list `used` names them from here on
     release_freed_memory()  # what reading the partitions freed, before the inference allocates
     labelled = label_calls(narrow, distributed)
     del narrow

@@ -14,6 +14,9 @@ import pandas as pd
 
 from tracekit.parallel.call_groups import MATCH_COLUMNS, Candidate, infer_call_groups
 
+# pandas copies a frame's columns lazily (copy-on-write: always from pandas 3, an option in 2.x): a shallow copy
+# is then a copy as far as the caller can tell, without holding every column twice.
+LAZY_COPY = int(pd.__version__.split(".")[0]) >= 3 or pd.options.mode.copy_on_write is True
 _MESH = re.compile(r"(?:^|_)mesh_([a-z_]+)$", re.IGNORECASE)
 _MESH_DIMS = {"tp": "TP", "dp": "DP", "cp": "CP", "pp": "PP", "ep": "EP", "sp": "SP", "fsdp": "DP", "ddp": "DP",
               "dp_shard": "DP", "dp_replicate": "DP", "dp_shard_cp": "DP", "dp_cp": "DP", "etp": "TP"}
@@ -127,7 +130,7 @@ def assign_groups(calls: pd.DataFrame, groups: dict[tuple[str, tuple], Group], t
     """Fill group, group_desc, group_ranks, group_from and group_candidates for each call whose events do not
     name its group, call by call across ranks (`tracekit.parallel.call_groups`). With one rank only, a rank
     that belongs to a single multi-rank group takes it; otherwise the group stays empty."""
-    out = calls.copy()
+    out = calls.copy(deep=not LAZY_COPY)  # copy-on-write: the columns set below are copied, the others shared
     if "exec_thread" not in out:  # tables from readers that know no execution thread
         out["exec_thread"] = pd.array([None] * len(out), dtype="Int64")
     out["group_candidates"] = pd.Series([None] * len(out), index=out.index, dtype=object)

@@ -1,0 +1,146 @@
+"""The cross-rank collectives stage's memory alone, on call partitions of N synthetic ranks.
+
+Usage::
+
+    .venv/bin/python bench/crossrank_memory.py [--ranks 64 512 4096] [--source DIR] [--tracemalloc] [--json FILE]
+
+The source set's ranks (default ../shared/traces/gpu/param_dlrm_8ranks) are converted once into call partitions
+(as `tracekit convert` writes them to `.calls/`); rank i of N is a copy of source rank i mod S (the partitions
+hold no rank column: the folder names it), and distributedInfo says world_size N, as bench/bench_scale.py's
+synthetic ranks do. Then, per N, a FRESH interpreter imports tracekit, runs
+`crossrank.write_collectives_from_parts` and reports the stage's peak RSS above its start (VmHWM reset at the
+start through /proc/self/clear_refs), its end RSS, and with --tracemalloc the Python heap's peak above the start.
+RSS is not stretched by the other load on a shared machine; CPU seconds (also reported) are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "traces"
+MB = 1_000_000
+
+
+def _status() -> dict[str, float]:
+    out = {}
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                out[line.split(":")[0]] = int(line.split()[1]) * 1024 / MB
+    return out
+
+
+def source_parts(source: Path, folder: Path) -> list[Path]:
+    """The call partitions of the source set's ranks, in input order (rank files converted in-process)."""
+    from tracekit.inputs import expand_inputs
+    from tracekit.parallel.scratch import list_parts
+    from tracekit.ranks import job_list, run_ranks
+
+    paths = expand_inputs([str(source)])
+    stage = folder / "stage"
+    stage.mkdir(parents=True, exist_ok=True)
+    run_ranks(job_list(paths, stage, parquet=False, chrome=False, calls=str(folder / "calls"), splits=False), 1)
+    return [path for _index, _rank, path in list_parts(folder / "calls")]
+
+
+def synthetic_parts(parts: list[Path], n: int, folder: Path) -> None:
+    """rank i's partition: a copy of parts[i mod len(parts)]."""
+    from tracekit.parallel.scratch import part_path
+
+    for i in range(n):
+        target = part_path(folder, i, i, parts[i % len(parts)].suffix)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(parts[i % len(parts)], target)
+
+
+def child(folder: Path, n: int, trace_python: bool) -> None:
+    import resource
+    import time
+    import tracemalloc
+
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+    import tracekit.parallel.crossrank as crossrank
+    import tracekit.writers.collectives  # noqa: F401  (imported before the start: its pages are not the stage's)
+    from tracekit.memory import release_freed_memory
+
+    distributed = [{"backend": "nccl", "rank": 0, "world_size": n}]
+    out = folder.parent / f"collectives-{n}.parquet"
+    # warm-up on 8 ranks' worth of partitions: imports and first-use caches before the measured run
+    warm = folder.parent / "warm"
+    if not warm.exists():
+        synthetic_parts(sorted(folder.glob("rank=*/part-*"))[:8], 8, warm)
+    crossrank.write_collectives_from_parts(warm, [{"world_size": 8}], folder.parent / "warm.parquet")
+    release_freed_memory()
+    if trace_python:
+        tracemalloc.start()
+    start = _status()
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    cpu0 = time.process_time()
+    rows = crossrank.write_collectives_from_parts(folder, distributed, out)
+    cpu = time.process_time() - cpu0
+    end = _status()
+    result = {"ranks": n, "rows": rows, "rss_start_mb": start["VmRSS"], "peak_mb": end["VmHWM"],
+              "peak_above_start_mb": end["VmHWM"] - start["VmRSS"], "rss_end_mb": end["VmRSS"], "cpu_s": cpu,
+              "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB}
+    if trace_python:
+        _cur, peak = tracemalloc.get_traced_memory()
+        result["python_peak_mb"] = peak / MB
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ranks", type=int, nargs="+", default=[64, 512, 4096])
+    parser.add_argument("--source", type=Path, default=SHARED / "gpu" / "param_dlrm_8ranks")
+    parser.add_argument("--tracemalloc", action="store_true")
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--work", type=Path, default=None, help="keep the partitions here (default: a temp dir)")
+    parser.add_argument("--child", nargs=2, metavar=("FOLDER", "N"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(Path(args.child[0]), int(args.child[1]), args.tracemalloc)
+        return
+    work = args.work or Path(tempfile.mkdtemp(prefix="crossrank-memory-"))
+    try:
+        parts = source_parts(args.source, work / "source")
+        rows = []
+        for n in args.ranks:
+            folder = work / f"ranks{n}" / "calls"
+            if not folder.exists():
+                synthetic_parts(parts, n, folder)
+            cmd = [sys.executable, __file__, "--child", str(folder), str(n)] + (["--tracemalloc"] * args.tracemalloc)
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+            if line is None:
+                raise SystemExit(f"child failed for {n} ranks:\n{proc.stderr[-3000:]}")
+            row = json.loads(line.removeprefix("RESULT "))
+            rows.append(row)
+            print(f"{n:6d} ranks, {row['rows']:7d} calls: peak {row['peak_mb']:7.1f} MB "
+                  f"(+{row['peak_above_start_mb']:5.1f} above the start {row['rss_start_mb']:.1f}), end "
+                  f"{row['rss_end_mb']:.1f} MB" + (f", python peak {row['python_peak_mb']:.2f} MB"
+                                                   if "python_peak_mb" in row else "") + f", {row['cpu_s']:.2f} s",
+                  flush=True)
+        for a, b in itertools.pairwise(rows):
+            calls = b["rows"] - a["rows"]
+            per = {k: (b[k] - a[k]) * MB / calls for k in ("peak_above_start_mb", "python_peak_mb") if k in a}
+            text = ", ".join(f"{k} {v:.0f} B a call" for k, v in per.items())
+            print(f"  {a['ranks']} -> {b['ranks']} ranks: {text}")
+        if args.json:
+            args.json.write_text(json.dumps({"rows": rows}, indent=1))
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -101,13 +101,23 @@ class _Events:
         )
 
 
+def _read_only_uri(path: Path) -> str:
+    """The database opened read-only and, unless a write-ahead log with content lies beside it, immutable: torch_npu
+    writes its export in WAL mode, and SQLite would otherwise create `-wal` and `-shm` files in the user's profiler
+    folder (and touch the `-shm` on every read). A non-empty `-wal` holds pages not yet in the database: then it is
+    read as SQLite reads it."""
+    wal = path.with_name(path.name + "-wal")
+    pending = wal.is_file() and wal.stat().st_size > 0
+    return path.absolute().as_uri() + ("?mode=ro" if pending else "?mode=ro&immutable=1")
+
+
 def read_db(files: AscendFiles) -> EventTable:
     """Read one rank's ascend_pytorch_profiler_{rank}.db (plus profiler_info_{rank}.json beside it)."""
     path = files.db
     if path is None:
         raise TraceError(files.root, "no ascend_pytorch_profiler_*.db")
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        con = sqlite3.connect(_read_only_uri(Path(path)), uri=True)
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.Error as exc:
         raise TraceError(path, f"unreadable SQLite database: {exc}") from None

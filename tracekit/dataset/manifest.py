@@ -25,10 +25,19 @@ TABLES = ("events", "kernels", "ops", "steps", "modules", "collectives")
 
 
 def _files_of(path: Path) -> list[Path]:
-    """The file itself, or every file under a folder input (an NPU profiler folder), in a stable order."""
+    """The file itself, or every file under a folder input (an NPU profiler folder), in a stable order; without
+    SQLite's side files that hold no data of their own (a `-shm` index, an empty `-wal` or `-journal`), which
+    SQLite creates or touches when any program opens the export."""
     if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file())
+        return sorted(p for p in path.rglob("*") if p.is_file() and not _sqlite_side_file(p))
     return [path]
+
+
+def _sqlite_side_file(path: Path) -> bool:
+    name = path.name
+    if name.endswith("-shm") and name[:-4].endswith(".db"):
+        return True
+    return name.endswith(("-wal", "-journal")) and ".db-" in name and path.stat().st_size == 0
 
 
 def file_stat(path: str | Path) -> tuple[int, int]:

@@ -290,10 +290,14 @@ def run_modules(traces: list[Path], work: Path, repeat: int, cold_repeat: int = 
                   key=lambda r: r["wall_s"])
         ds = min((measure("modules", ["modules", str(out), "--format", "csv"]) for _ in range(repeat)),
                  key=lambda r: r["wall_s"])
-        cold: dict[str, list[dict]] = {"raw": [], "dataset": [], "floor": [], "python": [], "baseline_dataset": []}
+        cold: dict[str, list[dict]] = {"raw": [], "dataset": [], "floor": [], "python": [], "baseline_dataset": [],
+                                       "raw_table": [], "dataset_table": []}
         for _ in range(cold_repeat):
             cold["raw"].append(cold_cli(["modules", str(trace), "--format", "csv"]))
             cold["dataset"].append(cold_cli(["modules", str(out), "--format", "csv"]))
+            # the default format (the terminal table; piped here, as in a script or `| less`)
+            cold["raw_table"].append(cold_cli(["modules", str(trace)]))
+            cold["dataset_table"].append(cold_cli(["modules", str(out)]))
             if baseline:
                 cold["baseline_dataset"].append(cold_cli(["modules", str(out), "--format", "csv"], baseline))
             cold["python"].append(_cold_python("pass"))
@@ -308,12 +312,15 @@ def run_modules(traces: list[Path], work: Path, repeat: int, cold_repeat: int = 
                "cold": medians, "cold_runs": cold,
                "cold_speedup_cpu": medians["raw"]["cpu_s"] / medians["dataset"]["cpu_s"],
                "cold_speedup_wall": medians["raw"]["wall_s"] / medians["dataset"]["wall_s"],
+               "cold_speedup_cpu_table": medians["raw_table"]["cpu_s"] / medians["dataset_table"]["cpu_s"],
                "load_avg_1min": os.getloadavg()[0]}
         print(f"modules {row['trace']}: in child raw {raw['wall_s']:.2f} s, dataset {ds['wall_s']:.3f} s "
               f"({row['speedup']:.0f}x; peak {raw['self_peak_mb']:.0f} -> {ds['self_peak_mb']:.0f} MB); cold CLI "
               f"median CPU raw {medians['raw']['cpu_s']:.2f} s, dataset {medians['dataset']['cpu_s']:.3f} s "
               f"({row['cold_speedup_cpu']:.1f}x), wall {medians['raw']['wall_s']:.2f} / "
-              f"{medians['dataset']['wall_s']:.3f} s ({row['cold_speedup_wall']:.1f}x); import pyarrow.parquet "
+              f"{medians['dataset']['wall_s']:.3f} s ({row['cold_speedup_wall']:.1f}x); default table format: CPU "
+              f"raw {medians['raw_table']['cpu_s']:.2f} s, dataset {medians['dataset_table']['cpu_s']:.3f} s "
+              f"({row['cold_speedup_cpu_table']:.1f}x); import pyarrow.parquet "
               f"{medians['floor']['cpu_s']:.3f} s CPU, python -c pass {medians['python']['cpu_s']:.3f} s"
               + (f"; baseline dataset {medians['baseline_dataset']['cpu_s']:.3f} s" if baseline else ""), flush=True)
         rows.append(row)

@@ -76,3 +76,21 @@ def converted(tmp_path_factory):
         return cache[key]
 
     return run
+
+
+@pytest.fixture(scope="module")
+def rank_calls(tmp_path_factory):
+    """rel -> (per-rank results with their call frames, distributedInfo as the parent gives it) of a rank set,
+    converted once per test module."""
+    from tracekit.parallel.groups import group_evidence
+    from tracekit.ranks import job_list, run_ranks
+
+    cache = {}
+
+    def get(rel: str):
+        if rel not in cache:
+            tmp = tmp_path_factory.mktemp("rank_calls")
+            results = run_ranks(job_list(rank_set_paths(rel), tmp, parquet=False, chrome=False, splits=False), 1)
+            cache[rel] = results, group_evidence([r.distributed for r in results])
+        return cache[rel]
+    return get

@@ -16,31 +16,18 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import rank_set_paths
 
 from tracekit.parallel import crossrank, scratch
 from tracekit.parallel.call_groups import _P2P, Candidate, _Index, _Sequences, _signatures
 from tracekit.parallel.collectives import build_collectives, label_calls
 from tracekit.parallel.groups import LAZY_COPY, assign_groups, group_evidence, groups_from_ranks
-from tracekit.ranks import group_table, job_list, run_ranks
+from tracekit.ranks import group_table
 from tracekit.writers.collectives import collectives_arrow
 
 SETS = ("gpu/param_dlrm_8ranks", "sample_traces/dist_pp_dp", "sample_traces/dist_ep_dp",
         "sample_traces/dist_dp_cp_async", "npu/msinsight_qwen3_mindspeed")
 
 
-@pytest.fixture(scope="module")
-def rank_calls(tmp_path_factory):
-    """rel -> (per-rank results with their call frames, distributedInfo as the parent gives it)."""
-    cache = {}
-
-    def get(rel: str):
-        if rel not in cache:
-            tmp = tmp_path_factory.mktemp("pmem17")
-            results = run_ranks(job_list(rank_set_paths(rel), tmp, parquet=False, chrome=False, splits=False), 1)
-            cache[rel] = results, group_evidence([r.distributed for r in results])
-        return cache[rel]
-    return get
 
 
 def _copies(results, n: int, folder: Path):

@@ -19,7 +19,7 @@ from tracekit.parallel import crossrank, scratch
 from tracekit.parallel.collectives import build_collectives
 from tracekit.parallel.groups import group_evidence
 from tracekit.rankrecords import RankRecords
-from tracekit.ranks import analyse_ranks, group_table, job_list, run_ranks
+from tracekit.ranks import analyse_ranks, group_table
 from tracekit.writers.collectives import collectives_arrow, write_collectives
 from tracekit.writers.parquet import frame_to_arrow
 from tracekit.writers.partition import write_partition
@@ -28,18 +28,6 @@ SETS = ["gpu/param_dlrm_8ranks", "npu/msinsight_qwen3_mindspeed", "sample_traces
         "sample_traces/dist_ep_dp", "sample_traces/dist_pp_dp"]
 
 
-@pytest.fixture(scope="module")
-def rank_calls(tmp_path_factory):
-    """rel -> (per-rank results with their call frames, distributedInfo as the parent gives it)."""
-    cache = {}
-
-    def get(rel: str):
-        if rel not in cache:
-            tmp = tmp_path_factory.mktemp("r12")
-            results = run_ranks(job_list(rank_set_paths(rel), tmp, parquet=False, chrome=False, splits=False), 1)
-            cache[rel] = results, group_evidence([r.distributed for r in results])
-        return cache[rel]
-    return get
 
 
 def _parquet_parts(results, folder: Path) -> None:

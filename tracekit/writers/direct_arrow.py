@@ -58,7 +58,7 @@ def _column(values: object) -> tuple[pa.Array, str] | None:
 
 def columns_to_arrow(columns: dict[str, object], frame_of: Callable[[], pd.DataFrame]) -> pa.Table:
     """`frame_to_arrow(frame_of())`, where `frame_of()` is `pd.DataFrame(columns)` (or what a stage makes of it), made
-    from the columns directly where this process has checked that both ways agree for tables of this shape."""
+    straight from the columns where this process has checked that both ways agree for tables of this shape."""
     names = list(columns)
     made = [_column(values) for values in columns.values()]
     if not names or any(m is None for m in made) or not len(made[0][0]):

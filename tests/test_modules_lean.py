@@ -20,10 +20,9 @@ from click.testing import CliRunner
 from conftest import SAMPLES, shared
 
 from tracekit.cli import main
-from tracekit.cli.modules import RECORD_FUNCTION
 from tracekit.dataset.manifest import MANIFEST
 from tracekit.errors import TraceWarning
-from tracekit.writers.modules_text import SLICE_NOTE, _json_number
+from tracekit.writers.modules_text import RECORD_FUNCTION, SLICE_NOTE, _json_number
 
 # (name, inputs): single traces of both recorders, a CUDA graph / torch.compile trace, two multi-rank sets (a
 # rank-partitioned dataset), an Ascend profiler folder and a record_function-only job

@@ -17,8 +17,6 @@ SORT_CHOICES = ("order", "total", "self", "first", "steady", "device", "params",
 
 FORMATS = ("table", "csv", "json", "html")
 
-# tracekit.modules.spans.RECORD_FUNCTION (checked equal by a test): importing it would load pandas
-RECORD_FUNCTION = "record_function"
 
 
 @click.command("modules")
@@ -34,7 +32,7 @@ RECORD_FUNCTION = "record_function"
 def modules_cmd(inputs: tuple[Path, ...], depth: int | None, sort: str, fmt: str | None, out: Path | None) -> None:
     """Print the module tree: type, shapes, params, first/steady time, device time, share of step."""
     from tracekit.dataset.load import module_inputs
-    from tracekit.writers.modules_text import VIEW_COLUMNS
+    from tracekit.writers.modules_text import RECORD_FUNCTION, VIEW_COLUMNS
 
     fmt = fmt or format_from_suffix(out, FORMATS, "table")
     if fmt == "html" and out is None:

@@ -10,14 +10,12 @@ from tracekit.report.fmt import esc, json_script, ms, pct
 from tracekit.report.model import model_graph
 from tracekit.report.page import Section
 from tracekit.report.tree_table import tree_table
-from tracekit.writers.modules_text import view_rows
+from tracekit.writers.modules_text import RECORD_FUNCTION, view_rows
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from tracekit.modules.view import Row
-
-RECORD_FUNCTION = "record_function"  # tracekit.modules.spans.RECORD_FUNCTION: importing it would load pandas
 
 SPLIT = (("compute_ns", "compute", "#59a14f"), ("exposed_comm_ns", "exposed communication", "#e15759"),
          ("idle_ns", "idle / waiting", "#bab0ac"))

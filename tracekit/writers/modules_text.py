@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 # tracekit.modules.call_details.SLICE_NOTE (checked equal by a test): importing it would load pandas
 SLICE_NOTE = "a view or part of a tensor, which may be a registered buffer rather than the input"
+RECORD_FUNCTION = "record_function"  # tracekit.modules.spans.RECORD_FUNCTION (the same test): the module type of
+# record_function annotations shown where a trace has no module events
 
 DISPLAY_COLUMNS = (
     "module_path", "module_type", "type_from", "depth", "calls", "input_shapes", "input_from", "last_input_shapes",

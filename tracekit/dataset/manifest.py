@@ -143,7 +143,8 @@ def write_manifest(root: Path, inputs: Records, sources: Records, ranks: Sequenc
     with (root / MANIFEST).open("w") as fh:
         dump_streamed(fh, manifest, 1, streams)
     for source in manifest["sources"]:  # returned as read_manifest gives it
-        source["devices"] = device_lists[source["devices"]]
+        if isinstance(source.get("devices"), int):
+            source["devices"] = device_lists[source["devices"]]
     return manifest
 
 

@@ -94,3 +94,22 @@ def rank_calls(tmp_path_factory):
             cache[rel] = results, group_evidence([r.distributed for r in results])
         return cache[rel]
     return get
+
+
+def inference_peak(narrow, distributed):
+    """(Python memory at group inference's peak above its start, in bytes; the labelled calls): label_calls run
+    once to warm imports and caches, then again under tracemalloc."""
+    import gc
+    import tracemalloc
+
+    from tracekit.parallel.collectives import label_calls
+
+    label_calls(narrow, distributed)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        labelled = label_calls(narrow, distributed)
+        return tracemalloc.get_traced_memory()[1] - before, labelled
+    finally:
+        tracemalloc.stop()

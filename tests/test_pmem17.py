@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from conftest import inference_peak
 
 from tracekit.parallel import crossrank, scratch
 from tracekit.parallel.call_groups import _P2P, Candidate, _Index, _Sequences, _signatures
@@ -169,15 +170,8 @@ def test_group_inference_peak_per_call(rank_calls, tmp_path):
     for n in (32, 256):
         dist = _copies(results, n, tmp_path / f"c{n}")
         narrow, _used = crossrank.narrow_calls(scratch.list_parts(tmp_path / f"c{n}"))
-        label_calls(narrow, dist)  # warm: imports and caches
-        gc.collect()
-        tracemalloc.start()
-        try:
-            before = tracemalloc.get_traced_memory()[0]
-            labelled = label_calls(narrow, dist)
-            peaks.append(tracemalloc.get_traced_memory()[1] - before)
-        finally:
-            tracemalloc.stop()
+        peak, labelled = inference_peak(narrow, dist)
+        peaks.append(peak)
         sizes.append(len(narrow))
         assert labelled["group_from"].str.startswith("inferred").all()
     per_call = (peaks[1] - peaks[0]) / (sizes[1] - sizes[0])

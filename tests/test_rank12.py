@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import processed_trace, rank_set_paths
+from conftest import inference_peak, processed_trace, rank_set_paths
 
 import tracekit.parallel.collectives as coll_mod
 from tracekit.parallel import crossrank, scratch
@@ -186,24 +186,12 @@ def test_group_inference_holds_little_per_call(rank_calls, tmp_path):
     memory at its peak grows by less than 1 KB per added call (counted with tracemalloc: ~0.7 KB now, 1.2 KB before
     rank12 gave each call its own reason text, candidates list, lane key and collective name), and the calls
     share their texts: one reason object per distinct reason."""
-    import gc
-    import tracemalloc
-
-    from tracekit.parallel.collectives import label_calls
-
     results, _dist = rank_calls("gpu/param_dlrm_8ranks")
     peaks, sizes = [], []
     for n in (32, 256):
         narrow, dist = _narrow_copies(results, n, tmp_path / f"c{n}")
-        label_calls(narrow, dist)  # warm: imports and caches
-        gc.collect()
-        tracemalloc.start()
-        try:
-            before = tracemalloc.get_traced_memory()[0]
-            labelled = label_calls(narrow, dist)
-            peaks.append(tracemalloc.get_traced_memory()[1] - before)
-        finally:
-            tracemalloc.stop()
+        peak, labelled = inference_peak(narrow, dist)
+        peaks.append(peak)
         sizes.append(len(narrow))
         reasons = labelled["group_from"].tolist()
         assert all(r.startswith("inferred") for r in reasons)  # every call's group inferred across ranks

@@ -220,10 +220,35 @@ def is_in(column: pd.Series | pd.Categorical | np.ndarray, values) -> np.ndarray
     cat = _categorical(column)
     if cat is None:
         return np.isin(np.asarray(column, dtype=object), list(values))
-    wanted = set(values)
-    cats = cat.categories
-    hits = np.fromiter((c in wanted for c in cats), dtype=bool, count=len(cats))
-    return np.append(hits, False)[cat.codes]  # code -1 (missing) -> False
+    return _category_hits(cat.categories, frozenset(values)).take(cat.codes)  # code -1 (missing) -> the last: False
+
+
+_HITS_LOCK = threading.Lock()
+_HITS: OrderedDict[tuple[int, frozenset], tuple[pd.Index, np.ndarray]] = OrderedDict()
+
+
+def _category_hits(cats: pd.Index | list, wanted: frozenset) -> np.ndarray:
+    """Per category, whether it is in `wanted`, and False appended (for code -1). The stages ask the same few
+    questions of the same columns (the kind column, whose categories are one Index for every table, ~30 times a
+    rank): the answers for the last few (categories, values) pairs are kept, for an Index (immutable; the entry
+    holds it, so its id is not reused while cached), not for a list."""
+    cacheable = not isinstance(cats, list)
+    key = (id(cats), wanted)
+    if cacheable:
+        with _HITS_LOCK:
+            found = _HITS.get(key)
+            if found is not None and found[0] is cats:
+                _HITS.move_to_end(key)
+                return found[1]
+    hits = np.zeros(len(cats) + 1, dtype=bool)
+    hits[:-1] = np.fromiter((c in wanted for c in cats), dtype=bool, count=len(cats))
+    hits.flags.writeable = False
+    if cacheable:
+        with _HITS_LOCK:
+            _HITS[key] = (cats, hits)
+            if len(_HITS) > 64:
+                _HITS.popitem(last=False)
+    return hits
 
 
 def kind_in(events: pd.DataFrame | Columns, kinds) -> np.ndarray:
@@ -273,7 +298,10 @@ def int_column(values: list) -> np.ndarray:
     """int64 array from a list of ints and None (None becomes -1), in C via arrow."""
     import pyarrow as pa
 
-    return pa.array(values, type=pa.int64()).fill_null(-1).to_numpy(zero_copy_only=False)
+    if values.count(None) == len(values):  # (a field no event has: no arrow array)
+        return np.full(len(values), -1, dtype=np.int64)
+    ids = pa.array(values, type=pa.int64())
+    return (ids.fill_null(-1) if ids.null_count else ids).to_numpy(zero_copy_only=False)
 
 
 
@@ -314,12 +342,30 @@ def _category_matches(cats: pd.Index | list, regex: re.Pattern) -> np.ndarray:
         if found is not None and found[0] is cats:
             _MATCHED.move_to_end(key)
             return found[1]
-    hits = np.fromiter((isinstance(c, str) and regex.match(c) is not None for c in cats), dtype=bool, count=len(cats))
+    hits = _matches_by_text(cats, regex)
     with _MATCHED_LOCK:
         _MATCHED[key] = (cats, hits)
         if len(_MATCHED) > 32:
             _MATCHED.popitem(last=False)
     return hits
+
+
+_TEXT_MATCHES: dict[tuple[str, int], dict[object, bool]] = {}  # per process: pattern -> {category: matches}
+_TEXT_MATCHES_KEPT = 65_536  # categories remembered per pattern (then forgotten and started again)
+
+
+def _matches_by_text(cats: pd.Index | list, regex: re.Pattern) -> np.ndarray:
+    """Which categories `regex` matches at their start, each text tested once per process: the ranks of a job
+    (one worker converts many) name the same ops, so most categories were tested on an earlier rank."""
+    memo = _TEXT_MATCHES.get((regex.pattern, regex.flags))
+    if memo is None or len(memo) > _TEXT_MATCHES_KEPT:
+        memo = _TEXT_MATCHES[(regex.pattern, regex.flags)] = {}
+    known = [memo.get(c) for c in cats]
+    if None in known:
+        for i, (c, hit) in enumerate(zip(cats, known)):
+            if hit is None:
+                known[i] = memo[c] = isinstance(c, str) and regex.match(c) is not None
+    return np.array(known, dtype=bool) if known else np.zeros(0, dtype=bool)
 
 
 def group_codes(*columns: np.ndarray, sort: bool = False) -> tuple[np.ndarray, int]:

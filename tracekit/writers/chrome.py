@@ -76,12 +76,12 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
         base_ns = int(column(ev, "ts_ns")[rows].min()) // 1000 * 1000 if len(rows) else 0
     layout = _Layout(track_view(ev), table.sources, slot)
     out_pid_arr, out_tid_arr = layout.place(rows)
-    kernel_args = _KernelArgs(table)
+    names, cats = JsonText(column(ev, "name")), JsonText(column(ev, "cat"))
+    kernel_args = _KernelArgs(table, names)
     doc_meta = _top_meta(table.sources, base_ns)
     doc_meta["tracekit"].update(meta or {})
     encoder = msgspec.json.Encoder()
     written = 0
-    names, cats = JsonText(column(ev, "name")), JsonText(column(ev, "cat"))
     ph_text = PhText(column(ev, "ph")) if isinstance(column(ev, "ph"), pd.Categorical) else None
     scope = JsonText(column(ev, "scope"), missing="t")
     ts_ns, dur_ns = column(ev, "ts_ns"), column(ev, "dur_ns")
@@ -260,10 +260,11 @@ def _write_list(fh, encoded: bytes, first: bool) -> None:
 class _KernelArgs:
     """Adds the launching op's name and input shapes to the args of device events, one chunk at a time.
 
-    The text added is built once per op; the rows of a chunk are edited with arrow kernels.
+    The text added is built once per op (arrow kernels over the ops); the rows of a chunk are edited with arrow
+    kernels. `names`: the JSON text of the name column.
     """
 
-    def __init__(self, table: EventTable):
+    def __init__(self, table: EventTable, names: JsonText):
         ev = table.events
         launcher = column(ev, "launcher")
         self.is_row = kind_in(ev, DEVICE_KINDS) & (launcher >= 0)
@@ -273,16 +274,10 @@ class _KernelArgs:
         if not len(self.rows):
             return
         dims_text, types_text = op_input_text(table.args, ev, self.ops)
-        names = strings(column(ev, "name"))
-        per_op = []
-        for op, dims, types in zip(self.ops.tolist(), dims_text.to_pylist(), types_text.to_pylist()):
-            added = b'"launcher op":' + msgspec.json.encode(names[op])
-            if dims:
-                added += b',"launcher Input Dims":' + dims.encode()
-            if types:
-                added += b',"launcher Input type":' + types.encode()
-            per_op.append(added)
-        self.per_op = pa.array([b.decode() for b in per_op], pa.large_string())
+        self.per_op = pc.binary_join_element_wise(
+            _lit('"launcher op":'), names.at(self.ops).fill_null("null"),  # (a missing name: null)
+            _member(',"launcher Input Dims":', dims_text), _member(',"launcher Input type":', types_text),
+            _lit(""), null_handling="replace", null_replacement="")
 
     def added(self, part: np.ndarray) -> pa.Array | None:
         """The launcher members of rows `part` (null where a row is no launched device event; None: none is)."""
@@ -295,6 +290,13 @@ class _KernelArgs:
         index = np.zeros(len(part), dtype=np.int64)
         index[mask] = at
         return self.per_op.take(pa.array(index, mask=~mask))
+
+
+def _member(key: str, text: pa.Array) -> pa.Array:
+    """`key` + text per row, null where the text is empty or null (no member)."""
+    text = text.cast(pa.large_string())
+    joined = pc.binary_join_element_wise(_lit(key), text, _lit(""))
+    return pc.if_else(pc.greater(pc.binary_length(text.fill_null("")), 0), joined, pa.scalar(None, pa.large_string()))
 
 
 class _Layout:

@@ -25,10 +25,19 @@ def flow_status(events: pd.DataFrame, launch: np.ndarray) -> tuple[np.ndarray, p
     to the slice that starts at its ts on its track. Works on column codes: no copy of the frame,
     no Python string per row.
     """
+    status, pairs = flow_status_arrays(events, launch)
+    if pairs is None:
+        return status, pd.DataFrame(columns=["start", "end", "cat"])
+    return status, pd.DataFrame(pairs)
+
+
+def flow_status_arrays(events: pd.DataFrame, launch: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
+    """What flow_status gives, the pairs as their arrays (start, end, cat, start_row, end_row; None: no flow rows),
+    without making a DataFrame (~0.3 ms a rank)."""
     status = np.full(len(events), "", dtype=object)
     is_flow = kind_in(events, ("flow",))
     if not is_flow.any():
-        return status, pd.DataFrame(columns=["start", "end", "cat"])
+        return status, None
     rows = np.flatnonzero(is_flow)
     src = column(events, "source_index")
     cat_codes = column(events, "cat").codes[rows]
@@ -55,11 +64,11 @@ def flow_status(events: pd.DataFrame, launch: np.ndarray) -> tuple[np.ndarray, p
     paired[f_at] = True
     status[rest[paired]] = WRITTEN
     status[rest[~paired]] = UNMATCHED_FLOW
-    cat_text = np.append(column(events, "cat").categories.astype(str).to_numpy(dtype=object), "nan")  # -1: as str(NaN)
-    out = pd.DataFrame({"start": bound[s_at], "end": bound[f_at],
-                        "cat": cat_text[rest_cat[s_at]],
-                        "start_row": rest[s_at], "end_row": rest[f_at]})
-    return status, out
+    # each category as text (what Index.astype(str) gives of categories, which are never NaN); -1: as str(NaN)
+    cat_text = np.array([c if type(c) is str else str(c) for c in column(events, "cat").categories] + ["nan"],
+                        dtype=object)
+    return status, {"start": bound[s_at], "end": bound[f_at], "cat": cat_text[rest_cat[s_at]],
+                    "start_row": rest[s_at], "end_row": rest[f_at]}
 
 
 def _is_linked_correlation(events: pd.DataFrame, launch: np.ndarray, flow_src: np.ndarray,

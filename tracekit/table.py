@@ -149,10 +149,15 @@ def track_view(events: pd.DataFrame) -> pd.DataFrame:
     return events.assign(source_index=events["track_source"])
 
 
+_NUMPY_EXTENSION: type | None = None  # pandas' NumpyExtensionArray, found on first use
+
+
 def _numpy_extension() -> type:
+    global _NUMPY_EXTENSION
     import pandas as pd
 
-    return getattr(pd.arrays, "NumpyExtensionArray", None) or pd.arrays.PandasArray  # pandas < 2.1
+    _NUMPY_EXTENSION = getattr(pd.arrays, "NumpyExtensionArray", None) or pd.arrays.PandasArray  # pandas < 2.1
+    return _NUMPY_EXTENSION
 
 
 def column_array(frame: pd.DataFrame | Columns, name: str) -> np.ndarray | pd.api.extensions.ExtensionArray | Coded:
@@ -160,16 +165,16 @@ def column_array(frame: pd.DataFrame | Columns, name: str) -> np.ndarray | pd.ap
     without building a Series; numpy arrays come read-only. See `column`."""
     if isinstance(frame, Columns):
         return frame.array(name)
-    import pandas as pd
-
     loc = frame.columns.get_loc(name)  # KeyError for a missing column, as frame[name]
     getter = getattr(frame, "_get_column_array", None)  # pandas internals; the public way where absent
-    if isinstance(loc, int) and getter is not None:
+    if type(loc) is int and getter is not None:
         values = getter(loc)
-    else:  # also a name held by several columns: what frame[name] gives
+    else:  # also a name held by several columns (or a numpy integer position): what frame[name] gives
+        import pandas as pd
+
         selected = frame[name]
         values = selected.array if isinstance(selected, pd.Series) else selected.to_numpy()
-    if isinstance(values, _numpy_extension()):
+    if type(values) is not np.ndarray and isinstance(values, _NUMPY_EXTENSION or _numpy_extension()):
         values = values.to_numpy()
     if isinstance(values, np.ndarray):
         values = values.view()

@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tracekit.accounting import METADATA, WRITTEN, flow_status
+from tracekit.accounting import METADATA, WRITTEN, flow_status_arrays
 from tracekit.table import (
     DEVICE_KINDS,
     EventTable,
@@ -65,7 +65,7 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
     release()
     ph = strings(column(ev, "ph"))
     launch = column(ev, "launch")
-    status, flow_pairs = flow_status(ev, launch)
+    status, flow_pairs = flow_status_arrays(ev, launch)
     is_meta = ph == "M"
     is_flow = kind_in(ev, ("flow",))
     status[is_meta] = METADATA
@@ -220,7 +220,7 @@ def _top_meta(sources: list[SourceInfo], base_ns: int) -> dict[str, Any]:
     }
 
 
-def _flow_events(ev: pd.DataFrame, launch: np.ndarray, pairs: pd.DataFrame, out_pid: np.ndarray,
+def _flow_events(ev: pd.DataFrame, launch: np.ndarray, pairs: dict[str, np.ndarray] | None, out_pid: np.ndarray,
                  out_tid: np.ndarray, base_ns: int, first_id: int = 0, chunk: int = CHUNK // 2
                  ) -> Iterator[list[OutEvent]]:
     """Launch flows (runtime call -> device event) from the links, then the other paired flows.
@@ -230,8 +230,10 @@ def _flow_events(ev: pd.DataFrame, launch: np.ndarray, pairs: pd.DataFrame, out_
     """
     ts_ns = column(ev, "ts_ns")
     dev = np.flatnonzero(kind_in(ev, DEVICE_KINDS) & (launch >= 0))
-    starts = np.concatenate([launch[dev], pairs["start"].to_numpy(dtype=np.int64)])
-    ends = np.concatenate([dev, pairs["end"].to_numpy(dtype=np.int64)])
+    pairs = pairs or {"start": np.zeros(0, dtype=np.int64), "end": np.zeros(0, dtype=np.int64),
+                      "cat": np.zeros(0, dtype=object)}  # (None: no flow rows)
+    starts = np.concatenate([launch[dev], np.asarray(pairs["start"], dtype=np.int64)])
+    ends = np.concatenate([dev, np.asarray(pairs["end"], dtype=np.int64)])
     cats = pairs["cat"].tolist()
     for begin in range(0, len(starts), chunk):
         s_rows, f_rows = starts[begin : begin + chunk], ends[begin : begin + chunk]

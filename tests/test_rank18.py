@@ -7,7 +7,7 @@ without their end):
 - the launching op's members on kernels (arrow) = the former Python loop, byte for byte;
 - the flow pairs as arrays = flow_status's DataFrame; flows without an end are counted, not written;
 - the event list's end from one raw parse of the document = the former parse of the rest (_last_end);
-- int_column, JSON text of a value, partition options (cached per schema) = the former functions."""
+- JSON text of a value, partition options (cached per schema) = the former functions."""
 
 from __future__ import annotations
 
@@ -213,15 +213,10 @@ def test_list_end_from_the_document_is_the_former_parse_of_the_rest() -> None:
     assert _list_end(nested, nested.rindex(b"[")) == nested.rindex(b"}") - 3
 
 
-def test_int_column_json_text_and_partition_options_are_the_former_functions() -> None:
-    from tracekit.table import int_column
+def test_json_text_and_partition_options_are_the_former_functions() -> None:
     from tracekit.writers.json_rows import json_text
     from tracekit.writers.partition import _options, partition_options
 
-    for values in ([None, None], [], [1, None, -1, 2**62], [5, 6], [None, 3]):
-        got = int_column(values)
-        want = pa.array(values, type=pa.int64()).fill_null(-1).to_numpy(zero_copy_only=False)
-        assert got.dtype == np.int64 and got.tolist() == want.tolist()
     assert [json_text(v) for v in (1, 1.0, True, "1", "é\"", None)] == ["1", "1.0", "true", '"1"', '"é\\""', "null"]
     schema = pa.schema([("a", pa.dictionary(pa.int32(), pa.string())), ("b", pa.int64()), ("c", pa.string())])
     first = partition_options(schema)

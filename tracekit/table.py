@@ -303,10 +303,7 @@ def int_column(values: list) -> np.ndarray:
     """int64 array from a list of ints and None (None becomes -1), in C via arrow."""
     import pyarrow as pa
 
-    if values.count(None) == len(values):  # (a field no event has: no arrow array)
-        return np.full(len(values), -1, dtype=np.int64)
-    ids = pa.array(values, type=pa.int64())
-    return (ids.fill_null(-1) if ids.null_count else ids).to_numpy(zero_copy_only=False)
+    return pa.array(values, type=pa.int64()).fill_null(-1).to_numpy(zero_copy_only=False)
 
 
 

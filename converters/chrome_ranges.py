@@ -96,7 +96,9 @@ def plan(data: object, chunk_bytes: int) -> ByteChunks | None:
             break
         ends.append(cut.start() + 1)
         starts.append(cut.start(1))
-    last = _list_end(data, list_open)
+    # One chunk (a rank of a many-rank job): it starts at the list's first event, so the list's end is the chunk's.
+    # A later chunk starts at a guessed cut: the parse from there (_last_end) also proves the cut is no event's inside.
+    last = _list_end(data, list_open) if len(starts) == 1 else None
     if last is None or last < starts[-1]:
         last = _last_end(data, starts[-1])
     if last is None:

@@ -263,10 +263,10 @@ class _KernelArgs:
     """Adds the launching op's name and input shapes to the args of device events, one chunk at a time.
 
     The text added is built once per op (arrow kernels over the ops); the rows of a chunk are edited with arrow
-    kernels. `names`: the JSON text of the name column.
+    kernels. `names`: the JSON text of the name column (made here when not given).
     """
 
-    def __init__(self, table: EventTable, names: JsonText):
+    def __init__(self, table: EventTable, names: JsonText | None = None):
         ev = table.events
         launcher = column(ev, "launcher")
         self.is_row = kind_in(ev, DEVICE_KINDS) & (launcher >= 0)
@@ -276,6 +276,7 @@ class _KernelArgs:
         if not len(self.rows):
             return
         dims_text, types_text = op_input_text(table.args, ev, self.ops)
+        names = names or JsonText(column(ev, "name"))
         self.per_op = pc.binary_join_element_wise(
             _lit('"launcher op":'), names.at(self.ops).fill_null("null"),  # (a missing name: null)
             _member(',"launcher Input Dims":', dims_text), _member(',"launcher Input type":', types_text),

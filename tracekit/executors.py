@@ -22,8 +22,20 @@ class Executor(Protocol):
 
     name: str
 
-    def run(self, fn: Callable[[J], R], jobs: Sequence[J], on_done: Callable[[R], None] | None = None) -> list[R]:
+    def run(self, fn: Callable[[J], R], jobs: Sequence[J], on_done: Callable[[R], None] | None = None,
+            keep: bool = True) -> list[R]:
+        """keep=False: each result goes to on_done and is then dropped (an empty list is returned), so the parent
+        holds no result per job (the local pool and Dask; an executor without the argument keeps them)."""
         ...
+
+
+def run_on(runner: Executor, fn: Callable[[J], R], jobs: Sequence[J], on_done: Callable[[R], None] | None = None,
+           keep: bool = True) -> list[R]:
+    """`runner.run`, passing keep=False only to executors that take it (LocalPool, DaskExecutor); others keep
+    their results as before."""
+    if keep or not isinstance(runner, LocalPool | DaskExecutor):
+        return runner.run(fn, jobs, on_done=on_done)
+    return runner.run(fn, jobs, on_done=on_done, keep=False)
 
 
 def default_workers() -> int:
@@ -149,14 +161,18 @@ class LocalPool:
         self.workers = workers
         self.preload = tuple(preload)
 
-    def run(self, fn: Callable[[J], R], jobs: Sequence[J], on_done: Callable[[R], None] | None = None) -> list[R]:
+    def run(self, fn: Callable[[J], R], jobs: Sequence[J], on_done: Callable[[R], None] | None = None,
+            keep: bool = True) -> list[R]:
         count = max(1, min(len(jobs), self.workers or default_workers()))
         results: list[R] = []
         if count == 1:
             for job in jobs:
-                results.append(fn(job))
+                result = fn(job)
+                if keep:
+                    results.append(result)
                 if on_done:
-                    on_done(results[-1])
+                    on_done(result)
+                del result
             return results
         from concurrent.futures import ProcessPoolExecutor
 
@@ -167,10 +183,16 @@ class LocalPool:
             try:
                 with _signals_held():  # submitting starts the workers
                     futures = [pool.submit(fn, job) for job in jobs]
-                for fut in futures:
-                    results.append(fut.result())
+                for i, fut in enumerate(futures):
+                    result = fut.result()
+                    if keep:
+                        results.append(result)
+                    else:
+                        futures[i] = None  # type: ignore[call-overload]  # a done future keeps its result
+                    del fut
                     if on_done:
-                        on_done(results[-1])
+                        on_done(result)
+                    del result
             except BaseException:
                 _stop_workers(pool)
                 raise
@@ -192,7 +214,8 @@ class DaskExecutor:
                                             "dask.distributed.Client")
         self.client, self.scheduler = client, scheduler
 
-    def run(self, fn: Callable[[J], R], jobs: Sequence[J], on_done: Callable[[R], None] | None = None) -> list[R]:
+    def run(self, fn: Callable[[J], R], jobs: Sequence[J], on_done: Callable[[R], None] | None = None,
+            keep: bool = True) -> list[R]:
         client, own = self.client, False
         if client is None:
             from distributed import Client
@@ -206,10 +229,16 @@ class DaskExecutor:
         try:
             futures = client.map(fn, list(jobs), pure=False)
             results: list[R] = []
-            for fut in futures:
-                results.append(fut.result())
+            for i, fut in enumerate(futures):
+                result = fut.result()
+                if keep:
+                    results.append(result)
+                else:
+                    futures[i] = None  # released on the cluster too once the parent holds no future
+                del fut
                 if on_done:
-                    on_done(results[-1])
+                    on_done(result)
+                del result
             return results
         finally:
             if own:

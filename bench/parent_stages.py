@@ -114,7 +114,7 @@ def main() -> None:
     ranks.collectives_of = stages.wrap("cross-rank stage (all of it)", ranks.collectives_of)
     manifest.write_manifest = stages.wrap("manifest", manifest.write_manifest)
     ranks.merged_summary = stages.wrap("summary", ranks.merged_summary)
-    for name in ("scan_parts", "narrow_calls", "label_calls"):
+    for name in ("scan_parts", "narrow_calls", "label_calls", "spill_batches", "write_batches"):
         setattr(crossrank, name, stages.wrap(f"  {name}", getattr(crossrank, name)))
     if hasattr(crossrank, "label_compact"):
         crossrank.label_compact = stages.wrap("  label_compact", crossrank.label_compact)

@@ -381,7 +381,11 @@ class _Fragments(Sequence[tuple[str, int]]):
         return r.fragment, r.fragment_base_ns
 
     def __iter__(self) -> Iterator[tuple[str, int]]:
-        return ((r.fragment, r.fragment_base_ns) for r in self.ranks)
+        """The pairs in order; the memory freed with each fragment spliced is handed back every EVERY fragments
+        (splice asks for the next pair once it has written and dropped the previous fragment)."""
+        for count, r in enumerate(self.ranks, 1):
+            yield r.fragment, r.fragment_base_ns
+            every(count)
 
 
 def _fit_ranks(results: Sequence[Any], sizes: dict[int, int], limit: int) -> list[int]:
@@ -475,6 +479,7 @@ def convert_ranks(paths: Sequence[Path], outdir: str | Path, gzip_trace: bool = 
         base, traces = write_traces(records.ranks, records, stage, trace_name, gzip_trace, max_trace_bytes,
                                     trace_ranks)
         shutil.rmtree(stage / ".fragments", ignore_errors=True)
+        release_freed_memory()  # what splicing the fragments freed, before the cross-rank stage allocates
         step("matching collectives across ranks")
         coll_path = stage / ("collectives.parquet" if parquet else ".collectives.parquet")
         coll_rows = collectives_of(group_evidence(records.field("distributed")), calls, coll_path)

@@ -2,10 +2,11 @@
 
 Usage::
 
-    .venv/bin/python bench/parent_stages.py RANKS_DIR [--out OUT] [--json FILE] [--tracemalloc]
+    .venv/bin/python bench/parent_stages.py RANKS_DIR [--out OUT] [--json FILE] [--tracemalloc] [--workers N]
 
 Runs `tracekit.convert.convert` of every rank file in RANKS_DIR with one worker (in-process, as
-`bench/bench_scale.py --workers 1` does through the CLI) and, around each parent stage, reads VmRSS and the peak
+`bench/bench_scale.py --workers 1` does through the CLI; --workers 0: the default pool, the parent then only
+gathers what workers send back) and, around each parent stage, reads VmRSS and the peak
 since the stage began (VmHWM, reset at the stage's start by writing 5 to /proc/self/clear_refs). Stages: the rank
 loop (with RSS every 64 ranks), the merged trace, group inference and the rest of the cross-rank stage (narrow
 table, labelling, finishing and writing collectives.parquet), the summary and the manifest. With --tracemalloc,
@@ -89,6 +90,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--tracemalloc", action="store_true")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes (default 1: in-process, as --workers 1; 0: the CLI's default)")
     args = parser.parse_args()
 
     import tracemalloc
@@ -115,7 +118,8 @@ def main() -> None:
     manifest.write_manifest = stages.wrap("manifest", manifest.write_manifest)
     ranks.merged_summary = stages.wrap("summary", ranks.merged_summary)
     for name in ("scan_parts", "narrow_calls", "label_calls", "spill_batches", "write_batches"):
-        setattr(crossrank, name, stages.wrap(f"  {name}", getattr(crossrank, name)))
+        if hasattr(crossrank, name):  # an older tree (a baseline) may not have them all
+            setattr(crossrank, name, stages.wrap(f"  {name}", getattr(crossrank, name)))
     if hasattr(crossrank, "label_compact"):
         crossrank.label_compact = stages.wrap("  label_compact", crossrank.label_compact)
 
@@ -126,10 +130,10 @@ def main() -> None:
         tracemalloc.start()
     _reset_peak()
     t0 = time.process_time()
-    ranks.convert_ranks(paths, out, workers=1)
+    ranks.convert_ranks(paths, out, workers=args.workers or None)
     total = _status()
-    result = {"ranks": len(paths), "imports_rss_mb": base["VmRSS"], "end_rss_mb": total["VmRSS"],
-              "stages": stages.rows, "loop": loop, "cpu_s": time.process_time() - t0}
+    result = {"ranks": len(paths), "workers": args.workers, "imports_rss_mb": base["VmRSS"],
+              "end_rss_mb": total["VmRSS"], "stages": stages.rows, "loop": loop, "cpu_s": time.process_time() - t0}
     for row in stages.rows:
         print(f"{row['stage']:<42} rss {row['rss_before_mb']:7.1f} -> {row['rss_after_mb']:7.1f} MB, "
               f"peak {row['peak_mb']:7.1f} MB" + (f", python peak {row['py_peak_mb'] - row['py_before_mb']:6.2f} MB "

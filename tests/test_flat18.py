@@ -24,7 +24,7 @@ from conftest import rank_set_paths, shared
 import tracekit.ranks as ranks_mod
 from tracekit.convert import convert
 from tracekit.errors import TraceWarning
-from tracekit.executors import LocalPool, run_on
+from tracekit.executors import SUBMIT_AHEAD, LocalPool, run_on
 from tracekit.parallel import crossrank, scratch
 from tracekit.parallel.collectives import build_collectives
 from tracekit.rankrecords import RankIndex, RankRecords
@@ -63,9 +63,12 @@ def test_local_pool_hands_each_result_over_and_keeps_none():
 
 
 def test_process_pool_hands_results_over_in_order_without_keeping_them():
+    """More jobs than the window submitted ahead (SUBMIT_AHEAD per worker): every result once, in job order."""
+    jobs = [-(i * 7 % 23) for i in range(3 * SUBMIT_AHEAD * 2 + 1)]
     seen: list[int] = []
-    out = LocalPool(2, preload=["tracekit.executors"]).run(abs, [-3, -1, -2, -5], on_done=seen.append, keep=False)
-    assert out == [] and seen == [3, 1, 2, 5]
+    out = LocalPool(2, preload=["tracekit.executors"]).run(abs, jobs, on_done=seen.append, keep=False)
+    assert out == [] and seen == [abs(j) for j in jobs]
+    assert LocalPool(2, preload=["tracekit.executors"]).run(abs, jobs[:3]) == [abs(j) for j in jobs[:3]]
 
 
 def test_run_on_keeps_results_of_executors_without_the_argument():

@@ -6,7 +6,9 @@ An executor maps a picklable top-level function over jobs and returns the result
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import itertools
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -120,6 +122,7 @@ def worker_context(preload: Sequence[str] = ()) -> Any:
     return ctx
 
 
+SUBMIT_AHEAD = 4  # jobs per worker submitted ahead (the pool's queue stays full; the parent holds no future per job)
 SMALL_JOB_ENV = "TRACEKIT_IN_PROCESS_BELOW"
 SMALL_JOB_BYTES = 4 << 20  # inputs this small (on disk, all ranks) convert faster in-process than in workers
 
@@ -181,15 +184,15 @@ class LocalPool:
         with ProcessPoolExecutor(max_workers=count, mp_context=ctx, initializer=_start_together,
                                  initargs=(barrier,)) as pool:
             try:
+                ahead = SUBMIT_AHEAD * count  # jobs submitted but not yet taken back: a bounded window
                 with _signals_held():  # submitting starts the workers
-                    futures = [pool.submit(fn, job) for job in jobs]
-                for i, fut in enumerate(futures):
-                    result = fut.result()
+                    window = collections.deque(pool.submit(fn, job) for job in jobs[:ahead])
+                for job in itertools.chain(jobs[ahead:], itertools.repeat(None, len(window))):
+                    result = window.popleft().result()  # a future is dropped once its result is taken
+                    if job is not None:
+                        window.append(pool.submit(fn, job))
                     if keep:
                         results.append(result)
-                    else:
-                        futures[i] = None  # type: ignore[call-overload]  # a done future keeps its result
-                    del fut
                     if on_done:
                         on_done(result)
                     del result

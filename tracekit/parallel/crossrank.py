@@ -354,6 +354,8 @@ def write_collectives_from_parts(folder: Path, distributed: list[dict[str, Any]]
     scratch = Path(tempfile.mkdtemp(prefix=".collectives-", dir=out.parent))
     try:  # batches of ranks to scratch files first: the table's types are known only when every rank is seen
         batches, schemas = spill_batches(ranks, scratch)
+        del ranks
+        release_freed_memory()  # the labelled table and the finished ranks' buffers, before the writer allocates
         return write_batches(batches, schemas, out)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -106,13 +106,23 @@ def main() -> None:
     loop: list[dict[str, float]] = []
     real_every = ranks.every
 
+    in_loop = [False]
+
     def every(count: int, *rest: int) -> None:
         real_every(count, *rest)
-        if count % 64 == 0:
+        if in_loop[0] and count % 64 == 0:  # the rank loop's count (splicing the fragments counts again)
             loop.append({"ranks": count, **_status()})
 
+    def rank_loop(*args: Any, **kwargs: Any) -> Any:
+        in_loop[0] = True
+        try:
+            return real_run_ranks(*args, **kwargs)
+        finally:
+            in_loop[0] = False
+
+    real_run_ranks = ranks.run_ranks
     ranks.every = every
-    ranks.run_ranks = stages.wrap("rank loop (workers' results, records)", ranks.run_ranks)
+    ranks.run_ranks = stages.wrap("rank loop (workers' results, records)", rank_loop)
     ranks.write_traces = stages.wrap("merged trace", ranks.write_traces)
     ranks.collectives_of = stages.wrap("cross-rank stage (all of it)", ranks.collectives_of)
     manifest.write_manifest = stages.wrap("manifest", manifest.write_manifest)
@@ -141,7 +151,7 @@ def main() -> None:
                                                   "kept" if "py_peak_mb" in row else "")
               + f", {row['cpu_s']:.2f} s")
     for row in loop:
-        print(f"  after {row['ranks']:4d} ranks: rss {row['VmRSS']:.1f} MB")
+        print(f"  after {row['ranks']:4d} ranks: rss {row['VmRSS']:.1f} MB, loop's peak so far {row['VmHWM']:.1f} MB")
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
 

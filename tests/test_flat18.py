@@ -219,3 +219,38 @@ def test_missing_calls_on_some_ranks_are_withdrawn_as_in_memory(rank_calls, tmp_
     assert not (world & frame["group_from"].str.startswith("inferred")).any()  # rank 5 has no counterparts
     assert frame["group_from"].str.startswith(("unknown", "undecided")).all()
     assert isinstance(frame, pd.DataFrame)
+
+
+@pytest.mark.parametrize("rel", ["sample_traces/dist_ep_dp", "sample_traces/dist_pp_dp",
+                                 "npu/msinsight_qwen3_mindspeed"])
+def test_calls_missing_on_one_rank_where_groups_are_named(rel, rank_calls, tmp_path):
+    """Sets whose groups are named (pg_config of distributedInfo; HCCL communicators on Ascend) with the last rank's
+    calls cut to the first third: collectives.parquet from the partitions is the in-memory table, every call is
+    there, and every inferred label is a named group (none invented for the calls whose counterparts are gone)."""
+    results, dist = rank_calls(rel)
+    last = max(r.rank for r in results)
+    frames = []
+    for r in results:
+        calls = r.collectives.iloc[: len(r.collectives) // 3] if r.rank == last else r.collectives
+        frames.append(calls)
+        scratch.write_part(calls, tmp_path / "calls", r.rank, r.index)
+    crossrank.write_collectives_from_parts(tmp_path / "calls", dist, tmp_path / "c.parquet")
+    memory = build_collectives(frames, dist)
+    assert pq.read_table(tmp_path / "c.parquet").equals(collectives_arrow(memory))
+    frame = crossrank.read_collectives(tmp_path / "c.parquet")
+    assert len(frame) == sum(len(f) for f in frames) > 0
+    named = {row["group"] for row in ranks_mod.group_table(dist, frame)}
+    labelled = frame["group"].notna()
+    how = frame["group_from"].fillna("")
+    inferred = how.str.startswith("inferred") & ~how.str.startswith("inferred: HCCL group")  # HCCL: communicator ids
+    assert labelled.any() and set(frame.loc[inferred, "group"]) <= named
+    full = crossrank.read_collectives(_full(rel, rank_calls, tmp_path))
+    assert labelled.sum() <= full["group"].notna().sum()  # cutting calls never decides more of them
+
+
+def _full(rel, rank_calls, tmp_path) -> Path:
+    results, dist = rank_calls(rel)
+    for r in results:
+        scratch.write_part(r.collectives, tmp_path / "full", r.rank, r.index)
+    crossrank.write_collectives_from_parts(tmp_path / "full", dist, tmp_path / "full.parquet")
+    return tmp_path / "full.parquet"

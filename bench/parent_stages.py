@@ -2,10 +2,11 @@
 
 Usage::
 
-    .venv/bin/python bench/parent_stages.py RANKS_DIR [--out OUT] [--json FILE] [--tracemalloc]
+    .venv/bin/python bench/parent_stages.py RANKS_DIR [--out OUT] [--json FILE] [--tracemalloc] [--workers N]
 
 Runs `tracekit.convert.convert` of every rank file in RANKS_DIR with one worker (in-process, as
-`bench/bench_scale.py --workers 1` does through the CLI) and, around each parent stage, reads VmRSS and the peak
+`bench/bench_scale.py --workers 1` does through the CLI; --workers 0: the default pool, the parent then only
+gathers what workers send back) and, around each parent stage, reads VmRSS and the peak
 since the stage began (VmHWM, reset at the stage's start by writing 5 to /proc/self/clear_refs). Stages: the rank
 loop (with RSS every 64 ranks), the merged trace, group inference and the rest of the cross-rank stage (narrow
 table, labelling, finishing and writing collectives.parquet), the summary and the manifest. With --tracemalloc,
@@ -89,6 +90,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--tracemalloc", action="store_true")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes (default 1: in-process, as --workers 1; 0: the CLI's default)")
     args = parser.parse_args()
 
     import tracemalloc
@@ -103,19 +106,30 @@ def main() -> None:
     loop: list[dict[str, float]] = []
     real_every = ranks.every
 
+    in_loop = [False]
+
     def every(count: int, *rest: int) -> None:
         real_every(count, *rest)
-        if count % 64 == 0:
+        if in_loop[0] and count % 64 == 0:  # the rank loop's count (splicing the fragments counts again)
             loop.append({"ranks": count, **_status()})
 
+    def rank_loop(*args: Any, **kwargs: Any) -> Any:
+        in_loop[0] = True
+        try:
+            return real_run_ranks(*args, **kwargs)
+        finally:
+            in_loop[0] = False
+
+    real_run_ranks = ranks.run_ranks
     ranks.every = every
-    ranks.run_ranks = stages.wrap("rank loop (workers' results, records)", ranks.run_ranks)
+    ranks.run_ranks = stages.wrap("rank loop (workers' results, records)", rank_loop)
     ranks.write_traces = stages.wrap("merged trace", ranks.write_traces)
     ranks.collectives_of = stages.wrap("cross-rank stage (all of it)", ranks.collectives_of)
     manifest.write_manifest = stages.wrap("manifest", manifest.write_manifest)
     ranks.merged_summary = stages.wrap("summary", ranks.merged_summary)
-    for name in ("scan_parts", "narrow_calls", "label_calls"):
-        setattr(crossrank, name, stages.wrap(f"  {name}", getattr(crossrank, name)))
+    for name in ("scan_parts", "narrow_calls", "label_calls", "spill_batches", "write_batches"):
+        if hasattr(crossrank, name):  # an older tree (a baseline) may not have them all
+            setattr(crossrank, name, stages.wrap(f"  {name}", getattr(crossrank, name)))
     if hasattr(crossrank, "label_compact"):
         crossrank.label_compact = stages.wrap("  label_compact", crossrank.label_compact)
 
@@ -126,10 +140,10 @@ def main() -> None:
         tracemalloc.start()
     _reset_peak()
     t0 = time.process_time()
-    ranks.convert_ranks(paths, out, workers=1)
+    ranks.convert_ranks(paths, out, workers=args.workers or None)
     total = _status()
-    result = {"ranks": len(paths), "imports_rss_mb": base["VmRSS"], "end_rss_mb": total["VmRSS"],
-              "stages": stages.rows, "loop": loop, "cpu_s": time.process_time() - t0}
+    result = {"ranks": len(paths), "workers": args.workers, "imports_rss_mb": base["VmRSS"],
+              "end_rss_mb": total["VmRSS"], "stages": stages.rows, "loop": loop, "cpu_s": time.process_time() - t0}
     for row in stages.rows:
         print(f"{row['stage']:<42} rss {row['rss_before_mb']:7.1f} -> {row['rss_after_mb']:7.1f} MB, "
               f"peak {row['peak_mb']:7.1f} MB" + (f", python peak {row['py_peak_mb'] - row['py_before_mb']:6.2f} MB "
@@ -137,7 +151,7 @@ def main() -> None:
                                                   "kept" if "py_peak_mb" in row else "")
               + f", {row['cpu_s']:.2f} s")
     for row in loop:
-        print(f"  after {row['ranks']:4d} ranks: rss {row['VmRSS']:.1f} MB")
+        print(f"  after {row['ranks']:4d} ranks: rss {row['VmRSS']:.1f} MB, loop's peak so far {row['VmHWM']:.1f} MB")
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
 

@@ -141,16 +141,18 @@ def test_part_list_holds_little_per_partition(rank_calls, tmp_path):
     gc.collect()
     tracemalloc.start()
     try:
-        before = tracemalloc.get_traced_memory()[0]
         parts = scratch.PartList()
         offset = 0
         for _index, rank, path in listed:
             parts.add(rank, path, offset, names)
             offset += 8
-        held = tracemalloc.get_traced_memory()[0] - before
+        # what PartList's own lines allocated: not a resize of CPython's interned-string table that other tests'
+        # paths may trigger during the loop (one 3.9 MB block, seen in a whole-suite run)
+        mine = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(True, scratch.__file__)])
+        held = sum(stat.size for stat in mine.statistics("filename"))
     finally:
         tracemalloc.stop()
-    assert held / len(listed) < 160, held / len(listed)
+    assert 0 < held / len(listed) < 160, held / len(listed)
     assert [(r, p, o) for r, p, o, _c in parts] == [(r, p, 8 * k) for k, (_i, r, p) in enumerate(listed)]
     assert all(c is parts.schemas[0] for _r, _p, _o, c in parts) and len(parts.schemas) == 1
     assert [r for r, _pos in parts.by_rank()] == list(range(512))

@@ -6,7 +6,9 @@ An executor maps a picklable top-level function over jobs and returns the result
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import itertools
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -22,8 +24,20 @@ class Executor(Protocol):
 
     name: str
 
-    def run(self, fn: Callable[[J], R], jobs: Sequence[J], on_done: Callable[[R], None] | None = None) -> list[R]:
+    def run(self, fn: Callable[[J], R], jobs: Sequence[J], on_done: Callable[[R], None] | None = None,
+            keep: bool = True) -> list[R]:
+        """keep=False: each result goes to on_done and is then dropped (an empty list is returned), so the parent
+        holds no result per job (the local pool and Dask; an executor without the argument keeps them)."""
         ...
+
+
+def run_on(runner: Executor, fn: Callable[[J], R], jobs: Sequence[J], on_done: Callable[[R], None] | None = None,
+           keep: bool = True) -> list[R]:
+    """`runner.run`, passing keep=False only to executors that take it (LocalPool, DaskExecutor); others keep
+    their results as before."""
+    if keep or not isinstance(runner, LocalPool | DaskExecutor):
+        return runner.run(fn, jobs, on_done=on_done)
+    return runner.run(fn, jobs, on_done=on_done, keep=False)
 
 
 def default_workers() -> int:
@@ -108,6 +122,7 @@ def worker_context(preload: Sequence[str] = ()) -> Any:
     return ctx
 
 
+SUBMIT_AHEAD = 4  # jobs per worker submitted ahead (the pool's queue stays full; the parent holds no future per job)
 SMALL_JOB_ENV = "TRACEKIT_IN_PROCESS_BELOW"
 SMALL_JOB_BYTES = 4 << 20  # inputs this small (on disk, all ranks) convert faster in-process than in workers
 
@@ -149,14 +164,18 @@ class LocalPool:
         self.workers = workers
         self.preload = tuple(preload)
 
-    def run(self, fn: Callable[[J], R], jobs: Sequence[J], on_done: Callable[[R], None] | None = None) -> list[R]:
+    def run(self, fn: Callable[[J], R], jobs: Sequence[J], on_done: Callable[[R], None] | None = None,
+            keep: bool = True) -> list[R]:
         count = max(1, min(len(jobs), self.workers or default_workers()))
         results: list[R] = []
         if count == 1:
             for job in jobs:
-                results.append(fn(job))
+                result = fn(job)
+                if keep:
+                    results.append(result)
                 if on_done:
-                    on_done(results[-1])
+                    on_done(result)
+                del result
             return results
         from concurrent.futures import ProcessPoolExecutor
 
@@ -165,12 +184,18 @@ class LocalPool:
         with ProcessPoolExecutor(max_workers=count, mp_context=ctx, initializer=_start_together,
                                  initargs=(barrier,)) as pool:
             try:
+                ahead = SUBMIT_AHEAD * count  # jobs submitted but not yet taken back: a bounded window
                 with _signals_held():  # submitting starts the workers
-                    futures = [pool.submit(fn, job) for job in jobs]
-                for fut in futures:
-                    results.append(fut.result())
+                    window = collections.deque(pool.submit(fn, job) for job in jobs[:ahead])
+                for job in itertools.chain(jobs[ahead:], itertools.repeat(None, len(window))):
+                    result = window.popleft().result()  # a future is dropped once its result is taken
+                    if job is not None:
+                        window.append(pool.submit(fn, job))
+                    if keep:
+                        results.append(result)
                     if on_done:
-                        on_done(results[-1])
+                        on_done(result)
+                    del result
             except BaseException:
                 _stop_workers(pool)
                 raise
@@ -192,7 +217,8 @@ class DaskExecutor:
                                             "dask.distributed.Client")
         self.client, self.scheduler = client, scheduler
 
-    def run(self, fn: Callable[[J], R], jobs: Sequence[J], on_done: Callable[[R], None] | None = None) -> list[R]:
+    def run(self, fn: Callable[[J], R], jobs: Sequence[J], on_done: Callable[[R], None] | None = None,
+            keep: bool = True) -> list[R]:
         client, own = self.client, False
         if client is None:
             from distributed import Client
@@ -206,10 +232,16 @@ class DaskExecutor:
         try:
             futures = client.map(fn, list(jobs), pure=False)
             results: list[R] = []
-            for fut in futures:
-                results.append(fut.result())
+            for i, fut in enumerate(futures):
+                result = fut.result()
+                if keep:
+                    results.append(result)
+                else:
+                    futures[i] = None  # released on the cluster too once the parent holds no future
+                del fut
                 if on_done:
-                    on_done(results[-1])
+                    on_done(result)
+                del result
             return results
         finally:
             if own:

@@ -10,6 +10,7 @@ their per-rank lists streamed (`dump_streamed`), byte for byte as `json.dumps` o
 from __future__ import annotations
 
 import json
+from array import array
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -22,19 +23,83 @@ _EMPTY: dict[str, Callable[[], Any]] = {"summary": dict, "distributed": dict, "d
                                         "source": dict, "skipped_collectives": dict}
 
 
+class RankRow(tuple[int, int, str | None, int]):
+    """What the parent needs of a rank after the rank loop: (index, rank, fragment, fragment_base_ns), made on use
+    from RankIndex's columns."""
+
+    __slots__ = ()
+
+    @property
+    def index(self) -> int:
+        return self[0]
+
+    @property
+    def rank(self) -> int:
+        return self[1]
+
+    @property
+    def fragment(self) -> str | None:
+        return self[2]
+
+    @property
+    def fragment_base_ns(self) -> int:
+        return self[3]
+
+
+class RankIndex:
+    """The ranks of a job as columns (arrival = job order): index, rank, chrome fragment and its base ns, ~40 bytes
+    a rank and no Python object per rank (each kept object would also pin the heap pages the rank's convert
+    used). A sequence of RankRow, each made when asked for."""
+
+    def __init__(self) -> None:
+        self.indexes, self.ranks, self.bases = array("q"), array("q"), array("q")
+        self._text = bytearray()  # the fragments' paths, UTF-8, one after another
+        self._ends = array("q")  # where each rank's path ends in _text (it starts where the previous one ended)
+        self._has = bytearray()  # 1 where the rank has a fragment
+
+    def add(self, index: int, rank: int, fragment: str | None, base_ns: int) -> None:
+        self.indexes.append(index)
+        self.ranks.append(rank)
+        self.bases.append(base_ns)
+        if fragment is not None:
+            self._text += fragment.encode("utf-8", "surrogateescape")
+        self._ends.append(len(self._text))
+        self._has.append(fragment is not None)
+
+    def __len__(self) -> int:
+        return len(self.indexes)
+
+    def __getitem__(self, i: int) -> RankRow:
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        i %= len(self)
+        fragment = None
+        if self._has[i]:
+            fragment = self._text[self._ends[i - 1] if i else 0:self._ends[i]].decode("utf-8", "surrogateescape")
+        return RankRow((self.indexes[i], self.ranks[i], fragment, self.bases[i]))
+
+    def __iter__(self) -> Iterator[RankRow]:
+        return (self[i] for i in range(len(self)))
+
+
 class RankRecords:
-    """An append-only JSON-lines file of per-rank records (one line per rank, in arrival = job order)."""
+    """An append-only JSON-lines file of per-rank records (one line per rank, in arrival = job order), and the
+    RankIndex of the ranks added (`ranks`)."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._out: TextIO | None = self.path.open("w")  # kept open: an open and close per rank cost ~0.15 ms
         self.count = 0
+        self.ranks = RankIndex()
 
     def add(self, result: Any) -> None:
-        """Append the result's SPILLED fields (plus index, rank, rank_from, path, worker_pid) and empty them."""
+        """Append the result's SPILLED fields (plus index, rank, rank_from, path, worker_pid) and empty them; its
+        index, rank and chrome fragment go to `ranks`."""
         record = {"index": result.index, "rank": result.rank, "rank_from": result.rank_from, "path": result.path,
                   "worker_pid": result.worker_pid}
+        self.ranks.add(result.index, result.rank, getattr(result, "fragment", None),
+                       getattr(result, "fragment_base_ns", 0))
         for name in SPILLED:
             record[name] = getattr(result, name)
             setattr(result, name, _EMPTY[name]())

@@ -15,9 +15,9 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from tracekit.executors import Executor, LocalPool, make_executor, sized_for
+from tracekit.executors import Executor, LocalPool, make_executor, run_on, sized_for
 from tracekit.memory import every, release_freed_memory
-from tracekit.rankrecords import RankRecords, dump_streamed
+from tracekit.rankrecords import RankIndex, RankRecords, dump_streamed
 from tracekit.rankset import PERFETTO_MAX_BYTES, parse_ranks
 from tracekit.writers.partition import SMALL_PARTITION_ROWS, partition_options, write_partition
 
@@ -194,18 +194,21 @@ def _unwrap(outcome: _Outcome) -> RankResult:
 
 def run_ranks(jobs: Sequence[RankJob], workers: int | None = None,
               on_done: Callable[[RankResult], None] | None = None,
-              executor: Executor | str | None = None) -> list[RankResult]:
+              executor: Executor | str | None = None, keep: bool = True) -> list[RankResult]:
     """Convert every job on the executor (default: a local pool of the machine's cores, or in-process for inputs
     under 4 MB on disk, `executors.sized_for`); results in job order.
 
     Workers start once per run and each takes ranks in turn. An error in one rank (TraceError naming its file)
-    is raised here, and the warnings of every rank are re-emitted here.
+    is raised here, and the warnings of every rank are re-emitted here. keep=False (with on_done): each result
+    goes to on_done and is dropped; the list returned is empty and the parent holds nothing per rank.
     """
     runner = sized_for(make_executor(executor, workers), [job.path for job in jobs])
     if isinstance(runner, LocalPool) and not runner.preload:
         runner.preload = WORKER_MODULES
-    outcomes = runner.run(_convert_rank_relayed, list(jobs),
-                          on_done=(lambda o: on_done(_unwrap(o))) if on_done else None)
+    if on_done is None:
+        keep = True
+    outcomes = run_on(runner, _convert_rank_relayed, list(jobs),
+                      on_done=(lambda o: on_done(_unwrap(o))) if on_done else None, keep=keep)
     return [_unwrap_quiet(o) for o in outcomes] if on_done else [_unwrap(o) for o in outcomes]
 
 
@@ -244,13 +247,27 @@ def keep_calls(folder: Path) -> Callable[[RankResult], None]:
 
 def check_ranks(results: Sequence[RankResult]) -> None:
     """Warn when two inputs claim the same rank (their partitions share a folder; rows keep source paths)."""
+    _warn_shared_ranks((r.rank, r.path) for r in results)
+
+
+def check_rank_index(ranks: RankIndex, records: RankRecords) -> None:
+    """check_ranks of the ranks of a job kept as columns: the records' paths are read only where two inputs
+    claim the same rank."""
+    import numpy as np
+
+    claimed = np.frombuffer(ranks.ranks, dtype=np.int64) if len(ranks) else np.empty(0, np.int64)
+    if len(np.unique(claimed)) < len(claimed):
+        _warn_shared_ranks(zip(ranks.ranks, records.field("path"), strict=True))
+
+
+def _warn_shared_ranks(pairs: Iterable[tuple[int, str]]) -> None:
     from tracekit.errors import warn
 
     seen: dict[int, str] = {}
-    for r in results:
-        if r.rank in seen:
-            warn(r.path, f"rank {r.rank} also comes from {seen[r.rank]}")
-        seen.setdefault(r.rank, r.path)
+    for rank, path in pairs:
+        if rank in seen:
+            warn(path, f"rank {rank} also comes from {seen[rank]}")
+        seen.setdefault(rank, path)
 
 
 def _sum_dicts(dicts: Iterable[dict[str, int]]) -> dict[str, int]:
@@ -350,7 +367,28 @@ def _trace_meta(records: Iterable[dict[str, Any]], indices: set[int] | None = No
             "deviceProperties": msgspec.Raw(bytes(devices) + b"]")}
 
 
-def _fit_ranks(results: Sequence[RankResult], sizes: dict[int, int], limit: int) -> list[int]:
+class _Fragments(Sequence[tuple[str, int]]):
+    """(fragment, base ns) of each rank, made on use (splice reads them twice: no list of them per rank)."""
+
+    def __init__(self, ranks: Sequence[Any]):
+        self.ranks = ranks
+
+    def __len__(self) -> int:
+        return len(self.ranks)
+
+    def __getitem__(self, i: int) -> tuple[str, int]:  # type: ignore[override]
+        r = self.ranks[i]
+        return r.fragment, r.fragment_base_ns
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        """The pairs in order; the memory freed with each fragment spliced is handed back every EVERY fragments
+        (splice asks for the next pair once it has written and dropped the previous fragment)."""
+        for count, r in enumerate(self.ranks, 1):
+            yield r.fragment, r.fragment_base_ns
+            every(count)
+
+
+def _fit_ranks(results: Sequence[Any], sizes: dict[int, int], limit: int) -> list[int]:
     """The first ranks (in rank order) whose fragments together stay within `limit` bytes (at least one)."""
     chosen, total = [], 0
     for r in sorted(results, key=lambda r: r.rank):
@@ -361,24 +399,24 @@ def _fit_ranks(results: Sequence[RankResult], sizes: dict[int, int], limit: int)
     return chosen
 
 
-def write_traces(results: Sequence[RankResult], records: RankRecords, stage: Path, trace_name: str,
+def write_traces(results: Sequence[Any], records: RankRecords, stage: Path, trace_name: str,
                  gzip_trace: bool, max_trace_bytes: int = PERFETTO_MAX_BYTES, trace_ranks: Sequence[int] | None = None
                  ) -> tuple[int, dict[str, Any]]:
     """The merged chrome trace of all ranks; or, above `max_trace_bytes` (what Perfetto UI can open) or when
     `trace_ranks` are chosen, one trace per rank (traces/rank-N.json) plus a merged trace of the chosen ranks
-    (default: the first ranks that fit). The metadata (distributedInfo, deviceProperties) comes from `records`.
+    (default: the first ranks that fit). `results`: each rank's index, rank, fragment and fragment_base_ns (a
+    RankIndex, or RankResults); the metadata (distributedInfo, deviceProperties) comes from `records`.
     Returns the merged trace's base ns and what was written."""
     import gzip
     import shutil
 
     from tracekit.writers.rank_traces import splice
 
-    sizes = {r.index: os.path.getsize(r.fragment) for r in results if r.fragment}
-    total = sum(sizes.values())
+    total = sum(os.path.getsize(r.fragment) for r in results if r.fragment)
     if total <= max_trace_bytes and trace_ranks is None:
-        base = splice([(r.fragment, r.fragment_base_ns) for r in results], stage / trace_name, _trace_meta(records),
-                      gzip_trace)
+        base = splice(_Fragments(results), stage / trace_name, _trace_meta(records), gzip_trace)
         return base, {"ranks": sorted({r.rank for r in results})}
+    sizes = {r.index: os.path.getsize(r.fragment) for r in results if r.fragment}
     wanted = list(trace_ranks) if trace_ranks is not None else _fit_ranks(results, sizes, max_trace_bytes)
     chosen = [r for r in results if r.rank in set(wanted)]
     if not chosen:
@@ -434,12 +472,14 @@ def convert_ranks(paths: Sequence[Path], outdir: str | Path, gzip_trace: bool = 
             every(records.count)  # in-process ranks (one worker) leave freed heap pages behind
             step(f"converted rank {result.rank}: {result.path}")
 
-        results = run_ranks(job_list(paths, stage, parquet, calls=str(calls), splits=False), workers,
-                            on_done=done, executor=executor)
-        check_ranks(results)
+        run_ranks(job_list(paths, stage, parquet, calls=str(calls), splits=False), workers, on_done=done,
+                  executor=executor, keep=False)  # what later stages need is in `records` (a file and columns)
+        check_rank_index(records.ranks, records)
         step("writing the merged chrome trace")
-        base, traces = write_traces(results, records, stage, trace_name, gzip_trace, max_trace_bytes, trace_ranks)
+        base, traces = write_traces(records.ranks, records, stage, trace_name, gzip_trace, max_trace_bytes,
+                                    trace_ranks)
         shutil.rmtree(stage / ".fragments", ignore_errors=True)
+        release_freed_memory()  # what splicing the fragments freed, before the cross-rank stage allocates
         step("matching collectives across ranks")
         coll_path = stage / ("collectives.parquet" if parquet else ".collectives.parquet")
         coll_rows = collectives_of(group_evidence(records.field("distributed")), calls, coll_path)
@@ -490,8 +530,8 @@ def analyse_ranks(paths: Sequence[Path], workers: int | None = None,
             every(records.count)
             step(f"read rank {result.rank}: {result.path}")
 
-        results = run_ranks(jobs, workers, on_done=done, executor=executor)
-        check_ranks(results)
+        run_ranks(jobs, workers, on_done=done, executor=executor, keep=False)
+        check_rank_index(records.ranks, records)
         distributed = group_evidence(records.field("distributed"))
         collectives_of(distributed, scratch / "calls", scratch / "collectives.parquet")
         coll = read_collectives(scratch / "collectives.parquet")

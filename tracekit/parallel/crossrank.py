@@ -353,39 +353,54 @@ def write_collectives_from_parts(folder: Path, distributed: list[dict[str, Any]]
         return write_collectives(build_collectives([], distributed), out)
     scratch = Path(tempfile.mkdtemp(prefix=".collectives-", dir=out.parent))
     try:  # batches of ranks to scratch files first: the table's types are known only when every rank is seen
-        batches: list[Path] = []
-        schemas: list[pa.Schema] = []
-        pending: list[pa.Table] = []
-
-        def flush() -> None:
-            table = pa.concat_tables(pending, promote_options="permissive") if len(pending) > 1 else pending[0]
-            batches.append(scratch / f"{len(batches):06d}.arrow")
-            write_table(table, batches[-1])  # scratch: uncompressed Arrow IPC, read back once
-            schemas.append(table.schema)
-            pending.clear()
-
-        size = 0
-        for count, table in enumerate(ranks, 1):
-            every(count)
-            pending.append(table)
-            size += pending[-1].nbytes
-            if size >= BATCH_BYTES:
-                flush()
-                size = 0
-        if pending:
-            flush()
-        schema = pa.unify_schemas(schemas, promote_options="permissive").with_metadata(schemas[0].metadata)
-        rows = 0
-        with pq.ParquetWriter(out, schema, compression="zstd") as writer:
-            for count, batch in enumerate(batches, 1):  # one row group per batch
-                table = Part(batch).read().cast(schema)
-                writer.write_table(table, row_group_size=max(1, table.num_rows))
-                rows += table.num_rows
-                del table
-                every(count, 1)
-        return rows
+        batches, schemas = spill_batches(ranks, scratch)
+        del ranks
+        release_freed_memory()  # the labelled table and the finished ranks' buffers, before the writer allocates
+        return write_batches(batches, schemas, out)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def spill_batches(ranks: Iterator[pa.Table], scratch: Path) -> tuple[list[Path], list[pa.Schema]]:
+    """The finished ranks gathered into batches of about BATCH_BYTES, each written to `scratch` as uncompressed
+    Arrow IPC (read back once); the batch files and their schemas, in order."""
+    batches: list[Path] = []
+    schemas: list[pa.Schema] = []
+    pending: list[pa.Table] = []
+
+    def flush() -> None:
+        table = pa.concat_tables(pending, promote_options="permissive") if len(pending) > 1 else pending[0]
+        batches.append(scratch / f"{len(batches):06d}.arrow")
+        write_table(table, batches[-1])
+        schemas.append(table.schema)
+        pending.clear()
+
+    size = 0
+    for count, table in enumerate(ranks, 1):
+        every(count)
+        pending.append(table)
+        size += pending[-1].nbytes
+        if size >= BATCH_BYTES:
+            flush()
+            size = 0
+    if pending:
+        flush()
+    return batches, schemas
+
+
+def write_batches(batches: Sequence[Path], schemas: Sequence[pa.Schema], out: Path) -> int:
+    """collectives.parquet from the spilled batches, one row group per batch, every batch cast to the schema
+    that unifies them all; returns its row count."""
+    schema = pa.unify_schemas(list(schemas), promote_options="permissive").with_metadata(schemas[0].metadata)
+    rows = 0
+    with pq.ParquetWriter(out, schema, compression="zstd") as writer:
+        for count, batch in enumerate(batches, 1):  # one row group per batch
+            table = Part(batch).read().cast(schema)
+            writer.write_table(table, row_group_size=max(1, table.num_rows))
+            rows += table.num_rows
+            del table
+            every(count, 1)
+    return rows
 
 
 def shared_lists(column: pa.ChunkedArray | pa.Array,

@@ -65,16 +65,23 @@ def classify(ph: pd.Categorical, cat: pd.Categorical, name: pd.Categorical) -> p
     code, groups = group_codes(ph.codes, cat.codes, name.codes)
     first = first_of_group(code, groups)
     ph_v, cat_v, name_v = ph.categories.tolist(), cat.categories.tolist(), name.categories.tolist()
-    kind_code = {k: i for i, k in enumerate(KINDS)}
-    combo_kind = np.array([
-        kind_code.get(classify_one(
-            ph_v[p] if p >= 0 else "",
-            cat_v[c] if c >= 0 else None,
-            name_v[n] if n >= 0 else "",
-        ), -1)
-        for p, c, n in zip(ph.codes[first].tolist(), cat.codes[first].tolist(), name.codes[first].tolist())
-    ], dtype=np.int8)
-    return pd.Categorical.from_codes(combo_kind[code], dtype=KIND_DTYPE)
+    triples = [(ph_v[p] if p >= 0 else "", cat_v[c] if c >= 0 else None, name_v[n] if n >= 0 else "")
+               for p, c, n in zip(ph.codes[first].tolist(), cat.codes[first].tolist(), name.codes[first].tolist())]
+    if len(_KIND_CODES) >= _KIND_CODES_KEPT:
+        _KIND_CODES.clear()
+    combo = [_KIND_CODES.get(t) for t in triples]
+    if None in combo:
+        for i, (triple, found) in enumerate(zip(triples, combo)):
+            if found is None:
+                combo[i] = _KIND_CODES[triple] = _KIND_CODE.get(classify_one(*triple), -1)
+    return pd.Categorical.from_codes(np.array(combo, dtype=np.int8)[code], dtype=KIND_DTYPE)
+
+
+_KIND_CODE = {k: i for i, k in enumerate(KINDS)}
+# Per process: the kind code of each (ph, cat, name) classified (classify_one is a pure function of the three): the
+# ranks of a job a worker converts record the same few hundred triples. Cleared when it reaches _KIND_CODES_KEPT.
+_KIND_CODES: dict[tuple, int] = {}
+_KIND_CODES_KEPT = 65_536
 
 
 # --- Ascend NPU (torch_npu) -------------------------------------------------------------------

@@ -149,10 +149,15 @@ def track_view(events: pd.DataFrame) -> pd.DataFrame:
     return events.assign(source_index=events["track_source"])
 
 
+_NUMPY_EXTENSION: type | None = None  # pandas' NumpyExtensionArray, found on first use
+
+
 def _numpy_extension() -> type:
+    global _NUMPY_EXTENSION
     import pandas as pd
 
-    return getattr(pd.arrays, "NumpyExtensionArray", None) or pd.arrays.PandasArray  # pandas < 2.1
+    _NUMPY_EXTENSION = getattr(pd.arrays, "NumpyExtensionArray", None) or pd.arrays.PandasArray  # pandas < 2.1
+    return _NUMPY_EXTENSION
 
 
 def column_array(frame: pd.DataFrame | Columns, name: str) -> np.ndarray | pd.api.extensions.ExtensionArray | Coded:
@@ -160,16 +165,16 @@ def column_array(frame: pd.DataFrame | Columns, name: str) -> np.ndarray | pd.ap
     without building a Series; numpy arrays come read-only. See `column`."""
     if isinstance(frame, Columns):
         return frame.array(name)
-    import pandas as pd
-
     loc = frame.columns.get_loc(name)  # KeyError for a missing column, as frame[name]
     getter = getattr(frame, "_get_column_array", None)  # pandas internals; the public way where absent
-    if isinstance(loc, int) and getter is not None:
+    if type(loc) is int and getter is not None:
         values = getter(loc)
-    else:  # also a name held by several columns: what frame[name] gives
+    else:  # also a name held by several columns (or a numpy integer position): what frame[name] gives
+        import pandas as pd
+
         selected = frame[name]
         values = selected.array if isinstance(selected, pd.Series) else selected.to_numpy()
-    if isinstance(values, _numpy_extension()):
+    if type(values) is not np.ndarray and isinstance(values, _NUMPY_EXTENSION or _numpy_extension()):
         values = values.to_numpy()
     if isinstance(values, np.ndarray):
         values = values.view()
@@ -220,10 +225,35 @@ def is_in(column: pd.Series | pd.Categorical | np.ndarray, values) -> np.ndarray
     cat = _categorical(column)
     if cat is None:
         return np.isin(np.asarray(column, dtype=object), list(values))
-    wanted = set(values)
-    cats = cat.categories
-    hits = np.fromiter((c in wanted for c in cats), dtype=bool, count=len(cats))
-    return np.append(hits, False)[cat.codes]  # code -1 (missing) -> False
+    return _category_hits(cat.categories, frozenset(values)).take(cat.codes)  # code -1 (missing) -> the last: False
+
+
+_HITS_LOCK = threading.Lock()
+_HITS: OrderedDict[tuple[int, frozenset], tuple[pd.Index, np.ndarray]] = OrderedDict()
+
+
+def _category_hits(cats: pd.Index | list, wanted: frozenset) -> np.ndarray:
+    """Per category, whether it is in `wanted`, and False appended (for code -1). The stages ask the same few
+    questions of the same columns (the kind column, whose categories are one Index for every table, ~30 times a
+    rank): the answers for the last few (categories, values) pairs are kept, for an Index (immutable; the entry
+    holds it, so its id is not reused while cached), not for a list."""
+    cacheable = not isinstance(cats, list)
+    key = (id(cats), wanted)
+    if cacheable:
+        with _HITS_LOCK:
+            found = _HITS.get(key)
+            if found is not None and found[0] is cats:
+                _HITS.move_to_end(key)
+                return found[1]
+    hits = np.zeros(len(cats) + 1, dtype=bool)
+    hits[:-1] = np.fromiter((c in wanted for c in cats), dtype=bool, count=len(cats))
+    hits.flags.writeable = False
+    if cacheable:
+        with _HITS_LOCK:
+            _HITS[key] = (cats, hits)
+            if len(_HITS) > 64:
+                _HITS.popitem(last=False)
+    return hits
 
 
 def kind_in(events: pd.DataFrame | Columns, kinds) -> np.ndarray:
@@ -314,12 +344,30 @@ def _category_matches(cats: pd.Index | list, regex: re.Pattern) -> np.ndarray:
         if found is not None and found[0] is cats:
             _MATCHED.move_to_end(key)
             return found[1]
-    hits = np.fromiter((isinstance(c, str) and regex.match(c) is not None for c in cats), dtype=bool, count=len(cats))
+    hits = _matches_by_text(cats, regex)
     with _MATCHED_LOCK:
         _MATCHED[key] = (cats, hits)
         if len(_MATCHED) > 32:
             _MATCHED.popitem(last=False)
     return hits
+
+
+_TEXT_MATCHES: dict[tuple[str, int], dict[object, bool]] = {}  # per process: pattern -> {category: matches}
+_TEXT_MATCHES_KEPT = 65_536  # categories remembered per pattern (then forgotten and started again)
+
+
+def _matches_by_text(cats: pd.Index | list, regex: re.Pattern) -> np.ndarray:
+    """Which categories `regex` matches at their start, each text tested once per process: the ranks of a job
+    (one worker converts many) name the same ops, so most categories were tested on an earlier rank."""
+    memo = _TEXT_MATCHES.get((regex.pattern, regex.flags))
+    if memo is None or len(memo) > _TEXT_MATCHES_KEPT:
+        memo = _TEXT_MATCHES[(regex.pattern, regex.flags)] = {}
+    known = [memo.get(c) for c in cats]
+    if None in known:
+        for i, (c, hit) in enumerate(zip(cats, known)):
+            if hit is None:
+                known[i] = memo[c] = isinstance(c, str) and regex.match(c) is not None
+    return np.array(known, dtype=bool) if known else np.zeros(0, dtype=bool)
 
 
 def group_codes(*columns: np.ndarray, sort: bool = False) -> tuple[np.ndarray, int]:

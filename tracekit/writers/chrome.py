@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tracekit.accounting import METADATA, WRITTEN, flow_status
+from tracekit.accounting import METADATA, WRITTEN, flow_status_arrays
 from tracekit.table import (
     DEVICE_KINDS,
     EventTable,
@@ -65,7 +65,7 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
     release()
     ph = strings(column(ev, "ph"))
     launch = column(ev, "launch")
-    status, flow_pairs = flow_status(ev, launch)
+    status, flow_pairs = flow_status_arrays(ev, launch)
     is_meta = ph == "M"
     is_flow = kind_in(ev, ("flow",))
     status[is_meta] = METADATA
@@ -76,12 +76,12 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
         base_ns = int(column(ev, "ts_ns")[rows].min()) // 1000 * 1000 if len(rows) else 0
     layout = _Layout(track_view(ev), table.sources, slot)
     out_pid_arr, out_tid_arr = layout.place(rows)
-    kernel_args = _KernelArgs(table)
+    names, cats = JsonText(column(ev, "name")), JsonText(column(ev, "cat"))
+    kernel_args = _KernelArgs(table, names)
     doc_meta = _top_meta(table.sources, base_ns)
     doc_meta["tracekit"].update(meta or {})
     encoder = msgspec.json.Encoder()
     written = 0
-    names, cats = JsonText(column(ev, "name")), JsonText(column(ev, "cat"))
     ph_text = PhText(column(ev, "ph")) if isinstance(column(ev, "ph"), pd.Categorical) else None
     scope = JsonText(column(ev, "scope"), missing="t")
     ts_ns, dur_ns = column(ev, "ts_ns"), column(ev, "dur_ns")
@@ -220,7 +220,7 @@ def _top_meta(sources: list[SourceInfo], base_ns: int) -> dict[str, Any]:
     }
 
 
-def _flow_events(ev: pd.DataFrame, launch: np.ndarray, pairs: pd.DataFrame, out_pid: np.ndarray,
+def _flow_events(ev: pd.DataFrame, launch: np.ndarray, pairs: dict[str, np.ndarray] | None, out_pid: np.ndarray,
                  out_tid: np.ndarray, base_ns: int, first_id: int = 0, chunk: int = CHUNK // 2
                  ) -> Iterator[list[OutEvent]]:
     """Launch flows (runtime call -> device event) from the links, then the other paired flows.
@@ -230,8 +230,10 @@ def _flow_events(ev: pd.DataFrame, launch: np.ndarray, pairs: pd.DataFrame, out_
     """
     ts_ns = column(ev, "ts_ns")
     dev = np.flatnonzero(kind_in(ev, DEVICE_KINDS) & (launch >= 0))
-    starts = np.concatenate([launch[dev], pairs["start"].to_numpy(dtype=np.int64)])
-    ends = np.concatenate([dev, pairs["end"].to_numpy(dtype=np.int64)])
+    pairs = pairs or {"start": np.zeros(0, dtype=np.int64), "end": np.zeros(0, dtype=np.int64),
+                      "cat": np.zeros(0, dtype=object)}  # (None: no flow rows)
+    starts = np.concatenate([launch[dev], np.asarray(pairs["start"], dtype=np.int64)])
+    ends = np.concatenate([dev, np.asarray(pairs["end"], dtype=np.int64)])
     cats = pairs["cat"].tolist()
     for begin in range(0, len(starts), chunk):
         s_rows, f_rows = starts[begin : begin + chunk], ends[begin : begin + chunk]
@@ -260,10 +262,11 @@ def _write_list(fh, encoded: bytes, first: bool) -> None:
 class _KernelArgs:
     """Adds the launching op's name and input shapes to the args of device events, one chunk at a time.
 
-    The text added is built once per op; the rows of a chunk are edited with arrow kernels.
+    The text added is built once per op (arrow kernels over the ops); the rows of a chunk are edited with arrow
+    kernels. `names`: the JSON text of the name column.
     """
 
-    def __init__(self, table: EventTable):
+    def __init__(self, table: EventTable, names: JsonText):
         ev = table.events
         launcher = column(ev, "launcher")
         self.is_row = kind_in(ev, DEVICE_KINDS) & (launcher >= 0)
@@ -273,16 +276,10 @@ class _KernelArgs:
         if not len(self.rows):
             return
         dims_text, types_text = op_input_text(table.args, ev, self.ops)
-        names = strings(column(ev, "name"))
-        per_op = []
-        for op, dims, types in zip(self.ops.tolist(), dims_text.to_pylist(), types_text.to_pylist()):
-            added = b'"launcher op":' + msgspec.json.encode(names[op])
-            if dims:
-                added += b',"launcher Input Dims":' + dims.encode()
-            if types:
-                added += b',"launcher Input type":' + types.encode()
-            per_op.append(added)
-        self.per_op = pa.array([b.decode() for b in per_op], pa.large_string())
+        self.per_op = pc.binary_join_element_wise(
+            _lit('"launcher op":'), names.at(self.ops).fill_null("null"),  # (a missing name: null)
+            _member(',"launcher Input Dims":', dims_text), _member(',"launcher Input type":', types_text),
+            _lit(""), null_handling="replace", null_replacement="")
 
     def added(self, part: np.ndarray) -> pa.Array | None:
         """The launcher members of rows `part` (null where a row is no launched device event; None: none is)."""
@@ -295,6 +292,13 @@ class _KernelArgs:
         index = np.zeros(len(part), dtype=np.int64)
         index[mask] = at
         return self.per_op.take(pa.array(index, mask=~mask))
+
+
+def _member(key: str, text: pa.Array) -> pa.Array:
+    """`key` + text per row, null where the text is empty or null (no member)."""
+    text = text.cast(pa.large_string())
+    joined = pc.binary_join_element_wise(_lit(key), text, _lit(""))
+    return pc.if_else(pc.greater(pc.binary_length(text.fill_null("")), 0), joined, pa.scalar(None, pa.large_string()))
 
 
 class _Layout:

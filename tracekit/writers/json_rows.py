@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import msgspec
 import numpy as np
 import pandas as pd
@@ -32,6 +34,13 @@ def json_strings(values: np.ndarray) -> pa.Array:
     return table.take(encoded.indices)
 
 
+@functools.lru_cache(maxsize=65_536, typed=True)  # (typed: 1, 1.0 and True are three texts)
+def json_text(value: object) -> str:
+    """The JSON text of one value, kept per process: the ranks of a job a worker converts name the same ops, cats
+    and modules, and each name is encoded once."""
+    return msgspec.json.encode(value).decode()
+
+
 class JsonText:
     """A categorical text column as the JSON text of each of its rows, every distinct value encoded once
     (for the whole table: the chunks of rows written then only take from it)."""
@@ -44,7 +53,7 @@ class JsonText:
         else:
             values = pd.Series(column).astype("category").array
         self.codes = values.codes
-        texts = [msgspec.json.encode(c).decode() for c in values.categories]
+        texts = list(map(json_text, values.categories))
         if missing is not None:
             texts.append(msgspec.json.encode(missing).decode())
         self.table = pa.array(texts, LS)

@@ -36,6 +36,22 @@ def partition_options(schema: pa.Schema) -> dict[str, Any]:
     nothing here: names are not sorted and args are JSON; numeric ones, such as ts_ns, do). Data pages of format
     version 2 (levels stored beside the compressed values, not inside them): the same table and size, ~10% less CPU
     for a rank's five files; pyarrow, DuckDB, Spark and Polars read them."""
+    key = (tuple(schema.names), tuple(schema.types))
+    found = _OPTIONS.get(key)
+    if found is None:
+        found = _options(schema)
+        if len(_OPTIONS) >= 64:
+            _OPTIONS.pop(next(iter(_OPTIONS)))
+        _OPTIONS[key] = found
+    return {**found, "use_dictionary": found["use_dictionary"] and list(found["use_dictionary"]),
+            "write_statistics": found["write_statistics"] and list(found["write_statistics"])}
+
+
+# Per process: the options of each schema written (the ranks of a job write the same five schemas).
+_OPTIONS: dict[tuple, dict[str, Any]] = {}
+
+
+def _options(schema: pa.Schema) -> dict[str, Any]:
     dictionary = [f.name for f in schema if pa.types.is_dictionary(f.type)]
     stats = [f.name for f in schema if not (pa.types.is_dictionary(f.type) or pa.types.is_string(f.type)
                                               or pa.types.is_large_string(f.type) or pa.types.is_binary(f.type)

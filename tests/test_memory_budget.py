@@ -10,8 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import ROOT, shared
 
+from tracekit import memory_budget
+from tracekit.errors import TraceError
 from tracekit.memory_budget import DEFAULT_FACTOR, FACTORS, _room, available_bytes
 
 BERT = "gpu/tracelens/h100/gaunernst_bert-small-uncased__1016001.json.gz"
@@ -89,3 +92,48 @@ def test_cgroup_room_is_limit_less_working_set(tmp_path) -> None:
     assert _room(v1, "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file") is None
     (v1 / "memory.limit_in_bytes").write_text("1000")
     assert _room(v1, "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file") == 900
+
+
+def _fake_system(monkeypatch, rooms: list[int]) -> list[int]:
+    """_meminfo answers the next of `rooms` at each read (no cgroup limit); returns the list of reads made."""
+    reads: list[int] = []
+
+    def meminfo():
+        reads.append(rooms[min(len(reads), len(rooms) - 1)])
+        return reads[-1], "MemAvailable + SwapFree"
+
+    monkeypatch.setattr(memory_budget, "_meminfo", meminfo)
+    monkeypatch.setattr(memory_budget, "_cgroup_room", lambda: None)
+    monkeypatch.setattr(memory_budget, "_last_reading", None)
+    monkeypatch.delenv(memory_budget.AVAILABLE_ENV, raising=False)
+    monkeypatch.setenv(memory_budget.FACTOR_ENV, "2")
+    return reads
+
+
+def test_a_recent_reading_is_reused_only_where_the_input_clearly_fits(monkeypatch) -> None:
+    reads = _fake_system(monkeypatch, [1000, 100])
+    memory_budget.check_memory("a.json", 10)  # needs 20 of 1000: reads once
+    memory_budget.check_memory("b.json", 200)  # needs 400, at most half of 1000 read just now: no new read
+    assert len(reads) == 1
+    with pytest.raises(TraceError, match=r"c\.json.*not enough memory"):
+        memory_budget.check_memory("c.json", 300)  # needs 600, over half: read again, and 100 is left now
+    assert len(reads) == 2
+
+
+def test_an_old_reading_is_read_again(monkeypatch) -> None:
+    reads = _fake_system(monkeypatch, [1000, 10])
+    memory_budget.check_memory("a.json", 10)
+    when, room = memory_budget._last_reading
+    monkeypatch.setattr(memory_budget, "_last_reading", (when - memory_budget.REUSE_SECONDS - 1, room))
+    with pytest.raises(TraceError, match=r"b\.json"):
+        memory_budget.check_memory("b.json", 10)  # 20 needed, 10 available now
+    assert len(reads) == 2
+
+
+def test_the_stated_figure_is_never_replaced_by_a_reading(monkeypatch) -> None:
+    reads = _fake_system(monkeypatch, [1 << 40])
+    memory_budget.check_memory("a.json", 10)
+    monkeypatch.setenv(memory_budget.AVAILABLE_ENV, "100")
+    with pytest.raises(TraceError, match=memory_budget.AVAILABLE_ENV):
+        memory_budget.check_memory("b.json", 60)
+    assert len(reads) == 1

@@ -14,6 +14,7 @@ the available memory (a size such as 4G), or turns the check off (`off`).
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from tracekit.errors import TraceError
@@ -26,6 +27,10 @@ AVAILABLE_ENV = "TRACEKIT_MEMORY_AVAILABLE"
 FACTORS = {"info": 1.5}
 DEFAULT_FACTOR = 2.7
 _CGROUP = Path("/sys/fs/cgroup")
+# A worker checks every rank it reads: the system's figure (/proc/meminfo and the cgroup files, ~0.2 ms) is reused
+# for this long, and only where the input needs at most half of it; closer calls read the files again.
+REUSE_SECONDS = 1.0
+_last_reading: tuple[float, tuple[int, str] | None] | None = None
 
 
 def set_command(name: str) -> None:
@@ -51,16 +56,34 @@ def available_bytes() -> tuple[int, str] | None:
             return parse_size(said), AVAILABLE_ENV
         except ValueError:
             pass
+    return _system_room()
+
+
+def _system_room() -> tuple[int, str] | None:
+    """The smaller of MemAvailable + SwapFree and the cgroup's room, read now (and kept for _recent_room)."""
+    global _last_reading
     found = [got for got in (_meminfo(), _cgroup_room()) if got is not None]
-    return min(found) if found else None
+    room = min(found) if found else None
+    _last_reading = (time.monotonic(), room)
+    return room
+
+
+def _recent_room(need: int) -> tuple[int, str] | None:
+    """The system's figure read under REUSE_SECONDS ago if `need` is at most half of it, else None (read again)."""
+    if _last_reading is None or os.environ.get(AVAILABLE_ENV, "").strip():
+        return None
+    when, room = _last_reading
+    if time.monotonic() - when > REUSE_SECONDS or room is None or need * 2 > room[0]:
+        return None
+    return room
 
 
 def check_memory(path: str | Path, decompressed: int) -> None:
     """Raise TraceError naming `path` where its expected peak exceeds the memory available."""
-    room = available_bytes()
+    need = int(factor() * decompressed)
+    room = _recent_room(need) or available_bytes()
     if room is None:
         return
-    need = int(factor() * decompressed)
     available, source = room
     if need > available:
         raise TraceError(path, f"not enough memory: reading {_size(decompressed)} of trace JSON takes about "

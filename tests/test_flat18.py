@@ -210,10 +210,7 @@ def test_missing_calls_on_some_ranks_are_withdrawn_as_in_memory(rank_calls, tmp_
             calls = calls.iloc[:0]
         frames.append(calls)
         scratch.write_part(calls, tmp_path / "calls", r.rank, r.index)
-    crossrank.write_collectives_from_parts(tmp_path / "calls", dist, tmp_path / "c.parquet")
-    memory = build_collectives(frames, dist)
-    assert pq.read_table(tmp_path / "c.parquet").equals(collectives_arrow(memory))
-    frame = crossrank.read_collectives(tmp_path / "c.parquet")
+    frame = _parts_as_in_memory(frames, dist, tmp_path)
     assert len(frame) == 64 - 4 - 8 and 5 not in set(frame["rank"])
     world = frame["group_ranks"].map(lambda g: g is not None and tuple(g) == tuple(range(8)))
     assert not (world & frame["group_from"].str.startswith("inferred")).any()  # rank 5 has no counterparts
@@ -234,10 +231,7 @@ def test_calls_missing_on_one_rank_where_groups_are_named(rel, rank_calls, tmp_p
         calls = r.collectives.iloc[: len(r.collectives) // 3] if r.rank == last else r.collectives
         frames.append(calls)
         scratch.write_part(calls, tmp_path / "calls", r.rank, r.index)
-    crossrank.write_collectives_from_parts(tmp_path / "calls", dist, tmp_path / "c.parquet")
-    memory = build_collectives(frames, dist)
-    assert pq.read_table(tmp_path / "c.parquet").equals(collectives_arrow(memory))
-    frame = crossrank.read_collectives(tmp_path / "c.parquet")
+    frame = _parts_as_in_memory(frames, dist, tmp_path)
     assert len(frame) == sum(len(f) for f in frames) > 0
     named = {row["group"] for row in ranks_mod.group_table(dist, frame)}
     labelled = frame["group"].notna()
@@ -254,3 +248,12 @@ def _full(rel, rank_calls, tmp_path) -> Path:
         scratch.write_part(r.collectives, tmp_path / "full", r.rank, r.index)
     crossrank.write_collectives_from_parts(tmp_path / "full", dist, tmp_path / "full.parquet")
     return tmp_path / "full.parquet"
+
+
+def _parts_as_in_memory(frames: list, dist, tmp_path):
+    """collectives.parquet from the call partitions under tmp_path/calls, checked equal to the in-memory table of
+    `frames`; returned as read back."""
+    crossrank.write_collectives_from_parts(tmp_path / "calls", dist, tmp_path / "c.parquet")
+    memory = build_collectives(frames, dist)
+    assert pq.read_table(tmp_path / "c.parquet").equals(collectives_arrow(memory))
+    return crossrank.read_collectives(tmp_path / "c.parquet")

@@ -25,7 +25,7 @@ _EMPTY: dict[str, Callable[[], Any]] = {"summary": dict, "distributed": dict, "d
 
 class RankRow(tuple[int, int, str | None, int]):
     """What the parent needs of a rank after the rank loop: (index, rank, fragment, fragment_base_ns), made on use
-    from RankIndex's columns."""
+    from the columns of a RankIndex."""
 
     __slots__ = ()
 

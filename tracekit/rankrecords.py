@@ -24,8 +24,8 @@ _EMPTY: dict[str, Callable[[], Any]] = {"summary": dict, "distributed": dict, "d
 
 
 class RankRow(tuple[int, int, str | None, int]):
-    """What the parent needs of a rank after the rank loop: (index, rank, fragment, fragment_base_ns), made on use
-    on demand out of a RankIndex's columns."""
+    """What the parent needs of a rank after the rank loop: (index, rank, fragment, fragment_base_ns), made
+    on use out of a RankIndex's columns."""
 
     __slots__ = ()
 

@@ -138,3 +138,19 @@ def test_a_damaged_table_file_is_named_with_exit_2(converted, tmp_path, spoil, f
         assert result.exit_code == 2, (command[0], result.output)
         assert f"{ds / file}: {said}" in result.output and "tracekit bug" not in result.output, result.output
         assert len(result.output.strip().splitlines()) == 1 or "warning" in result.output, result.output
+
+
+def test_a_table_whose_column_name_is_no_utf8_is_named_by_sql(converted, tmp_path):
+    """A byte of a column name in collectives.parquet's footer made invalid UTF-8: DuckDB's Python binding fails
+    with a RuntimeError, not a duckdb.Error (found by a damaged-dataset sweep); `sql` names the file, exit 2."""
+    ds = tmp_path / "ds"
+    shutil.copytree(converted["ranks"], ds)  # a data-parallel job: collectives.parquet has rows
+    table = ds / "collectives.parquet"
+    data = bytearray(table.read_bytes())
+    at = data.find(b"\x18\x05group%")  # the footer's schema element of column `group` (thrift: name length, name)
+    assert at > 0 and data.find(b"\x18\x05group%", at + 1) < 0
+    data[at + 5] = 0x8D  # gro\x8dp
+    table.write_bytes(bytes(data))
+    result = CliRunner().invoke(main, ["sql", str(ds), "SELECT * FROM collectives LIMIT 3"])
+    assert result.exit_code == 2, result.output
+    assert f"{table}: damaged dataset table" in result.output and "tracekit bug" not in result.output, result.output

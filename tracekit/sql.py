@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from tracekit.dataset.read import Dataset
 
 FORMATS = ("table", "csv", "json", "parquet")
+# What DuckDB's Python binding raises where a damaged file gives it bytes it cannot convert (not a duckdb.Error)
+_BINDING_ERRORS = (RuntimeError, UnicodeError)
 
 
 def _quoted(text: str) -> str:
@@ -38,7 +40,7 @@ def connect(ds: Dataset) -> duckdb.DuckDBPyConnection:
     for name in ds.tables:
         try:
             con.execute(f'CREATE VIEW "{name}" AS {view_sql(ds, name)}')
-        except duckdb.Error as exc:  # the view reads the file's schema: a file gone, cut short or not Parquet
+        except (duckdb.Error, *_BINDING_ERRORS) as exc:  # reads the schema: a file gone, cut short, not Parquet
             if not ds.path(name).exists():
                 raise TraceError(ds.path(name), "dataset table missing (the manifest lists it); convert the traces "
                                                 "again") from None
@@ -60,6 +62,30 @@ def query(ds: Dataset, sql: str, con: Any = None) -> pa.Table:
     except duckdb.Error as exc:
         views = ", ".join(ds.tables)
         raise TraceError(ds.root, f"SQL error: {str(exc).strip()} (views: {views})") from None
+    except _BINDING_ERRORS as exc:  # DuckDB's Python binding could not convert what it read (e.g. invalid UTF-8)
+        damaged = damaged_file(ds)
+        if damaged is not None:
+            raise TraceError(damaged[0], f"damaged dataset table: {damaged[1]}") from None
+        raise TraceError(ds.root, f"DuckDB could not read the dataset's tables ({type(exc).__name__}: {exc}); no "
+                                  "table file's schema is damaged, so one of their data pages may be: convert the "
+                                  "traces again") from None
+
+
+def damaged_file(ds: Dataset) -> tuple[Path, str] | None:
+    """The first Parquet file of the dataset's tables whose schema DuckDB cannot read, and DuckDB's words; None if
+    every file's schema reads."""
+    import duckdb
+
+    con = duckdb.connect()
+    for name in ds.tables:
+        path = ds.path(name)
+        files = sorted(path.glob("rank=*/*.parquet")) if ds.partitioned(name) else [path]
+        for file in files:
+            try:
+                con.sql(f"DESCRIBE SELECT * FROM read_parquet({_quoted(str(file))})").fetchall()
+            except (duckdb.Error, *_BINDING_ERRORS) as exc:
+                return file, " ".join(str(exc).split())
+    return None
 
 
 def write_result(table: pa.Table, fmt: str, path: Path) -> None:

@@ -78,8 +78,7 @@ def damaged_file(ds: Dataset) -> tuple[Path, str] | None:
 
     con = duckdb.connect()
     for name in ds.tables:
-        path = ds.path(name)
-        files = sorted(path.glob("rank=*/*.parquet")) if ds.partitioned(name) else [path]
+        files = [file for _rank, _index, file in ds.parts(name)] if ds.partitioned(name) else [ds.path(name)]
         for file in files:
             try:
                 con.sql(f"DESCRIBE SELECT * FROM read_parquet({_quoted(str(file))})").fetchall()

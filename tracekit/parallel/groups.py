@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tracekit.parallel.call_groups import MATCH_COLUMNS, Candidate, infer_call_groups
+from tracekit.parallel.call_groups import Candidate, infer_call_groups
 
 # pandas copies a frame's columns lazily (copy-on-write: always from pandas 3, an option in 2.x): a shallow copy
 # is then a copy as far as the caller can tell, without holding every column twice.
@@ -140,7 +140,8 @@ def assign_groups(calls: pd.DataFrame, groups: dict[tuple[str, tuple], Group], t
     if not len(todo):
         return out
     cands = [Candidate(g.name, g.ranks) for g in groups.values()]
-    found = infer_call_groups(out[[c for c in (*MATCH_COLUMNS, "group") if c in out]], todo, cands, tolerance_ns)
+    # the whole table, not a subset of MATCH_COLUMNS and `group`: selecting them copies 5 int64 columns
+    found = infer_call_groups(out, todo, cands, tolerance_ns)
     chosen = found["group"].to_numpy()
     if out["rank"].nunique() == 1:
         chosen, reasons = _single_rank(out.iloc[todo], list(groups.values()), found)

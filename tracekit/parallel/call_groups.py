@@ -28,6 +28,7 @@ Work is sorting plus binary searches: O(calls x groups per rank x log calls) ove
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -102,8 +103,11 @@ class _Index:
     def of(cls, calls: CallArrays, rows: np.ndarray, tolerance_ns: int) -> _Index:
         """The index of the calls at positions `rows` of the per-call arrays."""
         index = cls(None, tolerance_ns)
-        index._build(calls.rank[rows], calls.start[rows], calls.end[rows], calls.code[rows], rows, calls.code_of,
-                     max(len(calls.sigs), 1))
+        if _every_row(rows, len(calls)):  # every call in order: the arrays themselves, no copies
+            index._build(calls.rank, calls.start, calls.end, calls.code, rows, calls.code_of, max(len(calls.sigs), 1))
+        else:
+            index._build(calls.rank[rows], calls.start[rows], calls.end[rows], calls.code[rows], rows, calls.code_of,
+                         max(len(calls.sigs), 1))
         return index
 
     def _build(self, ranks: np.ndarray, starts: np.ndarray, ends: np.ndarray, codes: np.ndarray, rows: np.ndarray,
@@ -175,7 +179,8 @@ def candidate_matrix(calls: CallArrays, todo: np.ndarray, groups: Sequence[Candi
     group has another member and every member to check is among the inputs; passes: evidence 1 holds."""
     present = set(np.unique(calls.rank).tolist())
     index = _Index.of(calls, np.arange(len(calls)), tolerance_ns) if index is None else index
-    ranks, codes = calls.rank[todo], calls.code[todo]
+    every = _every_row(todo, len(calls))  # every call in order: views of the arrays (no copies)
+    ranks, codes = (calls.rank, calls.code) if every else (calls.rank[todo], calls.code[todo])
     of_rank: dict[int, list[int]] = {}
     for gi, group in enumerate(groups):
         if len(group.ranks) > 1:
@@ -187,7 +192,7 @@ def candidate_matrix(calls: CallArrays, todo: np.ndarray, groups: Sequence[Candi
     slots = np.full((len(todo), width), -1, dtype=np.int64)
     sigs = calls.sigs
     p2p = calls.p2p[codes] if len(codes) else np.zeros(0, dtype=bool)
-    start, end = calls.start[todo], calls.end[todo]
+    start, end = (calls.start, calls.end) if every else (calls.start[todo], calls.end[todo])
     for rank, rows in _same_value(ranks):
         mine = of_rank.get(rank, [])
         slots[np.ix_(rows, np.arange(len(mine)))] = mine
@@ -213,6 +218,12 @@ def candidate_matrix(calls: CallArrays, todo: np.ndarray, groups: Sequence[Candi
                 want = (_P2P[kind], size, me)
                 passes[r, k] = bool(index.overlaps(group.ranks[peer], want, start[r:r + 1], end[r:r + 1])[0])
     return passes, checkable, slots
+
+
+def _every_row(rows: np.ndarray, n: int) -> bool:
+    """Are `rows` exactly 0, 1, ..., n - 1?"""
+    return len(rows) == n and (n == 0 or (int(rows[0]) == 0 and int(rows[-1]) == n - 1
+                                          and bool((rows[1:] > rows[:-1]).all())))
 
 
 def _same_value(values: np.ndarray) -> list[tuple[int, np.ndarray]]:
@@ -289,8 +300,8 @@ def _lane_step(lanes: dict[tuple[int, int], np.ndarray], st: _State, groups: Seq
     return new
 
 
-def _propagate(new: list[int], calls: CallArrays, st: _State, groups: Sequence[Candidate], index: _Index,
-               stated: np.ndarray) -> list[int]:
+def _propagate(new: array, calls: CallArrays, st: _State, groups: Sequence[Candidate], index: _Index,
+               stated: np.ndarray) -> array:
     """Evidence 1 across ranks: the counterpart of a labelled call on each member, where exactly one call there
     (same collective and size, overlapping, not labelled otherwise) can be it, takes the same group."""
     pos_of = np.full(len(calls), -1, dtype=np.int64)
@@ -301,8 +312,8 @@ def _propagate(new: list[int], calls: CallArrays, st: _State, groups: Sequence[C
     open_left = dict(zip(keys.tolist(), counts.tolist()))
     del open_rows, keys, counts
     said: dict[tuple[int, int, int], str] = {}  # one reason text per (rank, signature, group): calls share it
-    found: list[int] = []
-    queue = list(new)
+    found = array("q")  # positions as 8 bytes each
+    queue = array("q", new)  # last in, first out
     while queue:
         i = queue.pop()
         row, g = int(st.todo[i]), int(st.label[i])
@@ -488,34 +499,41 @@ def infer_call_groups(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Ca
     passes[~timed[todo]] = False
     checkable[~timed[todo]] = False
     st = _State(todo, passes, checkable, slots, np.full(len(todo), -1, dtype=np.int64), [""] * len(todo))
-    stated = calls["group"].astype(object).to_numpy() if "group" in calls else np.full(len(calls), None)
-    sub = calls[[c for c in ("thread", "exec_thread", "exec_link_set") if c in calls]].iloc[todo]
-    exec_thread = sub["exec_thread"].astype("Float64") if "exec_thread" in sub else pd.Series(np.nan, index=sub.index)
-    own = (exec_thread.notna() & (exec_thread != sub["thread"].astype("Float64"))).to_numpy(dtype=bool)
-    link_sets = (sub["exec_link_set"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
-                 if "exec_link_set" in sub else None)
-    index_of = sub.index
+    every = _every_row(todo, len(calls))
+    # the group each call's events name, read only for calls not to decide (none when every call is to decide)
+    stated = (np.full(0, None) if every else calls["group"].astype(object).to_numpy() if "group" in calls
+              else np.full(len(calls), None))
+
+    cols = {name: calls[name] if every else calls[name].iloc[todo]  # the rows to decide (every row: no copy)
+            for name in ("thread", "exec_thread", "exec_link_set") if name in calls}
+    exec_thread = (cols["exec_thread"].astype("Float64") if "exec_thread" in cols
+                   else pd.Series(np.nan, index=cols["thread"].index))
+    own = (exec_thread.notna() & (exec_thread != cols["thread"].astype("Float64"))).to_numpy(dtype=bool)
+    link_sets = (cols["exec_link_set"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+                 if "exec_link_set" in cols else None)
+    del cols
     del calls  # what follows reads the arrays
     lanes: dict[tuple[int, int], list[int]] = {}
     owned = np.flatnonzero(own)  # (rank, execution thread) keys made for these rows only
-    lane_ranks = arrays.rank[todo][owned].astype(int).tolist()
+    lane_ranks = arrays.rank[todo[owned]].astype(int).tolist()
     lane_threads = exec_thread.to_numpy(dtype=float, na_value=-1)[owned].astype(int).tolist()
-    del sub, exec_thread, own
+    del exec_thread, own
     for i, key in zip(owned.tolist(), zip(lane_ranks, lane_threads)):
         lanes.setdefault(key, []).append(i)
     lane_pos = {k: np.asarray(v, dtype=np.int64) for k, v in lanes.items()}
     single = np.flatnonzero(passes.sum(axis=1) == 1)
-    only: dict[int, str] = {}  # one text per number of groups checked, shared by the calls (~170 B a call each)
-    for i in single.tolist():
-        st.label[i] = int(slots[i, np.flatnonzero(passes[i])[0]])
-        checked = int(checkable[i].sum())
-        if checked not in only:
-            only[checked] = (f"inferred: the only candidate group whose members all have a matching call "
-                             f"overlapping this one in time ({checked} groups checked)")
-        st.reasons[i] = only[checked]
-    new = single.tolist()
+    st.label[single] = slots[single, np.argmax(passes[single], axis=1)]
+    checked = checkable[single].sum(axis=1)
+    for count in np.unique(checked).tolist():  # one text per number of groups checked, shared by the calls
+        text = (f"inferred: the only candidate group whose members all have a matching call "
+                f"overlapping this one in time ({count} groups checked)")
+        for i in single[checked == count]:
+            st.reasons[i] = text
+    del checked
+    new = array("q", single.tobytes())  # positions as 8 bytes each, not a Python int apiece
+    del single
     while True:
-        new = new + _lane_step(lane_pos, st, groups)
+        new.extend(_lane_step(lane_pos, st, groups))
         if not new:
             break
         new = _propagate(new, arrays, st, groups, index, stated)
@@ -576,5 +594,5 @@ def infer_call_groups(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Ca
             break
     texts: dict[str, str] = {}  # one object per distinct reason (calls share them: ~170 B a call otherwise)
     reasons = [texts.setdefault(r, r) for r in st.reasons]
-    return pd.DataFrame({"group": st.label, "group_from": pd.Series(reasons, index=index_of, dtype=object),
-                         "candidates": cands}, index=index_of)  # object: a `str` column would copy each text
+    return pd.DataFrame({"group": st.label, "group_from": pd.Series(reasons, index=pd.Index(todo), dtype=object),
+                         "candidates": cands}, index=pd.Index(todo))  # object: a `str` column would copy each text

@@ -593,6 +593,14 @@ def infer_call_groups(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Ca
         if not bad and not edge:
             break
     texts: dict[str, str] = {}  # one object per distinct reason (calls share them: ~170 B a call otherwise)
-    reasons = [texts.setdefault(r, r) for r in st.reasons]
-    return pd.DataFrame({"group": st.label, "group_from": pd.Series(reasons, index=pd.Index(todo), dtype=object),
-                         "candidates": cands}, index=pd.Index(todo))  # object: a `str` column would copy each text
+    reasons = np.empty(len(todo), dtype=object)  # object: a `str` column would copy each text
+    for i, r in enumerate(st.reasons):
+        reasons[i] = texts.setdefault(r, r)
+    st.reasons = []
+    candidates = np.empty(len(todo), dtype=object)
+    for i, c in enumerate(cands):
+        candidates[i] = c
+    del cands
+    rows = pd.Index(todo)
+    return pd.DataFrame({"group": st.label, "group_from": pd.Series(reasons, index=rows, dtype=object),
+                         "candidates": pd.Series(candidates, index=rows, dtype=object)}, index=rows)

@@ -83,6 +83,7 @@ def narrow_calls(parts: Sequence[tuple[int, int, Path]]) -> tuple[pd.DataFrame, 
         if len(pending) == GATHER:
             tables.append(_concat(pending))
             pending = []
+            release_freed_memory()  # the partitions' small reads, freed (heap fragments otherwise stay resident)
     if pending:
         tables.append(_concat(pending))
     if not tables:

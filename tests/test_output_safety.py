@@ -135,6 +135,25 @@ def test_bad_output_refused_before_any_input_is_read(tmp_path: Path, monkeypatch
     assert _tree(tmp_path) == before
 
 
+@pytest.mark.parametrize("command", ["info", "modules", "parallel", "parallel_html", "report", "sql", "merge",
+                                     "convert"])
+def test_output_is_checked_before_the_inputs(tmp_path: Path, command: str) -> None:
+    """With a missing input AND an output under a file, the error is the output's: every command checks -o
+    before it reads (a missing input would otherwise be reported, after the read of the others)."""
+    afile = tmp_path / "afile"
+    afile.write_text("user data")
+    missing, out = tmp_path / "missing.json", afile / "x"
+    args = {"info": ["info", missing, "-o", out], "modules": ["modules", missing, "-o", out],
+            "parallel": ["parallel", missing, "-o", out], "parallel_html": ["parallel", missing, "--html", out],
+            "report": ["report", missing, "-o", out], "sql": ["sql", missing, "SELECT 1", "-o", out],
+            "merge": ["merge", missing, missing, "-o", out], "convert": ["convert", missing, "-o", out]}[command]
+    before = _tree(tmp_path)
+    result = cli(*args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {out}") and "is a file, not a folder" in result.stderr, result.stderr
+    assert _tree(tmp_path) == before
+
+
 def test_full_disk_is_a_clear_error(tmp_path: Path, monkeypatch) -> None:
     """ENOSPC while writing: exit 2 naming the output, the earlier run kept, nothing staged left."""
     out = tmp_path / "out"

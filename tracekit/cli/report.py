@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from tracekit.cli.console import check_outputs
 from tracekit.progress import progress_steps
 from tracekit.writers.atomic import staged_file
 
@@ -21,6 +22,7 @@ from tracekit.writers.atomic import staged_file
 def report_cmd(inputs: tuple[Path, ...], out: Path, base: Path | None, top: int, workers: int | None) -> None:
     """Write one HTML report: overview, model drawing, module tree, top ops and kernels; with several
     ranks the parallel view; with --base the comparison."""
+    check_outputs(out)
     from tracekit.inputs import expand_inputs
     from tracekit.report.build import build_report, report_steps
 

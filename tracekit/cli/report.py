@@ -23,10 +23,9 @@ def report_cmd(inputs: tuple[Path, ...], out: Path, base: Path | None, top: int,
     """Write one HTML report: overview, model drawing, module tree, top ops and kernels; with several
     ranks the parallel view; with --base the comparison."""
     check_outputs(out)
-    from tracekit.inputs import expand_inputs
-    from tracekit.report.build import build_report, report_steps
+    from tracekit.report.build import build_report, report_input_count, report_steps
 
-    n_inputs = len(expand_inputs(inputs))
+    n_inputs = report_input_count(inputs)
     with progress_steps(total=report_steps(n_inputs, base is not None)) as advance:
         page = build_report(inputs, base=base, workers=workers, top=top, progress=advance)
         with staged_file(out) as tmp:

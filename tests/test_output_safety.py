@@ -101,6 +101,59 @@ def test_bad_output_targets(tmp_path: Path, monkeypatch, case: str) -> None:
     assert sorted(os.listdir("/")) == before_root
 
 
+def _no_reading(*_args, **_kwargs):
+    raise AssertionError("an input was read although -o was refusable at once")
+
+
+@pytest.mark.parametrize("command", ["merge_out_is_folder", "merge_parquet_is_file", "merge_out_under_file",
+                                     "compare_out_is_file", "compare_out_is_root"])
+def test_bad_output_refused_before_any_input_is_read(tmp_path: Path, monkeypatch, command: str) -> None:
+    """merge and compare check -o (and --parquet) first: a large input is not read for minutes only to be refused
+    (merge of v100_large twice into `-o /tmp` took 25 s before). The readers are replaced by a trap."""
+    import tracekit.compare.job
+    import tracekit.merge.job
+
+    monkeypatch.setattr(tracekit.merge.job, "read_inputs", _no_reading)
+    monkeypatch.setattr(tracekit.compare.job, "compare_paths", _no_reading)
+    good = _good(tmp_path)
+    folder, afile = tmp_path / "folder", tmp_path / "afile"
+    folder.mkdir()
+    afile.write_text("user data")
+    args, problem = {
+        "merge_out_is_folder": (["merge", good, good, "-o", folder], "is a folder, not a file"),
+        "merge_parquet_is_file": (["merge", good, good, "-o", tmp_path / "m.json", "--parquet", afile],
+                                  "is a file, not a folder"),
+        "merge_out_under_file": (["merge", good, good, "-o", afile / "m.json"], "is a file, not a folder"),
+        "compare_out_is_file": (["compare", good, good, "-o", afile], "is a file, not a folder"),
+        "compare_out_is_root": (["compare", good, good, "-o", "/"], "root"),
+    }[command]
+    before = _tree(tmp_path)
+    result = cli(*args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert problem in result.stderr and "read although" not in result.output
+    assert _tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("command", ["info", "modules", "parallel", "parallel_html", "report", "sql", "merge",
+                                     "convert"])
+def test_output_is_checked_before_the_inputs(tmp_path: Path, command: str) -> None:
+    """With a missing input AND an output under a file, the error is the output's: every command checks -o
+    before it reads (a missing input would otherwise be reported, after the read of the others)."""
+    afile = tmp_path / "afile"
+    afile.write_text("user data")
+    missing, out = tmp_path / "missing.json", afile / "x"
+    args = {"info": ["info", missing, "-o", out], "modules": ["modules", missing, "-o", out],
+            "parallel": ["parallel", missing, "-o", out], "parallel_html": ["parallel", missing, "--html", out],
+            "report": ["report", missing, "-o", out], "sql": ["sql", missing, "SELECT 1", "-o", out],
+            "merge": ["merge", missing, missing, "-o", out], "convert": ["convert", missing, "-o", out]}[command]
+    before = _tree(tmp_path)
+    result = cli(*args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {out}") and "is a file, not a folder" in result.stderr, result.stderr
+    assert _tree(tmp_path) == before
+
+
 def test_full_disk_is_a_clear_error(tmp_path: Path, monkeypatch) -> None:
     """ENOSPC while writing: exit 2 naming the output, the earlier run kept, nothing staged left."""
     out = tmp_path / "out"

@@ -71,7 +71,8 @@ def expand_inputs(args: Sequence[str | Path], unique: bool = True) -> list[Path]
         path = Path(arg)
         if is_dataset(path):
             raise TraceError(path, "is a tracekit dataset (a convert output folder), not a trace: info, modules, "
-                                   "compare, parallel and sql take it as their only input; convert its inputs instead")
+                                   "compare, parallel, report and sql take it as their only input; convert its inputs "
+                                   "instead")
         if path.is_dir():
             found = [path] if is_npu_folder(path) else _folder_inputs(path)
         elif not path.exists() and any(ch in str(arg) for ch in "*?["):

@@ -44,12 +44,20 @@ def link_launches(events: pd.DataFrame | Columns, parent: np.ndarray) -> Links:
     has_launch = launch >= 0
     launcher[has_launch] = op_of_row[launch[has_launch]]
     _external_id_fallback(events, src, device, launcher)
+    return Links(launch, launcher, unlinked_counts(events, corr, launch, launcher))
+
+
+def unlinked_counts(events: pd.DataFrame | Columns, corr: np.ndarray, launch: np.ndarray,
+                    launcher: np.ndarray) -> dict[str, int]:
+    """Device events without a launching op, by cause (only causes that occur); from the correlation, launch and
+    launcher columns, so a dataset's stored columns give the counts the links had."""
+    device = kind_in(events, DEVICE_KINDS)
     unlinked = {
         "no_correlation_id": int((device & (corr < 0)).sum()),
         "launch_not_in_trace": int((device & (corr >= 0) & (launch < 0)).sum()),
         "launch_outside_any_op": int((device & (launch >= 0) & (launcher < 0)).sum()),
     }
-    return Links(launch, launcher, {k: v for k, v in unlinked.items() if v})
+    return {k: v for k, v in unlinked.items() if v}
 
 
 def _external_id_fallback(events, src, device, launcher) -> None:

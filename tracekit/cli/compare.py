@@ -9,7 +9,7 @@ import click
 
 from tracekit.cli.console import out_console
 from tracekit.progress import progress_steps
-from tracekit.writers.atomic import staged_dir
+from tracekit.writers.atomic import check_output_folder, staged_dir
 
 
 @click.command("compare")
@@ -31,6 +31,7 @@ def compare_cmd(base: Path, target: Path, outdir: Path, with_trace: bool, top: i
     from tracekit.writers.compare_html import render_report
     from tracekit.writers.compare_text import render_one_sided, render_steps, render_top
 
+    check_output_folder(outdir)  # a bad -o is refused before either run is read
     with progress_steps(total=6 if with_trace else 5) as advance:
         cmp = compare_paths(base, target, equiv, progress=advance)
         only = one_sided(cmp.ops)

@@ -8,7 +8,7 @@ from typing import IO, TYPE_CHECKING
 
 import click
 
-from tracekit.writers.atomic import staged_file
+from tracekit.writers.atomic import check_output_file, staged_file
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -29,6 +29,14 @@ def format_from_suffix(out: Path | None, known: tuple[str, ...], default: str) -
     """The format a file name asks for (report.html -> html), else `default`."""
     suffix = out.suffix.lower().lstrip(".") if out else ""
     return suffix if suffix in known else default
+
+
+def check_outputs(*paths: Path | None) -> None:
+    """Refuse an output file that cannot be written (a folder, a path under a file, an unwritable folder)
+    before any input is read, as `staged_file` would after the work."""
+    for path in paths:
+        if path is not None:
+            check_output_file(path)
 
 
 def emit(text: str, out: Path | None) -> None:

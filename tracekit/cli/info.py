@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from tracekit.cli.console import emit, format_from_suffix, out_console
+from tracekit.cli.console import check_outputs, emit, format_from_suffix, out_console
 from tracekit.progress import progress_steps
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ def _ms(ns: int) -> str:
               help="Write to this file instead of the terminal (.txt or .json).")
 def info_cmd(inputs: tuple[Path, ...], top: int, fmt: str | None, as_json: bool, out: Path | None) -> None:
     """Format, devices, ranks, steps, event counts, time span, top ops and kernels (of traces or a dataset)."""
+    check_outputs(out)
     from tracekit.converters.loading import gunzip_ahead
 
     if inputs and inputs[0].is_file():  # decompressed in a second process while this one imports the rest

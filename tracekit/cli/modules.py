@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from tracekit.cli.console import format_from_suffix, out_console
+from tracekit.cli.console import check_outputs, format_from_suffix, out_console
 from tracekit.progress import progress_steps
 from tracekit.writers.atomic import staged_file
 
@@ -31,6 +31,7 @@ FORMATS = ("table", "csv", "json", "html")
               help="Write to this file instead of the terminal (.txt, .csv, .json or .html).")
 def modules_cmd(inputs: tuple[Path, ...], depth: int | None, sort: str, fmt: str | None, out: Path | None) -> None:
     """Print the module tree: type, shapes, params, first/steady time, device time, share of step."""
+    check_outputs(out)
     from tracekit.dataset.load import module_inputs
     from tracekit.writers.modules_text import RECORD_FUNCTION, VIEW_COLUMNS
 

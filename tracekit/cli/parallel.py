@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from tracekit.cli.console import emit, format_from_suffix, out_console
+from tracekit.cli.console import check_outputs, emit, format_from_suffix, out_console
 from tracekit.cli.executor_opts import chosen_executor, executor_options
 from tracekit.progress import progress_steps
 
@@ -61,6 +61,7 @@ def _print(console: Console, title: str, frame: pd.DataFrame, top: int | None = 
 def parallel_cmd(inputs: tuple[Path, ...], workers: int | None, top: int, fmt: str | None, out: Path | None,
                  html_path: Path | None, as_json: bool, executor: str | None, scheduler: str | None) -> None:
     """Process groups, collectives per parallel dimension, per-rank compute/exposed-comm/idle, stragglers."""
+    check_outputs(out, html_path)
     from tracekit.dataset.load import dataset_of, parallel_of
     from tracekit.parallel.pipeline import pipeline_view
     from tracekit.parallel.report import terminal_view

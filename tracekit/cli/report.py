@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from tracekit.cli.console import check_outputs
 from tracekit.progress import progress_steps
 from tracekit.writers.atomic import staged_file
 
@@ -21,10 +22,10 @@ from tracekit.writers.atomic import staged_file
 def report_cmd(inputs: tuple[Path, ...], out: Path, base: Path | None, top: int, workers: int | None) -> None:
     """Write one HTML report: overview, model drawing, module tree, top ops and kernels; with several
     ranks the parallel view; with --base the comparison."""
-    from tracekit.inputs import expand_inputs
-    from tracekit.report.build import build_report, report_steps
+    check_outputs(out)
+    from tracekit.report.build import build_report, report_input_count, report_steps
 
-    n_inputs = len(expand_inputs(inputs))
+    n_inputs = report_input_count(inputs)
     with progress_steps(total=report_steps(n_inputs, base is not None)) as advance:
         page = build_report(inputs, base=base, workers=workers, top=top, progress=advance)
         with staged_file(out) as tmp:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from tracekit.cli.console import check_outputs
 from tracekit.sql import FORMATS, query, result_text, write_result
 from tracekit.writers.atomic import staged_file
 
@@ -24,6 +25,7 @@ def sql_cmd(dataset: Path, statement: str, fmt: str, out: Path | None, max_rows:
 
     Example: tracekit sql out/ "SELECT rank, name, sum(dur_ns) t FROM kernels GROUP BY ALL ORDER BY t DESC LIMIT 5"
     """
+    check_outputs(out)
     from tracekit.dataset.load import dataset_of
 
     if fmt == "parquet" and out is None:

@@ -49,6 +49,7 @@ def compare_sides(base: Side, target: Side, equiv_file: str | Path | None = None
     steps = pd.concat([step_breakdown(s.processed.table, iterations=True).assign(side=s.label)
                        for s in (base, target)], ignore_index=True)
     notes.insert(0, f"times compared: {basis} time per module call")
+    notes[1:1] = [f"{side.label}: {side.note}" for side in (base, target) if side.note]
     if basis not in ("device", "host"):
         notes[1:1] = [time_note(side, basis_of(basis, side.label)) for side in (base, target)]
     notes.extend(step_kind_notes(steps, base, target))
@@ -85,7 +86,7 @@ def _by_iteration(side: Side, notes: list[str]) -> Side:
     notes.append(f"{side.label} ({Path(side.path).name}) has no ProfilerStep events: its steps are the "
                  f"{len(found.windows)} repeats of its top-level call '{found.name}' (inferred, step_kind "
                  "iteration)")
-    return Side(side.label, side.path, replace(side.processed, table=table), side.modules, op_frame(table))
+    return replace(side, processed=replace(side.processed, table=table), ops=op_frame(table))
 
 
 def step_kind_notes(steps: pd.DataFrame, base: Side, target: Side) -> list[str]:

@@ -23,6 +23,7 @@ class Side:
     processed: Processed
     modules: pd.DataFrame  # tracekit.modules.table.module_table
     ops: pd.DataFrame  # tracekit.compare.opframe.op_frame
+    note: str | None = None  # what was compared when the input holds several ranks
 
     @property
     def has_device(self) -> bool:
@@ -33,12 +34,13 @@ def load_side(label: str, path: str | Path) -> Side:
     """Read and process one input (a trace or a dataset) and build its module table and op frame."""
     from tracekit.dataset.load import side_tables
 
-    processed, modules = side_tables(path)
-    return side_from(label, str(path), processed, modules)
+    processed, modules, note = side_tables(path)
+    return side_from(label, str(path), processed, modules, note)
 
 
-def side_from(label: str, path: str, processed: Processed, modules: pd.DataFrame | None) -> Side:
+def side_from(label: str, path: str, processed: Processed, modules: pd.DataFrame | None,
+              note: str | None = None) -> Side:
     """A Side from an already processed table (any EventTable with module columns)."""
     if modules is None:
         modules = module_table(processed.table, processed.modules)
-    return Side(label, path, processed, modules, op_frame(processed.table))
+    return Side(label, path, processed, modules, op_frame(processed.table), note)

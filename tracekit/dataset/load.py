@@ -245,14 +245,88 @@ def parallel_of(ds: Dataset) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
 
 
 def side_tables(path: str | Path):
-    """(processed, module table or None) of one compare side: a raw trace read and processed, or a dataset
-    read whole (compare aligns ops by their args) with its stored module table."""
+    """(processed, module table or None, note or None) of one compare side: a raw trace read and processed, or a
+    dataset read whole (compare aligns ops by their args) with its stored module table. An input of several ranks
+    (a folder of rank files, a multi-rank dataset) gives its first input, and a note saying so: compare aligns
+    one rank's modules and ops with another's."""
     ds = dataset_of([path])
     if ds is None:
+        from tracekit.inputs import expand_inputs
         from tracekit.modules.table import module_table
         from tracekit.pipeline import process, read_inputs
 
-        processed = process(read_inputs([path]))
-        return processed, module_table(processed.table, processed.modules) if processed.modules is not None else None
+        paths = expand_inputs([path])
+        processed = process(read_inputs(paths[:1]))
+        modules = module_table(processed.table, processed.modules) if processed.modules is not None else None
+        return processed, modules, _first_rank_note(len(paths), paths[0], processed.table.sources[0].rank)
+    if len(ds.sources) > 1:
+        processed, modules = first_input_of(ds, with_args=True)
+        return processed, modules, _first_rank_note(len(ds.sources), first_input_path(ds), ds.sources[0].rank)
     modules = ds.read("modules")
-    return ds.processed(with_args=True), modules.drop(columns=["rank"]) if ds.partitioned("modules") else modules
+    return ds.processed(with_args=True), modules.drop(columns=["rank"]) if ds.partitioned("modules") else modules, None
+
+
+def _first_rank_note(count: int, first: str | Path, rank: int) -> str | None:
+    """What compare says when a side holds several ranks (None for one)."""
+    if count < 2:
+        return None
+    which = f"rank {rank}" if rank >= 0 else "its first input"
+    return f"{count} ranks given: compared {which} ({first}) only; give one rank's trace to compare another"
+
+
+
+def first_input_of(ds: Dataset, with_args: bool = False):
+    """(Processed, module table) of the dataset's first input, as `tracekit report` builds them from the first of
+    its raw inputs: every stored event column (args only with `with_args`), the launch links' unlinked counts made
+    from the stored columns (tracekit.link.unlinked_counts; the summary's are summed over all inputs), and that
+    input's rows of modules.parquet. `overlapped` is the summary's count for a one-input dataset, 0 for a
+    rank-partitioned one (convert keeps no per-rank count; the report does not show it)."""
+    import numpy as np
+
+    from tracekit.dataset.read import events_frame
+    from tracekit.link import unlinked_counts
+    from tracekit.pipeline import Processed
+    from tracekit.table import EventTable, column
+
+    if not ds.partitioned("events"):
+        processed = ds.processed(None, with_args)
+        table, overlapped = processed.table, processed.overlapped
+        modules = ds.read("modules")
+    else:
+        rank, index, path = ds.parts("events")[0]
+        stored = [c for c in ds.columns("events") if c != "args"]
+        events = events_frame(ds._read_part(path, rank, [*stored, "rank"] if "rank" in stored else stored))
+        table, overlapped = EventTable(events, _part_args(path, len(events), with_args), [ds.sources[index]]), 0
+        module_parts = [(r, p) for r, i, p in ds.parts("modules") if i == index]
+        modules = (ds._read_part(module_parts[0][1], module_parts[0][0], None).to_pandas() if module_parts
+                   else ds.read("modules", ranks=[]))
+        if "source_index" in modules:
+            modules["source_index"] = np.int32(0)  # as the partition's events: one input per partition
+    ev = table.events
+    unlinked = unlinked_counts(ev, column(ev, "correlation"), column(ev, "launch"), column(ev, "launcher"))
+    return Processed(table, unlinked, overlapped, None), modules
+
+
+def first_input_path(ds: Dataset) -> str:
+    """The dataset's first input as given to convert (its source's path), or, where that source is a file read
+    inside the input (an Ascend folder's trace_view.json), the input as the manifest lists it."""
+    source = ds.sources[0].path
+    listed = (ds.manifest.get("inputs") or [{}])[0].get("path")
+    if not listed or Path(source).resolve() == Path(listed).resolve():
+        return source
+    return listed
+
+
+def _part_args(path: Path, n: int, with_args: bool) -> pa.Array:
+    """The args column of one events partition as Dataset.event_table gives it (large_binary, no nulls), or n
+    empty args."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tracekit.dataset.read import _no_args, table_file
+
+    if not with_args:
+        return _no_args(n)
+    with table_file(path):
+        text = pq.read_table(path, columns=["args"])["args"]
+    return text.combine_chunks().cast(pa.large_binary()).fill_null(b"") if len(text) else _no_args(n)

@@ -21,7 +21,7 @@ from tracekit.merge.groups import file_groups, host_pids, merged_sources, track_
 from tracekit.merge.match import DISPATCH
 from tracekit.pipeline import process, read_inputs
 from tracekit.table import EventTable
-from tracekit.writers.atomic import staged_dir, staged_file
+from tracekit.writers.atomic import check_output_file, check_output_folder, staged_dir, staged_file
 from tracekit.writers.chrome import write_chrome_trace
 from tracekit.writers.parquet import write_parquet_tables
 
@@ -73,6 +73,9 @@ def merge(inputs: Sequence[str | Path], out: str | Path, parquet_dir: str | Path
           offsets: dict[str, int] | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Merge the inputs into one chrome trace at `out` (gzip when it ends in .gz); returns the summary."""
     step = progress or (lambda _msg: None)
+    check_output_file(out)  # a bad -o or --parquet is refused before any input is read
+    if parquet_dir is not None:
+        check_output_folder(parquet_dir)
     forced = resolve_offsets(offsets or {}, inputs)
     table = read_inputs(inputs, on_file=lambda p: step(f"reading {p}"), unique=False)
     step("aligning clocks")

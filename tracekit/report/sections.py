@@ -61,7 +61,16 @@ def overview(info: dict[str, Any], steps: pd.DataFrame, n_modules: int) -> Secti
                       [["mean", ms(mean["dur_ns"]), *[ms(mean[c]) for c, _, _ in SPLIT],
                         *[pct(mean[c] / mean["dur_ns"]) if mean["dur_ns"] else "" for c, _, _ in SPLIT]]],
                       [False, *[True] * 7], sortable=False)
+        if basis == "host" and dict(info.get("counts_by_kind") or {}).get("collective"):
+            body += f"<p class='note'>{esc(HOST_COMM_NOTE)}</p>"
     return Section("overview", "Overview", body)
+
+
+HOST_COMM_NOTE = ("Host time: communication here is the time inside collective ops on the thread that runs the "
+                  "steps. A collective that runs on a worker thread (gloo) or completes later (isend/irecv, async "
+                  "all-reduce) is waited for outside its op: that wait counts as idle / waiting here, and as exposed "
+                  "communication in tracekit parallel (and this page's Parallel section), which times each call "
+                  "until it completes.")
 
 
 _UNLINKED = {"no_correlation_id": "no correlation id", "launch_not_in_trace": "launch call not in the trace",

@@ -130,15 +130,22 @@ def _swap_in(stage: Path, outdir: Path, tries: int = 20) -> None:
     raise TraceError(outdir, "output folder keeps being replaced by other runs; try again")
 
 
-@contextlib.contextmanager
-def staged_file(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it to `path` on success, delete it on failure."""
-    path = Path(path)
+def check_output_file(path: str | Path) -> Path:
+    """The output file as a Path, or a TraceError when it cannot be written (called again by staged_file; a
+    command calls it first so that a bad -o is refused before any input is read)."""
     if not str(path).strip():
         raise TraceError("''", "output file name is empty")
+    path = Path(path)
     if path.is_dir():
         raise TraceError(path, "output path is a folder, not a file")
     _check_parents(path)
+    return path
+
+
+@contextlib.contextmanager
+def staged_file(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it to `path` on success, delete it on failure."""
+    path = check_output_file(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)

@@ -2,14 +2,17 @@
 
 Usage::
 
-    .venv/bin/python bench/crossrank_memory.py [--ranks 64 512 4096] [--source DIR] [--tracemalloc] [--json FILE]
+    .venv/bin/python bench/crossrank_memory.py [--ranks 64 512 4096] [--source DIR] [--tracemalloc] [--phases]
+        [--json FILE]
 
 The source set's ranks (default ../shared/traces/gpu/param_dlrm_8ranks) are converted once into call partitions
 (as `tracekit convert` writes them to `.calls/`); rank i of N is a copy of source rank i mod S (the partitions
 hold no rank column: the folder names it), and distributedInfo says world_size N, as bench/bench_scale.py's
 synthetic ranks do. Then, per N, a FRESH interpreter imports tracekit, runs
 `crossrank.write_collectives_from_parts` and reports the stage's peak RSS above its start (VmHWM reset at the
-start through /proc/self/clear_refs), its end RSS, and with --tracemalloc the Python heap's peak above the start.
+start through /proc/self/clear_refs), its end RSS, with --tracemalloc the Python heap's peak above the start, and
+with --phases the peak of each step (label: narrow table + group inference; spill: finished ranks; write:
+collectives.parquet), so that the writer's per-row-group growth is told apart from the state per call.
 RSS is not stretched by the other load on a shared machine; CPU seconds (also reported) are.
 """
 
@@ -24,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "traces"
@@ -62,7 +66,33 @@ def synthetic_parts(parts: list[Path], n: int, folder: Path) -> None:
         shutil.copyfile(parts[i % len(parts)], target)
 
 
-def child(folder: Path, n: int, trace_python: bool) -> None:
+def _phases(crossrank: Any, folder: Path, distributed: list, out: Path, start: float, phases: dict[str, float]) -> int:
+    """write_collectives_from_parts step by step (as it runs them), the peak RSS above `start` of each step
+    (VmHWM reset at each step's start): labelling (narrow table + group inference), spilling the finished ranks,
+    writing collectives.parquet."""
+    from tracekit.memory import release_freed_memory
+
+    def step(name: str) -> None:
+        phases[name] = _status()["VmHWM"] - start
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+
+    ranks = crossrank.finished_tables(folder, distributed)
+    step("label")
+    scratch = Path(tempfile.mkdtemp(prefix=".collectives-", dir=out.parent))
+    try:
+        batches, schemas = crossrank.spill_batches(ranks, scratch)
+        del ranks
+        release_freed_memory()
+        step("spill")
+        rows = crossrank.write_batches(batches, schemas, out)
+        step("write")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return rows
+
+
+def child(folder: Path, n: int, trace_python: bool, by_phase: bool = False) -> None:
     import resource
     import time
     import tracemalloc
@@ -86,12 +116,18 @@ def child(folder: Path, n: int, trace_python: bool) -> None:
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")
     cpu0 = time.process_time()
-    rows = crossrank.write_collectives_from_parts(folder, distributed, out)
+    phases: dict[str, float] = {}
+    if by_phase:
+        rows = _phases(crossrank, folder, distributed, out, start["VmRSS"], phases)
+    else:
+        rows = crossrank.write_collectives_from_parts(folder, distributed, out)
     cpu = time.process_time() - cpu0
     end = _status()
-    result = {"ranks": n, "rows": rows, "rss_start_mb": start["VmRSS"], "peak_mb": end["VmHWM"],
-              "peak_above_start_mb": end["VmHWM"] - start["VmRSS"], "rss_end_mb": end["VmRSS"], "cpu_s": cpu,
+    peak = max([end["VmHWM"] - start["VmRSS"], *phases.values()])
+    result = {"ranks": n, "rows": rows, "rss_start_mb": start["VmRSS"], "peak_mb": start["VmRSS"] + peak,
+              "peak_above_start_mb": peak, "rss_end_mb": end["VmRSS"], "cpu_s": cpu,
               "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB}
+    result.update({f"{name}_peak_above_start_mb": value for name, value in phases.items()})
     if trace_python:
         _cur, peak = tracemalloc.get_traced_memory()
         result["python_peak_mb"] = peak / MB
@@ -104,11 +140,13 @@ def main() -> None:
     parser.add_argument("--source", type=Path, default=SHARED / "gpu" / "param_dlrm_8ranks")
     parser.add_argument("--tracemalloc", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--phases", action="store_true",
+                        help="also the peak of each step: label (narrow table + inference), spill, write")
     parser.add_argument("--work", type=Path, default=None, help="keep the partitions here (default: a temp dir)")
     parser.add_argument("--child", nargs=2, metavar=("FOLDER", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(Path(args.child[0]), int(args.child[1]), args.tracemalloc)
+        child(Path(args.child[0]), int(args.child[1]), args.tracemalloc, args.phases)
         return
     work = args.work or Path(tempfile.mkdtemp(prefix="crossrank-memory-"))
     try:
@@ -118,7 +156,8 @@ def main() -> None:
             folder = work / f"ranks{n}" / "calls"
             if not folder.exists():
                 synthetic_parts(parts, n, folder)
-            cmd = [sys.executable, __file__, "--child", str(folder), str(n)] + (["--tracemalloc"] * args.tracemalloc)
+            cmd = ([sys.executable, __file__, "--child", str(folder), str(n)] + (["--tracemalloc"] * args.tracemalloc)
+                   + (["--phases"] * args.phases))
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
             line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
             if line is None:
@@ -128,11 +167,12 @@ def main() -> None:
             print(f"{n:6d} ranks, {row['rows']:7d} calls: peak {row['peak_mb']:7.1f} MB "
                   f"(+{row['peak_above_start_mb']:5.1f} above the start {row['rss_start_mb']:.1f}), end "
                   f"{row['rss_end_mb']:.1f} MB" + (f", python peak {row['python_peak_mb']:.2f} MB"
-                                                   if "python_peak_mb" in row else "") + f", {row['cpu_s']:.2f} s",
-                  flush=True)
+                                                   if "python_peak_mb" in row else "") + f", {row['cpu_s']:.2f} s"
+                  + "".join(f", {k.split('_')[0]} +{row[k]:.1f}" for k in row if k.endswith("_peak_above_start_mb")
+                            and k != "peak_above_start_mb"), flush=True)
         for a, b in itertools.pairwise(rows):
             calls = b["rows"] - a["rows"]
-            per = {k: (b[k] - a[k]) * MB / calls for k in ("peak_above_start_mb", "python_peak_mb") if k in a}
+            per = {k: (b[k] - a[k]) * MB / calls for k in a if k.endswith(("peak_above_start_mb", "python_peak_mb"))}
             text = ", ".join(f"{k} {v:.0f} B a call" for k, v in per.items())
             print(f"  {a['ranks']} -> {b['ranks']} ranks: {text}")
         if args.json:

@@ -28,6 +28,7 @@ Work is sorting plus binary searches: O(calls x groups per rank x log calls) ove
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,11 +37,13 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from tracekit.parallel.call_codes import P2P as _P2P
+from tracekit.parallel.call_codes import UNEVEN as _UNEVEN
+from tracekit.parallel.call_codes import CallArrays, call_arrays, first_appearance
+
 MATCH_COLUMNS = ("rank", "collective", "bytes", "start_ns", "dur_ns", "peer", "thread", "exec_row", "exec_thread",
                  "exec_link_set")
 FULL_CHECK = 8  # groups up to this size are checked against every member, larger ones against ring neighbours
-_P2P = {"send": "recv", "recv": "send"}
-_UNEVEN = {"all_to_all"}  # split sizes may differ between members: matched by collective and time only
 _UNTIMED = ("unknown: the trace shows only the call's enqueue, not its execution (no worker-thread annotation or "
             "device kernel), so it cannot be matched in time")
 
@@ -52,8 +55,9 @@ class Candidate:
     name: str
     ranks: tuple[int, ...]
 
-    @property
+    @cached_property
     def label(self) -> str:
+        """`name [members]`: one text per group, shared by every call that names it."""
         return f"{self.name} {list(self.ranks)}"
 
     @cached_property
@@ -80,29 +84,48 @@ class _Index:
     tuples cost ~140 bytes a call (a rank makes a few calls of each sig). Sig codes: the table's `_code` column
     (factorized `_sig`) where present."""
 
-    def __init__(self, calls: pd.DataFrame, tolerance_ns: int):
+    def __init__(self, calls: pd.DataFrame | None, tolerance_ns: int):
         self.tol = tolerance_ns
+        if calls is None:  # filled by `of`
+            return
         sig_column = calls["_sig"].to_numpy(dtype=object)
         if "_code" in calls:
             codes = calls["_code"].to_numpy(dtype=np.int64)
         else:
             codes = pd.factorize(sig_column)[0].astype(np.int64)
         distinct, first = np.unique(codes, return_index=True)
-        self.code_of: dict[tuple, int] = {sig_column[f]: int(c) for c, f in zip(distinct.tolist(), first.tolist())}
-        self.width = int(distinct[-1]) + 1 if len(distinct) else 1
-        ranks = calls["rank"].to_numpy(dtype=np.int64)
-        starts = calls["start_ns"].to_numpy(dtype=np.int64)
+        code_of = {sig_column[f]: int(c) for c, f in zip(distinct.tolist(), first.tolist())}
+        self._build(calls["rank"].to_numpy(dtype=np.int64), calls["start_ns"].to_numpy(dtype=np.int64),
+                    calls["_end"].to_numpy(dtype=np.int64), codes, calls.index.to_numpy(dtype=np.int64), code_of,
+                    int(distinct[-1]) + 1 if len(distinct) else 1)
+
+    @classmethod
+    def of(cls, calls: CallArrays, rows: np.ndarray, tolerance_ns: int) -> _Index:
+        """The index of the calls at positions `rows` of the per-call arrays."""
+        index = cls(None, tolerance_ns)
+        if _every_row(rows, len(calls)):  # every call in order: the arrays themselves, no copies
+            index._build(calls.rank, calls.start, calls.end, calls.code, rows, calls.code_of, max(len(calls.sigs), 1))
+        else:
+            index._build(calls.rank[rows], calls.start[rows], calls.end[rows], calls.code[rows], rows, calls.code_of,
+                         max(len(calls.sigs), 1))
+        return index
+
+    def _build(self, ranks: np.ndarray, starts: np.ndarray, ends: np.ndarray, codes: np.ndarray, rows: np.ndarray,
+               code_of: dict[tuple, int], width: int) -> None:
+        self.code_of = code_of
+        self.width = width
         order = np.lexsort((starts, codes, ranks))  # stable: equal starts keep the table's order
-        self.starts, self.ends = starts[order], calls["_end"].to_numpy(dtype=np.int64)[order]
-        self.rows = calls.index.to_numpy(dtype=np.int64)[order]  # labels are positions in the full call table
+        self.starts, self.ends = starts[order], ends[order]
+        self.rows = rows[order]  # labels are positions in the full call table
         self.max_end = self.ends.copy()
         keys = ranks[order] * self.width + codes[order]
-        firsts = (np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(order)
+        del order
+        firsts = (np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys)
                   else np.zeros(0, dtype=np.int64))
         self.keys = keys[firsts]  # ascending: the rows are sorted by rank, then code
         self.lo = firsts
-        self.hi = np.r_[firsts[1:], len(order)].astype(np.int64)
-        self.longest = (np.maximum.reduceat(self.ends - self.starts, firsts) if len(order)
+        self.hi = np.r_[firsts[1:], len(keys)].astype(np.int64)
+        self.longest = (np.maximum.reduceat(self.ends - self.starts, firsts) if len(keys)
                         else np.zeros(0, dtype=np.int64))
         for lo, hi in zip(self.lo.tolist(), self.hi.tolist()):
             np.maximum.accumulate(self.ends[lo:hi], out=self.max_end[lo:hi])
@@ -149,31 +172,28 @@ def _signatures(calls: pd.DataFrame) -> list[tuple]:
                                                  for c, b, p in zip(kinds, sizes, peers))]
 
 
-def candidate_matrix(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Candidate], tolerance_ns: int = 0,
+def candidate_matrix(calls: CallArrays, todo: np.ndarray, groups: Sequence[Candidate], tolerance_ns: int = 0,
                      index: _Index | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(passes, checkable, slots) for the rows `todo`, one column per group of the call's rank (a rank is in a
     few groups, so memory stays linear): slots[i, k] is the group index of column k (-1: none); checkable: the
     group has another member and every member to check is among the inputs; passes: evidence 1 holds."""
-    present = set(calls["rank"].unique().tolist())
-    index = _Index(calls, tolerance_ns) if index is None else index
-    sub = calls[["rank", "_sig", "_code", "start_ns", "_end"]].iloc[todo]  # the columns read here only
-    ranks = sub["rank"].to_numpy()
+    present = set(np.unique(calls.rank).tolist())
+    index = _Index.of(calls, np.arange(len(calls)), tolerance_ns) if index is None else index
+    every = _every_row(todo, len(calls))  # every call in order: views of the arrays (no copies)
+    ranks, codes = (calls.rank, calls.code) if every else (calls.rank[todo], calls.code[todo])
     of_rank: dict[int, list[int]] = {}
     for gi, group in enumerate(groups):
         if len(group.ranks) > 1:
             for r in group.ranks:
                 of_rank.setdefault(int(r), []).append(gi)
-    width = max([len(of_rank.get(int(r), [])) for r in set(ranks.tolist())] + [1])
+    width = max([len(of_rank.get(int(r), [])) for r in np.unique(ranks).tolist()] + [1])
     passes = np.zeros((len(todo), width), dtype=bool)
     checkable = np.zeros_like(passes)
     slots = np.full((len(todo), width), -1, dtype=np.int64)
-    sigs = np.empty(len(sub), dtype=object)
-    sigs[:] = sub["_sig"].tolist()
-    codes = sub["_code"].to_numpy()
-    p2p = np.array([sig[0] in _P2P for sig in sigs.tolist()], dtype=bool)
-    start, end = sub["start_ns"].to_numpy(dtype=np.int64), sub["_end"].to_numpy(dtype=np.int64)
-    for rank, rows in pd.Series(np.arange(len(todo))).groupby(ranks).indices.items():
-        rank = int(rank)
+    sigs = calls.sigs
+    p2p = calls.p2p[codes] if len(codes) else np.zeros(0, dtype=bool)
+    start, end = (calls.start, calls.end) if every else (calls.start[todo], calls.end[todo])
+    for rank, rows in _same_value(ranks):
         mine = of_rank.get(rank, [])
         slots[np.ix_(rows, np.arange(len(mine)))] = mine
         coll_rows, p2p_rows = rows[~p2p[rows]], rows[p2p[rows]]
@@ -187,17 +207,28 @@ def candidate_matrix(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Can
                     same = coll_rows[positions]
                     ok = np.ones(len(same), dtype=bool)
                     for m in members:
-                        ok &= index.overlaps(m, sigs[same[0]], start[same], end[same])
+                        ok &= index.overlaps(m, sigs[codes[same[0]]], start[same], end[same])
                     passes[same, k] = ok
             me = group.position[rank]
             for r in p2p_rows.tolist():
-                kind, size, peer = sigs[r]
+                kind, size, peer = sigs[codes[r]]
                 if not 0 <= peer < len(group.ranks) or group.ranks[peer] == rank or group.ranks[peer] not in present:
                     continue
                 checkable[r, k] = True
                 want = (_P2P[kind], size, me)
                 passes[r, k] = bool(index.overlaps(group.ranks[peer], want, start[r:r + 1], end[r:r + 1])[0])
     return passes, checkable, slots
+
+
+def _every_row(rows: np.ndarray, n: int) -> bool:
+    """Are `rows` exactly 0, 1, ..., n - 1?"""
+    return len(rows) == n and (n == 0 or (int(rows[0]) == 0 and int(rows[-1]) == n - 1
+                                          and bool((rows[1:] > rows[:-1]).all())))
+
+
+def _same_value(values: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(value, ascending positions) of each distinct value, values ascending (a groupby's `indices`)."""
+    return [(int(values[part[0]]), part) for part in _same_code(values)]
 
 
 def _same_code(codes: np.ndarray) -> list[np.ndarray]:
@@ -269,21 +300,25 @@ def _lane_step(lanes: dict[tuple[int, int], np.ndarray], st: _State, groups: Seq
     return new
 
 
-def _propagate(new: list[int], calls: pd.DataFrame, st: _State, groups: Sequence[Candidate], index: _Index,
-               stated: np.ndarray) -> list[int]:
+def _propagate(new: array, calls: CallArrays, st: _State, groups: Sequence[Candidate], index: _Index,
+               stated: np.ndarray) -> array:
     """Evidence 1 across ranks: the counterpart of a labelled call on each member, where exactly one call there
     (same collective and size, overlapping, not labelled otherwise) can be it, takes the same group."""
     pos_of = np.full(len(calls), -1, dtype=np.int64)
     pos_of[st.todo] = np.arange(len(st.todo))
-    ranks, sigs = calls["rank"].to_numpy(), calls["_sig"].to_numpy()
-    start, end = calls["start_ns"].to_numpy(dtype=np.int64), calls["_end"].to_numpy(dtype=np.int64)
-    open_left = Counter(zip(ranks[st.todo[st.label < 0]].tolist(), sigs[st.todo[st.label < 0]].tolist()))
-    found: list[int] = []
-    queue = list(new)
+    width = max(len(calls.sigs), 1)
+    open_rows = st.todo[st.label < 0]  # open calls counted per (rank, signature) key: one int64 key each
+    keys, counts = np.unique(calls.rank[open_rows] * width + calls.code[open_rows], return_counts=True)
+    open_left = dict(zip(keys.tolist(), counts.tolist()))
+    del open_rows, keys, counts
+    said: dict[tuple[int, int, int], str] = {}  # one reason text per (rank, signature, group): calls share it
+    found = array("q")  # positions as 8 bytes each
+    queue = array("q", new)  # last in, first out
     while queue:
         i = queue.pop()
         row, g = int(st.todo[i]), int(st.label[i])
-        group, rank, sig = groups[g], int(ranks[row]), sigs[row]
+        code = int(calls.code[row])
+        group, rank, sig = groups[g], int(calls.rank[row]), calls.sigs[code]
         if sig[0] in _P2P:
             if not 0 <= sig[2] < len(group.ranks):
                 continue
@@ -291,10 +326,12 @@ def _propagate(new: list[int], calls: pd.DataFrame, st: _State, groups: Sequence
         else:
             targets = [(m, sig) for m in _members_to_check(group, rank)]
         for member, want in targets:
-            if not open_left[(member, want)]:
+            want_code = calls.code_of.get(want)
+            key = member * width + want_code if want_code is not None else None
+            if key is None or not open_left.get(key, 0):
                 continue
             viable = []
-            for c in index.overlapping(member, want, int(start[row]), int(end[row])).tolist():
+            for c in index.overlapping(member, want, int(calls.start[row]), int(calls.end[row])).tolist():
                 p = int(pos_of[c])
                 if p >= 0 and (st.label[p] == g or (st.label[p] < 0 and st.may_be(p, g))):
                     viable.append(p)
@@ -302,28 +339,33 @@ def _propagate(new: list[int], calls: pd.DataFrame, st: _State, groups: Sequence
                     viable.append(-1)
             if len(viable) == 1 and viable[0] >= 0 and st.label[viable[0]] < 0:
                 p = viable[0]
-                open_left[(member, want)] -= 1
+                open_left[key] -= 1
                 st.label[p] = g
-                st.reasons[p] = (f"inferred: the only call here that can be the counterpart of rank {rank}'s "
-                                 f"{sig[0]} matched in {group.label} (same collective and size, overlapping in time)")
+                if (rank, code, g) not in said:
+                    said[(rank, code, g)] = (f"inferred: the only call here that can be the counterpart of rank "
+                                             f"{rank}'s {sig[0]} matched in {group.label} (same collective and "
+                                             f"size, overlapping in time)")
+                st.reasons[p] = said[(rank, code, g)]
                 found.append(p)
                 queue.append(p)
     return found
 
 
-def _disagreements(calls: pd.DataFrame, label: np.ndarray, groups: Sequence[Candidate],
+def _disagreements(calls: CallArrays, label: np.ndarray, groups: Sequence[Candidate],
                    tolerance_ns: int) -> tuple[dict[int, str], dict[int, str]]:
     """Evidence 4. Returns (groups whose labelled calls differ between two members -> reason, calls at the edge
     of one member's window whose counterpart lies outside the other member's traced window -> reason)."""
     bad: dict[int, str] = {}
     edge: dict[int, str] = {}
-    hit = label >= 0
-    frame = calls.loc[hit, ["rank", "start_ns", "_end", "_code", "_sig"]].assign(_label=label[hit])
-    frame = frame.sort_values(["_label", "rank", "start_ns"], kind="stable")
-    is_p2p = frame["_sig"].map(lambda sig: sig[0] in _P2P).to_numpy(dtype=bool)
-    seqs = _Sequences(frame[~is_p2p])
-    first = calls.groupby("rank")["start_ns"].min().to_dict()
-    last = calls.groupby("rank")["_end"].max().to_dict()
+    rows = np.flatnonzero(label >= 0)
+    rows = rows[np.lexsort((calls.start[rows], calls.rank[rows], label[rows]))]  # stable: by label, rank, start
+    is_p2p = calls.p2p[calls.code[rows]] if len(rows) else np.zeros(0, dtype=bool)
+    coll = rows[~is_p2p]
+    seqs = _Sequences.of(calls.code[coll], calls.start[coll], calls.end[coll], coll, label[coll], calls.rank[coll])
+    del coll
+    first = pd.Series(calls.start).groupby(calls.rank).min().to_dict()
+    last = pd.Series(calls.end).groupby(calls.rank).max().to_dict()
+    said: dict[tuple[int, int], str] = {}  # one edge reason per (group, rank named): calls share it
     for gi in seqs.labels():
         group = groups[gi]
         for rank in group.ranks:
@@ -334,21 +376,29 @@ def _disagreements(calls: pd.DataFrame, label: np.ndarray, groups: Sequence[Cand
                 if why and gi not in bad:
                     bad[gi] = f"{group.label}: rank {rank} vs rank {m}: {why}"
                 for row in extra.tolist():
-                    edge[row] = (f"undecided: matched in {group.label}, but its counterpart on rank "
-                                 f"{m if row in mine[3] else rank} lies outside that rank's traced window")
-    p2p = frame[is_p2p]
-    by_key = {key: part for key, part in p2p.groupby(["_label", "rank", "_sig"], sort=False)}
-    for (gi, rank, sig), sends in by_key.items():
+                    named = m if row in mine[3] else rank
+                    if (gi, named) not in said:
+                        said[(gi, named)] = (f"undecided: matched in {group.label}, but its counterpart on rank "
+                                             f"{named} lies outside that rank's traced window")
+                    edge[row] = said[(gi, named)]
+    p2p = rows[is_p2p]
+    by_key = {}  # (group, rank, signature) -> its rows, keys in order of first appearance
+    for part in _same_code(first_appearance(label[p2p], calls.rank[p2p], calls.code[p2p])):
+        rows_of = p2p[part]
+        by_key[(int(label[rows_of[0]]), int(calls.rank[rows_of[0]]), int(calls.code[rows_of[0]]))] = rows_of
+    none = np.zeros(0, dtype=np.int64)
+    for (gi, rank, code), sends in by_key.items():
+        sig = calls.sigs[code]
         if sig[0] != "send":
             continue
-        group = groups[int(gi)]
+        group = groups[gi]
         other = group.ranks[sig[2]]
-        recvs = by_key.get((gi, other, ("recv", sig[1], group.position[rank])), p2p.iloc[:0])
-        why, _extra = _compare((None, sends["start_ns"].to_numpy(), sends["_end"].to_numpy(), sends.index.to_numpy()),
-                               (None, recvs["start_ns"].to_numpy(), recvs["_end"].to_numpy(), recvs.index.to_numpy()),
-                               tolerance_ns, trim=False)
-        if why and int(gi) not in bad:
-            bad[int(gi)] = f"{group.label}: sends rank {rank} -> {other} vs its receives: {why}"
+        recv = calls.code_of.get(("recv", sig[1], group.position[rank]))
+        recvs = by_key.get((gi, other, recv), none) if recv is not None else none
+        why, _extra = _compare((None, calls.start[sends], calls.end[sends], sends),
+                               (None, calls.start[recvs], calls.end[recvs], recvs), tolerance_ns, trim=False)
+        if why and gi not in bad:
+            bad[gi] = f"{group.label}: sends rank {rank} -> {other} vs its receives: {why}"
     return bad, edge
 
 
@@ -358,12 +408,23 @@ class _Sequences:
     binary search over one int64 per key (four arrays per key would cost ~0.5 KB each: ~60 B a call where a rank
     makes a few calls of a group)."""
 
-    def __init__(self, frame: pd.DataFrame):
-        self.codes = frame["_code"].to_numpy()
-        self.starts, self.ends = frame["start_ns"].to_numpy(), frame["_end"].to_numpy()
-        self.rows = frame.index.to_numpy()
-        label = frame["_label"].to_numpy(dtype=np.int64)
-        rank = frame["rank"].to_numpy(dtype=np.int64)
+    def __init__(self, frame: pd.DataFrame | None):
+        if frame is not None:
+            self._build(frame["_code"].to_numpy(), frame["start_ns"].to_numpy(), frame["_end"].to_numpy(),
+                        frame.index.to_numpy(), frame["_label"].to_numpy(dtype=np.int64),
+                        frame["rank"].to_numpy(dtype=np.int64))
+
+    @classmethod
+    def of(cls, codes: np.ndarray, starts: np.ndarray, ends: np.ndarray, rows: np.ndarray, label: np.ndarray,
+           rank: np.ndarray) -> _Sequences:
+        """The sequences of calls given as arrays sorted by (label, rank, start)."""
+        seqs = cls(None)
+        seqs._build(codes, starts, ends, rows, label.astype(np.int64, copy=False), rank.astype(np.int64, copy=False))
+        return seqs
+
+    def _build(self, codes: np.ndarray, starts: np.ndarray, ends: np.ndarray, rows: np.ndarray, label: np.ndarray,
+               rank: np.ndarray) -> None:
+        self.codes, self.starts, self.ends, self.rows = codes, starts, ends, rows
         self.low = int(rank.min()) if len(rank) else 0
         self.span = int(rank.max()) - self.low + 1 if len(rank) else 1
         keys = label * self.span + (rank - self.low)  # ascending: the frame is sorted by label, then rank
@@ -430,42 +491,53 @@ def infer_call_groups(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Ca
     `group_from` (the evidence, or why there is none) and `candidates` (labels of the groups the evidence could
     not tell apart)."""
     calls = calls.reset_index(drop=True)
-    calls = calls.assign(_sig=_signatures(calls),
-                         _end=calls["start_ns"].to_numpy(dtype=np.int64) + calls["dur_ns"].to_numpy(dtype=np.int64))
-    calls["_code"] = pd.factorize(calls["_sig"])[0]
     todo = np.asarray(todo, dtype=np.int64)
-    timed = (calls["exec_row"] >= 0).to_numpy(dtype=bool) if "exec_row" in calls else np.ones(len(calls), dtype=bool)
-    index = _Index(calls[timed], tolerance_ns)
-    passes, checkable, slots = candidate_matrix(calls, todo, groups, tolerance_ns, index)
+    arrays = call_arrays(calls)  # int64 columns and signature codes: no Python object per call
+    timed = arrays.timed
+    index = _Index.of(arrays, np.flatnonzero(timed), tolerance_ns)
+    passes, checkable, slots = candidate_matrix(arrays, todo, groups, tolerance_ns, index)
     passes[~timed[todo]] = False
     checkable[~timed[todo]] = False
     st = _State(todo, passes, checkable, slots, np.full(len(todo), -1, dtype=np.int64), [""] * len(todo))
-    stated = calls["group"].astype(object).to_numpy() if "group" in calls else np.full(len(calls), None)
-    sub = calls[[c for c in ("rank", "thread", "exec_thread", "exec_link_set") if c in calls]].iloc[todo]
-    exec_thread = sub["exec_thread"].astype("Float64") if "exec_thread" in sub else pd.Series(np.nan, index=sub.index)
-    own = (exec_thread.notna() & (exec_thread != sub["thread"].astype("Float64"))).to_numpy(dtype=bool)
+    every = _every_row(todo, len(calls))
+    # the group each call's events name, read only for calls not to decide (none when every call is to decide)
+    stated = (np.full(0, None) if every else calls["group"].astype(object).to_numpy() if "group" in calls
+              else np.full(len(calls), None))
+
+    cols = {name: calls[name] if every else calls[name].iloc[todo]  # the rows to decide (every row: no copy)
+            for name in ("thread", "exec_thread", "exec_link_set") if name in calls}
+    exec_thread = (cols["exec_thread"].astype("Float64") if "exec_thread" in cols
+                   else pd.Series(np.nan, index=cols["thread"].index))
+    own = (exec_thread.notna() & (exec_thread != cols["thread"].astype("Float64"))).to_numpy(dtype=bool)
+    link_sets = (cols["exec_link_set"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+                 if "exec_link_set" in cols else None)
+    del cols
+    del calls  # what follows reads the arrays
     lanes: dict[tuple[int, int], list[int]] = {}
     owned = np.flatnonzero(own)  # (rank, execution thread) keys made for these rows only
-    lane_ranks = sub["rank"].to_numpy()[owned].astype(int).tolist()
+    lane_ranks = arrays.rank[todo[owned]].astype(int).tolist()
     lane_threads = exec_thread.to_numpy(dtype=float, na_value=-1)[owned].astype(int).tolist()
+    del exec_thread, own
     for i, key in zip(owned.tolist(), zip(lane_ranks, lane_threads)):
         lanes.setdefault(key, []).append(i)
     lane_pos = {k: np.asarray(v, dtype=np.int64) for k, v in lanes.items()}
     single = np.flatnonzero(passes.sum(axis=1) == 1)
-    only: dict[int, str] = {}  # one text per number of groups checked, shared by the calls (~170 B a call each)
-    for i in single.tolist():
-        st.label[i] = int(slots[i, np.flatnonzero(passes[i])[0]])
-        checked = int(checkable[i].sum())
-        if checked not in only:
-            only[checked] = (f"inferred: the only candidate group whose members all have a matching call "
-                             f"overlapping this one in time ({checked} groups checked)")
-        st.reasons[i] = only[checked]
-    new = single.tolist()
+    st.label[single] = slots[single, np.argmax(passes[single], axis=1)]
+    checked = checkable[single].sum(axis=1)
+    for count in np.unique(checked).tolist():  # one text per number of groups checked, shared by the calls
+        text = (f"inferred: the only candidate group whose members all have a matching call "
+                f"overlapping this one in time ({count} groups checked)")
+        for i in single[checked == count]:
+            st.reasons[i] = text
+    del checked
+    new = array("q", single.tobytes())  # positions as 8 bytes each, not a Python int apiece
+    del single
     while True:
-        new = new + _lane_step(lane_pos, st, groups)
+        new.extend(_lane_step(lane_pos, st, groups))
         if not new:
             break
-        new = _propagate(new, calls, st, groups, index, stated)
+        new = _propagate(new, arrays, st, groups, index, stated)
+    del index, stated
     for (rank, thread), pos in lane_pos.items():  # a worker thread serves one group: conflicting labels are wrong
         seen = Counter(st.label[pos][st.label[pos] >= 0].tolist())
         if len(seen) > 1:
@@ -474,8 +546,8 @@ def infer_call_groups(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Ca
                    f"were matched in different groups ({counts})")
             for i in pos[st.label[pos] >= 0].tolist():
                 st.label[i], st.reasons[i] = -1, why
-    if "exec_link_set" in sub:  # calls whose gloo work may have gone to one another must agree
-        sets = sub["exec_link_set"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+    if link_sets is not None:  # calls whose gloo work may have gone to one another must agree
+        sets = link_sets
         for key in np.unique(sets[~np.isnan(sets)]).tolist():
             pos = np.flatnonzero(sets == key)
             found = set(st.label[pos].tolist())
@@ -488,26 +560,29 @@ def infer_call_groups(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Ca
                     st.label[i], st.reasons[i] = -1, why
     none: list[str] = []  # one empty list for every call without candidates (entries are replaced, never changed)
     cands: list[list[str]] = [none] * len(todo)
+    undecided: dict[tuple[str, ...], tuple[list[str], str]] = {}
     for i in np.flatnonzero(st.label < 0).tolist():
         names = st.names(i, groups)
         if st.reasons[i]:
             cands[i] = names
         elif names:
-            cands[i] = names
-            st.reasons[i] = (f"undecided: {len(names)} groups have matching calls overlapping this one on every "
-                             f"member ({', '.join(names)}); neither its execution thread nor its counterparts "
-                             f"tell them apart")
+            key = tuple(names)  # calls with the same candidates share one list and one text
+            if key not in undecided:
+                undecided[key] = (names, f"undecided: {len(names)} groups have matching calls overlapping this "
+                                         f"one on every member ({', '.join(names)}); neither its execution thread "
+                                         f"nor its counterparts tell them apart")
+            cands[i], st.reasons[i] = undecided[key]
         else:
             st.reasons[i] = ("unknown: no candidate group has a matching call overlapping this one on every member"
                              if checkable[i].any() else _UNTIMED if not timed[todo[i]] else
                              "unknown: the events do not name their group and no other member of the rank's groups "
                              "is among the inputs")
-    pos_of = np.full(len(calls), -1, dtype=np.int64)  # row -> position in todo (-1: not to decide)
+    pos_of = np.full(len(arrays), -1, dtype=np.int64)  # row -> position in todo (-1: not to decide)
     pos_of[todo] = np.arange(len(todo))
     for _ in range(4):  # withdrawing edge calls can change another pair's sequences: check again
-        label = np.full(len(calls), -1, dtype=np.int64)
+        label = np.full(len(arrays), -1, dtype=np.int64)
         label[todo] = st.label
-        bad, edge = _disagreements(calls, label, groups, tolerance_ns)
+        bad, edge = _disagreements(arrays, label, groups, tolerance_ns)
         edge = {int(pos_of[row]): why for row, why in edge.items() if pos_of[row] >= 0}
         for i in sorted(set(np.flatnonzero(np.isin(st.label, list(bad))).tolist()) | set(edge)):
             g = int(st.label[i])
@@ -518,6 +593,14 @@ def infer_call_groups(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Ca
         if not bad and not edge:
             break
     texts: dict[str, str] = {}  # one object per distinct reason (calls share them: ~170 B a call otherwise)
-    reasons = [texts.setdefault(r, r) for r in st.reasons]
-    return pd.DataFrame({"group": st.label, "group_from": pd.Series(reasons, index=sub.index, dtype=object),
-                         "candidates": cands}, index=sub.index)  # object: a `str` column would copy each text
+    reasons = np.empty(len(todo), dtype=object)  # object: a `str` column would copy each text
+    for i, r in enumerate(st.reasons):
+        reasons[i] = texts.setdefault(r, r)
+    st.reasons = []
+    candidates = np.empty(len(todo), dtype=object)
+    for i, c in enumerate(cands):
+        candidates[i] = c
+    del cands
+    rows = pd.Index(todo)
+    return pd.DataFrame({"group": st.label, "group_from": pd.Series(reasons, index=rows, dtype=object),
+                         "candidates": pd.Series(candidates, index=rows, dtype=object)}, index=rows)

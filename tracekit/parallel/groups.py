@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tracekit.parallel.call_groups import MATCH_COLUMNS, Candidate, infer_call_groups
+from tracekit.parallel.call_groups import Candidate, infer_call_groups
 
 # pandas copies a frame's columns lazily (copy-on-write: always from pandas 3, an option in 2.x): a shallow copy
 # is then a copy as far as the caller can tell, without holding every column twice.
@@ -133,14 +133,15 @@ def assign_groups(calls: pd.DataFrame, groups: dict[tuple[str, tuple], Group], t
     out = calls.copy(deep=not LAZY_COPY)  # copy-on-write: the columns set below are copied, the others shared
     if "exec_thread" not in out:  # tables from readers that know no execution thread
         out["exec_thread"] = pd.array([None] * len(out), dtype="Int64")
-    out["group_candidates"] = pd.Series([None] * len(out), index=out.index, dtype=object)
+    out["group_candidates"] = pd.Series(np.full(len(out), None, dtype=object), index=out.index, dtype=object)
     if not len(out):
         return out
     todo = np.flatnonzero(out["group"].isna().to_numpy())
     if not len(todo):
         return out
     cands = [Candidate(g.name, g.ranks) for g in groups.values()]
-    found = infer_call_groups(out[[c for c in (*MATCH_COLUMNS, "group") if c in out]], todo, cands, tolerance_ns)
+    # the whole table, not a subset of MATCH_COLUMNS and `group`: selecting them copies 5 int64 columns
+    found = infer_call_groups(out, todo, cands, tolerance_ns)
     chosen = found["group"].to_numpy()
     if out["rank"].nunique() == 1:
         chosen, reasons = _single_rank(out.iloc[todo], list(groups.values()), found)
@@ -149,14 +150,16 @@ def assign_groups(calls: pd.DataFrame, groups: dict[tuple[str, tuple], Group], t
     idx = out.index[todo]
     out.loc[idx, "group_from"] = found["group_from"].to_numpy()
     out.loc[idx, "group_candidates"] = pd.Series([c or None for c in found["candidates"]], index=idx, dtype=object)
+    del found
     hit = chosen >= 0
     if hit.any():
-        picked = [glist[g] for g in chosen[hit]]
-        members = {g: list(glist[g].ranks) for g in set(chosen[hit].tolist())}  # one list per group, shared by rows
-        out.loc[idx[hit], "group"] = [g.name for g in picked]
-        out.loc[idx[hit], "group_desc"] = [g.desc for g in picked]
-        out.loc[idx[hit], "group_ranks"] = pd.Series([members[g] for g in chosen[hit].tolist()], index=idx[hit],
-                                                     dtype=object)
+        picked = chosen[hit]
+        names, descs, members = (np.empty(len(glist), dtype=object) for _ in range(3))
+        for g in np.unique(picked).tolist():  # one name, description and member list per group, shared by rows
+            names[g], descs[g], members[g] = glist[g].name, glist[g].desc, list(glist[g].ranks)
+        out.loc[idx[hit], "group"] = names[picked]
+        out.loc[idx[hit], "group_desc"] = descs[picked]
+        out.loc[idx[hit], "group_ranks"] = pd.Series(members[picked], index=idx[hit], dtype=object)
     return out
 
 

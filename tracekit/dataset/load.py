@@ -277,8 +277,8 @@ def _first_rank_note(count: int, first: str | Path, rank: int) -> str | None:
 
 def first_input_of(ds: Dataset, with_args: bool = False):
     """(Processed, module table) of the dataset's first input, as `tracekit report` builds them from the first of
-    its raw inputs: every stored event column (args only with `with_args`), the launch links' unlinked counts made
-    from the stored columns (tracekit.link.unlinked_counts; the summary's are summed over all inputs), and that
+    its raw inputs: every stored event column (args only with `with_args`), the launch links' unlinked counts
+    counted on the stored columns (tracekit.link.unlinked_counts; the summary's are summed over all inputs), and that
     input's rows of modules.parquet. `overlapped` is the summary's count for a one-input dataset, 0 for a
     rank-partitioned one (convert keeps no per-rank count; the report does not show it)."""
     import numpy as np

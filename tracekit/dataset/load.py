@@ -274,7 +274,6 @@ def _first_rank_note(count: int, first: str | Path, rank: int) -> str | None:
     return f"{count} ranks given: compared {which} ({first}) only; give one rank's trace to compare another"
 
 
-
 def first_input_of(ds: Dataset, with_args: bool = False):
     """(Processed, module table) of the dataset's first input, as `tracekit report` builds them from the first of
     its raw inputs: every stored event column (args only with `with_args`), the launch links' unlinked counts

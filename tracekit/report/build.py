@@ -33,9 +33,14 @@ def report_steps(n_inputs: int, base: bool) -> int:
 
 
 def report_input_count(inputs: Sequence[str | Path]) -> int:
-    """How many traces the report reads: the inputs, or the inputs a dataset was converted from."""
-    ds = dataset_of(inputs)
-    return len(ds.sources) if ds is not None else len(expand_inputs(inputs))
+    """How many traces the report reads: the inputs, or the inputs a dataset was converted from (its manifest read
+    without the staleness check, which build_report makes and warns about once)."""
+    from tracekit.dataset.manifest import is_dataset
+    from tracekit.dataset.read import open_dataset
+
+    if len(inputs) == 1 and is_dataset(inputs[0]):
+        return len(open_dataset(inputs[0], check=False).sources)
+    return len(expand_inputs(inputs))
 
 
 @dataclass

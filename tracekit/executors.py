@@ -48,7 +48,7 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-# signals that end the CLI (SIGINT: KeyboardInterrupt; SIGTERM/SIGHUP: cli.guard.Terminated)
+# signals that end the CLI (SIGINT: KeyboardInterrupt; SIGTERM/SIGHUP: tracekit.signals.Terminated)
 _STOP_SIGNALS = {2, 15, 1}
 
 

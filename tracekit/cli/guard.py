@@ -16,21 +16,14 @@ import click
 
 from tracekit.errors import TraceError, current_input
 from tracekit.limits import parse_size, set_max_input_bytes
+from tracekit.signals import Terminated, clear, raise_if_terminated, terminate
 from tracekit.writers.atomic import allow_replacing_any_folder
-
-
-class Terminated(BaseException):
-    """SIGTERM or SIGHUP arrived: unwinds like KeyboardInterrupt, so staged outputs are removed."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
 
 
 def _on_signal(signum: int, _frame: Any) -> None:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)  # one unwind; the cleanup itself is not interrupted again
-    raise Terminated(signum)
+    terminate(signum)  # recorded too: raised again if Python swallows this one (tracekit.signals)
 
 
 def install_signal_handlers() -> dict[int, Any]:
@@ -58,11 +51,18 @@ def guarded(invoke: Callable[[], Any], debug: bool) -> Any:
         return _guarded(invoke, debug)
     finally:
         restore_signal_handlers(previous)
+        clear()
+
+
+def _invoke_checked(invoke: Callable[[], Any]) -> Any:
+    result = invoke()
+    raise_if_terminated()  # a signal whose exception was swallowed still ends the command with its exit code
+    return result
 
 
 def _guarded(invoke: Callable[[], Any], debug: bool) -> Any:
     try:
-        return invoke()
+        return _invoke_checked(invoke)
     except TraceError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tracekit.errors import TraceError
+from tracekit.signals import raise_if_terminated
 
 # Written into every output folder: what tells an earlier tracekit output from a user's folder.
 MARKER = ".tracekit-output"
@@ -104,6 +105,7 @@ def staged_dir(outdir: str | Path) -> Iterator[Path]:
         _honour_umask(stage, directory=True)
         yield stage
         (stage / MARKER).write_text("tracekit output folder: replaced whole by each run\n")
+        raise_if_terminated()  # a SIGTERM Python swallowed: the output is not put in place
         _swap_in(stage, outdir)
     except OSError as exc:
         raise TraceError(exc.filename or outdir, f"cannot write the output: {exc.strerror or exc}") from None
@@ -155,6 +157,7 @@ def staged_file(path: str | Path) -> Iterator[Path]:
     try:
         _honour_umask(Path(tmp), directory=False)
         yield Path(tmp)
+        raise_if_terminated()
         os.replace(tmp, path)
     except OSError as exc:
         raise TraceError(exc.filename or path, f"cannot write the output: {exc.strerror or exc}") from None

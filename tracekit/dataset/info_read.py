@@ -64,9 +64,10 @@ def _read(path: Path, columns: list[str]) -> pa.Table:
     import pyarrow.parquet as pq
 
     from tracekit.dataset.read import table_file
+    from tracekit.dataset.table_check import checked
 
     with table_file(path):  # ParquetFile, not read_table: that loads pyarrow.dataset, and with it pandas
-        return pq.ParquetFile(path).read(columns=columns, use_threads=False)
+        return checked(pq.ParquetFile(path).read(columns=columns, use_threads=False), path)
 
 
 def _columns_of(table: pa.Table, offset: int) -> Columns:

@@ -176,9 +176,10 @@ def _read(path: Path, columns: Sequence[str] | None) -> pa.Table:
     import pyarrow.parquet as pq
 
     from tracekit.dataset.read import table_file
+    from tracekit.dataset.table_check import checked
 
     with table_file(path):
-        return pq.ParquetFile(path).read(columns=columns)
+        return checked(pq.ParquetFile(path).read(columns=columns), path)
 
 
 def _numpy(column: pa.ChunkedArray) -> np.ndarray:

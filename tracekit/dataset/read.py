@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from tracekit.dataset.manifest import MANIFEST, read_manifest, source_from_record
 from tracekit.dataset.stale import InputState, staleness
+from tracekit.dataset.table_check import checked
 from tracekit.errors import TraceError, warn
 
 if TYPE_CHECKING:  # imported where used: opening a dataset (manifest, staleness) loads none of them
@@ -125,7 +126,7 @@ class Dataset:
         path = self.path(name)
         if not self.partitioned(name):
             with table_file(path):
-                table = pq.read_table(path, columns=wanted)
+                table = checked(pq.read_table(path, columns=wanted), path)
             if ranks is not None and "rank" in table.column_names:
                 import pyarrow.compute as pc
 
@@ -146,7 +147,8 @@ class Dataset:
         import pyarrow.parquet as pq
 
         with table_file(path):
-            table = pq.read_table(path, columns=[c for c in columns if c != "rank"] if columns is not None else None)
+            table = checked(pq.read_table(path, columns=[c for c in columns if c != "rank"] if columns is not None
+                                          else None), path)
         if columns is None or "rank" in columns:
             table = table.append_column("rank", pa.array(np.full(table.num_rows, rank, dtype=np.int32)))
         return table

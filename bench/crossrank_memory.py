@@ -77,15 +77,17 @@ def _phases(crossrank: Any, folder: Path, distributed: list, out: Path, start: f
         with open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")
 
-    ranks = crossrank.finished_tables(folder, distributed)
+    registry = crossrank.MemberIds()
+    ranks = crossrank.finished_tables(folder, distributed, registry)
     step("label")
     scratch = Path(tempfile.mkdtemp(prefix=".collectives-", dir=out.parent))
     try:
-        batches, schemas = crossrank.spill_batches(ranks, scratch)
+        batches, schemas = crossrank.spill_batches(ranks, scratch, registry)
         del ranks
         release_freed_memory()
         step("spill")
-        rows = crossrank.write_batches(batches, schemas, out)
+        rows = crossrank.write_batches(batches, schemas, out, no_lists=not len(registry))
+        crossrank.write_members(registry, crossrank.members_path(out))
         step("write")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 from conftest import inference_peak
 
+from tracekit.group_members import MemberIds, collectives_table, members_path, write_members
 from tracekit.parallel import crossrank, scratch
 from tracekit.parallel.call_codes import CallArrays, call_arrays, first_appearance, signature_codes
 from tracekit.parallel.call_groups import _signatures
@@ -89,7 +89,7 @@ def _parts_equal_memory(frames, dist, tmp_path: Path) -> pd.DataFrame:
         scratch.write_part(frame, tmp_path / "calls", int(frame["rank"].iloc[0]) if len(frame) else rank, rank)
     rows = crossrank.write_collectives_from_parts(tmp_path / "calls", dist, tmp_path / "c.parquet")
     memory = build_collectives(frames, dist)
-    got = pq.read_table(tmp_path / "c.parquet")
+    got = collectives_table(tmp_path / "c.parquet")
     assert rows == len(memory)
     assert got.equals(collectives_arrow(memory))
     return crossrank.read_collectives(tmp_path / "c.parquet")
@@ -209,10 +209,13 @@ def test_spilled_batches_keep_each_schema_once(rank_calls, tmp_path, monkeypatch
     ranks = crossrank.finished_tables(tmp_path / "c", dist)
     scratch_dir = tmp_path / "spill"
     scratch_dir.mkdir()
-    batches, schemas = crossrank.spill_batches(ranks, scratch_dir)
+    registry = MemberIds()
+    batches, schemas = crossrank.spill_batches(ranks, scratch_dir, registry)
     assert len(batches) == 64 and len(schemas) <= 2  # the first rank's pandas metadata, and the others'
     assert len({s.serialize().to_pybytes() for s in schemas}) == len(schemas)  # distinct, metadata included
+    assert len(registry) == 1  # one world group of 64: its list stored once
     rows = crossrank.write_batches(batches, schemas, tmp_path / "c.parquet")
+    write_members(registry, members_path(tmp_path / "c.parquet"))
     memory = build_collectives(frames, dist)
     assert rows == len(memory) == 64 * 8
-    assert pq.read_table(tmp_path / "c.parquet").equals(collectives_arrow(memory))
+    assert collectives_table(tmp_path / "c.parquet").equals(collectives_arrow(memory))

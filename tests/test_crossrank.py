@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from conftest import shared
 
 from tracekit.cli import main
+from tracekit.group_members import collectives_table
 from tracekit.inputs import expand_inputs
 from tracekit.parallel.collectives import build_collectives
 from tracekit.parallel.crossrank import (
@@ -101,7 +102,7 @@ def test_sixteen_synthetic_ranks_one_world_group(tmp_path):
         (folder / f"rank-{i}.json").write_bytes(orjson.dumps(doc))
     out = tmp_path / "ds"
     assert CliRunner().invoke(main, ["convert", str(folder), "-o", str(out), "--workers", "1"]).exit_code == 0
-    coll = collectives_frame(pq.read_table(out / "collectives.parquet"))
+    coll = collectives_frame(collectives_table(out / "collectives.parquet"))
     assert len(coll) == 16 * 8 and sorted(coll["rank"].unique()) == list(range(16))
     assert (coll["group_ranks"].map(len) == 16).all() and (coll["parallel_dim"] == "world").all()
     assert coll["group_from"].str.startswith("inferred").all()

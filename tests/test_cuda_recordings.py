@@ -15,6 +15,7 @@ import pytest
 from conftest import SAMPLES
 
 from tracekit.convert import convert
+from tracekit.group_members import collectives_table
 
 ALEX = SAMPLES / "alexnet"
 # torchvision AlexNet: parameter count
@@ -80,7 +81,7 @@ def test_alexnet_cuda_kernels_belong_to_their_layers(alex_cuda):
 def test_alexnet_ddp_buckets_carry_every_gradient(alex_cuda, alex_cpu):
     """DDP all-reduces each gradient once: the bucket bytes add up to 4 bytes per parameter."""
     for out, ranks in ((alex_cuda[0], [0]), (alex_cpu[0], [0, 1])):
-        coll = pd.read_parquet(out / "collectives.parquet")
+        coll = collectives_table(out / "collectives.parquet").to_pandas()
         assert sorted(coll["rank"].unique()) == ranks
         for _, rank_rows in coll.groupby("rank"):
             assert set(rank_rows["collective"]) == {"all_reduce"}

@@ -13,7 +13,7 @@ import tracekit
 from tracekit.cli import main
 from tracekit.dataset import Dataset
 
-TABLES = ("events", "kernels", "ops", "steps", "modules", "collectives")
+TABLES = ("events", "kernels", "ops", "steps", "modules", "collectives", "group_members")
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import pytest
 from conftest import SAMPLES
 
 from tracekit.convert import convert
+from tracekit.group_members import collectives_table
 
 FOLDER = SAMPLES / "dist_ep_dp"
 
@@ -25,7 +26,7 @@ def converted(tmp_path_factory):
     with pytest.warns(UserWarning, match="run_log.json: not a trace"):
         convert([FOLDER], out)
     log = json.loads((FOLDER / "run_log.json").read_text())
-    return out, pd.read_parquet(out / "collectives.parquet"), log
+    return out, collectives_table(out / "collectives.parquet").to_pandas(), log
 
 
 def _with_truth(coll: pd.DataFrame, log: dict) -> pd.DataFrame:

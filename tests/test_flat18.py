@@ -25,6 +25,7 @@ import tracekit.ranks as ranks_mod
 from tracekit.convert import convert
 from tracekit.errors import TraceWarning
 from tracekit.executors import SUBMIT_AHEAD, LocalPool, run_on
+from tracekit.group_members import collectives_table
 from tracekit.parallel import crossrank, scratch
 from tracekit.parallel.collectives import build_collectives
 from tracekit.rankrecords import RankIndex, RankRecords
@@ -162,7 +163,7 @@ def test_dlrm_convert_is_the_kept_results_path(dlrm_loop, tmp_path, monkeypatch)
     for s in (a, b):
         s["workers"].pop("pids")
     assert a == b
-    got, want = pq.read_table(out / "collectives.parquet"), pq.read_table(old / "collectives.parquet")
+    got, want = collectives_table(out / "collectives.parquet"), collectives_table(old / "collectives.parquet")
     assert got.equals(want) and got.num_rows == 64
     frame = crossrank.read_collectives(out / "collectives.parquet")
     assert frame["group_from"].str.startswith("inferred").all()
@@ -191,7 +192,7 @@ def test_collectives_from_spilled_batches_are_the_in_memory_table(rel, rank_call
         scratch.write_part(r.collectives, tmp_path / "calls", r.rank, r.index)
     rows = crossrank.write_collectives_from_parts(tmp_path / "calls", dist, tmp_path / "parts.parquet")
     memory = build_collectives([r.collectives for r in results], dist)
-    got = pq.read_table(tmp_path / "parts.parquet")
+    got = collectives_table(tmp_path / "parts.parquet")
     assert rows == len(memory) > 0
     assert pq.ParquetFile(tmp_path / "parts.parquet").metadata.num_row_groups == len({r.rank for r in results})
     assert got.equals(collectives_arrow(memory))
@@ -255,5 +256,5 @@ def _parts_as_in_memory(frames: list, dist, tmp_path):
     `frames`; returned as read back."""
     crossrank.write_collectives_from_parts(tmp_path / "calls", dist, tmp_path / "c.parquet")
     memory = build_collectives(frames, dist)
-    assert pq.read_table(tmp_path / "c.parquet").equals(collectives_arrow(memory))
+    assert collectives_table(tmp_path / "c.parquet").equals(collectives_arrow(memory))
     return crossrank.read_collectives(tmp_path / "c.parquet")

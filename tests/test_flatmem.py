@@ -17,6 +17,7 @@ from conftest import SAMPLES, shared
 import tracekit.ranks as ranks_mod
 from tracekit.convert import convert
 from tracekit.dataset.manifest import read_manifest, write_manifest
+from tracekit.group_members import collectives_table
 from tracekit.inputs import expand_inputs
 from tracekit.parallel.pipeline import pipeline_tables
 from tracekit.parallel.report import by_rank, stragglers
@@ -117,7 +118,8 @@ def test_summary_and_manifest_written_from_records_equal_the_in_memory_build(dlr
     (tmp_path / "events").symlink_to(out / "events")
     for name in ("kernels", "ops", "steps", "modules"):
         (tmp_path / name).symlink_to(out / name)
-    (tmp_path / "collectives.parquet").symlink_to(out / "collectives.parquet")
+    for name in ("collectives.parquet", "group_members.parquet"):
+        (tmp_path / name).symlink_to(out / name)
     (tmp_path / "modules_json").symlink_to(out / "modules_json")  # the module rows files (side15)
     write_manifest(tmp_path, manifest["inputs"], manifest["sources"], manifest["ranks"], summary["parquet"],
                    manifest["traces"])
@@ -224,7 +226,7 @@ def test_collectives_read_row_group_by_row_group_equal_the_whole_read(rel, tmp_p
                                                      calls=str(tmp_path / "calls"), splits=False), 1)
     crossrank.write_collectives_from_parts(tmp_path / "calls", [r.distributed for r in results], tmp_path / "c.parquet")
     assert pq.ParquetFile(tmp_path / "c.parquet").metadata.num_row_groups == len({r.rank for r in results}) > 1
-    whole = crossrank.collectives_frame(pq.read_table(tmp_path / "c.parquet"))
+    whole = crossrank.collectives_frame(collectives_table(tmp_path / "c.parquet"))
     parts = crossrank.read_collectives(tmp_path / "c.parquet")
     pd.testing.assert_frame_equal(parts, whole)
     # one list object per distinct member list, across row groups

@@ -12,6 +12,7 @@ import pytest
 from conftest import SAMPLES, shared
 
 from tracekit.convert import convert
+from tracekit.group_members import collectives_table
 from tracekit.parallel.call_groups import MATCH_COLUMNS, Candidate, infer_call_groups
 from tracekit.parallel.groups import assign_groups, groups_from_ranks, label_dims
 
@@ -29,7 +30,7 @@ def recorded(tmp_path_factory):
                 convert([folder], out)
             log_path = folder / "run_log.json"
             log = json.loads(log_path.read_text()) if log_path.exists() else {}
-            cache[key] = (pd.read_parquet(out / "collectives.parquet"), log)
+            cache[key] = (collectives_table(out / "collectives.parquet").to_pandas(), log)
         return cache[key]
 
     return run
@@ -139,7 +140,7 @@ def test_shared_cp_tp_labels_agree_across_ranks(recorded):
 
 def test_stated_groups_stay_authoritative_and_not_inferred(converted):
     out, _ = converted(shared("gpu/tracelens/b200/eager_trace.json.gz"))
-    coll = pd.read_parquet(out / "collectives.parquet")
+    coll = collectives_table(out / "collectives.parquet").to_pandas()
     stated = coll[coll["group_from"] == "event args"]
     assert len(stated) > 0
     described = stated["group_desc"].fillna("").str.contains("mesh_|_GROUP|default_pg", regex=True)
@@ -226,12 +227,12 @@ def test_one_rank_alone(tmp_path):
     """Without the other ranks: a rank in one multi-rank group (alexnet DDP, default_pg only) takes it, marked
     inferred; a rank in three groups (dp x cp mesh) leaves every call's group empty and says why."""
     convert([SAMPLES / "alexnet" / "cpu_rank0.json.gz"], tmp_path / "ddp")
-    ddp = pd.read_parquet(tmp_path / "ddp" / "collectives.parquet")
+    ddp = collectives_table(tmp_path / "ddp" / "collectives.parquet").to_pandas()
     assert len(ddp) > 0 and set(ddp["group_desc"]) == {"default_pg"} and set(ddp["parallel_dim"]) == {"world"}
     assert ddp["group_from"].str.startswith("inferred: the only process group").all()
     assert ddp["parallel_dim_inferred"].all()
     convert([SAMPLES / "dist_dp_cp" / "rank-0.json.gz"], tmp_path / "mesh")
-    mesh = pd.read_parquet(tmp_path / "mesh" / "collectives.parquet")
+    mesh = collectives_table(tmp_path / "mesh" / "collectives.parquet").to_pandas()
     assert len(mesh) == 32 and mesh["group"].isna().all() and mesh["parallel_dim"].isna().all()
     assert mesh["group_from"].str.contains("belongs to 3 groups; give all ranks").all()
 

@@ -94,7 +94,7 @@ def test_a_manifest_nested_too_deep_is_damaged_not_a_bug(converted, tmp_path):
 @pytest.mark.parametrize("dataset", ["one", "ranks"])
 def test_what_convert_writes_is_sound(converted, dataset):
     manifest = json.loads((converted[dataset] / MANIFEST).read_text())
-    assert manifest["format_version"] == 2 and all(s["devices"] == 0 for s in manifest["sources"])
+    assert manifest["format_version"] == 3 and all(s["devices"] == 0 for s in manifest["sources"])
     assert resolve_device_lists(manifest) is None and manifest_problem(manifest) is None
     assert all(s["devices"] is manifest["device_lists"][0] for s in manifest["sources"])  # shared, not copied
     assert manifest["sources"] and manifest["tables"]  # the checks had something to check

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from conftest import shared
 
+from tracekit.group_members import collectives_table
 from tracekit.ranks import analyse_ranks
 
 ALEX = "npu/msinsight_alexnet_dp"
@@ -92,7 +93,7 @@ def test_convert_writes_hccl_rows_to_collectives_parquet(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         summary = convert_ranks([shared(f"{QWEN}/rank_{r}_ascend_pt") for r in range(4)], tmp_path / "out", workers=1)
-    frame = pd.read_parquet(tmp_path / "out" / "collectives.parquet")
+    frame = collectives_table(tmp_path / "out" / "collectives.parquet").to_pandas()
     assert summary["collectives"]["rows"] == len(frame) > 50
     assert set(frame["parallel_dim"].dropna()) >= {"PP", "DP", "world"}
     assert {"group_size", "hccl_wait_ns", "hccl_transit_bytes"} <= set(frame.columns)

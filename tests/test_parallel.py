@@ -16,6 +16,7 @@ from conftest import shared
 
 from tracekit.cli import main
 from tracekit.convert import convert
+from tracekit.group_members import collectives_table
 from tracekit.inputs import expand_inputs, is_npu_folder, rank_from_name
 from tracekit.parallel.collectives import bus_factor, collective_kind
 from tracekit.parallel.groups import parallel_dim
@@ -40,7 +41,7 @@ def ranks_out(tmp_path_factory):
         if rel not in cache:
             out = tmp_path_factory.mktemp(rel.replace("/", "_"))
             summary = convert([shared(rel)], out)
-            cache[rel] = (out, summary, pd.read_parquet(out / "collectives.parquet"))
+            cache[rel] = (out, summary, collectives_table(out / "collectives.parquet").to_pandas())
         return cache[rel]
 
     return run
@@ -147,7 +148,7 @@ def test_small_inputs_convert_in_process_by_default(ranks_out, tmp_path):
     assert summary["workers"] == {**summary["workers"], "processes": 1, "pids": [os.getpid()]}
     pooled = convert([shared("gpu/param_dlrm_8ranks")], tmp_path / "pool", workers=2)
     assert pooled["workers"]["processes"] == 2
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "pool" / "collectives.parquet"), coll)
+    pd.testing.assert_frame_equal(collectives_table(tmp_path / "pool" / "collectives.parquet").to_pandas(), coll)
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "pool" / "events"), pd.read_parquet(out / "events"))
 
 
@@ -245,7 +246,7 @@ def test_dlrm_every_nccl_collective_of_every_rank(ranks_out):
 def test_collectives_carry_group_name_and_ranks_from_the_trace(rel, converted):
     path = shared(rel)
     out, _ = converted(path)
-    coll = pd.read_parquet(out / "collectives.parquet")
+    coll = collectives_table(out / "collectives.parquet").to_pandas()
     stated = [e["args"] for e in _raw(path)["traceEvents"] if e.get("name") == "record_param_comms"
               and "Process Group Name" in e.get("args", {})]
     named = coll[coll["group_from"] == "event args"]

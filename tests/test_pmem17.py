@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 from conftest import inference_peak
 
+from tracekit.group_members import collectives_table
 from tracekit.parallel import crossrank, scratch
 from tracekit.parallel.call_groups import _P2P, Candidate, _Index, _Sequences, _signatures
 from tracekit.parallel.collectives import build_collectives, label_calls
@@ -56,7 +56,7 @@ def test_collectives_from_parts_are_the_in_memory_table(rel, rank_calls, tmp_pat
     rows = crossrank.write_collectives_from_parts(tmp_path / "calls", dist, tmp_path / "parts.parquet")
     memory = build_collectives([r.collectives for r in results], dist)
     want = collectives_arrow(memory)
-    got = pq.read_table(tmp_path / "parts.parquet")
+    got = collectives_table(tmp_path / "parts.parquet")
     assert rows == len(memory) > 0
     assert got.schema.remove_metadata().equals(want.schema.remove_metadata())  # pandas metadata: first rank's
     assert got.equals(want)

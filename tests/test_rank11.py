@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from conftest import ROOT, rank_set_paths
 
 import tracekit.parallel.crossrank as crossrank
+from tracekit.group_members import collectives_table
 from tracekit.parallel.groups import group_evidence
 from tracekit.parallel.scratch import Part, write_table
 from tracekit.ranks import job_list, run_ranks
@@ -70,10 +70,10 @@ def test_collectives_file_is_the_pandas_ways(tmp_path, monkeypatch):
     pandas metadata, content), on the DLRM ranks."""
     distributed = _call_parts(_paths("gpu/param_dlrm_8ranks"), tmp_path)
     crossrank.write_collectives_from_parts(tmp_path / "calls", distributed, tmp_path / "new.parquet")
-    monkeypatch.setattr(crossrank, "finished_tables", lambda folder, dist: (
+    monkeypatch.setattr(crossrank, "finished_tables", lambda folder, dist, _registry=None: (
         collectives_arrow(f) for f in crossrank.finished_ranks(folder, dist)))
     crossrank.write_collectives_from_parts(tmp_path / "calls", distributed, tmp_path / "old.parquet")
-    new, old = pq.read_table(tmp_path / "new.parquet"), pq.read_table(tmp_path / "old.parquet")
+    new, old = collectives_table(tmp_path / "new.parquet"), collectives_table(tmp_path / "old.parquet")
     assert new.num_rows > 0
     assert new.schema.equals(old.schema, check_metadata=True) and new.equals(old)
 

@@ -11,6 +11,7 @@ from conftest import SAMPLES, shared
 
 from tracekit.cli import main
 from tracekit.dataset import Dataset
+from tracekit.group_members import collectives_table
 
 DLRM = "gpu/param_dlrm_8ranks"
 
@@ -36,7 +37,7 @@ def test_join_of_views_and_json_args(converted):
     sql = ("SELECT c.rank, count(*) AS n FROM collectives c JOIN ops o ON o.rank = c.rank AND o.row = c.call_row "
            "WHERE o.name = c.name GROUP BY c.rank ORDER BY c.rank")
     rows = json.loads(_run("sql", out, sql, "--format", "json").stdout)
-    coll = pd.read_parquet(out / "collectives.parquet")
+    coll = collectives_table(out / "collectives.parquet").to_pandas()
     assert {r["rank"]: r["n"] for r in rows} == coll.groupby("rank").size().to_dict()
     total = _run("sql", out, "SELECT count(*) AS n FROM events WHERE json_valid(args) OR args = ''", "--format", "csv")
     assert total.stdout.splitlines()[1] == str(Dataset(out).manifest["tables"]["events"]["rows"])

@@ -458,6 +458,7 @@ def convert_ranks(paths: Sequence[Path], outdir: str | Path, gzip_trace: bool = 
     import shutil
 
     from tracekit.dataset.manifest import write_manifest
+    from tracekit.group_members import members_path
     from tracekit.parallel.groups import group_evidence
     from tracekit.writers.atomic import staged_dir
 
@@ -489,6 +490,7 @@ def convert_ranks(paths: Sequence[Path], outdir: str | Path, gzip_trace: bool = 
             counts["collectives"] = coll_rows
         else:
             coll_path.unlink(missing_ok=True)
+            members_path(coll_path).unlink(missing_ok=True)
         summary = merged_summary(records, trace_name, base, counts, coll_rows)
         summary["trace"].update(traces)
         with (stage / "summary.json").open("w") as fh:

@@ -29,7 +29,29 @@ def view_sql(ds: Dataset, name: str) -> str:
     if ds.partitioned(name):
         return (f"SELECT * FROM read_parquet({_quoted(str(path / 'rank=*' / '*.parquet'))}, "
                 "hive_partitioning = true, union_by_name = true)")
+    from tracekit.group_members import ID, LIST, members_path
+
+    names = _stored_names(path) if name == "collectives" else []
+    if ID in names:  # collectives: each call's member list put back from group_members.parquet by id
+        lists = (f"(SELECT list({LIST} ORDER BY {ID}) FROM read_parquet({_quoted(str(members_path(path)))}))"
+                 f"[{ID} + 1] AS {LIST}")
+        columns = ", ".join(lists if c == ID else _identifier(c) for c in names)
+        return f"SELECT {columns} FROM read_parquet({_quoted(str(path))})"
     return f"SELECT * FROM read_parquet({_quoted(str(path))})"
+
+
+def _stored_names(path: Path) -> list[str]:
+    """The column names of a Parquet file ([] where its schema cannot be read: the view's own read says why)."""
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_schema(path).names
+    except (ValueError, OSError):
+        return []
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def connect(ds: Dataset) -> duckdb.DuckDBPyConnection:

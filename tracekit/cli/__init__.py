@@ -44,7 +44,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                                                     "top ops and kernels; with several ranks the parallel view; with "
                                                     "--base the comparison."),
     "sql": ("tracekit.cli.sql", "sql_cmd", "Run a SQL STATEMENT on DATASET (a `tracekit convert` output folder). "
-                                           "Views: events, kernels, ops, steps, modules, collectives; "
+                                           "Views: events, kernels, ops, steps, modules, collectives, group_members; "
                                            "rank-partitioned tables are one view with a `rank` column."),
 }
 READS_INPUTS = ("convert", "info", "modules", "merge", "compare", "parallel", "report")  # get --max-input-bytes

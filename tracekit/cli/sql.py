@@ -21,7 +21,7 @@ from tracekit.writers.atomic import staged_file
 @click.option("--max-rows", default=100, show_default=True, help="Rows shown in the terminal table.")
 def sql_cmd(dataset: Path, statement: str, fmt: str, out: Path | None, max_rows: int) -> None:
     """Run a SQL STATEMENT on DATASET (a `tracekit convert` output folder). Views: events, kernels, ops, steps,
-    modules, collectives; rank-partitioned tables are one view with a `rank` column.
+    modules, collectives, group_members; rank-partitioned tables are one view with a `rank` column.
 
     Example: tracekit sql out/ "SELECT rank, name, sum(dur_ns) t FROM kernels GROUP BY ALL ORDER BY t DESC LIMIT 5"
     """

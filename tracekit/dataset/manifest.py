@@ -20,8 +20,9 @@ if TYPE_CHECKING:
 
 MANIFEST = "tracekit.json"
 FORMAT = "tracekit-dataset"
-FORMAT_VERSION = 2  # 2: each distinct device list once (`device_lists`), a source names its list by index
-TABLES = ("events", "kernels", "ops", "steps", "modules", "collectives")
+FORMAT_VERSION = 3  # 2: each distinct device list once (`device_lists`), a source names its list by index;
+# 3: collectives.parquet names each call's member list by id, group_members.parquet holds each list once
+TABLES = ("events", "kernels", "ops", "steps", "modules", "collectives", "group_members")
 
 
 def _files_of(path: Path) -> list[Path]:
@@ -92,9 +93,14 @@ def source_from_record(rec: dict[str, Any]) -> SourceInfo:
 
 
 def _schema_of(path: Path) -> list[dict[str, str]]:
+    """The columns as read back: a collectives file's member-list ids as the `group_ranks` lists readers put in
+    (tracekit.group_members)."""
     import pyarrow.parquet as pq
 
-    return [{"name": f.name, "type": str(f.type)} for f in pq.read_schema(path)]
+    from tracekit.group_members import ID, LIST, LIST_TYPE
+
+    return [{"name": LIST, "type": str(LIST_TYPE)} if f.name == ID and path.name == "collectives.parquet"
+            else {"name": f.name, "type": str(f.type)} for f in pq.read_schema(path)]
 
 
 def table_entries(root: Path, counts: dict[str, int]) -> dict[str, dict[str, Any]]:
@@ -103,7 +109,12 @@ def table_entries(root: Path, counts: dict[str, int]) -> dict[str, dict[str, Any
     for name in TABLES:
         single, folder = root / f"{name}.parquet", root / name
         if single.is_file():
-            out[name] = {"layout": "file", "path": single.name, "rows": counts.get(name), "columns": _schema_of(single)}
+            rows = counts.get(name)
+            if rows is None and name == "group_members":  # written beside collectives.parquet, not counted
+                import pyarrow.parquet as pq
+
+                rows = pq.ParquetFile(single).metadata.num_rows
+            out[name] = {"layout": "file", "path": single.name, "rows": rows, "columns": _schema_of(single)}
         elif folder.is_dir() and (parts := sorted(folder.glob("rank=*/*.parquet"))):
             columns = [{"name": "rank", "type": "int32"}, *_schema_of(parts[0])]
             out[name] = {"layout": "partitioned by rank", "path": f"{name}/", "partitioning": "hive",

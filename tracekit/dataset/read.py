@@ -122,11 +122,16 @@ class Dataset:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        from tracekit.group_members import expand_members, stored_columns
+
         wanted = self._project(name, columns)
         path = self.path(name)
         if not self.partitioned(name):
             with table_file(path):
-                table = checked(pq.read_table(path, columns=wanted), path)
+                table = checked(pq.read_table(path, columns=stored_columns(path, wanted) if name == "collectives"
+                                              else wanted), path)
+            if name == "collectives":  # the member lists put back by id (tracekit.group_members)
+                table = expand_members(table, path)
             if ranks is not None and "rank" in table.column_names:
                 import pyarrow.compute as pc
 

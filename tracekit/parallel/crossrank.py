@@ -6,7 +6,8 @@ without holding every rank's calls in memory.
    NARROW table of all ranks' calls: the matching, size and group columns only (no names, module paths or
    provenance texts). A group's member list is one shared object however many calls name it.
 2. Each rank is then finished alone: its full partition read back, the labels of its rows put in, sorted by
-   start, and appended to collectives.parquet (one row group per rank).
+   start, and appended to collectives.parquet (ranks gathered into row groups of about BATCH_BYTES), each
+   distinct member list stored once in group_members.parquet (tracekit.group_members).
 
 Rows, order and types are those of collectives.build_collectives over the same calls held in memory.
 """
@@ -24,6 +25,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tracekit.group_members import (
+    ID,
+    MemberIds,
+    checked_ids,
+    members_path,
+    read_member_lists,
+    store_members,
+    without_ids,
+    write_members,
+)
 from tracekit.memory import every, release_freed_memory
 from tracekit.parallel.collectives import (
     COLUMNS,
@@ -111,12 +122,14 @@ def _finished_ranks(labelled: pd.DataFrame, used: PartList) -> Iterator[pd.DataF
 _AS_READ = (pa.int64(), pa.int32(), pa.float64(), pa.string(), pa.large_string(), pa.null(), pa.bool_())
 
 
-def _finished_tables(labelled: pd.DataFrame, used: PartList) -> Iterator[pa.Table]:
+def _finished_tables(labelled: pd.DataFrame, used: PartList, registry: MemberIds | None = None
+                     ) -> Iterator[pa.Table]:
     """Each rank's finished rows (rank order) as the arrow table `collectives_arrow` makes of `_finished_ranks`'
     frame, built without a pandas frame per rank (~2.5 ms a rank less): the labelled columns' arrays sliced and
     converted as from_pandas converts them, the wide columns as read from the partition. The first rank, a rank
     with several partitions and a partition with a wide column of another type go the pandas way (the first
-    one's pandas metadata is the table's)."""
+    one's pandas metadata is the table's). With `registry`, the member lists go in as their ids
+    (tracekit.group_members.store_members), never made arrow lists."""
     from tracekit.writers.collectives import collectives_arrow
     from tracekit.writers.parquet import _to_arrow
 
@@ -125,6 +138,7 @@ def _finished_tables(labelled: pd.DataFrame, used: PartList) -> Iterator[pa.Tabl
     arrays = {col: column_array(labelled, col) for col in label_names}
     chunks = _LabelChunks(arrays, len(labelled))
     members: dict[int, list[int]] = {}  # a member list shared by many calls: converted once
+    member_ids: dict[int, int] = {}  # the same, to its id (the lists live in `arrays` throughout)
     first = True
     for rank, positions in used.by_rank():
         parts = [(used.path(i), used.offset(i)) for i in positions]
@@ -144,6 +158,9 @@ def _finished_tables(labelled: pd.DataFrame, used: PartList) -> Iterator[pa.Tabl
             if col in columns:
                 continue
             values = arrays[col][offset:offset + n]
+            if col == "group_ranks" and registry is not None:
+                columns[col] = registry.ids_of_lists(values, member_ids)
+                continue
             if col == "group_ranks":
                 values = _member_lists(values, members)
             columns[col] = _to_arrow(values)
@@ -153,7 +170,8 @@ def _finished_tables(labelled: pd.DataFrame, used: PartList) -> Iterator[pa.Tabl
             if col not in columns:
                 columns[col] = pa.nulls(n)
         order = ordered_columns(columns)
-        table = pa.Table.from_arrays([columns[c] for c in order], names=order)
+        stored = [ID if c == "group_ranks" and registry is not None else c for c in order]
+        table = pa.Table.from_arrays([columns[c] for c in order], names=stored)
         yield _table_by_start(table, arrays["start_ns"][offset:offset + n])
 
 
@@ -309,7 +327,8 @@ def finished_ranks(folder: Path, distributed: list[dict[str, Any]]) -> Iterator[
     return _ranks_alone(used, groups) if frame is None else _finished_ranks(frame, used)
 
 
-def finished_tables(folder: Path, distributed: list[dict[str, Any]]) -> Iterator[pa.Table] | None:
+def finished_tables(folder: Path, distributed: list[dict[str, Any]], registry: MemberIds | None = None
+                    ) -> Iterator[pa.Table] | None:
     """`finished_ranks` as the arrow tables collectives.parquet is written from (`collectives_arrow` of each
     frame; where groups were inferred, built without the frames: `_finished_tables`)."""
     from tracekit.writers.collectives import collectives_arrow
@@ -320,7 +339,7 @@ def finished_tables(folder: Path, distributed: list[dict[str, Any]]) -> Iterator
     frame, used, groups = labelled
     if frame is None:
         return (collectives_arrow(rank) for rank in _ranks_alone(used, groups))
-    return _finished_tables(frame, used)
+    return _finished_tables(frame, used, registry)
 
 
 def _labelled_parts(folder: Path, distributed: list[dict[str, Any]]
@@ -349,23 +368,27 @@ def write_collectives_from_parts(folder: Path, distributed: list[dict[str, Any]]
     """collectives.parquet from the per-rank call partitions under `folder`; returns its row count."""
     from tracekit.writers.collectives import write_collectives
 
-    ranks = finished_tables(folder, distributed)
+    registry = MemberIds()
+    ranks = finished_tables(folder, distributed, registry)
     if ranks is None:
         return write_collectives(build_collectives([], distributed), out)
     scratch = Path(tempfile.mkdtemp(prefix=".collectives-", dir=out.parent))
     try:  # batches of ranks to scratch files first: the table's types are known only when every rank is seen
-        batches, schemas = spill_batches(ranks, scratch)
+        batches, schemas = spill_batches(ranks, scratch, registry)
         del ranks
         release_freed_memory()  # the labelled table and the finished ranks' buffers, before the writer allocates
-        return write_batches(batches, schemas, out)
+        rows = write_batches(batches, schemas, out, no_lists=not len(registry))
+        write_members(registry, members_path(out))
+        return rows
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def spill_batches(ranks: Iterator[pa.Table], scratch: Path) -> tuple[list[Path], list[pa.Schema]]:
-    """The finished ranks gathered into batches of about BATCH_BYTES, each written to `scratch` as uncompressed
-    Arrow IPC (read back once); the batch files, and the batches' distinct schemas in order of first appearance
-    (one schema a batch grew with calls x group size: 1,024 batches at 4,096 ranks in one group)."""
+def spill_batches(ranks: Iterator[pa.Table], scratch: Path, registry: MemberIds
+                  ) -> tuple[list[Path], list[pa.Schema]]:
+    """The finished ranks, their member lists replaced by ids (`registry` collects the lists), gathered into batches
+    of about BATCH_BYTES, each written to `scratch` as uncompressed Arrow IPC (read back once); the batch files, and
+    the batches' distinct schemas in order of first appearance."""
     batches: list[Path] = []
     schemas: list[pa.Schema] = []
     pending: list[pa.Table] = []
@@ -381,8 +404,10 @@ def spill_batches(ranks: Iterator[pa.Table], scratch: Path) -> tuple[list[Path],
     size = 0
     for count, table in enumerate(ranks, 1):
         every(count)
-        pending.append(table)
+        pending.append(store_members(table, registry))
         size += pending[-1].nbytes
+        if len(pending) == GATHER:  # many small ranks (a few rows each, now that lists are ids): one table
+            pending[:] = [_concat(pending)]  # each small table held costs ~20 KB of arrow overhead
         if size >= BATCH_BYTES:
             flush()
             size = 0
@@ -391,15 +416,18 @@ def spill_batches(ranks: Iterator[pa.Table], scratch: Path) -> tuple[list[Path],
     return batches, schemas
 
 
-def write_batches(batches: Sequence[Path], schemas: Sequence[pa.Schema], out: Path) -> int:
+def write_batches(batches: Sequence[Path], schemas: Sequence[pa.Schema], out: Path, no_lists: bool = False) -> int:
     """collectives.parquet from the spilled batches, one row group per batch, every batch cast to the schema
-    that unifies them all (`schemas`: the batches' distinct schemas, the first batch's first); returns its row
-    count."""
+    that unifies them all (`schemas`: the batches' distinct schemas, the first batch's first); `no_lists`: no call
+    had a member list, so the all-null ids go back to the all-null `group_ranks` column. Returns the row count."""
     schema = pa.unify_schemas(list(schemas), promote_options="permissive").with_metadata(schemas[0].metadata)
+    if no_lists:
+        schema = without_ids(schema.empty_table()).schema
     rows = 0
     with pq.ParquetWriter(out, schema, compression="zstd") as writer:
         for count, batch in enumerate(batches, 1):  # one row group per batch
-            table = Part(batch).read().cast(schema)
+            table = Part(batch).read()
+            table = (without_ids(table) if no_lists else table).cast(schema)
             writer.write_table(table, row_group_size=max(1, table.num_rows))
             rows += table.num_rows
             del table
@@ -444,13 +472,20 @@ def collectives_frame(table: pa.Table) -> pd.DataFrame:
 
 
 def read_collectives(path: Path) -> pd.DataFrame:
-    """collectives.parquet as collectives_frame gives it, read without ever holding the whole `group_ranks`
-    column: the other columns at once, the member lists row group by row group (each ~4 MB or less, as
-    write_collectives_from_parts wrote them) into shared lists. The whole column is calls x group size integers
-    (a world group of 512 ranks: 16 MB of arrow for 4,096 calls, ~40 MB of RSS while decoded)."""
+    """collectives.parquet as collectives_frame gives it, `group_ranks` as shared lists: where the file names
+    each call's list by id (tracekit.group_members), the lists of group_members.parquet put in by id; where it
+    stores the lists on every call (format 2), the other columns at once and the member lists row group by row
+    group, so that the whole column (calls x group size integers) is never held."""
     name = "group_ranks"
     file = pq.ParquetFile(path)
     names = file.schema_arrow.names
+    if ID in names:
+        frame = file.read(columns=[c for c in names if c != ID], use_threads=False).to_pandas()
+        lists = read_member_lists(members_path(path))
+        ids = checked_ids(file.read(columns=[ID], use_threads=False)[ID], len(lists), path)
+        frame.insert(names.index(ID), name, pd.Series([lists[i] if i >= 0 else None for i in ids.tolist()],
+                                                      index=frame.index, dtype=object))
+        return frame
     if name not in names or not pa.types.is_list(file.schema_arrow.field(name).type):
         return collectives_frame(file.read(use_threads=False))
     frame = file.read(columns=[c for c in names if c != name], use_threads=False).to_pandas()

@@ -1,4 +1,4 @@
-"""collectives.parquet: one row per collective call per rank."""
+"""collectives.parquet: one row per collective call per rank (member lists in group_members.parquet)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,14 @@ def collectives_arrow(frame: pd.DataFrame) -> pa.Table:
 
 
 def write_collectives(frame: pd.DataFrame, path: Path) -> int:
-    """Write the table (zstd); returns its row count."""
+    """Write the table (zstd), its member lists once each in group_members.parquet beside it
+    (tracekit.group_members); returns its row count."""
+    from tracekit.group_members import LIST, MemberIds, members_path, store_members, write_members
+
+    registry = MemberIds()
     table = collectives_arrow(frame)
+    if LIST in table.column_names and pa.types.is_list(table.schema.field(LIST).type):
+        table = store_members(table, registry)  # a column with no lists (null, or `double` when empty) as it is
     pq.write_table(table, path, compression="zstd")
+    write_members(registry, members_path(path))
     return table.num_rows

@@ -334,3 +334,18 @@ def test_first_call_note_when_the_recording_starts_after_step_0(tmp_path):
     page = tmp_path / "modules.html"  # the HTML tree says it too
     assert CliRunner().invoke(main, ["modules", str(prof), "-o", str(page)]).exit_code == 0
     assert "starts at ProfilerStep#2" in page.read_text()
+
+
+def test_class_definitions_are_those_that_start_a_line():
+    """The embedded sources' `class X(bases):` lines, as the anchored multi-line pattern finds them: not a
+    `subclass X(...)` inside a line, nor one that hides the next line's definition."""
+    import re
+
+    from tracekit.modules.runtime_class import _line_start_defs
+
+    anchored = re.compile(r"^[ \t]*class[ \t]+(\w+)[ \t]*\(([^)]*)\)[ \t]*:", re.MULTILINE)
+    texts = ["x = 1\nclass A(B):\n  pass\n", "a subclass A(\nclass B(C):\n", "  \tclass Q(R, S):",
+             "classX(Y):\nclass  Z ( W ) :", "    class Inner(nn.Module, metaclass=M):\n", "no classes here"]
+    for text in texts:
+        assert _line_start_defs(text) == anchored.findall(text), text
+    assert _line_start_defs(texts[1]) == [("B", "C")]

@@ -57,3 +57,19 @@ def test_a_parent_outside_its_partition_is_an_input_error(ranks_dataset, tmp_pat
     assert result.exit_code == 2, result.output
     assert str(part) in result.output and "column 'parent', row 5: row reference" in result.output, result.output
     assert not (tmp_path / "r.html").exists()
+
+
+def test_pandas_metadata_that_is_not_json_is_named(ranks_dataset, tmp_path):
+    """A flipped byte in the footer's pandas metadata (found by bench/dataset_fuzz.py seed 8): to_pandas raised
+    JSONDecodeError, a 'tracekit bug' from parallel and report."""
+    ds = tmp_path / "ds"
+    shutil.copytree(ranks_dataset, ds)
+    part = sorted((ds / "events" / "rank=0").glob("*.parquet"))[0]
+    table = pq.read_table(part)
+    text = table.schema.metadata[b"pandas"]
+    pq.write_table(table.replace_schema_metadata({b"pandas": text[:40] + b"\x01" + text[41:]}), part)
+    for command in (["parallel", str(ds)], ["report", str(ds), "-o", str(tmp_path / "r.html")]):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 2, result.output
+        assert str(part) in result.output and "pandas metadata is not valid JSON" in result.output, result.output
+    assert not (tmp_path / "r.html").exists()

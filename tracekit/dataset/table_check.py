@@ -1,6 +1,6 @@
-"""What a damaged data page can slip past Parquet's own checks: dictionary codes outside their dictionary and row
-references outside their table. Checked on every table a command reads from a dataset, from the arrays' buffers
-(numpy only: no pandas or pyarrow.compute, which `info` does not load)."""
+"""What a damaged file can slip past Parquet's own checks: dictionary codes outside their dictionary, row references
+outside their table, and pandas metadata that is not JSON. Checked on every table a command reads from a dataset,
+from the arrays' buffers (numpy only: no pandas or pyarrow.compute, which `info` does not load)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,15 @@ ROW_REFERENCES = ("parent", "launcher", "launch", "flow_peer")  # tracekit.table
 
 def checked(table: pa.Table, path: str | Path) -> pa.Table:
     """`table` (read from the dataset file `path`) as it is; a TraceError naming the file, column and row where a
-    dictionary code is outside its dictionary or an events row reference (parent, launch, ...) outside the file."""
+    dictionary code is outside its dictionary or an events row reference (parent, launch, ...) outside the file, and
+    the file where its pandas metadata is not JSON."""
     import pyarrow as pa
 
+    try:  # the footer's pandas metadata is JSON that to_pandas parses later (stdlib json: a ValueError there)
+        table.schema.pandas_metadata  # noqa: B018
+    except ValueError as exc:
+        raise TraceError(path, f"damaged dataset table: its pandas metadata is not valid JSON ({exc}); convert the "
+                               "traces again") from None
     for name in table.column_names:
         column = table[name]
         if pa.types.is_dictionary(column.type):

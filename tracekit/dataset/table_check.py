@@ -1,6 +1,6 @@
 """What a damaged file can slip past Parquet's own checks: dictionary codes outside their dictionary, row references
 outside their table, and pandas metadata that is not JSON. Checked on every table a command reads from a dataset,
-from the arrays' buffers (numpy only: no pandas or pyarrow.compute, which `info` does not load)."""
+using the arrays' buffers (numpy only: no pandas or pyarrow.compute, which `info` does not load)."""
 
 from __future__ import annotations
 

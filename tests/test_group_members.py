@@ -124,3 +124,6 @@ def test_member_lists_gone_or_damaged_are_input_errors(pp_dataset, tmp_path):
     result = _run("parallel", bad)
     assert result.exit_code == 2 and "collectives.parquet" in result.output, result.output
     assert "row 3: group_members_id 99 names no member list" in result.output
+    result = _run("sql", bad, "SELECT rank, group_ranks FROM collectives")  # not a silent NULL
+    assert result.exit_code == 2 and "group_members_id 99 names no member list" in result.output, result.output
+    assert _run("sql", bad, "SELECT count(*) FROM collectives").exit_code == 0  # the lists not asked for

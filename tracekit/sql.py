@@ -33,8 +33,10 @@ def view_sql(ds: Dataset, name: str) -> str:
 
     names = _stored_names(path) if name == "collectives" else []
     if ID in names:  # collectives: each call's member list put back from group_members.parquet by id
-        lists = (f"(SELECT list({LIST} ORDER BY {ID}) FROM read_parquet({_quoted(str(members_path(path)))}))"
-                 f"[{ID} + 1] AS {LIST}")
+        stored = f"(SELECT list({LIST} ORDER BY {ID}) FROM read_parquet({_quoted(str(members_path(path)))}))"
+        damaged = _quoted(f"damaged dataset table {path}: {ID} ")  # an id past the stored lists: an error, not NULL
+        lists = (f"CASE WHEN {ID} >= len({stored}) OR {ID} < 0 THEN error({damaged} || {ID} || ' names no member "
+                 f"list') ELSE {stored}[{ID} + 1] END AS {LIST}")
         columns = ", ".join(lists if c == ID else _identifier(c) for c in names)
         return f"SELECT {columns} FROM read_parquet({_quoted(str(path))})"
     return f"SELECT * FROM read_parquet({_quoted(str(path))})"

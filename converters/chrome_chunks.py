@@ -127,6 +127,9 @@ def decode_chunk(path: Path, text: bytes, count: int, start: int, object_form: b
             events = _chunk_decoder.decode(text)
         except msgspec.ValidationError as exc:
             raise malformed(path, exc, start, object_form) from None
+        except msgspec.DecodeError as exc:  # text the range scan let through that is not JSON (`"ts": "zz...`)
+            raise TraceError(path, f"malformed JSON in events {start}-{start + count - 1} (bytes counted from the "
+                                   f"first of them): {exc}", start) from None
         except RecursionError:
             raise TraceError(path, "an event is nested deeper than the JSON reader allows (about 1,000 "
                                    f"levels), in events {start}-{start + count - 1}") from None

@@ -73,3 +73,11 @@ def test_pandas_metadata_that_is_not_json_is_named(ranks_dataset, tmp_path):
         assert result.exit_code == 2, result.output
         assert str(part) in result.output and "pandas metadata is not valid JSON" in result.output, result.output
     assert not (tmp_path / "r.html").exists()
+
+
+def test_row_references_are_the_event_tables_row_columns():
+    """table_check keeps its own copy of the names (it must not import tracekit.table's numpy at import time)."""
+    from tracekit.dataset.table_check import ROW_REFERENCES
+    from tracekit.table import ROW_COLUMNS
+
+    assert ROW_REFERENCES == ROW_COLUMNS

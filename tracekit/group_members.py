@@ -56,13 +56,13 @@ class MemberIds:
             members = values[offsets[k]:offsets[k + 1]]
             key = members.tobytes()
             if key != last_key or last_id < 0:  # the calls of one group come in runs: one lookup a run
-                last_id, last_key = self.id_of(members), key
+                last_id, last_key = self.id_of(members, key), key
             out[k] = last_id
         return pa.array(out, type=ID_TYPE, mask=~valid)
 
-    def id_of(self, members: np.ndarray) -> int:
-        """The id of one member list (int64 values), given one if new."""
-        key = members.tobytes()
+    def id_of(self, members: np.ndarray, key: bytes | None = None) -> int:
+        """The id of one member list (int64 values; `key`: its bytes where already made), given one if new."""
+        key = members.tobytes() if key is None else key
         got = self._ids.get(key, -1)
         if got < 0:
             got = self._ids[key] = len(self._lists)
@@ -114,7 +114,12 @@ def write_members(registry: MemberIds, path: Path) -> None:
 
 
 def read_member_lists(path: Path) -> list[list[int]]:
-    """The member lists of group_members.parquet as Python lists, by id; a TraceError naming the file when it is
+    """The member lists of group_members.parquet as Python lists, by id (see member_lists)."""
+    return member_lists(path).to_pylist()
+
+
+def member_lists(path: Path) -> pa.Array:
+    """The member lists of group_members.parquet, by id (list<int64>); a TraceError naming the file when it is
     missing or damaged (ids not 0, 1, 2, ... in order)."""
     import pyarrow.parquet as pq
 
@@ -131,7 +136,10 @@ def read_member_lists(path: Path) -> list[list[int]]:
     ids = table[ID].to_numpy(zero_copy_only=False)
     if table[ID].null_count or not np.array_equal(ids, np.arange(len(ids))):
         raise TraceError(path, f"damaged dataset table: {ID} is not 0, 1, 2, ... in order")
-    return [None if m is None else [int(r) for r in m] for m in table[LIST].to_pylist()]
+    try:
+        return table[LIST].combine_chunks().cast(LIST_TYPE)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:  # members that are not integers
+        raise TraceError(path, f"damaged dataset table: {LIST} is not lists of ranks ({exc})") from None
 
 
 def checked_ids(ids: pa.ChunkedArray | pa.Array, count: int, path: Path) -> np.ndarray:
@@ -163,9 +171,8 @@ def expand_members(table: pa.Table, path: Path) -> pa.Table:
     read from the members file beside it; as it is when it has no such column."""
     if ID not in table.column_names:
         return table
-    lists = read_member_lists(members_path(path))
-    positions = checked_ids(table[ID], len(lists), path)
-    stored = pa.array(lists, LIST_TYPE)
+    stored = member_lists(members_path(path))
+    positions = checked_ids(table[ID], len(stored), path)
     expanded = stored.take(pa.array(positions, mask=positions < 0)) if len(positions) else pa.array([], LIST_TYPE)
     return table.set_column(table.column_names.index(ID), pa.field(LIST, LIST_TYPE), expanded)
 

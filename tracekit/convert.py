@@ -18,6 +18,7 @@ from tracekit.table import time_span
 from tracekit.writers.atomic import check_output_folder, staged_dir
 from tracekit.writers.chrome import write_chrome_trace
 from tracekit.writers.collectives import write_collectives
+from tracekit.writers.memory import releaser
 from tracekit.writers.module_rows import write_module_rows
 from tracekit.writers.parquet import write_module_table, write_parquet_tables
 
@@ -42,6 +43,8 @@ def convert(inputs: Sequence[str | Path], outdir: str | Path, gzip_trace: bool =
     table = read_inputs(paths, on_file=lambda p: step(f"reading {p}"))
     step("building call tree and links")
     processed = process(table)
+    del table  # the table before `process`: its columns are shared with the processed one
+    releaser(len(processed.table.events))()  # the stages' freed temporaries, before the two writers allocate
     trace_name = "trace.json.gz" if gzip_trace else "trace.json"
     with staged_dir(outdir) as stage, ThreadPoolExecutor(max_workers=1) as pool:
         # The Parquet tables are written in a second thread while this one writes the chrome trace:

@@ -12,7 +12,7 @@ import pandas as pd
 from tracekit.converters import read_trace
 from tracekit.inputs import expand_inputs, with_name_rank
 from tracekit.link import Links, link_launches
-from tracekit.modules.attribute import ModuleColumns, attribute_modules
+from tracekit.modules.attribute import ModuleCalls, attribute_modules
 from tracekit.steps import assign_steps
 from tracekit.table import EventTable, concat, track_view
 from tracekit.tree import build_call_tree
@@ -25,7 +25,7 @@ class Processed:
     table: EventTable
     unlinked: dict[str, int]
     overlapped: int
-    modules: ModuleColumns | None = None
+    modules: ModuleCalls | None = None
 
 
 def read_inputs(paths: Sequence[str | Path], on_file: Callable[[str], None] | None = None,
@@ -88,7 +88,8 @@ def process(table: EventTable) -> Processed:
                else _categorical_once(values) if values.dtype == object else values)
         for name, values in modules.as_columns().items()
     })
-    return Processed(out, links.unlinked, tree.overlapped, modules)
+    # the per-row arrays are columns of `out` now (path, type, phase and `from` as categoricals): not kept twice
+    return Processed(out, links.unlinked, tree.overlapped, modules.calls())
 
 
 _BY_MODULE = ("module_path", "module_type")  # columns that are a function of the row's module span (`module`)

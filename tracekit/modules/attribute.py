@@ -37,6 +37,16 @@ HOST_SPAN_KINDS = ("python", "module", "cpu_op", "runtime", "collective", "annot
 
 
 @dataclass(frozen=True)
+class ModuleCalls:
+    """The module spans found and the path of each call: what the module table reads once the per-row columns are
+    in the event table (a pipeline.Processed keeps this, not the per-row arrays: ~40 B a row)."""
+
+    spans: ModuleSpans
+    span_path: dict[int, str]  # span row -> path of the call (see _canonical_paths)
+    repeat_rows: np.ndarray  # span rows that call an instance already running around them
+
+
+@dataclass(frozen=True)
 class ModuleColumns:
     """Per-row module attribution, plus the module spans and their canonical paths."""
 
@@ -51,6 +61,10 @@ class ModuleColumns:
     # span rows that call an instance already running around them (recursion): part of that call, not another
     repeat_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
+    def calls(self) -> ModuleCalls:
+        """The spans and their paths, without the per-row arrays."""
+        return ModuleCalls(self.spans, self.span_path, self.repeat_rows)
+
     def as_columns(self) -> dict[str, object]:
         return {
             "module": self.module, "module_path": self.module_path, "module_type": self.module_type,
@@ -59,77 +73,106 @@ class ModuleColumns:
 
 
 def attribute_modules(table: EventTable) -> ModuleColumns:
-    """Module, path, type, phase for every row of a table that has tree and link columns."""
+    """Module, path, type, phase for every row of a table that has tree and link columns.
+
+    Each per-row intermediate is dropped once used (`del`): at 2.6 M rows each is 21 MB, and holding them all to the
+    end set convert's peak (BENCHMARKS.md, "pmem21")."""
     ev = table.events
     n = len(ev)
     parent = column(ev, "parent")
-    kind = ev["kind"].to_numpy()
-    names = strings(column(ev, "name"))
+    is_cpu_op = kind_in(ev, ("cpu_op",))
     src = column(ev, "source_index")
     spans = find_module_spans(ev, table.sources, table.args)
 
     is_span = np.zeros(n, dtype=bool)
     is_span[spans.rows] = True
     mod_of = nearest_marked(parent, is_span)
-    is_bw = (kind == "cpu_op") & matches(column(ev, "name"), re.escape(BACKWARD_PREFIX))
+    is_bw = is_cpu_op & matches(column(ev, "name"), re.escape(BACKWARD_PREFIX))
     bw_of = nearest_marked(parent, is_bw)
     span_path, repeat_rows = _canonical_paths(ev, spans, parent, is_span, bw_of)
+    del is_span
 
     module = mod_of.copy()
-    module_from = np.where(mod_of >= 0, "span", None).astype(object)
+    module_from = np.full(n, None, dtype=object)
+    module_from[mod_of >= 0] = "span"
     recompute = np.zeros(n, dtype=bool)
     in_bw = bw_of >= 0
     span_in_bw = np.zeros(n, dtype=bool)
     has_mod = mod_of >= 0
     span_in_bw[has_mod] = bw_of[mod_of[has_mod]] >= 0
     recompute[in_bw & has_mod & span_in_bw] = True
+    del has_mod
 
-    node_module, node_from = _backward_node_modules(ev, names, is_bw, mod_of, bw_of, span_in_bw)
+    node_module, node_from = _backward_node_modules(ev, is_bw, mod_of, bw_of, span_in_bw)
+    del span_in_bw
     plain_bw = np.flatnonzero(in_bw & ~recompute)
     module[plain_bw] = node_module[bw_of[plain_bw]]
     module_from[plain_bw] = node_from[bw_of[plain_bw]]
+    del node_module, node_from, plain_bw
     is_accumulate = matches(column(ev, "name"), ".*AccumulateGrad")
-    _gradient_sync(parent, kind, is_accumulate, bw_of, module, module_from, spans, span_path)
+    _gradient_sync(parent, kind_in(ev, ("collective",)), is_accumulate, bw_of, module, module_from, spans, span_path)
+    del is_accumulate, bw_of
 
     seq = column(ev, "sequence")
     is_opt = kind_in(ev, ("annotation", "cpu_op")) & matches(column(ev, "name"), _OPTIMIZER)
-    opt_of = np.maximum(nearest_marked(parent, is_opt), _within_ranges(ev, np.flatnonzero(is_opt)))
-    loss_mark = ((kind == "cpu_op") & (seq >= 0) & ~in_bw & (mod_of < 0) & (opt_of < 0)
+    in_opt = np.maximum(nearest_marked(parent, is_opt), _within_ranges(ev, np.flatnonzero(is_opt))) >= 0
+    loss_mark = (is_cpu_op & (seq >= 0) & ~in_bw & (mod_of < 0) & ~in_opt
                  & (first_match((src, seq), (src[is_bw], seq[is_bw])) >= 0))
-    loss_of = nearest_marked(parent, loss_mark)
+    del is_bw, is_cpu_op
+    in_loss = nearest_marked(parent, loss_mark) >= 0
+    del loss_mark
 
     phase = np.full(n, None, dtype=object)
     host = kind_in(ev, HOST_SPAN_KINDS)
     phase[host] = "other"
-    phase[host & (loss_of >= 0)] = "loss"
+    phase[host & in_loss] = "loss"
     phase[host & (mod_of >= 0)] = "forward"
-    phase[host & (opt_of >= 0)] = "optimizer"
+    phase[host & in_opt] = "optimizer"
     phase[host & in_bw] = "backward"
+    del host, in_loss, mod_of, in_opt, in_bw
 
-    _attribute_device(ev, kind, src, names, module, module_from, phase, recompute)
+    _attribute_device(ev, src, module, module_from, phase, recompute)
     infer_from_step_pattern(ev, module, module_from, phase, recompute)
-    path_of_row = np.full(n + 1, None, dtype=object)  # index -1 -> None
-    type_of_row = np.full(n + 1, None, dtype=object)
-    for row, mtype in zip(spans.rows.tolist(), spans.module_type.tolist()):
-        path_of_row[row] = span_path[row]
-        type_of_row[row] = mtype
-    module_path = path_of_row[module]
-    module_type = type_of_row[module]
+    module_path, module_type = _span_values(module, spans, span_path)
     return ModuleColumns(module, module_path, module_type, phase, recompute, module_from, spans, span_path,
                          repeat_rows)
+
+
+def _span_values(module: np.ndarray, spans: ModuleSpans, span_path: dict[int, str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the path and the type of its module span (None where `module` names no span row): lookups by
+    binary search in the span rows, not through two lookup arrays of one entry per row."""
+    n = len(module)
+    module_path = np.full(n, None, dtype=object)
+    module_type = np.full(n, None, dtype=object)
+    if not len(spans.rows):
+        return module_path, module_type
+    order = np.argsort(spans.rows, kind="stable")
+    rows = spans.rows[order]
+    last = np.append(rows[1:] != rows[:-1], True)  # a row listed twice: its last entry, as a loop of assignments
+    rows, order = rows[last], order[last]
+    paths = np.empty(len(rows), dtype=object)
+    paths[:] = [span_path[r] for r in rows.tolist()]
+    types = np.asarray(spans.module_type, dtype=object)[order]
+    at = np.flatnonzero(module >= 0)
+    pos = np.minimum(np.searchsorted(rows, module[at]), len(rows) - 1)
+    hit = rows[pos] == module[at]
+    at, pos = at[hit], pos[hit]
+    module_path[at] = paths[pos]
+    module_type[at] = types[pos]
+    return module_path, module_type
 
 
 _WRAPPERS = re.compile(r"DistributedDataParallel|FullyShardedDataParallel")
 
 
-def _gradient_sync(parent: np.ndarray, kind: np.ndarray, is_accumulate: np.ndarray, bw_of: np.ndarray,
+def _gradient_sync(parent: np.ndarray, is_collective: np.ndarray, is_accumulate: np.ndarray, bw_of: np.ndarray,
                    module: np.ndarray, module_from: np.ndarray, spans: ModuleSpans, span_path: dict[int, str]) -> None:
     """Collectives run by a gradient hook, under an `AccumulateGrad` node (DDP's bucket all-reduce, FSDP's
     reduce-scatter), belong to the data-parallel wrapper, not to the module whose gradient happened to complete
     the bucket: on the Ascend AlexNet run a 79 ms all-reduce was the last Linear's backward device time.
     They go to the nearest enclosing DistributedDataParallel / FullyShardedDataParallel span (or to no module
     where there is none), `module_from = "gradient_sync"`; their kernels follow them."""
-    top = (kind == "collective") & (bw_of >= 0) & is_accumulate[np.maximum(bw_of, 0)]
+    top = is_collective & (bw_of >= 0) & is_accumulate[np.maximum(bw_of, 0)]
     if not top.any():
         return
     top &= nearest_marked(parent, top, include_self=False) < 0
@@ -230,8 +273,8 @@ def _name_subtree(root: int, path: dict[int, str], children: dict[int, list[int]
         stack.extend((c, path[call]) for c in reversed(children.get(call, [])))
 
 
-def _backward_node_modules(ev: pd.DataFrame, names: np.ndarray, is_bw: np.ndarray, mod_of: np.ndarray,
-                           bw_of: np.ndarray, span_in_bw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _backward_node_modules(ev: pd.DataFrame, is_bw: np.ndarray, mod_of: np.ndarray, bw_of: np.ndarray,
+                           span_in_bw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Module span row (and how it was found) for every autograd node row."""
     n = len(ev)
     node_module = np.full(n, NO_ROW, dtype=np.int64)
@@ -253,7 +296,7 @@ def _backward_node_modules(ev: pd.DataFrame, names: np.ndarray, is_bw: np.ndarra
     node_module[nodes[found]] = mod_of[creator[found]]
     node_from[nodes[found]] = "sequence"
     _from_fwdbwd_flows(ev, bw_of, mod_of, node_module, node_from)
-    _accumulate_grad_from_previous(ev, names, nodes, node_module, node_from)
+    _accumulate_grad_from_previous(ev, nodes, node_module, node_from)
     return node_module, node_from
 
 
@@ -273,31 +316,32 @@ def _from_fwdbwd_flows(ev: pd.DataFrame, bw_of: np.ndarray, mod_of: np.ndarray, 
     node_from[node[todo]] = "fwdbwd"
 
 
-def _accumulate_grad_from_previous(ev: pd.DataFrame, names: np.ndarray, nodes: np.ndarray,
-                                   node_module: np.ndarray, node_from: np.ndarray) -> None:
+def _accumulate_grad_from_previous(ev: pd.DataFrame, nodes: np.ndarray, node_module: np.ndarray,
+                                   node_from: np.ndarray) -> None:
     """AccumulateGrad runs right after the node that produced the gradient: take that node's module."""
+    names = strings(column(ev, "name"), nodes)  # the nodes' names, in the order of `nodes`
     src, pid, tid = (column(ev, k)[nodes] for k in ("source_index", "pid", "tid"))
     order = np.lexsort((nodes, column(ev, "ts_ns")[nodes], tid, pid, src))
     last: dict[tuple, int] = {}
-    for s, p, t, row in zip(src[order].tolist(), pid[order].tolist(), tid[order].tolist(), nodes[order].tolist()):
+    for s, p, t, row, name in zip(src[order].tolist(), pid[order].tolist(), tid[order].tolist(),
+                                  nodes[order].tolist(), names[order].tolist()):
         key = (s, p, t)
         if node_module[row] >= 0:
             last[key] = int(node_module[row])
-        elif "AccumulateGrad" in str(names[row]) and key in last:
+        elif "AccumulateGrad" in str(name) and key in last:
             node_module[row] = last[key]
             node_from[row] = "previous_node"
 
 
-def _attribute_device(ev: pd.DataFrame, kind: np.ndarray, src: np.ndarray, names: np.ndarray,
-                      module: np.ndarray, module_from: np.ndarray, phase: np.ndarray,
-                      recompute: np.ndarray) -> None:
+def _attribute_device(ev: pd.DataFrame, src: np.ndarray, module: np.ndarray, module_from: np.ndarray,
+                      phase: np.ndarray, recompute: np.ndarray) -> None:
     """Device rows take module/phase of their launch, launching op, or the host twin of their annotation."""
     device = kind_in(ev, DEVICE_KINDS)
     launch = column(ev, "launch")
     launcher = column(ev, "launcher")
     link = np.where(launcher >= 0, launcher, launch)  # the op (NPU launches sit on the CANN thread, outside it)
     link[~device] = NO_ROW
-    _link_by_gpu_annotation(ev, kind, src, device, link)
+    _link_by_gpu_annotation(ev, src, device, link)
     rows = np.flatnonzero(link >= 0)
     host = link[rows]
     via_annotation = np.zeros(len(ev), dtype=bool)
@@ -311,11 +355,9 @@ def _attribute_device(ev: pd.DataFrame, kind: np.ndarray, src: np.ndarray, names
     recompute[rows] = recompute[host]
 
 
-def _link_by_gpu_annotation(ev: pd.DataFrame, kind: np.ndarray, src: np.ndarray, device: np.ndarray,
-                            link: np.ndarray) -> None:
+def _link_by_gpu_annotation(ev: pd.DataFrame, src: np.ndarray, device: np.ndarray, link: np.ndarray) -> None:
     """Kernels with no launch, inside a `gpu_user_annotation`: the host row with the same External id."""
-    cat = strings(column(ev, "cat"))
-    is_gpu_ann = cat == "gpu_user_annotation"
+    is_gpu_ann = is_in(column(ev, "cat"), ("gpu_user_annotation",))
     need = np.flatnonzero(device & (link < 0))
     if not len(need) or not is_gpu_ann.any():
         return

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from tracekit.ancestry import nearest_marked
-from tracekit.modules.attribute import ModuleColumns
+from tracekit.modules.attribute import ModuleCalls
 from tracekit.modules.opshapes import (
     LINEAR_ADDMM,
     LINEAR_ADDMM_NOTE,
@@ -45,7 +45,7 @@ FIRST_OPS_TRIED = 8
 
 
 def first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTable, names: np.ndarray,
-                        kind: np.ndarray, modules: ModuleColumns) -> dict[str, list]:
+                        kind: np.ndarray, modules: ModuleCalls) -> dict[str, list]:
     """input/output shapes and params from the ops of each module's first call, and the input shapes of its last
     call where they differ from the first's (columns by name)."""
     ops = np.flatnonzero(kind == "cpu_op")

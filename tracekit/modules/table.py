@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from tracekit.ancestry import nearest_marked
-from tracekit.modules.attribute import BACKWARD_PREFIX, ModuleColumns
+from tracekit.modules.attribute import BACKWARD_PREFIX, ModuleCalls
 from tracekit.modules.call_details import SLICE_NOTE, first_call_details
 from tracekit.modules.conv_grads import fill_from_kernels
 from tracekit.modules.coverage import (
@@ -36,7 +36,7 @@ MODULE_COLUMNS = (
 )
 
 
-def module_table(table: EventTable, modules: ModuleColumns) -> pd.DataFrame:
+def module_table(table: EventTable, modules: ModuleCalls) -> pd.DataFrame:
     """One row per (source, module path), in first-call order."""
     return module_frame(module_columns(table, modules))
 
@@ -51,7 +51,7 @@ def module_frame(columns: dict[str, object] | None) -> pd.DataFrame:
     return frame
 
 
-def module_columns(table: EventTable, modules: ModuleColumns) -> dict[str, object] | None:
+def module_columns(table: EventTable, modules: ModuleCalls) -> dict[str, object] | None:
     """The columns of `module_table` (MODULE_COLUMNS, in order) as the arrays and lists it is made from, before pandas
     infers their dtypes (a rank's partition writer takes them to Arrow without a frame); None without module spans."""
     ev = table.events

@@ -16,7 +16,7 @@ from tracekit.pipeline import process, read_inputs
 from tracekit.ranks import PERFETTO_MAX_BYTES, convert_ranks
 from tracekit.table import time_span
 from tracekit.writers.atomic import check_output_folder, staged_dir
-from tracekit.writers.chrome import write_chrome_trace
+from tracekit.writers.chrome import flow_status_first, write_chrome_trace
 from tracekit.writers.collectives import write_collectives
 from tracekit.writers.memory import releaser
 from tracekit.writers.module_rows import write_module_rows
@@ -50,10 +50,12 @@ def convert(inputs: Sequence[str | Path], outdir: str | Path, gzip_trace: bool =
         # The Parquet tables are written in a second thread while this one writes the chrome trace:
         # both only read the processed table, and arrow encodes and compresses without the GIL.
         step("writing chrome trace")
+        flows = flow_status_first(processed.table)  # a large table's: before the Parquet thread allocates
         tables = pool.submit(write_tables, processed, stage) if parquet else None
         if parquet:
             step("writing parquet")
-        chrome = write_chrome_trace(processed.table, stage / trace_name, gzip_output=gzip_trace)
+        chrome = write_chrome_trace(processed.table, stage / trace_name, gzip_output=gzip_trace, flows=flows)
+        del flows
         counts = tables.result() if tables is not None else {}
         summary = build_summary(processed, chrome, counts, trace_name)
         (stage / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -11,6 +11,7 @@ import re
 import sys
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -378,18 +379,28 @@ def group_codes(*columns: np.ndarray, sort: bool = False) -> tuple[np.ndarray, i
     factorized first), then one hash factorization numbers the groups: no sort of the rows, microseconds on
     small tables and linear on large ones, where a pandas groupby or merge costs a millisecond each."""
     n = len(columns[0]) if columns else 0
+    return _codes_of(iter(columns), n, sort)
+
+
+def _codes_of(columns: Iterator[np.ndarray], n: int, sort: bool) -> tuple[np.ndarray, int]:
+    """group_codes of the columns of length `n` that `columns` yields, each taken when needed and let go once
+    packed (first_match makes each from two arrays: only one is held at a time)."""
     if not n:
         return np.zeros(0, dtype=np.int64), 0
     key, span = np.zeros(n, dtype=np.int64), 1
     for column in columns:
         values, width = _dense(np.asarray(column), sort)
+        del column
         if span * width >= _PACKED:
             key, uniques = _factorize(key, sort=sort)
+            key = key.astype(np.int64, copy=False)
             span = len(uniques)
         if span * width >= _PACKED:
             values, uniques = _factorize(values, sort=sort)
             width = len(uniques)
-        key = key * width + values
+        key *= width  # in place: key * width + values without two more arrays of n
+        key += values
+        del values
         span *= width
     code, uniques = _factorize(key, sort=sort)
     return code.astype(np.int64, copy=False), len(uniques)
@@ -421,7 +432,9 @@ def _dense(values: np.ndarray, sort: bool) -> tuple[np.ndarray, int]:
     if values.dtype.kind in "iub":
         low, high = int(values.min()), int(values.max())
         if high - low < _PACKED:
-            return values.astype(np.int64) - low, high - low + 1
+            dense = values.astype(np.int64)  # a copy: subtracted in place
+            dense -= low
+            return dense, high - low + 1
     import pandas as pd
 
     codes, uniques = pd.factorize(values, sort=sort, use_na_sentinel=False)
@@ -442,7 +455,7 @@ def first_match(query: tuple[np.ndarray, ...], table: tuple[np.ndarray, ...]) ->
     size = len(query[0])
     if not size or not len(table[0]):
         return np.full(size, -1, dtype=np.int64)
-    code, groups = group_codes(*(np.concatenate([q, t]) for q, t in zip(query, table)))
+    code, groups = _codes_of((np.concatenate([q, t]) for q, t in zip(query, table)), size + len(table[0]), False)
     first = first_of_group(code[size:], groups)
     found = first[code[:size]]
     return np.where(found < len(table[0]), found, -1)

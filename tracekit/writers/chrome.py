@@ -53,20 +53,23 @@ SORT_STRIDE = 100_000
 
 
 def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False, base_ns: int | None = None,
-                       slot: int = 0, meta: dict[str, Any] | None = None) -> ChromeResult:
+                       slot: int = 0, meta: dict[str, Any] | None = None,
+                       flows: tuple[np.ndarray, dict[str, np.ndarray] | None] | None = None) -> ChromeResult:
     """Write `table` (with tree and link columns) as a chrome trace at `path`.
 
     `base_ns` fixes the time base (default: the first event, to the us); `slot` > 0 moves pids, flow ids
     and process sort indices into their own range, so traces of several ranks splice into one file;
-    `meta` is added to the document's `tracekit` metadata.
+    `meta` is added to the document's `tracekit` metadata. `flows`: what `flow_status_arrays` gives of the table,
+    made beforehand (tracekit.convert makes it before its Parquet thread starts, see flow_status_first).
     """
     ev = table.events
     release = releaser(len(ev))
     release()
-    ph = strings(column(ev, "ph"))
+    ph = column(ev, "ph")  # its text is taken chunk by chunk (an object array of every row: 8 B a row)
     launch = column(ev, "launch")
-    status, flow_pairs = flow_status_arrays(ev, launch)
-    is_meta = ph == "M"
+    status, flow_pairs = flows if flows is not None else flow_status_arrays(ev, launch)
+    del flows
+    is_meta = is_in(ph, ("M",))
     is_flow = kind_in(ev, ("flow",))
     status[is_meta] = METADATA
     body = ~is_meta & ~is_flow
@@ -82,7 +85,7 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
     doc_meta["tracekit"].update(meta or {})
     encoder = msgspec.json.Encoder()
     written = 0
-    ph_text = PhText(column(ev, "ph")) if isinstance(column(ev, "ph"), pd.Categorical) else None
+    ph_text = PhText(ph) if isinstance(ph, pd.Categorical) else None
     scope = JsonText(column(ev, "scope"), missing="t")
     ts_ns, dur_ns = column(ev, "ts_ns"), column(ev, "dur_ns")
     module_args = _ModuleArgs(ev)
@@ -94,7 +97,7 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
             first = False
         for part in _parts(rows, _row_bytes(table.args, rows, module_args.row_bytes(rows))):
             text = event_rows(
-                ph[part], out_pid_arr[part], out_tid_arr[part], names.at(part), cats.at(part),
+                strings(ph, part), out_pid_arr[part], out_tid_arr[part], names.at(part), cats.at(part),
                 ts_ns[part] - base_ns, dur_ns[part], scope.at(part), table.args.take(pa.array(part)),
                 prefix=",", ph_text=None if ph_text is None else ph_text.at(part),
                 args_extra=joined_members(kernel_args.added(part), module_args.added(part)),
@@ -116,6 +119,22 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
             flows += len(chunk)
         fh.write(b"]," + encoder.encode(doc_meta)[1:] )
     return ChromeResult(status, written, flows // 2, base_ns, sum(e.ph == "X" for e in track))
+
+
+# Tables at least this long have their flow status (the chrome writer's largest temporaries: hash tables over every
+# flow and slice, ~0.3x the input JSON) made before convert's Parquet thread starts, so that the two writers' peaks do
+# not add up (v100_large x 10, 2.6 M rows: the writing stage's peak +440 -> +300 MB). Below, the writers keep running
+# side by side from the start: the flow status is small there and a serial step would only add time.
+SERIAL_FLOW_ROWS = 1_000_000
+
+
+def flow_status_first(table: EventTable) -> tuple[np.ndarray, dict[str, np.ndarray] | None] | None:
+    """`flow_status_arrays` of a table of SERIAL_FLOW_ROWS rows or more, for write_chrome_trace's `flows` (None:
+    a smaller table, whose writer makes it itself)."""
+    ev = table.events
+    if len(ev) < SERIAL_FLOW_ROWS:
+        return None
+    return flow_status_arrays(ev, column(ev, "launch"))
 
 
 # A chunk of rows holds at most CHUNK_ROWS rows and (roughly) CHUNK_BYTES of args and module paths: the text of a

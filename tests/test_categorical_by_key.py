@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 from conftest import processed_trace
 
+from tracekit.modules.attribute import attribute_modules
 from tracekit.pipeline import _categorical_by_key, _categorical_once
 
 
 @pytest.mark.parametrize("rel", ["gpu/param_dlrm_8ranks", "cpu/gpt/prof_stack_modules.json.gz",
                                  "gpu/tracelens/h100/gaunernst_bert-small-uncased__1016001.json.gz"])
 def test_module_columns_encode_as_the_generic_way(rel):
-    modules = processed_trace(rel).modules
+    modules = attribute_modules(processed_trace(rel).table)  # the per-row arrays (a Processed keeps only spans)
     assert (modules.module >= 0).any() or rel.startswith("gpu/param")
     for name in ("module_path", "module_type"):
         values = getattr(modules, name)

@@ -1,8 +1,9 @@
 """Refuse an input that the machine clearly has too little memory for, before the work that would need it.
 
 A trace's processing peaks at a measured multiple of its decompressed JSON (BENCHMARKS.md: `convert` 2.05-2.2x
-above the imports' memory at 0.5-1 GB since "pmem21", 2.4-2.5x before; `info` 1.4x). Past what the machine can give, Linux does not raise
-MemoryError: the kernel kills the process (or the machine thrashes), with no message and after minutes of work.
+above the imports' memory at 0.5-1 GB since "pmem21", 2.4-2.5x before; `info` 1.4x). Past what the machine can
+give, Linux does not raise MemoryError: the kernel kills the process (or the machine thrashes), with no message and
+after minutes of work.
 So once an input's decompressed size is known (converters/loading.read_bytes), that multiple is compared with the
 memory available now: MemAvailable + SwapFree, or less where the process's cgroup (a container, a batch job) has
 a lower limit.

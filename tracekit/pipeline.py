@@ -82,6 +82,8 @@ def process(table: EventTable) -> Processed:
         "parent": tree.parent, "depth": tree.depth, "lane": tree.lane,
         "launch": links.launch, "launcher": links.launcher, "step": step,
     })
+    unlinked, overlapped = links.unlinked, tree.overlapped
+    del tree, links, step  # the table holds copies of their columns (34 B a row not kept twice through attribution)
     modules = attribute_modules(out)
     out = _with_columns(out, {
         name: (_categorical_by_key(modules.module, values) if name in _BY_MODULE
@@ -89,7 +91,7 @@ def process(table: EventTable) -> Processed:
         for name, values in modules.as_columns().items()
     })
     # the per-row arrays are columns of `out` now (path, type, phase and `from` as categoricals): not kept twice
-    return Processed(out, links.unlinked, tree.overlapped, modules.calls())
+    return Processed(out, unlinked, overlapped, modules.calls())
 
 
 _BY_MODULE = ("module_path", "module_type")  # columns that are a function of the row's module span (`module`)

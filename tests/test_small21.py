@@ -1,0 +1,48 @@
+"""small21: compare's list paths give exactly what the pandas code they replace gives (values, order, dtypes)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import compared_pair
+
+from tracekit.compare import ops as ops_mod
+from tracekit.compare.ops import kahan_sum, one_sided
+
+PAIRS = {
+    "bert h100 vs falconsai h100": ("gpu/tracelens/h100/gaunernst_bert-small-uncased__1016001.json.gz",
+                                    "gpu/tracelens/h100/Falconsai_nsfw_image_detection__1016002.json.gz"),
+    "gpt vs tp+ddp": ("cpu/gpt/prof_stack_modules.json.gz", "cpu/dist_tp_ddp/rank-0.json.gz"),
+}
+
+
+def test_kahan_sum_is_pandas_groupby_sum():
+    """Bit for bit, on values whose naive sum differs from the compensated one."""
+    rng = np.random.default_rng(21)
+    values = np.concatenate([rng.normal(0, 1e9, 5000) / rng.integers(1, 7, 5000), [np.nan, 1e-3, np.inf, -1e16]])
+    groups = rng.integers(0, 40, len(values))
+    expected = pd.Series(values).groupby(groups).sum()
+    got = [kahan_sum(values[groups == g].tolist()) for g in expected.index]
+    assert np.array_equal(np.array(got), expected.to_numpy(), equal_nan=True)
+    assert kahan_sum([]) == 0.0 and kahan_sum([np.nan]) == 0.0
+    assert sum(values[:4000].tolist()) != kahan_sum(values[:4000].tolist())  # the test does tell them apart
+
+
+@pytest.mark.parametrize("name", list(PAIRS))
+def test_one_sided_lists_equal_pandas(name, monkeypatch):
+    cmp = compared_pair(*PAIRS[name])
+    fast = one_sided(cmp.ops)
+    with monkeypatch.context() as m:
+        m.setattr(ops_mod, "_one_sided_lists", lambda ops: None)
+        slow = one_sided(cmp.ops)
+    assert len(fast)
+    pd.testing.assert_frame_equal(fast, slow)
+    # ties in time keep the (op, phase) order; ops outside modules count as one module
+    ops = cmp.ops.copy()
+    ops["base_ns"] = ops["base_ns"].round(-6)
+    ops.loc[ops.index[::3], "module_path"] = None
+    with monkeypatch.context() as m:
+        m.setattr(ops_mod, "_one_sided_lists", lambda ops: None)
+        slow = one_sided(ops)
+    pd.testing.assert_frame_equal(one_sided(ops), slow)

@@ -46,3 +46,17 @@ def test_one_sided_lists_equal_pandas(name, monkeypatch):
         m.setattr(ops_mod, "_one_sided_lists", lambda ops: None)
         slow = one_sided(ops)
     pd.testing.assert_frame_equal(one_sided(ops), slow)
+
+
+@pytest.mark.parametrize("name", list(PAIRS))
+def test_op_frame_order_and_ordinal_are_pandas_sort_and_cumcount(name):
+    """op_frame sorts and numbers its rows with numpy: the order is pandas' stable sort (missing module paths
+    first) and `ordinal` is the cumcount within (module path, phase, call)."""
+    cmp = compared_pair(*PAIRS[name])
+    for side in (cmp.base, cmp.target):
+        ops = side.ops
+        keys = ["module_path", "phase", "call"]
+        resorted = ops.sort_values([*keys, "ts_ns", "row"], kind="stable", na_position="first")
+        assert resorted.index.tolist() == list(range(len(ops)))
+        expected = ops.groupby(keys, dropna=False, sort=False).cumcount()
+        assert ops["ordinal"].tolist() == expected.tolist() and ops["ordinal"].dtype == np.int64

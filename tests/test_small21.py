@@ -60,3 +60,19 @@ def test_op_frame_order_and_ordinal_are_pandas_sort_and_cumcount(name):
         assert resorted.index.tolist() == list(range(len(ops)))
         expected = ops.groupby(keys, dropna=False, sort=False).cumcount()
         assert ops["ordinal"].tolist() == expected.tolist() and ops["ordinal"].dtype == np.int64
+
+
+@pytest.mark.parametrize("rel", ["gpu/tracelens/h100/Falconsai_nsfw_image_detection__1016002.json.gz",
+                                 "cpu/gpt/prof_stack_modules.json.gz", "cpu/dist_tp_ddp/rank-0.json.gz"])
+def test_compare_module_table_is_the_full_tables_columns(rel):
+    """compare's module table (COMPARE_COLUMNS, no notes or last-call shapes made) holds the full table's values and
+    dtypes in those columns."""
+    from conftest import processed_trace
+
+    from tracekit.modules.table import COMPARE_COLUMNS, module_table
+
+    processed = processed_trace(rel)
+    full = module_table(processed.table, processed.modules)
+    lean = module_table(processed.table, processed.modules, COMPARE_COLUMNS)
+    assert len(lean) and list(lean.columns) == list(COMPARE_COLUMNS)
+    pd.testing.assert_frame_equal(lean, full[list(COMPARE_COLUMNS)])

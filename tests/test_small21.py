@@ -76,3 +76,39 @@ def test_compare_module_table_is_the_full_tables_columns(rel):
     lean = module_table(processed.table, processed.modules, COMPARE_COLUMNS)
     assert len(lean) and list(lean.columns) == list(COMPARE_COLUMNS)
     pd.testing.assert_frame_equal(lean, full[list(COMPARE_COLUMNS)])
+
+
+def _step_windows_pandas(table):
+    """step_windows' ProfilerStep windows as the pandas code before small21 made them (the reference)."""
+    from tracekit.compare.steps import PROFILER_STEP
+
+    ev = table.events
+    steps = ev[ev["kind"] == "step"]
+    host_steps = steps[steps["cat"].astype(str) != "gpu_user_annotation"]
+    steps = host_steps if len(host_steps) else steps
+    numbers = steps["name"].astype(str).str.extract(r"#(\d+)$", expand=False).fillna(-1).astype(int)
+    out = pd.DataFrame({"step": numbers.to_numpy(), "start_ns": steps["ts_ns"].to_numpy(),
+                        "dur_ns": np.maximum(steps["dur_ns"].to_numpy(), 0)})
+    out = out.sort_values("start_ns").drop_duplicates("step").reset_index(drop=True)
+    return out.assign(step_kind=PROFILER_STEP)
+
+
+@pytest.mark.parametrize("rel", ["gpu/tracelens/h100/gaunernst_bert-small-uncased__1016001.json.gz",
+                                 "cpu/dist_tp_ddp/rank-0.json.gz"])
+def test_step_windows_equal_the_pandas_reference(rel):
+    """Host ProfilerSteps (the device copies left out), a step recorded twice kept once (the earlier), names
+    without a number as -1: the same frame as the pandas code."""
+    from conftest import processed_trace
+
+    from tracekit.compare.steps import step_windows
+    from tracekit.table import EventTable
+
+    table = processed_trace(rel).table
+    assert (table.events["kind"] == "step").any()
+    pd.testing.assert_frame_equal(step_windows(table), _step_windows_pandas(table))
+    ev = table.events
+    first = int(np.flatnonzero((ev["kind"] == "step").to_numpy())[0])
+    twice = pd.concat([ev, ev.iloc[[first]]], ignore_index=True)  # the same step again, later
+    twice.loc[len(twice) - 1, "ts_ns"] += 1
+    odd = EventTable(twice, table.args.take(np.r_[np.arange(len(ev)), first]), table.sources)
+    pd.testing.assert_frame_equal(step_windows(odd), _step_windows_pandas(odd))

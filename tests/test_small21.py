@@ -112,3 +112,22 @@ def test_step_windows_equal_the_pandas_reference(rel):
     twice.loc[len(twice) - 1, "ts_ns"] += 1
     odd = EventTable(twice, table.args.take(np.r_[np.arange(len(ev)), first]), table.sources)
     pd.testing.assert_frame_equal(step_windows(odd), _step_windows_pandas(odd))
+
+
+@pytest.mark.parametrize("name", list(PAIRS))
+def test_rolled_up_sums_equal_the_pandas_groupby(name):
+    """compare_modules' per-module sums over a module and its descendants (format casts; collectives, of which
+    the tp+ddp side has some) over lists equal the groupby sums they replace, and every module gets a value."""
+    from tracekit.compare.table import _rolled_up
+
+    cmp = compared_pair(*PAIRS[name])
+    for side in (cmp.base, cmp.target):
+        ops, paths = side.ops, set(side.modules["module_path"].tolist())
+        for value, collectives in (("cast_ns", False), ("device_ns", True), ("host_ns", True)):
+            own = ops[ops["module_path"].notna()]
+            own = own[own["collective"].astype(bool)] if collectives else own
+            exact = own.groupby("module_path")[value].sum()
+            expected = {p: float(sum(v for q, v in exact.items() if q == p or q.startswith(p + "/"))) for p in paths}
+            got = _rolled_up(ops, value, collectives, paths)
+            assert got == expected and len(got) == len(paths)
+    assert any(cmp.ops["collective"]) or name.startswith("bert")

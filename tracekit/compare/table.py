@@ -105,9 +105,12 @@ def _rolled_up(ops: pd.DataFrame, value: str, collectives: bool, paths: set[str]
         sums = own.groupby("module_path")[value].sum().items()
     else:
         exact: dict[str, int] = {}
-        keep = ops["collective"].to_numpy().astype(bool) if collectives else None
-        for i, (p, v) in enumerate(zip(ops["module_path"].tolist(), column.tolist())):
-            if isinstance(p, str) and (keep is None or keep[i]):
+        op_paths, values = ops["module_path"].tolist(), column.tolist()
+        if collectives:
+            rows = np.flatnonzero(ops["collective"].to_numpy().astype(bool)).tolist()
+            op_paths, values = [op_paths[i] for i in rows], [values[i] for i in rows]
+        for p, v in zip(op_paths, values):
+            if isinstance(p, str):
                 exact[p] = exact.get(p, 0) + v
         sums = sorted(exact.items())
     totals: dict[str, object] = {}

@@ -131,3 +131,67 @@ def test_rolled_up_sums_equal_the_pandas_groupby(name):
             got = _rolled_up(ops, value, collectives, paths)
             assert got == expected and len(got) == len(paths)
     assert any(cmp.ops["collective"]) or name.startswith("bert")
+
+
+def _nearest_pairs_pandas(outer, inner, moving, fixed, shift, window_ns=1_000_000):
+    """merge.match.nearest_pairs as the pandas code before small21 made its one-to-one choice (the reference)."""
+    from tracekit.merge.match import JOIN, PAIR_COLUMNS, shifted
+
+    frames = []
+    for mov_side, fix_side, mov_is_outer in ((outer, inner, True), (inner, outer, False)):
+        mov = mov_side[mov_side["file"] == moving]
+        fix = fix_side[fix_side["file"].isin(list(fixed))]
+        if mov.empty or fix.empty:
+            continue
+        mov = shifted(mov, shift).sort_values("start")
+        fix = shifted(fix, shift).sort_values("start")
+        joined = pd.merge_asof(mov, fix[[*JOIN, "start", "row"]].rename(columns={"row": "row_f"}),
+                               on="start", by=JOIN, direction="nearest", tolerance=window_ns)
+        joined = joined[joined["row_f"].notna()]
+        row_f = joined["row_f"].to_numpy().astype(np.int64)
+        by_row = fix.set_index("row")
+        m = pd.DataFrame({"row_m": joined["row"].to_numpy(), "start_m": joined["start"].to_numpy(),
+                          "end_m": joined["end"].to_numpy(), "row_f": row_f,
+                          "start_f": by_row.loc[row_f, "start"].to_numpy(),
+                          "end_f": by_row.loc[row_f, "end"].to_numpy()})
+        m = m.assign(gap=(m["start_m"] - m["start_f"]).abs()).sort_values("gap")
+        m = m.drop_duplicates("row_f").drop_duplicates("row_m")
+        o, i = ("m", "f") if mov_is_outer else ("f", "m")
+        frames.append(pd.DataFrame({
+            "row_o": m[f"row_{o}"].to_numpy(), "row_i": m[f"row_{i}"].to_numpy(),
+            "start_o": m[f"start_{o}"].to_numpy(), "end_o": m[f"end_{o}"].to_numpy(),
+            "start_i": m[f"start_{i}"].to_numpy(), "end_i": m[f"end_{i}"].to_numpy(),
+            "moving_is_outer": mov_is_outer}))
+        if outer is inner:
+            break
+    if not frames:
+        return pd.DataFrame(columns=PAIR_COLUMNS)
+    out = pd.concat(frames, ignore_index=True)
+    return out.sort_values("row_i").drop_duplicates("row_i").drop_duplicates("row_o")
+
+
+def test_nearest_pairs_equal_the_pandas_reference():
+    """The merge's one-to-one nearest pairs (dispatch, module, same) on VizTracer + profiler files of one run, at the
+    true offset and at wrong ones: the same frame (values, dtypes, index labels) as the pandas code."""
+    from conftest import shared
+
+    from tracekit.merge import job
+    from tracekit.merge.match import PAIR_KINDS, nearest_pairs, sides
+    from tracekit.pipeline import read_inputs
+
+    table = read_inputs([shared("cpu/gpt/viz_both.json"), shared("cpu/gpt/prof_both.json")], unique=False)
+    priority = job.file_priority(table.sources)
+    rep = job.file_groups(table.sources, job.host_pids(table.events, len(table.sources)), priority)
+    sided = sides(table.events, job.track_source(table.events, rep))
+    found = 0
+    for kind in PAIR_KINDS:
+        for offset in (0, 700, -40_000, 2_000_000):
+            shift = {priority[0]: 0, priority[1]: offset}
+            got = nearest_pairs(*sided[kind], priority[1], {priority[0]}, shift)
+            expected = _nearest_pairs_pandas(*sided[kind], priority[1], {priority[0]}, shift)
+            if not len(expected):
+                assert not len(got) and list(got.columns) == list(expected.columns)
+                continue
+            pd.testing.assert_frame_equal(got, expected)
+            found += len(got)
+    assert found > 1000

@@ -133,6 +133,8 @@ def _kernel_columns(ev: pd.DataFrame, kind: np.ndarray, parent: np.ndarray, list
         out["kernel_count" if not prefix else "cast_count"] = size[rows]
     out["kernel_names"] = _top_names(owner, kernel, rows)
     return out
+
+
 def _top_names(owner: np.ndarray, kernel: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Per listed row, its KERNEL_NAMES_KEPT most frequent kernel names (ties by name) joined by " | "; NaN
     where it launched none (the values of a Series.map)."""

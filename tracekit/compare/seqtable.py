@@ -115,11 +115,14 @@ def _per_ordinal_rows(ops: pd.DataFrame) -> tuple[dict[tuple[str, str], int], di
         if place not in best or len(rows) > len(groups[best[place]]):
             best[place] = key
     order = sorted(best, key=lambda k: (k[0] is not None, k[0] or "", k[1], k[2]))
-    group = np.full(len(ops), -1, dtype=np.int64)  # each row's place in `order` (-1: not a chosen group's row)
+    n_ops = len(ops)
+    place_of = [-1] * n_ops  # each row's place in `order` (-1: not a chosen group's row)
     for g, place in enumerate(order):
-        group[groups[best[place]]] = g
+        for i in groups[best[place]]:
+            place_of[i] = g
+    group = np.array(place_of, dtype=np.int64)
     member = np.flatnonzero(group >= 0)
-    first = np.full(len(order), len(ops), dtype=np.int64)
+    first = np.full(len(order), n_ops, dtype=np.int64)
     np.minimum.at(first, group[member], member)
     columns: dict[str, object] = {
         "module_path": [p for p, _, _ in order], "phase": [ph for _, ph, _ in order],
@@ -132,8 +135,8 @@ def _per_ordinal_rows(ops: pd.DataFrame) -> tuple[dict[tuple[str, str], int], di
         columns[col] = total
     for col in _FIRST:  # the first value that is not missing (None, NaN, NA), None where all are
         present = member[~ops[col].isna().to_numpy()[member]]
-        found = np.full(len(order), len(ops), dtype=np.int64)
+        found = np.full(len(order), n_ops, dtype=np.int64)
         np.minimum.at(found, group[present], present)
         values = ops[col].tolist()
-        columns[col] = pd.array([values[r] if r < len(ops) else None for r in found.tolist()], dtype=ops[col].dtype)
+        columns[col] = pd.array([values[r] if r < n_ops else None for r in found.tolist()], dtype=ops[col].dtype)
     return {k: len(v) for k, v in call_sets.items()}, columns

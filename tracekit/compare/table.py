@@ -158,15 +158,20 @@ def compare_ops(base: Side, target: Side, modules: pd.DataFrame, canon: dict[str
         "nested": [bool(v) for v in nested.tolist()], "collective": [bool(v) for v in collective.tolist()],
     })
     kept = [c for c in SEQ_COLUMNS if c not in ("nested", "collective")]
-    sides = [seq_a.take(ia, kept, rows["absent_a"]).add_prefix("base_"),
-             seq_b.take(ib, kept, rows["absent_b"]).add_prefix("target_")]
-    out = pd.concat([head, *sides], axis=1).rename(columns={"base_name": "base_op", "target_name": "target_op"})
-    for label in SIDES:
-        kind = "device" if basis_of(basis, label) == "device" else "host"
-        out[f"{label}_ns"] = out[f"{label}_{kind}_ns"]
-    _ratio_delta(out)
-    out["shapes_equal"] = _or_empty(out["base_shapes"]) == _or_empty(out["target_shapes"])
-    return out
+    sides = {label: seq.take(at, kept, absent).set_axis([f"{label}_{'op' if c == 'name' else c}" for c in kept],
+                                                          axis=1)
+             for label, seq, at, absent in (("base", seq_a, ia, rows["absent_a"]),
+                                            ("target", seq_b, ib, rows["absent_b"]))}
+    # the compared times, ratio and shape test made on a small frame: no setitem on the ~35-column table
+    tail = pd.DataFrame({f"{label}_ns": sides[label][f"{label}_{_kind(basis, label)}_ns"] for label in SIDES})
+    _ratio_delta(tail)
+    tail["shapes_equal"] = _or_empty(sides["base"]["base_shapes"]) == _or_empty(sides["target"]["target_shapes"])
+    return pd.concat([head, sides["base"], sides["target"], tail], axis=1)
+
+
+def _kind(basis: str, label: str) -> str:
+    """"device" or "host": the op time compared on side `label`."""
+    return "device" if basis_of(basis, label) == "device" else "host"
 
 
 def _aligned_rows(seq_a: SequenceTable, seq_b: SequenceTable, pairs: list[tuple[str | None, str | None]],

@@ -33,7 +33,10 @@ OP_COLUMNS = (
 
 
 def op_frame(table: EventTable) -> pd.DataFrame:
-    """Listed ops in (module path, phase, call, time) order, with `ordinal` within their call."""
+    """Listed ops in (module path, phase, call, time) order, with `ordinal` within their call.
+
+    The columns are made as arrays and the frame once, in its final order (a few hundred ops: pandas' cost per
+    setitem, sort and groupby was most of the time)."""
     ev = table.events
     if not len(ev):
         return pd.DataFrame({c: [] for c in OP_COLUMNS})
@@ -49,46 +52,87 @@ def op_frame(table: EventTable) -> pd.DataFrame:
     nested = is_coll & ~outer & (coll_up < 0)
     listed = outer | nested
     rows = np.flatnonzero(listed)
-    frame = pd.DataFrame({
+    module_row = module[rows]
+    cols: dict[str, object] = {
         "row": rows, "module_path": strings(ev["module_path"])[rows] if "module_path" in ev else None,
         "module_type": strings(ev["module_type"])[rows] if "module_type" in ev else None,
-        "module_row": module[rows], "step": ev["step"].to_numpy()[rows],
-        "phase": strings(ev["phase"])[rows] if "phase" in ev else None, "name": names[rows],
+        "call": np.where(module_row >= 0, module_row, ev["step"].to_numpy()[rows]),
+        "phase": _phases(strings(ev["phase"])[rows] if "phase" in ev else None, len(rows)), "name": names[rows],
         "ts_ns": ev["ts_ns"].to_numpy()[rows], "host_ns": np.maximum(ev["dur_ns"].to_numpy()[rows], 0),
         "nested": nested[rows], "collective": is_coll[rows],
-    })
-    frame["phase"] = frame["phase"].fillna("other")
-    frame["call"] = np.where(frame["module_row"] >= 0, frame["module_row"], frame["step"])
-    _add_kernels(frame, ev, kind, parent, listed, names)
-    _add_shapes(frame, table, parent, names, listed)
-    frame = frame.sort_values(["module_path", "phase", "call", "ts_ns", "row"], kind="stable", na_position="first")
-    frame["ordinal"] = frame.groupby(["module_path", "phase", "call"], dropna=False, sort=False).cumcount()
-    return frame[list(OP_COLUMNS)].reset_index(drop=True)
+    }
+    cols.update(_kernel_columns(ev, kind, parent, listed, names, rows))
+    cols.update(_shape_columns(table, parent, names, listed, rows))
+    order, cols["ordinal"] = _order(cols)
+    return pd.DataFrame({c: _taken(cols[c], order) for c in OP_COLUMNS})
 
 
-def _add_kernels(frame: pd.DataFrame, ev: pd.DataFrame, kind: np.ndarray, parent: np.ndarray, listed: np.ndarray,
-                 names: np.ndarray) -> None:
-    """Device time, kernel count and the most common kernel names under each listed op."""
+def _phases(phase: np.ndarray | None, n: int) -> np.ndarray | pd.Series:
+    """The phase column with missing phases as "other" (an object column of "other" without phases, as
+    `fillna` on an all-None column gives)."""
+    if phase is None:
+        return pd.Series(["other"] * n, dtype=object)
+    return np.array(["other" if p is None else p for p in phase.tolist()], dtype=object)
+
+
+def _order(cols: dict[str, object]) -> tuple[np.ndarray, np.ndarray]:
+    """The rows sorted by (module path (missing first), phase, call, ts_ns, row) and each row's ordinal within
+    its (module path, phase, call) after that sort (row is unique: the order is total)."""
+    n = len(cols["row"])
+    keys = [_codes(cols["module_path"], n), _codes(cols["phase"], n), np.asarray(cols["call"])]
+    order = np.lexsort((cols["row"], cols["ts_ns"], *keys[::-1]))
+    new = np.ones(n, dtype=bool)
+    if n:
+        new[1:] = np.any([k[order][1:] != k[order][:-1] for k in keys], axis=0)
+    starts = np.flatnonzero(new)
+    ordinal = np.arange(n, dtype=np.int64) - np.repeat(starts, np.diff(np.append(starts, n)))
+    return order, ordinal[np.argsort(order)]
+
+
+def _codes(values: object, n: int) -> np.ndarray:
+    """Sort codes of a text column: missing (None, NaN) -1, then the texts in code-point order."""
+    if values is None:
+        return np.full(n, -1, dtype=np.int64)
+    values = values.tolist() if hasattr(values, "tolist") else list(values)
+    rank = {v: i for i, v in enumerate(sorted({v for v in values if isinstance(v, str)}))}
+    return np.array([rank.get(v, -1) if isinstance(v, str) else -1 for v in values], dtype=np.int64)
+
+
+def _taken(values: object, order: np.ndarray) -> object:
+    """A column's values in the frame's row order (None: a column of None, as a scalar gives)."""
+    if values is None:
+        return None
+    if isinstance(values, pd.Series):
+        return values.take(order).reset_index(drop=True)
+    if isinstance(values, list):
+        return [values[i] for i in order.tolist()]
+    return values[order]
+
+
+def _kernel_columns(ev: pd.DataFrame, kind: np.ndarray, parent: np.ndarray, listed: np.ndarray, names: np.ndarray,
+                    rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Device time, kernel count, format-cast time and count and the most common kernel names under each listed op
+    (`rows`)."""
     device = np.flatnonzero(np.isin(kind, list(DEVICE_KINDS)) & (ev["launcher"].to_numpy() >= 0))
     owner_of = nearest_marked(parent, listed)
     owner = owner_of[ev["launcher"].to_numpy()[device]]
     keep = owner >= 0
     dur = np.maximum(ev["dur_ns"].to_numpy()[device[keep]], 0)
     if dur.dtype != np.int64:  # sums as pandas makes them (a float column, truncated)
-        _add_kernels_pandas(frame, owner[keep], dur, names[device[keep]])
-        return
+        return _kernels_pandas(rows, owner[keep], dur, names[device[keep]])
     owner, kernel = owner[keep], names[device[keep]]
-    rows = frame["row"].to_numpy()
     uniques, codes = np.unique(np.asarray([str(n) for n in kernel], dtype=object), return_inverse=True) \
         if len(kernel) else (np.array([], dtype=object), np.array([], dtype=np.int64))
     is_cast = np.array([is_format_cast(n) for n in uniques], dtype=bool)[codes]  # each kernel name tested once
+    out = {}
     for prefix, part in (("", np.ones(len(owner), dtype=bool)), ("cast_", is_cast)):
         total = np.zeros(len(ev), dtype=np.int64)
         np.add.at(total, owner[part], dur[part])  # int64 sums, exact as pandas' groupby sum
         size = np.bincount(owner[part], minlength=len(ev)).astype(np.int64)
-        frame["device_ns" if not prefix else "cast_ns"] = total[rows]
-        frame["kernel_count" if not prefix else "cast_count"] = size[rows]
-    frame["kernel_names"] = _top_names(owner, kernel, rows)
+        out["device_ns" if not prefix else "cast_ns"] = total[rows]
+        out["kernel_count" if not prefix else "cast_count"] = size[rows]
+    out["kernel_names"] = _top_names(owner, kernel, rows)
+    return out
 
 
 def _top_names(owner: np.ndarray, kernel: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -106,21 +150,24 @@ def _top_names(owner: np.ndarray, kernel: np.ndarray, rows: np.ndarray) -> np.nd
     return np.array([joined.get(r, np.nan) for r in rows.tolist()], dtype=object)
 
 
-def _add_kernels_pandas(frame: pd.DataFrame, owner: np.ndarray, dur: np.ndarray, kernel: np.ndarray) -> None:
-    """_add_kernels with pandas groupbys (for a duration column that is not int64)."""
+def _kernels_pandas(rows: np.ndarray, owner: np.ndarray, dur: np.ndarray, kernel: np.ndarray
+                    ) -> dict[str, np.ndarray]:
+    """_kernel_columns with pandas groupbys (for a duration column that is not int64)."""
+    row = pd.Series(rows)
     dev = pd.DataFrame({"owner": owner, "dur": dur, "name": kernel})
     sums = dev.groupby("owner")["dur"].agg(["sum", "size"])
-    frame["device_ns"] = frame["row"].map(sums["sum"]).fillna(0).astype(np.int64).to_numpy()
-    frame["kernel_count"] = frame["row"].map(sums["size"]).fillna(0).astype(np.int64).to_numpy()
+    out = {"device_ns": row.map(sums["sum"]).fillna(0).astype(np.int64).to_numpy(),
+           "kernel_count": row.map(sums["size"]).fillna(0).astype(np.int64).to_numpy()}
     codes, uniques = pd.factorize(dev["name"].to_numpy(), use_na_sentinel=False)  # each kernel name tested once
     is_cast = np.array([is_format_cast(str(n)) for n in uniques], dtype=bool)[codes]
     casts = dev[is_cast].groupby("owner")["dur"].agg(["sum", "size"])
-    frame["cast_ns"] = frame["row"].map(casts["sum"]).fillna(0).astype(np.int64).to_numpy()
-    frame["cast_count"] = frame["row"].map(casts["size"]).fillna(0).astype(np.int64).to_numpy()
+    out["cast_ns"] = row.map(casts["sum"]).fillna(0).astype(np.int64).to_numpy()
+    out["cast_count"] = row.map(casts["size"]).fillna(0).astype(np.int64).to_numpy()
     top = (dev.groupby(["owner", "name"]).size().reset_index(name="n")
            .sort_values(["owner", "n"], ascending=[True, False]).groupby("owner").head(KERNEL_NAMES_KEPT))
     joined = _joined_by_owner(top["owner"].to_numpy(), top["name"].to_numpy())
-    frame["kernel_names"] = frame["row"].map(joined).to_numpy()
+    out["kernel_names"] = row.map(joined).to_numpy()
+    return out
 
 
 def _joined_by_owner(owner: np.ndarray, names: np.ndarray) -> pd.Series:
@@ -138,13 +185,13 @@ def _joined_by_owner(owner: np.ndarray, names: np.ndarray) -> pd.Series:
                      dtype=object)
 
 
-def _add_shapes(frame: pd.DataFrame, table: EventTable, parent: np.ndarray, names: np.ndarray,
-                listed: np.ndarray) -> None:
-    """Recorded shapes/dtypes, local shapes under tensor-subclass dispatch, and the (local) weight shape."""
-    rows = frame["row"].to_numpy()
+def _shape_columns(table: EventTable, parent: np.ndarray, names: np.ndarray, listed: np.ndarray,
+                   rows: np.ndarray) -> dict[str, list]:
+    """Recorded shapes/dtypes, local shapes under tensor-subclass dispatch, and the (local) weight shape of each
+    listed op (`rows`)."""
     inputs = op_inputs(table.args, rows)
-    frame["shapes"] = _each_once(inputs.dims, lambda d: _as_lists(d, shapes=True))
-    frame["dtypes"] = _each_once(inputs.types, _as_lists)
+    out = {"shapes": _each_once(inputs.dims, lambda d: _as_lists(d, shapes=True)),
+           "dtypes": _each_once(inputs.types, _as_lists)}
     is_sub = names == SUBCLASS_NODE
     local = np.flatnonzero((parent >= 0) & is_sub[np.maximum(parent, 0)] & (parent >= 0))
     owner = nearest_marked(parent, listed)[local]
@@ -155,10 +202,11 @@ def _add_shapes(frame: pd.DataFrame, table: EventTable, parent: np.ndarray, name
     for own, row, dims in zip(owner.tolist(), local.tolist(), local_dims.dims):
         if dims:
             per_owner.setdefault(own, []).append([str(names[row]), msgspec.json.decode(dims)])
-    frame["local_shapes"] = [msgspec.json.encode(per_owner[r]).decode() if r in per_owner else None
-                             for r in rows.tolist()]
-    frame["weight_shape"] = [_weight(str(n), s, per_owner.get(r)) for r, n, s in
-                             zip(rows.tolist(), frame["name"], frame["shapes"])]
+    out["local_shapes"] = [msgspec.json.encode(per_owner[r]).decode() if r in per_owner else None
+                           for r in rows.tolist()]
+    out["weight_shape"] = [_weight(str(n), s, per_owner.get(r)) for r, n, s in
+                           zip(rows.tolist(), names[rows], out["shapes"])]
+    return out
 
 
 def _each_once(texts, convert) -> list:

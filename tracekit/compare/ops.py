@@ -62,10 +62,16 @@ def align_ops(base: pd.DataFrame, target: pd.DataFrame, canon: dict[str, str]) -
     return align(a, b, score, key=lambda x: x[0])
 
 
+ONE_SIDED_COLUMNS = ["side", "op", "phase", "occurrences", "modules", "time_ns"]
+
+
 def one_sided(ops: pd.DataFrame) -> pd.DataFrame:
     """Ops that exist on one side only, per side and op name: occurrences, modules and time (per call summed)."""
     if not len(ops):
-        return pd.DataFrame(columns=["side", "op", "phase", "occurrences", "modules", "time_ns"])
+        return pd.DataFrame(columns=ONE_SIDED_COLUMNS)
+    fast = _one_sided_lists(ops)
+    if fast is not None:
+        return fast
     rows = []
     for side in ("base", "target"):
         part = ops.loc[ops["status"] == f"{side}_only", [f"{side}_op", "phase", "module_path", "status", f"{side}_ns"]]
@@ -78,7 +84,54 @@ def one_sided(ops: pd.DataFrame) -> pd.DataFrame:
                             grouped[f"{side}_ns"].sum().rename("time_ns")], axis=1)
         rows.append(counts.reset_index().rename(columns={f"{side}_op": "op"}).assign(side=side))
     if not rows:
-        return pd.DataFrame(columns=["side", "op", "phase", "occurrences", "modules", "time_ns"])
+        return pd.DataFrame(columns=ONE_SIDED_COLUMNS)
     out = pd.concat(rows, ignore_index=True)
-    return out[["side", "op", "phase", "occurrences", "modules", "time_ns"]].sort_values(
-        ["side", "time_ns"], ascending=[True, False], ignore_index=True)
+    return out[ONE_SIDED_COLUMNS].sort_values(["side", "time_ns"], ascending=[True, False], ignore_index=True)
+
+
+def _one_sided_lists(ops: pd.DataFrame) -> pd.DataFrame | None:
+    """one_sided over Python lists (the one-sided ops are a few hundred rows, where each pandas call costs more than
+    the rows): the same groups, order and sums (pandas' compensated float sum, kahan_sum). None (use pandas) unless
+    every op name and phase is text and the times are float64."""
+    status = ops["status"].tolist()
+    phases, paths = ops["phase"].tolist(), ops["module_path"].tolist()
+    found: list[tuple] = []
+    for side in ("base", "target"):
+        if ops[f"{side}_ns"].dtype != np.float64:
+            return None
+        wanted = f"{side}_only"
+        rows = [i for i, s in enumerate(status) if s == wanted]
+        if not rows:
+            continue
+        names, times = ops[f"{side}_op"].tolist(), ops[f"{side}_ns"].tolist()
+        groups: dict[tuple[str, str], list[int]] = {}
+        for i in rows:
+            if not isinstance(names[i], str) or not isinstance(phases[i], str):
+                return None
+            groups.setdefault((names[i], phases[i]), []).append(i)
+        for (name, phase), members in sorted(groups.items()):
+            modules = {paths[i] if isinstance(paths[i], str) else "(no module)" for i in members}
+            found.append((side, name, phase, len(members), len(modules), kahan_sum(times[i] for i in members)))
+    if not found:
+        return pd.DataFrame(columns=ONE_SIDED_COLUMNS)
+    found.sort(key=lambda r: (r[0], -r[5]))  # stable: ties keep the (op, phase) order, as pandas' lexsort
+    columns = list(zip(*found))
+    return pd.DataFrame({"side": list(columns[0]), "op": list(columns[1]), "phase": list(columns[2]),
+                         "occurrences": np.array(columns[3], dtype=np.int64),
+                         "modules": np.array(columns[4], dtype=np.int64),
+                         "time_ns": np.array(columns[5], dtype=np.float64)})
+
+
+def kahan_sum(values) -> float:
+    """Sum of the non-NaN floats as pandas' groupby sum adds them (Kahan compensation; 0.0 for none)."""
+    total = compensation = 0.0
+    for value in values:
+        if value != value:
+            continue
+        y = value - compensation
+        t = total + y
+        compensation = t - total - y
+        if compensation != compensation:  # an infinite value: no compensation (pandas GH#53606)
+            compensation = 0.0
+        total = t
+    return total

@@ -65,39 +65,37 @@ def sequence_table(ops: pd.DataFrame) -> SequenceTable:
         return SequenceTable(pd.DataFrame({c: [] for c in SEQ_COLUMNS}), {})
     fast = _per_ordinal_rows(ops)
     if fast is not None:
-        known, agg = fast
+        known, columns = fast
+        paths, phases, count = columns["module_path"], columns["phase"], columns["count"]
+        n = len(paths)
+        starts = [i for i in range(n) if not i or paths[i] != paths[i - 1] or phases[i] != phases[i - 1]]
     else:
         calls, agg = per_ordinal(ops)
         agg = agg.reset_index(drop=True)
         known = {(p, str(ph)): int(n) for (p, ph), n in calls.items() if isinstance(p, str)}
-    group = agg.groupby(["module_path", "phase"], dropna=False, sort=False).ngroup().to_numpy()
-    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
-    stops = np.r_[starts[1:], len(agg)]
-    paths, phases, count = agg["module_path"].tolist(), agg["phase"].tolist(), agg["count"].to_numpy()
-    calls_per_row = np.zeros(len(agg), dtype=np.int64)
+        group = agg.groupby(["module_path", "phase"], dropna=False, sort=False).ngroup().to_numpy()
+        starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]).tolist()
+        paths, phases, count, n = agg["module_path"].tolist(), agg["phase"].tolist(), agg["count"].to_numpy(), len(agg)
+        columns = {c: agg[c] for c in SEQ_COLUMNS if c != "calls"}
+    calls_per_row = np.zeros(n, dtype=np.int64)
     spans, phases_of = {}, {}
-    for start, stop in zip(starts.tolist(), stops.tolist()):
+    for start, stop in zip(starts, [*starts[1:], n]):
         path = paths[start] if isinstance(paths[start], str) else None
         key = (path, str(phases[start]))
         calls_per_row[start:stop] = known.get(key, 0) or int(count[start:stop].max())
         spans[key] = range(start, stop)
         phases_of.setdefault(path, set()).add(key[1])
-    agg["calls"] = calls_per_row
     divisor = np.maximum(calls_per_row, 1)
-    for col in PER_CALL:  # per call of the module
-        agg[col] = agg[col] / divisor
-    return SequenceTable(agg[list(SEQ_COLUMNS)], spans, phases_of)
+    frame = {c: (calls_per_row if c == "calls" else columns[c] / divisor if c in PER_CALL else columns[c])
+             for c in SEQ_COLUMNS}  # per call of the module
+    return SequenceTable(pd.DataFrame(frame), spans, phases_of)
 
 
-def _missing(value) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
-
-
-def _per_ordinal_rows(ops: pd.DataFrame) -> tuple[dict[tuple[str, str], int], pd.DataFrame] | None:
+def _per_ordinal_rows(ops: pd.DataFrame) -> tuple[dict[tuple[str, str], int], dict[str, object]] | None:
     """What tracekit.compare.ops.per_ordinal gives (calls per module path and phase, and the op at each
-    ordinal: the most frequent name, first seen on ties, summed over the calls that ran it), computed over
-    Python lists: an op frame has a few hundred rows, where each pandas groupby costs more than the rows.
-    None (use per_ordinal) when a key is missing or a summed column is not int64."""
+    ordinal: the most frequent name, first seen on ties, summed over the calls that ran it) as columns,
+    computed over Python lists and numpy: an op frame has a few hundred rows, where each pandas groupby costs
+    more than the rows. None (use per_ordinal) when a key is missing or a summed column is not int64."""
     if any(ops[c].dtype != np.int64 for c in (*_SUMMED, "ordinal", "call")):
         return None
     paths = [p if isinstance(p, str) else None for p in ops["module_path"].tolist()]
@@ -117,17 +115,28 @@ def _per_ordinal_rows(ops: pd.DataFrame) -> tuple[dict[tuple[str, str], int], pd
         if place not in best or len(rows) > len(groups[best[place]]):
             best[place] = key
     order = sorted(best, key=lambda k: (k[0] is not None, k[0] or "", k[1], k[2]))
-    chosen = [groups[best[place]] for place in order]
+    n_ops = len(ops)
+    place_of = [-1] * n_ops  # each row's place in `order` (-1: not a chosen group's row)
+    for g, place in enumerate(order):
+        for i in groups[best[place]]:
+            place_of[i] = g
+    group = np.array(place_of, dtype=np.int64)
+    member = np.flatnonzero(group >= 0)
+    first = np.full(len(order), n_ops, dtype=np.int64)
+    np.minimum.at(first, group[member], member)
     columns: dict[str, object] = {
         "module_path": [p for p, _, _ in order], "phase": [ph for _, ph, _ in order],
-        "name": pd.array([names[rows[0]] for rows in chosen], dtype=ops["name"].dtype),
-        "count": np.array([len(rows) for rows in chosen], dtype=np.int64),
+        "name": pd.array([names[r] for r in first.tolist()], dtype=ops["name"].dtype),
+        "count": np.bincount(group[member], minlength=len(order)).astype(np.int64),
     }
     for col in _SUMMED:
+        total = np.zeros(len(order), dtype=np.int64)
+        np.add.at(total, group[member], ops[col].to_numpy()[member])  # int64: exact, as the groupby sum
+        columns[col] = total
+    for col in _FIRST:  # the first value that is not missing (None, NaN, NA), None where all are
+        present = member[~ops[col].isna().to_numpy()[member]]
+        found = np.full(len(order), n_ops, dtype=np.int64)
+        np.minimum.at(found, group[present], present)
         values = ops[col].tolist()
-        columns[col] = np.array([sum(values[i] for i in rows) for rows in chosen], dtype=np.int64)
-    for col in _FIRST:
-        values = ops[col].tolist()
-        firsts = [next((values[i] for i in rows if not _missing(values[i])), None) for rows in chosen]
-        columns[col] = pd.array(firsts, dtype=ops[col].dtype)
-    return {k: len(v) for k, v in call_sets.items()}, pd.DataFrame(columns)
+        columns[col] = pd.array([values[r] if r < n_ops else None for r in found.tolist()], dtype=ops[col].dtype)
+    return {k: len(v) for k, v in call_sets.items()}, columns

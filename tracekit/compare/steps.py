@@ -19,7 +19,7 @@ import pandas as pd
 
 from tracekit.ancestry import nearest_marked
 from tracekit.compare.iterations import find_iterations
-from tracekit.table import DEVICE_KINDS, EventTable, strings
+from tracekit.table import DEVICE_KINDS, EventTable, kind_in, strings
 
 _COMM_KERNEL = re.compile(r"(?i)nccl|rccl|hccl|allreduce|all_reduce|allgather|all_gather|reducescatter|"
                           r"reduce_scatter|alltoall|sendrecv|broadcast")
@@ -74,15 +74,18 @@ def step_windows(table: EventTable, iterations: bool = False) -> pd.DataFrame:
     repeats of the top-level call, tracekit.compare.iterations, when `iterations`); else one window
     (step -1) over the trace."""
     ev = table.events
-    steps = ev[ev["kind"] == "step"]
-    host_steps = steps[steps["cat"].astype(str) != "gpu_user_annotation"]
-    steps = host_steps if len(host_steps) else steps
-    if len(steps):
-        numbers = steps["name"].astype(str).str.extract(r"#(\d+)$", expand=False).fillna(-1).astype(int)
-        out = pd.DataFrame({"step": numbers.to_numpy(), "start_ns": steps["ts_ns"].to_numpy(),
-                            "dur_ns": np.maximum(steps["dur_ns"].to_numpy(), 0)})
-        out = out.sort_values("start_ns").drop_duplicates("step").reset_index(drop=True)
-        return out.assign(step_kind=PROFILER_STEP)
+    rows = np.flatnonzero(kind_in(ev, ("step",)))  # the step rows' columns only, not a copy of the table's rows
+    host_rows = rows[strings(ev["cat"], rows) != "gpu_user_annotation"]
+    rows = host_rows if len(host_rows) else rows
+    if len(rows):
+        found = (_STEP_NUMBER.search(str(n) if n is not None else "nan") for n in strings(ev["name"], rows).tolist())
+        numbers = np.array([int(m.group(1)) if m else -1 for m in found], dtype=np.int64)
+        start = ev["ts_ns"].to_numpy()[rows]
+        order = np.argsort(start, kind="quicksort")  # what sort_values("start_ns") does (one int64 key)
+        keep = _first_of_each(numbers[order])  # drop_duplicates("step"): the first in that order
+        return pd.DataFrame({"step": numbers[order][keep], "start_ns": start[order][keep],
+                             "dur_ns": np.maximum(ev["dur_ns"].to_numpy()[rows], 0)[order][keep],
+                             "step_kind": PROFILER_STEP})
     found = find_iterations(table) if iterations else None
     if found is not None:
         return found.windows.assign(step_kind=ITERATION)
@@ -92,6 +95,15 @@ def step_windows(table: EventTable, iterations: bool = False) -> pd.DataFrame:
     start = int(body["ts_ns"].min())
     end = int((body["ts_ns"] + body["dur_ns"].clip(lower=0)).max())
     return pd.DataFrame({"step": [-1], "start_ns": [start], "dur_ns": [end - start], "step_kind": [WHOLE_TRACE]})
+
+
+_STEP_NUMBER = re.compile(r"#(\d+)$")
+
+
+def _first_of_each(values: np.ndarray) -> np.ndarray:
+    """Positions of the first occurrence of each value, in order."""
+    _, first = np.unique(values, return_index=True)
+    return np.sort(first)
 
 
 def comm_named(names: np.ndarray) -> np.ndarray:

@@ -50,63 +50,85 @@ def basis_of(basis: str, label: str) -> str:
 
 
 def _ratio_delta(frame: pd.DataFrame) -> None:
-    b, t = frame["base_ns"].astype(float), frame["target_ns"].astype(float)
-    frame["delta_ns"] = t.fillna(0) - b.fillna(0)
-    frame["ratio"] = np.where((b > 0) & (t > 0), t / b.where(b > 0, 1), np.nan)
+    b, t = (frame[f"{side}_ns"].to_numpy(dtype=np.float64, na_value=np.nan) for side in SIDES)
+    frame["delta_ns"] = np.where(np.isnan(t), 0.0, t) - np.where(np.isnan(b), 0.0, b)
+    frame["ratio"] = np.where((b > 0) & (t > 0), t / np.where(b > 0, b, 1.0), np.nan)
 
 
 def compare_modules(base: Side, target: Side, basis: str) -> pd.DataFrame:
     """One row per module of either run, aligned by tree place and type (see tracekit.compare.align)."""
     pairs = align_modules(base.modules, target.modules)
-    added: dict[str, pd.Series] = {}  # every new column, added to the pairs in one concat
+    added: dict[str, pd.Series | np.ndarray] = {}  # every new column, added to the pairs in one concat
     for label, side, col in (("base", base, "base_path"), ("target", target, "target_path")):
         m = side.modules.set_index("module_path")
         row = m[list(MODULE_FIELDS)].reindex(pairs[col].to_numpy()).set_axis(pairs.index)  # one lookup per side
         calls = row["calls"].astype(float)
         per_call = row[list(_PER_CALL.values())].div(calls, axis=0)  # one division for all of them
+        paths = pairs[col].tolist()
         per = {
             "calls": calls, "type": row["module_type"],
             **{name: per_call[field] for name, field in _PER_CALL.items()},
             "input_shapes": row["input_shapes"], "input_dtypes": row["input_dtypes"],
             "output_shapes": row["output_shapes"], "params": row["params"],
-            "flops_fwd": row["flops_fwd"], "weight_shape": pairs[col].map(_weight_shapes(side.ops)),
+            "flops_fwd": row["flops_fwd"], "weight_shape": _weight_shapes(side.ops, paths, pairs.index),
         }
         added.update({f"{label}_{name}": values for name, values in per.items()})
-        own = side.ops[side.ops["module_path"].notna()]
         kind = "device_ns" if basis_of(basis, label) == "device" else "host_ns"
-        casts = _rolled_up(own.groupby("module_path")["cast_ns"].sum(), m.index)
-        comm = _rolled_up(own[own["collective"].astype(bool)].groupby("module_path")[kind].sum(), m.index)
-        added[f"{label}_format_cast_ns"] = pairs[col].map(casts) / calls
-        added[f"{label}_comm_ns"] = pairs[col].map(comm) / calls  # collectives launched in the module
+        known = set(m.index.tolist())
+        per_calls = calls.to_numpy()
+        for name, rolled in (("format_cast_ns", _rolled_up(side.ops, "cast_ns", False, known)),
+                             ("comm_ns", _rolled_up(side.ops, kind, True, known))):  # comm: collectives launched
+            added[f"{label}_{name}"] = np.array([rolled.get(p, np.nan) if isinstance(p, str) else np.nan
+                                                 for p in paths], dtype=np.float64) / per_calls
         if basis_of(basis, label) == "device":
             added[f"{label}_ns"] = added[f"{label}_device_ns_fwd"] + added[f"{label}_device_ns_bwd"]
         else:
             added[f"{label}_ns"] = added[f"{label}_host_fwd_ns"] + added[f"{label}_host_bwd_ns"]
-    out = pd.concat([pairs, pd.DataFrame(added, index=pairs.index)], axis=1)
-    out.insert(0, "module_path", out["base_path"].where(out["base_path"].notna(), out["target_path"]))
-    out.insert(1, "module_type", out["base_type"].where(out["base_type"].notna(), out["target_type"]))
-    out.insert(2, "depth", [p.count("/") for p in out["module_path"]])
+    head = {"module_path": pairs["base_path"].where(pairs["base_path"].notna(), pairs["target_path"]),
+            "module_type": added["base_type"].where(added["base_type"].notna(), added["target_type"])}
+    head["depth"] = [p.count("/") for p in head["module_path"]]
+    out = pd.concat([pd.DataFrame(head, index=pairs.index), pairs, pd.DataFrame(added, index=pairs.index)], axis=1)
     _ratio_delta(out)
-    out["shapes_differ"] = (out["status"] == "matched") & (
+    out["shapes_differ"] = (pairs["status"].to_numpy() == "matched") & (
         (_or_empty(out["base_input_shapes"]) != _or_empty(out["target_input_shapes"]))
         | (_or_empty(out["base_weight_shape"]) != _or_empty(out["target_weight_shape"])))
     return out.reset_index(drop=True)
 
 
-def _rolled_up(values: pd.Series, paths: pd.Index) -> pd.Series:
-    """Per module path, the sum of `values` (indexed by module path) over the module and its descendants."""
+def _rolled_up(ops: pd.DataFrame, value: str, collectives: bool, paths: set[str]) -> dict[str, float]:
+    """Per module path of `paths`, the sum of the ops' `value` over the module and its descendants (ops of
+    collectives only with `collectives`)."""
+    column = ops[value]
+    if column.dtype != np.int64:  # float sums: pandas' groupby (compensated), as before
+        own = ops[ops["module_path"].notna()]
+        own = own[own["collective"].astype(bool)] if collectives else own
+        sums = own.groupby("module_path")[value].sum().items()
+    else:
+        exact: dict[str, int] = {}
+        op_paths, values = ops["module_path"].tolist(), column.tolist()
+        if collectives:
+            rows = np.flatnonzero(ops["collective"].to_numpy().astype(bool)).tolist()
+            op_paths, values = [op_paths[i] for i in rows], [values[i] for i in rows]
+        for p, v in zip(op_paths, values):
+            if isinstance(p, str):
+                exact[p] = exact.get(p, 0) + v
+        sums = sorted(exact.items())
     totals: dict[str, object] = {}
-    for p, v in values.items():  # each value goes to its own path and to every ancestor path
+    for p, v in sums:  # each value goes to its own path and to every ancestor path
         p = str(p)
         for end in [i for i, ch in enumerate(p) if ch == "/"] + [len(p)]:
             totals[p[:end]] = totals.get(p[:end], 0) + v
-    return pd.Series({path: float(totals.get(path, 0)) for path in paths}, dtype=float)
+    return {path: float(totals.get(path, 0)) for path in paths}
 
 
-def _weight_shapes(ops: pd.DataFrame) -> pd.Series:
-    """Per module path: the weight shape of its first parameter-owning forward op."""
-    own = ops[(ops["phase"] == "forward") & ops["weight_shape"].notna() & ops["module_path"].notna()]
-    return own.drop_duplicates("module_path").set_index("module_path")["weight_shape"]
+def _weight_shapes(ops: pd.DataFrame, paths: list, index: pd.Index) -> pd.Series:
+    """Per module path of `paths`: the weight shape of its first parameter-owning forward op (NaN where none)."""
+    first: dict[str, str] = {}
+    for p, phase, shape in zip(ops["module_path"].tolist(), ops["phase"].tolist(), ops["weight_shape"].tolist()):
+        if phase == "forward" and isinstance(p, str) and isinstance(shape, str) and p not in first:
+            first[p] = shape
+    return pd.Series([first.get(p, np.nan) if isinstance(p, str) else np.nan for p in paths], index=index,
+                     dtype=ops["weight_shape"].dtype)
 
 
 def compare_ops(base: Side, target: Side, modules: pd.DataFrame, canon: dict[str, str], basis: str) -> pd.DataFrame:
@@ -136,15 +158,20 @@ def compare_ops(base: Side, target: Side, modules: pd.DataFrame, canon: dict[str
         "nested": [bool(v) for v in nested.tolist()], "collective": [bool(v) for v in collective.tolist()],
     })
     kept = [c for c in SEQ_COLUMNS if c not in ("nested", "collective")]
-    sides = [seq_a.take(ia, kept, rows["absent_a"]).add_prefix("base_"),
-             seq_b.take(ib, kept, rows["absent_b"]).add_prefix("target_")]
-    out = pd.concat([head, *sides], axis=1).rename(columns={"base_name": "base_op", "target_name": "target_op"})
-    for label in SIDES:
-        kind = "device" if basis_of(basis, label) == "device" else "host"
-        out[f"{label}_ns"] = out[f"{label}_{kind}_ns"]
-    _ratio_delta(out)
-    out["shapes_equal"] = _or_empty(out["base_shapes"]) == _or_empty(out["target_shapes"])
-    return out
+    sides = {label: seq.take(at, kept, absent).set_axis([f"{label}_{'op' if c == 'name' else c}" for c in kept],
+                                                          axis=1)
+             for label, seq, at, absent in (("base", seq_a, ia, rows["absent_a"]),
+                                            ("target", seq_b, ib, rows["absent_b"]))}
+    # the compared times, ratio and shape test made on a small frame: no setitem on the ~35-column table
+    tail = pd.DataFrame({f"{label}_ns": sides[label][f"{label}_{_kind(basis, label)}_ns"] for label in SIDES})
+    _ratio_delta(tail)
+    tail["shapes_equal"] = _or_empty(sides["base"]["base_shapes"]) == _or_empty(sides["target"]["target_shapes"])
+    return pd.concat([head, sides["base"], sides["target"], tail], axis=1)
+
+
+def _kind(basis: str, label: str) -> str:
+    """"device" or "host": the op time compared on side `label`."""
+    return "device" if basis_of(basis, label) == "device" else "host"
 
 
 def _aligned_rows(seq_a: SequenceTable, seq_b: SequenceTable, pairs: list[tuple[str | None, str | None]],
@@ -185,6 +212,6 @@ def _pick(seq_a: SequenceTable, seq_b: SequenceTable, ia: np.ndarray, ib: np.nda
     return out
 
 
-def _or_empty(values: pd.Series) -> pd.Series:
-    """Text values with missing ones as "" (also for an all-missing float column)."""
-    return values.astype(object).where(values.notna(), "")
+def _or_empty(values: pd.Series) -> np.ndarray:
+    """Text values with missing ones as "" (also for an all-missing float column), as an object array."""
+    return values.to_numpy(dtype=object, na_value="")

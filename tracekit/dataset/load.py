@@ -253,12 +253,13 @@ def side_tables(path: str | Path):
     ds = dataset_of([path])
     if ds is None:
         from tracekit.inputs import expand_inputs
-        from tracekit.modules.table import module_table
+        from tracekit.modules.table import COMPARE_COLUMNS, module_table
         from tracekit.pipeline import process, read_inputs
 
         paths = expand_inputs([path])
         processed = process(read_inputs(paths[:1]))
-        modules = module_table(processed.table, processed.modules) if processed.modules is not None else None
+        modules = (module_table(processed.table, processed.modules, COMPARE_COLUMNS) if processed.modules is not None
+                   else None)
         return processed, modules, _first_rank_note(len(paths), paths[0], processed.table.sources[0].rank)
     if len(ds.sources) > 1:
         processed, modules = first_input_of(ds, with_args=True)

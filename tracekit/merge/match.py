@@ -12,7 +12,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from tracekit.table import strings
+from tracekit.table import column, is_in, strings
 
 DISPATCH, MODULE, SAME = "dispatch", "module", "same"
 PAIR_KINDS = (DISPATCH, MODULE, SAME)
@@ -83,7 +83,7 @@ def sides(ev: pd.DataFrame, track: np.ndarray) -> dict[str, tuple[pd.DataFrame, 
     names = strings(ev["name"])
     kind = ev["kind"].to_numpy()
     source = strings(ev["source"])
-    span = ev["ph"].isin(_SPAN_PH).to_numpy()
+    span = is_in(column(ev, "ph"), _SPAN_PH)  # on the category codes
     viz_py = span & (source == "viztracer") & (kind == "python")
     uniq = pd.unique(names[viz_py])
     to_aten = {n: aten_name(n) for n in uniq}
@@ -98,7 +98,7 @@ def sides(ev: pd.DataFrame, track: np.ndarray) -> dict[str, tuple[pd.DataFrame, 
     mod_names = names[is_mod]
     mod_key = np.full(len(ev), None, dtype=object)
     mod_key[is_mod] = [module_class(n) for n in mod_names]
-    same_ok = ~ev["ph"].isin(("M",)).to_numpy()
+    same_ok = ~is_in(column(ev, "ph"), ("M",))
     ph = strings(ev["ph"])
     same_key = np.full(len(ev), None, dtype=object)
     dur = ev["dur_ns"].to_numpy()
@@ -154,14 +154,19 @@ def _thin(mov: pd.DataFrame, cap: int, seed: int) -> pd.DataFrame:
     return mov[(pos % stride) == 0]
 
 
+PAIR_COLUMNS = ["row_o", "row_i", "start_o", "end_o", "start_i", "end_i", "moving_is_outer"]
+
+
 def nearest_pairs(outer: pd.DataFrame, inner: pd.DataFrame, moving: int, fixed: set[int],
                   shift: dict[int, int], window_ns: int = 1_000_000) -> pd.DataFrame:
     """For each moving-file event, the fixed-file event with the same key whose start is nearest
     (times shifted by `shift` per file), within `window_ns`; one to one, nearest first.
 
     This matching does not look at containment, so containment measured on it means something.
+    After pandas' merge_asof, the one-to-one choice runs on numpy arrays (the same sorts: quicksort on the gap,
+    then on row_i, first occurrences kept), a few thousand pairs where each pandas call costs more than they do.
     """
-    frames = []
+    parts: list[dict[str, np.ndarray]] = []
     for mov_side, fix_side, mov_is_outer in ((outer, inner, True), (inner, outer, False)):
         mov = mov_side[mov_side["file"] == moving]
         fix = fix_side[fix_side["file"].isin(list(fixed))]
@@ -171,29 +176,39 @@ def nearest_pairs(outer: pd.DataFrame, inner: pd.DataFrame, moving: int, fixed: 
         fix = shifted(fix, shift).sort_values("start")
         joined = pd.merge_asof(mov, fix[[*JOIN, "start", "row"]].rename(columns={"row": "row_f"}),
                                on="start", by=JOIN, direction="nearest", tolerance=window_ns)
-        joined = joined[joined["row_f"].notna()]
+        found = joined["row_f"].to_numpy()
+        hit = ~pd.isna(found)
         # merge_asof leaves float columns where rows went unmatched: take the fixed side's ns back by row
-        row_f = joined["row_f"].to_numpy().astype(np.int64)
-        by_row = fix.set_index("row")
-        m = pd.DataFrame({"row_m": joined["row"].to_numpy(), "start_m": joined["start"].to_numpy(),
-                          "end_m": joined["end"].to_numpy(), "row_f": row_f,
-                          "start_f": by_row.loc[row_f, "start"].to_numpy(),
-                          "end_f": by_row.loc[row_f, "end"].to_numpy()})
-        m = m.assign(gap=(m["start_m"] - m["start_f"]).abs()).sort_values("gap")
-        m = m.drop_duplicates("row_f").drop_duplicates("row_m")
+        row_f = found[hit].astype(np.int64)
+        fix_rows = fix["row"].to_numpy()
+        sorter = np.argsort(fix_rows, kind="stable")
+        at = sorter[np.searchsorted(fix_rows, row_f, sorter=sorter)]
+        side = {"row_m": joined["row"].to_numpy()[hit], "start_m": joined["start"].to_numpy()[hit],
+                "end_m": joined["end"].to_numpy()[hit], "row_f": row_f,
+                "start_f": fix["start"].to_numpy()[at], "end_f": fix["end"].to_numpy()[at]}
+        order = np.argsort(np.abs(side["start_m"] - side["start_f"]), kind="quicksort")  # sort_values("gap")
+        order = order[_first_of_each(side["row_f"][order])]
+        order = order[_first_of_each(side["row_m"][order])]
         o, i = ("m", "f") if mov_is_outer else ("f", "m")
-        frames.append(pd.DataFrame({
-            "row_o": m[f"row_{o}"].to_numpy(), "row_i": m[f"row_{i}"].to_numpy(),
-            "start_o": m[f"start_{o}"].to_numpy(), "end_o": m[f"end_{o}"].to_numpy(),
-            "start_i": m[f"start_{i}"].to_numpy(), "end_i": m[f"end_{i}"].to_numpy(),
-            "moving_is_outer": mov_is_outer,
-        }))
+        parts.append({"row_o": side[f"row_{o}"][order], "row_i": side[f"row_{i}"][order],
+                      "start_o": side[f"start_{o}"][order], "end_o": side[f"end_{o}"][order],
+                      "start_i": side[f"start_{i}"][order], "end_i": side[f"end_{i}"][order],
+                      "moving_is_outer": np.full(len(order), mov_is_outer)})
         if outer is inner:
             break
-    if not frames:
-        return pd.DataFrame(columns=["row_o", "row_i", "start_o", "end_o", "start_i", "end_i", "moving_is_outer"])
-    out = pd.concat(frames, ignore_index=True)
-    return out.sort_values("row_i").drop_duplicates("row_i").drop_duplicates("row_o")
+    if not parts:
+        return pd.DataFrame(columns=PAIR_COLUMNS)
+    out = {c: np.concatenate([part[c] for part in parts]) for c in PAIR_COLUMNS}
+    keep = np.argsort(out["row_i"], kind="quicksort")  # sort_values("row_i"), then first row_i, then first row_o
+    keep = keep[_first_of_each(out["row_i"][keep])]
+    keep = keep[_first_of_each(out["row_o"][keep])]
+    return pd.DataFrame({c: values[keep] for c, values in out.items()}, index=keep)  # labels of the concat
+
+
+def _first_of_each(values: np.ndarray) -> np.ndarray:
+    """Positions of the first occurrence of each value, in order (drop_duplicates' rows)."""
+    _, first = np.unique(values, return_index=True)
+    return np.sort(first)
 
 
 def shifted(side: pd.DataFrame, shift: dict[int, int]) -> pd.DataFrame:

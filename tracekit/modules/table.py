@@ -26,7 +26,7 @@ from tracekit.modules.path_trie import PathTrie
 from tracekit.table import DEVICE_KINDS, EventTable, column, kind_in, matches, strings
 
 _FLOP_OPS = re.compile(FLOP_OP_PATTERN)
-__all__ = ["MODULE_COLUMNS", "SLICE_NOTE", "module_columns", "module_frame", "module_table"]
+__all__ = ["COMPARE_COLUMNS", "MODULE_COLUMNS", "SLICE_NOTE", "module_columns", "module_frame", "module_table"]
 MODULE_COLUMNS = (
     "source_index", "rank", "module_path", "module_type", "type_from", "parent_path", "depth", "calls", "first_call_ns",
     "steady_ns", "total_ns", "self_ns", "backward_ns", "device_ns_fwd", "device_ns_bwd", "kernel_count",
@@ -34,26 +34,35 @@ MODULE_COLUMNS = (
     "own_params", "params",
     "flops_fwd", "flops_bwd", "achieved_tflops", "flops_from", "params_from",
 )
+# what `tracekit compare` reads of a module table (tracekit.compare.align and compare.table.MODULE_FIELDS)
+COMPARE_COLUMNS = (
+    "module_path", "module_type", "parent_path", "calls", "total_ns", "backward_ns", "device_ns_fwd", "device_ns_bwd",
+    "kernel_count", "op_count", "input_shapes", "input_dtypes", "output_shapes", "params", "flops_fwd",
+)
 
 
-def module_table(table: EventTable, modules: ModuleCalls) -> pd.DataFrame:
-    """One row per (source, module path), in first-call order."""
-    return module_frame(module_columns(table, modules))
+def module_table(table: EventTable, modules: ModuleCalls, columns: tuple[str, ...] = MODULE_COLUMNS
+                 ) -> pd.DataFrame:
+    """One row per (source, module path), in first-call order. `columns=COMPARE_COLUMNS`: only those (the same
+    values and dtypes), without the evidence notes and last-call shapes that only the full table holds."""
+    return module_frame(module_columns(table, modules, details=columns == MODULE_COLUMNS), columns)
 
 
-def module_frame(columns: dict[str, object] | None) -> pd.DataFrame:
-    """The module table of `module_columns`' columns (None: no module spans)."""
+def module_frame(columns: dict[str, object] | None, names: tuple[str, ...] = MODULE_COLUMNS) -> pd.DataFrame:
+    """The module table of `module_columns`' columns (None: no module spans), of the columns `names`."""
     if columns is None:
-        return pd.DataFrame({c: [] for c in MODULE_COLUMNS})
-    frame = pd.DataFrame(columns)
+        return pd.DataFrame({c: [] for c in names})
+    frame = pd.DataFrame({c: columns[c] for c in names} if names != MODULE_COLUMNS else columns)
     if not len(frame):  # every span is a recomputation: the column types the earlier pandas version gave
-        frame = frame.astype({"module_path": np.float64, "steady_ns": np.int64})
+        frame = frame.astype({c: t for c, t in (("module_path", np.float64), ("steady_ns", np.int64)) if c in frame})
     return frame
 
 
-def module_columns(table: EventTable, modules: ModuleCalls) -> dict[str, object] | None:
+def module_columns(table: EventTable, modules: ModuleCalls, details: bool = True) -> dict[str, object] | None:
     """The columns of `module_table` (MODULE_COLUMNS, in order) as the arrays and lists it is made from, before pandas
-    infers their dtypes (a rank's partition writer takes them to Arrow without a frame); None without module spans."""
+    infers their dtypes (a rank's partition writer takes them to Arrow without a frame); None without module spans.
+    Without `details`, the notes (`flops_from`, `params_from`, `input_from`, `output_from`) and `last_input_shapes`
+    are not made (None): what compare reads is the same."""
     ev = table.events
     spans = modules.spans
     if not len(spans):
@@ -131,14 +140,17 @@ def module_columns(table: EventTable, modules: ModuleCalls) -> dict[str, object]
             uncounted > 0, np.nan, np.round(total / out["calls"]))
     inferred = np.zeros(len(ev), dtype=bool)
     inferred[flop_rows[flop_inferred & ~recompute[flop_rows]]] = True
-    no_rule_names = names_below(src, paths, names, np.flatnonzero(no_rule & (forward | backward)))
-    out["flops_from"] = _flops_from(inclusive.sums(inferred), out["calls"], out["flops_bwd"],
-                                    [no_rule_names.get((int(s), p)) for s, p in zip(out["source_index"],
-                                                                                   out["module_path"])])
+    if details:
+        no_rule_names = names_below(src, paths, names, np.flatnonzero(no_rule & (forward | backward)))
+        out["flops_from"] = _flops_from(inclusive.sums(inferred), out["calls"], out["flops_bwd"],
+                                        [no_rule_names.get((int(s), p)) for s, p in zip(out["source_index"],
+                                                                                       out["module_path"])])
+    else:
+        out["flops_from"] = None
     device_ns = out["device_ns_fwd"] + out["device_ns_bwd"]
     total_flops = (out["flops_fwd"] + out["flops_bwd"]) * out["calls"]
     out["achieved_tflops"] = np.where(device_ns > 0, total_flops / np.maximum(device_ns, 1) / 1e3, np.nan)
-    out.update(first_call_details(out, ev, table, names, kind, modules))
+    out.update(first_call_details(out, ev, table, names, kind, modules, details))
     hidden = compiled_regions(name_codes, kind_in(ev, ("cpu_op", "runtime"))) & forward & ~recompute
     _unknown_in_compiled(out, inclusive, src, paths, hidden)
     _unknown_without_shapes(out, ev, table, kind)

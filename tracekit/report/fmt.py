@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import math
@@ -10,6 +11,11 @@ from typing import Any
 
 def missing(value: Any) -> bool:
     """None, NaN or pandas NA."""
+    kind = type(value)
+    if kind is float:  # most cells: one comparison (NaN is the only float unequal to itself)
+        return value != value
+    if kind is str or kind is int or kind is bool:
+        return False
     if value is None:
         return True
     try:
@@ -69,6 +75,17 @@ def shapes(value: Any) -> list:
 
 def shape_text(value: Any) -> str:
     """[[4, 3, 32, 32]] -> '[4,3,32,32]'; several shapes joined by spaces."""
+    if type(value) is str:  # a column repeats a few shapes texts: each parsed once
+        return _shape_text_of(value)
+    return _shape_text(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _shape_text_of(text: str) -> str:
+    return _shape_text(text)
+
+
+def _shape_text(value: Any) -> str:
     return " ".join("[" + ",".join(str(d) for d in s) + "]" if isinstance(s, list) else str(s) for s in shapes(value))
 
 

@@ -73,7 +73,7 @@ def compare_modules(base: Side, target: Side, basis: str) -> pd.DataFrame:
             "flops_fwd": row["flops_fwd"], "weight_shape": _weight_shapes(side.ops, paths, pairs.index),
         }
         added.update({f"{label}_{name}": values for name, values in per.items()})
-        kind = "device_ns" if basis_of(basis, label) == "device" else "host_ns"
+        kind = f"{_kind(basis, label)}_ns"
         known = set(m.index.tolist())
         per_calls = calls.to_numpy()
         for name, rolled in (("format_cast_ns", _rolled_up(side.ops, "cast_ns", False, known)),

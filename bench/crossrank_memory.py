@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python bench/crossrank_memory.py [--ranks 64 512 4096] [--source DIR] [--tracemalloc] [--phases]
-        [--json FILE]
+        [--no-inference] [--json FILE]
 
 The source set's ranks (default ../shared/traces/gpu/param_dlrm_8ranks) are converted once into call partitions
 (as `tracekit convert` writes them to `.calls/`); rank i of N is a copy of source rank i mod S (the partitions
@@ -12,7 +12,10 @@ synthetic ranks do. Then, per N, a FRESH interpreter imports tracekit, runs
 `crossrank.write_collectives_from_parts` and reports the stage's peak RSS above its start (VmHWM reset at the
 start through /proc/self/clear_refs), its end RSS, with --tracemalloc the Python heap's peak above the start, and
 with --phases the peak of each step (label: narrow table + group inference; spill: finished ranks; write:
-collectives.parquet), so that the writer's per-row-group growth is told apart from the state per call.
+collectives.parquet), so that the writer's per-row-group growth is told apart from the state per call. With
+--no-inference, group inference is replaced by a stub that decides nothing (every call undecided, one shared
+reason; the outputs differ): what the label step costs without the inference, i.e. the most that any cheaper
+inference (streamed or not) could save.
 RSS is not stretched by the other load on a shared machine; CPU seconds (also reported) are.
 """
 
@@ -94,7 +97,25 @@ def _phases(crossrank: Any, folder: Path, distributed: list, out: Path, start: f
     return rows
 
 
-def child(folder: Path, n: int, trace_python: bool, by_phase: bool = False) -> None:
+def _no_inference() -> None:
+    """Group inference replaced by a stub that decides nothing (measurement only: outputs differ)."""
+    import numpy as np
+    import pandas as pd
+
+    import tracekit.parallel.groups as groups
+
+    def undecided(calls: Any, todo: Any, candidates: Any, tolerance_ns: int = 0) -> pd.DataFrame:
+        rows = pd.Index(todo)
+        why, none = np.empty(len(todo), dtype=object), np.empty(len(todo), dtype=object)
+        why.fill("undecided: inference not run (bench stub)")
+        none.fill([])
+        return pd.DataFrame({"group": np.full(len(todo), -1, dtype=np.int64), "group_from": pd.Series(why, index=rows),
+                             "candidates": pd.Series(none, index=rows)}, index=rows)
+
+    groups.infer_call_groups = undecided
+
+
+def child(folder: Path, n: int, trace_python: bool, by_phase: bool = False, stub: bool = False) -> None:
     import resource
     import time
     import tracemalloc
@@ -104,6 +125,8 @@ def child(folder: Path, n: int, trace_python: bool, by_phase: bool = False) -> N
     import tracekit.writers.collectives  # noqa: F401  (imported before the start: its pages are not the stage's)
     from tracekit.memory import release_freed_memory
 
+    if stub:
+        _no_inference()
     distributed = [{"backend": "nccl", "rank": 0, "world_size": n}]
     out = folder.parent / f"collectives-{n}.parquet"
     # warm-up on 8 ranks' worth of partitions: imports and first-use caches before the measured run
@@ -144,11 +167,13 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--phases", action="store_true",
                         help="also the peak of each step: label (narrow table + inference), spill, write")
+    parser.add_argument("--no-inference", action="store_true",
+                        help="group inference replaced by a stub that decides nothing (what the rest costs)")
     parser.add_argument("--work", type=Path, default=None, help="keep the partitions here (default: a temp dir)")
     parser.add_argument("--child", nargs=2, metavar=("FOLDER", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(Path(args.child[0]), int(args.child[1]), args.tracemalloc, args.phases)
+        child(Path(args.child[0]), int(args.child[1]), args.tracemalloc, args.phases, args.no_inference)
         return
     work = args.work or Path(tempfile.mkdtemp(prefix="crossrank-memory-"))
     try:
@@ -159,7 +184,7 @@ def main() -> None:
             if not folder.exists():
                 synthetic_parts(parts, n, folder)
             cmd = ([sys.executable, __file__, "--child", str(folder), str(n)] + (["--tracemalloc"] * args.tracemalloc)
-                   + (["--phases"] * args.phases))
+                   + (["--phases"] * args.phases) + (["--no-inference"] * args.no_inference))
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
             line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
             if line is None:

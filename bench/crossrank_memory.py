@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python bench/crossrank_memory.py [--ranks 64 512 4096] [--source DIR] [--tracemalloc] [--phases]
-        [--no-inference] [--json FILE]
+        [--no-inference] [--repeat 1 250 2000] [--json FILE]
 
 The source set's ranks (default ../shared/traces/gpu/param_dlrm_8ranks) are converted once into call partitions
 (as `tracekit convert` writes them to `.calls/`); rank i of N is a copy of source rank i mod S (the partitions
@@ -15,7 +15,9 @@ with --phases the peak of each step (label: narrow table + group inference; spil
 collectives.parquet), so that the writer's per-row-group growth is told apart from the state per call. With
 --no-inference, group inference is replaced by a stub that decides nothing (every call undecided, one shared
 reason; the outputs differ): what the label step costs without the inference, i.e. the most that any cheaper
-inference (streamed or not) could save.
+inference (streamed or not) could save. With --repeat K, each rank's calls are its source rank's calls K times,
+shifted in time by the source set's span each time (the same calls, K times as many per rank): the stage per call
+at a fixed number of ranks, where the default (K = 1) grows calls and ranks together.
 RSS is not stretched by the other load on a shared machine; CPU seconds (also reported) are.
 """
 
@@ -59,14 +61,32 @@ def source_parts(source: Path, folder: Path) -> list[Path]:
     return [path for _index, _rank, path in list_parts(folder / "calls")]
 
 
-def synthetic_parts(parts: list[Path], n: int, folder: Path) -> None:
-    """rank i's partition: a copy of parts[i mod len(parts)]."""
-    from tracekit.parallel.scratch import part_path
+def synthetic_parts(parts: list[Path], n: int, folder: Path, repeat: int = 1) -> None:
+    """rank i's partition: a copy of parts[i mod len(parts)]; with `repeat` K > 1, its calls K times, copy k
+    shifted by k x the source set's span (first start to last end, + 1 ms)."""
+    from tracekit.parallel.scratch import Part, part_path, write_table
 
+    tables = [Part(p).read() for p in parts] if repeat > 1 else []
+    if tables:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        first = min(pc.min(t["start_ns"]).as_py() for t in tables)
+        last = max(pc.max(pc.add(t["start_ns"], t["dur_ns"])).as_py() for t in tables)
+        span = last - first + 1_000_000
+        grown = []
+        for t in tables:
+            copies = [t.set_column(t.schema.get_field_index("start_ns"), "start_ns",
+                                   pc.add(t["start_ns"], pa.scalar(k * span, pa.int64()))) for k in range(repeat)]
+            grown.append(pa.concat_tables(copies).combine_chunks().replace_schema_metadata(t.schema.metadata))
+        tables = grown
     for i in range(n):
         target = part_path(folder, i, i, parts[i % len(parts)].suffix)
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(parts[i % len(parts)], target)
+        if tables:
+            write_table(tables[i % len(parts)], target.with_suffix(".arrow"))
+        else:
+            shutil.copyfile(parts[i % len(parts)], target)
 
 
 def _phases(crossrank: Any, folder: Path, distributed: list, out: Path, start: float, phases: dict[str, float]) -> int:
@@ -169,6 +189,8 @@ def main() -> None:
                         help="also the peak of each step: label (narrow table + inference), spill, write")
     parser.add_argument("--no-inference", action="store_true",
                         help="group inference replaced by a stub that decides nothing (what the rest costs)")
+    parser.add_argument("--repeat", type=int, nargs="+", default=[1],
+                        help="each rank's calls this many times, shifted in time (calls per rank x K)")
     parser.add_argument("--work", type=Path, default=None, help="keep the partitions here (default: a temp dir)")
     parser.add_argument("--child", nargs=2, metavar=("FOLDER", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -179,10 +201,10 @@ def main() -> None:
     try:
         parts = source_parts(args.source, work / "source")
         rows = []
-        for n in args.ranks:
-            folder = work / f"ranks{n}" / "calls"
+        for n, k in itertools.product(args.ranks, args.repeat):
+            folder = work / (f"ranks{n}" if k == 1 else f"ranks{n}x{k}") / "calls"
             if not folder.exists():
-                synthetic_parts(parts, n, folder)
+                synthetic_parts(parts, n, folder, k)
             cmd = ([sys.executable, __file__, "--child", str(folder), str(n)] + (["--tracemalloc"] * args.tracemalloc)
                    + (["--phases"] * args.phases) + (["--no-inference"] * args.no_inference))
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -190,8 +212,9 @@ def main() -> None:
             if line is None:
                 raise SystemExit(f"child failed for {n} ranks:\n{proc.stderr[-3000:]}")
             row = json.loads(line.removeprefix("RESULT "))
+            row["repeat"] = k
             rows.append(row)
-            print(f"{n:6d} ranks, {row['rows']:7d} calls: peak {row['peak_mb']:7.1f} MB "
+            print(f"{n:6d} ranks{f' x{k}' if k > 1 else ''}, {row['rows']:7d} calls: peak {row['peak_mb']:7.1f} MB "
                   f"(+{row['peak_above_start_mb']:5.1f} above the start {row['rss_start_mb']:.1f}), end "
                   f"{row['rss_end_mb']:.1f} MB" + (f", python peak {row['python_peak_mb']:.2f} MB"
                                                    if "python_peak_mb" in row else "") + f", {row['cpu_s']:.2f} s"
@@ -201,7 +224,8 @@ def main() -> None:
             calls = b["rows"] - a["rows"]
             per = {k: (b[k] - a[k]) * MB / calls for k in a if k.endswith(("peak_above_start_mb", "python_peak_mb"))}
             text = ", ".join(f"{k} {v:.0f} B a call" for k, v in per.items())
-            print(f"  {a['ranks']} -> {b['ranks']} ranks: {text}")
+            times = [f" x{r['repeat']}" if r.get("repeat", 1) > 1 else "" for r in (a, b)]
+            print(f"  {a['ranks']}{times[0]} -> {b['ranks']}{times[1]} ranks: {text}")
         if args.json:
             args.json.write_text(json.dumps({"rows": rows}, indent=1))
     finally:

@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python bench/crossrank_memory.py [--ranks 64 512 4096] [--source DIR] [--tracemalloc] [--phases]
-        [--json FILE]
+        [--no-inference] [--repeat 1 250 2000] [--json FILE]
 
 The source set's ranks (default ../shared/traces/gpu/param_dlrm_8ranks) are converted once into call partitions
 (as `tracekit convert` writes them to `.calls/`); rank i of N is a copy of source rank i mod S (the partitions
@@ -12,7 +12,12 @@ synthetic ranks do. Then, per N, a FRESH interpreter imports tracekit, runs
 `crossrank.write_collectives_from_parts` and reports the stage's peak RSS above its start (VmHWM reset at the
 start through /proc/self/clear_refs), its end RSS, with --tracemalloc the Python heap's peak above the start, and
 with --phases the peak of each step (label: narrow table + group inference; spill: finished ranks; write:
-collectives.parquet), so that the writer's per-row-group growth is told apart from the state per call.
+collectives.parquet), so that the writer's per-row-group growth is told apart from the state per call. With
+--no-inference, group inference is replaced by a stub that decides nothing (every call undecided, one shared
+reason; the outputs differ): what the label step costs without the inference, i.e. the most that any cheaper
+inference (streamed or not) could save. With --repeat K, each rank's calls are its source rank's calls K times,
+shifted in time by the source set's span each time (the same calls, K times as many per rank): the stage per call
+at a fixed number of ranks, where the default (K = 1) grows calls and ranks together.
 RSS is not stretched by the other load on a shared machine; CPU seconds (also reported) are.
 """
 
@@ -56,14 +61,32 @@ def source_parts(source: Path, folder: Path) -> list[Path]:
     return [path for _index, _rank, path in list_parts(folder / "calls")]
 
 
-def synthetic_parts(parts: list[Path], n: int, folder: Path) -> None:
-    """rank i's partition: a copy of parts[i mod len(parts)]."""
-    from tracekit.parallel.scratch import part_path
+def synthetic_parts(parts: list[Path], n: int, folder: Path, repeat: int = 1) -> None:
+    """rank i's partition: a copy of parts[i mod len(parts)]; with `repeat` K > 1, its calls K times, copy k
+    shifted by k x the source set's span (first start to last end, + 1 ms)."""
+    from tracekit.parallel.scratch import Part, part_path, write_table
 
+    tables = [Part(p).read() for p in parts] if repeat > 1 else []
+    if tables:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        first = min(pc.min(t["start_ns"]).as_py() for t in tables)
+        last = max(pc.max(pc.add(t["start_ns"], t["dur_ns"])).as_py() for t in tables)
+        span = last - first + 1_000_000
+        grown = []
+        for t in tables:
+            copies = [t.set_column(t.schema.get_field_index("start_ns"), "start_ns",
+                                   pc.add(t["start_ns"], pa.scalar(k * span, pa.int64()))) for k in range(repeat)]
+            grown.append(pa.concat_tables(copies).combine_chunks().replace_schema_metadata(t.schema.metadata))
+        tables = grown
     for i in range(n):
         target = part_path(folder, i, i, parts[i % len(parts)].suffix)
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(parts[i % len(parts)], target)
+        if tables:
+            write_table(tables[i % len(parts)], target.with_suffix(".arrow"))
+        else:
+            shutil.copyfile(parts[i % len(parts)], target)
 
 
 def _phases(crossrank: Any, folder: Path, distributed: list, out: Path, start: float, phases: dict[str, float]) -> int:
@@ -94,7 +117,25 @@ def _phases(crossrank: Any, folder: Path, distributed: list, out: Path, start: f
     return rows
 
 
-def child(folder: Path, n: int, trace_python: bool, by_phase: bool = False) -> None:
+def _no_inference() -> None:
+    """Group inference replaced by a stub that decides nothing (measurement only: outputs differ)."""
+    import numpy as np
+    import pandas as pd
+
+    import tracekit.parallel.groups as groups
+
+    def undecided(calls: Any, todo: Any, candidates: Any, tolerance_ns: int = 0) -> pd.DataFrame:
+        rows = pd.Index(todo)
+        why, none = np.empty(len(todo), dtype=object), np.empty(len(todo), dtype=object)
+        why.fill("undecided: inference not run (bench stub)")
+        none.fill([])
+        return pd.DataFrame({"group": np.full(len(todo), -1, dtype=np.int64), "group_from": pd.Series(why, index=rows),
+                             "candidates": pd.Series(none, index=rows)}, index=rows)
+
+    groups.infer_call_groups = undecided
+
+
+def child(folder: Path, n: int, trace_python: bool, by_phase: bool = False, stub: bool = False) -> None:
     import resource
     import time
     import tracemalloc
@@ -104,6 +145,8 @@ def child(folder: Path, n: int, trace_python: bool, by_phase: bool = False) -> N
     import tracekit.writers.collectives  # noqa: F401  (imported before the start: its pages are not the stage's)
     from tracekit.memory import release_freed_memory
 
+    if stub:
+        _no_inference()
     distributed = [{"backend": "nccl", "rank": 0, "world_size": n}]
     out = folder.parent / f"collectives-{n}.parquet"
     # warm-up on 8 ranks' worth of partitions: imports and first-use caches before the measured run
@@ -144,29 +187,34 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--phases", action="store_true",
                         help="also the peak of each step: label (narrow table + inference), spill, write")
+    parser.add_argument("--no-inference", action="store_true",
+                        help="group inference replaced by a stub that decides nothing (what the rest costs)")
+    parser.add_argument("--repeat", type=int, nargs="+", default=[1],
+                        help="each rank's calls this many times, shifted in time (calls per rank x K)")
     parser.add_argument("--work", type=Path, default=None, help="keep the partitions here (default: a temp dir)")
     parser.add_argument("--child", nargs=2, metavar=("FOLDER", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(Path(args.child[0]), int(args.child[1]), args.tracemalloc, args.phases)
+        child(Path(args.child[0]), int(args.child[1]), args.tracemalloc, args.phases, args.no_inference)
         return
     work = args.work or Path(tempfile.mkdtemp(prefix="crossrank-memory-"))
     try:
         parts = source_parts(args.source, work / "source")
         rows = []
-        for n in args.ranks:
-            folder = work / f"ranks{n}" / "calls"
+        for n, k in itertools.product(args.ranks, args.repeat):
+            folder = work / (f"ranks{n}" if k == 1 else f"ranks{n}x{k}") / "calls"
             if not folder.exists():
-                synthetic_parts(parts, n, folder)
+                synthetic_parts(parts, n, folder, k)
             cmd = ([sys.executable, __file__, "--child", str(folder), str(n)] + (["--tracemalloc"] * args.tracemalloc)
-                   + (["--phases"] * args.phases))
+                   + (["--phases"] * args.phases) + (["--no-inference"] * args.no_inference))
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
             line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
             if line is None:
                 raise SystemExit(f"child failed for {n} ranks:\n{proc.stderr[-3000:]}")
             row = json.loads(line.removeprefix("RESULT "))
+            row["repeat"] = k
             rows.append(row)
-            print(f"{n:6d} ranks, {row['rows']:7d} calls: peak {row['peak_mb']:7.1f} MB "
+            print(f"{n:6d} ranks{f' x{k}' if k > 1 else ''}, {row['rows']:7d} calls: peak {row['peak_mb']:7.1f} MB "
                   f"(+{row['peak_above_start_mb']:5.1f} above the start {row['rss_start_mb']:.1f}), end "
                   f"{row['rss_end_mb']:.1f} MB" + (f", python peak {row['python_peak_mb']:.2f} MB"
                                                    if "python_peak_mb" in row else "") + f", {row['cpu_s']:.2f} s"
@@ -176,7 +224,8 @@ def main() -> None:
             calls = b["rows"] - a["rows"]
             per = {k: (b[k] - a[k]) * MB / calls for k in a if k.endswith(("peak_above_start_mb", "python_peak_mb"))}
             text = ", ".join(f"{k} {v:.0f} B a call" for k, v in per.items())
-            print(f"  {a['ranks']} -> {b['ranks']} ranks: {text}")
+            times = [f" x{r['repeat']}" if r.get("repeat", 1) > 1 else "" for r in (a, b)]
+            print(f"  {a['ranks']}{times[0]} -> {b['ranks']}{times[1]} ranks: {text}")
         if args.json:
             args.json.write_text(json.dumps({"rows": rows}, indent=1))
     finally:

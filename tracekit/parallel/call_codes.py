@@ -64,26 +64,55 @@ def first_appearance(*columns: np.ndarray) -> np.ndarray:
     return renumber[inverse.reshape(-1)]
 
 
-def signature_codes(calls: pd.DataFrame) -> tuple[np.ndarray, list[tuple]]:
+CHUNK = 8_192  # calls coded at a time: the transient arrays of the coding are bounded by this, not by the calls
+
+
+def signature_codes(calls: pd.DataFrame, chunk: int = CHUNK) -> tuple[np.ndarray, list[tuple]]:
     """(code of each call's signature, the signature of each code): the codes `pd.factorize` gives the signature
-    tuples `call_groups._signatures` makes, without a tuple per call."""
-    if not len(calls):
-        return np.zeros(0, dtype=np.int64), []
-    collective = calls["collective"]
+    tuples `call_groups._signatures` makes, without a tuple per call. Coded `chunk` calls at a time (a chunk's
+    signatures numbered by first appearance, then mapped to the codes of the chunks before): what the coding holds
+    beyond its result is bounded by the chunk (the whole column at once held ~100 B a call)."""
+    n = len(calls)
+    codes = np.empty(n, dtype=np.int64)
+    sigs: list[tuple] = []
+    known: dict[tuple[object, int, int], int] = {}  # (collective or _MISSING, size, peer) -> code
+    shared: dict[object, object] = {}
+    step = max(1, chunk)
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        collective = calls["collective"].iloc[lo:hi]
+        local, firsts, kinds, size, peer = _chunk_codes(collective, calls["bytes"].iloc[lo:hi],
+                                                        calls["peer"].iloc[lo:hi])
+        kind_of = collective.iloc[firsts].tolist()  # the column's own values
+        codes_of = np.empty(len(firsts), dtype=np.int64)
+        for j, (k, kc, s, p) in enumerate(zip(kind_of, kinds[firsts].tolist(), size[firsts].tolist(),
+                                              peer[firsts].tolist())):
+            key = (k if kc >= 0 else _MISSING, int(s), int(p))
+            if key not in known:
+                known[key] = len(sigs)
+                sigs.append((shared.setdefault(k, k) if isinstance(k, str) else k, int(s), int(p)))
+            codes_of[j] = known[key]
+        codes[lo:hi] = codes_of[local]
+    return codes, sigs
+
+
+_MISSING = object()  # the key of calls without a collective name (pd.factorize's -1: None, NaN, NA alike)
+
+
+def _chunk_codes(collective: pd.Series, nbytes: pd.Series, peers: pd.Series
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One chunk's (signature code by first appearance in the chunk, first row of each code, collective code,
+    size, peer) of each call (sizes -1 where uneven, peers -1 but for send/recv)."""
     kind_codes, kinds = pd.factorize(collective)  # missing -> -1
     kind_codes = np.asarray(kind_codes, dtype=np.int64)
     names = list(kinds)
     uneven = np.array([k in UNEVEN for k in names] + [False], dtype=bool)[kind_codes]  # -1: the last, False
     p2p = np.array([k in P2P for k in names] + [False], dtype=bool)[kind_codes]
-    size = np.where(uneven, -1, _int_column(calls["bytes"]))
-    peer = np.where(p2p, _int_column(calls["peer"]), -1)
-    codes = first_appearance(kind_codes, size, peer)
-    firsts = np.unique(codes, return_index=True)[1]  # codes are in first-appearance order: firsts ascend
-    kind_of = collective.iloc[firsts].tolist()  # the column's own values, as `_signatures` takes them
-    shared: dict[object, object] = {}
-    sigs = [(shared.setdefault(k, k) if isinstance(k, str) else k, int(s), int(p))
-            for k, s, p in zip(kind_of, size[firsts].tolist(), peer[firsts].tolist())]
-    return codes, sigs
+    size = np.where(uneven, -1, _int_column(nbytes))
+    peer = np.where(p2p, _int_column(peers), -1)
+    local = first_appearance(kind_codes, size, peer)
+    firsts = np.unique(local, return_index=True)[1]  # codes are in first-appearance order: firsts ascend
+    return local, firsts, kind_codes, size, peer
 
 
 def call_arrays(calls: pd.DataFrame) -> CallArrays:

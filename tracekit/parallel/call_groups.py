@@ -32,48 +32,25 @@ from array import array
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
+from tracekit.parallel.agreement import _Sequences, compare, disagreements, rank_windows
 from tracekit.parallel.call_codes import P2P as _P2P
 from tracekit.parallel.call_codes import UNEVEN as _UNEVEN
-from tracekit.parallel.call_codes import CallArrays, call_arrays, first_appearance
+from tracekit.parallel.call_codes import CallArrays, call_arrays
+from tracekit.parallel.candidates import FULL_CHECK, Candidate, every_row, members_to_check, same_code
+
+# the names this module had before the agreement check and the candidates moved out (tests and callers use them)
+__all__ = ["FULL_CHECK", "MATCH_COLUMNS", "Candidate", "_Sequences", "candidate_matrix", "infer_call_groups"]
+_compare, _disagreements, _every_row = compare, disagreements, every_row
+_members_to_check, _same_code = members_to_check, same_code
 
 MATCH_COLUMNS = ("rank", "collective", "bytes", "start_ns", "dur_ns", "peer", "thread", "exec_row", "exec_thread",
                  "exec_link_set")
-FULL_CHECK = 8  # groups up to this size are checked against every member, larger ones against ring neighbours
 _UNTIMED = ("unknown: the trace shows only the call's enqueue, not its execution (no worker-thread annotation or "
             "device kernel), so it cannot be matched in time")
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A process group a call may belong to: its name and global ranks."""
-
-    name: str
-    ranks: tuple[int, ...]
-
-    @cached_property
-    def label(self) -> str:
-        """`name [members]`: one text per group, shared by every call that names it."""
-        return f"{self.name} {list(self.ranks)}"
-
-    @cached_property
-    def position(self) -> dict[int, int]:
-        """Each member's index in the group (its first, as list.index gives)."""
-        out: dict[int, int] = {}
-        for i, r in enumerate(self.ranks):
-            out.setdefault(r, i)
-        return out
-
-
-def _members_to_check(group: Candidate, rank: int) -> list[int]:
-    if len(group.ranks) <= FULL_CHECK:
-        return [m for m in group.ranks if m != rank]
-    i = group.position[rank]  # large groups: the ring neighbours only, found without a scan of the members
-    return sorted({group.ranks[(i + 1) % len(group.ranks)], group.ranks[i - 1]})
 
 
 class _Index:
@@ -104,22 +81,25 @@ class _Index:
         """The index of the calls at positions `rows` of the per-call arrays."""
         index = cls(None, tolerance_ns)
         if _every_row(rows, len(calls)):  # every call in order: the arrays themselves, no copies
-            index._build(calls.rank, calls.start, calls.end, calls.code, rows, calls.code_of, max(len(calls.sigs), 1))
+            index._build(calls.rank, calls.start, calls.end, calls.code, None, calls.code_of, max(len(calls.sigs), 1))
         else:
             index._build(calls.rank[rows], calls.start[rows], calls.end[rows], calls.code[rows], rows, calls.code_of,
                          max(len(calls.sigs), 1))
         return index
 
-    def _build(self, ranks: np.ndarray, starts: np.ndarray, ends: np.ndarray, codes: np.ndarray, rows: np.ndarray,
-               code_of: dict[tuple, int], width: int) -> None:
+    def _build(self, ranks: np.ndarray, starts: np.ndarray, ends: np.ndarray, codes: np.ndarray,
+               rows: np.ndarray | None, code_of: dict[tuple, int], width: int) -> None:
+        """`rows`: each call's position in the full call table (None: the calls are the table, in order)."""
         self.code_of = code_of
         self.width = width
         order = np.lexsort((starts, codes, ranks))  # stable: equal starts keep the table's order
         self.starts, self.ends = starts[order], ends[order]
-        self.rows = rows[order]  # labels are positions in the full call table
-        self.max_end = self.ends.copy()
-        keys = ranks[order] * self.width + codes[order]
+        keys = ranks[order]  # rank x width + code, made in place: one array at a time
+        keys *= self.width
+        keys += codes[order]
+        self.rows = order if rows is None else rows[order]  # labels are positions in the full call table
         del order
+        self.max_end = self.ends.copy()
         firsts = (np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys)
                   else np.zeros(0, dtype=np.int64))
         self.keys = keys[firsts]  # ascending: the rows are sorted by rank, then code
@@ -220,24 +200,18 @@ def candidate_matrix(calls: CallArrays, todo: np.ndarray, groups: Sequence[Candi
     return passes, checkable, slots
 
 
-def _every_row(rows: np.ndarray, n: int) -> bool:
-    """Are `rows` exactly 0, 1, ..., n - 1?"""
-    return len(rows) == n and (n == 0 or (int(rows[0]) == 0 and int(rows[-1]) == n - 1
-                                          and bool((rows[1:] > rows[:-1]).all())))
-
-
 def _same_value(values: np.ndarray) -> list[tuple[int, np.ndarray]]:
     """(value, ascending positions) of each distinct value, values ascending (a groupby's `indices`)."""
     return [(int(values[part[0]]), part) for part in _same_code(values)]
 
 
-def _same_code(codes: np.ndarray) -> list[np.ndarray]:
-    """Positions of the equal codes, one ascending array per code in code order (what a groupby's `indices` holds;
-    a pandas groupby per rank cost ~0.5 ms a rank of the cross-rank stage)."""
-    if not len(codes):
-        return []
-    order = np.argsort(codes, kind="stable")
-    return np.split(order, np.flatnonzero(np.diff(codes[order])) + 1)
+def _positions(todo: np.ndarray, n: int) -> np.ndarray | None:
+    """Each row's position in `todo` (-1: not to decide); None where todo is every row in order (the identity)."""
+    if _every_row(todo, n):
+        return None
+    pos_of = np.full(n, -1, dtype=np.int64)
+    pos_of[todo] = np.arange(len(todo))
+    return pos_of
 
 
 @dataclass
@@ -304,8 +278,7 @@ def _propagate(new: array, calls: CallArrays, st: _State, groups: Sequence[Candi
                stated: np.ndarray) -> array:
     """Evidence 1 across ranks: the counterpart of a labelled call on each member, where exactly one call there
     (same collective and size, overlapping, not labelled otherwise) can be it, takes the same group."""
-    pos_of = np.full(len(calls), -1, dtype=np.int64)
-    pos_of[st.todo] = np.arange(len(st.todo))
+    pos_of = _positions(st.todo, len(calls))
     width = max(len(calls.sigs), 1)
     open_rows = st.todo[st.label < 0]  # open calls counted per (rank, signature) key: one int64 key each
     keys, counts = np.unique(calls.rank[open_rows] * width + calls.code[open_rows], return_counts=True)
@@ -332,7 +305,7 @@ def _propagate(new: array, calls: CallArrays, st: _State, groups: Sequence[Candi
                 continue
             viable = []
             for c in index.overlapping(member, want, int(calls.start[row]), int(calls.end[row])).tolist():
-                p = int(pos_of[c])
+                p = c if pos_of is None else int(pos_of[c])
                 if p >= 0 and (st.label[p] == g or (st.label[p] < 0 and st.may_be(p, g))):
                     viable.append(p)
                 elif p < 0 and stated[c] == group.name:
@@ -349,139 +322,6 @@ def _propagate(new: array, calls: CallArrays, st: _State, groups: Sequence[Candi
                 found.append(p)
                 queue.append(p)
     return found
-
-
-def _disagreements(calls: CallArrays, label: np.ndarray, groups: Sequence[Candidate],
-                   tolerance_ns: int) -> tuple[dict[int, str], dict[int, str]]:
-    """Evidence 4. Returns (groups whose labelled calls differ between two members -> reason, calls at the edge
-    of one member's window whose counterpart lies outside the other member's traced window -> reason)."""
-    bad: dict[int, str] = {}
-    edge: dict[int, str] = {}
-    rows = np.flatnonzero(label >= 0)
-    rows = rows[np.lexsort((calls.start[rows], calls.rank[rows], label[rows]))]  # stable: by label, rank, start
-    is_p2p = calls.p2p[calls.code[rows]] if len(rows) else np.zeros(0, dtype=bool)
-    coll = rows[~is_p2p]
-    seqs = _Sequences.of(calls.code[coll], calls.start[coll], calls.end[coll], coll, label[coll], calls.rank[coll])
-    del coll
-    first = pd.Series(calls.start).groupby(calls.rank).min().to_dict()
-    last = pd.Series(calls.end).groupby(calls.rank).max().to_dict()
-    said: dict[tuple[int, int], str] = {}  # one edge reason per (group, rank named): calls share it
-    for gi in seqs.labels():
-        group = groups[gi]
-        for rank in group.ranks:
-            mine = seqs.get(gi, rank)
-            for m in _members_to_check(group, rank):
-                why, extra = _compare(mine, seqs.get(gi, m), tolerance_ns,
-                                      windows=((first[rank], last[rank]), (first.get(m, 0), last.get(m, 0))))
-                if why and gi not in bad:
-                    bad[gi] = f"{group.label}: rank {rank} vs rank {m}: {why}"
-                for row in extra.tolist():
-                    named = m if row in mine[3] else rank
-                    if (gi, named) not in said:
-                        said[(gi, named)] = (f"undecided: matched in {group.label}, but its counterpart on rank "
-                                             f"{named} lies outside that rank's traced window")
-                    edge[row] = said[(gi, named)]
-    p2p = rows[is_p2p]
-    by_key = {}  # (group, rank, signature) -> its rows, keys in order of first appearance
-    for part in _same_code(first_appearance(label[p2p], calls.rank[p2p], calls.code[p2p])):
-        rows_of = p2p[part]
-        by_key[(int(label[rows_of[0]]), int(calls.rank[rows_of[0]]), int(calls.code[rows_of[0]]))] = rows_of
-    none = np.zeros(0, dtype=np.int64)
-    for (gi, rank, code), sends in by_key.items():
-        sig = calls.sigs[code]
-        if sig[0] != "send":
-            continue
-        group = groups[gi]
-        other = group.ranks[sig[2]]
-        recv = calls.code_of.get(("recv", sig[1], group.position[rank]))
-        recvs = by_key.get((gi, other, recv), none) if recv is not None else none
-        why, _extra = _compare((None, calls.start[sends], calls.end[sends], sends),
-                               (None, calls.start[recvs], calls.end[recvs], recvs), tolerance_ns, trim=False)
-        if why and gi not in bad:
-            bad[gi] = f"{group.label}: sends rank {rank} -> {other} vs its receives: {why}"
-    return bad, edge
-
-
-class _Sequences:
-    """The labelled non-p2p calls of each (group, rank) in start order, as what `_disagreements` compares: (sig
-    codes, starts, ends, rows) views of four arrays sorted by (label, rank, start), each key's bounds found by a
-    binary search over one int64 per key (four arrays per key would cost ~0.5 KB each: ~60 B a call where a rank
-    makes a few calls of a group)."""
-
-    def __init__(self, frame: pd.DataFrame | None):
-        if frame is not None:
-            self._build(frame["_code"].to_numpy(), frame["start_ns"].to_numpy(), frame["_end"].to_numpy(),
-                        frame.index.to_numpy(), frame["_label"].to_numpy(dtype=np.int64),
-                        frame["rank"].to_numpy(dtype=np.int64))
-
-    @classmethod
-    def of(cls, codes: np.ndarray, starts: np.ndarray, ends: np.ndarray, rows: np.ndarray, label: np.ndarray,
-           rank: np.ndarray) -> _Sequences:
-        """The sequences of calls given as arrays sorted by (label, rank, start)."""
-        seqs = cls(None)
-        seqs._build(codes, starts, ends, rows, label.astype(np.int64, copy=False), rank.astype(np.int64, copy=False))
-        return seqs
-
-    def _build(self, codes: np.ndarray, starts: np.ndarray, ends: np.ndarray, rows: np.ndarray, label: np.ndarray,
-               rank: np.ndarray) -> None:
-        self.codes, self.starts, self.ends, self.rows = codes, starts, ends, rows
-        self.low = int(rank.min()) if len(rank) else 0
-        self.span = int(rank.max()) - self.low + 1 if len(rank) else 1
-        keys = label * self.span + (rank - self.low)  # ascending: the frame is sorted by label, then rank
-        firsts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, dtype=np.int64)
-        self.keys, self.lo = keys[firsts], firsts
-        self.hi = np.r_[firsts[1:], len(keys)].astype(np.int64)
-        self.label_of = label[firsts]
-
-    def labels(self) -> list[int]:
-        """The groups that have labelled calls, ascending."""
-        return np.unique(self.label_of).tolist()
-
-    def get(self, label: int, rank: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(codes, starts, ends, rows) of `rank`'s calls labelled `label` (empty arrays when none)."""
-        lo = hi = 0
-        if self.low <= rank < self.low + self.span:
-            key = label * self.span + (rank - self.low)
-            i = int(np.searchsorted(self.keys, key))
-            if i < len(self.keys) and int(self.keys[i]) == key:
-                lo, hi = int(self.lo[i]), int(self.hi[i])
-        return self.codes[lo:hi], self.starts[lo:hi], self.ends[lo:hi], self.rows[lo:hi]
-
-
-def _compare(mine: tuple, theirs: tuple, tol: int, trim: bool = True,
-             windows: tuple = ((0, 0), (0, 0))) -> tuple[str | None, np.ndarray]:
-    """Why two members' sequences (sig codes or None, starts, ends, rows) of one group cannot be the same calls
-    (None if they are), and the rows of the longer one left over at its window's edges when the shorter one
-    matches exactly one contiguous stretch of it and the leftovers start before the other member's first call
-    or end after its last (traces whose windows cut a call or two at the start or end)."""
-    none = np.zeros(0, dtype=np.int64)
-    if len(mine[1]) == len(theirs[1]):
-        why = _mismatch(mine, theirs, tol)
-        if why is None or not trim:
-            return why, none
-    if not trim or not len(mine[1]) or not len(theirs[1]):
-        return f"{len(mine[1])} vs {len(theirs[1])} calls", none
-    short, long_ = (mine, theirs) if len(mine[1]) <= len(theirs[1]) else (theirs, mine)
-    win_first, win_last = windows[0] if short is mine else windows[1]
-    n, extra = len(short[1]), len(long_[1]) - len(short[1])
-    fits = [o for o in range(extra + 1)
-            if _mismatch(short, tuple(x[o:o + n] if x is not None else None for x in long_), tol) is None
-            and (long_[1][:o] < win_first).all() and (long_[2][o + n:] > win_last).all()]
-    if len(fits) != 1 or extra == 0 or extra > max(2, n // 10):
-        return f"{len(mine[1])} vs {len(theirs[1])} calls" + (", no unique alignment" if extra else ""), none
-    rows = long_[3]
-    return None, np.concatenate([rows[:fits[0]], rows[fits[0] + n:]])
-
-
-def _mismatch(mine: tuple, theirs: tuple, tol: int) -> str | None:
-    c1, s1, e1 = mine[:3]
-    c2, s2, e2 = theirs[:3]
-    if c1 is not None:
-        diff = np.flatnonzero(c1 != c2)
-        if len(diff):
-            return f"different collective or size at position {diff[0]}"
-    apart = np.flatnonzero((s1 > e2 + tol) | (s2 > e1 + tol))
-    return f"the calls at position {apart[0]} do not overlap in time" if len(apart) else None
 
 
 def infer_call_groups(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Candidate],
@@ -511,6 +351,9 @@ def infer_call_groups(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Ca
     own = (exec_thread.notna() & (exec_thread != cols["thread"].astype("Float64"))).to_numpy(dtype=bool)
     link_sets = (cols["exec_link_set"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
                  if "exec_link_set" in cols else None)
+    link_pos = np.flatnonzero(~np.isnan(link_sets)) if link_sets is not None else None  # the few calls with a set
+    link_keys = link_sets[link_pos] if link_sets is not None else None
+    del link_sets
     del cols
     del calls  # what follows reads the arrays
     lanes: dict[tuple[int, int], list[int]] = {}
@@ -546,10 +389,9 @@ def infer_call_groups(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Ca
                    f"were matched in different groups ({counts})")
             for i in pos[st.label[pos] >= 0].tolist():
                 st.label[i], st.reasons[i] = -1, why
-    if link_sets is not None:  # calls whose gloo work may have gone to one another must agree
-        sets = link_sets
-        for key in np.unique(sets[~np.isnan(sets)]).tolist():
-            pos = np.flatnonzero(sets == key)
+    if link_pos is not None:  # calls whose gloo work may have gone to one another must agree
+        for key in np.unique(link_keys).tolist():
+            pos = link_pos[link_keys == key]
             found = set(st.label[pos].tolist())
             if len(found) > 1:
                 named = ", ".join(groups[g].label for g in sorted(found) if g >= 0)
@@ -559,7 +401,7 @@ def infer_call_groups(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Ca
                 for i in pos.tolist():
                     st.label[i], st.reasons[i] = -1, why
     none: list[str] = []  # one empty list for every call without candidates (entries are replaced, never changed)
-    cands: list[list[str]] = [none] * len(todo)
+    cands: dict[int, list[str]] = {}  # the calls with candidates only (a list over every call: 8 B a call)
     undecided: dict[tuple[str, ...], tuple[list[str], str]] = {}
     for i in np.flatnonzero(st.label < 0).tolist():
         names = st.names(i, groups)
@@ -577,13 +419,17 @@ def infer_call_groups(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Ca
                              if checkable[i].any() else _UNTIMED if not timed[todo[i]] else
                              "unknown: the events do not name their group and no other member of the rank's groups "
                              "is among the inputs")
-    pos_of = np.full(len(arrays), -1, dtype=np.int64)  # row -> position in todo (-1: not to decide)
-    pos_of[todo] = np.arange(len(todo))
+    pos_of = _positions(todo, len(arrays))
+    windows = rank_windows(arrays)  # each rank's first start and last end, the same in every round
     for _ in range(4):  # withdrawing edge calls can change another pair's sequences: check again
-        label = np.full(len(arrays), -1, dtype=np.int64)
-        label[todo] = st.label
-        bad, edge = _disagreements(arrays, label, groups, tolerance_ns)
-        edge = {int(pos_of[row]): why for row, why in edge.items() if pos_of[row] >= 0}
+        if pos_of is None:  # every call is to decide: positions are rows
+            bad, edge = _disagreements(arrays, st.label, groups, tolerance_ns, windows)
+        else:
+            label = np.full(len(arrays), -1, dtype=np.int64)
+            label[todo] = st.label
+            bad, edge = _disagreements(arrays, label, groups, tolerance_ns, windows)
+            del label
+            edge = {int(pos_of[row]): why for row, why in edge.items() if pos_of[row] >= 0}
         for i in sorted(set(np.flatnonzero(np.isin(st.label, list(bad))).tolist()) | set(edge)):
             g = int(st.label[i])
             cands[i] = st.names(i, groups) or [groups[g].label]
@@ -598,7 +444,8 @@ def infer_call_groups(calls: pd.DataFrame, todo: np.ndarray, groups: Sequence[Ca
         reasons[i] = texts.setdefault(r, r)
     st.reasons = []
     candidates = np.empty(len(todo), dtype=object)
-    for i, c in enumerate(cands):
+    candidates.fill(none)  # every call shares the one empty list, then those with candidates get theirs
+    for i, c in cands.items():
         candidates[i] = c
     del cands
     rows = pd.Index(todo)

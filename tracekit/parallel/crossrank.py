@@ -61,9 +61,13 @@ BATCH_BYTES = 1 << 20  # ranks' finished rows are gathered up to this size, then
 # (the batch is held twice while written and once more while read back and cast: a bound on the stage's peak)
 
 
-def _pandas(table: pa.Table) -> pd.DataFrame:
-    frame = table.to_pandas()
-    for field in table.schema:  # text written from object columns (`string`) back to objects with None
+def _pandas(table: pa.Table, destruct: bool = False) -> pd.DataFrame:
+    """The table as pandas, text columns (`string`) as objects with None. `destruct`: each column's arrow buffers
+    are freed as it is converted (the table must not be used after; the caller holds no other reference)."""
+    schema = table.schema
+    frame = (table.to_pandas(split_blocks=True, self_destruct=True) if destruct else table.to_pandas())
+    del table
+    for field in schema:  # text written from object columns (`string`) back to objects with None
         if field.type == pa.string():
             col = frame[field.name]
             frame[field.name] = col.astype(object).where(col.notna(), None)
@@ -97,9 +101,12 @@ def narrow_calls(parts: Sequence[tuple[int, int, Path]]) -> tuple[pd.DataFrame, 
             release_freed_memory()  # the partitions' small reads, freed (heap fragments otherwise stay resident)
     if pending:
         tables.append(_concat(pending))
+        del pending
     if not tables:
         return pd.DataFrame(), used
-    return _pandas(_concat(tables)), used
+    table = _concat(tables)
+    tables.clear()  # the gathered tables, before the conversion: one copy of the calls in arrow at a time
+    return _pandas(table, destruct=True), used
 
 
 GATHER = 64  # partitions per merged table (each small arrow table held costs ~20 KB: 512 of them, +13 MB RSS)

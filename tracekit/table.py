@@ -226,7 +226,8 @@ def is_in(column: pd.Series | pd.Categorical | np.ndarray, values) -> np.ndarray
     cat = _categorical(column)
     if cat is None:
         return np.isin(np.asarray(column, dtype=object), list(values))
-    return _category_hits(cat.categories, frozenset(values)).take(cat.codes)  # code -1 (missing) -> the last: False
+    # hits[codes], not hits.take(codes): take first copies the int8/int16 codes to intp (8 B a row)
+    return _category_hits(cat.categories, frozenset(values))[cat.codes]  # code -1 (missing) -> the last: False
 
 
 _HITS_LOCK = threading.Lock()
@@ -298,6 +299,24 @@ def strings(column: pd.Series | pd.Categorical | np.ndarray, rows: np.ndarray | 
     else:
         values = np.asarray(column, dtype=object)
     return values if rows is None else values[rows]
+
+
+class TextAt:
+    """`strings(column)[row]` one row at a time: for a caller that reads a few rows of a long column, without the
+    object array of every row (8 B a row). `values_by_code`: one value per category instead of its text."""
+
+    def __init__(self, column: pd.Series | pd.Categorical | np.ndarray, values_by_code: list | None = None) -> None:
+        cat = _categorical(column)
+        if cat is None:
+            self._values, self._codes = strings(column), None
+            return
+        by_code = np.asarray(cat.categories, dtype=object) if values_by_code is None else values_by_code
+        self._values = np.empty(len(by_code) + 1, dtype=object)  # code -1 (missing) -> the last: None
+        self._values[: len(by_code)] = by_code
+        self._codes = cat.codes
+
+    def __getitem__(self, row: int) -> object:
+        return self._values[row] if self._codes is None else self._values[self._codes[row]]
 
 
 def int_column(values: list) -> np.ndarray:

@@ -1,0 +1,171 @@
+"""Convert's writers on large traces (issue 16, item 2): the kernels and ops tables are made and written one row
+group at a time, collective_calls reads the name, kind and module texts at the rows it looks at and decodes args a
+chunk of calls at a time, step_figures keeps masks only, and is_in indexes with the codes as they are. Each keeps the
+outputs (bench/golden.py on every shared trace; here: the same bytes, the same frames); the memory is checked with
+Python's allocation tracer (deterministic, unlike RSS)."""
+
+from __future__ import annotations
+
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import shared
+
+from tracekit.inputs import expand_inputs
+from tracekit.modules import view
+from tracekit.parallel import collectives
+from tracekit.pipeline import process, read_inputs
+from tracekit.table import TextAt, is_in, strings
+from tracekit.writers import parquet
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _processed(path: Path):
+    return process(read_inputs(expand_inputs([path])))
+
+
+@pytest.fixture(scope="module")
+def v100():
+    return _processed(shared("gpu/hta/v100_large.json.gz"))
+
+
+def _traced_peak(fn) -> tuple[object, int]:
+    tracemalloc.start()
+    try:
+        out = fn()
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return out, peak
+
+
+@pytest.mark.parametrize("group_rows", [4_096, parquet.ROW_GROUP_ROWS])
+def test_sliced_kernels_and_ops_are_the_bytes_of_the_whole_tables(v100, tmp_path, monkeypatch, group_rows) -> None:
+    monkeypatch.setattr(parquet, "ROW_GROUP_ROWS", group_rows)
+    table = v100.table
+    kernels, ops = parquet.kernel_rows(table), parquet.op_rows(table)
+    assert len(ops) > group_rows  # more than one row group: the sliced path
+    launched = parquet.launched_rows(table)
+    for name, rows, make in (("kernels", kernels, lambda r: parquet.kernels_frame(table, r)),
+                             ("ops", ops, lambda r: parquet.ops_frame(table, r, launched))):
+        sliced, whole = tmp_path / f"{name}_sliced.parquet", tmp_path / f"{name}_whole.parquet"
+        assert parquet.write_sliced(make, rows, sliced) == len(rows)
+        parquet.write_table(make(rows), whole)
+        assert sliced.read_bytes() == whole.read_bytes(), name
+
+
+def test_ops_kernel_count_is_the_count_of_launched_kernels(v100) -> None:
+    table = v100.table
+    ops = parquet.ops_frame(table)
+    launcher = table.events["launcher"].to_numpy()
+    expected = np.bincount(launcher[launcher >= 0], minlength=len(launcher))[parquet.op_rows(table)]
+    assert np.array_equal(ops.column("kernel_count").to_numpy(), expected)
+    assert ops.column("kernel_count").to_numpy().sum() > 0
+
+
+def test_a_dictionary_larger_than_a_row_group_sets_the_group(tmp_path, monkeypatch) -> None:
+    processed = _processed(REPO / "sample_traces" / "gpt" / "prof.json.gz")
+    table = processed.table
+    paths = table.events["module_path"].array.categories
+    monkeypatch.setattr(parquet, "ROW_GROUP_ROWS", 16)
+    assert len(paths) > 16  # the module_path dictionary is larger than a row group
+    ops = parquet.op_rows(table)
+    assert len(ops) > 2 * len(paths)
+    made = []
+
+    def make(rows: np.ndarray):
+        made.append(len(rows))
+        return parquet.ops_frame(table, rows)
+
+    sliced, whole = tmp_path / "sliced.parquet", tmp_path / "whole.parquet"
+    parquet.write_sliced(make, ops, sliced)
+    parquet.write_table(parquet.ops_frame(table), whole)
+    assert sliced.read_bytes() == whole.read_bytes()
+    assert made[0] == 16 and made[1] == len(paths)  # first slice, then rebuilt at the dictionary's size
+
+
+def test_collective_calls_holds_under_half_the_old_peak(v100) -> None:
+    rows = len(v100.table.events)
+    (calls, _skipped), peak = _traced_peak(lambda: collectives.collective_calls(v100.table))
+    # object arrays of names, kinds, module paths and sources, and the args of every call at once: 99 B a row
+    assert peak / rows < 45, f"{peak / rows:.0f} B a row"
+    assert len(calls) > 1_000
+
+
+@pytest.mark.parametrize("path", ["cpu/dist_tp_ddp/rank-0.json.gz", "gpu/hta/nccl_data.json.gz"])
+def test_collective_calls_the_same_whatever_the_args_chunk(path, monkeypatch) -> None:
+    table = _processed(shared(path)).table
+    whole_calls, whole_skipped = collectives.collective_calls(table)
+    monkeypatch.setattr(collectives, "ARGS_CALLS", 1)
+    calls, skipped = collectives.collective_calls(table)
+    assert len(calls) > 1
+    pd.testing.assert_frame_equal(calls, whole_calls)
+    assert skipped == whole_skipped
+
+
+def test_text_at_reads_what_strings_holds() -> None:
+    values = pd.Categorical(["b", None, "a", "b", "c"])
+    text = TextAt(values)
+    assert [text[i] for i in range(5)] == list(strings(values))
+    kinds = TextAt(values, ["kind of a", None, "kind of c"])
+    assert [kinds[i] for i in range(5)] == [None, None, "kind of a", None, "kind of c"]
+    plain = np.array(["x", None, "y"], dtype=object)
+    assert [TextAt(plain)[i] for i in range(3)] == ["x", None, "y"]
+    empty = pd.Categorical([None, None], categories=[])
+    assert TextAt(empty)[1] is None
+
+
+def test_is_in_does_not_copy_the_codes() -> None:
+    values = pd.Categorical.from_codes(np.arange(1_000_000) % 5 - 1, categories=list("abcd"))  # int8 codes, -1
+    mask, peak = _traced_peak(lambda: is_in(values, ("b", "d")))
+    assert peak < 1.5 * len(values)  # the bool mask; take() made an intp copy of the codes first: 9 B a row
+    assert np.array_equal(mask, np.isin(np.asarray(values, dtype=object), ["b", "d"]))
+
+
+def _old_step_figures(source, is_metadata, is_step, ts_ns, dur_ns, step):
+    """step_figures as it was (copies of the columns at the non-metadata rows): the reference."""
+    out = {}
+    keep = ~is_metadata
+    src, steps_of, ts, dur = source[keep], is_step[keep], ts_ns[keep], dur_ns[keep]
+    for s in sorted(set(src.tolist())):
+        mine = src == s
+        picked = mine & steps_of
+        if picked.any():
+            out[int(s)] = int(dur[picked].sum())
+        else:
+            end = ts[mine] + np.maximum(dur[mine], 0)
+            out[int(s)] = int(end.max() - ts[mine].min())
+    first = None
+    if step is not None:
+        numbers = step[is_step]
+        numbers = numbers[numbers >= 0]
+        first = int(numbers.min()) if len(numbers) else None
+    return out, first
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_step_figures_equal_the_old_ones(seed, monkeypatch) -> None:
+    monkeypatch.setattr(view, "_SPAN_CHUNK", 64)  # many chunks
+    rng = np.random.default_rng(seed)
+    n = 1_000
+    source = rng.integers(2, 7, n).astype(np.int32)
+    source[source == 6] = 5  # source 6 never appears; 5 is metadata only below
+    is_metadata = (source == 5) | (rng.random(n) < 0.1)
+    is_step = (source == 2) & (rng.random(n) < 0.05)
+    ts = rng.integers(10**9, 2 * 10**9, n)
+    dur = rng.integers(-5, 10**6, n)
+    step = rng.integers(-1, 9, n)
+    figures = view.step_figures(source, is_metadata, is_step, ts, dur, step)
+    assert figures == _old_step_figures(source, is_metadata, is_step, ts, dur, step)
+    assert set(figures[0]) == {2, 3, 4}
+
+
+def test_step_figures_keep_masks_only(v100) -> None:
+    rows = len(v100.table.events)
+    figures, peak = _traced_peak(lambda: view.step_figures_of(v100.table))
+    assert peak / rows < 12, f"{peak / rows:.0f} B a row"  # copies of source, ts and dur at the rows: ~37 B a row
+    assert figures[0] and all(ns > 0 for ns in figures[0].values())

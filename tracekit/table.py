@@ -11,7 +11,7 @@ import re
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -401,6 +401,11 @@ def group_codes(*columns: np.ndarray, sort: bool = False) -> tuple[np.ndarray, i
     return _codes_of(iter(columns), n, sort)
 
 
+def group_codes_at(columns: Sequence[np.ndarray], rows: np.ndarray, sort: bool = False) -> tuple[np.ndarray, int]:
+    """group_codes of the columns taken at `rows`, one column at a time (never a copy of each at once)."""
+    return _codes_of((values[rows] for values in columns), len(rows), sort)
+
+
 def _codes_of(columns: Iterator[np.ndarray], n: int, sort: bool) -> tuple[np.ndarray, int]:
     """group_codes of the columns of length `n` that `columns` yields, each taken when needed and let go once
     packed (first_match makes each from two arrays: only one is held at a time)."""
@@ -460,10 +465,16 @@ def _dense(values: np.ndarray, sort: bool) -> tuple[np.ndarray, int]:
     return codes.astype(np.int64, copy=False), max(len(uniques), 1)
 
 
+_FIRST_CHUNK = 1 << 16
+
+
 def first_of_group(code: np.ndarray, groups: int) -> np.ndarray:
-    """The first position of each group of `code` (see group_codes)."""
+    """The first position of each group of `code` (see group_codes); chunk by chunk (the positions of every row
+    at once were 8 B a row)."""
     first = np.full(groups, len(code), dtype=np.int64)
-    np.minimum.at(first, code, np.arange(len(code), dtype=np.int64))
+    for at in range(0, len(code), _FIRST_CHUNK):
+        part = code[at : at + _FIRST_CHUNK]
+        np.minimum.at(first, part, np.arange(at, at + len(part), dtype=np.int64))
     return first
 
 

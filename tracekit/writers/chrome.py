@@ -22,6 +22,7 @@ from tracekit.table import (
     column,
     first_of_group,
     group_codes,
+    group_codes_at,
     is_in,
     kind_in,
     strings,
@@ -321,6 +322,18 @@ def _member(key: str, text: pa.Array) -> pa.Array:
     return pc.if_else(pc.greater(pc.binary_length(text.fill_null("")), 0), joined, pa.scalar(None, pa.large_string()))
 
 
+class Placed:
+    """An output pid or tid per event row, read at the rows asked (`placed[rows]`, or one row): one value per
+    output thread and each row's thread number; 0 for a row not written as an event (metadata, flows)."""
+
+    def __init__(self, per_thread: np.ndarray, code: np.ndarray) -> None:
+        self._values = np.append(per_thread, 0)  # code -1 -> the last: 0
+        self._code = code
+
+    def __getitem__(self, rows: Any) -> Any:
+        return self._values[self._code[rows]]
+
+
 class _Layout:
     """Output pids/tids, names and sort order of every track (host first, then devices)."""
 
@@ -333,28 +346,36 @@ class _Layout:
         self.meta: list[OutEvent] = []
         self.out_thread_names: dict[tuple[int, int], str] = {}
 
-    def place(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def place(self, rows: np.ndarray) -> tuple[Placed, Placed]:
+        """The output pid and tid of each of `rows` (0 for every other row), and the tracks' metadata events.
+
+        Each row is numbered by its thread (source, pid, tid, lane), and a thread by its process (source, pid):
+        what is held per row is one int32 (the thread's number), not two int64 columns of every row."""
         ev = self.ev
         src = column(ev, "source_index")
         pid = column(ev, "pid")
         tid = column(ev, "tid")
         lane = column(ev, "lane")
-        out_pid = np.zeros(len(ev), dtype=np.int64)
-        out_tid = np.zeros(len(ev), dtype=np.int64)
-        r_src, r_pid, r_tid, r_lane = src[rows], pid[rows], tid[rows], lane[rows]
-        device = (kind_in(ev, DEVICE_KINDS) | is_in(column(ev, "cat"), ("gpu_user_annotation",)))[rows]
-        proc_code, procs = group_codes(r_src, r_pid, sort=True)  # processes in (src, pid) order
-        proc_first = first_of_group(proc_code, procs)
+        thread_code, threads = group_codes_at((src, pid, tid, lane), rows, sort=True)
+        thread_first = rows[first_of_group(thread_code, threads)]
+        t_src, t_pid, t_tid, t_lane = src[thread_first], pid[thread_first], tid[thread_first], lane[thread_first]
+        device = kind_in(ev, DEVICE_KINDS)
+        device |= is_in(column(ev, "cat"), ("gpu_user_annotation",))
+        thread_device = np.zeros(threads, dtype=bool)
+        thread_device[thread_code[device[rows]]] = True
+        del device
+        proc_of_thread, procs = group_codes(t_src, t_pid, sort=True)  # processes in (src, pid) order
+        proc_first = first_of_group(proc_of_thread, procs)
         proc_device = np.zeros(procs, dtype=bool)
-        proc_device[proc_code[device]] = True
+        proc_device[proc_of_thread[thread_device]] = True
         multi = len(self.sources) > 1
         used: set[int] = set()
         pid_map: dict[tuple[int, int], int] = {}
-        next_free = max([p for p in r_pid[proc_first].tolist() if p >= 0] + [0]) + 1
+        next_free = max([p for p in t_pid[proc_first].tolist() if p >= 0] + [0]) + 1
         next_free += self.slot * PID_STRIDE
         order = []
         new_pids = []
-        for s, p, is_dev in zip(r_src[proc_first].tolist(), r_pid[proc_first].tolist(), proc_device.tolist()):
+        for s, p, is_dev in zip(t_src[proc_first].tolist(), t_pid[proc_first].tolist(), proc_device.tolist()):
             new = p + self.slot * PID_STRIDE if (p >= 0 and p + self.slot * PID_STRIDE not in used) else None
             if new is None:
                 new, next_free = next_free, next_free + 1
@@ -369,13 +390,10 @@ class _Layout:
                                       args=msgspec.Raw(msgspec.json.encode({"name": name}))))
             self.meta.append(OutEvent(ph="M", pid=new, tid=0, name="process_sort_index", args=msgspec.Raw(
                 msgspec.json.encode({"sort_index": self.slot * SORT_STRIDE + sort_index}))))
-        thread_code, threads = group_codes(r_src, r_pid, r_tid, r_lane, sort=True)
-        thread_first = first_of_group(thread_code, threads)
         per_pid_used: dict[int, set[int]] = {}
         per_pid_rank: dict[int, list] = {}
         new_tids = []
-        for s, p, t, ln in zip(r_src[thread_first].tolist(), r_pid[thread_first].tolist(),
-                               r_tid[thread_first].tolist(), r_lane[thread_first].tolist()):
+        for s, p, t, ln in zip(t_src.tolist(), t_pid.tolist(), t_tid.tolist(), t_lane.tolist()):
             newp = pid_map[(s, p)]
             taken = per_pid_used.setdefault(newp, set())
             new = t if (ln == 0 and t >= 0 and t not in taken) else None
@@ -399,9 +417,11 @@ class _Layout:
                                           args=msgspec.Raw(msgspec.json.encode({"name": name}))))
                 self.meta.append(OutEvent(ph="M", pid=newp, tid=new, name="thread_sort_index",
                                           args=msgspec.Raw(msgspec.json.encode({"sort_index": sort_index}))))
-        out_pid[rows] = np.asarray(new_pids, dtype=np.int64)[proc_code]
-        out_tid[rows] = np.asarray(new_tids, dtype=np.int64)[thread_code]
-        return out_pid, out_tid
+        code = np.full(len(ev), -1, dtype=np.int32 if threads < 2**31 - 1 else np.int64)
+        code[rows] = thread_code
+        del thread_code
+        return (Placed(np.asarray(new_pids, dtype=np.int64)[proc_of_thread], code),
+                Placed(np.asarray(new_tids, dtype=np.int64), code))
 
     def metadata_events(self) -> list[OutEvent]:
         return self.meta

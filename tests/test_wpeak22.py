@@ -169,3 +169,109 @@ def test_step_figures_keep_masks_only(v100) -> None:
     figures, peak = _traced_peak(lambda: view.step_figures_of(v100.table))
     assert peak / rows < 12, f"{peak / rows:.0f} B a row"  # copies of source, ts and dur at the rows: ~37 B a row
     assert figures[0] and all(ns > 0 for ns in figures[0].values())
+
+
+# --- process: call tree tracks, module attribution, module columns -------------------------------------------------
+
+
+def _old_nearest_marked(parent: np.ndarray, mark: np.ndarray) -> np.ndarray:
+    """nearest_marked as it was (positions of every row at once): the reference."""
+    n = len(parent)
+    jump = np.where(mark, np.arange(n, dtype=np.int64), parent)
+    pending = np.arange(n, dtype=np.int64)
+    while True:
+        target = jump[pending]
+        live = target >= 0
+        live[live] = ~mark[target[live]]
+        pending = pending[live]
+        if not len(pending):
+            return jump
+        jump[pending] = jump[jump[pending]]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_nearest_marked_is_the_old_answer(seed, monkeypatch) -> None:
+    from tracekit import ancestry
+
+    monkeypatch.setattr(ancestry, "_CHUNK", 97)  # many chunks
+    rng = np.random.default_rng(seed)
+    n = 5_000
+    parent = np.array([-1 if i == 0 or rng.random() < 0.05 else int(rng.integers(max(0, i - 50), i))
+                       for i in range(n)], dtype=np.int64)
+    mark = rng.random(n) < [0.0, 0.01, 0.3, 1.0, 0.1][seed]
+    assert np.array_equal(ancestry.nearest_marked(parent, mark), _old_nearest_marked(parent, mark))
+    without_self = ancestry.nearest_marked(parent, mark, include_self=False)
+    has = parent >= 0
+    assert np.array_equal(without_self[has], _old_nearest_marked(parent, mark)[parent[has]])
+
+
+def test_few_group_codes_are_group_codes(v100, monkeypatch) -> None:
+    from tracekit import table as table_module
+
+    ev = v100.table.events
+    columns = [ev[c].to_numpy() for c in ("source_index", "pid", "tid")]
+    assert table_module.few_group_codes(*columns)[1] > 1
+    for chunk in (table_module._FIRST_CHUNK, 1_000):
+        monkeypatch.setattr(table_module, "_FIRST_CHUNK", chunk)
+        codes, groups = table_module.few_group_codes(*columns)
+        expected, expected_groups = table_module.group_codes(*columns, sort=True)
+        assert groups == expected_groups and np.array_equal(codes, expected)
+    rng = np.random.default_rng(1)
+    many = rng.integers(0, 10**12, 300_000)  # too many distinct keys: falls back to group_codes
+    assert np.array_equal(table_module.few_group_codes(many)[0], table_module.group_codes(many, sort=True)[0])
+    wide = (rng.integers(-2**40, 2**40, 1_000), rng.integers(-2**40, 2**40, 1_000))  # a key past 62 bits
+    assert np.array_equal(table_module.few_group_codes(*wide)[0], table_module.group_codes(*wide, sort=True)[0])
+
+
+def test_track_codes_need_no_hash_table_of_every_row(v100) -> None:
+    from tracekit.tree import track_codes
+
+    rows = len(v100.table.events)
+    codes, peak = _traced_peak(lambda: track_codes(v100.table.events))
+    assert peak / rows < 20, f"{peak / rows:.0f} B a row"  # group_codes: ~48 B a row
+    assert len(codes) == rows
+
+
+def _old_categorical_once(values: np.ndarray) -> pd.Categorical:
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    order = sorted(range(len(uniques)), key=lambda i: uniques[i])
+    remap = np.empty(len(uniques) + 1, dtype=np.int32)
+    remap[np.asarray(order, dtype=np.int64)] = np.arange(len(order), dtype=np.int32)
+    remap[-1] = -1
+    cats = pd.Index([uniques[i] for i in order], dtype=object)
+    return pd.Categorical.from_codes(remap[codes], dtype=pd.CategoricalDtype(cats))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_categorical_once_is_the_old_encoding(seed, monkeypatch) -> None:
+    from tracekit import pipeline
+
+    monkeypatch.setattr(pipeline, "_ENCODE_CHUNK", 333)
+    rng = np.random.default_rng(seed)
+    words = np.array(["forward", "backward", "optimizer", "other", None, float("nan"), "a/b", "" ], dtype=object)
+    values = words[rng.integers(0, len(words), 10_000)]
+    new, old = pipeline._categorical_once(values), _old_categorical_once(values)
+    assert list(new.categories) == list(old.categories)
+    assert new.codes.dtype == old.codes.dtype and np.array_equal(new.codes, old.codes)
+    nothing = np.zeros(0, dtype=object)
+    empty = pipeline._categorical_once(nothing)
+    assert len(empty) == 0 and list(empty.categories) == list(_old_categorical_once(nothing).categories)
+
+
+def test_categorical_by_key_of_keys_that_are_no_row_numbers() -> None:
+    from tracekit.pipeline import _categorical_by_key
+
+    keys = np.array([10**15, -7, 10**15, 5], dtype=np.int64)  # factorized, not a table of every possible key
+    values = np.array(["b", None, "b", "a"], dtype=object)
+    encoded = _categorical_by_key(keys, values)
+    assert list(encoded.categories) == ["a", "b"] and encoded.codes.tolist() == [1, -1, 1, 0]
+
+
+def test_process_holds_under_110_bytes_a_row_at_its_peak() -> None:
+    table = read_inputs(expand_inputs([shared("gpu/hta/v100_large.json.gz")]))
+    rows = len(table.events)
+    processed, peak = _traced_peak(lambda: process(table))
+    # attribute_modules' temporaries (nearest_marked's positions, _within_ranges, the loss marks' key of every row),
+    # the tracks' hash table and the module columns' factorize set it at ~134 B a row
+    assert peak / rows < 110, f"{peak / rows:.0f} B a row"
+    assert "module_path" in processed.table.events

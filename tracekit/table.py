@@ -466,6 +466,50 @@ def _dense(values: np.ndarray, sort: bool) -> tuple[np.ndarray, int]:
 
 
 _FIRST_CHUNK = 1 << 16
+_FEW_GROUPS = 1 << 16  # few_group_codes: more distinct keys than this, and group_codes is used instead
+
+
+def few_group_codes(*columns: np.ndarray) -> tuple[np.ndarray, int]:
+    """group_codes(*columns, sort=True) of integer columns with few distinct rows (the tracks: source, pid,
+    tid), chunk by chunk: the key of each chunk packed, its distinct keys kept, then each chunk's codes by a
+    binary search among them. The same codes without a hash table sized by the rows nor a key of every row
+    (~48 B a row at group_codes' peak; here the codes' 8 B and a chunk's). Other columns: group_codes."""
+    n = len(columns[0]) if columns else 0
+    if not n or any(c.dtype.kind not in "iub" for c in columns):
+        return group_codes(*columns, sort=True)
+    lows = [int(c.min()) for c in columns]
+    widths = [int(c.max()) - low + 1 for c, low in zip(columns, lows)]
+    span = 1
+    for width in widths:
+        span *= width
+    if span >= _PACKED:
+        return group_codes(*columns, sort=True)
+
+    def key(at: int) -> np.ndarray:  # the packed key of rows [at, at + _FIRST_CHUNK): order-preserving
+        out = np.zeros(min(_FIRST_CHUNK, n - at), dtype=np.int64)
+        for values, low, width in zip(columns, lows, widths):
+            out *= width
+            out += values[at : at + _FIRST_CHUNK]
+            out -= low
+        return out
+
+    seen: list[np.ndarray] = []
+    count = 0
+    for at in range(0, n, _FIRST_CHUNK):
+        keys = np.sort(key(at))
+        keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
+        seen.append(keys)
+        count += len(keys)
+        if count > _FEW_GROUPS * 4:  # many distinct keys: not the case this is for
+            return group_codes(*columns, sort=True)
+    keys = np.sort(np.concatenate(seen))
+    keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
+    if len(keys) > _FEW_GROUPS:
+        return group_codes(*columns, sort=True)
+    codes = np.empty(n, dtype=np.int64)
+    for at in range(0, n, _FIRST_CHUNK):
+        codes[at : at + _FIRST_CHUNK] = np.searchsorted(keys, key(at))
+    return codes, len(keys)
 
 
 def first_of_group(code: np.ndarray, groups: int) -> np.ndarray:

@@ -275,3 +275,26 @@ def test_process_holds_under_110_bytes_a_row_at_its_peak() -> None:
     # the tracks' hash table and the module columns' factorize set it at ~134 B a row
     assert peak / rows < 110, f"{peak / rows:.0f} B a row"
     assert "module_path" in processed.table.events
+
+
+def test_few_group_codes_at_rows_are_group_codes_at(v100, monkeypatch) -> None:
+    from tracekit import table as table_module
+
+    ev = v100.table.events
+    columns = [ev[c].to_numpy() for c in ("source_index", "pid", "tid", "lane")]
+    rows = np.flatnonzero(ev["ph"].to_numpy() != "M")[::3]
+    monkeypatch.setattr(table_module, "_FIRST_CHUNK", 5_000)
+    codes, groups = table_module.few_group_codes(*columns, rows=rows)
+    expected, expected_groups = table_module.group_codes_at(columns, rows, sort=True)
+    assert groups == expected_groups > 1 and np.array_equal(codes, expected)
+
+
+def test_first_match_rows_is_first_match(v100) -> None:
+    from tracekit.table import first_match, first_match_rows
+
+    ev = v100.table.events
+    columns = [ev[c].to_numpy() for c in ("source_index", "pid", "tid", "ts_ns")]
+    query, table = np.arange(0, len(ev), 7), np.arange(len(ev))[::-2]
+    found = first_match_rows(columns, query, table)
+    assert np.array_equal(found, first_match(tuple(c[query] for c in columns), tuple(c[table] for c in columns)))
+    assert (found >= 0).any() and (found < 0).any()

@@ -469,27 +469,38 @@ _FIRST_CHUNK = 1 << 16
 _FEW_GROUPS = 1 << 16  # few_group_codes: more distinct keys than this, and group_codes is used instead
 
 
-def few_group_codes(*columns: np.ndarray) -> tuple[np.ndarray, int]:
+def few_group_codes(*columns: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """group_codes(*columns, sort=True) of integer columns with few distinct rows (the tracks: source, pid,
     tid), chunk by chunk: the key of each chunk packed, its distinct keys kept, then each chunk's codes by a
     binary search among them. The same codes without a hash table sized by the rows nor a key of every row
-    (~48 B a row at group_codes' peak; here the codes' 8 B and a chunk's). Other columns: group_codes."""
-    n = len(columns[0]) if columns else 0
-    if not n or any(c.dtype.kind not in "iub" for c in columns):
-        return group_codes(*columns, sort=True)
+    (~48 B a row at group_codes' peak; here the codes' 8 B and a chunk's). Other columns: group_codes.
+    `rows`: of the columns taken at these rows (group_codes_at)."""
+    if rows is None:
+        n = len(columns[0]) if columns else 0
+        if not n or any(c.dtype.kind not in "iub" for c in columns):
+            return group_codes(*columns, sort=True)
+    else:
+        n = len(rows)
+        if not n or any(c.dtype.kind not in "iub" for c in columns):
+            return group_codes_at(columns, rows, sort=True)
     lows = [int(c.min()) for c in columns]
     widths = [int(c.max()) - low + 1 for c, low in zip(columns, lows)]
     span = 1
     for width in widths:
         span *= width
+
+    def fallback() -> tuple[np.ndarray, int]:
+        return group_codes(*columns, sort=True) if rows is None else group_codes_at(columns, rows, sort=True)
+
     if span >= _PACKED:
-        return group_codes(*columns, sort=True)
+        return fallback()
 
     def key(at: int) -> np.ndarray:  # the packed key of rows [at, at + _FIRST_CHUNK): order-preserving
         out = np.zeros(min(_FIRST_CHUNK, n - at), dtype=np.int64)
+        picked = None if rows is None else rows[at : at + _FIRST_CHUNK]
         for values, low, width in zip(columns, lows, widths):
             out *= width
-            out += values[at : at + _FIRST_CHUNK]
+            out += values[at : at + _FIRST_CHUNK] if picked is None else values[picked]
             out -= low
         return out
 
@@ -501,11 +512,11 @@ def few_group_codes(*columns: np.ndarray) -> tuple[np.ndarray, int]:
         seen.append(keys)
         count += len(keys)
         if count > _FEW_GROUPS * 4:  # many distinct keys: not the case this is for
-            return group_codes(*columns, sort=True)
+            return fallback()
     keys = np.sort(np.concatenate(seen))
     keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
     if len(keys) > _FEW_GROUPS:
-        return group_codes(*columns, sort=True)
+        return fallback()
     codes = np.empty(n, dtype=np.int64)
     for at in range(0, n, _FIRST_CHUNK):
         codes[at : at + _FIRST_CHUNK] = np.searchsorted(keys, key(at))
@@ -529,7 +540,23 @@ def first_match(query: tuple[np.ndarray, ...], table: tuple[np.ndarray, ...]) ->
     size = len(query[0])
     if not size or not len(table[0]):
         return np.full(size, -1, dtype=np.int64)
-    code, groups = _codes_of((np.concatenate([q, t]) for q, t in zip(query, table)), size + len(table[0]), False)
+    return _first_match((np.concatenate([q, t]) for q, t in zip(query, table)), size, len(table[0]))
+
+
+def first_match_rows(columns: Sequence[np.ndarray], query_rows: np.ndarray, table_rows: np.ndarray) -> np.ndarray:
+    """first_match(tuple(c[query_rows] for c in columns), tuple(c[table_rows] for c in columns)), each column taken
+    at its rows only when packed (never all the key columns of both sides at once)."""
+    size = len(query_rows)
+    if not size or not len(table_rows):
+        return np.full(size, -1, dtype=np.int64)
+    return _first_match((np.concatenate([c[query_rows], c[table_rows]]) for c in columns), size, len(table_rows))
+
+
+def _first_match(joined: Iterator[np.ndarray], size: int, table_size: int) -> np.ndarray:
+    """first_match of the key columns that `joined` yields (each: the query's values, then the table's)."""
+    code, groups = _codes_of(joined, size + table_size, False)
     first = first_of_group(code[size:], groups)
     found = first[code[:size]]
-    return np.where(found < len(table[0]), found, -1)
+    del code, first
+    found[found >= table_size] = -1
+    return found

@@ -21,8 +21,8 @@ from tracekit.table import (
     SourceInfo,
     column,
     first_of_group,
+    few_group_codes,
     group_codes,
-    group_codes_at,
     is_in,
     kind_in,
     strings,
@@ -356,7 +356,7 @@ class _Layout:
         pid = column(ev, "pid")
         tid = column(ev, "tid")
         lane = column(ev, "lane")
-        thread_code, threads = group_codes_at((src, pid, tid, lane), rows, sort=True)
+        thread_code, threads = few_group_codes(src, pid, tid, lane, rows=rows)
         thread_first = rows[first_of_group(thread_code, threads)]
         t_src, t_pid, t_tid, t_lane = src[thread_first], pid[thread_first], tid[thread_first], lane[thread_first]
         device = kind_in(ev, DEVICE_KINDS)

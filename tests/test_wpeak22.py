@@ -298,3 +298,68 @@ def test_first_match_rows_is_first_match(v100) -> None:
     found = first_match_rows(columns, query, table)
     assert np.array_equal(found, first_match(tuple(c[query] for c in columns), tuple(c[table] for c in columns)))
     assert (found >= 0).any() and (found < 0).any()
+
+
+@pytest.mark.parametrize("rel", ["gpu/tracelens/h100/gaunernst_bert-small-uncased__1016001.json.gz",
+                                 "gpu/hta/nccl_data.json.gz"])
+def test_launcher_members_made_per_chunk_write_the_same_trace(rel, tmp_path, monkeypatch) -> None:
+    from tracekit.writers import chrome
+
+    table = _processed(shared(rel)).table
+    whole = chrome._KernelArgs(table)
+    assert whole.per_op is not None and len(whole.ops)  # a small table: the members of every op made at once
+    chrome.write_chrome_trace(table, tmp_path / "once.json")
+    monkeypatch.setattr(chrome, "SHARED_ROWS", 0)  # as a large table: each chunk's ops
+    monkeypatch.setattr(chrome, "CHUNK_ROWS", 1_000)
+    assert chrome._KernelArgs(table).per_op is None
+    chrome.write_chrome_trace(table, tmp_path / "chunks.json")
+    assert (tmp_path / "chunks.json").read_bytes() == (tmp_path / "once.json").read_bytes()
+
+
+def _old_parts(rows: np.ndarray, row_bytes: np.ndarray, chunk_rows: int, chunk_bytes: int) -> list[np.ndarray]:
+    """chrome._parts as it was (a running total of every row's bytes): the reference."""
+    parts, begin = [], 0
+    total = np.cumsum(row_bytes)
+    while begin < len(rows):
+        before = int(total[begin - 1]) if begin else 0
+        end = int(np.searchsorted(total, before + chunk_bytes, side="right"))
+        end = min(max(end, begin + 1), begin + chunk_rows, len(rows))
+        parts.append(rows[begin:end])
+        begin = end
+    return parts
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_parts_are_the_old_parts(seed, monkeypatch) -> None:
+    from tracekit.writers import chrome
+
+    monkeypatch.setattr(chrome, "CHUNK_ROWS", 300)
+    monkeypatch.setattr(chrome, "CHUNK_BYTES", 5_000)
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(50_000, 20_000, replace=False))
+    sizes = rng.integers(0, [40, 400, 4_000, 20][seed], len(rows))
+    sizes[rng.integers(0, len(rows), 30)] = 9_000  # rows above the limit: parts of their own
+    asked = []
+
+    def row_bytes(part: np.ndarray) -> np.ndarray:
+        asked.append(len(part))
+        return sizes[np.searchsorted(rows, part)]
+
+    new = list(chrome._parts(rows, row_bytes))
+    old = _old_parts(rows, sizes, 300, 5_000)
+    assert len(new) == len(old) and all(np.array_equal(a, b) for a, b in zip(new, old))
+    assert max(asked) <= 300  # never the bytes of every row
+
+
+def test_row_bytes_read_the_offsets(v100) -> None:
+    import pyarrow.compute as pc
+
+    from tracekit.writers import chrome
+
+    args = v100.table.args
+    rows = np.arange(0, len(args), 3)
+    of = chrome._row_bytes(args, lambda r: None)
+    assert np.array_equal(of(rows), pc.binary_length(args).to_numpy(zero_copy_only=False)[rows])
+    sliced = args.slice(5)  # an array with an offset
+    assert np.array_equal(chrome._row_bytes(sliced, lambda r: None)(rows[:-2]),
+                          pc.binary_length(sliced).to_numpy(zero_copy_only=False)[rows[:-2]])

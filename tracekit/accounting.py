@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from tracekit.table import DEVICE_KINDS, column, first_match, is_in, kind_in
+from tracekit.table import DEVICE_KINDS, column, first_match, first_match_rows, is_in, kind_in
 
 WRITTEN = "written"
 METADATA = "metadata"  # M events: folded into tracekit's own process/thread names
@@ -140,11 +140,16 @@ def _bind_to_slices(events: pd.DataFrame, flow_rows: np.ndarray) -> np.ndarray:
     spans = np.flatnonzero(is_in(column(events, "ph"), ("X",)))
     if not len(flow_rows) or not len(spans):
         return np.full(len(flow_rows), -1, dtype=np.int64)
-    dur = column(events, "dur_ns")[spans]
-    longest_first = spans[np.arange(len(spans))[::-1][dur[::-1].argsort(kind="quicksort")][::-1]]
+    # np.arange(n)[::-1][dur[::-1].argsort(kind="quicksort")][::-1], without the positions of every span: n - 1 - k
+    order = column(events, "dur_ns")[spans][::-1].argsort(kind="quicksort")
+    np.subtract(len(spans) - 1, order, out=order)
+    longest_first = spans[order[::-1]]
+    del order, spans
     columns = [column(events, k) for k in ("source_index", "pid", "tid", "ts_ns")]
-    at = first_match(tuple(c[flow_rows] for c in columns), tuple(c[longest_first] for c in columns))
-    return np.where(at >= 0, longest_first[np.maximum(at, 0)], -1)
+    at = first_match_rows(columns, flow_rows, longest_first)
+    found = at >= 0
+    at[found] = longest_first[at[found]]
+    return at
 
 
 def summarize_status(status: np.ndarray, skipped_before: dict[str, int], metadata_before: int = 0

@@ -47,30 +47,47 @@ def _categorical_once(values: np.ndarray) -> pd.Categorical:
     """Dictionary-encode an object column holding few distinct strings many times (module paths).
 
     pd.Categorical(values) would first convert the column to an arrow string array, one copy of the
-    string per row: a 10 MB module name over 2,000 events took 20 GB. factorize hashes each Python
-    object (str caches its hash), so memory stays that of the distinct values."""
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    order = sorted(range(len(uniques)), key=lambda i: uniques[i])
-    remap = np.empty(len(uniques) + 1, dtype=np.int32)
-    remap[np.asarray(order, dtype=np.int64)] = np.arange(len(order), dtype=np.int32)
-    remap[-1] = -1
-    cats = pd.Index([uniques[i] for i in order], dtype=object)
-    return pd.Categorical.from_codes(remap[codes], dtype=pd.CategoricalDtype(cats))
+    string per row: a 10 MB module name over 2,000 events took 20 GB. Hashing each Python object (str caches
+    its hash) keeps memory that of the distinct values; chunk by chunk (pd.unique, then each chunk looked up
+    among the sorted distinct values), as a hash table sized by the rows and the codes of every row in intp
+    (pd.factorize of the whole column: ~32 B a row) are never made."""
+    parts = [pd.unique(values[at : at + _ENCODE_CHUNK]) for at in range(0, len(values), _ENCODE_CHUNK)]
+    distinct = pd.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=object)
+    del parts
+    cats = pd.Index(sorted(v for v in distinct.tolist() if not _is_missing(v)), dtype=object)
+    codes = np.empty(len(values), dtype=np.int32)
+    for at in range(0, len(values), _ENCODE_CHUNK):
+        codes[at : at + _ENCODE_CHUNK] = cats.get_indexer(values[at : at + _ENCODE_CHUNK])  # missing: -1
+    return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(cats))
+
+
+_ENCODE_CHUNK = 1 << 16
+
+
+def _is_missing(value: object) -> bool:
+    """What pd.factorize counts as missing (None, NaN, NaT, pd.NA) rather than a value."""
+    return value is None or bool(pd.isna(value))
 
 
 def _categorical_by_key(keys: np.ndarray, values: np.ndarray) -> pd.Categorical:
     """_categorical_once of `values` where each value is a function of an int key (a row's module span row gives its
-    module path and type): the keys are factorized (ints: hashing them is several times faster than hashing the
-    strings) and one value per distinct key is kept. Same categories (sorted) and codes as _categorical_once."""
-    inverse, unique_keys = pd.factorize(keys)
-    labels = np.empty(len(unique_keys), dtype=object)
-    labels[inverse] = values  # every row of a key holds the same value
+    module path and type): one value per distinct key is kept (ints, not the strings, are looked at per row).
+    Same categories (sorted) and codes as _categorical_once. Keys that are row numbers (or -1) index a table
+    of one entry per possible key; other keys are factorized."""
+    if len(keys) and int(keys.min()) >= -1 and int(keys.max()) < 2 * len(keys) + 64:
+        slot, slots = keys + 1, int(keys.max()) + 2  # -1 -> 0
+    else:
+        slot, unique_keys = pd.factorize(keys)
+        slots = len(unique_keys)
+    labels = np.full(slots, None, dtype=object)
+    labels[slot] = values  # every row of a key holds the same value
     cats = sorted({label for label in labels.tolist() if label is not None})
     position = {label: i for i, label in enumerate(cats)}
     code_of_key = np.array([position.get(label, -1) if label is not None else -1 for label in labels.tolist()],
                            dtype=np.int32)
+    del labels
     dtype = pd.CategoricalDtype(pd.Index(cats, dtype=object))
-    return pd.Categorical.from_codes(code_of_key[inverse], dtype=dtype)
+    return pd.Categorical.from_codes(code_of_key[slot], dtype=dtype)
 
 
 def process(table: EventTable) -> Processed:

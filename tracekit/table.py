@@ -11,7 +11,7 @@ import re
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -226,7 +226,8 @@ def is_in(column: pd.Series | pd.Categorical | np.ndarray, values) -> np.ndarray
     cat = _categorical(column)
     if cat is None:
         return np.isin(np.asarray(column, dtype=object), list(values))
-    return _category_hits(cat.categories, frozenset(values)).take(cat.codes)  # code -1 (missing) -> the last: False
+    # hits[codes], not hits.take(codes): take first copies the int8/int16 codes to intp (8 B a row)
+    return _category_hits(cat.categories, frozenset(values))[cat.codes]  # code -1 (missing) -> the last: False
 
 
 _HITS_LOCK = threading.Lock()
@@ -298,6 +299,24 @@ def strings(column: pd.Series | pd.Categorical | np.ndarray, rows: np.ndarray | 
     else:
         values = np.asarray(column, dtype=object)
     return values if rows is None else values[rows]
+
+
+class TextAt:
+    """`strings(column)[row]` one row at a time: for a caller that reads a few rows of a long column, without the
+    object array of every row (8 B a row). `values_by_code`: one value per category instead of its text."""
+
+    def __init__(self, column: pd.Series | pd.Categorical | np.ndarray, values_by_code: list | None = None) -> None:
+        cat = _categorical(column)
+        if cat is None:
+            self._values, self._codes = strings(column), None
+            return
+        by_code = np.asarray(cat.categories, dtype=object) if values_by_code is None else values_by_code
+        self._values = np.empty(len(by_code) + 1, dtype=object)  # code -1 (missing) -> the last: None
+        self._values[: len(by_code)] = by_code
+        self._codes = cat.codes
+
+    def __getitem__(self, row: int) -> object:
+        return self._values[row] if self._codes is None else self._values[self._codes[row]]
 
 
 def int_column(values: list) -> np.ndarray:
@@ -382,6 +401,11 @@ def group_codes(*columns: np.ndarray, sort: bool = False) -> tuple[np.ndarray, i
     return _codes_of(iter(columns), n, sort)
 
 
+def group_codes_at(columns: Sequence[np.ndarray], rows: np.ndarray, sort: bool = False) -> tuple[np.ndarray, int]:
+    """group_codes of the columns taken at `rows`, one column at a time (never a copy of each at once)."""
+    return _codes_of((values[rows] for values in columns), len(rows), sort)
+
+
 def _codes_of(columns: Iterator[np.ndarray], n: int, sort: bool) -> tuple[np.ndarray, int]:
     """group_codes of the columns of length `n` that `columns` yields, each taken when needed and let go once
     packed (first_match makes each from two arrays: only one is held at a time)."""
@@ -441,10 +465,71 @@ def _dense(values: np.ndarray, sort: bool) -> tuple[np.ndarray, int]:
     return codes.astype(np.int64, copy=False), max(len(uniques), 1)
 
 
+_FIRST_CHUNK = 1 << 16
+_FEW_GROUPS = 1 << 16  # few_group_codes: more distinct keys than this, and group_codes is used instead
+
+
+def few_group_codes(*columns: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """group_codes(*columns, sort=True) of integer columns with few distinct rows (the tracks: source, pid,
+    tid), chunk by chunk: the key of each chunk packed, its distinct keys kept, then each chunk's codes by a
+    binary search among them. The same codes without a hash table sized by the rows nor a key of every row
+    (~48 B a row at group_codes' peak; here the codes' 8 B and a chunk's). Other columns: group_codes.
+    `rows`: of the columns taken at these rows (group_codes_at)."""
+    if rows is None:
+        n = len(columns[0]) if columns else 0
+        if not n or any(c.dtype.kind not in "iub" for c in columns):
+            return group_codes(*columns, sort=True)
+    else:
+        n = len(rows)
+        if not n or any(c.dtype.kind not in "iub" for c in columns):
+            return group_codes_at(columns, rows, sort=True)
+    lows = [int(c.min()) for c in columns]
+    widths = [int(c.max()) - low + 1 for c, low in zip(columns, lows)]
+    span = 1
+    for width in widths:
+        span *= width
+
+    def fallback() -> tuple[np.ndarray, int]:
+        return group_codes(*columns, sort=True) if rows is None else group_codes_at(columns, rows, sort=True)
+
+    if span >= _PACKED:
+        return fallback()
+
+    def key(at: int) -> np.ndarray:  # the packed key of rows [at, at + _FIRST_CHUNK): order-preserving
+        out = np.zeros(min(_FIRST_CHUNK, n - at), dtype=np.int64)
+        picked = None if rows is None else rows[at : at + _FIRST_CHUNK]
+        for values, low, width in zip(columns, lows, widths):
+            out *= width
+            out += values[at : at + _FIRST_CHUNK] if picked is None else values[picked]
+            out -= low
+        return out
+
+    seen: list[np.ndarray] = []
+    count = 0
+    for at in range(0, n, _FIRST_CHUNK):
+        keys = np.sort(key(at))
+        keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
+        seen.append(keys)
+        count += len(keys)
+        if count > _FEW_GROUPS * 4:  # many distinct keys: not the case this is for
+            return fallback()
+    keys = np.sort(np.concatenate(seen))
+    keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
+    if len(keys) > _FEW_GROUPS:
+        return fallback()
+    codes = np.empty(n, dtype=np.int64)
+    for at in range(0, n, _FIRST_CHUNK):
+        codes[at : at + _FIRST_CHUNK] = np.searchsorted(keys, key(at))
+    return codes, len(keys)
+
+
 def first_of_group(code: np.ndarray, groups: int) -> np.ndarray:
-    """The first position of each group of `code` (see group_codes)."""
+    """The first position of each group of `code` (see group_codes); chunk by chunk (the positions of every row
+    at once were 8 B a row)."""
     first = np.full(groups, len(code), dtype=np.int64)
-    np.minimum.at(first, code, np.arange(len(code), dtype=np.int64))
+    for at in range(0, len(code), _FIRST_CHUNK):
+        part = code[at : at + _FIRST_CHUNK]
+        np.minimum.at(first, part, np.arange(at, at + len(part), dtype=np.int64))
     return first
 
 
@@ -455,7 +540,23 @@ def first_match(query: tuple[np.ndarray, ...], table: tuple[np.ndarray, ...]) ->
     size = len(query[0])
     if not size or not len(table[0]):
         return np.full(size, -1, dtype=np.int64)
-    code, groups = _codes_of((np.concatenate([q, t]) for q, t in zip(query, table)), size + len(table[0]), False)
+    return _first_match((np.concatenate([q, t]) for q, t in zip(query, table)), size, len(table[0]))
+
+
+def first_match_rows(columns: Sequence[np.ndarray], query_rows: np.ndarray, table_rows: np.ndarray) -> np.ndarray:
+    """first_match(tuple(c[query_rows] for c in columns), tuple(c[table_rows] for c in columns)), each column taken
+    at its rows only when packed (never all the key columns of both sides at once)."""
+    size = len(query_rows)
+    if not size or not len(table_rows):
+        return np.full(size, -1, dtype=np.int64)
+    return _first_match((np.concatenate([c[query_rows], c[table_rows]]) for c in columns), size, len(table_rows))
+
+
+def _first_match(joined: Iterator[np.ndarray], size: int, table_size: int) -> np.ndarray:
+    """first_match of the key columns that `joined` yields (each: the query's values, then the table's)."""
+    code, groups = _codes_of(joined, size + table_size, False)
     first = first_of_group(code[size:], groups)
     found = first[code[:size]]
-    return np.where(found < len(table[0]), found, -1)
+    del code, first
+    found[found >= table_size] = -1
+    return found

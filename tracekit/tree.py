@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tracekit.table import NO_ROW, column, group_codes, is_coded, is_in
+from tracekit.table import NO_ROW, column, few_group_codes, is_coded, is_in
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,8 +37,7 @@ class CallTree:
 
 def track_codes(events: pd.DataFrame | Columns) -> np.ndarray:
     """One integer per (source file, pid, tid) track."""
-    code, _ = group_codes(column(events, "source_index"), column(events, "pid"), column(events, "tid"),
-                          sort=True)
+    code, _ = few_group_codes(column(events, "source_index"), column(events, "pid"), column(events, "tid"))
     return code
 
 

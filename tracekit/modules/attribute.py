@@ -115,9 +115,12 @@ def attribute_modules(table: EventTable) -> ModuleColumns:
 
     seq = column(ev, "sequence")
     is_opt = kind_in(ev, ("annotation", "cpu_op")) & matches(column(ev, "name"), _OPTIMIZER)
-    in_opt = np.maximum(nearest_marked(parent, is_opt), _within_ranges(ev, np.flatnonzero(is_opt))) >= 0
-    loss_mark = (is_cpu_op & (seq >= 0) & ~in_bw & (mod_of < 0) & ~in_opt
-                 & (first_match((src, seq), (src[is_bw], seq[is_bw])) >= 0))
+    in_opt = nearest_marked(parent, is_opt) >= 0  # under an optimizer op, or within one's time on its track
+    in_opt |= _within_ranges(ev, np.flatnonzero(is_opt)) >= 0
+    loss_mark = is_cpu_op & (seq >= 0) & ~in_bw & (mod_of < 0) & ~in_opt
+    maybe = np.flatnonzero(loss_mark)  # ...and whose sequence number a backward op of its source has
+    loss_mark[maybe] = first_match((src[maybe], seq[maybe]), (src[is_bw], seq[is_bw])) >= 0
+    del maybe
     del is_bw, is_cpu_op
     in_loss = nearest_marked(parent, loss_mark) >= 0
     del loss_mark
@@ -186,6 +189,9 @@ def _gradient_sync(parent: np.ndarray, is_collective: np.ndarray, is_accumulate:
     module_from[rows] = "gradient_sync"
 
 
+_CHUNK = 1 << 16
+
+
 def _within_ranges(ev: pd.DataFrame, range_rows: np.ndarray) -> np.ndarray:
     """Per row, a range row on the same track whose [ts, ts+dur) holds the row's start (or -1).
 
@@ -196,15 +202,18 @@ def _within_ranges(ev: pd.DataFrame, range_rows: np.ndarray) -> np.ndarray:
     if not len(range_rows):
         return out
     track = track_codes(ev)
-    ts = column(ev, "ts_ns")
-    end = ts + np.maximum(column(ev, "dur_ns"), 0)
+    ts, dur = column(ev, "ts_ns"), column(ev, "dur_ns")
     for code in np.unique(track[range_rows]).tolist():
         mine = range_rows[track[range_rows] == code]
         mine = mine[np.argsort(ts[mine], kind="stable")]
+        starts, ends = ts[mine], ts[mine] + np.maximum(dur[mine], 0)  # the ranges' (not every row's)
         rows = np.flatnonzero(track == code)
-        pos = np.searchsorted(ts[mine], ts[rows], side="right") - 1
-        inside = (pos >= 0) & (ts[rows] < end[mine[np.maximum(pos, 0)]])
-        out[rows[inside]] = mine[pos[inside]]
+        for at in range(0, len(rows), _CHUNK):  # the track's rows a chunk at a time: few arrays of every row
+            part = rows[at : at + _CHUNK]
+            start = ts[part]
+            pos = np.searchsorted(starts, start, side="right") - 1
+            inside = (pos >= 0) & (start < ends[np.maximum(pos, 0)])
+            out[part[inside]] = mine[pos[inside]]
     return out
 
 

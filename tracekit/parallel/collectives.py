@@ -19,7 +19,7 @@ import pandas as pd
 
 from tracekit.parallel.hccl import EXTRA as HCCL_EXTRA
 from tracekit.parallel.hccl import compute_free, label_hccl_groups, with_hccl
-from tracekit.table import DEVICE_KINDS, EventTable, column, column_array, is_in, kind_in, matches, strings
+from tracekit.table import DEVICE_KINDS, EventTable, TextAt, column, column_array, is_in, kind_in, matches
 
 _PREFIX = re.compile(r"^(?:c10d::|_c10d_functional::|c10d_functional::|nccl:|gloo:|hccl:|vllm::|symm_mem::)(.+)$")
 _RPC = "record_param_comms"
@@ -223,17 +223,25 @@ def _enclosing_modules(ev: pd.DataFrame, names: np.ndarray, row: int) -> str | N
     return "/".join(reversed(path)) or None
 
 
+# Calls whose nested events' and kernels' args are decoded together: a decoded args dict is ~0.4 KB, and the
+# candidates of a large trace's every call at once were most of collective_calls' peak (510 MB trace: +150 MB).
+ARGS_CALLS = 1_024
+
+
 def collective_calls(table: EventTable) -> tuple[pd.DataFrame, dict[str, int]]:
     """Collective calls of one rank's processed table, and counts of what was left out and why."""
     ev = table.events
-    names = strings(column(ev, "name"))
+    # names, kinds, module paths: looked up at the few rows read (TextAt), not as object arrays of every row
+    names = TextAt(column(ev, "name"))
     kind_of = _name_kinds(column(ev, "name").categories.tolist()) if len(ev) else []
-    base_kind = np.array([*kind_of, None], dtype=object)[column(ev, "name").codes]  # code -1 -> None
-    device_side = is_in(column(ev, "cat"), ("gpu_user_annotation",))
-    cand = np.flatnonzero(np.not_equal(base_kind, None) & ~device_side & is_in(column(ev, "ph"), ("X",)))
+    base_kind = TextAt(column(ev, "name"), kind_of)
+    has_kind = np.append(np.not_equal(np.array(kind_of, dtype=object), None), False)[column(ev, "name").codes]
+    has_kind &= ~is_in(column(ev, "cat"), ("gpu_user_annotation",))
+    has_kind &= is_in(column(ev, "ph"), ("X",))
+    cand = np.flatnonzero(has_kind)
+    del has_kind
     parent = column(ev, "parent")
     outer = _outermost(cand, parent)
-    args = _args(table, cand.tolist())
     members: dict[int, list[int]] = {}
     for row, top in outer.items():
         members.setdefault(top, []).append(row)
@@ -243,13 +251,12 @@ def collective_calls(table: EventTable) -> tuple[pd.DataFrame, dict[str, int]]:
     for k in np.flatnonzero(is_dev & (launcher >= 0)).tolist():
         if int(launcher[k]) in outer:
             kernels_of.setdefault(outer[int(launcher[k])], []).append(k)
-    kernel_args = _args(table, [k for ks in kernels_of.values() for k in ks])
-    ts, dur = column(ev, "ts_ns"), np.maximum(column(ev, "dur_ns"), 0)
+    ts, dur = column(ev, "ts_ns"), _NonNegative(column(ev, "dur_ns"))
     tid = column(ev, "tid")
     has_modules = "module_path" in ev
     rank, step = column(ev, "rank"), column(ev, "step")
-    module_paths = strings(column(ev, "module_path")) if has_modules else None
-    via = strings(column(ev, "module_from")) if has_modules and "module_from" in ev else None
+    module_paths = TextAt(column(ev, "module_path")) if has_modules else None
+    via = TextAt(column(ev, "module_from")) if has_modules and "module_from" in ev else None
     parent = column(ev, "parent")
     rows, skipped = [], {}
     calls, execs = [], []
@@ -258,7 +265,13 @@ def collective_calls(table: EventTable) -> tuple[pd.DataFrame, dict[str, int]]:
             execs.append(top)
         else:
             calls.append(top)
-    for top in calls:
+    args: dict[int, dict[str, Any]] = {}
+    kernel_args: dict[int, dict[str, Any]] = {}
+    for at, top in enumerate(calls):
+        if at % ARGS_CALLS == 0:  # the decoded args of the next ARGS_CALLS calls only: not of every call at once
+            chunk = calls[at : at + ARGS_CALLS]
+            args = _args(table, sorted(r for t in chunk for r in members[t]))
+            kernel_args = _args(table, [k for t in chunk for k in kernels_of.get(t, [])])
         facts = _facts(top, members[top], names, base_kind, args, kernels_of.get(top, []), kernel_args)
         if facts is None:
             skipped["record_param_comms without a collective (no name, no tensors, no kernel)"] = (
@@ -282,7 +295,8 @@ def collective_calls(table: EventTable) -> tuple[pd.DataFrame, dict[str, int]]:
             "exec_thread": int(tid[facts["_exec"]]) if facts["_exec"] is not None else None,
         })
     frame = _rows_frame(rows, [*[c for c in COLUMNS if c != "exposed_ns"], "_elems", "_exec"])
-    frame = _link_gloo_execs(frame, execs, names, base_kind, args, ts, dur, ev, skipped)
+    del args, kernel_args
+    frame = _link_gloo_execs(frame, execs, names, base_kind, _args(table, execs), ts, dur, ev, skipped)
     frame = with_hccl(table, frame)  # Ascend: HCCL ops (tracekit/parallel/hccl.py)
     frame["exposed_ns"] = exposed_ns(ev, frame) if not compute_free(table) else None
     for col in ("bytes", "peer", "exec_thread"):  # one at a time: astype({...}) rebuilds every column (2 ms)
@@ -293,6 +307,16 @@ def collective_calls(table: EventTable) -> tuple[pd.DataFrame, dict[str, int]]:
     # order, as one frame made from the columns' arrays taken in that order
     order = np.lexsort((column(frame, "call_row"), column(frame, "start_ns")))
     return _taken(frame, [*COLUMNS, *extra], order), skipped
+
+
+class _NonNegative:
+    """`np.maximum(values, 0)` at the rows asked (a duration read at a few rows, without a copy of the column)."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self._values = values
+
+    def __getitem__(self, rows: Any) -> Any:
+        return np.maximum(self._values[rows], 0)
 
 
 # The dtypes of the call rows' columns (pd.DataFrame of the row dicts infers the same; see _rows_frame).
@@ -469,8 +493,7 @@ def _runs(exec_kind: str, exec_elems: int | None, call_kind: str, call_elems) ->
 def compute_intervals(ev: pd.DataFrame, calls: pd.DataFrame) -> np.ndarray:
     """Merged [start, end) intervals of compute on one rank: non-communication device kernels when the rank
     has any, else cpu ops that neither contain nor are communication or a wait."""
-    ts = column(ev, "ts_ns")
-    end = ts + np.maximum(column(ev, "dur_ns"), 0)
+    ts, dur = column(ev, "ts_ns"), column(ev, "dur_ns")
     dev = kind_in(ev, DEVICE_KINDS)
     if dev.any():
         comm = matches(column(ev, "name"), _COMM_KERNEL)
@@ -486,7 +509,7 @@ def compute_intervals(ev: pd.DataFrame, calls: pd.DataFrame) -> np.ndarray:
                 blocked[cur] = True
                 cur = int(parent[cur])
         rows = np.flatnonzero((kind == "cpu_op") & ~blocked)
-    return merge_intervals(ts[rows], end[rows])
+    return merge_intervals(ts[rows], ts[rows] + np.maximum(dur[rows], 0))
 
 
 def merge_intervals(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:

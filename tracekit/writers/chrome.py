@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from tracekit.table import (
     SourceInfo,
     column,
     first_of_group,
+    few_group_codes,
     group_codes,
     is_in,
     kind_in,
@@ -30,7 +31,7 @@ from tracekit.table import (
 from tracekit.writers.json_rows import JsonText, PhText, event_rows, joined_members, write_rows
 from tracekit.writers.memory import releaser
 from tracekit.writers.module_track import module_track_events
-from tracekit.writers.op_text import op_input_text
+from tracekit.writers.op_text import SHARED_ROWS, op_input_text
 from tracekit.writers.out_event import OutEvent
 
 CHUNK = 16_384  # metadata and flow events encoded at a time
@@ -95,7 +96,7 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
         for chunk in _chunks(layout.metadata_events()):
             _write_list(fh, encoder.encode(chunk), first)
             first = False
-        for part in _parts(rows, _row_bytes(table.args, rows, module_args.row_bytes(rows))):
+        for part in _parts(rows, _row_bytes(table.args, module_args.row_bytes)):
             text = event_rows(
                 strings(ph, part), out_pid_arr[part], out_tid_arr[part], names.at(part), cats.at(part),
                 ts_ns[part] - base_ns, dur_ns[part], scope.at(part), table.args.take(pa.array(part)),
@@ -145,23 +146,46 @@ CHUNK_ROWS = 4096
 CHUNK_BYTES = 4 << 20
 
 
-def _row_bytes(args: pa.Array, rows: np.ndarray, extra: np.ndarray | None) -> np.ndarray:
-    """Bytes of args (plus `extra`, e.g. module paths) each of `rows` writes."""
-    sizes = pc.binary_length(args).to_numpy(zero_copy_only=False)[rows]
-    return sizes if extra is None else sizes + extra
+def _row_bytes(args: pa.Array, extra: Callable[[np.ndarray], np.ndarray | None]
+               ) -> Callable[[np.ndarray], np.ndarray]:
+    """The bytes of args (plus `extra` of the same rows, e.g. module paths) that rows write, asked a part at a time:
+    the lengths are read off the args' offsets at those rows (no length of every row)."""
+    if isinstance(args, pa.LargeBinaryArray) and args.null_count == 0:
+        offsets = np.frombuffer(args.buffers()[1], dtype=np.int64, count=len(args) + 1, offset=args.offset * 8)
+
+        def sizes_of(rows: np.ndarray) -> np.ndarray:
+            return offsets[rows + 1] - offsets[rows]
+    else:  # another layout (not what the readers make): the lengths of every row, once
+        lengths = pc.binary_length(args).to_numpy(zero_copy_only=False)
+
+        def sizes_of(rows: np.ndarray) -> np.ndarray:
+            return lengths[rows]
+
+    def of(rows: np.ndarray) -> np.ndarray:
+        sizes, added = sizes_of(rows), extra(rows)
+        return sizes if added is None else sizes + added
+
+    return of
 
 
-def _parts(rows: np.ndarray, row_bytes: np.ndarray) -> list[np.ndarray]:
-    """`rows` in chunks of at most CHUNK_ROWS rows and (roughly) CHUNK_BYTES of `row_bytes`."""
-    parts, begin = [], 0
-    total = np.cumsum(row_bytes)
-    while begin < len(rows):
-        before = int(total[begin - 1]) if begin else 0
-        end = int(np.searchsorted(total, before + CHUNK_BYTES, side="right"))
-        end = min(max(end, begin + 1), begin + CHUNK_ROWS, len(rows))
-        parts.append(rows[begin:end])
+def _parts(rows: np.ndarray, row_bytes: Callable[[np.ndarray], np.ndarray]) -> Iterator[np.ndarray]:
+    """`rows` in chunks of at most CHUNK_ROWS rows and (roughly) CHUNK_BYTES of `row_bytes` (a single row above
+    it: a chunk of its own). Each chunk's end is found among the bytes of the rows after its start (a window
+    that grows when it holds no end), not in a running total of every row."""
+    begin, window, count = 0, CHUNK_ROWS, len(rows)
+    while begin < count:
+        limit = min(begin + CHUNK_ROWS, count)
+        while True:
+            stop = min(begin + window, limit)
+            total = np.cumsum(row_bytes(rows[begin:stop]))
+            end = int(np.searchsorted(total, CHUNK_BYTES, side="right"))
+            if end < len(total) or stop == limit:
+                break
+            window *= 2
+        end = begin + max(end, 1)
+        yield rows[begin:end]
+        window = max(2 * (end - begin), 64)
         begin = end
-    return parts
 
 
 class _ModuleArgs:
@@ -169,6 +193,7 @@ class _ModuleArgs:
 
     def __init__(self, ev: pd.DataFrame):
         self.active = "module_path" in ev and len(ev) > 0
+        self.lengths: np.ndarray | None = None  # bytes of each module path's text (and 0 for none), made once
         if not self.active:
             return
         self.path_codes = column(ev, "module_path").codes
@@ -187,9 +212,9 @@ class _ModuleArgs:
         """Bytes of module path each of `rows` gets in its args (None: no module paths)."""
         if not self.active or not len(self.quoted):
             return None
-        lengths = np.append(pc.binary_length(self.quoted).to_numpy(zero_copy_only=False), 0).astype(np.int64)
-        codes = self.path_codes[rows]
-        return np.where(self.attributed[rows], lengths[codes], 0)
+        if self.lengths is None:
+            self.lengths = np.append(pc.binary_length(self.quoted).to_numpy(zero_copy_only=False), 0).astype(np.int64)
+        return np.where(self.attributed[rows], self.lengths[self.path_codes[rows]], 0)
 
     def added(self, part: np.ndarray) -> pa.Array | None:
         """The module members ('"module_path":..,"phase":".."') of rows `part` (null where a row has no module;
@@ -282,7 +307,10 @@ class _KernelArgs:
     """Adds the launching op's name and input shapes to the args of device events, one chunk at a time.
 
     The text added is built once per op (arrow kernels over the ops); the rows of a chunk are edited with arrow
-    kernels. `names`: the JSON text of the name column (made here when not given).
+    kernels. `names`: the JSON text of the name column (made here when not given). A table of more than
+    SHARED_ROWS rows builds the text of a chunk's ops with the chunk (that of every launching op at once held
+    ~200 B an op through the whole trace: +57 MB on a 510 MB trace); a smaller one builds it once, from the
+    input text op_input_text decodes once for the table's writers.
     """
 
     def __init__(self, table: EventTable, names: JsonText | None = None):
@@ -290,14 +318,21 @@ class _KernelArgs:
         launcher = column(ev, "launcher")
         self.is_row = kind_in(ev, DEVICE_KINDS) & (launcher >= 0)
         self.rows = np.flatnonzero(self.is_row)
-        self.ops = np.unique(launcher[self.rows])
         self.op_of_row = launcher
+        self.per_op: pa.Array | None = None
         if not len(self.rows):
             return
-        dims_text, types_text = op_input_text(table.args, ev, self.ops)
-        names = names or JsonText(column(ev, "name"))
-        self.per_op = pc.binary_join_element_wise(
-            _lit('"launcher op":'), names.at(self.ops).fill_null("null"),  # (a missing name: null)
+        self.args, self.ev = table.args, ev
+        self.names = names or JsonText(column(ev, "name"))
+        self.ops = np.unique(launcher[self.rows])
+        if len(ev) <= SHARED_ROWS:
+            self.per_op = self._text(self.ops)
+
+    def _text(self, ops: np.ndarray) -> pa.Array:
+        """The members added for each of `ops` (ascending op rows)."""
+        dims_text, types_text = op_input_text(self.args, self.ev, ops)
+        return pc.binary_join_element_wise(
+            _lit('"launcher op":'), self.names.at(ops).fill_null("null"),  # (a missing name: null)
             _member(',"launcher Input Dims":', dims_text), _member(',"launcher Input type":', types_text),
             _lit(""), null_handling="replace", null_replacement="")
 
@@ -308,10 +343,14 @@ class _KernelArgs:
         mask = self.is_row[part]  # a lookup per row: np.isin against every device row made this O(n^2)
         if not mask.any():
             return None
-        at = np.searchsorted(self.ops, self.op_of_row[part[mask]])
+        ops_here = self.op_of_row[part[mask]]
+        ops, per_op = self.ops, self.per_op
+        if per_op is None:  # a large table: the text of this chunk's ops only
+            ops = np.unique(ops_here)
+            per_op = self._text(ops)
         index = np.zeros(len(part), dtype=np.int64)
-        index[mask] = at
-        return self.per_op.take(pa.array(index, mask=~mask))
+        index[mask] = np.searchsorted(ops, ops_here)
+        return per_op.take(pa.array(index, mask=~mask))
 
 
 def _member(key: str, text: pa.Array) -> pa.Array:
@@ -319,6 +358,18 @@ def _member(key: str, text: pa.Array) -> pa.Array:
     text = text.cast(pa.large_string())
     joined = pc.binary_join_element_wise(_lit(key), text, _lit(""))
     return pc.if_else(pc.greater(pc.binary_length(text.fill_null("")), 0), joined, pa.scalar(None, pa.large_string()))
+
+
+class Placed:
+    """An output pid or tid per event row, read at the rows asked (`placed[rows]`, or one row): one value per
+    output thread and each row's thread number; 0 for a row not written as an event (metadata, flows)."""
+
+    def __init__(self, per_thread: np.ndarray, code: np.ndarray) -> None:
+        self._values = np.append(per_thread, 0)  # code -1 -> the last: 0
+        self._code = code
+
+    def __getitem__(self, rows: Any) -> Any:
+        return self._values[self._code[rows]]
 
 
 class _Layout:
@@ -333,28 +384,36 @@ class _Layout:
         self.meta: list[OutEvent] = []
         self.out_thread_names: dict[tuple[int, int], str] = {}
 
-    def place(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def place(self, rows: np.ndarray) -> tuple[Placed, Placed]:
+        """The output pid and tid of each of `rows` (0 for every other row), and the tracks' metadata events.
+
+        Each row is numbered by its thread (source, pid, tid, lane), and a thread by its process (source, pid):
+        what is held per row is one int32 (the thread's number), not two int64 columns of every row."""
         ev = self.ev
         src = column(ev, "source_index")
         pid = column(ev, "pid")
         tid = column(ev, "tid")
         lane = column(ev, "lane")
-        out_pid = np.zeros(len(ev), dtype=np.int64)
-        out_tid = np.zeros(len(ev), dtype=np.int64)
-        r_src, r_pid, r_tid, r_lane = src[rows], pid[rows], tid[rows], lane[rows]
-        device = (kind_in(ev, DEVICE_KINDS) | is_in(column(ev, "cat"), ("gpu_user_annotation",)))[rows]
-        proc_code, procs = group_codes(r_src, r_pid, sort=True)  # processes in (src, pid) order
-        proc_first = first_of_group(proc_code, procs)
+        thread_code, threads = few_group_codes(src, pid, tid, lane, rows=rows)
+        thread_first = rows[first_of_group(thread_code, threads)]
+        t_src, t_pid, t_tid, t_lane = src[thread_first], pid[thread_first], tid[thread_first], lane[thread_first]
+        device = kind_in(ev, DEVICE_KINDS)
+        device |= is_in(column(ev, "cat"), ("gpu_user_annotation",))
+        thread_device = np.zeros(threads, dtype=bool)
+        thread_device[thread_code[device[rows]]] = True
+        del device
+        proc_of_thread, procs = group_codes(t_src, t_pid, sort=True)  # processes in (src, pid) order
+        proc_first = first_of_group(proc_of_thread, procs)
         proc_device = np.zeros(procs, dtype=bool)
-        proc_device[proc_code[device]] = True
+        proc_device[proc_of_thread[thread_device]] = True
         multi = len(self.sources) > 1
         used: set[int] = set()
         pid_map: dict[tuple[int, int], int] = {}
-        next_free = max([p for p in r_pid[proc_first].tolist() if p >= 0] + [0]) + 1
+        next_free = max([p for p in t_pid[proc_first].tolist() if p >= 0] + [0]) + 1
         next_free += self.slot * PID_STRIDE
         order = []
         new_pids = []
-        for s, p, is_dev in zip(r_src[proc_first].tolist(), r_pid[proc_first].tolist(), proc_device.tolist()):
+        for s, p, is_dev in zip(t_src[proc_first].tolist(), t_pid[proc_first].tolist(), proc_device.tolist()):
             new = p + self.slot * PID_STRIDE if (p >= 0 and p + self.slot * PID_STRIDE not in used) else None
             if new is None:
                 new, next_free = next_free, next_free + 1
@@ -369,13 +428,10 @@ class _Layout:
                                       args=msgspec.Raw(msgspec.json.encode({"name": name}))))
             self.meta.append(OutEvent(ph="M", pid=new, tid=0, name="process_sort_index", args=msgspec.Raw(
                 msgspec.json.encode({"sort_index": self.slot * SORT_STRIDE + sort_index}))))
-        thread_code, threads = group_codes(r_src, r_pid, r_tid, r_lane, sort=True)
-        thread_first = first_of_group(thread_code, threads)
         per_pid_used: dict[int, set[int]] = {}
         per_pid_rank: dict[int, list] = {}
         new_tids = []
-        for s, p, t, ln in zip(r_src[thread_first].tolist(), r_pid[thread_first].tolist(),
-                               r_tid[thread_first].tolist(), r_lane[thread_first].tolist()):
+        for s, p, t, ln in zip(t_src.tolist(), t_pid.tolist(), t_tid.tolist(), t_lane.tolist()):
             newp = pid_map[(s, p)]
             taken = per_pid_used.setdefault(newp, set())
             new = t if (ln == 0 and t >= 0 and t not in taken) else None
@@ -399,9 +455,11 @@ class _Layout:
                                           args=msgspec.Raw(msgspec.json.encode({"name": name}))))
                 self.meta.append(OutEvent(ph="M", pid=newp, tid=new, name="thread_sort_index",
                                           args=msgspec.Raw(msgspec.json.encode({"sort_index": sort_index}))))
-        out_pid[rows] = np.asarray(new_pids, dtype=np.int64)[proc_code]
-        out_tid[rows] = np.asarray(new_tids, dtype=np.int64)[thread_code]
-        return out_pid, out_tid
+        code = np.full(len(ev), -1, dtype=np.int32 if threads < 2**31 - 1 else np.int64)
+        code[rows] = thread_code
+        del thread_code
+        return (Placed(np.asarray(new_pids, dtype=np.int64)[proc_of_thread], code),
+                Placed(np.asarray(new_tids, dtype=np.int64), code))
 
     def metadata_events(self) -> list[OutEvent]:
         return self.meta

@@ -17,14 +17,13 @@ import msgspec
 import numpy as np
 import pandas as pd
 
+from tracekit.parallel.exposure import exposed_ns
 from tracekit.parallel.hccl import EXTRA as HCCL_EXTRA
 from tracekit.parallel.hccl import compute_free, label_hccl_groups, with_hccl
-from tracekit.table import DEVICE_KINDS, EventTable, TextAt, column, column_array, is_in, kind_in, matches
+from tracekit.table import DEVICE_KINDS, EventTable, TextAt, column, column_array, is_in, kind_in
 
 _PREFIX = re.compile(r"^(?:c10d::|_c10d_functional::|c10d_functional::|nccl:|gloo:|hccl:|vllm::|symm_mem::)(.+)$")
 _RPC = "record_param_comms"
-_COMM_KERNEL = re.compile(r"(?i:nccl|rccl)|.*all_reduce_kernel|hcom_")  # communication kernels (not compute)
-_WAIT = re.compile(r"(?i).*wait")
 _ORDER = (
     ("allreduce", "all_reduce"), ("allgather", "all_gather"), ("reducescatter", "reduce_scatter"),
     ("alltoall", "all_to_all"), ("broadcast", "broadcast"), ("send", "send"), ("recv", "recv"),
@@ -488,66 +487,6 @@ def _runs(exec_kind: str, exec_elems: int | None, call_kind: str, call_elems) ->
         return True
     return call_elems == exec_elems or (call_kind == "all_gather" and exec_elems > 0
                                         and call_elems > exec_elems and call_elems % exec_elems == 0)
-
-
-def compute_intervals(ev: pd.DataFrame, calls: pd.DataFrame) -> np.ndarray:
-    """Merged [start, end) intervals of compute on one rank: non-communication device kernels when the rank
-    has any, else cpu ops that neither contain nor are communication or a wait."""
-    ts, dur = column(ev, "ts_ns"), column(ev, "dur_ns")
-    dev = kind_in(ev, DEVICE_KINDS)
-    if dev.any():
-        comm = matches(column(ev, "name"), _COMM_KERNEL)
-        rows = np.flatnonzero(dev & ~comm)
-    else:
-        kind = ev["kind"].to_numpy()
-        parent = column(ev, "parent")
-        blocked = np.zeros(len(ev), dtype=bool)
-        waits = np.flatnonzero(kind_in(ev, ["collective"]) | matches(column(ev, "name"), _WAIT) & (kind == "cpu_op"))
-        for row in np.concatenate([waits, calls["call_row"].to_numpy()]).tolist():
-            cur = int(row)
-            while cur >= 0 and not blocked[cur]:
-                blocked[cur] = True
-                cur = int(parent[cur])
-        rows = np.flatnonzero((kind == "cpu_op") & ~blocked)
-    return merge_intervals(ts[rows], ts[rows] + np.maximum(dur[rows], 0))
-
-
-def merge_intervals(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Union of intervals as a sorted (n, 2) array of disjoint [start, end)."""
-    if not len(starts):
-        return np.zeros((0, 2), dtype=np.int64)
-    order = np.argsort(starts, kind="stable")
-    s, e = starts[order], ends[order]
-    run_end = np.maximum.accumulate(e)
-    new = np.ones(len(s), dtype=bool)
-    new[1:] = s[1:] > run_end[:-1]
-    idx = np.flatnonzero(new)
-    return np.stack([s[idx], np.append(run_end[idx[1:] - 1], run_end[-1])], axis=1)
-
-
-def covered_ns(intervals: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """For each [start, end), the ns covered by the disjoint sorted `intervals`."""
-    if not len(intervals):
-        return np.zeros(len(start), dtype=np.int64)
-    cum = np.concatenate([[0], np.cumsum(intervals[:, 1] - intervals[:, 0])])
-
-    def upto(t: np.ndarray) -> np.ndarray:
-        i = np.searchsorted(intervals[:, 0], t, side="right")
-        full = cum[np.maximum(i - 1, 0)]
-        partial = np.clip(t - intervals[np.maximum(i - 1, 0), 0], 0,
-                          intervals[np.maximum(i - 1, 0), 1] - intervals[np.maximum(i - 1, 0), 0])
-        return np.where(i > 0, full + partial, 0)
-
-    return upto(np.asarray(end)) - upto(np.asarray(start))
-
-
-def exposed_ns(ev: pd.DataFrame, calls: pd.DataFrame) -> np.ndarray:
-    """Time of each collective not overlapped by compute on its rank."""
-    if not len(calls):
-        return np.zeros(0, dtype=np.int64)
-    start = calls["start_ns"].to_numpy(dtype=np.int64)
-    end = start + calls["dur_ns"].to_numpy(dtype=np.int64)
-    return (end - start) - covered_ns(compute_intervals(ev, calls), start, end)
 
 
 def bus_factor(collective: str, n: int) -> float:

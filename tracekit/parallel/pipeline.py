@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tracekit.parallel.collectives import compute_intervals, covered_ns, merge_intervals
 from tracekit.parallel.crossrank import ranks_text
+from tracekit.parallel.exposure import compute_intervals, covered_ns, merge_intervals
 from tracekit.table import DEVICE_KINDS, kind_in, strings
 
 P2P = ("send", "recv", "send_recv")

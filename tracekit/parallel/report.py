@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tracekit.parallel.collectives import compute_intervals, covered_ns, merge_intervals
 from tracekit.parallel.crossrank import ranks_text
+from tracekit.parallel.exposure import compute_intervals, covered_ns, merge_intervals
 from tracekit.steps import _STEP_NUMBER
 from tracekit.table import is_in, strings
 

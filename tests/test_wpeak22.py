@@ -258,6 +258,21 @@ def test_categorical_once_is_the_old_encoding(seed, monkeypatch) -> None:
     assert len(empty) == 0 and list(empty.categories) == list(_old_categorical_once(nothing).categories)
 
 
+@pytest.mark.parametrize("chunk", [64, 1 << 30])
+def test_categorical_by_key_through_a_table_of_keys_or_factorized(chunk, monkeypatch) -> None:
+    from tracekit import pipeline
+    from tracekit.modules.attribute import attribute_modules
+
+    monkeypatch.setattr(pipeline, "_ENCODE_CHUNK", chunk)  # 64: the table of one entry per key; 2**30: factorize
+    modules = attribute_modules(_processed(REPO / "sample_traces" / "gpt" / "prof.json.gz").table)
+    assert (modules.module >= 0).any()
+    for name in ("module_path", "module_type"):
+        values = getattr(modules, name)
+        fast, generic = pipeline._categorical_by_key(modules.module, values), _old_categorical_once(values)
+        assert list(fast.categories) == list(generic.categories), name
+        assert np.array_equal(fast.codes, generic.codes), name
+
+
 def test_categorical_by_key_of_keys_that_are_no_row_numbers() -> None:
     from tracekit.pipeline import _categorical_by_key
 

@@ -492,7 +492,7 @@ def few_group_codes(*columns: np.ndarray, rows: np.ndarray | None = None) -> tup
     def fallback() -> tuple[np.ndarray, int]:
         return group_codes(*columns, sort=True) if rows is None else group_codes_at(columns, rows, sort=True)
 
-    if span >= _PACKED:
+    if span >= _PACKED or n <= _FIRST_CHUNK:  # (a table of one chunk: group_codes takes less time there)
         return fallback()
 
     def key(at: int) -> np.ndarray:  # the packed key of rows [at, at + _FIRST_CHUNK): order-preserving

@@ -477,11 +477,11 @@ def few_group_codes(*columns: np.ndarray, rows: np.ndarray | None = None) -> tup
     `rows`: of the columns taken at these rows (group_codes_at)."""
     if rows is None:
         n = len(columns[0]) if columns else 0
-        if not n or any(c.dtype.kind not in "iub" for c in columns):
+        if not n or any(c.dtype.kind not in "ib" for c in columns):  # (unsigned: group_codes)
             return group_codes(*columns, sort=True)
     else:
         n = len(rows)
-        if not n or any(c.dtype.kind not in "iub" for c in columns):
+        if not n or any(c.dtype.kind not in "ib" for c in columns):  # (unsigned: group_codes)
             return group_codes_at(columns, rows, sort=True)
     lows = [int(c.min()) for c in columns]
     widths = [int(c.max()) - low + 1 for c, low in zip(columns, lows)]

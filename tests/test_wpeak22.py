@@ -232,14 +232,16 @@ def test_track_codes_need_no_hash_table_of_every_row(v100) -> None:
     assert len(codes) == rows
 
 
-def _old_categorical_once(values: np.ndarray) -> pd.Categorical:
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    order = sorted(range(len(uniques)), key=lambda i: uniques[i])
-    remap = np.empty(len(uniques) + 1, dtype=np.int32)
-    remap[np.asarray(order, dtype=np.int64)] = np.arange(len(order), dtype=np.int32)
-    remap[-1] = -1
-    cats = pd.Index([uniques[i] for i in order], dtype=object)
-    return pd.Categorical.from_codes(remap[codes], dtype=pd.CategoricalDtype(cats))
+def _factorized(values: np.ndarray) -> pd.Categorical:
+    """_categorical_once as it encodes a column of one chunk (pd.factorize of the whole column): the reference."""
+    from tracekit import pipeline
+
+    chunk = pipeline._ENCODE_CHUNK
+    pipeline._ENCODE_CHUNK = 1 << 40
+    try:
+        return pipeline._categorical_once(values)
+    finally:
+        pipeline._ENCODE_CHUNK = chunk
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -250,12 +252,12 @@ def test_categorical_once_is_the_old_encoding(seed, monkeypatch) -> None:
     rng = np.random.default_rng(seed)
     words = np.array(["forward", "backward", "optimizer", "other", None, float("nan"), "a/b", "" ], dtype=object)
     values = words[rng.integers(0, len(words), 10_000)]
-    new, old = pipeline._categorical_once(values), _old_categorical_once(values)
+    new, old = pipeline._categorical_once(values), _factorized(values)
     assert list(new.categories) == list(old.categories)
     assert new.codes.dtype == old.codes.dtype and np.array_equal(new.codes, old.codes)
     nothing = np.zeros(0, dtype=object)
     empty = pipeline._categorical_once(nothing)
-    assert len(empty) == 0 and list(empty.categories) == list(_old_categorical_once(nothing).categories)
+    assert len(empty) == 0 and list(empty.categories) == list(_factorized(nothing).categories)
 
 
 @pytest.mark.parametrize("chunk", [64, 1 << 30])
@@ -268,7 +270,7 @@ def test_categorical_by_key_through_a_table_of_keys_or_factorized(chunk, monkeyp
     assert (modules.module >= 0).any()
     for name in ("module_path", "module_type"):
         values = getattr(modules, name)
-        fast, generic = pipeline._categorical_by_key(modules.module, values), _old_categorical_once(values)
+        fast, generic = pipeline._categorical_by_key(modules.module, values), _factorized(values)
         assert list(fast.categories) == list(generic.categories), name
         assert np.array_equal(fast.codes, generic.codes), name
 

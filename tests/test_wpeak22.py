@@ -380,3 +380,33 @@ def test_row_bytes_read_the_offsets(v100) -> None:
     sliced = args.slice(5)  # an array with an offset
     assert np.array_equal(chrome._row_bytes(sliced, lambda r: None)(rows[:-2]),
                           pc.binary_length(sliced).to_numpy(zero_copy_only=False)[rows[:-2]])
+
+
+# --- the module table ----------------------------------------------------------------------------------------------
+
+
+def test_module_columns_hold_no_copy_of_every_row() -> None:
+    from tracekit.modules.table import module_columns
+
+    processed = _processed(shared("gpu/tracelens/h100/google_owlv2-large-patch14-ensemble__1016001.json.gz"))
+    rows = len(processed.table.events)
+    columns, peak = _traced_peak(lambda: module_columns(processed.table, processed.modules))
+    # names, kinds and phases as object arrays, clipped durations, children's time and paths of every row, the
+    # (source, path) factorize and two whole nearest_marked temporaries: ~153 B a row
+    assert peak / rows < 110, f"{peak / rows:.0f} B a row"
+    assert len(columns["module_path"]) > 100 and np.nansum(np.asarray(columns["flops_fwd"], dtype=float)) > 0
+
+
+def test_nearest_marked_rounds_in_chunks_give_the_answer_of_one_round(monkeypatch) -> None:
+    from tracekit import ancestry
+
+    rng = np.random.default_rng(7)
+    n = 20_000
+    parent = np.array([-1 if i == 0 else int(rng.integers(max(0, i - 3), i)) for i in range(n)], dtype=np.int64)
+    parent = parent[::-1].copy()  # parents after their children in row order, deep chains
+    parent = np.where(parent >= 0, n - 1 - parent, -1)
+    mark = rng.random(n) < 0.001
+    expected = _old_nearest_marked(parent, mark)
+    for chunk in (1, 13, 1 << 16):
+        monkeypatch.setattr(ancestry, "_CHUNK", chunk)
+        assert np.array_equal(ancestry.nearest_marked(parent, mark), expected)

@@ -13,8 +13,10 @@ def nearest_marked(parent: np.ndarray, mark: np.ndarray, include_self: bool = Tr
     With include_self, a marked row is its own answer; otherwise the search starts at its parent.
 
     Pointer jumping: `jump[i]` starts at i itself if marked, else at its parent; each round,
-    every row whose jump lands on an unmarked row takes that row's jump (read before the round),
-    so the distance covered doubles and a chain of depth d is resolved in log2(d) rounds.
+    every row whose jump lands on an unmarked row takes that row's jump, so the distance covered doubles and a
+    chain of depth d is resolved in log2(d) rounds. A round goes a chunk of rows at a time, in place: a row may
+    read a jump already advanced in this round, which only skips further over unmarked rows (the answer is the
+    same); no array of every pending row is made beside the pending rows themselves.
     """
     parent = np.asarray(parent, dtype=np.int64)
     mark = np.asarray(mark, dtype=bool)
@@ -22,8 +24,10 @@ def nearest_marked(parent: np.ndarray, mark: np.ndarray, include_self: bool = Tr
     if not include_self:
         self_or_up = nearest_marked(parent, mark, include_self=True)
         result = np.full(n, NO_ROW, dtype=np.int64)
-        has_parent = parent >= 0
-        result[has_parent] = self_or_up[parent[has_parent]]
+        for at in range(0, n, _CHUNK):
+            up = parent[at : at + _CHUNK]
+            has_parent = up >= 0
+            result[at : at + _CHUNK][has_parent] = self_or_up[up[has_parent]]
         return result
     jump = parent.copy()
     marked = np.flatnonzero(mark)
@@ -31,7 +35,9 @@ def nearest_marked(parent: np.ndarray, mark: np.ndarray, include_self: bool = Tr
     del marked
     pending = _first_unresolved(jump, mark)
     while len(pending):
-        jump[pending] = jump[jump[pending]]
+        for at in range(0, len(pending), _CHUNK):
+            rows = pending[at : at + _CHUNK]
+            jump[rows] = jump[jump[rows]]
         pending = _unresolved(pending, jump, mark)
     return jump
 
@@ -52,11 +58,17 @@ def _first_unresolved(jump: np.ndarray, mark: np.ndarray) -> np.ndarray:
 
 
 def _unresolved(rows: np.ndarray, jump: np.ndarray, mark: np.ndarray) -> np.ndarray:
-    """The rows whose jump lands on an unmarked row (not yet at the answer, nor at -1)."""
-    target = jump[rows]
-    live = target >= 0
-    live[live] = ~mark[target[live]]
-    return rows[live]
+    """The rows whose jump lands on an unmarked row (not yet at the answer, nor at -1), a chunk at a time."""
+    parts = []
+    for at in range(0, len(rows), _CHUNK):
+        part = rows[at : at + _CHUNK]
+        target = jump[part]
+        live = target >= 0
+        live[live] = ~mark[target[live]]
+        parts.append(part[live])
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else rows[:0]
 
 
 def fill_down(parent: np.ndarray, values: np.ndarray, is_set: np.ndarray) -> np.ndarray:

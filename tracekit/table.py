@@ -401,6 +401,16 @@ def group_codes(*columns: np.ndarray, sort: bool = False) -> tuple[np.ndarray, i
     return _codes_of(iter(columns), n, sort)
 
 
+class NonNegative:
+    """`np.maximum(values, 0)` at the rows asked (a duration read at some rows, without a copy of the column)."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self._values = values
+
+    def __getitem__(self, rows: Any) -> Any:
+        return np.maximum(self._values[rows], 0)
+
+
 def group_codes_at(columns: Sequence[np.ndarray], rows: np.ndarray, sort: bool = False) -> tuple[np.ndarray, int]:
     """group_codes of the columns taken at `rows`, one column at a time (never a copy of each at once)."""
     return _codes_of((values[rows] for values in columns), len(rows), sort)

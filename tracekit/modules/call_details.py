@@ -38,22 +38,21 @@ from tracekit.modules.params_infer import (
 )
 from tracekit.modules.path_trie import PathTrie
 from tracekit.modules.spans import RECORD_FUNCTION
-from tracekit.table import EventTable, column, is_in, kind_in
+from tracekit.table import EventTable, TextAt, column, is_in, kind_in
 from tracekit.tree import track_codes
 
 FIRST_OPS_TRIED = 8
 
 
-def first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTable, names: np.ndarray,
-                        kind: np.ndarray, modules: ModuleCalls, details: bool = True) -> dict[str, list]:
+def first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTable, names: TextAt | np.ndarray,
+                        modules: ModuleCalls, details: bool = True) -> dict[str, list]:
     """input/output shapes and params from the ops of each module's first call, and the input shapes of its last
     call where they differ from the first's (columns by name). Without `details`: no last-call shapes and no
     notes (`input_from`, `output_from`, `params_from` None; the shapes and params are the same)."""
-    ops = np.flatnonzero(kind == "cpu_op")
+    ops = np.flatnonzero(kind_in(ev, ("cpu_op",)))
     module = column(ev, "module")
     track = track_codes(ev)
-    ts = column(ev, "ts_ns")
-    end = ts + np.maximum(column(ev, "dur_ns"), 0)
+    ts, dur = column(ev, "ts_ns"), column(ev, "dur_ns")
     op_parent = nearest_marked(column(ev, "parent"), kind_in(ev, ("cpu_op",)), include_self=False)
     order = ops[np.lexsort((ops, ts[ops], track[ops]))]
     order_track, order_ts = track[order], ts[order]
@@ -68,7 +67,7 @@ def first_call_details(out: dict[str, object], ev: pd.DataFrame, table: EventTab
             lo = np.searchsorted(order_track, track[span], side="left")
             hi = np.searchsorted(order_track, track[span], side="right")
             a = lo + np.searchsorted(order_ts[lo:hi], ts[span], side="left")
-            b = lo + np.searchsorted(order_ts[lo:hi], end[span], side="left")
+            b = lo + np.searchsorted(order_ts[lo:hi], ts[span] + max(int(dur[span]), 0), side="left")
             inside = order[a:b]
             top = inside[(op_parent[inside] < 0) | (ts[np.maximum(op_parent[inside], 0)] < ts[span])]
             if len(top):

@@ -23,7 +23,18 @@ from tracekit.modules.coverage import (
 from tracekit.modules.opflops import FLOP_OP_PATTERN, flops
 from tracekit.modules.opshapes import decode_op_args
 from tracekit.modules.path_trie import PathTrie
-from tracekit.table import DEVICE_KINDS, EventTable, column, kind_in, matches, strings
+from tracekit.table import (
+    DEVICE_KINDS,
+    EventTable,
+    NonNegative,
+    TextAt,
+    column,
+    few_group_codes,
+    first_of_group,
+    is_in,
+    kind_in,
+    matches,
+)
 
 _FLOP_OPS = re.compile(FLOP_OP_PATTERN)
 __all__ = ["COMPARE_COLUMNS", "MODULE_COLUMNS", "SLICE_NOTE", "module_columns", "module_frame", "module_table"]
@@ -67,13 +78,13 @@ def module_columns(table: EventTable, modules: ModuleCalls, details: bool = True
     spans = modules.spans
     if not len(spans):
         return None
-    names = strings(column(ev, "name"))
-    kind = ev["kind"].to_numpy()
+    # names and phases read at rows (TextAt), durations clipped at rows: no object or int64 copy of every row
+    names = TextAt(column(ev, "name"))
     src = column(ev, "source_index")
     ts = column(ev, "ts_ns")
-    dur = np.maximum(column(ev, "dur_ns"), 0)
+    dur = NonNegative(column(ev, "dur_ns"))
     recompute = column(ev, "recompute")
-    phase = strings(column(ev, "phase"))
+    phase = TextAt(column(ev, "phase"))
 
     # a recursive call (an instance called inside its own running call) is part of that call: not counted again
     fwd_spans = spans.rows[~recompute[spans.rows] & ~np.isin(spans.rows, modules.repeat_rows)]
@@ -99,9 +110,13 @@ def module_columns(table: EventTable, modules: ModuleCalls, details: bool = True
     is_span = np.zeros(len(ev), dtype=bool)
     is_span[fwd_spans] = True
     enclosing = nearest_marked(column(ev, "parent"), is_span, include_self=False)[fwd_spans]
-    child = np.zeros(len(ev), dtype=np.int64)
-    np.add.at(child, enclosing[enclosing >= 0], span_dur[enclosing >= 0])
-    out["self_ns"] = _sum_int(group, span_dur - child[fwd_spans], len(first))
+    del is_span
+    by_row = np.argsort(fwd_spans)  # the enclosing span of a span is a span: its children's time kept per span
+    child = np.zeros(len(fwd_spans), dtype=np.int64)
+    inner = enclosing >= 0
+    np.add.at(child, by_row[np.searchsorted(fwd_spans, enclosing[inner], sorter=by_row)], span_dur[inner])
+    out["self_ns"] = _sum_int(group, span_dur - child, len(first))
+    del by_row, child, inner, enclosing
 
     device = kind_in(ev, DEVICE_KINDS)
     host_ops = kind_in(ev, ("cpu_op", "collective"))
@@ -116,7 +131,7 @@ def module_columns(table: EventTable, modules: ModuleCalls, details: bool = True
                                                 column(ev, "launcher"), column(ev, "launch"), has_rule,
                                                 no_rule)) & ~recompute
     inclusive = _Inclusive(src, ev["module_path"], out["source_index"], out["module_path"])
-    forward, backward = phase == "forward", phase == "backward"
+    forward, backward = is_in(column(ev, "phase"), ("forward",)), is_in(column(ev, "phase"), ("backward",))
     out["device_ns_fwd"] = inclusive.sums(device & forward & ~recompute, dur)
     out["device_ns_bwd"] = inclusive.sums(device & backward, dur)
     out["backward_ns"] = inclusive.sums(top_node, dur)
@@ -134,10 +149,11 @@ def module_columns(table: EventTable, modules: ModuleCalls, details: bool = True
         # makes its modules' FLOPs unknown (NaN, shown blank), not a smaller number
         unknown = np.zeros(len(ev), dtype=bool)
         unknown[pick[np.isnan(flop_values[np.searchsorted(flop_rows, pick)])]] = True
-        unknown |= no_rule & (phase == which)
+        unknown |= no_rule & (forward if which == "forward" else backward)
         uncounted = inclusive.sums(unknown)
         out[f"flops_{'fwd' if which == 'forward' else 'bwd'}"] = np.where(
             uncounted > 0, np.nan, np.round(total / out["calls"]))
+        del mask, weight, unknown  # (9 B a row each round: not kept beside the next stages)
     inferred = np.zeros(len(ev), dtype=bool)
     inferred[flop_rows[flop_inferred & ~recompute[flop_rows]]] = True
     if details:
@@ -150,10 +166,10 @@ def module_columns(table: EventTable, modules: ModuleCalls, details: bool = True
     device_ns = out["device_ns_fwd"] + out["device_ns_bwd"]
     total_flops = (out["flops_fwd"] + out["flops_bwd"]) * out["calls"]
     out["achieved_tflops"] = np.where(device_ns > 0, total_flops / np.maximum(device_ns, 1) / 1e3, np.nan)
-    out.update(first_call_details(out, ev, table, names, kind, modules, details))
+    out.update(first_call_details(out, ev, table, names, modules, details))
     hidden = compiled_regions(name_codes, kind_in(ev, ("cpu_op", "runtime"))) & forward & ~recompute
     _unknown_in_compiled(out, inclusive, src, paths, hidden)
-    _unknown_without_shapes(out, ev, table, kind)
+    _unknown_without_shapes(out, ev, table)
     return {name: out[name] for name in MODULE_COLUMNS}
 
 
@@ -176,11 +192,11 @@ def _unknown_in_compiled(out: dict[str, object], inclusive: _Inclusive, src: np.
         out[name] = values
 
 
-def _unknown_without_shapes(out: dict[str, object], ev: pd.DataFrame, table: EventTable, kind: np.ndarray) -> None:
+def _unknown_without_shapes(out: dict[str, object], ev: pd.DataFrame, table: EventTable) -> None:
     """Params and FLOPs of the modules of a source that recorded no op input shapes (VizTracer, torch.profiler
     without record_shapes) are unknown (null/NaN), not 0: nothing in such a trace can count them."""
     src = np.asarray(out["source_index"])
-    unknown = ~np.isin(src, _sources_with_shapes(ev, table, kind))
+    unknown = ~np.isin(src, _sources_with_shapes(ev, table))
     if not unknown.any():
         return
     for name in ("own_params", "params"):
@@ -191,10 +207,10 @@ def _unknown_without_shapes(out: dict[str, object], ev: pd.DataFrame, table: Eve
         out[name] = np.where(unknown, np.nan, out[name])
 
 
-def _sources_with_shapes(ev: pd.DataFrame, table: EventTable, kind: np.ndarray, sample: int = 2000) -> list[int]:
+def _sources_with_shapes(ev: pd.DataFrame, table: EventTable, sample: int = 2000) -> list[int]:
     """Sources whose ops carry `Input Dims` (record_shapes): the key is on every op when it is on, so the first
     `sample` ops of a source tell."""
-    ops = np.flatnonzero(kind == "cpu_op")
+    ops = np.flatnonzero(kind_in(ev, ("cpu_op",)))
     if not len(ops) or table.args is None:
         return []
     src = column(ev, "source_index")[ops]
@@ -261,22 +277,24 @@ class _Inclusive:
 
     def __init__(self, src: np.ndarray, path_column: pd.Series, out_src: np.ndarray, out_paths: np.ndarray):
         if isinstance(path_column.dtype, pd.CategoricalDtype):
-            codes = path_column.array.codes.astype(np.int64)
+            codes = path_column.array.codes  # (its own small int type: no int64 copy of every row)
             cats = np.asarray(path_column.array.categories, dtype=object)
+            self.paths: TextAt | np.ndarray = TextAt(path_column.array)  # a row's path, read at the rows asked
         else:
             codes, cats = pd.factorize(path_column.to_numpy(dtype=object))
             cats = np.asarray(cats, dtype=object)
-        self.paths = np.append(cats, None)[codes]
+            self.paths = np.append(cats, None)[codes]
         has = np.flatnonzero(codes >= 0)
-        pair, pair_keys = pd.factorize(src[has].astype(np.int64) * max(len(cats), 1) + codes[has])
+        # the (source, path) pair of each row with a path: few distinct pairs, numbered without a hash table of rows
+        pair, pairs = few_group_codes(np.asarray(src), codes, rows=has)
+        first = has[first_of_group(pair, pairs)]
         trie = PathTrie()
-        pair_keys = np.asarray(pair_keys, dtype=np.int64)
-        pair_node = np.array([trie.node(int(k // max(len(cats), 1)), cats[k % max(len(cats), 1)], create=True)
-                              for k in pair_keys.tolist()], dtype=np.int64)
+        pair_node = np.array([trie.node(int(s), cats[c], create=True)
+                              for s, c in zip(src[first].tolist(), codes[first].tolist())], dtype=np.int64)
         out_node = np.array([trie.node(int(s), p, create=True) for s, p in zip(out_src.tolist(), out_paths)],
                             dtype=np.int64)
         pos, size = _preorder(trie.up)
-        self.row_pos = np.full(len(codes), -1, dtype=np.int64)
+        self.row_pos = np.full(len(codes), -1, dtype=np.int32 if len(trie.up) < 2**31 - 1 else np.int64)
         self.row_pos[has] = pos[pair_node[pair]]
         self.nodes = len(trie.up)
         self.begin, self.end = pos[out_node], pos[out_node] + size[out_node]
@@ -334,7 +352,8 @@ def _inclusive(out_src: np.ndarray, out_paths: np.ndarray, src: np.ndarray, path
                weight: np.ndarray) -> np.ndarray:
     """Per module row: the sum of the float `weight` over masked rows in it or any descendant (the FLOP sums:
     summed per path by pandas, then up the trie, in that order, so that the float result stays the same)."""
-    rows = np.flatnonzero(mask & (paths != None))  # noqa: E711 (object array)
+    rows = np.flatnonzero(mask)
+    rows = rows[np.not_equal(paths[rows], None)]  # (paths: an object array or a TextAt)
     if not len(rows):
         return np.zeros(len(out_src))
     frame = pd.DataFrame({"s": src[rows], "p": paths[rows], "w": weight[rows]})

@@ -20,7 +20,7 @@ import pandas as pd
 from tracekit.parallel.exposure import exposed_ns
 from tracekit.parallel.hccl import EXTRA as HCCL_EXTRA
 from tracekit.parallel.hccl import compute_free, label_hccl_groups, with_hccl
-from tracekit.table import DEVICE_KINDS, EventTable, TextAt, column, column_array, is_in, kind_in
+from tracekit.table import DEVICE_KINDS, EventTable, NonNegative, TextAt, column, column_array, is_in, kind_in
 
 _PREFIX = re.compile(r"^(?:c10d::|_c10d_functional::|c10d_functional::|nccl:|gloo:|hccl:|vllm::|symm_mem::)(.+)$")
 _RPC = "record_param_comms"
@@ -250,7 +250,7 @@ def collective_calls(table: EventTable) -> tuple[pd.DataFrame, dict[str, int]]:
     for k in np.flatnonzero(is_dev & (launcher >= 0)).tolist():
         if int(launcher[k]) in outer:
             kernels_of.setdefault(outer[int(launcher[k])], []).append(k)
-    ts, dur = column(ev, "ts_ns"), _NonNegative(column(ev, "dur_ns"))
+    ts, dur = column(ev, "ts_ns"), NonNegative(column(ev, "dur_ns"))
     tid = column(ev, "tid")
     has_modules = "module_path" in ev
     rank, step = column(ev, "rank"), column(ev, "step")
@@ -306,16 +306,6 @@ def collective_calls(table: EventTable) -> tuple[pd.DataFrame, dict[str, int]]:
     # order, as one frame made from the columns' arrays taken in that order
     order = np.lexsort((column(frame, "call_row"), column(frame, "start_ns")))
     return _taken(frame, [*COLUMNS, *extra], order), skipped
-
-
-class _NonNegative:
-    """`np.maximum(values, 0)` at the rows asked (a duration read at a few rows, without a copy of the column)."""
-
-    def __init__(self, values: np.ndarray) -> None:
-        self._values = values
-
-    def __getitem__(self, rows: Any) -> Any:
-        return np.maximum(self._values[rows], 0)
 
 
 # The dtypes of the call rows' columns (pd.DataFrame of the row dicts infers the same; see _rows_frame).

@@ -28,7 +28,7 @@ class Names:
     def __init__(self, column) -> None:
         cat = getattr(column, "array", column)
         if hasattr(cat, "codes") and hasattr(cat, "categories"):
-            self.codes = np.asarray(cat.codes, dtype=np.int64)
+            self.codes = np.asarray(cat.codes)  # its own small int type: no int64 copy of every row
             self.distinct = np.asarray(cat.categories, dtype=object)
         else:
             self.codes, distinct = pd.factorize(np.asarray(column, dtype=object))

@@ -135,9 +135,14 @@ def _nest_vectorized(rows, track, start, end, parent, depth) -> tuple[np.ndarray
     group = np.cumsum(new_start) - 1
     group_end = np.append(np.flatnonzero(new_start)[1:], n)[group]
     del new_start, new_track
-    zero_len = np.bincount(group, weights=(end == start), minlength=group[-1] + 1 if n else 0).astype(np.int64)
-    later_zero = group_end - np.maximum(pos, group_end - zero_len[group])
-    del group, group_end, zero_len
+    # (counted at the zero-length events only, and combined in place: no float weights nor three temporaries of n)
+    zero_len = np.bincount(group[end == start], minlength=group[-1] + 1 if n else 0)
+    later_zero = zero_len[group]
+    del group, zero_len
+    np.subtract(group_end, later_zero, out=later_zero)
+    np.maximum(pos, later_zero, out=later_zero)
+    np.subtract(group_end, later_zero, out=later_zero)  # group_end - max(pos, group_end - zero_len[group])
+    del group_end
     open_ = (pos - track_begin) - (ended - later_zero)
     del track_begin, ended, later_zero
     # Blocks: an event with nothing open starts one.

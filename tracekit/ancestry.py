@@ -33,7 +33,7 @@ def nearest_marked(parent: np.ndarray, mark: np.ndarray, include_self: bool = Tr
     marked = np.flatnonzero(mark)
     jump[marked] = marked
     del marked
-    pending = _first_unresolved(jump, mark)
+    pending = _unresolved(None, jump, mark)
     while len(pending):
         for at in range(0, len(pending), _CHUNK):
             rows = pending[at : at + _CHUNK]
@@ -45,30 +45,20 @@ def nearest_marked(parent: np.ndarray, mark: np.ndarray, include_self: bool = Tr
 _CHUNK = 1 << 16
 
 
-def _first_unresolved(jump: np.ndarray, mark: np.ndarray) -> np.ndarray:
-    """_unresolved of every row, a chunk of rows at a time: without the positions and jumps of every row at once
-    beside the answer (16 B a row)."""
+def _unresolved(rows: np.ndarray | None, jump: np.ndarray, mark: np.ndarray) -> np.ndarray:
+    """The rows (None: every row) whose jump lands on an unmarked row (not yet at the answer, nor at -1), a chunk
+    at a time: no array of every row's positions or jumps beside the answer."""
+    count = len(jump) if rows is None else len(rows)
     parts = []
-    for at in range(0, len(jump), _CHUNK):
-        target = jump[at : at + _CHUNK]  # a view
-        live = target >= 0
-        live[live] = ~mark[target[live]]
-        parts.append(np.flatnonzero(live) + at)
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-
-
-def _unresolved(rows: np.ndarray, jump: np.ndarray, mark: np.ndarray) -> np.ndarray:
-    """The rows whose jump lands on an unmarked row (not yet at the answer, nor at -1), a chunk at a time."""
-    parts = []
-    for at in range(0, len(rows), _CHUNK):
-        part = rows[at : at + _CHUNK]
+    for at in range(0, count, _CHUNK):
+        part = np.arange(at, min(at + _CHUNK, count)) if rows is None else rows[at : at + _CHUNK]
         target = jump[part]
         live = target >= 0
         live[live] = ~mark[target[live]]
         parts.append(part[live])
     if len(parts) == 1:
         return parts[0]
-    return np.concatenate(parts) if parts else rows[:0]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 def fill_down(parent: np.ndarray, values: np.ndarray, is_set: np.ndarray) -> np.ndarray:

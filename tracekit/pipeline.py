@@ -13,6 +13,7 @@ from tracekit.converters import read_trace
 from tracekit.inputs import expand_inputs, with_name_rank
 from tracekit.link import Links, link_launches
 from tracekit.modules.attribute import ModuleCalls, attribute_modules
+from tracekit.narrow import narrow_ids, narrow_rows
 from tracekit.steps import assign_steps
 from tracekit.table import EventTable, concat, track_view
 from tracekit.tree import build_call_tree
@@ -39,6 +40,7 @@ def read_inputs(paths: Sequence[str | Path], on_file: Callable[[str], None] | No
             on_file(str(path))
         table = with_name_rank(read_trace(path, keep_args=keep_args), path)
         table.events["source_index"] = np.int32(index)
+        narrow_ids(table.events)
         tables.append(table)
     return concat(tables)
 
@@ -111,15 +113,16 @@ def process(table: EventTable) -> Processed:
     links: Links = link_launches(table.events, tree.parent)
     step = assign_steps(track_view(table.events), links.launch)
     out = _with_columns(table, {
-        "parent": tree.parent, "depth": tree.depth, "lane": tree.lane,
-        "launch": links.launch, "launcher": links.launcher, "step": step,
+        "parent": narrow_rows(tree.parent), "depth": tree.depth, "lane": tree.lane,
+        "launch": narrow_rows(links.launch), "launcher": narrow_rows(links.launcher), "step": step,
     })
     unlinked, overlapped = links.unlinked, tree.overlapped
     del tree, links, step  # the table holds copies of their columns (34 B a row not kept twice through attribution)
     modules = attribute_modules(out)
     out = _with_columns(out, {
         name: (_categorical_by_key(modules.module, values) if name in _BY_MODULE
-               else _categorical_once(values) if values.dtype == object else values)
+               else _categorical_once(values) if values.dtype == object
+               else narrow_rows(values) if name == "module" else values)
         for name, values in modules.as_columns().items()
     })
     # the per-row arrays are columns of `out` now (path, type, phase and `from` as categoricals): not kept twice

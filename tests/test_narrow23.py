@@ -2,7 +2,10 @@
 
 The outputs must not depend on the width held: every command's output with every table narrowed (NARROW_ROWS = 0)
 is the same, byte for byte, as with none narrowed; the Parquet schemas keep int64; a value beyond int32 keeps its
-column int64; and the events file written a row group at a time is the one written whole."""
+column int64; and the events file written a row group at a time is the one written whole.
+
+The flow status binds flows to the same slices and statuses as the former joins over every span and flow, and a
+large table's writers one after the other write the same files as side by side."""
 
 from __future__ import annotations
 
@@ -147,3 +150,91 @@ def test_ranks_and_parallel_do_not_depend_on_the_width_held(tmp_path, monkeypatc
         out[label] = _files(tmp_path / label)
     assert out["wide"].keys() == out["narrow"].keys()
     assert [name for name in out["wide"] if out["wide"][name] != out["narrow"][name]] == []
+
+
+# -- the flow status with less memory, and a large table's writers one after the other -----------------------------
+
+def _old_bind_to_slices(events, flow_rows):
+    """accounting._bind_to_slices before narrow23 (joined with every span): the reference."""
+    from tracekit.accounting import column, first_match_rows, is_in
+
+    spans = np.flatnonzero(is_in(column(events, "ph"), ("X",)))
+    if not len(flow_rows) or not len(spans):
+        return np.full(len(flow_rows), -1, dtype=np.int64)
+    order = column(events, "dur_ns")[spans][::-1].argsort(kind="quicksort")
+    np.subtract(len(spans) - 1, order, out=order)
+    longest_first = spans[order[::-1]]
+    columns = [column(events, k) for k in ("source_index", "pid", "tid", "ts_ns")]
+    at = first_match_rows(columns, flow_rows, longest_first)
+    found = at >= 0
+    at[found] = longest_first[at[found]]
+    return at
+
+
+@pytest.mark.parametrize("rel", [*TRACES, "gpu/tracelens/h100/google_owlv2-large-patch14-ensemble__1016001.json.gz"])
+def test_flows_bind_to_the_same_slices(rel, monkeypatch):
+    from tracekit import accounting
+    from tracekit.table import column, kind_in
+
+    ev = process(read_inputs(expand_inputs([shared(rel)]))).table.events
+    flows = np.flatnonzero(kind_in(ev, ("flow",)))
+    assert len(flows)
+    got = accounting._bind_to_slices(ev, flows)
+    assert (got >= 0).any()
+    assert got.tolist() == _old_bind_to_slices(ev, flows).tolist()
+    # and the statuses and pairs as a whole: the same as with the former join (the fallback for many sources)
+    status, pairs = accounting.flow_status_arrays(ev, column(ev, "launch"))
+    monkeypatch.setattr(accounting, "_FEW_SOURCES", -1)
+    monkeypatch.setattr(accounting, "_bind_to_slices", _old_bind_to_slices)
+    old_status, old_pairs = accounting.flow_status_arrays(ev, column(ev, "launch"))
+    assert status.tolist() == old_status.tolist()
+    assert {k: v.tolist() for k, v in pairs.items()} == {k: v.tolist() for k, v in old_pairs.items()}
+    assert (status == accounting.FLOW_REPLACED).any() == bool(len(kind_in(ev, ("kernel",)).nonzero()[0]))
+
+
+def test_binding_with_ties_and_many_spans_at_one_time():
+    """Spans of equal start and length on one track (the longest first, ties as the former quicksort left them),
+    spans at a flow's time on another track, zero-length spans: the same rows as the former join."""
+    rng = np.random.default_rng(23)
+    n = 20_000
+    ph = rng.choice(["X", "X", "X", "s", "f", "i"], n)
+    frame = pd.DataFrame({
+        "ph": pd.Categorical(ph), "source_index": rng.integers(0, 2, n).astype(np.int32),
+        "pid": rng.integers(0, 3, n), "tid": rng.integers(0, 3, n),
+        "ts_ns": rng.integers(0, 400, n) * 1000, "dur_ns": rng.integers(0, 4, n) * 500,
+    })
+    from tracekit import accounting
+
+    flows = np.flatnonzero(ph != "X")
+    got = accounting._bind_to_slices(frame, flows)
+    assert (got >= 0).sum() > 1000
+    assert got.tolist() == _old_bind_to_slices(frame, flows).tolist()
+
+
+def test_pair_lookup_is_the_join():
+    from tracekit.accounting import PairLookup
+    from tracekit.table import first_match
+
+    rng = np.random.default_rng(5)
+    for sources in (1, 3):
+        source = rng.integers(0, sources, 3000).astype(np.int32)
+        value = rng.integers(-5, 2000, 3000).astype(np.int32)
+        q_source = rng.integers(0, sources + 1, 5000).astype(np.int32)
+        q_value = np.concatenate([rng.integers(-5, 2000, 4990), [2**40, -(2**40), 2**63 - 1, -1, 0, 7, 8, 9, 10, 11]])
+        want = first_match((q_source, q_value), (source, value)) >= 0
+        assert PairLookup(source, value).has(q_source, q_value).tolist() == want.tolist()
+    assert PairLookup(np.zeros(0, np.int32), np.zeros(0, np.int64)).has(np.zeros(3, np.int32), np.arange(3)).sum() == 0
+
+
+@pytest.mark.parametrize("rel", ["gpu/hta/v100_large.json.gz", "cpu/gpt/prof_both.json"])
+def test_writers_one_after_the_other_write_the_same(rel, tmp_path, monkeypatch):
+    """A table of SERIAL_FLOW_ROWS rows and more: flow status first, then the chrome trace, then the Parquet tables;
+    the same files as the writers side by side."""
+    from tracekit.writers import chrome
+
+    trace = shared(rel)
+    _run(["convert", str(trace), "-o", str(tmp_path / "side")])
+    monkeypatch.setattr(chrome, "SERIAL_FLOW_ROWS", 0)
+    _run(["convert", str(trace), "-o", str(tmp_path / "serial")])
+    side, serial = _files(tmp_path / "side"), _files(tmp_path / "serial")
+    assert side.keys() == serial.keys() and [k for k in side if side[k] != serial[k]] == []

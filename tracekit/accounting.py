@@ -79,13 +79,40 @@ def _is_linked_correlation(events: pd.DataFrame, launch: np.ndarray, flow_src: n
         return np.zeros(len(id_codes), dtype=bool)
     # An id is comparable only where its text is the canonical text of an int64 (str(int(text)) == text).
     canonical, parsed = _canonical_ints(column(events, "flow_id").categories)
-    comparable = np.append(canonical, False)[id_codes]
-    id_int = np.append(parsed, 0)[id_codes]
+    canonical, parsed = np.append(canonical, False), np.append(parsed, 0)
+    source, correlation = column(events, "source_index")[device], column(events, "correlation")[device]
     out = np.zeros(len(id_codes), dtype=bool)
-    out[comparable] = first_match(
-        (flow_src[comparable], id_int[comparable]),
-        (column(events, "source_index")[device], column(events, "correlation")[device])) >= 0
+    if len(np.unique(source)) > _FEW_SOURCES:  # (a join of many sources' rows at once)
+        comparable = canonical[id_codes]
+        out[comparable] = first_match((flow_src[comparable], parsed[id_codes[comparable]]), (source, correlation)) >= 0
+        return out
+    lookup = PairLookup(source, correlation)
+    for at in range(0, len(id_codes), _CHUNK):  # the flows a chunk at a time: no int64 id of every flow row
+        codes = id_codes[at : at + _CHUNK]
+        rows = np.flatnonzero(canonical[codes])
+        out[at + rows] = lookup.has(flow_src[at : at + _CHUNK][rows], parsed[codes[rows]])
     return out
+
+
+_FEW_SOURCES = 16  # below this many sources, linked correlations are looked up per source (PairLookup)
+
+
+class PairLookup:
+    """Whether a (source, value) pair is among the given ones: each source's values sorted, then binary searches.
+    What `first_match(query, (source, value)) >= 0` tells, without hashing the query rows with the table's (~40 B
+    a row of both: the flow status's largest temporary on traces with many flows). For few sources."""
+
+    def __init__(self, source: np.ndarray, value: np.ndarray) -> None:
+        self.values = {one: np.sort(value[source == one].astype(np.int64)) for one in np.unique(source).tolist()}
+
+    def has(self, source: np.ndarray, value: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(source), dtype=bool)
+        for one, values in self.values.items():
+            rows = np.flatnonzero(source == one)
+            wanted = value[rows].astype(np.int64)
+            at = np.minimum(np.searchsorted(values, wanted), len(values) - 1)
+            out[rows] = values[at] == wanted
+        return out
 
 
 _SHORT_CANONICAL = r"^(?:0|-?[1-9][0-9]{0,17})$"  # the canonical text of an int of at most 18 digits: in int64
@@ -143,13 +170,33 @@ def _bind_to_slices(events: pd.DataFrame, flow_rows: np.ndarray) -> np.ndarray:
     # np.arange(n)[::-1][dur[::-1].argsort(kind="quicksort")][::-1], without the positions of every span: n - 1 - k
     order = column(events, "dur_ns")[spans][::-1].argsort(kind="quicksort")
     np.subtract(len(spans) - 1, order, out=order)
-    longest_first = spans[order[::-1]]
+    order = order[::-1]
+    # Only the spans that start when some flow event is can be bound to one: the join below takes those, in the
+    # order of all (the first match among them is the first among all). Joined with every span, its hash table
+    # was the flow status's largest temporary (~40 B a span).
+    order = order[_starts_at_some(column(events, "ts_ns"), spans, flow_rows)[order]]
+    longest_first = spans[order]
     del order, spans
     columns = [column(events, k) for k in ("source_index", "pid", "tid", "ts_ns")]
     at = first_match_rows(columns, flow_rows, longest_first)
     found = at >= 0
     at[found] = longest_first[at[found]]
     return at
+
+
+def _starts_at_some(ts: np.ndarray, spans: np.ndarray, flow_rows: np.ndarray) -> np.ndarray:
+    """Per span, whether its start is the time of some flow row (a binary search among the flows' sorted times,
+    a chunk of spans at a time)."""
+    times = np.sort(ts[flow_rows])
+    out = np.empty(len(spans), dtype=bool)
+    for at in range(0, len(spans), _CHUNK):
+        start = ts[spans[at : at + _CHUNK]]
+        found = np.minimum(np.searchsorted(times, start), len(times) - 1)
+        out[at : at + _CHUNK] = times[found] == start
+    return out
+
+
+_CHUNK = 1 << 16
 
 
 def summarize_status(status: np.ndarray, skipped_before: dict[str, int], metadata_before: int = 0

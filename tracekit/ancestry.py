@@ -18,7 +18,7 @@ def nearest_marked(parent: np.ndarray, mark: np.ndarray, include_self: bool = Tr
     read a jump already advanced in this round, which only skips further over unmarked rows (the answer is the
     same); no array of every pending row is made beside the pending rows themselves.
     """
-    parent = np.asarray(parent, dtype=np.int64)
+    parent = _row_refs(parent)
     mark = np.asarray(mark, dtype=bool)
     n = len(parent)
     if not include_self:
@@ -29,7 +29,7 @@ def nearest_marked(parent: np.ndarray, mark: np.ndarray, include_self: bool = Tr
             has_parent = up >= 0
             result[at : at + _CHUNK][has_parent] = self_or_up[up[has_parent]]
         return result
-    jump = parent.copy()
+    jump = parent.astype(np.int64)  # a copy (int64 whatever the width the parents are held in)
     marked = np.flatnonzero(mark)
     jump[marked] = marked
     del marked
@@ -43,6 +43,13 @@ def nearest_marked(parent: np.ndarray, mark: np.ndarray, include_self: bool = Tr
 
 
 _CHUNK = 1 << 16
+
+
+def _row_refs(values: np.ndarray) -> np.ndarray:
+    """Row references as given where they are an integer array (int32 on a large table: tracekit.narrow), else as
+    int64: no int64 copy of a narrowed parent column on each call."""
+    values = np.asarray(values)
+    return values if values.dtype.kind == "i" else values.astype(np.int64)
 
 
 def _unresolved(rows: np.ndarray | None, jump: np.ndarray, mark: np.ndarray) -> np.ndarray:
@@ -75,7 +82,7 @@ def marked_above(parent: np.ndarray, rows: np.ndarray, mark: np.ndarray, include
     """`nearest_marked` for a few rows only: each climbs its own chain, one parent a step, for up to `climb` steps;
     rows still climbing after that take the whole table's answer (pointer jumping), so the cost stays within
     O(rows x climb + table x log(depth)) whatever the depth."""
-    parent = np.asarray(parent, dtype=np.int64)
+    parent = _row_refs(parent)
     rows = np.asarray(rows, dtype=np.int64)
     at = rows.copy() if include_self else np.where(rows >= 0, parent[np.maximum(rows, 0)], NO_ROW)
     answer = np.full(len(rows), NO_ROW, dtype=np.int64)

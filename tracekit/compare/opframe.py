@@ -52,7 +52,7 @@ def op_frame(table: EventTable) -> pd.DataFrame:
     nested = is_coll & ~outer & (coll_up < 0)
     listed = outer | nested
     rows = np.flatnonzero(listed)
-    module_row = module[rows]
+    module_row = module[rows].astype(np.int64)  # (int32 on a large table: tracekit.narrow; "call" stays int64)
     cols: dict[str, object] = {
         "row": rows, "module_path": strings(ev["module_path"])[rows] if "module_path" in ev else None,
         "module_type": strings(ev["module_type"])[rows] if "module_type" in ev else None,

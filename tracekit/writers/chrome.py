@@ -122,18 +122,23 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
     return ChromeResult(status, written, flows // 2, base_ns, sum(e.ph == "X" for e in track))
 
 
-# Tables at least this long have their flow status (the chrome writer's largest temporaries: hash tables over every
-# flow and slice, ~0.3x the input JSON) made before convert's Parquet thread starts, so that the two writers' peaks do
-# not add up (v100_large x 10, 2.6 M rows: the writing stage's peak +440 -> +300 MB). Below, the writers keep running
-# side by side from the start: the flow status is small there and a serial step would only add time.
+# Tables at least this long have their flow status (the chrome writer's largest temporaries) made before the chrome
+# trace, and convert writes their Parquet tables before both, so that the writers' peaks do not add up (v100_large x
+# 10, 2.6 M rows: the writing stage's peak +440 -> +300 MB with the flow status first; one after the other,
+# BENCHMARKS.md "narrow23"). Below, the writers run side by side from the start: a serial step would only add time.
 SERIAL_FLOW_ROWS = 1_000_000
+
+
+def serial_writers(table: EventTable) -> bool:
+    """Whether convert writes this table's chrome trace and Parquet tables one after the other (a large table)."""
+    return len(table.events) >= SERIAL_FLOW_ROWS
 
 
 def flow_status_first(table: EventTable) -> tuple[np.ndarray, dict[str, np.ndarray] | None] | None:
     """`flow_status_arrays` of a table of SERIAL_FLOW_ROWS rows or more, for write_chrome_trace's `flows` (None:
     a smaller table, whose writer makes it itself)."""
     ev = table.events
-    if len(ev) < SERIAL_FLOW_ROWS:
+    if not serial_writers(table):
         return None
     return flow_status_arrays(ev, column(ev, "launch"))
 

@@ -1,7 +1,7 @@
 """Refuse an input that the machine clearly has too little memory for, before the work that would need it.
 
-A trace's processing peaks at a measured multiple of its decompressed JSON (BENCHMARKS.md: `convert` 1.76-1.77x
-above the imports' memory at 0.5-1 GB and 1.4-2.3x on the large shared traces since "wpeak22"; `info` 1.4x).
+A trace's processing peaks at a measured multiple of its decompressed JSON (BENCHMARKS.md: `convert` 1.45-1.48x
+above the imports' memory at 0.5-1 GB and 1.3-2.2x on the large shared traces since "narrow23"; `info` 1.4x).
 Past what the machine can give, Linux does not raise MemoryError: the kernel kills the process (or the machine
 thrashes), with no message and after minutes of work.
 So once an input's decompressed size is known (converters/loading.read_bytes), that multiple is compared with the
@@ -25,7 +25,7 @@ FACTOR_ENV = "TRACEKIT_MEMORY_FACTOR"
 AVAILABLE_ENV = "TRACEKIT_MEMORY_AVAILABLE"
 # Peak memory above the import baseline per byte of decompressed input, measured at 0.5-2 GB (BENCHMARKS.md);
 # every command but info runs the whole per-trace pipeline, as convert does. 2.7 leaves room above the measured
-# 1.76-2.1x for traces with more flows and spans per event (owlv2 H100: 2.26x at 56 MB).
+# 1.45-2.2x for traces with more flows and spans per event (owlv2 H100: 2.2x at 56 MB).
 FACTORS = {"info": 1.5}
 DEFAULT_FACTOR = 2.7
 _CGROUP = Path("/sys/fs/cgroup")

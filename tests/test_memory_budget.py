@@ -42,17 +42,34 @@ def test_convert_is_refused_without_the_memory_and_writes_nothing(tmp_path) -> N
 
 
 def test_each_command_uses_its_own_multiple(tmp_path) -> None:
-    """info needs less memory per input byte than the commands that run the whole pipeline: between the two
-    needs, info runs and convert, modules and compare are refused."""
+    """info needs less memory per input byte than the commands that run the whole pipeline, and convert and
+    modules less than compare (two traces' tables): between two needs, the cheaper commands run and the others
+    are refused."""
     path = shared(BERT)
     size = len(gzip.decompress(path.read_bytes()))
-    between = str(int(size * (FACTORS["info"] + DEFAULT_FACTOR) / 2))
+    assert FACTORS["info"] < FACTORS["convert"] == FACTORS["modules"] < DEFAULT_FACTOR
+    between = str(memory_budget.FIXED_BYTES + int(size * (FACTORS["info"] + FACTORS["convert"]) / 2))
     assert tracekit("info", "--json", str(path), available=between).returncode == 0
     for args in (["convert", str(path), "-o", str(tmp_path / "c")], ["modules", str(path)],
                  ["compare", str(path), str(path), "-o", str(tmp_path / "cmp")]):
         done = tracekit(*args, available=between)
         assert done.returncode == 2 and "not enough memory" in done.stderr, args
     assert not list(tmp_path.iterdir())
+    above = str(memory_budget.FIXED_BYTES + int(size * (FACTORS["convert"] + DEFAULT_FACTOR) / 2))
+    assert tracekit("modules", str(path), available=above).returncode == 0
+    done = tracekit("compare", str(path), str(path), "-o", str(tmp_path / "cmp"), available=above)
+    assert done.returncode == 2 and "not enough memory" in done.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_need_is_a_fixed_part_plus_the_multiple(monkeypatch) -> None:
+    """A small trace needs at least FIXED_BYTES (its peak is mostly fixed costs); a large one its multiple."""
+    fixed = memory_budget.FIXED_BYTES
+    _fake_system(monkeypatch, [fixed + 2 * 1000])
+    monkeypatch.setattr(memory_budget, "FIXED_BYTES", fixed)
+    memory_budget.check_memory("fits.json", 1000)  # 2 x 1000 + FIXED_BYTES: just fits
+    with pytest.raises(TraceError, match=r"big\.json: not enough memory.*\(2x \+ 128\.0 MiB\)"):
+        memory_budget.check_memory("big.json", 1001)
 
 
 def test_rank_workers_refuse_their_rank(tmp_path) -> None:
@@ -107,6 +124,7 @@ def _fake_system(monkeypatch, rooms: list[int]) -> list[int]:
     monkeypatch.setattr(memory_budget, "_last_reading", None)
     monkeypatch.delenv(memory_budget.AVAILABLE_ENV, raising=False)
     monkeypatch.setenv(memory_budget.FACTOR_ENV, "2")
+    monkeypatch.setattr(memory_budget, "FIXED_BYTES", 0)  # (these tests count in bytes)
     return reads
 
 

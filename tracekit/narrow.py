@@ -1,10 +1,10 @@
 """Id and row-reference columns held as int32 in memory where every value fits; written as int64.
 
-A large trace's table held twelve int64 columns of link ids (correlation, External id, sequence number, python
-ids, stream, device), input positions and row references (parent, launch, launcher, module span): 96 B a row,
-~0.4x the decompressed JSON. Their values nearly always fit in int32; where one does not, that column stays int64.
-Only tables of at least NARROW_ROWS rows are narrowed: a rank of a many-rank job is small, and a column set costs
-~20 us a column there. Every stage reads these columns with either width (a dataset's columns are int64); the
+A large trace's table held thirteen int64 columns of link ids (correlation, External id, sequence number, forward
+thread, python ids, stream, device), input positions and row references (parent, launch, launcher, module span):
+104 B a row, ~0.4x the decompressed JSON. Their values nearly always fit in int32; where one does not, that column
+stays int64. Only tables of at least NARROW_ROWS rows are narrowed: a rank of a many-rank job is small, and a column
+set costs ~20 us a column there. Every stage reads these columns with either width (a dataset's columns are int64); the
 writers widen them back (`wide`), so the outputs' schemas do not depend on the width held.
 """
 

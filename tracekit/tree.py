@@ -201,12 +201,19 @@ def _untangle(rows, start, end, where, block, bad, parent, depth, lane) -> tuple
         if int(guess.sum()) > _MAX_GUESSED:
             break
         nest = ~guess
-        again = _nest_vectorized(rows[where[nest]], block[nest], start[where[nest]], end[where[nest]], parent, depth)
+        at = where[nest]
+        nest_rows, nest_start, nest_end = rows[at], start[at], end[at]
+        del at
+        again = _nest_vectorized(nest_rows, block[nest], nest_start, nest_end, parent, depth)
+        del nest_rows, nest_start, nest_end
         unsettled = np.zeros(len(where), dtype=bool)
         if again is not None:
             in_nest = np.flatnonzero(nest)
             guess[in_nest[again[0][again[2]]]] = True  # did not nest: guessed to overlap partly
             unsettled = _in_blocks(block, block[in_nest[again[0]]])
+            del in_nest
+        # (what a round leaves is let go before the next: held into it, ~40 B an event on partly overlapping traces)
+        del again, nest
         # the last lane-0 event before each (events taken back onto lane 0 below are later than these)
         before = np.maximum.accumulate(np.where(guess, -1, np.arange(len(where))))
         moved = -1
@@ -222,6 +229,7 @@ def _untangle(rows, start, end, where, block, bad, parent, depth, lane) -> tuple
             guess[i], moved = False, i  # it nests after all
             if unsettled[i] or not _leaf(i, start, end, where, block):
                 unsettled |= block == block[i]
+        del before
         settled = ~unsettled
         _extra_lanes(rows, start, end, where[settled & guess], block[settled & guess], depth, lane)
         if not unsettled.any():

@@ -71,7 +71,8 @@ def build_call_tree(events: pd.DataFrame | Columns) -> CallTree:
     del track  # (the blocks stand for the tracks from here: 8 B an event less through the untangling)
     if tangled is not None:
         # Blocks with partial overlaps: numpy again without the events that overlap partly, where they are few,
-        tangled = _untangle(rows, start, end, *tangled, parent, depth, lane)
+        ends = _Ends(column(events, "ts_ns"), column(events, "dur_ns"))
+        tangled = _untangle(rows, start, end, *tangled, parent, depth, lane, ends)
     if tangled is not None:
         # else the exact stack walk, on those blocks only.
         where, block = tangled
@@ -180,7 +181,8 @@ _MAX_GUESSED = 4096
 _MAX_CLIMB = 64
 
 
-def _untangle(rows, start, end, where, block, bad, parent, depth, lane) -> tuple[np.ndarray, np.ndarray] | None:
+def _untangle(rows, start, end, where, block, bad, parent, depth, lane, ends: _Ends
+              ) -> tuple[np.ndarray, np.ndarray] | None:
     """Place the tangled blocks (`where`, `block`: positions in the sorted span rows and block ids; `bad`: the
     events that did not nest) in numpy where few events overlap partly; returns (positions, block ids) of the
     blocks left to the walk, or None.
@@ -195,8 +197,6 @@ def _untangle(rows, start, end, where, block, bad, parent, depth, lane) -> tuple
     the earlier ones only); blocks still unsettled after a few rounds are left to the walk.
     """
     guess = bad.copy()
-    end_of = np.zeros(len(parent), dtype=np.int64)
-    end_of[rows] = end
     for _ in range(_ROUNDS):
         if int(guess.sum()) > _MAX_GUESSED:
             break
@@ -221,7 +221,7 @@ def _untangle(rows, start, end, where, block, bad, parent, depth, lane) -> tuple
             k = max(int(before[i]), moved)
             # (a block's first event is never guessed: nothing is open at its start)
             placed = None if k < 0 or block[k] != block[i] else _place_guessed(i, k, rows, start, end, where,
-                                                                                parent, depth, end_of)
+                                                                                parent, depth, ends)
             if placed is None:  # deep nesting: the walk is cheaper
                 return where, block
             if placed:
@@ -245,7 +245,20 @@ def _in_blocks(block: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return ids[np.searchsorted(ids, block).clip(0, len(ids) - 1)] == block
 
 
-def _place_guessed(i: int, k: int, rows, start, end, where, parent, depth, end_of) -> bool | None:
+class _Ends:
+    """A row's end time, its start plus its duration (negative: 0), read off the table's columns at that row: what
+    `end` holds of the sorted spans, by row, without an array of every row (8 B a row through the untangling)."""
+
+    __slots__ = ("dur", "ts")
+
+    def __init__(self, ts: np.ndarray, dur: np.ndarray) -> None:
+        self.ts, self.dur = ts, dur
+
+    def __getitem__(self, row: int) -> int:
+        return int(self.ts[row]) + max(int(self.dur[row]), 0)
+
+
+def _place_guessed(i: int, k: int, rows, start, end, where, parent, depth, end_of: _Ends) -> bool | None:
     """Parent and depth of the guessed event where[i] (the innermost lane-0 event open at its start: where[k],
     the last earlier lane-0 event of its block, or the nearest of its ancestors still open); whether it
     overlaps that one partly (True) or nests in it or has none (False: parent and depth are then those of

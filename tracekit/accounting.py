@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from tracekit.table import DEVICE_KINDS, column, first_match, first_match_rows, is_in, kind_in
+from tracekit.table import DEVICE_KINDS, column, first_match, first_match_rows, in_sorted, is_in, kind_in
 
 WRITTEN = "written"
 METADATA = "metadata"  # M events: folded into tracekit's own process/thread names
@@ -82,11 +82,12 @@ def _is_linked_correlation(events: pd.DataFrame, launch: np.ndarray, flow_src: n
     canonical, parsed = np.append(canonical, False), np.append(parsed, 0)
     source, correlation = column(events, "source_index")[device], column(events, "correlation")[device]
     out = np.zeros(len(id_codes), dtype=bool)
-    if len(np.unique(source)) > _FEW_SOURCES:  # (a join of many sources' rows at once)
+    sources = np.unique(source)
+    if len(sources) > _FEW_SOURCES:  # (a join of many sources' rows at once)
         comparable = canonical[id_codes]
         out[comparable] = first_match((flow_src[comparable], parsed[id_codes[comparable]]), (source, correlation)) >= 0
         return out
-    lookup = PairLookup(source, correlation)
+    lookup = PairLookup(source, correlation, sources)
     for at in range(0, len(id_codes), _CHUNK):  # the flows a chunk at a time: no int64 id of every flow row
         codes = id_codes[at : at + _CHUNK]
         rows = np.flatnonzero(canonical[codes])
@@ -102,16 +103,16 @@ class PairLookup:
     What `first_match(query, (source, value)) >= 0` tells, without hashing the query rows with the table's (~40 B
     a row of both: the flow status's largest temporary on traces with many flows). For few sources."""
 
-    def __init__(self, source: np.ndarray, value: np.ndarray) -> None:
-        self.values = {one: np.sort(value[source == one].astype(np.int64)) for one in np.unique(source).tolist()}
+    def __init__(self, source: np.ndarray, value: np.ndarray, sources: np.ndarray | None = None) -> None:
+        """`sources`: np.unique(source), where the caller has it."""
+        sources = np.unique(source) if sources is None else sources
+        self.values = {one: np.sort(value[source == one].astype(np.int64)) for one in sources.tolist()}
 
     def has(self, source: np.ndarray, value: np.ndarray) -> np.ndarray:
         out = np.zeros(len(source), dtype=bool)
         for one, values in self.values.items():
             rows = np.flatnonzero(source == one)
-            wanted = value[rows].astype(np.int64)
-            at = np.minimum(np.searchsorted(values, wanted), len(values) - 1)
-            out[rows] = values[at] == wanted
+            out[rows] = in_sorted(values, value[rows].astype(np.int64))
         return out
 
 
@@ -190,9 +191,7 @@ def _starts_at_some(ts: np.ndarray, spans: np.ndarray, flow_rows: np.ndarray) ->
     times = np.sort(ts[flow_rows])
     out = np.empty(len(spans), dtype=bool)
     for at in range(0, len(spans), _CHUNK):
-        start = ts[spans[at : at + _CHUNK]]
-        found = np.minimum(np.searchsorted(times, start), len(times) - 1)
-        out[at : at + _CHUNK] = times[found] == start
+        out[at : at + _CHUNK] = in_sorted(times, ts[spans[at : at + _CHUNK]])
     return out
 
 

@@ -543,6 +543,13 @@ def first_of_group(code: np.ndarray, groups: int) -> np.ndarray:
     return first
 
 
+def in_sorted(values: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Per query value, whether the sorted `values` hold it (a binary search: no hash table, no np.unique)."""
+    if not len(values):
+        return np.zeros(len(query), dtype=bool)
+    return values[np.minimum(np.searchsorted(values, query), len(values) - 1)] == query
+
+
 def first_match(query: tuple[np.ndarray, ...], table: tuple[np.ndarray, ...]) -> np.ndarray:
     """Per query row, the position of the first table row whose key (one value per column) is the same; -1 if none.
 

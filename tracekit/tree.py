@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tracekit.table import NO_ROW, column, few_group_codes, is_coded, is_in
+from tracekit.table import NO_ROW, column, few_group_codes, in_sorted, is_coded, is_in
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -210,7 +210,7 @@ def _untangle(rows, start, end, where, block, bad, parent, depth, lane, ends: _E
         if again is not None:
             in_nest = np.flatnonzero(nest)
             guess[in_nest[again[0][again[2]]]] = True  # did not nest: guessed to overlap partly
-            unsettled = _in_blocks(block, block[in_nest[again[0]]])
+            unsettled = in_sorted(block[in_nest[again[0]]], block)  # (blocks ascend)
             del in_nest
         # (what a round leaves is let go before the next: held into it, ~40 B an event on partly overlapping traces)
         del again, nest
@@ -236,13 +236,6 @@ def _untangle(rows, start, end, where, block, bad, parent, depth, lane, ends: _E
             return None
         where, block, guess = where[unsettled], block[unsettled], guess[unsettled]
     return where, block
-
-
-def _in_blocks(block: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Which entries of `block` are one of the sorted `ids` (no np.unique: it imports numpy.ma)."""
-    if not len(ids):
-        return np.zeros(len(block), dtype=bool)
-    return ids[np.searchsorted(ids, block).clip(0, len(ids) - 1)] == block
 
 
 class _Ends:

@@ -8,7 +8,8 @@ right away and dropped, so only one chunk of per-event Python objects exists at 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import numpy as np
 from tracekit.errors import TraceError, warn
 from tracekit.lazy import pa  # imported on first use: `tracekit info` (columns_only) never needs it
 
+from .args_bytes import ArgsBytes
 from .begin_end import pair_begin_end, tracks_as_written
 from .chrome_chunks import COLUMNS_ONLY, INT_MAX, INT_MIN, Chunk, chunk_ids
 from .chrome_doc import decode_document, decode_top, decode_top_recovered
@@ -227,11 +229,17 @@ class _Builder:
         self.metadata_folded = 0  # M events: read into `meta`, given no row
         self.index = _Column(rows, np.int64)  # position in traceEvents of every row
         self.track_names: dict[tuple, str] = {}
-        # The args bytes of every event, back to back. Their total is below the input's size, so
-        # this buffer never grows; the pages past what is written are never touched.
-        self.args_data = np.empty(max(size_hint, 1), dtype=np.uint8)
-        self.args_used = 0
+        self.args = ArgsBytes(size_hint)  # the args bytes of every event, back to back
         self.args_len = _Column(rows, np.int64)
+
+    @contextlib.contextmanager
+    def closed_on_error(self) -> Iterator[None]:
+        """On an error inside, the args' scratch file (if any) goes at once, not with this object."""
+        try:
+            yield
+        except BaseException:
+            self.args.close()
+            raise
 
     def append(self, chunk: Chunk) -> None:
         """Append the columns of a decoded chunk (chunks in file order)."""
@@ -257,8 +265,7 @@ class _Builder:
             self.out_of_range[key].append(out)
             self.lossy[key] += lossy
         if chunk.args is not None:
-            self.args_data[self.args_used : self.args_used + len(chunk.args)] = np.frombuffer(chunk.args, np.uint8)
-            self.args_used += len(chunk.args)
+            self.args.append(chunk.args)
             self.args_len.append(chunk.args_len)
         else:
             self.args_len.append(np.zeros(len(chunk.index), dtype=np.int64))
@@ -337,6 +344,14 @@ def _decode_chrome(raw: RawInput, require_events: bool, chunk_events: int | None
         read = _read_split(raw, require_events, chunk_events, mode, keep_args, columns_only)
     builder, events, top, damage, n = read
     del read
+    with builder.closed_on_error():
+        return _columns(raw, builder, events, top, damage, n, size, release_input, columns_only)
+
+
+def _columns(raw: RawInput, builder: _Builder, events: ByteChunks | EventSlices, top: dict[str, Any],
+             damage: list[str], n: int, size: int, release_input: bool, columns_only: bool) -> ChromeColumns:
+    """The columns of the decoded chunks in `builder`: events without ts or with out-of-range values skipped,
+    B/E pairs joined, the args column made."""
     ph = builder.ph.column()
     begin_end = "B" in ph.categories or "E" in ph.categories
     raw_tracks = tracks_as_written(events) if begin_end else None
@@ -422,7 +437,7 @@ def _decode_chrome(raw: RawInput, require_events: bool, chunk_events: int | None
     offsets = np.zeros(m + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     args = None if columns_only else pa.LargeBinaryArray.from_buffers(
-        pa.large_binary(), m, [None, pa.py_buffer(offsets), pa.py_buffer(builder.args_data[: builder.args_used])]
+        pa.large_binary(), m, [None, pa.py_buffer(offsets), builder.args.buffer()]
     )
     link = {k: builder.link[k].whole() for k in LINK_FIELDS}
     cols = ChromeColumns(
@@ -476,8 +491,9 @@ def _read_split(raw: RawInput, require_events: bool, chunk_events: int | None, m
         top = _top_keys(raw, top_raw, damage)
         del top_raw
         builder = _Builder(raw.path, len(raw.data) if keep_args else 0, n, columns_only)
-        for chunk in chunks:
-            builder.append(chunk)
+        with builder.closed_on_error():
+            for chunk in chunks:
+                builder.append(chunk)
     finally:
         chunks.close()
     return builder, events, top, damage, n
@@ -507,7 +523,13 @@ def _read_by_ranges(raw: RawInput, mode: bool | str, keep_args: bool, columns_on
             n += count
             builder.append(chunk)
     except TraceError:  # a guessed cut that is not one, or a bad event: the exact read says which
+        if builder is not None:
+            builder.args.close()
         return None
+    except BaseException:
+        if builder is not None:
+            builder.args.close()
+        raise
     finally:
         chunks.close()
     if builder is None:

@@ -8,6 +8,8 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 
+from tracekit.converters.args_bytes import take_args
+
 
 class _Inputs(msgspec.Struct, gc=False):
     dims: msgspec.Raw = msgspec.field(default=msgspec.Raw(b""), name="Input Dims")
@@ -31,7 +33,7 @@ def op_inputs(args: pa.LargeBinaryArray, rows: np.ndarray) -> OpInputs:
     rows = np.asarray(rows, dtype=np.int64)
     if not len(rows):
         return OpInputs(rows, [], [])
-    picked = args.take(pa.array(rows))
+    picked = take_args(args, rows)
     pieces = [p if p else b"null" for p in picked.to_pylist()]
     decoder = msgspec.json.Decoder(list[_Inputs | None])
     try:

@@ -14,6 +14,8 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 
+from tracekit.converters.args_bytes import take_args
+
 
 class _OpArgs(msgspec.Struct, gc=False):
     dims: list[Any] | str | None = msgspec.field(default=None, name="Input Dims")
@@ -96,7 +98,7 @@ def decode_op_args(args: pa.LargeBinaryArray, rows: np.ndarray) -> dict[int, OpA
     if not len(rows):
         return out
     decoder = msgspec.json.Decoder(_OpArgs)
-    for row, raw in zip(rows.tolist(), args.take(pa.array(rows)).to_pylist()):
+    for row, raw in zip(rows.tolist(), take_args(args, rows).to_pylist()):
         try:
             parsed = decoder.decode(raw) if raw else _OpArgs()
         except (msgspec.ValidationError, msgspec.DecodeError):

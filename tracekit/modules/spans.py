@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 
 from tracekit.ancestry import nearest_marked
+from tracekit.converters.args_bytes import take_args
 from tracekit.errors import warn
 from tracekit.modules.runtime_class import runtime_classes
 from tracekit.table import SourceInfo, column, matches, strings
@@ -122,7 +123,7 @@ def _unknown_spans(events: pd.DataFrame, names: np.ndarray, kind: np.ndarray, ar
     rows = np.flatnonzero((kind == "python") & (names == UNKNOWN))
     if not len(rows) or args is None:
         return _empty()
-    raw = args.take(pa.array(rows)).to_pylist()
+    raw = take_args(args, rows).to_pylist()
     rows = np.array([r for r, a in zip(rows.tolist(), raw) if a and _MODULE_ID in a], dtype=np.int64)
     if not len(rows):
         return _empty()

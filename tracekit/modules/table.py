@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from tracekit.ancestry import nearest_marked
+from tracekit.converters.args_bytes import take_args
 from tracekit.modules.attribute import BACKWARD_PREFIX, ModuleCalls
 from tracekit.modules.call_details import SLICE_NOTE, first_call_details
 from tracekit.modules.conv_grads import fill_from_kernels
@@ -217,7 +218,7 @@ def _sources_with_shapes(ev: pd.DataFrame, table: EventTable, sample: int = 2000
     found = []
     for source in np.unique(src).tolist():
         rows = ops[src == source][:sample]
-        if any(raw and b"Input Dims" in raw for raw in table.args.take(rows).to_pylist()):
+        if any(raw and b"Input Dims" in raw for raw in take_args(table.args, rows).to_pylist()):
             found.append(source)
     return found
 

@@ -17,6 +17,7 @@ import msgspec
 import numpy as np
 import pandas as pd
 
+from tracekit.converters.args_bytes import take_args
 from tracekit.parallel.exposure import exposed_ns
 from tracekit.parallel.hccl import EXTRA as HCCL_EXTRA
 from tracekit.parallel.hccl import compute_free, label_hccl_groups, with_hccl
@@ -81,7 +82,7 @@ def _name_kinds(names: list[Any]) -> list[str | None]:
 
 def _args(table: EventTable, rows: list[int]) -> dict[int, dict[str, Any]]:
     """The decoded args of `rows`, with the fields read here type-checked (see _checked_args)."""
-    raws = table.args.take(np.asarray(rows, dtype=np.int64)).to_pylist() if rows else []
+    raws = take_args(table.args, rows).to_pylist() if rows else []
     out = {}
     for row, raw in zip(rows, raws):
         try:

@@ -23,6 +23,7 @@ import msgspec
 import numpy as np
 import pandas as pd
 
+from tracekit.converters.args_bytes import take_args
 from tracekit.table import DEVICE_KINDS, EventTable, kind_in, strings
 
 _HCOM = re.compile(r"^hcom_([A-Za-z]+)_")
@@ -99,7 +100,7 @@ def with_hccl(table: EventTable, frame: pd.DataFrame) -> pd.DataFrame:
         return frame
     ev = table.events
     names = strings(ev["name"])
-    args = table.args.take(rows).to_pylist()
+    args = take_args(table.args, rows).to_pylist()
     parent, launcher = ev["parent"].to_numpy(), ev["launcher"].to_numpy()
     ts, dur, tid = ev["ts_ns"].to_numpy(), np.maximum(ev["dur_ns"].to_numpy(), 0), ev["tid"].to_numpy()
     step, rank = ev["step"].to_numpy(), ev["rank"].to_numpy()

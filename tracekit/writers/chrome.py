@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tracekit.accounting import METADATA, WRITTEN, flow_status_arrays
+from tracekit.converters.args_bytes import take_args
 from tracekit.table import (
     DEVICE_KINDS,
     EventTable,
@@ -99,7 +100,7 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
         for part in _parts(rows, _row_bytes(table.args, module_args.row_bytes)):
             text = event_rows(
                 strings(ph, part), out_pid_arr[part], out_tid_arr[part], names.at(part), cats.at(part),
-                ts_ns[part] - base_ns, dur_ns[part], scope.at(part), table.args.take(pa.array(part)),
+                ts_ns[part] - base_ns, dur_ns[part], scope.at(part), take_args(table.args, part),
                 prefix=",", ph_text=None if ph_text is None else ph_text.at(part),
                 args_extra=joined_members(kernel_args.added(part), module_args.added(part)),
             )

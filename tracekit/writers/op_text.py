@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tracekit.converters.args_bytes import take_args
 from tracekit.opargs import _Inputs, op_inputs
 from tracekit.table import kind_in
 
@@ -68,7 +69,7 @@ def op_input_columns(args: pa.LargeBinaryArray, rows: np.ndarray,
 
 
 def _op_input_chunk(args: pa.LargeBinaryArray, rows: np.ndarray) -> tuple[pa.Array, pa.Array]:
-    picked = args.take(pa.array(rows))
+    picked = take_args(args, rows)
     pieces = pc.if_else(pc.greater(pc.binary_length(picked), 0), picked, pa.scalar(b"null", pa.large_binary()))
     del picked
     listed = pc.binary_join_element_wise(pieces, pa.scalar(b",", pa.large_binary()), pa.scalar(b"", pa.large_binary()))

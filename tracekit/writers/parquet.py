@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import pandas_compat
 
+from tracekit.converters.args_bytes import drop_args_pages
 from tracekit.narrow import ID_COLUMNS, ROW_COLUMNS, wide
 from tracekit.steps import step_table
 from tracekit.table import DEVICE_KINDS, EventTable, column, column_array, kind_in, strings
@@ -35,7 +36,9 @@ def events_frame(table: EventTable, widen: bool = True) -> pa.Table:
     cols = [c for c in EVENT_COLUMNS if c in ev]
     replace = {name: wide(column_array(ev, name)) for name in cols if widen and _held_narrow(ev, name)}
     arrow = frame_to_arrow(ev, cols, replace=replace or None)  # no copy of the frame
-    return arrow.append_column("args", table.args.cast(pa.large_string()))
+    args = table.args.cast(pa.large_string())  # checks the UTF-8 (the bytes are not copied)
+    drop_args_pages(table.args)
+    return arrow.append_column("args", args)
 
 
 def _held_narrow(ev: pd.DataFrame, name: str) -> bool:
@@ -56,6 +59,7 @@ def write_events(table: EventTable, path: Path) -> int:
     if not narrowed:
         arrow = events_frame(table)
         write_table(arrow, path)
+        drop_args_pages(table.args)
         return arrow.num_rows
     held = events_frame(table, widen=False)
     head = EventTable(ev.iloc[:1], table.args.slice(0, 1), table.sources)
@@ -71,6 +75,7 @@ def write_events(table: EventTable, path: Path) -> int:
                 piece = piece.set_column(at, schema.field(at), pa.array(values))
                 del values
             writer.write_table(piece.replace_schema_metadata(schema.metadata), row_group_size=group)
+            drop_args_pages(piece.column("args").chunk(0))
             del piece
     return held.num_rows
 

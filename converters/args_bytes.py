@@ -1,0 +1,96 @@
+"""The args text of every event, back to back: in memory for small inputs, in a scratch file for large ones.
+
+The args column is the largest part of a decoded trace (the raw JSON of each event's args). Past
+`scratch.min_bytes()` of input it is written, chunk by chunk as the events are decoded, to an unnamed
+scratch file (see converters/scratch.py) that is mapped read-only at the end: the column then lives in
+the page cache, which the kernel can reclaim, and only the pages a stage reads count as the process's
+memory (`drop_args_pages` takes them out again).
+"""
+
+from __future__ import annotations
+
+import mmap
+import weakref
+
+import numpy as np
+
+from tracekit.lazy import pa
+
+from . import scratch
+
+
+class ArgsBytes:
+    """Collects the args bytes of the decoded chunks in file order."""
+
+    def __init__(self, size_hint: int) -> None:
+        """`size_hint`: an upper bound of the total (the input's size)."""
+        limit = scratch.min_bytes()
+        self.spill = scratch.ScratchWriter(0) if limit is not None and size_hint >= limit else None
+        if self.spill is not None:  # a read given up part way (an error): the scratch file goes with this object
+            weakref.finalize(self, self.spill.close)
+        # In memory: the total is below the input's size, so this buffer never grows; the pages past
+        # what is written are never touched.
+        self.data = None if self.spill is not None else np.empty(max(size_hint, 1), dtype=np.uint8)
+        self.used = 0
+
+    def append(self, piece: bytes) -> None:
+        """Add a chunk's args bytes."""
+        if self.spill is not None:
+            self.spill.write(piece)
+        else:
+            self.data[self.used : self.used + len(piece)] = np.frombuffer(piece, np.uint8)
+        self.used += len(piece)
+
+    def close(self) -> None:
+        """Give up (an error while reading): the scratch file goes now."""
+        if self.spill is not None:
+            self.spill.close()
+
+    def buffer(self) -> pa.Buffer:
+        """All the bytes appended (a read-only map of the scratch file, or memory)."""
+        if self.spill is None:
+            return pa.py_buffer(self.data[: self.used])
+        data, self.spill = self.spill.result(), None
+        buffer = pa.py_buffer(data)
+        if isinstance(data, mmap.mmap) and buffer.size:
+            _remember(data, buffer.address)
+        return buffer
+
+
+# The scratch maps that hold args columns: id -> (first address, size, weak reference to the map). An entry goes
+# with its map, and the map lives as long as any arrow buffer made of it.
+_MAPS: dict[int, tuple[int, int, weakref.ref]] = {}
+
+
+def _remember(data: mmap.mmap, address: int) -> None:
+    key = id(data)
+    _MAPS[key] = (address, len(data), weakref.ref(data, lambda _ref, key=key: _MAPS.pop(key, None)))
+
+
+def drop_args_pages(args: pa.Array | None) -> None:
+    """Take the pages of the bytes of `args` (a binary or string array, or a slice of one) out of the process's
+    resident memory when they lie in a scratch map (see module docstring); else nothing. The bytes stay readable:
+    the kernel reads them back from the page cache or the file when touched again."""
+    if args is None or not _MAPS or not len(args):
+        return
+    buffers = args.buffers()
+    if len(buffers) < 3 or buffers[2] is None or buffers[1] is None:
+        return
+    data = buffers[2]
+    for first, size, ref in list(_MAPS.values()):
+        held = ref()
+        if held is None or not first <= data.address < first + size:
+            continue
+        large = pa.types.is_large_binary(args.type) or pa.types.is_large_string(args.type)
+        offsets = np.frombuffer(buffers[1], dtype=np.int64 if large else np.int32)
+        start = data.address - first + int(offsets[args.offset])
+        end = data.address - first + int(offsets[args.offset + len(args)])
+        scratch.drop_pages(held, start, end)
+        return
+
+
+def take_args(args: pa.Array, rows: np.ndarray | pa.Array) -> pa.Array:
+    """`args.take(rows)`, the pages read leaving the process's resident memory after (see drop_args_pages)."""
+    picked = args.take(rows if isinstance(rows, pa.Array) else pa.array(np.asarray(rows, dtype=np.int64)))
+    drop_args_pages(args)
+    return picked

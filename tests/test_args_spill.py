@@ -1,0 +1,136 @@
+"""The args column of a large input spilled to a scratch file as it is decoded (converters/args_bytes).
+
+The spilled column is the in-memory one byte for byte; its pages leave the process's resident memory once a
+stage has read them (drop_args_pages), in-memory columns are never touched by that, and the map goes with the
+table. Every output of convert is the same whether the args were spilled or held."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from conftest import SAMPLES, shared
+from test_scratch_read import read, scratch_fds, scratch_maps, tmpdir_env  # noqa: F401 (tmpdir_env: a fixture)
+from tracekit.converters import args_bytes, scratch
+
+from tracekit.convert import convert
+
+TRACE = shared("gpu/tracelens/h100/gaunernst_bert-small-uncased__1016001.json.gz")
+
+
+def mapping_rss_kb(address: int) -> int:
+    """Resident kB of this process's map that holds `address` (/proc/self/smaps)."""
+    with open("/proc/self/smaps") as fh:
+        inside = False
+        for line in fh:
+            head = line.split()[0]
+            if "-" in head and ":" not in head:
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                inside = lo <= address < hi
+            elif inside and line.startswith("Rss:"):
+                return int(line.split()[1])
+    raise AssertionError("no map holds the address")
+
+
+def spilled(args: pa.Array) -> bool:
+    """Whether the bytes of `args` lie in a remembered scratch map."""
+    data = args.buffers()[2]
+    return any(first <= data.address < first + size for first, size, _ in args_bytes._MAPS.values())
+
+
+def test_spilled_args_are_the_in_memory_args(monkeypatch, tmpdir_env: Path) -> None:  # noqa: F811
+    memory, memory_warnings = read(TRACE, "off", monkeypatch, chunk=311)
+    held, held_warnings = read(TRACE, "on", monkeypatch, chunk=311)
+    assert not spilled(memory.args) and spilled(held.args)
+    assert held.args.equals(memory.args) and held_warnings == memory_warnings
+    assert held.args.nbytes > 400_000  # many pages
+    # the file has no name, and only the args map is left once the input is read
+    assert list(tmpdir_env.iterdir()) == [] and len(scratch_maps(tmpdir_env)) == len(scratch_fds(tmpdir_env)) == 1
+    del held
+    gc.collect()
+    assert scratch_maps(tmpdir_env) == scratch_fds(tmpdir_env) == [] and not args_bytes._MAPS
+
+
+def test_read_pages_leave_resident_memory(monkeypatch, tmpdir_env: Path) -> None:  # noqa: F811
+    table, _ = read(TRACE, "on", monkeypatch)
+    data = table.args.buffers()[2]
+    first = table.args.to_pylist()  # every page read
+    assert mapping_rss_kb(data.address) * 1024 >= 0.9 * data.size
+    args_bytes.drop_args_pages(table.args)
+    assert mapping_rss_kb(data.address) * 1024 < 0.1 * data.size
+    assert table.args.to_pylist() == first  # read back from the file, the same bytes
+    # a slice drops only its own range
+    args_bytes.drop_args_pages(table.args)
+    middle = len(first) // 2
+    half = table.args.slice(middle)
+    assert half.to_pylist() == first[middle:]
+    args_bytes.drop_args_pages(table.args.slice(0, middle))
+    second_bytes = sum(map(len, first[middle:]))
+    assert 0.2 * data.size < second_bytes < 0.8 * data.size
+    assert second_bytes - 8192 <= mapping_rss_kb(data.address) * 1024 <= second_bytes + 8192
+    rows = np.arange(0, len(table.args), 7)
+    expected = table.args.take(pa.array(rows))
+    args_bytes.drop_args_pages(table.args)
+    taken = args_bytes.take_args(table.args, rows)
+    assert mapping_rss_kb(data.address) * 1024 < 0.1 * data.size
+    assert taken.equals(expected)
+
+
+def test_in_memory_args_are_never_dropped(monkeypatch) -> None:
+    table, _ = read(TRACE, "off", monkeypatch)
+    before = table.args.to_pylist()
+    args_bytes.drop_args_pages(table.args)
+    args_bytes.drop_args_pages(table.args.slice(5, 100))
+    args_bytes.drop_args_pages(None)
+    assert table.args.to_pylist() == before
+    # nor a copy of spilled args (take: new memory)
+    spilled_table, _ = read(TRACE, "on", monkeypatch)
+    copy = spilled_table.args.take(pa.array(np.arange(200)))
+    args_bytes.drop_args_pages(copy)
+    assert copy.to_pylist() == before[:200] and not spilled(copy)
+
+
+def test_no_scratch_file_keeps_the_args_in_memory(monkeypatch, tmpdir_env: Path) -> None:  # noqa: F811
+    """A scratch file that cannot be made (a read-only TMPDIR): the args stay in memory, the same bytes."""
+    memory, _ = read(TRACE, "off", monkeypatch)
+
+    def refuse() -> int:
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(scratch, "open_scratch", refuse)
+    monkeypatch.setenv(scratch.ENV, "on")
+    writer = args_bytes.ArgsBytes(1)
+    writer.append(b"abc")
+    writer.append(b"de")
+    assert writer.spill is not None and writer.spill.problem and "Read-only" in writer.spill.problem
+    assert writer.buffer().to_pybytes() == b"abcde"
+    table, _ = read(TRACE, "on", monkeypatch)
+    assert table.args.equals(memory.args) and not spilled(table.args)
+
+
+def test_convert_outputs_the_same_with_spilled_args(tmp_path: Path, monkeypatch) -> None:
+    """Every file convert writes is the same byte for byte whether the args were spilled or held."""
+    trace = SAMPLES / "gpt" / "prof.json.gz"
+    outs = {}
+    for mode in ("off", "on"):
+        monkeypatch.setenv(scratch.ENV, mode)
+        outs[mode] = tmp_path / mode
+        convert([trace], outs[mode])
+    names = sorted(p.name for p in outs["off"].iterdir())
+    assert "events.parquet" in names and "trace.json" in names
+    assert names == sorted(p.name for p in outs["on"].iterdir())
+    for name in names:
+        if name != "manifest.json":
+            assert (outs["off"] / name).read_bytes() == (outs["on"] / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("size, expect", [(0, "memory"), (scratch.MIN_BYTES, "file")])
+def test_spill_only_past_the_scratch_size(size: int, expect: str, monkeypatch) -> None:
+    monkeypatch.delenv(scratch.ENV, raising=False)
+    writer = args_bytes.ArgsBytes(size)
+    assert (writer.spill is None) == (expect == "memory")
+    monkeypatch.setenv(scratch.ENV, "off")
+    assert args_bytes.ArgsBytes(scratch.MIN_BYTES * 4).spill is None

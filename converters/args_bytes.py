@@ -67,26 +67,39 @@ def _remember(data: mmap.mmap, address: int) -> None:
     _MAPS[key] = (address, len(data), weakref.ref(data, lambda _ref, key=key: _MAPS.pop(key, None)))
 
 
+def _map_holding(args: pa.Array | None) -> tuple[int, mmap.mmap] | None:
+    """(first address, map) of the scratch map that holds the bytes of `args`, or None (memory, or no bytes)."""
+    if args is None or not _MAPS:
+        return None
+    buffers = args.buffers()
+    data = buffers[2] if len(buffers) >= 3 else None
+    if data is None or buffers[1] is None:
+        return None
+    for first, size, ref in list(_MAPS.values()):
+        held = ref()
+        if held is not None and first <= data.address < first + size:
+            return first, held
+    return None
+
+
+def is_spilled(args: pa.Array | None) -> bool:
+    """Whether the bytes of `args` lie in a scratch map of this module."""
+    return _map_holding(args) is not None
+
+
 def drop_args_pages(args: pa.Array | None) -> None:
     """Take the pages of the bytes of `args` (a binary or string array, or a slice of one) out of the process's
     resident memory when they lie in a scratch map (see module docstring); else nothing. The bytes stay readable:
     the kernel reads them back from the page cache or the file when touched again."""
-    if args is None or not _MAPS or not len(args):
+    found = _map_holding(args) if args is not None and len(args) else None
+    if found is None:
         return
+    first, held = found
     buffers = args.buffers()
-    if len(buffers) < 3 or buffers[2] is None or buffers[1] is None:
-        return
-    data = buffers[2]
-    for first, size, ref in list(_MAPS.values()):
-        held = ref()
-        if held is None or not first <= data.address < first + size:
-            continue
-        large = pa.types.is_large_binary(args.type) or pa.types.is_large_string(args.type)
-        offsets = np.frombuffer(buffers[1], dtype=np.int64 if large else np.int32)
-        start = data.address - first + int(offsets[args.offset])
-        end = data.address - first + int(offsets[args.offset + len(args)])
-        scratch.drop_pages(held, start, end)
-        return
+    large = pa.types.is_large_binary(args.type) or pa.types.is_large_string(args.type)
+    offsets = np.frombuffer(buffers[1], dtype=np.int64 if large else np.int32)
+    at = buffers[2].address - first
+    scratch.drop_pages(held, at + int(offsets[args.offset]), at + int(offsets[args.offset + len(args)]))
 
 
 def take_args(args: pa.Array, rows: np.ndarray | pa.Array) -> pa.Array:
@@ -94,3 +107,19 @@ def take_args(args: pa.Array, rows: np.ndarray | pa.Array) -> pa.Array:
     picked = args.take(rows if isinstance(rows, pa.Array) else pa.array(np.asarray(rows, dtype=np.int64)))
     drop_args_pages(args)
     return picked
+
+
+def take_rows(args: pa.LargeBinaryArray, rows: np.ndarray, chunk_rows: int = 65_536) -> pa.LargeBinaryArray:
+    """`args.take(rows)`; of spilled args (the reader dropping skipped events), taken a chunk of rows at a time into
+    a new scratch file, so that the column stays out of resident memory."""
+    if not is_spilled(args) or args.null_count:
+        return args.take(pa.array(rows))
+    out = ArgsBytes(max(args.nbytes, scratch.min_bytes() or 0, 1))
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    for start in range(0, len(rows), chunk_rows):
+        part = take_args(args, rows[start : start + chunk_rows])
+        bounds = np.frombuffer(part.buffers()[1], dtype=np.int64, count=len(part) + 1, offset=part.offset * 8)
+        offsets[start + 1 : start + len(part) + 1] = offsets[start] + bounds[1:] - bounds[0]
+        if bounds[-1] > bounds[0]:
+            out.append(memoryview(part.buffers()[2])[int(bounds[0]) : int(bounds[-1])])
+    return pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(rows), [None, pa.py_buffer(offsets), out.buffer()])

@@ -20,7 +20,7 @@ import numpy as np
 from tracekit.errors import TraceError, warn
 from tracekit.lazy import pa  # imported on first use: `tracekit info` (columns_only) never needs it
 
-from .args_bytes import ArgsBytes
+from .args_bytes import ArgsBytes, take_rows
 from .begin_end import pair_begin_end, tracks_as_written
 from .chrome_chunks import COLUMNS_ONLY, INT_MAX, INT_MIN, Chunk, chunk_ids
 from .chrome_doc import decode_document, decode_top, decode_top_recovered
@@ -583,7 +583,7 @@ def _take(cols: ChromeColumns, rows: np.ndarray) -> ChromeColumns:
         flow_id=cols.flow_id.take(rows),
         bp=cols.bp.take(rows),
         scope=cols.scope.take(rows),
-        args=None if cols.args is None else cols.args.take(pa.array(rows)),
+        args=None if cols.args is None else take_rows(cols.args, rows),
         link={k: v[rows] for k, v in cols.link.items()},
         meta=cols.meta,
         top=cols.top,

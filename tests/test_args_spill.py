@@ -7,12 +7,14 @@ table. Every output of convert is the same whether the args were spilled or held
 from __future__ import annotations
 
 import gc
+import json
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
 from conftest import SAMPLES, shared
+from test_perf_decode import damaged_doc
 from test_scratch_read import read, scratch_fds, scratch_maps, tmpdir_env  # noqa: F401 (tmpdir_env: a fixture)
 from tracekit.converters import args_bytes, scratch
 
@@ -35,10 +37,7 @@ def mapping_rss_kb(address: int) -> int:
     raise AssertionError("no map holds the address")
 
 
-def spilled(args: pa.Array) -> bool:
-    """Whether the bytes of `args` lie in a remembered scratch map."""
-    data = args.buffers()[2]
-    return any(first <= data.address < first + size for first, size, _ in args_bytes._MAPS.values())
+spilled = args_bytes.is_spilled
 
 
 def test_spilled_args_are_the_in_memory_args(monkeypatch, tmpdir_env: Path) -> None:  # noqa: F811
@@ -134,3 +133,21 @@ def test_spill_only_past_the_scratch_size(size: int, expect: str, monkeypatch) -
     assert (writer.spill is None) == (expect == "memory")
     monkeypatch.setenv(scratch.ENV, "off")
     assert args_bytes.ArgsBytes(scratch.MIN_BYTES * 4).spill is None
+
+
+def test_skipped_events_keep_the_args_spilled(tmp_path: Path, monkeypatch, tmpdir_env: Path) -> None:  # noqa: F811
+    """A trace whose reader drops rows (B/E pairs joined, events without ts): the kept rows' args are taken into a
+    new scratch file, chunk by chunk, the same bytes as the in-memory take."""
+    doc = damaged_doc()
+    doc["traceEvents"] = doc["traceEvents"] * 400  # many chunks of rows to take
+    path = tmp_path / "damaged.json"
+    path.write_bytes(json.dumps(doc).encode())
+    memory, memory_warnings = read(path, "off", monkeypatch, chunk=97)
+    held, held_warnings = read(path, "on", monkeypatch, chunk=97)
+    assert held.sources[0].skipped  # rows were dropped
+    assert spilled(held.args) and held.args.equals(memory.args) and held_warnings == memory_warnings
+    rows = np.arange(len(memory.args) - 1, -1, -3)
+    for chunk_rows in (1, 7, 1_000_000):
+        taken = args_bytes.take_rows(held.args, rows, chunk_rows=chunk_rows)
+        assert spilled(taken) and taken.equals(memory.args.take(pa.array(rows)))
+    assert args_bytes.take_rows(memory.args, rows).equals(memory.args.take(pa.array(rows)))

@@ -30,7 +30,7 @@ from tracekit.table import (
     track_view,
 )
 from tracekit.writers.json_rows import JsonText, PhText, event_rows, joined_members, write_rows
-from tracekit.writers.memory import releaser
+from tracekit.writers.memory import release_arrow_pool, releaser
 from tracekit.writers.module_track import module_track_events
 from tracekit.writers.op_text import SHARED_ROWS, op_input_text
 from tracekit.writers.out_event import OutEvent
@@ -107,6 +107,7 @@ def write_chrome_trace(table: EventTable, path: Path, gzip_output: bool = False,
             # Every row starts with its separator; the file's first event drops it.
             write_rows(fh, text, skip=1 if first else 0)
             del text
+            release_arrow_pool()
             first = False
             written += len(part)
         release()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from collections.abc import Callable
 
 from tracekit.converters.loading import release_free_memory
@@ -19,3 +21,15 @@ def releaser(rows: int) -> Callable[[], None]:
 
 def _keep() -> None:
     """Nothing to hand back (a small table)."""
+
+
+def release_arrow_pool() -> None:
+    """Hand the pages that arrow's allocator (mimalloc) keeps after frees back to the OS (a few us). Called between
+    the chunks of a writer: else each chunk's freed temporaries stay resident and the writer's memory climbs
+    chunk after chunk (owlv2's chrome trace: +70 MB over 58 chunks, +30 MB with this). mimalloc collects the
+    calling thread's heap, so each writer thread calls it itself."""
+    pa = sys.modules.get("pyarrow")
+    if pa is not None:
+        with contextlib.suppress(AttributeError):
+            pa.default_memory_pool().release_unused()
+

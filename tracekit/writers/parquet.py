@@ -16,7 +16,7 @@ from tracekit.converters.args_bytes import drop_args_pages
 from tracekit.narrow import ID_COLUMNS, ROW_COLUMNS, wide
 from tracekit.steps import step_table
 from tracekit.table import DEVICE_KINDS, EventTable, column, column_array, kind_in, strings
-from tracekit.writers.memory import releaser
+from tracekit.writers.memory import release_arrow_pool, releaser
 from tracekit.writers.op_text import op_input_columns, op_input_text  # noqa: F401 (op_input_columns: re-exported)
 
 # Columns that some tables hold as int32 (tracekit.narrow) and every table writes as int64.
@@ -77,6 +77,7 @@ def write_events(table: EventTable, path: Path) -> int:
             writer.write_table(piece.replace_schema_metadata(schema.metadata), row_group_size=group)
             drop_args_pages(piece.column("args").chunk(0))
             del piece
+            release_arrow_pool()
     return held.num_rows
 
 
@@ -371,6 +372,8 @@ def write_sliced(make: Callable[[np.ndarray], pa.Table], rows: np.ndarray, path:
         for start in range(group, len(rows), group):
             piece = make(rows[start : start + group])
             writer.write_table(piece if piece.schema == schema else piece.cast(schema), row_group_size=group)
+            del piece
+            release_arrow_pool()
     return len(rows)
 
 

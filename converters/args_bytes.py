@@ -10,6 +10,7 @@ memory (`drop_args_pages` takes them out again).
 from __future__ import annotations
 
 import mmap
+import warnings
 import weakref
 
 import numpy as np
@@ -22,10 +23,11 @@ from . import scratch
 class ArgsBytes:
     """Collects the args bytes of the decoded chunks in file order."""
 
-    def __init__(self, size_hint: int) -> None:
-        """`size_hint`: an upper bound of the total (the input's size)."""
+    def __init__(self, size_hint: int, path: object = "") -> None:
+        """`size_hint`: an upper bound of the total (the input's size); `path`: the input (named in a warning)."""
+        self.path = path
         limit = scratch.min_bytes()
-        self.spill = scratch.ScratchWriter(0) if limit is not None and size_hint >= limit else None
+        self.spill = scratch.ScratchWriter(0) if limit is not None and size_hint >= max(limit, 1) else None
         if self.spill is not None:  # a read given up part way (an error): the scratch file goes with this object
             weakref.finalize(self, self.spill.close)
         # In memory: the total is below the input's size, so this buffer never grows; the pages past
@@ -50,7 +52,11 @@ class ArgsBytes:
         """All the bytes appended (a read-only map of the scratch file, or memory)."""
         if self.spill is None:
             return pa.py_buffer(self.data[: self.used])
-        data, self.spill = self.spill.result(), None
+        spill, self.spill = self.spill, None
+        if spill.problem:
+            warnings.warn(f"{self.path}: {spill.problem}; the args are held in memory instead", RuntimeWarning,
+                          stacklevel=2)
+        data = spill.result()
         buffer = pa.py_buffer(data)
         if isinstance(data, mmap.mmap) and buffer.size:
             _remember(data, buffer.address)

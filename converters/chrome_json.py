@@ -229,7 +229,7 @@ class _Builder:
         self.metadata_folded = 0  # M events: read into `meta`, given no row
         self.index = _Column(rows, np.int64)  # position in traceEvents of every row
         self.track_names: dict[tuple, str] = {}
-        self.args = ArgsBytes(size_hint)  # the args bytes of every event, back to back
+        self.args = ArgsBytes(size_hint, path)  # the args bytes of every event, back to back
         self.args_len = _Column(rows, np.int64)
 
     @contextlib.contextmanager

@@ -101,13 +101,15 @@ def test_no_scratch_file_keeps_the_args_in_memory(monkeypatch, tmpdir_env: Path)
 
     monkeypatch.setattr(scratch, "open_scratch", refuse)
     monkeypatch.setenv(scratch.ENV, "on")
-    writer = args_bytes.ArgsBytes(1)
+    writer = args_bytes.ArgsBytes(1, "trace.json")
     writer.append(b"abc")
     writer.append(b"de")
     assert writer.spill is not None and writer.spill.problem and "Read-only" in writer.spill.problem
-    assert writer.buffer().to_pybytes() == b"abcde"
-    table, _ = read(TRACE, "on", monkeypatch)
+    with pytest.warns(RuntimeWarning, match="trace.json: cannot create a scratch file .*Read-only.*args are held in"):
+        assert writer.buffer().to_pybytes() == b"abcde"
+    table, caught = read(TRACE, "on", monkeypatch)
     assert table.args.equals(memory.args) and not spilled(table.args)
+    assert any("args are held in memory" in text for text in caught)
 
 
 def test_convert_outputs_the_same_with_spilled_args(tmp_path: Path, monkeypatch) -> None:

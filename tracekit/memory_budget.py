@@ -1,8 +1,8 @@
 """Refuse an input that the machine clearly has too little memory for, before the work that would need it.
 
 A trace's processing peaks at a fixed amount plus a measured multiple of its decompressed JSON (BENCHMARKS.md
-"narrow23": `convert` 1.45-1.6x above the imports' memory at 0.5-1 GB, 1.3-2.2x on the 54-87 MB shared traces;
-`info` 1.4x).
+"args24": `convert` 1.1-1.2x above the imports' memory at 0.5-1 GB, 1.0-1.7x on the 54-87 MB shared traces, now
+that the args column is spilled to a scratch file; `info` 1.4x).
 Past what the machine can give, Linux does not raise MemoryError: the kernel kills the process (or the machine
 thrashes), with no message and after minutes of work.
 So once an input's decompressed size is known (converters/loading.read_bytes), that multiple is compared with the
@@ -26,12 +26,13 @@ FACTOR_ENV = "TRACEKIT_MEMORY_FACTOR"
 AVAILABLE_ENV = "TRACEKIT_MEMORY_AVAILABLE"
 # Peak memory above the import baseline: FIXED_BYTES plus a multiple of the decompressed input. FIXED_BYTES covers
 # what any trace needs whatever its size (the reader's decoded chunks, the writers' buffers: a 56 MB trace peaks
-# ~125 MB above imports); the multiples were measured at 0.5-1 GB (BENCHMARKS.md "narrow23": convert 1.45-1.6x,
-# modules 1.5-1.6x on v100- and owlv2-shaped traces, `info` 1.4x). convert and modules get 2.0 (a 24 GB machine
-# takes ~11 GB of JSON); the other commands (compare and merge hold two traces' tables, report and parallel more
-# stages) keep the 2.7 measured against before.
+# ~95 MB above imports); the multiples were measured at 0.5-1 GB (BENCHMARKS.md "args24": convert 1.09-1.20x,
+# modules 1.10-1.15x on v100- and owlv2-shaped traces, `info` 1.4x). convert and modules get 1.6 (a 24 GB machine
+# takes ~14 GB of JSON): the measured 1.2x plus the args column (up to ~0.4x) where the scratch folder is a RAM disk
+# (tmpfs), whose pages count as used memory. The other commands (compare and merge hold two traces' tables,
+# report and parallel more stages) keep the 2.7 measured before.
 FIXED_BYTES = 128 << 20
-FACTORS = {"info": 1.5, "convert": 2.0, "modules": 2.0}
+FACTORS = {"info": 1.5, "convert": 1.6, "modules": 1.6}
 DEFAULT_FACTOR = 2.7
 _CGROUP = Path("/sys/fs/cgroup")
 # A worker checks every rank it reads: the system's figure (/proc/meminfo and the cgroup files, ~0.2 ms) is reused

@@ -35,9 +35,11 @@ from .str_column import StrColumn
 # so that the per-event Python objects of only one chunk exist at once.
 CHUNK_EVENTS = 16_384
 # The chunks of a clean document are cut by bytes instead (chrome_ranges: one parse, no split first), of this
-# many bytes; None: CHUNK_EVENTS events of _EVENT_BYTES each (4 MiB); 0: off (the split read only).
+# many bytes; None: CHUNK_EVENTS events of _EVENT_BYTES each (1 MiB: the decoded objects of a chunk and arrow's pages
+# for its columns are ~8x its bytes; 4 MiB chunks made the reading stage's peak ~20 MB higher at the same CPU,
+# BENCHMARKS.md "args24"); 0: off (the split read only).
 CHUNK_BYTES: int | None = None
-_EVENT_BYTES = 256
+_EVENT_BYTES = 64
 # Below this input size, handing freed memory back to the OS after decoding costs more than it saves.
 _RELEASE_BYTES = 8 << 20
 # Synthetic ids of text pids/tids while decoding; renumbered -1, -2, ... at the end.

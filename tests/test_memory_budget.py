@@ -47,7 +47,8 @@ def test_each_command_uses_its_own_multiple(tmp_path) -> None:
     are refused."""
     path = shared(BERT)
     size = len(gzip.decompress(path.read_bytes()))
-    assert FACTORS["info"] < FACTORS["convert"] == FACTORS["modules"] < DEFAULT_FACTOR
+    assert FACTORS["info"] < FACTORS["convert"] == FACTORS["modules"] < FACTORS["compare"] < DEFAULT_FACTOR
+    assert FACTORS["report"] == FACTORS["parallel"] == FACTORS["convert"] and "merge" not in FACTORS
     between = str(memory_budget.FIXED_BYTES + int(size * (FACTORS["info"] + FACTORS["convert"]) / 2))
     assert tracekit("info", "--json", str(path), available=between).returncode == 0
     for args in (["convert", str(path), "-o", str(tmp_path / "c")], ["modules", str(path)],
@@ -55,7 +56,7 @@ def test_each_command_uses_its_own_multiple(tmp_path) -> None:
         done = tracekit(*args, available=between)
         assert done.returncode == 2 and "not enough memory" in done.stderr, args
     assert not list(tmp_path.iterdir())
-    above = str(memory_budget.FIXED_BYTES + int(size * (FACTORS["convert"] + DEFAULT_FACTOR) / 2))
+    above = str(memory_budget.FIXED_BYTES + int(size * (FACTORS["convert"] + FACTORS["compare"]) / 2))
     assert tracekit("modules", str(path), available=above).returncode == 0
     done = tracekit("compare", str(path), str(path), "-o", str(tmp_path / "cmp"), available=above)
     assert done.returncode == 2 and "not enough memory" in done.stderr

@@ -29,10 +29,12 @@ AVAILABLE_ENV = "TRACEKIT_MEMORY_AVAILABLE"
 # ~95 MB above imports); the multiples were measured at 0.5-1 GB (BENCHMARKS.md "args24": convert 1.09-1.20x,
 # modules 1.10-1.15x on v100- and owlv2-shaped traces, `info` 1.4x). convert and modules get 1.6 (a 24 GB machine
 # takes ~14 GB of JSON): the measured 1.2x plus the args column (up to ~0.4x) where the scratch folder is a RAM disk
-# (tmpfs), whose pages count as used memory. The other commands (compare and merge hold two traces' tables,
-# report and parallel more stages) keep the 2.7 measured before.
+# (tmpfs), whose pages count as used memory. report and parallel (1.02-1.06x and 1.18-1.31x at 0.5 GB) get 1.6 too;
+# compare 1.8 per input (each input is checked as it is read, the first one's table held: the two together peak at
+# 1.9-2.1x one input, BENCHMARKS.md "args24"). The other commands (merge holds two traces' tables and the merged
+# one; not measured since) keep the 2.7 measured before.
 FIXED_BYTES = 128 << 20
-FACTORS = {"info": 1.5, "convert": 1.6, "modules": 1.6}
+FACTORS = {"info": 1.5, "convert": 1.6, "modules": 1.6, "report": 1.6, "parallel": 1.6, "compare": 1.8}
 DEFAULT_FACTOR = 2.7
 _CGROUP = Path("/sys/fs/cgroup")
 # A worker checks every rank it reads: the system's figure (/proc/meminfo and the cgroup files, ~0.2 ms) is reused

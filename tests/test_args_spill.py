@@ -153,3 +153,27 @@ def test_skipped_events_keep_the_args_spilled(tmp_path: Path, monkeypatch, tmpdi
         taken = args_bytes.take_rows(held.args, rows, chunk_rows=chunk_rows)
         assert spilled(taken) and taken.equals(memory.args.take(pa.array(rows)))
     assert args_bytes.take_rows(memory.args, rows).equals(memory.args.take(pa.array(rows)))
+
+
+def test_disk_full_while_spilling_keeps_every_byte(monkeypatch, tmpdir_env: Path) -> None:  # noqa: F811
+    """The scratch folder fills up part way: what was written is read back, the rest held in memory, all bytes
+    kept, a warning says so, and no file is left open."""
+    monkeypatch.setenv(scratch.ENV, "on")
+    real_write, written = scratch.os.write, [0]
+
+    def write(fd: int, data) -> int:
+        if written[0] >= 5_000:
+            raise OSError(28, "No space left on device")
+        written[0] += len(data)
+        return real_write(fd, data)
+
+    monkeypatch.setattr(scratch.os, "write", write)
+    writer = args_bytes.ArgsBytes(1, "big.json")
+    pieces = [bytes([65 + i % 26]) * (700 + i) for i in range(40)]
+    for piece in pieces:
+        writer.append(piece)
+    assert writer.spill.problem and "No space left" in writer.spill.problem
+    with pytest.warns(RuntimeWarning, match="big.json: cannot write the scratch file.*held in memory"):
+        data = writer.buffer()
+    assert data.to_pybytes() == b"".join(pieces) and written[0] >= 5_000
+    assert scratch_fds(tmpdir_env) == [] and scratch_maps(tmpdir_env) == []

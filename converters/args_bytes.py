@@ -115,12 +115,13 @@ def take_args(args: pa.Array, rows: np.ndarray | pa.Array) -> pa.Array:
     return picked
 
 
-def take_rows(args: pa.LargeBinaryArray, rows: np.ndarray, chunk_rows: int = 65_536) -> pa.LargeBinaryArray:
+def take_rows(args: pa.LargeBinaryArray, rows: np.ndarray, chunk_rows: int = 65_536,
+              path: object = "") -> pa.LargeBinaryArray:
     """`args.take(rows)`; of spilled args (the reader dropping skipped events), taken a chunk of rows at a time into
-    a new scratch file, so that the column stays out of resident memory."""
+    a new scratch file, so that the column stays out of resident memory (`path`: the input, named in a warning)."""
     if not is_spilled(args) or args.null_count:
         return args.take(pa.array(rows))
-    out = ArgsBytes(max(args.nbytes, scratch.min_bytes() or 0, 1))
+    out = ArgsBytes(max(args.nbytes, scratch.min_bytes() or 0, 1), path)
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
     for start in range(0, len(rows), chunk_rows):
         part = take_args(args, rows[start : start + chunk_rows])

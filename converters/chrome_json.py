@@ -465,7 +465,7 @@ def _columns(raw: RawInput, builder: _Builder, events: ByteChunks | EventSlices,
         metadata_folded=builder.metadata_folded,
     )
     if not keep.all():
-        cols = _take(cols, np.flatnonzero(keep))
+        cols = _take(cols, np.flatnonzero(keep), raw.path)
     builder.ids.renumber(cols.pid, cols.tid)
     final = builder.ids.final
     cols.track_names = {(final.get(p, p), None if t is None else final.get(t, t)): name
@@ -571,7 +571,7 @@ def _top_keys(raw: RawInput, top_raw: bytes | None, damage: list[str]) -> dict[s
     return top
 
 
-def _take(cols: ChromeColumns, rows: np.ndarray) -> ChromeColumns:
+def _take(cols: ChromeColumns, rows: np.ndarray, path: object = "") -> ChromeColumns:
     """Keep only `rows` of every column (string categories renumbered by first appearance)."""
     return ChromeColumns(
         index=cols.index[rows],
@@ -585,7 +585,7 @@ def _take(cols: ChromeColumns, rows: np.ndarray) -> ChromeColumns:
         flow_id=cols.flow_id.take(rows),
         bp=cols.bp.take(rows),
         scope=cols.scope.take(rows),
-        args=None if cols.args is None else take_rows(cols.args, rows),
+        args=None if cols.args is None else take_rows(cols.args, rows, path=path),
         link={k: v[rows] for k, v in cols.link.items()},
         meta=cols.meta,
         top=cols.top,

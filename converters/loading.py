@@ -16,6 +16,7 @@ from pathlib import Path
 import msgspec
 
 from tracekit.errors import TraceError, set_current_input, warn
+from tracekit.heap import libc_handle
 from tracekit.limits import max_input_bytes
 from tracekit.memory_budget import check_memory
 
@@ -411,17 +412,5 @@ def release_free_memory() -> None:
         trim(0)
 
 
-_TRIM: list = []
-
-
 def _malloc_trim():
-    if not _TRIM:
-        try:
-            import ctypes
-            import ctypes.util
-
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            _TRIM.append(libc.malloc_trim)
-        except (OSError, AttributeError):
-            _TRIM.append(None)
-    return _TRIM[0]
+    return getattr(libc_handle(), "malloc_trim", None)

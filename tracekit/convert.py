@@ -10,6 +10,7 @@ from typing import Any
 
 from tracekit.accounting import summarize_status
 from tracekit.dataset.manifest import fingerprint, source_record, write_manifest
+from tracekit.heap import low_memory
 from tracekit.inputs import expand_inputs
 from tracekit.parallel.collectives import build_collectives, collective_calls
 from tracekit.pipeline import process, read_inputs
@@ -49,10 +50,11 @@ def convert(inputs: Sequence[str | Path], outdir: str | Path, gzip_trace: bool =
     with staged_dir(outdir) as stage, ThreadPoolExecutor(max_workers=1) as pool:
         # The Parquet tables are written in a second thread while this one writes the chrome trace: both only
         # read the processed table, and arrow encodes and compresses without the GIL. A large table's
-        # (chrome.SERIAL_FLOW_ROWS rows and more) are written one after the other, for ~10% more wall time.
+        # (chrome.SERIAL_FLOW_ROWS rows and more) are written one after the other, for ~10% more wall time, as are
+        # all tables in low-memory mode (tracekit.heap).
         table = processed.table
         tables = None
-        if parquet and serial_writers(table):
+        if parquet and (serial_writers(table) or low_memory()):
             # A large table's Parquet tables first, alone, while the heap is at its lowest; then the flow status
             # and the chrome trace: side by side their peaks add (BENCHMARKS.md "narrow23").
             step("writing parquet")

@@ -10,7 +10,8 @@ memory available now: MemAvailable + SwapFree, or less where the process's cgrou
 a lower limit.
 
 The command sets its multiple (TRACEKIT_MEMORY_FACTOR, so rank workers see it); TRACEKIT_MEMORY_AVAILABLE overrides
-the available memory (a size such as 4G), or turns the check off (`off`).
+the available memory (a size such as 4G), or turns the check off (`off`). Where an input fits but needs over half of
+what is available, the process goes into low-memory mode (tracekit.heap).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import time
 from pathlib import Path
 
+from tracekit import heap
 from tracekit.errors import TraceError
 from tracekit.limits import parse_size
 
@@ -93,9 +95,12 @@ def check_memory(path: str | Path, decompressed: int) -> None:
     need = int(factor() * decompressed) + FIXED_BYTES
     room = _recent_room(need) or available_bytes()
     if room is None:
+        heap.consider(need, None)
         return
     available, source = room
-    if need > available:
+    if need <= available:
+        heap.consider(need, available)  # low-memory mode where the input needs over half of it (tracekit.heap)
+    else:
         raise TraceError(path, f"not enough memory: reading {_size(decompressed)} of trace JSON takes about "
                                f"{_size(need)} ({factor():g}x + {_size(FIXED_BYTES)}), and {_size(available)} is "
                                f"available ({source}); free memory or use a larger machine (set {AVAILABLE_ENV}=off "

@@ -93,4 +93,5 @@ def main(debug: bool) -> None:
     folders in; clean chrome traces, Parquet tables, terminal tables and HTML reports out."""
     warnings.simplefilter("always", TraceWarning)
     set_command(click.get_current_context().invoked_subcommand or "")  # the memory an input may need
+    os.environ.setdefault("TRACEKIT_LOW_MEMORY", "auto")  # tracekit.heap: frugal where an input needs over half of it
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"

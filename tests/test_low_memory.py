@@ -3,6 +3,7 @@ the same outputs as without it; the Python API never enters it unless asked."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -124,3 +125,27 @@ def _decompressed(path: Path) -> int:
 
     with gzip.open(path, "rb") as fh:
         return len(fh.read())
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ranks_in_low_memory_mode_write_the_same_files(tmp_path, workers) -> None:
+    """A rank set with the mode forced on (in the parent with one worker, in each worker process with two) writes
+    the same files as with it off."""
+    folder = SAMPLES / "dist_pp_dp"
+    outs = {}
+    for mode in ("on", "off"):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEKIT_")}
+        env[heap.MODE_ENV] = mode
+        done = subprocess.run([sys.executable, "-c", "from tracekit.cli import main; main(prog_name='tracekit')",
+                               "convert", str(folder), "-o", str(tmp_path / mode), "--workers", workers],
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+        outs[mode] = _files(tmp_path / mode)
+    assert len(outs["on"]) > 5 and outs["on"].keys() == outs["off"].keys()
+    differ = [name for name in outs["on"] if outs["on"][name] != outs["off"][name]]
+    assert differ in ([], ["summary.json"])
+    # summary.json names the worker processes' pids, which differ from run to run: all else is the same
+    summaries = [json.loads(outs[mode]["summary.json"]) for mode in ("on", "off")]
+    for summary in summaries:
+        summary["workers"].pop("pids")
+    assert summaries[0] == summaries[1]

@@ -5,7 +5,9 @@ By default glibc raises its mmap threshold (up to 32 MB) each time a mapped bloc
 large array most blocks of a few MB come from the heap and stay resident once freed, in the arena of the thread
 that freed them. A fixed 1 MB threshold (and a 64 MB trim threshold, so that the heap's top is not trimmed after
 every free) takes convert's peak on the 54-56 MB shared traces from ~1.5x to 1.30-1.39x its size and at 0.5 GB from
-1.09-1.19x to 1.03-1.15x, for 2-13% more CPU (BENCHMARKS.md "alloc25"): worth it only where memory is short.
+1.09-1.19x to 1.03-1.15x, for 2-13% more CPU; with convert's writers one after the other too, the mode took the
+54-56 MB traces to 1.23x and 1.10x for ~17% more wall time (BENCHMARKS.md "alloc25"): worth it only where memory is
+short.
 
 TRACEKIT_LOW_MEMORY: `auto` (set by the CLI: on where an input needs over LOW_SHARE of the memory available, as
 tracekit.memory_budget estimates it), `on`, `off`; unset (the Python API) is `off`: a library does not retune its

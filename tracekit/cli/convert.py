@@ -65,5 +65,5 @@ def convert_cmd(inputs: tuple[Path, ...], outdir: Path, gzip_trace: bool, no_par
 
     if low_memory():
         click.echo("low-memory mode (the input needs over half the memory available): freed memory went back to the "
-                   f"system at once and the outputs were written one after the other, ~15% slower ({MODE_ENV}=off "
+                   f"system at once and the outputs were written one after the other, which is slower ({MODE_ENV}=off "
                    "turns it off)")

@@ -32,10 +32,11 @@ _since = threading.local()
 
 
 def release_arrow_pool() -> None:
-    """Hand the pages that arrow's allocator (mimalloc) keeps after frees back to the OS, once the process has grown
-    POOL_STEP_BYTES since this thread's last release. Called between the chunks of a writer: else each chunk's freed
-    temporaries stay resident and the writer's memory climbs chunk after chunk (owlv2's chrome trace: +70 MB over
-    58 chunks). mimalloc collects the calling thread's heap, so each writer thread calls it itself."""
+    """Hand the pages that arrow's allocator keeps after frees back to the OS, once the process has grown
+    POOL_STEP_BYTES since this thread's last release (the CLI runs arrow on the system allocator, whose release trims
+    glibc's heaps; the API on the wheel's default, mimalloc). Called between the chunks of a writer: else each chunk's
+    freed temporaries stay resident and the writer's memory climbs chunk after chunk (owlv2's chrome trace: +70 MB
+    over 58 chunks). mimalloc collects the calling thread's heap, so each writer thread calls it itself."""
     pa = sys.modules.get("pyarrow")
     if pa is None:
         return

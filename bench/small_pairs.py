@@ -14,9 +14,11 @@ load order), `command` = the command's process, `work` = command - imports, and 
 converters/ unpacked into the work folder and put first on PYTHONPATH), so a change is timed against its
 baseline in the same run. Both trees are byte-compiled first, as an installed package is: with
 PYTHONDONTWRITEBYTECODE set and no __pycache__, every run would compile tracekit's sources again (~0.06 s CPU).
-HTA (`TraceAnalysis(trace_dir=...)`) and TraceLens (`TreePerfAnalyzer.from_file`) run from their own venvs
-(bench/.venv-hta, bench/.venv-tracelens; see BENCHMARKS.md) when they exist. CPU s = user + sys of the child;
-medians over --repeat rounds; peak RSS is the largest of the rounds.
+The "import floor" rows are what no tracekit command can do without: pandas with pyarrow (pandas 3 imports it where
+it is installed) and pyarrow.parquet; pandas without pyarrow is what HTA's and TraceLens's venvs import (neither
+installs pyarrow). HTA (`TraceAnalysis(trace_dir=...)`) and TraceLens (`TreePerfAnalyzer.from_file`) run from
+their own venvs (bench/.venv-hta, bench/.venv-tracelens; see BENCHMARKS.md) when they exist. CPU s = user + sys
+of the child; medians over --repeat rounds; peak RSS is the largest of the rounds.
 """
 
 from __future__ import annotations
@@ -112,6 +114,15 @@ def commands(work: Path, runner: Runner, hta_python: str | None, tracelens_pytho
              direct: Direct | None = None) -> dict[str, tuple[list[str], dict | None]]:
     cmds: dict[str, tuple[list[str], dict | None]] = {"python start-up": ([PY, "-c", "pass"], None),
                                                       "import pandas": ([PY, "-c", "import pandas"], None)}
+    # the imports no tracekit command can do without (pandas 3 imports pyarrow where it is installed; Parquet needs
+    # pyarrow.parquet), with OpenBLAS's threads off as the CLI sets them; and pandas without pyarrow, as the HTA and
+    # TraceLens venvs have it (neither installs pyarrow)
+    blas = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    cmds["import floor: pandas + pyarrow.parquet"] = ([PY, "-c", "import pandas, pyarrow.parquet"], blas)
+    cmds["import floor: pandas without pyarrow"] = (
+        [PY, "-c", "import sys\nsys.modules['pyarrow'] = None\nimport pandas"], blas)
+    if tracelens_python:
+        cmds["import pandas: TraceLens's venv"] = ([tracelens_python, "-c", "import pandas"], None)
     for version in runner.versions():
         env = runner.env(version)
         cmds[f"tracekit --help: {version}"] = ([PY, "-P", "-c", CLI, "--help"], env)

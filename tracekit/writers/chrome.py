@@ -34,6 +34,7 @@ from tracekit.writers.memory import release_arrow_pool, releaser
 from tracekit.writers.module_track import module_track_events
 from tracekit.writers.op_text import SHARED_ROWS, op_input_text
 from tracekit.writers.out_event import OutEvent
+from tracekit.writers.row_parts import row_bytes, row_parts
 
 CHUNK = 16_384  # metadata and flow events encoded at a time
 
@@ -155,44 +156,13 @@ CHUNK_BYTES = 4 << 20
 
 def _row_bytes(args: pa.Array, extra: Callable[[np.ndarray], np.ndarray | None]
                ) -> Callable[[np.ndarray], np.ndarray]:
-    """The bytes of args (plus `extra` of the same rows, e.g. module paths) that rows write, asked a part at a time:
-    the lengths are read off the args' offsets at those rows (no length of every row)."""
-    if isinstance(args, pa.LargeBinaryArray) and args.null_count == 0:
-        offsets = np.frombuffer(args.buffers()[1], dtype=np.int64, count=len(args) + 1, offset=args.offset * 8)
-
-        def sizes_of(rows: np.ndarray) -> np.ndarray:
-            return offsets[rows + 1] - offsets[rows]
-    else:  # another layout (not what the readers make): the lengths of every row, once
-        lengths = pc.binary_length(args).to_numpy(zero_copy_only=False)
-
-        def sizes_of(rows: np.ndarray) -> np.ndarray:
-            return lengths[rows]
-
-    def of(rows: np.ndarray) -> np.ndarray:
-        sizes, added = sizes_of(rows), extra(rows)
-        return sizes if added is None else sizes + added
-
-    return of
+    """The bytes of args plus `extra` (module paths) that rows write (tracekit.writers.row_parts.row_bytes)."""
+    return row_bytes(args, extra)
 
 
-def _parts(rows: np.ndarray, row_bytes: Callable[[np.ndarray], np.ndarray]) -> Iterator[np.ndarray]:
-    """`rows` in chunks of at most CHUNK_ROWS rows and (roughly) CHUNK_BYTES of `row_bytes` (a single row above
-    it: a chunk of its own). Each chunk's end is found among the bytes of the rows after its start (a window
-    that grows when it holds no end), not in a running total of every row."""
-    begin, window, count = 0, CHUNK_ROWS, len(rows)
-    while begin < count:
-        limit = min(begin + CHUNK_ROWS, count)
-        while True:
-            stop = min(begin + window, limit)
-            total = np.cumsum(row_bytes(rows[begin:stop]))
-            end = int(np.searchsorted(total, CHUNK_BYTES, side="right"))
-            if end < len(total) or stop == limit:
-                break
-            window *= 2
-        end = begin + max(end, 1)
-        yield rows[begin:end]
-        window = max(2 * (end - begin), 64)
-        begin = end
+def _parts(rows: np.ndarray, sizes: Callable[[np.ndarray], np.ndarray]) -> Iterator[np.ndarray]:
+    """`rows` in chunks of at most CHUNK_ROWS rows and (roughly) CHUNK_BYTES of `sizes` (row_parts)."""
+    return row_parts(rows, sizes, CHUNK_ROWS, CHUNK_BYTES)
 
 
 class _ModuleArgs:

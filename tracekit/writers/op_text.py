@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from tracekit.converters.args_bytes import take_args
 from tracekit.opargs import _Inputs, op_inputs
 from tracekit.table import kind_in
+from tracekit.writers.row_parts import row_bytes, row_parts
 
 # The last answer: (weak reference to the args, rows, dims, types), replaced as one tuple.
 _LAST: tuple | None = None
@@ -51,18 +52,26 @@ def op_input_text(args: pa.LargeBinaryArray, events: pd.DataFrame, rows: np.ndar
     return dims.take(taken), types.take(taken)
 
 
+# A chunk's args are held about three times while they are decoded (taken, joined into one JSON list, the decoded
+# slices): chunks of at most CHUNK_BYTES of args keep that small when ops carry large args (owlv2's 24k ops hold
+# 14.6 MB of args: in chunks of 8,192 rows alone the ops table's text peaked ~+29 MB, in 1 MB chunks +5 MB).
+CHUNK_BYTES = 1 << 20
+
+
 def op_input_columns(args: pa.LargeBinaryArray, rows: np.ndarray,
-                     chunk: int = 8_192) -> tuple[pa.Array, pa.Array]:
+                     chunk: int = 8_192, chunk_bytes: int | None = None) -> tuple[pa.Array, pa.Array]:
     """`Input Dims` and `Input type` JSON text of `rows` ("" where absent), as arrow strings.
 
-    The same values as opargs.op_inputs, without a Python str per row: per chunk of rows, one
-    msgspec call over their args, and the raw slices joined into arrow columns.
+    The same values as opargs.op_inputs, without a Python str per row: per chunk of rows (at most `chunk` rows and
+    about `chunk_bytes` of args, CHUNK_BYTES by default), one msgspec call over their args, and the raw slices
+    joined into arrow columns.
     """
     rows = np.asarray(rows, dtype=np.int64)
     if not len(rows):
         empty = pa.array([], pa.large_string())
         return empty, empty
-    parts = [_op_input_chunk(args, rows[i : i + chunk]) for i in range(0, len(rows), chunk)]
+    limit = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+    parts = [_op_input_chunk(args, part) for part in row_parts(rows, row_bytes(args), chunk, limit)]
     if len(parts) == 1:
         return parts[0]
     return pa.concat_arrays([p[0] for p in parts]), pa.concat_arrays([p[1] for p in parts])

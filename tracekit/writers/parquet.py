@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -36,9 +37,30 @@ def events_frame(table: EventTable, widen: bool = True) -> pa.Table:
     cols = [c for c in EVENT_COLUMNS if c in ev]
     replace = {name: wide(column_array(ev, name)) for name in cols if widen and _held_narrow(ev, name)}
     arrow = frame_to_arrow(ev, cols, replace=replace or None)  # no copy of the frame
-    args = table.args.cast(pa.large_string())  # checks the UTF-8 (the bytes are not copied)
-    drop_args_pages(table.args)
-    return arrow.append_column("args", args)
+    return arrow.append_column("args", args_text(table.args))
+
+
+# The args' UTF-8 is checked this many bytes at a time, each part's pages dropped after (spilled args: the check
+# reads every byte, and the whole column's pages, resident at once, were events.parquet's peak: owlv2 +25 MB).
+CHECK_BYTES = 4 << 20
+
+
+def args_text(args: pa.Array) -> pa.Array:
+    """The args as text: what `args.cast(pa.large_string())` gives (the UTF-8 checked, the bytes not copied), checked
+    part by part (about CHECK_BYTES each), so that only one part's pages of spilled args are resident at a time."""
+    if not isinstance(args, pa.LargeBinaryArray) or args.nbytes <= CHECK_BYTES:
+        text = args.cast(pa.large_string())
+        drop_args_pages(args)
+        return text
+    offsets = np.frombuffer(args.buffers()[1], dtype=np.int64, count=len(args) + 1, offset=args.offset * 8)
+    marks = np.arange(int(offsets[0]) + CHECK_BYTES, int(offsets[-1]), CHECK_BYTES)
+    cuts = [0, *np.unique(np.searchsorted(offsets[1:], marks) + 1).tolist(), len(args)]
+    for start, end in itertools.pairwise(cuts):
+        if end > start:
+            piece = args.slice(start, end - start)
+            piece.cast(pa.large_string())  # raises as the whole column's cast would
+            drop_args_pages(piece)
+    return args.view(pa.large_string())
 
 
 def _held_narrow(ev: pd.DataFrame, name: str) -> bool:
@@ -56,15 +78,17 @@ def write_events(table: EventTable, path: Path) -> int:
     it is written: the whole widened columns would hold 8 B a row each through the write. Returns the row count."""
     ev = table.events
     narrowed = [name for name in EVENT_COLUMNS if name in ev and _held_narrow(ev, name)]
-    if not narrowed:
-        arrow = events_frame(table)
-        write_table(arrow, path)
-        drop_args_pages(table.args)
-        return arrow.num_rows
     held = events_frame(table, widen=False)
-    head = EventTable(ev.iloc[:1], table.args.slice(0, 1), table.sources)
-    schema = events_frame(head).schema  # the types and pandas metadata of the widened table
     group = row_group_rows(held)
+    if not narrowed and held.num_rows <= group:
+        write_table(held, path)
+        drop_args_pages(table.args)
+        return held.num_rows
+    if narrowed:
+        head = EventTable(ev.iloc[:1], table.args.slice(0, 1), table.sources)
+        schema = events_frame(head).schema  # the types and pandas metadata of the widened table
+    else:  # one row group at a time too: each group's args pages dropped once written (spilled args)
+        schema = held.schema
     with pq.ParquetWriter(path, schema, compression="zstd",
                           use_dictionary=[name for name in schema.names if name not in PLAIN_COLUMNS]) as writer:
         for start in range(0, held.num_rows, group):

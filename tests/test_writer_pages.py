@@ -119,3 +119,14 @@ def test_owlv2_events_file_is_the_whole_file(tmp_path) -> None:
     parquet.write_table(parquet.events_frame(processed.table), tmp_path / "b.parquet")
     assert pq.ParquetFile(tmp_path / "a.parquet").num_row_groups > 1
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+
+
+def test_op_input_columns_with_null_args_same_for_every_byte_bound() -> None:
+    """Args with null rows (sized off their offsets, as any other row) give the same text whatever the parts."""
+    arr = pa.array([None if i % 4 == 1 else v for i, v in enumerate(ARGS * 6)], pa.large_binary())
+    assert arr.null_count
+    rows = np.arange(len(arr))
+    whole = op_text.op_input_columns(arr, rows, chunk=len(arr), chunk_bytes=1 << 30)
+    for limit in (1, 30, 120):
+        dims, types = op_text.op_input_columns(arr, rows, chunk_bytes=limit)
+        assert dims.equals(whole[0]) and types.equals(whole[1])

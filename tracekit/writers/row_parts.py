@@ -13,8 +13,9 @@ import pyarrow.compute as pc
 def row_bytes(args: pa.Array, extra: Callable[[np.ndarray], np.ndarray | None] = lambda _rows: None
               ) -> Callable[[np.ndarray], np.ndarray]:
     """The bytes of args (plus `extra` of the same rows, e.g. module paths) that rows write, asked a part at a time:
-    the lengths are read off the args' offsets at those rows (no length of every row)."""
-    if isinstance(args, pa.LargeBinaryArray) and args.null_count == 0:
+    the lengths are read off the args' offsets at those rows (no length of every row). They only size the parts: a
+    null row's length (its offsets may span bytes) changes where a part ends, never what is written."""
+    if isinstance(args, pa.LargeBinaryArray | pa.LargeStringArray):
         offsets = np.frombuffer(args.buffers()[1], dtype=np.int64, count=len(args) + 1, offset=args.offset * 8)
 
         def sizes_of(rows: np.ndarray) -> np.ndarray:
